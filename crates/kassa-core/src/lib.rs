@@ -1,0 +1,20 @@
+//! kassa's business core: what an order is, how money is written and limited, which payment
+//! methods exist for which currency and country, and which status changes are legal.
+//!
+//! Nothing here does I/O, async, HTTP or SQL. Time and randomness come in as arguments, so
+//! every rule can be tested directly and both dialects share one set of rules.
+
+pub mod app;
+pub mod method;
+pub mod money;
+pub mod order;
+pub mod personal;
+pub mod status;
+pub mod validate;
+
+pub use app::{App, AppId, Merchant, MerchantId};
+pub use method::{Country, PayType, PaymentMethod};
+pub use money::{AmountError, AmountLimits, AmountMinor, Currency};
+pub use order::{NewOrder, Order, OrderError, OrderIds, OrderNo, Payer};
+pub use personal::Personal;
+pub use status::{IllegalTransition, OrderEvent, OrderStatus};

@@ -1,0 +1,313 @@
+//! Orders: what a merchant asked to collect, from whom, how, and where it stands.
+//!
+//! [`Order::create`] holds every business rule of a new order that does not depend on a wire
+//! format: method and currency, cashier country, and limits. Dialects check syntax first.
+
+use crate::app::{App, AppId};
+use crate::method::{Country, PaymentMethod};
+use crate::money::{AmountLimits, AmountMinor, Currency};
+use crate::personal::Personal;
+use crate::status::OrderStatus;
+use std::fmt;
+
+/// kassa's order number: 16 decimal digits, the first not zero. Drawn at random from a space
+/// of 9·10^15, so numbers are unique across nodes (the store enforces it) and cannot be guessed.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderNo(String);
+
+impl OrderNo {
+    pub const LEN: usize = 16;
+    const FIRST: u64 = 1_000_000_000_000_000;
+    const SPAN: u64 = 9_000_000_000_000_000;
+
+    /// Maps 64 random bits onto the order-number space.
+    pub fn from_random(random: u64) -> OrderNo {
+        OrderNo((Self::FIRST + random % Self::SPAN).to_string())
+    }
+
+    pub fn parse(text: &str) -> Option<OrderNo> {
+        let ok = text.len() == Self::LEN
+            && text.bytes().all(|b| b.is_ascii_digit())
+            && !text.starts_with('0');
+        ok.then(|| OrderNo(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrderNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for OrderNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrderNo({})", self.0)
+    }
+}
+
+/// Who pays, as the `collect` seed describes them. `pix` orders carry none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payer {
+    pub name: Personal,
+    pub phone: Personal,
+    pub email: Personal,
+    /// The merchant's id for the payer, for risk control. Not personal data by itself.
+    pub partner_user_id: String,
+}
+
+/// A syntactically valid request for a new order, as a dialect parsed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub app_id: AppId,
+    pub merchant_order_id: String,
+    pub amount_minor: AmountMinor,
+    pub method: &'static PaymentMethod,
+    pub country: Option<&'static str>,
+    pub payer: Option<Payer>,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+    pub callback_url: Option<String>,
+    pub callback_fail_url: Option<String>,
+    pub notify_url: Option<String>,
+    /// A digest of the request's parameters; an identical retry has the same one.
+    pub request_fingerprint: String,
+}
+
+/// What kassa draws for a new order: its number and the token of its payment page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderIds {
+    pub order_no: OrderNo,
+    pub cashier_token: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub order_no: OrderNo,
+    pub app_id: AppId,
+    pub merchant_order_id: String,
+    pub currency: Currency,
+    pub amount_minor: AmountMinor,
+    pub method: &'static PaymentMethod,
+    pub country: Option<String>,
+    pub payer: Option<Payer>,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+    pub callback_url: Option<String>,
+    pub callback_fail_url: Option<String>,
+    pub notify_url: Option<String>,
+    pub status: OrderStatus,
+    /// What the rail reported received; zero until paid.
+    pub actual_amount_minor: AmountMinor,
+    pub fee_minor: AmountMinor,
+    pub paid_at_ms: Option<i64>,
+    pub error_msg: Option<String>,
+    pub request_fingerprint: String,
+    /// The dialect's signed reply to the creating request, returned unchanged on a retry.
+    pub create_reply: String,
+    /// The unguessable token in the payment page's URL.
+    pub cashier_token: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// A business rule that refuses a new order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("inBankCode {method} does not collect {currency}")]
+    MethodNotForCurrency {
+        method: &'static str,
+        currency: Currency,
+    },
+    #[error("country is required in cashier mode")]
+    CountryRequired,
+    #[error("no payment method is offered for country {country} in {currency}")]
+    NoMethodForCountry {
+        country: &'static str,
+        currency: Currency,
+    },
+    #[error("amount {amount} {currency} is outside the limits {limits} {currency}")]
+    AmountOutOfLimits {
+        amount: AmountMinor,
+        currency: Currency,
+        limits: AmountLimits,
+    },
+    #[error("the app is for {app}, not {requested}")]
+    WrongCurrency { app: Currency, requested: Currency },
+}
+
+impl Order {
+    /// Checks a new order against the app's currency and limits and builds it, `Created`.
+    pub fn create(
+        app: &App,
+        new: NewOrder,
+        ids: OrderIds,
+        now_ms: i64,
+        lifetime_ms: i64,
+    ) -> Result<Order, OrderError> {
+        let currency = app.currency;
+        if !new.method.allows_currency(currency) {
+            return Err(OrderError::MethodNotForCurrency {
+                method: new.method.code,
+                currency,
+            });
+        }
+        if new.method.is_cashier() {
+            let country = new.country.ok_or(OrderError::CountryRequired)?;
+            if PaymentMethod::offered_in_cashier(currency, country)
+                .next()
+                .is_none()
+            {
+                return Err(OrderError::NoMethodForCountry { country, currency });
+            }
+        }
+        debug_assert!(new.country.is_none_or(|c| Country::parse(c).is_some()));
+        let limits = app.limits_for(new.method);
+        if !limits.contains(new.amount_minor) {
+            return Err(OrderError::AmountOutOfLimits {
+                amount: new.amount_minor,
+                currency,
+                limits,
+            });
+        }
+        Ok(Order {
+            order_no: ids.order_no,
+            app_id: new.app_id,
+            merchant_order_id: new.merchant_order_id,
+            currency,
+            amount_minor: new.amount_minor,
+            method: new.method,
+            country: new.country.map(str::to_string),
+            payer: new.payer,
+            subject: new.subject,
+            body: new.body,
+            callback_url: new.callback_url,
+            callback_fail_url: new.callback_fail_url,
+            notify_url: new.notify_url,
+            status: OrderStatus::Created,
+            actual_amount_minor: AmountMinor::ZERO,
+            fee_minor: AmountMinor::ZERO,
+            paid_at_ms: None,
+            error_msg: None,
+            request_fingerprint: new.request_fingerprint,
+            create_reply: String::new(),
+            cashier_token: ids.cashier_token,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(lifetime_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::MerchantId;
+
+    fn app(currency: Currency) -> App {
+        App {
+            app_id: AppId(1054),
+            merchant_id: MerchantId(1),
+            currency,
+            public_key: None,
+            limits_override: None,
+            created_at_ms: 0,
+        }
+    }
+
+    fn new_order(method: &str, amount: &str, country: Option<&'static str>) -> NewOrder {
+        NewOrder {
+            app_id: AppId(1054),
+            merchant_order_id: "M1".into(),
+            amount_minor: AmountMinor::parse(amount).unwrap(),
+            method: PaymentMethod::by_code(method).unwrap(),
+            country,
+            payer: None,
+            subject: None,
+            body: None,
+            callback_url: None,
+            callback_fail_url: None,
+            notify_url: None,
+            request_fingerprint: "fp".into(),
+        }
+    }
+
+    fn ids() -> OrderIds {
+        OrderIds {
+            order_no: OrderNo::from_random(42),
+            cashier_token: "t".into(),
+        }
+    }
+
+    #[test]
+    fn order_numbers_have_sixteen_digits() {
+        for r in [0, 1, u64::MAX, 9_000_000_000_000_000, 12345] {
+            let no = OrderNo::from_random(r);
+            assert!(OrderNo::parse(no.as_str()).is_some(), "{no}");
+        }
+        assert!(OrderNo::parse("0123456789012345").is_none());
+        assert!(OrderNo::parse("602307101353907").is_none());
+        assert!(OrderNo::parse("6023071013539074").is_some());
+    }
+
+    #[test]
+    fn creates_a_valid_order() {
+        let order = Order::create(
+            &app(Currency::Eur),
+            new_order("IDEAL_EUR", "50", None),
+            ids(),
+            1_000,
+            1_800_000,
+        )
+        .unwrap();
+        assert_eq!(order.status, OrderStatus::Created);
+        assert_eq!(order.amount_minor, AmountMinor(5_000));
+        assert_eq!(order.expires_at_ms, 1_801_000);
+    }
+
+    #[test]
+    fn refuses_business_rule_violations() {
+        let eur = app(Currency::Eur);
+        let usd = app(Currency::Usd);
+        let create = |app: &App, o| Order::create(app, o, ids(), 0, 1);
+        assert!(matches!(
+            create(&eur, new_order("IDEAL_USD", "50", None)),
+            Err(OrderError::MethodNotForCurrency { .. })
+        ));
+        assert!(matches!(
+            create(&eur, new_order("GOOGLE_PAY", "50", None)),
+            Err(OrderError::MethodNotForCurrency { .. })
+        ));
+        assert_eq!(
+            create(&eur, new_order("CASHIER", "50", None)),
+            Err(OrderError::CountryRequired)
+        );
+        assert!(matches!(
+            create(&eur, new_order("CASHIER", "50", Some("616"))),
+            Err(OrderError::NoMethodForCountry { .. })
+        ));
+        assert!(matches!(
+            create(&usd, new_order("IDEAL_USD", "0.98", None)),
+            Err(OrderError::AmountOutOfLimits { .. })
+        ));
+        assert!(matches!(
+            create(&eur, new_order("IDEAL_EUR", "500.01", None)),
+            Err(OrderError::AmountOutOfLimits { .. })
+        ));
+        assert!(create(&usd, new_order("CASHIER", "0.99", Some("000"))).is_ok());
+    }
+
+    #[test]
+    fn app_limits_replace_the_defaults() {
+        let mut eur = app(Currency::Eur);
+        eur.limits_override = Some(AmountLimits::new(AmountMinor(1_000), AmountMinor(2_000)));
+        let create = |o| Order::create(&eur, o, ids(), 0, 1);
+        assert!(create(new_order("IDEAL_EUR", "9.99", None)).is_err());
+        assert!(create(new_order("IDEAL_EUR", "20.00", None)).is_ok());
+        assert!(create(new_order("IDEAL_EUR", "20.01", None)).is_err());
+    }
+}
