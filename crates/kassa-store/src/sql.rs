@@ -1,0 +1,483 @@
+//! The SQL implementation of [`Store`] for SQLite and PostgreSQL, through sqlx's `Any` driver.
+//!
+//! Both databases run the same statements (`$N` placeholders work on both). SQLite is opened
+//! in WAL mode with `synchronous=FULL`, so an acknowledged write survives power loss.
+
+use crate::{InsertOutcome, MerchantWithApps, Store, StoreError, StoreResult, schema};
+use async_trait::async_trait;
+use kassa_core::{
+    AmountLimits, AmountMinor, App, AppId, Currency, Merchant, MerchantId, Order, OrderNo,
+    OrderStatus, Payer, PaymentMethod, Personal,
+};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Upper bound on the pool; SQLite has one writer anyway, readers share WAL snapshots.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a statement waits for SQLite's write lock before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// How long a caller waits for a free pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// For a `sqlite://PATH[?…]` URL, the file's path (`None` for in-memory databases).
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+/// Creates the SQLite file (and its folder) readable by its owner only: it holds the
+/// platform's private key and payers' personal data.
+fn prepare_sqlite_file(path: &Path) -> StoreResult<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::File(e.to_string()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::File(format!("{}: {e}", path.display())))
+}
+
+impl SqlStore {
+    /// Connects to `sqlite://PATH` (file created if missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> StoreResult<SqlStore> {
+        let backend =
+            Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
+        sqlx::any::install_default_drivers();
+        let mut options = AnyPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        if backend == Backend::Sqlite {
+            if let Some(path) = sqlite_path(url) {
+                prepare_sqlite_file(path)?;
+            }
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    let pragmas = format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+                    );
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Starts a write transaction. SQLite takes its write lock up front (`IMMEDIATE`), so
+    /// two writers never deadlock upgrading read locks.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    async fn apps_of(&self, merchant_id: MerchantId) -> StoreResult<Vec<App>> {
+        let rows = sqlx::query(SELECT_APPS_OF_MERCHANT.as_str())
+        .bind(merchant_id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(app_from_row).collect()
+    }
+
+    async fn one_order(&self, sql: &'static str, arg: &str) -> StoreResult<Option<Order>> {
+        let row = sqlx::query(sql).bind(arg).fetch_optional(&self.pool).await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+}
+
+const APP_COLUMNS: &str =
+    "app_id, merchant_id, currency, public_key, min_amount_minor, max_amount_minor, created_at_ms";
+
+const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
+    country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
+    callback_fail_url, notify_url, status, actual_amount_minor, fee_minor, paid_at_ms, error_msg, \
+    request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms";
+
+/// Statements built from the column lists, once per process.
+macro_rules! statement {
+    ($name:ident, $($format:tt)+) => {
+        static $name: LazyLock<String> = LazyLock::new(|| format!($($format)+));
+    };
+}
+statement!(SELECT_APPS_OF_MERCHANT, "SELECT {APP_COLUMNS} FROM apps WHERE merchant_id = $1 ORDER BY app_id");
+statement!(SELECT_APP, "SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1");
+statement!(
+    INSERT_APP,
+    "INSERT INTO apps (merchant_id, currency, public_key, created_at_ms, updated_at_ms) \
+     VALUES ($1, $2, $3, $4, $4) RETURNING {APP_COLUMNS}"
+);
+statement!(
+    INSERT_ORDER,
+    "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) ON CONFLICT (app_id, merchant_order_id) DO NOTHING",
+    (1..=27).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+);
+statement!(
+    SELECT_ORDER_BY_MERCHANT_ID,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND merchant_order_id = $2"
+);
+statement!(SELECT_ORDER_BY_NO, "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = $1");
+statement!(SELECT_ORDER_BY_TOKEN, "SELECT {ORDER_COLUMNS} FROM orders WHERE cashier_token = $1");
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn currency_of(code: &str) -> StoreResult<Currency> {
+    Currency::parse(code).ok_or_else(|| corrupt(format!("unknown currency {code}")))
+}
+
+fn app_from_row(row: &AnyRow) -> StoreResult<App> {
+    let min: Option<i64> = row.try_get("min_amount_minor")?;
+    let max: Option<i64> = row.try_get("max_amount_minor")?;
+    Ok(App {
+        app_id: AppId(row.try_get("app_id")?),
+        merchant_id: MerchantId(row.try_get("merchant_id")?),
+        currency: currency_of(&row.try_get::<String, _>("currency")?)?,
+        public_key: row.try_get("public_key")?,
+        limits_override: min
+            .zip(max)
+            .map(|(min, max)| AmountLimits::new(AmountMinor(min), AmountMinor(max))),
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
+    let order_no: String = row.try_get("order_no")?;
+    let method: String = row.try_get("method")?;
+    let status: String = row.try_get("status")?;
+    let name: Option<String> = row.try_get("payer_name")?;
+    let payer = match name {
+        Some(name) => Some(Payer {
+            name: Personal::new(name),
+            phone: Personal::new(row.try_get::<Option<String>, _>("payer_phone")?.unwrap_or_default()),
+            email: Personal::new(row.try_get::<Option<String>, _>("payer_email")?.unwrap_or_default()),
+            partner_user_id: row
+                .try_get::<Option<String>, _>("partner_user_id")?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(Order {
+        order_no: OrderNo::parse(&order_no).ok_or_else(|| corrupt(format!("order no {order_no}")))?,
+        app_id: AppId(row.try_get("app_id")?),
+        merchant_order_id: row.try_get("merchant_order_id")?,
+        currency: currency_of(&row.try_get::<String, _>("currency")?)?,
+        amount_minor: AmountMinor(row.try_get("amount_minor")?),
+        method: PaymentMethod::by_code(&method)
+            .ok_or_else(|| corrupt(format!("unknown method {method}")))?,
+        country: row.try_get("country")?,
+        payer,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        callback_url: row.try_get("callback_url")?,
+        callback_fail_url: row.try_get("callback_fail_url")?,
+        notify_url: row.try_get("notify_url")?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
+        actual_amount_minor: AmountMinor(row.try_get("actual_amount_minor")?),
+        fee_minor: AmountMinor(row.try_get("fee_minor")?),
+        paid_at_ms: row.try_get("paid_at_ms")?,
+        error_msg: row.try_get("error_msg")?,
+        request_fingerprint: row.try_get("request_fingerprint")?,
+        create_reply: row.try_get("create_reply")?,
+        cashier_token: row.try_get("cashier_token")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+    })
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Serialises migrations across PostgreSQL nodes (an arbitrary, fixed lock id).
+const MIGRATION_LOCK_ID: i64 = 0x6b61_7373_61;
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK_ID)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS kassa_migrations (\
+             version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM kassa_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        for (version, sql) in schema::migrations(self.backend) {
+            if applied.contains(&version) {
+                continue;
+            }
+            tracing::info!(version, backend = self.backend.name(), "applying migration");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO kassa_migrations (version, applied_at_ms) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn setting_or_insert(&self, name: &str, value: &str, now_ms: i64) -> StoreResult<String> {
+        sqlx::query(
+            "INSERT INTO settings (name, value, created_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        self.setting(name)
+            .await?
+            .ok_or_else(|| corrupt(format!("setting {name} vanished")))
+    }
+
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn create_merchant(
+        &self,
+        name: &str,
+        currencies: &[Currency],
+        public_key: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<MerchantWithApps> {
+        let mut tx = self.begin_write().await?;
+        let merchant_id: i64 = sqlx::query(
+            "INSERT INTO merchants (name, created_at_ms) VALUES ($1, $2) RETURNING merchant_id",
+        )
+        .bind(name)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let mut apps = Vec::with_capacity(currencies.len());
+        for currency in currencies {
+            let row = sqlx::query(INSERT_APP.as_str())
+            .bind(merchant_id)
+            .bind(currency.code())
+            .bind(public_key)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            apps.push(app_from_row(&row)?);
+        }
+        tx.commit().await?;
+        Ok(MerchantWithApps {
+            merchant: Merchant {
+                id: MerchantId(merchant_id),
+                name: name.to_string(),
+                created_at_ms: now_ms,
+            },
+            apps,
+        })
+    }
+
+    async fn list_merchants(&self) -> StoreResult<Vec<MerchantWithApps>> {
+        let rows =
+            sqlx::query("SELECT merchant_id, name, created_at_ms FROM merchants ORDER BY merchant_id")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut merchants = Vec::with_capacity(rows.len());
+        for row in rows {
+            let merchant = Merchant {
+                id: MerchantId(row.try_get("merchant_id")?),
+                name: row.try_get("name")?,
+                created_at_ms: row.try_get("created_at_ms")?,
+            };
+            let apps = self.apps_of(merchant.id).await?;
+            merchants.push(MerchantWithApps { merchant, apps });
+        }
+        Ok(merchants)
+    }
+
+    async fn app(&self, app_id: AppId) -> StoreResult<Option<App>> {
+        let row = sqlx::query(SELECT_APP.as_str())
+            .bind(app_id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    async fn set_app_public_key(
+        &self,
+        app_id: AppId,
+        public_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE apps SET public_key = $1, updated_at_ms = $2 WHERE app_id = $3")
+            .bind(public_key)
+            .bind(now_ms)
+            .bind(app_id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_app_limits(
+        &self,
+        app_id: AppId,
+        limits: Option<AmountLimits>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE apps SET min_amount_minor = $1, max_amount_minor = $2, updated_at_ms = $3 \
+             WHERE app_id = $4",
+        )
+        .bind(limits.map(|l| l.min_minor.0))
+        .bind(limits.map(|l| l.max_minor.0))
+        .bind(now_ms)
+        .bind(app_id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome> {
+        let payer = order.payer.as_ref();
+        let inserted = sqlx::query(INSERT_ORDER.as_str())
+        .bind(order.order_no.as_str())
+        .bind(order.app_id.0)
+        .bind(&order.merchant_order_id)
+        .bind(order.currency.code())
+        .bind(order.amount_minor.0)
+        .bind(order.method.code)
+        .bind(order.country.as_deref())
+        .bind(payer.map(|p| p.name.expose()))
+        .bind(payer.map(|p| p.phone.expose()))
+        .bind(payer.map(|p| p.email.expose()))
+        .bind(payer.map(|p| p.partner_user_id.as_str()))
+        .bind(order.subject.as_deref())
+        .bind(order.body.as_deref())
+        .bind(order.callback_url.as_deref())
+        .bind(order.callback_fail_url.as_deref())
+        .bind(order.notify_url.as_deref())
+        .bind(order.status.as_str())
+        .bind(order.actual_amount_minor.0)
+        .bind(order.fee_minor.0)
+        .bind(order.paid_at_ms)
+        .bind(order.error_msg.as_deref())
+        .bind(&order.request_fingerprint)
+        .bind(&order.create_reply)
+        .bind(&order.cashier_token)
+        .bind(order.created_at_ms)
+        .bind(order.updated_at_ms)
+        .bind(order.expires_at_ms)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(done) if done.rows_affected() == 1 => Ok(InsertOutcome::Inserted),
+            Ok(_) => {
+                let existing = self
+                    .order_by_merchant_order_id(order.app_id, &order.merchant_order_id)
+                    .await?
+                    .ok_or_else(|| corrupt("conflicting order vanished"))?;
+                Ok(InsertOutcome::Existing(Box::new(existing)))
+            }
+            // Only the order number and the page token are unique besides the merchant id.
+            Err(e) if is_unique_violation(&e) => Err(StoreError::OrderNoTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn order_by_merchant_order_id(
+        &self,
+        app_id: AppId,
+        merchant_order_id: &str,
+    ) -> StoreResult<Option<Order>> {
+        let row = sqlx::query(SELECT_ORDER_BY_MERCHANT_ID.as_str())
+        .bind(app_id.0)
+        .bind(merchant_order_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>> {
+        self.one_order(SELECT_ORDER_BY_NO.as_str(), order_no.as_str())
+            .await
+    }
+
+    async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
+        self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), token).await
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

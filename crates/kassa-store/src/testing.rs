@@ -1,0 +1,71 @@
+//! Fresh, isolated databases for tests: a temporary SQLite file, or a new schema in the
+//! PostgreSQL database named by `KASSA_TEST_POSTGRES_URL`.
+//!
+//! Without that variable PostgreSQL tests are skipped with a printed reason; CI sets it, so
+//! there they run for real, and an unreachable server fails the run instead of skipping.
+
+use crate::{Backend, SqlStore, Store};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const POSTGRES_ENV: &str = "KASSA_TEST_POSTGRES_URL";
+
+/// A database that lives as long as this value (SQLite files are deleted on drop; PostgreSQL
+/// schemas are left for inspection and are cheap).
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+        TestDatabase {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+        }
+    }
+
+    /// `None` (after printing why) when PostgreSQL tests are not configured.
+    pub async fn postgres(test_name: &str) -> Option<TestDatabase> {
+        let Ok(base) = std::env::var(POSTGRES_ENV) else {
+            eprintln!("skipped {test_name} on PostgreSQL: {POSTGRES_ENV} is not set");
+            return None;
+        };
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let schema = format!(
+            "kassa_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={base} is set but unreachable: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("create test schema");
+        admin.close().await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        Some(TestDatabase {
+            url,
+            backend: Backend::Postgres,
+            _dir: None,
+        })
+    }
+
+    /// A connected, migrated store on this database.
+    pub async fn store(&self) -> SqlStore {
+        let store = SqlStore::connect(&self.url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
