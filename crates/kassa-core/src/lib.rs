@@ -10,6 +10,7 @@ pub mod money;
 pub mod order;
 pub mod personal;
 pub mod status;
+pub mod time;
 pub mod validate;
 
 pub use app::{App, AppId, Merchant, MerchantId};

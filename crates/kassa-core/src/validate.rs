@@ -15,6 +15,8 @@ pub struct FieldError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
     Missing,
+    /// The JSON value has another type; the text names the expected one.
+    WrongType(&'static str),
     TooLong { max_chars: usize },
     Invalid(String),
 }
@@ -23,6 +25,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::Missing => f.write_str("is required"),
+            Problem::WrongType(expected) => write!(f, "must be {expected}"),
             Problem::TooLong { max_chars } => {
                 write!(f, "is longer than {max_chars} characters")
             }
@@ -36,6 +39,13 @@ impl FieldError {
         FieldError {
             field,
             problem: Problem::Missing,
+        }
+    }
+
+    pub fn wrong_type(field: &'static str, expected: &'static str) -> Self {
+        FieldError {
+            field,
+            problem: Problem::WrongType(expected),
         }
     }
 

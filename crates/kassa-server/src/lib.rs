@@ -1,1 +1,85 @@
+//! kassa's HTTP server: the merchant-facing dialects, the payer-facing cashier routes, and
+//! the shared state that wires the core, the store and the signature rules together.
+//!
+//! Handlers stay thin: parse and check the wire format, call the core, store, sign, reply.
 
+pub mod cashier;
+pub mod collect;
+pub mod ids;
+pub mod keys;
+pub mod wire;
+
+use axum::Router;
+use axum::routing::{get, post};
+use kassa_signature::SigningKey;
+use kassa_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request handler needs. Built once at start; shared by all requests.
+pub struct Gateway {
+    pub store: Arc<dyn Store>,
+    /// The platform key that signs every reply and callback. Parsed once.
+    pub platform_key: SigningKey,
+    /// Merchants' public keys, parsed once per registered key.
+    pub merchant_keys: keys::MerchantKeys,
+    pub config: ServerConfig,
+}
+
+/// Settings of the HTTP side that the operator chooses.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The base URL payers reach kassa at, without a trailing slash; `payUrl` starts with it.
+    pub public_url: String,
+    /// How long a `collect` order waits for its payer before it expires.
+    pub collect_order_lifetime_ms: i64,
+    /// The longest a request may take end to end.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            public_url: "http://127.0.0.1:8080".into(),
+            collect_order_lifetime_ms: 30 * 60 * 1000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one place the server reads the clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The whole HTTP surface.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let timeout = Duration::from_millis(gateway.config.request_timeout_ms);
+    Router::new()
+        .route("/{currency}/collect/apply", post(collect::apply))
+        .route("/{currency}/collect/query", post(collect::query))
+        .route("/pay/{token}", get(cashier::serve_page))
+        .route("/healthz", get(health))
+        .fallback(collect::unknown_endpoint)
+        .layer(axum::extract::DefaultBodyLimit::max(collect::MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .with_state(gateway)
+}
+
+async fn health(
+    axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
+) -> (axum::http::StatusCode, &'static str) {
+    match gateway.store.setting(keys::PLATFORM_KEY_SETTING).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
+        }
+    }
+}

@@ -28,11 +28,13 @@ pub enum CanonicalError {
     SignNotString,
 }
 
-/// A received object: its canonical string and its `sign`, if any.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignedObject {
+/// A received object: its canonical string, its `sign` if any, and every field's raw JSON
+/// text, so that callers read typed values from the same parse that was signed.
+#[derive(Clone, Debug)]
+pub struct SignedObject<'a> {
     pub canonical: String,
     pub sign: Option<String>,
+    pub fields: BTreeMap<String, &'a RawValue>,
 }
 
 /// One field's contribution to the canonical string.
@@ -118,7 +120,7 @@ impl<'de> de::Deserialize<'de> for RawObject<'de> {
 }
 
 /// Parses a received body and computes its canonical string.
-pub fn parse_signed_object(json: &str) -> Result<SignedObject, CanonicalError> {
+pub fn parse_signed_object(json: &str) -> Result<SignedObject<'_>, CanonicalError> {
     let trimmed = json.trim_start();
     if !trimmed.starts_with('{') {
         // Distinguish "valid JSON but not an object" from garbage for a clearer message.
@@ -149,9 +151,11 @@ pub fn parse_signed_object(json: &str) -> Result<SignedObject, CanonicalError> {
             parts.push((key.as_str(), part_of_raw(key, raw.get())?));
         }
     }
+    let canonical = join(parts.into_iter());
     Ok(SignedObject {
-        canonical: join(parts.into_iter()),
+        canonical,
         sign,
+        fields,
     })
 }
 
@@ -212,25 +216,17 @@ mod tests {
 
     #[test]
     fn refuses_nesting_duplicates_and_non_objects() {
+        let error = |json| parse_signed_object(json).unwrap_err();
+        assert_eq!(error(r#"{"a":{"b":1}}"#), CanonicalError::Nested("a".into()));
+        assert_eq!(error(r#"{"a":[1]}"#), CanonicalError::Nested("a".into()));
         assert_eq!(
-            parse_signed_object(r#"{"a":{"b":1}}"#),
-            Err(CanonicalError::Nested("a".into()))
+            error(r#"{"a":"1","a":"2"}"#),
+            CanonicalError::DuplicateKey("a".into())
         );
-        assert_eq!(
-            parse_signed_object(r#"{"a":[1]}"#),
-            Err(CanonicalError::Nested("a".into()))
-        );
-        assert_eq!(
-            parse_signed_object(r#"{"a":"1","a":"2"}"#),
-            Err(CanonicalError::DuplicateKey("a".into()))
-        );
-        assert_eq!(parse_signed_object("[1]"), Err(CanonicalError::NotAnObject));
-        assert!(matches!(parse_signed_object("{"), Err(CanonicalError::Json(_))));
-        assert!(matches!(parse_signed_object(""), Err(CanonicalError::Json(_))));
-        assert_eq!(
-            parse_signed_object(r#"{"sign":5}"#),
-            Err(CanonicalError::SignNotString)
-        );
+        assert_eq!(error("[1]"), CanonicalError::NotAnObject);
+        assert!(matches!(error("{"), CanonicalError::Json(_)));
+        assert!(matches!(error(""), CanonicalError::Json(_)));
+        assert_eq!(error(r#"{"sign":5}"#), CanonicalError::SignNotString);
     }
 
     #[test]

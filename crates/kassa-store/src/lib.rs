@@ -29,6 +29,22 @@ pub enum StoreError {
     File(String),
 }
 
+impl StoreError {
+    /// Whether retrying later may succeed: the database is unreachable, overloaded or busy.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout.
+                matches!(db.code().as_deref(), Some("5" | "6"))
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What happened to an order that was offered for insertion.

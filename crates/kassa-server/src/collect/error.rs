@@ -1,0 +1,156 @@
+//! The `collect` dialect's error codes: one table, eight digits, grouped in families. Each
+//! error is answered as `{"status":"0","error":CODE,"msg":TEXT}` with the family's HTTP status.
+//! `docs/collect-api.md` lists the same table; a test keeps them equal.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kassa_core::validate::{FieldError, Problem};
+use kassa_core::{AmountError, OrderError};
+use kassa_signature::{CanonicalError, VerifyError};
+
+macro_rules! codes {
+    ($($name:ident = $digits:literal, $http:ident, $meaning:literal;)*) => {
+        /// Every error kassa's `collect` dialect answers with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Code { $($name),* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$name),*];
+
+            pub fn digits(self) -> &'static str {
+                match self { $(Code::$name => $digits),* }
+            }
+
+            pub fn http_status(self) -> StatusCode {
+                match self { $(Code::$name => StatusCode::$http),* }
+            }
+
+            /// What the code means, as the documentation states it.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Code::$name => $meaning),* }
+            }
+        }
+    };
+}
+
+codes! {
+    MalformedJson = "10000001", BAD_REQUEST, "The body is not a flat JSON object (bad JSON, not an object, duplicate key, nested value, not UTF-8).";
+    WrongType = "10000002", BAD_REQUEST, "A field has the wrong JSON type (for example appId as a string).";
+    MissingField = "10000003", BAD_REQUEST, "A required field is missing, null or empty.";
+    FieldTooLong = "10000004", BAD_REQUEST, "A field is longer than allowed.";
+    InvalidField = "10000005", BAD_REQUEST, "A field's value is malformed: amount, e-mail, phone, URL, charset, or not one of the allowed values.";
+    BodyTooLarge = "10000006", PAYLOAD_TOO_LARGE, "The body is larger than 64 KiB.";
+    MissingSign = "20000001", UNAUTHORIZED, "sign is missing or empty.";
+    MalformedSign = "20000002", UNAUTHORIZED, "sign is not standard base64 with padding.";
+    WrongSign = "20000003", UNAUTHORIZED, "sign does not verify with the app's registered public key.";
+    UnknownApp = "20000004", UNAUTHORIZED, "No app has this appId.";
+    NoKeyRegistered = "20000005", UNAUTHORIZED, "The app has no usable public key registered.";
+    WrongCurrency = "30000001", BAD_REQUEST, "The appId belongs to an app of another currency than the URL's.";
+    MethodNotForCurrency = "30000002", BAD_REQUEST, "The inBankCode does not collect this currency.";
+    MethodNotForPayType = "30000003", BAD_REQUEST, "The inBankCode does not belong to the payType.";
+    AmountOutOfLimits = "30000004", BAD_REQUEST, "The amount is outside the limits of the currency, method or app.";
+    CountryNotServed = "30000005", BAD_REQUEST, "Cashier mode without country, or no method is offered for the country and currency.";
+    OrderNotFound = "40000001", NOT_FOUND, "No order of this app has this orderId (and orderNo, when given).";
+    UnknownEndpoint = "40000002", NOT_FOUND, "No such endpoint.";
+    DuplicateOrder = "50000001", CONFLICT, "The orderId was used before with other parameters.";
+    Internal = "90000001", INTERNAL_SERVER_ERROR, "An internal error; nothing was stored. Retry later.";
+    Unavailable = "90000002", SERVICE_UNAVAILABLE, "The database is temporarily unavailable; nothing was stored. Retry later.";
+}
+
+/// An error reply of the `collect` dialect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectError {
+    pub code: Code,
+    pub msg: String,
+}
+
+impl CollectError {
+    pub fn new(code: Code, msg: impl Into<String>) -> Self {
+        CollectError {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ErrorEnvelope<'a> {
+    status: &'static str,
+    error: &'static str,
+    msg: &'a str,
+}
+
+impl IntoResponse for CollectError {
+    fn into_response(self) -> Response {
+        let body = ErrorEnvelope {
+            status: "0",
+            error: self.code.digits(),
+            msg: &self.msg,
+        };
+        (self.code.http_status(), axum::Json(body)).into_response()
+    }
+}
+
+impl From<FieldError> for CollectError {
+    fn from(error: FieldError) -> Self {
+        let code = match error.problem {
+            Problem::Missing => Code::MissingField,
+            Problem::WrongType(_) => Code::WrongType,
+            Problem::TooLong { .. } => Code::FieldTooLong,
+            Problem::Invalid(_) => Code::InvalidField,
+        };
+        CollectError::new(code, error.to_string())
+    }
+}
+
+impl From<CanonicalError> for CollectError {
+    fn from(error: CanonicalError) -> Self {
+        let code = match error {
+            CanonicalError::SignNotString => Code::WrongType,
+            _ => Code::MalformedJson,
+        };
+        CollectError::new(code, error.to_string())
+    }
+}
+
+impl From<VerifyError> for CollectError {
+    fn from(error: VerifyError) -> Self {
+        let code = match &error {
+            VerifyError::MissingSign => Code::MissingSign,
+            VerifyError::Base64 => Code::MalformedSign,
+            VerifyError::Mismatch => Code::WrongSign,
+            VerifyError::Canonical(_) => Code::MalformedJson,
+        };
+        CollectError::new(code, error.to_string())
+    }
+}
+
+impl From<OrderError> for CollectError {
+    fn from(error: OrderError) -> Self {
+        let code = match error {
+            OrderError::MethodNotForCurrency { .. } => Code::MethodNotForCurrency,
+            OrderError::CountryRequired | OrderError::NoMethodForCountry { .. } => {
+                Code::CountryNotServed
+            }
+            OrderError::AmountOutOfLimits { .. } => Code::AmountOutOfLimits,
+            OrderError::WrongCurrency { .. } => Code::WrongCurrency,
+        };
+        CollectError::new(code, error.to_string())
+    }
+}
+
+/// An amount that does not parse is a malformed field.
+pub fn amount_error(field: &'static str, error: AmountError) -> CollectError {
+    CollectError::new(Code::InvalidField, format!("{field} {error}"))
+}
+
+impl From<kassa_store::StoreError> for CollectError {
+    fn from(error: kassa_store::StoreError) -> Self {
+        tracing::error!(error = %error, "store error");
+        if error.is_transient() {
+            CollectError::new(Code::Unavailable, "the database is temporarily unavailable")
+        } else {
+            CollectError::new(Code::Internal, "internal error")
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The `collect` dialect (seed 000): `POST /{usd|eur}/collect/apply` and `/query`.
+//!
+//! Each request is a flat JSON object with `appId` and `sign`; each reply is the envelope
+//! `{"status","error","msg","data"}` whose `data` kassa signs with the platform key. This module
+//! only translates: the rules of orders live in `kassa_core`.
+
+mod error;
+
+pub use error::{Code, CollectError};
+
+use crate::wire::Fields;
+use crate::{Gateway, ids, now_ms};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use kassa_core::validate::{self, FieldError, MAX_URL_CHARS};
+use kassa_core::{
+    AmountMinor, App, AppId, Country, Currency, NewOrder, Order, OrderNo, OrderStatus, PayType,
+    Payer, PaymentMethod, Personal,
+};
+use kassa_signature::{SignedObject, digest_hex, parse_signed_object, sign_map};
+use kassa_store::{InsertOutcome, StoreError};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The seed's limit on `orderId`.
+pub const MAX_ORDER_ID_CHARS: usize = 48;
+const MAX_NAME_CHARS: usize = 128;
+const MAX_SUBJECT_CHARS: usize = 128;
+const MAX_BODY_FIELD_CHARS: usize = 1024;
+/// Fresh order numbers tried before giving up (a collision is a 1 in 10^15 event).
+const ORDER_NO_ATTEMPTS: usize = 3;
+
+/// The `status` integer of the seed for a core status.
+pub fn status_code(status: OrderStatus) -> i32 {
+    match status {
+        OrderStatus::Created => 0,
+        OrderStatus::InProgress => 1,
+        OrderStatus::Succeeded => 2,
+        OrderStatus::Failed => 3,
+        OrderStatus::Exception => -1,
+    }
+}
+
+type Reply = Result<String, CollectError>;
+
+/// The success envelope around an already signed `data` object.
+fn success(data: &str) -> Response {
+    let body = format!(r#"{{"status":"1","error":"00000000","msg":"","data":{data}}}"#);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn respond(reply: Reply) -> Response {
+    match reply {
+        Ok(data) => success(&data),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub async fn apply(
+    State(gateway): State<Arc<Gateway>>,
+    Path(currency): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond(apply_reply(&gateway, &currency, body).await)
+}
+
+pub async fn query(
+    State(gateway): State<Arc<Gateway>>,
+    Path(currency): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond(query_reply(&gateway, &currency, body).await)
+}
+
+pub async fn unknown_endpoint(method: Method, uri: Uri) -> Response {
+    let path: String = uri.path().chars().take(100).collect();
+    CollectError::new(Code::UnknownEndpoint, format!("no endpoint {method} {path}")).into_response()
+}
+
+fn path_currency(segment: &str) -> Result<Currency, CollectError> {
+    match segment {
+        "usd" => Ok(Currency::Usd),
+        "eur" => Ok(Currency::Eur),
+        _ => Err(CollectError::new(
+            Code::UnknownEndpoint,
+            format!("no collect endpoint for {segment:.10}; use /usd/collect/… or /eur/collect/…"),
+        )),
+    }
+}
+
+fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, CollectError> {
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(CollectError::new(
+                Code::BodyTooLarge,
+                format!("the body is larger than {} KiB", MAX_BODY_BYTES / 1024),
+            ));
+        }
+        Err(rejection) => {
+            return Err(CollectError::new(Code::MalformedJson, rejection.body_text()));
+        }
+    };
+    std::str::from_utf8(bytes)
+        .map_err(|_| CollectError::new(Code::MalformedJson, "the body is not UTF-8"))
+}
+
+/// Parses the body, finds the app, verifies `sign`, and checks the URL's currency.
+async fn authenticate<'a>(
+    gateway: &Gateway,
+    currency: Currency,
+    text: &'a str,
+) -> Result<(App, SignedObject<'a>), CollectError> {
+    let object = parse_signed_object(text)?;
+    let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
+    let app = gateway
+        .store
+        .app(app_id)
+        .await?
+        .ok_or_else(|| CollectError::new(Code::UnknownApp, format!("appId {app_id} is unknown")))?;
+    let no_key = || {
+        CollectError::new(
+            Code::NoKeyRegistered,
+            format!("appId {app_id} has no usable public key registered"),
+        )
+    };
+    let key = gateway
+        .merchant_keys
+        .for_app(&app)
+        .map_err(|e| {
+            tracing::error!(app_id = app_id.0, error = %e, "registered public key unusable");
+            no_key()
+        })?
+        .ok_or_else(no_key)?;
+    let sign = object.sign.as_deref().unwrap_or("");
+    key.verify_base64(object.canonical.as_bytes(), sign)?;
+    if app.currency != currency {
+        return Err(CollectError::new(
+            Code::WrongCurrency,
+            format!(
+                "appId {app_id} is a {} app; use /{}/collect/…",
+                app.currency,
+                app.currency.code().to_lowercase()
+            ),
+        ));
+    }
+    Ok((app, object))
+}
+
+fn merchant_order_id(fields: &Fields) -> Result<String, FieldError> {
+    let order_id = fields.required("orderId", MAX_ORDER_ID_CHARS)?;
+    validate::order_id("orderId", &order_id, MAX_ORDER_ID_CHARS)?;
+    Ok(order_id)
+}
+
+fn url(fields: &Fields, name: &'static str, required: bool) -> Result<Option<String>, FieldError> {
+    let value = if required {
+        Some(fields.required(name, MAX_URL_CHARS)?)
+    } else {
+        fields.optional(name, MAX_URL_CHARS)?
+    };
+    if let Some(value) = &value {
+        validate::http_url(name, value)?;
+    }
+    Ok(value)
+}
+
+/// Reads and checks every field of an apply request, in the seed's order.
+fn new_order(
+    fields: &Fields,
+    app: &App,
+    merchant_order_id: String,
+    request_fingerprint: String,
+) -> Result<NewOrder, CollectError> {
+    let name = fields.required("name", MAX_NAME_CHARS)?;
+    let phone = fields.required("phone", 32)?;
+    validate::phone("phone", &phone)?;
+    let email = fields.required("email", 254)?;
+    validate::email("email", &email)?;
+    let amount_text = fields.required("amount", AmountMinor::MAX_TEXT_LEN)?;
+    let amount_minor =
+        AmountMinor::parse(&amount_text).map_err(|e| error::amount_error("amount", e))?;
+    let pay_type = match PayType::parse(&fields.required("payType", 32)?) {
+        Some(p @ (PayType::Cashier | PayType::BankTransfer | PayType::Ewallet)) => p,
+        _ => {
+            return Err(
+                FieldError::invalid("payType", "must be CASHIER, BANK_TRANSFER or EWALLET").into(),
+            );
+        }
+    };
+    let bank_code = fields.required("inBankCode", 32)?;
+    let method = PaymentMethod::by_code(&bank_code)
+        .filter(|m| m.pay_type != PayType::Pix)
+        .ok_or_else(|| {
+            FieldError::invalid(
+                "inBankCode",
+                format!("{bank_code} is not a payment method (see the method table of the API)"),
+            )
+        })?;
+    if method.pay_type != pay_type {
+        return Err(CollectError::new(
+            Code::MethodNotForPayType,
+            format!(
+                "inBankCode {} belongs to payType {}, not {}",
+                method.code,
+                method.pay_type.code(),
+                pay_type.code()
+            ),
+        ));
+    }
+    let callback_url = url(fields, "callBackUrl", true)?;
+    let callback_fail_url = url(fields, "callBackFailUrl", true)?;
+    let notify_url = url(fields, "notifyUrl", false)?;
+    let subject = fields.optional("subject", MAX_SUBJECT_CHARS)?;
+    let country = match fields.optional("country", 3)? {
+        None => None,
+        Some(code) => Some(Country::parse(&code).map(|c| c.code).ok_or_else(|| {
+            FieldError::invalid("country", "must be one of 000, 040, 056, 380, 528, 616")
+        })?),
+    };
+    let body = fields.optional("body", MAX_BODY_FIELD_CHARS)?;
+    let partner_user_id = fields.required("partnerUserId", 64)?;
+    validate::partner_user_id("partnerUserId", &partner_user_id)?;
+    Ok(NewOrder {
+        app_id: app.app_id,
+        merchant_order_id,
+        amount_minor,
+        method,
+        country,
+        payer: Some(Payer {
+            name: Personal::new(name),
+            phone: Personal::new(phone),
+            email: Personal::new(email),
+            partner_user_id,
+        }),
+        subject,
+        body,
+        callback_url,
+        callback_fail_url,
+        notify_url,
+        request_fingerprint,
+    })
+}
+
+/// A retry of a create request: the original reply if the parameters are the same.
+fn replay(existing: &Order, request_fingerprint: &str) -> Reply {
+    if existing.request_fingerprint == request_fingerprint {
+        Ok(existing.create_reply.clone())
+    } else {
+        Err(CollectError::new(
+            Code::DuplicateOrder,
+            format!(
+                "orderId {} was used before with other parameters (orderNo {})",
+                existing.merchant_order_id, existing.order_no
+            ),
+        ))
+    }
+}
+
+fn signed(gateway: &Gateway, mut data: Map<String, Value>) -> String {
+    sign_map(&gateway.platform_key, &mut data);
+    serde_json::to_string(&data).expect("a JSON map always serialises")
+}
+
+fn apply_data(gateway: &Gateway, order: &Order) -> String {
+    let mut data = Map::new();
+    data.insert("orderId".into(), order.merchant_order_id.clone().into());
+    data.insert("orderNo".into(), order.order_no.as_str().into());
+    data.insert(
+        "payUrl".into(),
+        format!("{}/pay/{}", gateway.config.public_url, order.cashier_token).into(),
+    );
+    signed(gateway, data)
+}
+
+fn query_data(gateway: &Gateway, order: &Order) -> String {
+    let mut data = Map::new();
+    data.insert("orderId".into(), order.merchant_order_id.clone().into());
+    data.insert("orderNo".into(), order.order_no.as_str().into());
+    data.insert("amount".into(), order.amount_minor.to_decimal_string().into());
+    data.insert(
+        "actualAmount".into(),
+        order.actual_amount_minor.to_decimal_string().into(),
+    );
+    data.insert("fee".into(), order.fee_minor.to_decimal_string().into());
+    data.insert("status".into(), status_code(order.status).into());
+    if let Some(paid_at_ms) = order.paid_at_ms {
+        data.insert(
+            "payTime".into(),
+            kassa_core::time::format_datetime(paid_at_ms, 0).into(),
+        );
+    }
+    if let Some(error_msg) = &order.error_msg {
+        data.insert("errorMsg".into(), error_msg.clone().into());
+    }
+    signed(gateway, data)
+}
+
+async fn apply_reply(
+    gateway: &Gateway,
+    currency: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let currency = path_currency(currency)?;
+    let text = body_text(&body)?;
+    let (app, object) = authenticate(gateway, currency, text).await?;
+    let fields = Fields::new(&object.fields);
+    let merchant_order_id = merchant_order_id(&fields)?;
+    // The signed canonical string covers every parameter: equal strings, equal requests.
+    let fingerprint = digest_hex(object.canonical.as_bytes());
+    // A retry gets its original answer even if limits or rules changed since.
+    if let Some(existing) = gateway
+        .store
+        .order_by_merchant_order_id(app.app_id, &merchant_order_id)
+        .await?
+    {
+        return replay(&existing, &fingerprint);
+    }
+    let new = new_order(&fields, &app, merchant_order_id, fingerprint)?;
+    let lifetime_ms = gateway.config.collect_order_lifetime_ms;
+    let mut order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)?;
+    for _ in 0..ORDER_NO_ATTEMPTS {
+        order.create_reply = apply_data(gateway, &order);
+        match gateway.store.insert_order(&order).await {
+            Ok(InsertOutcome::Inserted) => {
+                tracing::info!(
+                    app_id = app.app_id.0,
+                    order_no = %order.order_no,
+                    amount = %order.amount_minor,
+                    currency = %order.currency,
+                    method = order.method.code,
+                    "order created"
+                );
+                return Ok(order.create_reply);
+            }
+            // A concurrent identical request won the race.
+            Ok(InsertOutcome::Existing(existing)) => {
+                return replay(&existing, &order.request_fingerprint);
+            }
+            Err(StoreError::OrderNoTaken) => {
+                let fresh = ids::new_order_ids();
+                order.order_no = fresh.order_no;
+                order.cashier_token = fresh.cashier_token;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CollectError::new(Code::Internal, "could not draw a free order number"))
+}
+
+async fn query_reply(
+    gateway: &Gateway,
+    currency: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let currency = path_currency(currency)?;
+    let text = body_text(&body)?;
+    let (app, object) = authenticate(gateway, currency, text).await?;
+    let fields = Fields::new(&object.fields);
+    let merchant_order_id = merchant_order_id(&fields)?;
+    let order_no = match fields.optional("orderNo", OrderNo::LEN)? {
+        None => None,
+        Some(text) => Some(
+            OrderNo::parse(&text)
+                .ok_or_else(|| FieldError::invalid("orderNo", "must be 16 digits"))?,
+        ),
+    };
+    let order = match &order_no {
+        // The platform number is the primary key: the faster look-up the seed promises.
+        Some(order_no) => gateway.store.order_by_no(order_no).await?.filter(|o| {
+            o.app_id == app.app_id && o.merchant_order_id == merchant_order_id
+        }),
+        None => {
+            gateway
+                .store
+                .order_by_merchant_order_id(app.app_id, &merchant_order_id)
+                .await?
+        }
+    };
+    let order = order.ok_or_else(|| {
+        let with_no = order_no.map(|n| format!(" and orderNo {n}")).unwrap_or_default();
+        CollectError::new(
+            Code::OrderNotFound,
+            format!("no order with orderId {merchant_order_id}{with_no}"),
+        )
+    })?;
+    Ok(query_data(gateway, &order))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_eight_digits_and_grouped_by_http_status() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            let digits = code.digits();
+            assert_eq!(digits.len(), 8);
+            assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+            assert!(seen.insert(digits), "{digits} twice");
+            let family = &digits[..1];
+            let status = code.http_status().as_u16();
+            let expected: &[u16] = match family {
+                "1" => &[400, 413],
+                "2" => &[401],
+                "3" => &[400],
+                "4" => &[404],
+                "5" => &[409],
+                "9" => &[500, 503],
+                _ => panic!("unknown family {family}"),
+            };
+            assert!(expected.contains(&status), "{digits} answers {status}");
+        }
+    }
+
+    #[test]
+    fn status_codes_match_the_seed() {
+        assert_eq!(status_code(OrderStatus::Created), 0);
+        assert_eq!(status_code(OrderStatus::InProgress), 1);
+        assert_eq!(status_code(OrderStatus::Succeeded), 2);
+        assert_eq!(status_code(OrderStatus::Failed), 3);
+        assert_eq!(status_code(OrderStatus::Exception), -1);
+    }
+}

@@ -1,0 +1,72 @@
+//! Keys the server holds: the platform signing key, shared by every node through the
+//! database, and a cache of merchants' parsed public keys.
+
+use kassa_core::{App, AppId};
+use kassa_signature::{KeyError, SigningKey, VerifyingKey};
+use kassa_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The settings row that holds the platform private key (PKCS#8 PEM).
+pub const PLATFORM_KEY_SETTING: &str = "platform_signing_key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformKeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored platform key is unusable: {0}")]
+    Key(#[from] KeyError),
+}
+
+/// The platform key: read from the database, or generated and stored the first time. If two
+/// nodes generate at once, the first stored key wins and both use it.
+pub async fn load_or_create_platform_key(
+    store: &dyn Store,
+    now_ms: i64,
+) -> Result<SigningKey, PlatformKeyError> {
+    if let Some(pem) = store.setting(PLATFORM_KEY_SETTING).await? {
+        return Ok(SigningKey::parse(&pem)?);
+    }
+    let fresh = SigningKey::generate()?;
+    let stored = store
+        .setting_or_insert(PLATFORM_KEY_SETTING, &fresh.to_pkcs8_pem(), now_ms)
+        .await?;
+    tracing::info!("platform signing key ready");
+    Ok(SigningKey::parse(&stored)?)
+}
+
+/// Most apps whose parsed keys are kept; past it the cache starts over (parsing is cheap
+/// enough to refill, and the bound keeps memory flat).
+const MAX_CACHED_KEYS: usize = 10_000;
+
+/// Parsed merchant keys by app. An entry is reused only while the app's stored key text is
+/// unchanged, so a key replaced with `kassa app set-key` takes effect on the next request.
+#[derive(Default)]
+pub struct MerchantKeys {
+    cache: RwLock<HashMap<AppId, (String, Arc<VerifyingKey>)>>,
+}
+
+impl MerchantKeys {
+    /// The app's key, `None` if none is registered.
+    pub fn for_app(&self, app: &App) -> Result<Option<Arc<VerifyingKey>>, KeyError> {
+        let Some(text) = app.public_key.as_deref() else {
+            return Ok(None);
+        };
+        if let Some((cached_text, key)) = self
+            .cache
+            .read()
+            .expect("key cache lock poisoned")
+            .get(&app.app_id)
+            && cached_text == text
+        {
+            return Ok(Some(key.clone()));
+        }
+        let key = Arc::new(VerifyingKey::parse(text)?);
+        let mut cache = self.cache.write().expect("key cache lock poisoned");
+        if cache.len() >= MAX_CACHED_KEYS {
+            cache.clear();
+        }
+        cache.insert(app.app_id, (text.to_string(), key.clone()));
+        Ok(Some(key))
+    }
+}
