@@ -11,7 +11,7 @@ pub mod testing;
 use async_trait::async_trait;
 use kassa_core::{AmountLimits, App, AppId, Currency, Merchant, Order, OrderNo};
 
-pub use sql::{Backend, SqlStore};
+pub use sql::{Backend, SqlStore, sqlite_path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,1 +1,126 @@
-fn main() {}
+//! The `kassa` command: the gateway (`serve`), the operator's commands (merchants, apps,
+//! keys, migrations) and the merchant developer's tools (`sign`, `verify`).
+
+mod config;
+mod keyfiles;
+mod operator;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kassa", version, about = "kassa — a self-hosted payment collection gateway")]
+struct Cli {
+    /// Database: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    /// [default: sqlite://kassa-data/kassa.db]
+    #[arg(long, global = true, env = "KASSA_DATABASE_URL")]
+    database_url: Option<String>,
+
+    /// A TOML file with defaults for the options (flags and KASSA_* variables override it).
+    #[arg(long, global = true, env = "KASSA_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(serve::ServeArgs),
+    /// Bring the database schema up to date (serve does this on start too).
+    Migrate,
+    /// Manage merchants.
+    #[command(subcommand)]
+    Merchant(operator::MerchantCommand),
+    /// Manage a merchant's apps (one per currency).
+    #[command(subcommand)]
+    App(operator::AppCommand),
+    /// Show platform keys.
+    #[command(subcommand)]
+    Keys(operator::KeysCommand),
+    /// Sign a JSON request with a merchant private key and print it with `sign` set.
+    Sign(SignArgs),
+    /// Check the signature of a JSON reply or callback with the platform public key.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The merchant's private key (PKCS#8 or PKCS#1 PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The JSON file to sign; `-` or nothing reads standard input.
+    input: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The public key to verify with (PEM or base64 DER), usually the platform's.
+    #[arg(long)]
+    key: PathBuf,
+    /// The signed JSON; `-` or nothing reads standard input. A whole reply envelope is
+    /// accepted: then its `data` is verified.
+    input: Option<PathBuf>,
+}
+
+/// What a command failed with: a message for the person at the terminal.
+pub struct Failure(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure(error.to_string())
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+fn init_logging(serving: bool) {
+    // The server logs at info; one-shot commands stay quiet unless asked.
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KASSA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the async runtime");
+    let outcome = runtime.block_on(run(cli));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("kassa: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Outcome {
+    let file = config::FileConfig::load(cli.config.as_deref()).map_err(Failure)?;
+    let database_url = config::pick(cli.database_url, file.database_url.clone(), || {
+        config::DEFAULT_DATABASE_URL.to_string()
+    });
+    match cli.command {
+        Command::Serve(args) => serve::run(args, &file, &database_url).await,
+        Command::Migrate => {
+            operator::open_store(&database_url).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Merchant(command) => operator::merchant(command, &database_url).await,
+        Command::App(command) => operator::app(command, &database_url).await,
+        Command::Keys(command) => operator::keys(command, &database_url).await,
+        Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
+        Command::Verify(args) => keyfiles::verify(&args.key, args.input.as_deref()),
+    }
+}

@@ -1,0 +1,202 @@
+//! `kassa serve`: opens and migrates the database, loads the platform key, optionally sets up
+//! the demo merchant, and runs the HTTP server until SIGINT or SIGTERM.
+
+use crate::config::{self, FileConfig, pick};
+use crate::keyfiles::{PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, read_key_text, write_key_pair};
+use crate::operator::{create_merchant, open_store};
+use crate::{Failure, Outcome};
+use clap::Args;
+use kassa_core::{AppId, Currency};
+use kassa_server::keys::{MerchantKeys, load_or_create_platform_key};
+use kassa_server::{Gateway, ServerConfig, now_ms, router};
+use kassa_signature::SigningKey;
+use kassa_store::{SqlStore, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on. [default: 127.0.0.1:8080]
+    #[arg(long, env = "KASSA_LISTEN")]
+    listen: Option<String>,
+    /// Base URL payers reach kassa at; payUrl starts with it. [default: http://LISTEN]
+    #[arg(long, env = "KASSA_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Folder for files kassa writes (demo keys). [default: the SQLite file's folder, or kassa-data]
+    #[arg(long, env = "KASSA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// How long a collect order waits for its payer, e.g. 30m. [default: 30m]
+    #[arg(long, env = "KASSA_COLLECT_ORDER_LIFETIME")]
+    collect_order_lifetime: Option<String>,
+    /// Create (once) a demo merchant with EUR and USD apps and print how to use it.
+    #[arg(long, env = "KASSA_DEMO")]
+    demo: bool,
+}
+
+/// The settings row that remembers the demo merchant's apps.
+const DEMO_SETTING: &str = "demo_merchant";
+
+/// The demo's merchant key: the file in `dir` if there is one, else a new pair written there.
+fn demo_key(dir: &Path) -> Result<SigningKey, Failure> {
+    let private_path = dir.join(PRIVATE_KEY_FILE);
+    if private_path.exists() {
+        return SigningKey::parse(&read_key_text(&private_path)?)
+            .map_err(|e| Failure(format!("{}: {e}", private_path.display())));
+    }
+    // A public key without its private half is of no use; replace it.
+    let _ = std::fs::remove_file(dir.join(PUBLIC_KEY_FILE));
+    Ok(write_key_pair(dir)?.2)
+}
+
+/// Creates the demo merchant once; on later starts makes sure its apps carry the key on disk.
+async fn ensure_demo(store: &SqlStore, dir: &Path) -> Result<Vec<(Currency, AppId)>, Failure> {
+    let key = demo_key(dir)?;
+    let public_pem = key.public_key_pem();
+    if let Some(saved) = store.setting(DEMO_SETTING).await? {
+        let apps: Vec<(String, i64)> = serde_json::from_str(&saved)?;
+        let mut out = Vec::new();
+        for (code, id) in apps {
+            let currency = Currency::parse(&code)
+                .ok_or_else(|| Failure(format!("demo setting names currency {code}")))?;
+            let app = store
+                .app(AppId(id))
+                .await?
+                .ok_or_else(|| Failure(format!("the demo app {id} is gone")))?;
+            if app.public_key.as_deref() != Some(public_pem.as_str()) {
+                store.set_app_public_key(app.app_id, &public_pem, now_ms()).await?;
+            }
+            out.push((currency, app.app_id));
+        }
+        return Ok(out);
+    }
+    let created = create_merchant(
+        store,
+        "Demo Shop",
+        &[Currency::Eur, Currency::Usd],
+        Some(&public_pem),
+    )
+    .await?;
+    let apps: Vec<(Currency, AppId)> = created.apps.iter().map(|a| (a.currency, a.app_id)).collect();
+    let saved: Vec<(&str, i64)> = apps.iter().map(|(c, id)| (c.code(), id.0)).collect();
+    store
+        .setting_or_insert(DEMO_SETTING, &serde_json::to_string(&saved)?, now_ms())
+        .await?;
+    Ok(apps)
+}
+
+/// How to call this very binary in the printed examples.
+fn this_command() -> String {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kassa"));
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(|p| Path::new(".").join(p)))
+        .unwrap_or(exe);
+    shown.display().to_string()
+}
+
+fn print_demo(apps: &[(Currency, AppId)], dir: &Path, base_url: &str) {
+    let kassa = this_command();
+    let key = dir.join(PRIVATE_KEY_FILE).display().to_string();
+    let platform = dir.join("platform.pub.pem").display().to_string();
+    println!("Demo merchant \"Demo Shop\":");
+    for (currency, app_id) in apps {
+        println!("  {currency} appId {app_id}");
+    }
+    println!("  merchant private key: {key}");
+    println!("  merchant public key:  {}", dir.join(PUBLIC_KEY_FILE).display());
+    println!("  platform public key:  {platform}");
+    if let Some((currency, app_id)) = apps.first() {
+        let path = currency.code().to_lowercase();
+        println!();
+        println!("Create an order, then query it and check kassa's signature (another terminal):");
+        println!();
+        println!("  ORDER=demo-$(date +%s)");
+        println!(
+            "  echo '{{\"appId\":{app_id},\"orderId\":\"'$ORDER'\",\"name\":\"Jane Doe\",\
+             \"phone\":\"+31612345678\",\"email\":\"jane@example.com\",\"amount\":\"25.00\",\
+             \"payType\":\"CASHIER\",\"inBankCode\":\"CASHIER\",\"country\":\"000\",\
+             \"callBackUrl\":\"https://shop.example/paid\",\
+             \"callBackFailUrl\":\"https://shop.example/failed\",\"partnerUserId\":\"demo-user\"}}' \\"
+        );
+        println!("    | {kassa} sign --key {key} \\");
+        println!(
+            "    | curl -s -H 'Content-Type: application/json' --data-binary @- {base_url}/{path}/collect/apply"
+        );
+        println!("  echo '{{\"appId\":{app_id},\"orderId\":\"'$ORDER'\"}}' \\");
+        println!("    | {kassa} sign --key {key} \\");
+        println!(
+            "    | curl -s -H 'Content-Type: application/json' --data-binary @- {base_url}/{path}/collect/query \\"
+        );
+        println!("    | tee /dev/stderr | {kassa} verify --key {platform}");
+        println!();
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}
+
+pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outcome {
+    let listen = pick(args.listen, file.listen.clone(), || config::DEFAULT_LISTEN.into());
+    let listen = config::parse_listen(&listen).map_err(Failure)?;
+    let lifetime = pick(
+        args.collect_order_lifetime,
+        file.collect_order_lifetime.clone(),
+        || config::DEFAULT_COLLECT_ORDER_LIFETIME.into(),
+    );
+    let lifetime = config::parse_duration(&lifetime)
+        .map_err(|e| Failure(format!("--collect-order-lifetime: {e}")))?;
+    let data_dir = pick(args.data_dir, file.data_dir.clone(), || {
+        config::default_data_dir(database_url)
+    });
+
+    let store = open_store(database_url).await?;
+    tracing::info!(backend = store.backend().name(), "database ready");
+    let platform_key = load_or_create_platform_key(&store, now_ms()).await?;
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure(format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener.local_addr()?;
+    let public_url = pick(args.public_url, file.public_url.clone(), || {
+        format!("http://{bound}")
+    });
+    let public_url = public_url.trim_end_matches('/').to_string();
+    kassa_core::validate::http_url("--public-url", &public_url)?;
+
+    if args.demo {
+        let dir = data_dir.join("demo");
+        let apps = ensure_demo(&store, &dir).await?;
+        std::fs::write(dir.join("platform.pub.pem"), platform_key.public_key_pem())?;
+        print_demo(&apps, &dir, &public_url);
+    }
+
+    let gateway = Arc::new(Gateway {
+        store: Arc::new(store),
+        platform_key,
+        merchant_keys: MerchantKeys::default(),
+        config: ServerConfig {
+            public_url: public_url.clone(),
+            collect_order_lifetime_ms: lifetime.as_millis() as i64,
+            ..ServerConfig::default()
+        },
+    });
+    println!("kassa listening on http://{bound} (public URL {public_url})");
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
