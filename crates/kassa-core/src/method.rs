@@ -129,14 +129,32 @@ pub const CATALOGUE: [PaymentMethod; 14] = [
         country: None,
         limits: None,
     },
-    method("BANCONTACT_USD", "Bancontact", BankTransfer, Usd, Some("056")),
+    method(
+        "BANCONTACT_USD",
+        "Bancontact",
+        BankTransfer,
+        Usd,
+        Some("056"),
+    ),
     method("EPS_USD", "EPS", BankTransfer, Usd, Some("040")),
-    method("PRZELEWY24_USD", "Przelewy24", BankTransfer, Usd, Some("616")),
+    method(
+        "PRZELEWY24_USD",
+        "Przelewy24",
+        BankTransfer,
+        Usd,
+        Some("616"),
+    ),
     method("BLIK_USD", "BLIK", BankTransfer, Usd, Some("616")),
     method("IDEAL_USD", "iDEAL", BankTransfer, Usd, Some("528")),
     method("EPS_EUR", "EPS", BankTransfer, Eur, Some("040")),
     method("IDEAL_EUR", "iDEAL", BankTransfer, Eur, Some("528")),
-    method("BANCONTACT_EUR", "Bancontact", BankTransfer, Eur, Some("056")),
+    method(
+        "BANCONTACT_EUR",
+        "Bancontact",
+        BankTransfer,
+        Eur,
+        Some("056"),
+    ),
     method("BANCOMATPAY_USD", "Bancomat Pay", Ewallet, Usd, Some("380")),
     method("BANCOMATPAY_EUR", "Bancomat Pay", Ewallet, Eur, Some("380")),
     PaymentMethod {
@@ -237,7 +255,10 @@ mod tests {
                 .collect()
         };
         assert_eq!(codes(Currency::Eur, "528"), ["IDEAL_EUR"]);
-        assert_eq!(codes(Currency::Usd, "040"), ["EPS_USD", "GOOGLE_PAY", "APPLE_PAY"]);
+        assert_eq!(
+            codes(Currency::Usd, "040"),
+            ["EPS_USD", "GOOGLE_PAY", "APPLE_PAY"]
+        );
         assert_eq!(codes(Currency::Eur, "000").len(), 4);
         assert_eq!(codes(Currency::Usd, "000").len(), 8);
         assert!(codes(Currency::Eur, "616").is_empty());

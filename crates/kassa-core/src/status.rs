@@ -52,7 +52,13 @@ impl OrderStatus {
         use OrderStatus as S;
         let next = match (self, event) {
             (S::Created, E::PayerStarted) => S::InProgress,
-            (S::Created | S::InProgress, E::Paid { requested, received }) => {
+            (
+                S::Created | S::InProgress,
+                E::Paid {
+                    requested,
+                    received,
+                },
+            ) => {
                 if requested == received {
                     S::Succeeded
                 } else {
@@ -80,7 +86,10 @@ impl OrderStatus {
         matches!(
             (self, to),
             (S::Created, S::InProgress)
-                | (S::Created | S::InProgress, S::Succeeded | S::Failed | S::Exception)
+                | (
+                    S::Created | S::InProgress,
+                    S::Succeeded | S::Failed | S::Exception
+                )
                 | (S::Exception, S::Succeeded | S::Failed)
         )
     }
@@ -199,7 +208,11 @@ mod tests {
     fn illegal_transitions_are_refused() {
         assert!(S::InProgress.apply(&E::PayerStarted).is_err());
         assert!(S::Created.apply(&E::OperatorSucceeded).is_err());
-        assert!(S::InProgress.apply(&E::OperatorFailed { reason: "x".into() }).is_err());
+        assert!(
+            S::InProgress
+                .apply(&E::OperatorFailed { reason: "x".into() })
+                .is_err()
+        );
         assert!(S::Exception.apply(&E::Expired).is_err());
         assert!(S::Exception.apply(&E::PayerStarted).is_err());
         let err = S::Succeeded.apply(&E::Expired).unwrap_err();

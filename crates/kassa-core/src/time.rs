@@ -38,7 +38,10 @@ mod tests {
         assert_eq!(format_datetime(0, 0), "1970-01-01 00:00:00");
         assert_eq!(format_datetime(1_700_000_000_999, 0), "2023-11-14 22:13:20");
         assert_eq!(format_datetime(951_782_400_000, 0), "2000-02-29 00:00:00");
-        assert_eq!(format_datetime(1_700_000_000_000, 3600), "2023-11-14 23:13:20");
+        assert_eq!(
+            format_datetime(1_700_000_000_000, 3600),
+            "2023-11-14 23:13:20"
+        );
         assert_eq!(format_datetime(-1_000, 0), "1969-12-31 23:59:59");
     }
 }

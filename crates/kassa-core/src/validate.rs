@@ -17,7 +17,9 @@ pub enum Problem {
     Missing,
     /// The JSON value has another type; the text names the expected one.
     WrongType(&'static str),
-    TooLong { max_chars: usize },
+    TooLong {
+        max_chars: usize,
+    },
     Invalid(String),
 }
 
@@ -190,8 +192,17 @@ mod tests {
             assert!(email("email", ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "plain", "@x.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", ".a@b.com",
-            "a..b@c.com", "a@b..com",
+            "",
+            "plain",
+            "@x.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@-b.com",
+            ".a@b.com",
+            "a..b@c.com",
+            "a@b..com",
         ] {
             assert!(email("email", bad).is_err(), "{bad}");
         }
@@ -199,10 +210,24 @@ mod tests {
 
     #[test]
     fn phones() {
-        for ok in ["09230219312", "+31612345678", "+31 6 1234 5678", "030-123-456"] {
+        for ok in [
+            "09230219312",
+            "+31612345678",
+            "+31 6 1234 5678",
+            "030-123-456",
+        ] {
             assert!(phone("phone", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "12345", "+", "phone", "12 34  5678", "-123456", "123456-", "+1(555)1234567"] {
+        for bad in [
+            "",
+            "12345",
+            "+",
+            "phone",
+            "12 34  5678",
+            "-123456",
+            "123456-",
+            "+1(555)1234567",
+        ] {
             assert!(phone("phone", bad).is_err(), "{bad}");
         }
     }

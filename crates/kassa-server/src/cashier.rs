@@ -115,7 +115,10 @@ pub async fn page_for_token(gateway: &Gateway, token: &str) -> Response {
     }
 }
 
-pub async fn serve_page(State(gateway): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
+pub async fn serve_page(
+    State(gateway): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+) -> Response {
     page_for_token(&gateway, &token).await
 }
 

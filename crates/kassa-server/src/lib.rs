@@ -63,7 +63,9 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/pay/{token}", get(cashier::serve_page))
         .route("/healthz", get(health))
         .fallback(collect::unknown_endpoint)
-        .layer(axum::extract::DefaultBodyLimit::max(collect::MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            collect::MAX_BODY_BYTES,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -79,7 +81,10 @@ async fn health(
         Ok(_) => (axum::http::StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "database unreachable\n",
+            )
         }
     }
 }

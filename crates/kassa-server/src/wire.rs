@@ -37,7 +37,9 @@ impl<'a> Fields<'a> {
 
     /// A required string of at most `max_chars` characters, without control characters.
     pub fn required(&self, name: &'static str, max_chars: usize) -> Result<String, FieldError> {
-        let value = self.string(name)?.ok_or_else(|| FieldError::missing(name))?;
+        let value = self
+            .string(name)?
+            .ok_or_else(|| FieldError::missing(name))?;
         validate::text(name, &value, max_chars)?;
         Ok(value)
     }
@@ -85,27 +87,54 @@ mod tests {
             assert_eq!(f.string("b").unwrap(), None);
             assert_eq!(f.string("c").unwrap(), None);
             assert_eq!(f.string("zz").unwrap(), None);
-            assert_eq!(f.string("d").unwrap_err().problem, Problem::WrongType("a string"));
+            assert_eq!(
+                f.string("d").unwrap_err().problem,
+                Problem::WrongType("a string")
+            );
             assert_eq!(f.required("b", 5).unwrap_err().problem, Problem::Missing);
             assert_eq!(
                 f.required("a", 0).unwrap_err().problem,
                 Problem::TooLong { max_chars: 0 }
             );
-            assert!(matches!(f.required("e", 5).unwrap_err().problem, Problem::Invalid(_)));
+            assert!(matches!(
+                f.required("e", 5).unwrap_err().problem,
+                Problem::Invalid(_)
+            ));
             assert_eq!(f.optional("b", 5).unwrap(), None);
         });
     }
 
     #[test]
     fn integers() {
-        with_fields(r#"{"a":1054,"b":"1054","c":-1,"d":1.5,"e":0,"f":99999999999999999999}"#, |f| {
-            assert_eq!(f.positive_integer("a"), Ok(1054));
-            assert_eq!(f.positive_integer("b").unwrap_err().problem, Problem::WrongType("an integer number"));
-            assert!(matches!(f.positive_integer("c").unwrap_err().problem, Problem::Invalid(_)));
-            assert_eq!(f.positive_integer("d").unwrap_err().problem, Problem::WrongType("an integer number"));
-            assert!(matches!(f.positive_integer("e").unwrap_err().problem, Problem::Invalid(_)));
-            assert!(matches!(f.positive_integer("f").unwrap_err().problem, Problem::Invalid(_)));
-            assert_eq!(f.positive_integer("zz").unwrap_err().problem, Problem::Missing);
-        });
+        with_fields(
+            r#"{"a":1054,"b":"1054","c":-1,"d":1.5,"e":0,"f":99999999999999999999}"#,
+            |f| {
+                assert_eq!(f.positive_integer("a"), Ok(1054));
+                assert_eq!(
+                    f.positive_integer("b").unwrap_err().problem,
+                    Problem::WrongType("an integer number")
+                );
+                assert!(matches!(
+                    f.positive_integer("c").unwrap_err().problem,
+                    Problem::Invalid(_)
+                ));
+                assert_eq!(
+                    f.positive_integer("d").unwrap_err().problem,
+                    Problem::WrongType("an integer number")
+                );
+                assert!(matches!(
+                    f.positive_integer("e").unwrap_err().problem,
+                    Problem::Invalid(_)
+                ));
+                assert!(matches!(
+                    f.positive_integer("f").unwrap_err().problem,
+                    Problem::Invalid(_)
+                ));
+                assert_eq!(
+                    f.positive_integer("zz").unwrap_err().problem,
+                    Problem::Missing
+                );
+            },
+        );
     }
 }

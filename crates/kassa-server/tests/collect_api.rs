@@ -38,7 +38,9 @@ struct Server {
 impl Server {
     async fn start(db: TestDatabase) -> Server {
         let store = Arc::new(db.store().await);
-        let platform_key = load_or_create_platform_key(store.as_ref(), now_ms()).await.unwrap();
+        let platform_key = load_or_create_platform_key(store.as_ref(), now_ms())
+            .await
+            .unwrap();
         let platform = platform_key.verifying_key().clone();
         let pem = merchant_key().public_key_pem();
         let shop = store
@@ -46,10 +48,18 @@ impl Server {
             .await
             .unwrap();
         let other = store
-            .create_merchant("Other", &[Currency::Eur], Some(&other_key().public_key_pem()), 1)
+            .create_merchant(
+                "Other",
+                &[Currency::Eur],
+                Some(&other_key().public_key_pem()),
+                1,
+            )
             .await
             .unwrap();
-        let keyless = store.create_merchant("Keyless", &[Currency::Eur], None, 1).await.unwrap();
+        let keyless = store
+            .create_merchant("Keyless", &[Currency::Eur], None, 1)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let gateway = Arc::new(Gateway {
@@ -89,7 +99,10 @@ impl Server {
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (status, text) = self.post_raw(path, signed(body, merchant_key())).await;
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
     }
 
     fn apply_body(&self, order_id: &str) -> Value {
@@ -135,7 +148,11 @@ fn signed(body: &Value, key: &SigningKey) -> String {
 
 fn assert_error(reply: &(u16, Value), http: u16, code: &str, field: &str) {
     let (status, body) = reply;
-    assert_eq!((*status, body["error"].as_str().unwrap_or("")), (http, code), "{body}");
+    assert_eq!(
+        (*status, body["error"].as_str().unwrap_or("")),
+        (http, code),
+        "{body}"
+    );
     assert_eq!(body["status"], "0");
     assert!(body.get("data").is_none(), "{body}");
     let msg = body["msg"].as_str().unwrap();
@@ -143,15 +160,23 @@ fn assert_error(reply: &(u16, Value), http: u16, code: &str, field: &str) {
 }
 
 async fn apply_and_query(server: Server) {
-    let (status, reply) = server.post("/eur/collect/apply", &server.apply_body("M-1")).await;
+    let (status, reply) = server
+        .post("/eur/collect/apply", &server.apply_body("M-1"))
+        .await;
     assert_eq!(status, 200);
     let data = server.verified_data(&reply);
     assert_eq!(data["orderId"], "M-1");
     let order_no = data["orderNo"].as_str().unwrap().to_string();
     assert_eq!(order_no.len(), 16);
     let pay_url = data["payUrl"].as_str().unwrap();
-    assert!(pay_url.starts_with(&format!("{}/pay/", server.base)), "{pay_url}");
-    assert!(!pay_url.contains(&order_no), "the page URL must not reveal the order number");
+    assert!(
+        pay_url.starts_with(&format!("{}/pay/", server.base)),
+        "{pay_url}"
+    );
+    assert!(
+        !pay_url.contains(&order_no),
+        "the page URL must not reveal the order number"
+    );
 
     let query = json!({"appId": server.eur.0, "orderId": "M-1"});
     let (status, reply) = server.post("/eur/collect/query", &query).await;
@@ -170,11 +195,22 @@ async fn apply_and_query(server: Server) {
     assert_eq!(server.verified_data(&reply)["orderNo"], order_no.as_str());
 
     // The stored order holds what was sent.
-    let stored = server.store.order_by_merchant_order_id(server.eur, "M-1").await.unwrap().unwrap();
+    let stored = server
+        .store
+        .order_by_merchant_order_id(server.eur, "M-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.amount_minor.0, 2_500);
-    assert_eq!(stored.payer.as_ref().unwrap().email.expose(), "maria@example.nl");
+    assert_eq!(
+        stored.payer.as_ref().unwrap().email.expose(),
+        "maria@example.nl"
+    );
     assert_eq!(stored.country.as_deref(), Some("528"));
-    assert_eq!(stored.notify_url.as_deref(), Some("https://shop.example/notify"));
+    assert_eq!(
+        stored.notify_url.as_deref(),
+        Some("https://shop.example/notify")
+    );
 }
 
 async fn non_cashier_methods(server: Server) {
@@ -191,7 +227,9 @@ async fn non_cashier_methods(server: Server) {
         body["payType"] = json!(pay_type);
         body["amount"] = json!(amount);
         body.as_object_mut().unwrap().remove("country");
-        let (status, reply) = server.post(&format!("/{currency}/collect/apply"), &body).await;
+        let (status, reply) = server
+            .post(&format!("/{currency}/collect/apply"), &body)
+            .await;
         assert_eq!(status, 200, "{method}: {reply}");
         server.verified_data(&reply);
     }
@@ -210,11 +248,18 @@ async fn replays_and_duplicates(server: Server) {
     assert_error(&reply, 409, "50000001", "M-replay");
 
     // An identical retry still works after the operator tightened the limits.
-    let limits = kassa_core::AmountLimits::new(kassa_core::AmountMinor(100), kassa_core::AmountMinor(200));
-    server.store.set_app_limits(server.eur, Some(limits), 2).await.unwrap();
+    let limits =
+        kassa_core::AmountLimits::new(kassa_core::AmountMinor(100), kassa_core::AmountMinor(200));
+    server
+        .store
+        .set_app_limits(server.eur, Some(limits), 2)
+        .await
+        .unwrap();
     let (status, third) = server.post("/eur/collect/apply", &body).await;
     assert_eq!((status, &third), (200, &first));
-    let reply = server.post("/eur/collect/apply", &server.apply_body("M-new")).await;
+    let reply = server
+        .post("/eur/collect/apply", &server.apply_body("M-new"))
+        .await;
     assert_error(&reply, 400, "30000004", "amount");
 }
 
@@ -234,8 +279,16 @@ async fn concurrent_identical_requests_create_one_order(server: Server) {
         assert_eq!(status, 200, "{text}");
         replies.push(text);
     }
-    assert!(replies.windows(2).all(|w| w[0] == w[1]), "every racer gets the same reply");
-    let stored = server.store.order_by_merchant_order_id(server.eur, "M-race").await.unwrap().unwrap();
+    assert!(
+        replies.windows(2).all(|w| w[0] == w[1]),
+        "every racer gets the same reply"
+    );
+    let stored = server
+        .store
+        .order_by_merchant_order_id(server.eur, "M-race")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(replies[0].contains(stored.order_no.as_str()));
 }
 
@@ -253,41 +306,289 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
     };
     let usd_app = server.usd.0;
     let cases: Vec<(&str, &str, Mutation, u16, &str, &str)> = vec![
-        ("appId as string", "eur", set("appId", json!("1001")), 400, "10000002", "appId"),
-        ("amount as number", "eur", set("amount", json!(300)), 400, "10000002", "amount"),
-        ("name missing", "eur", remove("name"), 400, "10000003", "name"),
-        ("email empty", "eur", set("email", json!("")), 400, "10000003", "email"),
-        ("phone null", "eur", set("phone", Value::Null), 400, "10000003", "phone"),
-        ("partnerUserId missing", "eur", remove("partnerUserId"), 400, "10000003", "partnerUserId"),
-        ("callBackUrl missing", "eur", remove("callBackUrl"), 400, "10000003", "callBackUrl"),
-        ("unknown appId", "eur", set("appId", json!(999_999)), 401, "20000004", "999999"),
-        ("app of the other currency", "eur", set("appId", json!(usd_app)), 400, "30000001", "USD"),
-        ("amount 1,000", "eur", set("amount", json!("1,000")), 400, "10000005", "amount"),
-        ("amount 10.001", "eur", set("amount", json!("10.001")), 400, "10000005", "amount"),
-        ("amount -5", "eur", set("amount", json!("-5")), 400, "10000005", "amount"),
-        ("amount 1e3", "eur", set("amount", json!("1e3")), 400, "10000005", "amount"),
-        ("amount with space", "eur", set("amount", json!(" 5")), 400, "10000005", "amount"),
-        ("amount 500.01 EUR", "eur", set("amount", json!("500.01")), 400, "30000004", "500.01"),
-        ("amount 0.99 EUR", "eur", set("amount", json!("0.99")), 400, "30000004", "0.99"),
-        ("inBankCode USA", "eur", set("inBankCode", json!("USA")), 400, "10000005", "inBankCode"),
-        ("inBankCode PIX", "eur", set("inBankCode", json!("PIX")), 400, "10000005", "inBankCode"),
-        ("payType unknown", "eur", set("payType", json!("CARD")), 400, "10000005", "payType"),
-        ("cashier without country", "eur", remove("country"), 400, "30000005", "country"),
-        ("unknown country", "eur", set("country", json!("999")), 400, "10000005", "country"),
-        ("country with no EUR method", "eur", set("country", json!("616")), 400, "30000005", "616"),
-        ("orderId too long", "eur", set("orderId", json!("x".repeat(49))), 400, "10000004", "orderId"),
-        ("orderId with space", "eur", set("orderId", json!("a b")), 400, "10000005", "orderId"),
-        ("subject too long", "eur", set("subject", json!("s".repeat(129))), 400, "10000004", "subject"),
-        ("name too long", "eur", set("name", json!("n".repeat(129))), 400, "10000004", "name"),
-        ("callBackUrl ftp", "eur", set("callBackUrl", json!("ftp://shop.example/x")), 400, "10000005", "callBackUrl"),
-        ("callBackFailUrl relative", "eur", set("callBackFailUrl", json!("/fail")), 400, "10000005", "callBackFailUrl"),
-        ("notifyUrl javascript", "eur", set("notifyUrl", json!("javascript:alert(1)")), 400, "10000005", "notifyUrl"),
-        ("notifyUrl too long", "eur", set("notifyUrl", json!(format!("https://x.example/{}", "a".repeat(600)))), 400, "10000004", "notifyUrl"),
-        ("email malformed", "eur", set("email", json!("not-an-email")), 400, "10000005", "email"),
-        ("phone malformed", "eur", set("phone", json!("call me")), 400, "10000005", "phone"),
-        ("partnerUserId charset", "eur", set("partnerUserId", json!("a/b")), 400, "10000005", "partnerUserId"),
-        ("nested object", "eur", set("body", json!({"a": 1})), 400, "10000001", "body"),
-        ("array value", "eur", set("subject", json!(["a"])), 400, "10000001", "subject"),
+        (
+            "appId as string",
+            "eur",
+            set("appId", json!("1001")),
+            400,
+            "10000002",
+            "appId",
+        ),
+        (
+            "amount as number",
+            "eur",
+            set("amount", json!(300)),
+            400,
+            "10000002",
+            "amount",
+        ),
+        (
+            "name missing",
+            "eur",
+            remove("name"),
+            400,
+            "10000003",
+            "name",
+        ),
+        (
+            "email empty",
+            "eur",
+            set("email", json!("")),
+            400,
+            "10000003",
+            "email",
+        ),
+        (
+            "phone null",
+            "eur",
+            set("phone", Value::Null),
+            400,
+            "10000003",
+            "phone",
+        ),
+        (
+            "partnerUserId missing",
+            "eur",
+            remove("partnerUserId"),
+            400,
+            "10000003",
+            "partnerUserId",
+        ),
+        (
+            "callBackUrl missing",
+            "eur",
+            remove("callBackUrl"),
+            400,
+            "10000003",
+            "callBackUrl",
+        ),
+        (
+            "unknown appId",
+            "eur",
+            set("appId", json!(999_999)),
+            401,
+            "20000004",
+            "999999",
+        ),
+        (
+            "app of the other currency",
+            "eur",
+            set("appId", json!(usd_app)),
+            400,
+            "30000001",
+            "USD",
+        ),
+        (
+            "amount 1,000",
+            "eur",
+            set("amount", json!("1,000")),
+            400,
+            "10000005",
+            "amount",
+        ),
+        (
+            "amount 10.001",
+            "eur",
+            set("amount", json!("10.001")),
+            400,
+            "10000005",
+            "amount",
+        ),
+        (
+            "amount -5",
+            "eur",
+            set("amount", json!("-5")),
+            400,
+            "10000005",
+            "amount",
+        ),
+        (
+            "amount 1e3",
+            "eur",
+            set("amount", json!("1e3")),
+            400,
+            "10000005",
+            "amount",
+        ),
+        (
+            "amount with space",
+            "eur",
+            set("amount", json!(" 5")),
+            400,
+            "10000005",
+            "amount",
+        ),
+        (
+            "amount 500.01 EUR",
+            "eur",
+            set("amount", json!("500.01")),
+            400,
+            "30000004",
+            "500.01",
+        ),
+        (
+            "amount 0.99 EUR",
+            "eur",
+            set("amount", json!("0.99")),
+            400,
+            "30000004",
+            "0.99",
+        ),
+        (
+            "inBankCode USA",
+            "eur",
+            set("inBankCode", json!("USA")),
+            400,
+            "10000005",
+            "inBankCode",
+        ),
+        (
+            "inBankCode PIX",
+            "eur",
+            set("inBankCode", json!("PIX")),
+            400,
+            "10000005",
+            "inBankCode",
+        ),
+        (
+            "payType unknown",
+            "eur",
+            set("payType", json!("CARD")),
+            400,
+            "10000005",
+            "payType",
+        ),
+        (
+            "cashier without country",
+            "eur",
+            remove("country"),
+            400,
+            "30000005",
+            "country",
+        ),
+        (
+            "unknown country",
+            "eur",
+            set("country", json!("999")),
+            400,
+            "10000005",
+            "country",
+        ),
+        (
+            "country with no EUR method",
+            "eur",
+            set("country", json!("616")),
+            400,
+            "30000005",
+            "616",
+        ),
+        (
+            "orderId too long",
+            "eur",
+            set("orderId", json!("x".repeat(49))),
+            400,
+            "10000004",
+            "orderId",
+        ),
+        (
+            "orderId with space",
+            "eur",
+            set("orderId", json!("a b")),
+            400,
+            "10000005",
+            "orderId",
+        ),
+        (
+            "subject too long",
+            "eur",
+            set("subject", json!("s".repeat(129))),
+            400,
+            "10000004",
+            "subject",
+        ),
+        (
+            "name too long",
+            "eur",
+            set("name", json!("n".repeat(129))),
+            400,
+            "10000004",
+            "name",
+        ),
+        (
+            "callBackUrl ftp",
+            "eur",
+            set("callBackUrl", json!("ftp://shop.example/x")),
+            400,
+            "10000005",
+            "callBackUrl",
+        ),
+        (
+            "callBackFailUrl relative",
+            "eur",
+            set("callBackFailUrl", json!("/fail")),
+            400,
+            "10000005",
+            "callBackFailUrl",
+        ),
+        (
+            "notifyUrl javascript",
+            "eur",
+            set("notifyUrl", json!("javascript:alert(1)")),
+            400,
+            "10000005",
+            "notifyUrl",
+        ),
+        (
+            "notifyUrl too long",
+            "eur",
+            set(
+                "notifyUrl",
+                json!(format!("https://x.example/{}", "a".repeat(600))),
+            ),
+            400,
+            "10000004",
+            "notifyUrl",
+        ),
+        (
+            "email malformed",
+            "eur",
+            set("email", json!("not-an-email")),
+            400,
+            "10000005",
+            "email",
+        ),
+        (
+            "phone malformed",
+            "eur",
+            set("phone", json!("call me")),
+            400,
+            "10000005",
+            "phone",
+        ),
+        (
+            "partnerUserId charset",
+            "eur",
+            set("partnerUserId", json!("a/b")),
+            400,
+            "10000005",
+            "partnerUserId",
+        ),
+        (
+            "nested object",
+            "eur",
+            set("body", json!({"a": 1})),
+            400,
+            "10000001",
+            "body",
+        ),
+        (
+            "array value",
+            "eur",
+            set("subject", json!(["a"])),
+            400,
+            "10000001",
+            "subject",
+        ),
     ];
     let mut used_ids = Vec::new();
     for (i, (label, currency, mutate, http, code, field)) in cases.iter().enumerate() {
@@ -297,7 +598,9 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
         if body["orderId"] == json!(order_id) {
             used_ids.push(order_id.clone());
         }
-        let reply = server.post(&format!("/{currency}/collect/apply"), &body).await;
+        let reply = server
+            .post(&format!("/{currency}/collect/apply"), &body)
+            .await;
         eprintln!("{label}: {}", reply.1);
         assert_error(&reply, *http, code, field);
     }
@@ -306,43 +609,107 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
     let mut usd_body = server.apply_body("BAD-usd-low");
     usd_body["appId"] = json!(usd_app);
     usd_body["amount"] = json!("0.98");
-    assert_error(&server.post("/usd/collect/apply", &usd_body).await, 400, "30000004", "0.98");
+    assert_error(
+        &server.post("/usd/collect/apply", &usd_body).await,
+        400,
+        "30000004",
+        "0.98",
+    );
     let mut wrong_currency_method = server.apply_body("BAD-ideal-usd");
     wrong_currency_method["inBankCode"] = json!("IDEAL_USD");
     wrong_currency_method["payType"] = json!("BANK_TRANSFER");
-    assert_error(&server.post("/eur/collect/apply", &wrong_currency_method).await, 400, "30000002", "IDEAL_USD");
+    assert_error(
+        &server
+            .post("/eur/collect/apply", &wrong_currency_method)
+            .await,
+        400,
+        "30000002",
+        "IDEAL_USD",
+    );
     let mut wallet_as_bank = server.apply_body("BAD-gpay");
     wallet_as_bank["appId"] = json!(usd_app);
     wallet_as_bank["inBankCode"] = json!("GOOGLE_PAY");
     wallet_as_bank["payType"] = json!("BANK_TRANSFER");
-    assert_error(&server.post("/usd/collect/apply", &wallet_as_bank).await, 400, "30000003", "GOOGLE_PAY");
+    assert_error(
+        &server.post("/usd/collect/apply", &wallet_as_bank).await,
+        400,
+        "30000003",
+        "GOOGLE_PAY",
+    );
     let mut cashier_with_method = server.apply_body("BAD-cashier-ideal");
     cashier_with_method["inBankCode"] = json!("IDEAL_EUR");
-    assert_error(&server.post("/eur/collect/apply", &cashier_with_method).await, 400, "30000003", "IDEAL_EUR");
+    assert_error(
+        &server
+            .post("/eur/collect/apply", &cashier_with_method)
+            .await,
+        400,
+        "30000003",
+        "IDEAL_EUR",
+    );
     used_ids.extend(["BAD-ideal-usd", "BAD-cashier-ideal"].map(String::from));
 
     // Signatures.
     let body = server.apply_body("BAD-sign");
     let mut unsigned = body.clone();
     unsigned["sign"] = json!("");
-    let (status, text) = server.post_raw("/eur/collect/apply", unsigned.to_string()).await;
-    assert_error(&(status, serde_json::from_str(&text).unwrap()), 401, "20000001", "sign");
-    let (status, text) = server.post_raw("/eur/collect/apply", body.to_string()).await;
-    assert_error(&(status, serde_json::from_str(&text).unwrap()), 401, "20000001", "sign");
+    let (status, text) = server
+        .post_raw("/eur/collect/apply", unsigned.to_string())
+        .await;
+    assert_error(
+        &(status, serde_json::from_str(&text).unwrap()),
+        401,
+        "20000001",
+        "sign",
+    );
+    let (status, text) = server
+        .post_raw("/eur/collect/apply", body.to_string())
+        .await;
+    assert_error(
+        &(status, serde_json::from_str(&text).unwrap()),
+        401,
+        "20000001",
+        "sign",
+    );
     let mut malformed = body.clone();
     malformed["sign"] = json!("%%%not base64%%%");
-    let (status, text) = server.post_raw("/eur/collect/apply", malformed.to_string()).await;
-    assert_error(&(status, serde_json::from_str(&text).unwrap()), 401, "20000002", "sign");
+    let (status, text) = server
+        .post_raw("/eur/collect/apply", malformed.to_string())
+        .await;
+    assert_error(
+        &(status, serde_json::from_str(&text).unwrap()),
+        401,
+        "20000002",
+        "sign",
+    );
     let tampered = signed(&body, merchant_key()).replace("25.00", "24.00");
     let (status, text) = server.post_raw("/eur/collect/apply", tampered).await;
-    assert_error(&(status, serde_json::from_str(&text).unwrap()), 401, "20000003", "sign");
-    let (status, text) = server.post_raw("/eur/collect/apply", signed(&body, other_key())).await;
-    assert_error(&(status, serde_json::from_str(&text).unwrap()), 401, "20000003", "sign");
+    assert_error(
+        &(status, serde_json::from_str(&text).unwrap()),
+        401,
+        "20000003",
+        "sign",
+    );
+    let (status, text) = server
+        .post_raw("/eur/collect/apply", signed(&body, other_key()))
+        .await;
+    assert_error(
+        &(status, serde_json::from_str(&text).unwrap()),
+        401,
+        "20000003",
+        "sign",
+    );
     // Signed by the other merchant's key but claiming our app, and the reverse.
     let mut theirs = body.clone();
     theirs["appId"] = json!(server.other_eur.0);
-    let (status, text) = server.post_raw("/eur/collect/apply", signed(&theirs, merchant_key())).await;
-    assert_error(&(status, serde_json::from_str(&text).unwrap()), 401, "20000003", "sign");
+    let (status, text) = server
+        .post_raw("/eur/collect/apply", signed(&theirs, merchant_key()))
+        .await;
+    assert_error(
+        &(status, serde_json::from_str(&text).unwrap()),
+        401,
+        "20000003",
+        "sign",
+    );
     let mut keyless = body.clone();
     keyless["appId"] = json!(server.keyless_eur.0);
     let reply = server.post("/eur/collect/apply", &keyless).await;
@@ -358,21 +725,37 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
     ] {
         let (status, text) = server.post_raw("/eur/collect/apply", raw.to_string()).await;
         let reply: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!((status, reply["error"].as_str().unwrap()), (http, code), "{raw}: {text}");
+        assert_eq!(
+            (status, reply["error"].as_str().unwrap()),
+            (http, code),
+            "{raw}: {text}"
+        );
     }
-    let (status, text) = server.post_raw("/eur/collect/apply", vec![0xff_u8, 0xfe]).await;
+    let (status, text) = server
+        .post_raw("/eur/collect/apply", vec![0xff_u8, 0xfe])
+        .await;
     assert_eq!(status, 400, "{text}");
     let mut huge = server.apply_body("BAD-huge");
     huge["body"] = json!("x".repeat(70 * 1024));
-    let (status, text) = server.post_raw("/eur/collect/apply", signed(&huge, merchant_key())).await;
+    let (status, text) = server
+        .post_raw("/eur/collect/apply", signed(&huge, merchant_key()))
+        .await;
     let reply: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!((status, reply["error"].as_str().unwrap()), (413, "10000006"), "{text}");
+    assert_eq!(
+        (status, reply["error"].as_str().unwrap()),
+        (413, "10000006"),
+        "{text}"
+    );
     used_ids.push("BAD-huge".into());
 
     for order_id in used_ids {
         for app in [server.eur, server.usd, server.other_eur, server.keyless_eur] {
             assert_eq!(
-                server.store.order_by_merchant_order_id(app, &order_id).await.unwrap(),
+                server
+                    .store
+                    .order_by_merchant_order_id(app, &order_id)
+                    .await
+                    .unwrap(),
                 None,
                 "{order_id} must not be stored"
             );
@@ -381,27 +764,65 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
 }
 
 async fn query_errors(server: Server) {
-    server.post("/eur/collect/apply", &server.apply_body("M-q")).await;
+    server
+        .post("/eur/collect/apply", &server.apply_body("M-q"))
+        .await;
     let missing = json!({"appId": server.eur.0, "orderId": "nope"});
-    assert_error(&server.post("/eur/collect/query", &missing).await, 404, "40000001", "nope");
+    assert_error(
+        &server.post("/eur/collect/query", &missing).await,
+        404,
+        "40000001",
+        "nope",
+    );
     let other_app = json!({"appId": server.other_eur.0, "orderId": "M-q"});
-    let (status, text) = server.post_raw("/eur/collect/query", signed(&other_app, other_key())).await;
-    assert_error(&(status, serde_json::from_str(&text).unwrap()), 404, "40000001", "M-q");
+    let (status, text) = server
+        .post_raw("/eur/collect/query", signed(&other_app, other_key()))
+        .await;
+    assert_error(
+        &(status, serde_json::from_str(&text).unwrap()),
+        404,
+        "40000001",
+        "M-q",
+    );
     let wrong_no = json!({"appId": server.eur.0, "orderId": "M-q", "orderNo": "1234567890123456"});
-    assert_error(&server.post("/eur/collect/query", &wrong_no).await, 404, "40000001", "1234567890123456");
+    assert_error(
+        &server.post("/eur/collect/query", &wrong_no).await,
+        404,
+        "40000001",
+        "1234567890123456",
+    );
     let bad_no = json!({"appId": server.eur.0, "orderId": "M-q", "orderNo": "12ab"});
-    assert_error(&server.post("/eur/collect/query", &bad_no).await, 400, "10000005", "orderNo");
+    assert_error(
+        &server.post("/eur/collect/query", &bad_no).await,
+        400,
+        "10000005",
+        "orderNo",
+    );
     let no_id = json!({"appId": server.eur.0});
-    assert_error(&server.post("/eur/collect/query", &no_id).await, 400, "10000003", "orderId");
+    assert_error(
+        &server.post("/eur/collect/query", &no_id).await,
+        400,
+        "10000003",
+        "orderId",
+    );
     let usd_path = json!({"appId": server.eur.0, "orderId": "M-q"});
-    assert_error(&server.post("/usd/collect/query", &usd_path).await, 400, "30000001", "EUR");
+    assert_error(
+        &server.post("/usd/collect/query", &usd_path).await,
+        400,
+        "30000001",
+        "EUR",
+    );
 }
 
 async fn unknown_endpoints(server: Server) {
     for path in ["/brl/collect/apply", "/eur/collect/refund", "/"] {
         let (status, text) = server.post_raw(path, "{}").await;
         let reply: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!((status, reply["error"].as_str().unwrap()), (404, "40000002"), "{path}");
+        assert_eq!(
+            (status, reply["error"].as_str().unwrap()),
+            (404, "40000002"),
+            "{path}"
+        );
     }
 }
 
@@ -415,8 +836,15 @@ async fn replaced_keys_take_effect(server: Server) {
         .await
         .unwrap();
     let query = json!({"appId": server.eur.0, "orderId": "M-key"});
-    assert_error(&server.post("/eur/collect/query", &query).await, 401, "20000003", "sign");
-    let (status, _) = server.post_raw("/eur/collect/query", signed(&query, other_key())).await;
+    assert_error(
+        &server.post("/eur/collect/query", &query).await,
+        401,
+        "20000003",
+        "sign",
+    );
+    let (status, _) = server
+        .post_raw("/eur/collect/query", signed(&query, other_key()))
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -429,16 +857,28 @@ async fn cashier_page_escapes_and_hides(server: Server) {
     let pay_url = reply["data"]["payUrl"].as_str().unwrap().to_string();
     let page = server.client.get(&pay_url).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     let html = page.text().await.unwrap();
     assert!(html.contains("25.00 EUR"));
-    assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;") && !html.contains("<script>"),
+        "{html}"
+    );
     assert!(html.contains("M-&lt;b&gt;"));
     let unknown = format!("{}/pay/{}", server.base, "A".repeat(43));
-    assert_eq!(server.client.get(unknown).send().await.unwrap().status(), 404);
+    assert_eq!(
+        server.client.get(unknown).send().await.unwrap().status(),
+        404
+    );
     let garbage = format!("{}/pay/..%2F..%2Fetc", server.base);
-    assert_eq!(server.client.get(garbage).send().await.unwrap().status(), 404);
+    assert_eq!(
+        server.client.get(garbage).send().await.unwrap().status(),
+        404
+    );
 }
 
 macro_rules! on_both_databases {

@@ -61,10 +61,7 @@ fn part_of_raw<'a>(key: &str, raw: &'a str) -> Result<Part<'a>, CanonicalError> 
     }
 }
 
-fn part_of_value<'a>(
-    key: &str,
-    value: &'a serde_json::Value,
-) -> Result<Part<'a>, CanonicalError> {
+fn part_of_value<'a>(key: &str, value: &'a serde_json::Value) -> Result<Part<'a>, CanonicalError> {
     use serde_json::Value;
     match value {
         Value::Null => Ok(Part::Skip),
@@ -211,13 +208,19 @@ mod tests {
 
     #[test]
     fn keys_sort_by_bytes() {
-        assert_eq!(canonical(r#"{"b":"1","B":"2","a":"3","_":"4"}"#), "B=2&_=4&a=3&b=1");
+        assert_eq!(
+            canonical(r#"{"b":"1","B":"2","a":"3","_":"4"}"#),
+            "B=2&_=4&a=3&b=1"
+        );
     }
 
     #[test]
     fn refuses_nesting_duplicates_and_non_objects() {
         let error = |json| parse_signed_object(json).unwrap_err();
-        assert_eq!(error(r#"{"a":{"b":1}}"#), CanonicalError::Nested("a".into()));
+        assert_eq!(
+            error(r#"{"a":{"b":1}}"#),
+            CanonicalError::Nested("a".into())
+        );
         assert_eq!(error(r#"{"a":[1]}"#), CanonicalError::Nested("a".into()));
         assert_eq!(
             error(r#"{"a":"1","a":"2"}"#),

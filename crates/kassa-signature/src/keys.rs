@@ -119,7 +119,11 @@ impl VerifyingKey {
         check_bits(bits)?;
         let parsed = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public.as_ref())
             .map_err(|_| KeyError::NotRsa)?;
-        let spki_der = public.as_der().map_err(|_| KeyError::NotRsa)?.as_ref().to_vec();
+        let spki_der = public
+            .as_der()
+            .map_err(|_| KeyError::NotRsa)?
+            .as_ref()
+            .to_vec();
         Ok(VerifyingKey {
             parsed,
             spki_der,
@@ -241,7 +245,11 @@ impl SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKey(RSA-{}, private part hidden)", self.verifying.bits)
+        write!(
+            f,
+            "SigningKey(RSA-{}, private part hidden)",
+            self.verifying.bits
+        )
     }
 }
 
@@ -265,7 +273,8 @@ mod tests {
             .verify_base64(b"amount=300&appId=1054", &sig)
             .unwrap();
         assert_eq!(
-            key.verifying_key().verify_base64(b"amount=301&appId=1054", &sig),
+            key.verifying_key()
+                .verify_base64(b"amount=301&appId=1054", &sig),
             Err(VerifyError::Mismatch)
         );
         assert_eq!(
@@ -273,10 +282,14 @@ mod tests {
             Err(VerifyError::Base64)
         );
         assert_eq!(
-            key.verifying_key().verify_base64(b"x", &sig.trim_end_matches('=').to_string()),
+            key.verifying_key()
+                .verify_base64(b"x", sig.trim_end_matches('=')),
             Err(VerifyError::Base64)
         );
-        assert_eq!(key.verifying_key().verify_base64(b"x", ""), Err(VerifyError::MissingSign));
+        assert_eq!(
+            key.verifying_key().verify_base64(b"x", ""),
+            Err(VerifyError::MissingSign)
+        );
     }
 
     #[test]
@@ -296,7 +309,10 @@ mod tests {
     #[test]
     fn refuses_bad_keys() {
         assert_eq!(VerifyingKey::parse(""), Err(KeyError::Empty));
-        assert!(matches!(VerifyingKey::parse("%%%"), Err(KeyError::Encoding(_))));
+        assert!(matches!(
+            VerifyingKey::parse("%%%"),
+            Err(KeyError::Encoding(_))
+        ));
         assert_eq!(VerifyingKey::parse("AAAA"), Err(KeyError::NotRsa));
         assert!(matches!(
             VerifyingKey::parse(&key().to_pkcs8_pem()),
@@ -315,7 +331,10 @@ mod tests {
     }
 
     fn openssl() -> Option<&'static str> {
-        let ok = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+        let ok = Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !ok {
             eprintln!("skipped: the openssl command is not installed");
         }
@@ -324,7 +343,11 @@ mod tests {
 
     fn run(cmd: &mut Command) -> std::process::Output {
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -339,35 +362,92 @@ mod tests {
         std::fs::write(path("msg"), message).unwrap();
 
         // openssl → kassa, with a 4096-bit key.
-        run(Command::new(openssl).args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096", "-out"]).arg(path("k4096.pem")));
-        run(Command::new(openssl).args(["pkey", "-pubout", "-in"]).arg(path("k4096.pem")).arg("-out").arg(path("p4096.pem")));
-        run(Command::new(openssl).args(["dgst", "-sha256", "-sign"]).arg(path("k4096.pem")).arg("-out").arg(path("sig")).arg(path("msg")));
-        let public = VerifyingKey::parse(&std::fs::read_to_string(path("p4096.pem")).unwrap()).unwrap();
+        run(Command::new(openssl)
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:4096",
+                "-out",
+            ])
+            .arg(path("k4096.pem")));
+        run(Command::new(openssl)
+            .args(["pkey", "-pubout", "-in"])
+            .arg(path("k4096.pem"))
+            .arg("-out")
+            .arg(path("p4096.pem")));
+        run(Command::new(openssl)
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(path("k4096.pem"))
+            .arg("-out")
+            .arg(path("sig"))
+            .arg(path("msg")));
+        let public =
+            VerifyingKey::parse(&std::fs::read_to_string(path("p4096.pem")).unwrap()).unwrap();
         assert_eq!(public.bits(), 4096);
-        public.verify(message.as_bytes(), &std::fs::read(path("sig")).unwrap()).unwrap();
+        public
+            .verify(message.as_bytes(), &std::fs::read(path("sig")).unwrap())
+            .unwrap();
         // The openssl private key signs the same bytes in kassa (deterministic PKCS#1 v1.5).
-        let private = SigningKey::parse(&std::fs::read_to_string(path("k4096.pem")).unwrap()).unwrap();
-        assert_eq!(private.sign(message.as_bytes()), std::fs::read(path("sig")).unwrap());
+        let private =
+            SigningKey::parse(&std::fs::read_to_string(path("k4096.pem")).unwrap()).unwrap();
+        assert_eq!(
+            private.sign(message.as_bytes()),
+            std::fs::read(path("sig")).unwrap()
+        );
 
         // kassa → openssl.
         std::fs::write(path("kassa.pub.pem"), key().public_key_pem()).unwrap();
         std::fs::write(path("kassa.sig"), key().sign(message.as_bytes())).unwrap();
-        run(Command::new(openssl).args(["dgst", "-sha256", "-verify"]).arg(path("kassa.pub.pem")).arg("-signature").arg(path("kassa.sig")).arg(path("msg")));
+        run(Command::new(openssl)
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(path("kassa.pub.pem"))
+            .arg("-signature")
+            .arg(path("kassa.sig"))
+            .arg(path("msg")));
 
         // PKCS#1 ("RSA PUBLIC KEY" / "RSA PRIVATE KEY") forms.
-        run(Command::new(openssl).args(["rsa", "-pubin", "-in"]).arg(path("kassa.pub.pem")).args(["-RSAPublicKey_out", "-out"]).arg(path("pkcs1.pub.pem")));
+        run(Command::new(openssl)
+            .args(["rsa", "-pubin", "-in"])
+            .arg(path("kassa.pub.pem"))
+            .args(["-RSAPublicKey_out", "-out"])
+            .arg(path("pkcs1.pub.pem")));
         let pkcs1 = std::fs::read_to_string(path("pkcs1.pub.pem")).unwrap();
         assert!(pkcs1.contains("BEGIN RSA PUBLIC KEY"));
-        assert_eq!(VerifyingKey::parse(&pkcs1).unwrap().to_pem(), key().public_key_pem());
+        assert_eq!(
+            VerifyingKey::parse(&pkcs1).unwrap().to_pem(),
+            key().public_key_pem()
+        );
         std::fs::write(path("kassa.key.pem"), key().to_pkcs8_pem()).unwrap();
-        run(Command::new(openssl).args(["rsa", "-traditional", "-in"]).arg(path("kassa.key.pem")).arg("-out").arg(path("pkcs1.key.pem")));
+        run(Command::new(openssl)
+            .args(["rsa", "-traditional", "-in"])
+            .arg(path("kassa.key.pem"))
+            .arg("-out")
+            .arg(path("pkcs1.key.pem")));
         let pkcs1_private = std::fs::read_to_string(path("pkcs1.key.pem")).unwrap();
         assert!(pkcs1_private.contains("BEGIN RSA PRIVATE KEY"));
-        assert_eq!(SigningKey::parse(&pkcs1_private).unwrap().public_key_pem(), key().public_key_pem());
+        assert_eq!(
+            SigningKey::parse(&pkcs1_private).unwrap().public_key_pem(),
+            key().public_key_pem()
+        );
 
         // Too small.
-        run(Command::new(openssl).args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out"]).arg(path("k1024.pem")));
-        run(Command::new(openssl).args(["pkey", "-pubout", "-in"]).arg(path("k1024.pem")).arg("-out").arg(path("p1024.pem")));
+        run(Command::new(openssl)
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:1024",
+                "-out",
+            ])
+            .arg(path("k1024.pem")));
+        run(Command::new(openssl)
+            .args(["pkey", "-pubout", "-in"])
+            .arg(path("k1024.pem"))
+            .arg("-out")
+            .arg(path("p1024.pem")));
         assert_eq!(
             VerifyingKey::parse(&std::fs::read_to_string(path("p1024.pem")).unwrap()).map(|_| ()),
             Err(KeyError::Size(1024))

@@ -91,8 +91,12 @@ pub trait Store: Send + Sync + 'static {
     async fn app(&self, app_id: AppId) -> StoreResult<Option<App>>;
 
     /// Registers the merchant's public key of an app. False if the app does not exist.
-    async fn set_app_public_key(&self, app_id: AppId, public_key: &str, now_ms: i64)
-    -> StoreResult<bool>;
+    async fn set_app_public_key(
+        &self,
+        app_id: AppId,
+        public_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
 
     /// Sets or clears the operator's limits of an app. False if the app does not exist.
     async fn set_app_limits(

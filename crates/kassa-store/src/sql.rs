@@ -122,14 +122,17 @@ impl SqlStore {
 
     async fn apps_of(&self, merchant_id: MerchantId) -> StoreResult<Vec<App>> {
         let rows = sqlx::query(SELECT_APPS_OF_MERCHANT.as_str())
-        .bind(merchant_id.0)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(merchant_id.0)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(app_from_row).collect()
     }
 
     async fn one_order(&self, sql: &'static str, arg: &str) -> StoreResult<Option<Order>> {
-        let row = sqlx::query(sql).bind(arg).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sql)
+            .bind(arg)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(order_from_row).transpose()
     }
 }
@@ -148,8 +151,14 @@ macro_rules! statement {
         static $name: LazyLock<String> = LazyLock::new(|| format!($($format)+));
     };
 }
-statement!(SELECT_APPS_OF_MERCHANT, "SELECT {APP_COLUMNS} FROM apps WHERE merchant_id = $1 ORDER BY app_id");
-statement!(SELECT_APP, "SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1");
+statement!(
+    SELECT_APPS_OF_MERCHANT,
+    "SELECT {APP_COLUMNS} FROM apps WHERE merchant_id = $1 ORDER BY app_id"
+);
+statement!(
+    SELECT_APP,
+    "SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1"
+);
 statement!(
     INSERT_APP,
     "INSERT INTO apps (merchant_id, currency, public_key, created_at_ms, updated_at_ms) \
@@ -158,14 +167,23 @@ statement!(
 statement!(
     INSERT_ORDER,
     "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) ON CONFLICT (app_id, merchant_order_id) DO NOTHING",
-    (1..=27).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (1..=27)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 );
 statement!(
     SELECT_ORDER_BY_MERCHANT_ID,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND merchant_order_id = $2"
 );
-statement!(SELECT_ORDER_BY_NO, "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = $1");
-statement!(SELECT_ORDER_BY_TOKEN, "SELECT {ORDER_COLUMNS} FROM orders WHERE cashier_token = $1");
+statement!(
+    SELECT_ORDER_BY_NO,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = $1"
+);
+statement!(
+    SELECT_ORDER_BY_TOKEN,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE cashier_token = $1"
+);
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
@@ -198,8 +216,14 @@ fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
     let payer = match name {
         Some(name) => Some(Payer {
             name: Personal::new(name),
-            phone: Personal::new(row.try_get::<Option<String>, _>("payer_phone")?.unwrap_or_default()),
-            email: Personal::new(row.try_get::<Option<String>, _>("payer_email")?.unwrap_or_default()),
+            phone: Personal::new(
+                row.try_get::<Option<String>, _>("payer_phone")?
+                    .unwrap_or_default(),
+            ),
+            email: Personal::new(
+                row.try_get::<Option<String>, _>("payer_email")?
+                    .unwrap_or_default(),
+            ),
             partner_user_id: row
                 .try_get::<Option<String>, _>("partner_user_id")?
                 .unwrap_or_default(),
@@ -207,7 +231,8 @@ fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
         None => None,
     };
     Ok(Order {
-        order_no: OrderNo::parse(&order_no).ok_or_else(|| corrupt(format!("order no {order_no}")))?,
+        order_no: OrderNo::parse(&order_no)
+            .ok_or_else(|| corrupt(format!("order no {order_no}")))?,
         app_id: AppId(row.try_get("app_id")?),
         merchant_order_id: row.try_get("merchant_order_id")?,
         currency: currency_of(&row.try_get::<String, _>("currency")?)?,
@@ -241,7 +266,7 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 /// Serialises migrations across PostgreSQL nodes (an arbitrary, fixed lock id).
-const MIGRATION_LOCK_ID: i64 = 0x6b61_7373_61;
+const MIGRATION_LOCK_ID: i64 = 0x006b_6173_7361; // "kassa" in ASCII
 
 #[async_trait]
 impl Store for SqlStore {
@@ -274,7 +299,9 @@ impl Store for SqlStore {
                 continue;
             }
             tracing::info!(version, backend = self.backend.name(), "applying migration");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("INSERT INTO kassa_migrations (version, applied_at_ms) VALUES ($1, $2)")
                 .bind(version)
                 .bind(now_ms())
@@ -327,12 +354,12 @@ impl Store for SqlStore {
         let mut apps = Vec::with_capacity(currencies.len());
         for currency in currencies {
             let row = sqlx::query(INSERT_APP.as_str())
-            .bind(merchant_id)
-            .bind(currency.code())
-            .bind(public_key)
-            .bind(now_ms)
-            .fetch_one(&mut *tx)
-            .await?;
+                .bind(merchant_id)
+                .bind(currency.code())
+                .bind(public_key)
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?;
             apps.push(app_from_row(&row)?);
         }
         tx.commit().await?;
@@ -347,10 +374,11 @@ impl Store for SqlStore {
     }
 
     async fn list_merchants(&self) -> StoreResult<Vec<MerchantWithApps>> {
-        let rows =
-            sqlx::query("SELECT merchant_id, name, created_at_ms FROM merchants ORDER BY merchant_id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT merchant_id, name, created_at_ms FROM merchants ORDER BY merchant_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut merchants = Vec::with_capacity(rows.len());
         for row in rows {
             let merchant = Merchant {
@@ -378,12 +406,13 @@ impl Store for SqlStore {
         public_key: &str,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE apps SET public_key = $1, updated_at_ms = $2 WHERE app_id = $3")
-            .bind(public_key)
-            .bind(now_ms)
-            .bind(app_id.0)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE apps SET public_key = $1, updated_at_ms = $2 WHERE app_id = $3")
+                .bind(public_key)
+                .bind(now_ms)
+                .bind(app_id.0)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -409,35 +438,35 @@ impl Store for SqlStore {
     async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome> {
         let payer = order.payer.as_ref();
         let inserted = sqlx::query(INSERT_ORDER.as_str())
-        .bind(order.order_no.as_str())
-        .bind(order.app_id.0)
-        .bind(&order.merchant_order_id)
-        .bind(order.currency.code())
-        .bind(order.amount_minor.0)
-        .bind(order.method.code)
-        .bind(order.country.as_deref())
-        .bind(payer.map(|p| p.name.expose()))
-        .bind(payer.map(|p| p.phone.expose()))
-        .bind(payer.map(|p| p.email.expose()))
-        .bind(payer.map(|p| p.partner_user_id.as_str()))
-        .bind(order.subject.as_deref())
-        .bind(order.body.as_deref())
-        .bind(order.callback_url.as_deref())
-        .bind(order.callback_fail_url.as_deref())
-        .bind(order.notify_url.as_deref())
-        .bind(order.status.as_str())
-        .bind(order.actual_amount_minor.0)
-        .bind(order.fee_minor.0)
-        .bind(order.paid_at_ms)
-        .bind(order.error_msg.as_deref())
-        .bind(&order.request_fingerprint)
-        .bind(&order.create_reply)
-        .bind(&order.cashier_token)
-        .bind(order.created_at_ms)
-        .bind(order.updated_at_ms)
-        .bind(order.expires_at_ms)
-        .execute(&self.pool)
-        .await;
+            .bind(order.order_no.as_str())
+            .bind(order.app_id.0)
+            .bind(&order.merchant_order_id)
+            .bind(order.currency.code())
+            .bind(order.amount_minor.0)
+            .bind(order.method.code)
+            .bind(order.country.as_deref())
+            .bind(payer.map(|p| p.name.expose()))
+            .bind(payer.map(|p| p.phone.expose()))
+            .bind(payer.map(|p| p.email.expose()))
+            .bind(payer.map(|p| p.partner_user_id.as_str()))
+            .bind(order.subject.as_deref())
+            .bind(order.body.as_deref())
+            .bind(order.callback_url.as_deref())
+            .bind(order.callback_fail_url.as_deref())
+            .bind(order.notify_url.as_deref())
+            .bind(order.status.as_str())
+            .bind(order.actual_amount_minor.0)
+            .bind(order.fee_minor.0)
+            .bind(order.paid_at_ms)
+            .bind(order.error_msg.as_deref())
+            .bind(&order.request_fingerprint)
+            .bind(&order.create_reply)
+            .bind(&order.cashier_token)
+            .bind(order.created_at_ms)
+            .bind(order.updated_at_ms)
+            .bind(order.expires_at_ms)
+            .execute(&self.pool)
+            .await;
         match inserted {
             Ok(done) if done.rows_affected() == 1 => Ok(InsertOutcome::Inserted),
             Ok(_) => {
@@ -459,10 +488,10 @@ impl Store for SqlStore {
         merchant_order_id: &str,
     ) -> StoreResult<Option<Order>> {
         let row = sqlx::query(SELECT_ORDER_BY_MERCHANT_ID.as_str())
-        .bind(app_id.0)
-        .bind(merchant_order_id)
-        .fetch_optional(&self.pool)
-        .await?;
+            .bind(app_id.0)
+            .bind(merchant_order_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(order_from_row).transpose()
     }
 

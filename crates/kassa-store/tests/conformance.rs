@@ -2,8 +2,8 @@
 //! PostgreSQL alike. A new backend is done when this passes on it.
 
 use kassa_core::{
-    AmountLimits, AmountMinor, AppId, Currency, Order, OrderNo, OrderStatus, Payer,
-    PaymentMethod, Personal,
+    AmountLimits, AmountMinor, AppId, Currency, Order, OrderNo, OrderStatus, Payer, PaymentMethod,
+    Personal,
 };
 use kassa_store::testing::TestDatabase;
 use kassa_store::{InsertOutcome, SqlStore, Store, StoreError};
@@ -77,42 +77,116 @@ async fn merchants_and_apps(db: TestDatabase) {
         .unwrap();
     assert_eq!(created.apps.len(), 2);
     let (eur, usd) = (&created.apps[0], &created.apps[1]);
-    assert!(eur.app_id.0 >= 1001, "app ids start at 1001: {:?}", eur.app_id);
+    assert!(
+        eur.app_id.0 >= 1001,
+        "app ids start at 1001: {:?}",
+        eur.app_id
+    );
     assert_ne!(eur.app_id, usd.app_id);
     assert_eq!((eur.currency, usd.currency), (Currency::Eur, Currency::Usd));
     assert_eq!(eur.public_key.as_deref(), Some("PEM"));
-    let second = store.create_merchant("Other", &[Currency::Eur], None, 8).await.unwrap();
+    let second = store
+        .create_merchant("Other", &[Currency::Eur], None, 8)
+        .await
+        .unwrap();
     assert_ne!(second.merchant.id, created.merchant.id);
 
     let listed = store.list_merchants().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0], created);
 
-    assert!(store.set_app_public_key(usd.app_id, "NEW", 9).await.unwrap());
-    assert_eq!(store.app(usd.app_id).await.unwrap().unwrap().public_key.as_deref(), Some("NEW"));
-    assert!(!store.set_app_public_key(AppId(999_999), "X", 9).await.unwrap());
+    assert!(
+        store
+            .set_app_public_key(usd.app_id, "NEW", 9)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .app(usd.app_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_key
+            .as_deref(),
+        Some("NEW")
+    );
+    assert!(
+        !store
+            .set_app_public_key(AppId(999_999), "X", 9)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.app(AppId(999_999)).await.unwrap(), None);
 
     let limits = AmountLimits::new(AmountMinor(500), AmountMinor(9_000));
-    assert!(store.set_app_limits(eur.app_id, Some(limits), 10).await.unwrap());
-    assert_eq!(store.app(eur.app_id).await.unwrap().unwrap().limits_override, Some(limits));
+    assert!(
+        store
+            .set_app_limits(eur.app_id, Some(limits), 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .app(eur.app_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .limits_override,
+        Some(limits)
+    );
     assert!(store.set_app_limits(eur.app_id, None, 11).await.unwrap());
-    assert_eq!(store.app(eur.app_id).await.unwrap().unwrap().limits_override, None);
+    assert_eq!(
+        store
+            .app(eur.app_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .limits_override,
+        None
+    );
 }
 
 async fn orders_round_trip(db: TestDatabase) {
     let store = db.store().await;
     let app = eur_app(&store).await;
     let original = order(app, "M1", 1);
-    assert_eq!(store.insert_order(&original).await.unwrap(), InsertOutcome::Inserted);
-    assert_eq!(store.order_by_no(&original.order_no).await.unwrap().as_ref(), Some(&original));
     assert_eq!(
-        store.order_by_merchant_order_id(app, "M1").await.unwrap().as_ref(),
+        store.insert_order(&original).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store
+            .order_by_no(&original.order_no)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&original)
     );
-    assert_eq!(store.order_by_cashier_token("tok-1").await.unwrap().as_ref(), Some(&original));
-    assert_eq!(store.order_by_merchant_order_id(app, "M2").await.unwrap(), None);
-    assert_eq!(store.order_by_no(&OrderNo::from_random(99)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .order_by_merchant_order_id(app, "M1")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&original)
+    );
+    assert_eq!(
+        store
+            .order_by_cashier_token("tok-1")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&original)
+    );
+    assert_eq!(
+        store.order_by_merchant_order_id(app, "M2").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.order_by_no(&OrderNo::from_random(99)).await.unwrap(),
+        None
+    );
 
     let mut bare = order(app, "M-bare", 2);
     bare.payer = None;
@@ -138,7 +212,10 @@ async fn duplicate_merchant_order_id_returns_the_original(db: TestDatabase) {
     // The same merchant order id in another app is another order.
     let other_app = eur_app(&store).await;
     assert_eq!(
-        store.insert_order(&order(other_app, "M1", 3)).await.unwrap(),
+        store
+            .insert_order(&order(other_app, "M1", 3))
+            .await
+            .unwrap(),
         InsertOutcome::Inserted
     );
 }
@@ -149,8 +226,14 @@ async fn taken_order_number_is_reported(db: TestDatabase) {
     store.insert_order(&order(app, "M1", 1)).await.unwrap();
     let mut clash = order(app, "M2", 1);
     clash.cashier_token = "other".into();
-    assert!(matches!(store.insert_order(&clash).await, Err(StoreError::OrderNoTaken)));
-    assert_eq!(store.order_by_merchant_order_id(app, "M2").await.unwrap(), None);
+    assert!(matches!(
+        store.insert_order(&clash).await,
+        Err(StoreError::OrderNoTaken)
+    ));
+    assert_eq!(
+        store.order_by_merchant_order_id(app, "M2").await.unwrap(),
+        None
+    );
 }
 
 async fn concurrent_inserts_create_one_order(db: TestDatabase) {
@@ -171,13 +254,22 @@ async fn concurrent_inserts_create_one_order(db: TestDatabase) {
         }
     }
     assert_eq!(inserted, 1);
-    let stored = store.order_by_merchant_order_id(app, "SAME").await.unwrap().unwrap();
+    let stored = store
+        .order_by_merchant_order_id(app, "SAME")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(winners.iter().all(|no| *no == stored.order_no));
 }
 
 async fn orders_need_an_existing_app(db: TestDatabase) {
     let store = db.store().await;
-    assert!(store.insert_order(&order(AppId(424_242), "M1", 1)).await.is_err());
+    assert!(
+        store
+            .insert_order(&order(AppId(424_242), "M1", 1))
+            .await
+            .is_err()
+    );
 }
 
 macro_rules! conformance {

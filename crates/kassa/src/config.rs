@@ -115,7 +115,13 @@ mod tests {
     #[test]
     fn data_dir_follows_sqlite_file() {
         assert_eq!(default_data_dir("sqlite://x/y/k.db"), PathBuf::from("x/y"));
-        assert_eq!(default_data_dir("sqlite://k.db"), PathBuf::from("kassa-data"));
-        assert_eq!(default_data_dir("postgres://h/db"), PathBuf::from("kassa-data"));
+        assert_eq!(
+            default_data_dir("sqlite://k.db"),
+            PathBuf::from("kassa-data")
+        );
+        assert_eq!(
+            default_data_dir("postgres://h/db"),
+            PathBuf::from("kassa-data")
+        );
     }
 }

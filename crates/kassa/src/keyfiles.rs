@@ -33,7 +33,8 @@ fn read_input(input: Option<&Path>) -> Result<String, Failure> {
 }
 
 pub fn read_key_text(path: &Path) -> Result<String, Failure> {
-    std::fs::read_to_string(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
 }
 
 /// Writes a private file readable by its owner only; refuses to overwrite.
@@ -61,7 +62,10 @@ pub fn write_key_pair(dir: &Path) -> Result<(PathBuf, PathBuf, SigningKey), Fail
     let public_path = dir.join(PUBLIC_KEY_FILE);
     for path in [&private_path, &public_path] {
         if path.exists() {
-            return Err(Failure(format!("{} exists already; not overwriting it", path.display())));
+            return Err(Failure(format!(
+                "{} exists already; not overwriting it",
+                path.display()
+            )));
         }
     }
     let key = SigningKey::generate()?;
@@ -83,7 +87,9 @@ pub fn sign_text(key: &SigningKey, text: &str) -> Result<String, Failure> {
         out.push(',');
     }
     out.push_str("\"sign\":");
-    out.push_str(&serde_json::to_string(&key.sign_base64(object.canonical.as_bytes()))?);
+    out.push_str(&serde_json::to_string(
+        &key.sign_base64(object.canonical.as_bytes()),
+    )?);
     out.push('}');
     Ok(out)
 }

@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kassa", version, about = "kassa — a self-hosted payment collection gateway")]
+#[command(
+    name = "kassa",
+    version,
+    about = "kassa — a self-hosted payment collection gateway"
+)]
 struct Cli {
     /// Database: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
     /// [default: sqlite://kassa-data/kassa.db]
@@ -67,6 +71,7 @@ struct VerifyArgs {
 }
 
 /// What a command failed with: a message for the person at the terminal.
+#[derive(Debug)]
 pub struct Failure(pub String);
 
 impl<E: std::fmt::Display> From<E> for Failure {

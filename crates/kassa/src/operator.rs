@@ -11,7 +11,7 @@ use kassa_server::now_ms;
 use kassa_signature::VerifyingKey;
 use kassa_store::{MerchantWithApps, SqlStore, Store};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum MerchantCommand {
@@ -123,7 +123,7 @@ fn parse_currencies(codes: &[String]) -> Result<Vec<Currency>, Failure> {
 }
 
 /// Reads and checks a public key file; returns the key as normalised SPKI PEM.
-fn read_public_key(path: &PathBuf) -> Result<String, Failure> {
+fn read_public_key(path: &Path) -> Result<String, Failure> {
     let key = VerifyingKey::parse(&read_key_text(path)?)
         .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
     Ok(key.to_pem())
@@ -216,15 +216,24 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
     let missing = |app_id: i64| Failure(format!("no app has appId {app_id}"));
     match command {
         AppCommand::Show { app_id } => {
-            let app = store.app(AppId(app_id)).await?.ok_or_else(|| missing(app_id))?;
+            let app = store
+                .app(AppId(app_id))
+                .await?
+                .ok_or_else(|| missing(app_id))?;
             print_json(&app_json(&app));
         }
         AppCommand::SetKey { app_id, public_key } => {
             let pem = read_public_key(&public_key)?;
-            if !store.set_app_public_key(AppId(app_id), &pem, now_ms()).await? {
+            if !store
+                .set_app_public_key(AppId(app_id), &pem, now_ms())
+                .await?
+            {
                 return Err(missing(app_id));
             }
-            let app = store.app(AppId(app_id)).await?.ok_or_else(|| missing(app_id))?;
+            let app = store
+                .app(AppId(app_id))
+                .await?
+                .ok_or_else(|| missing(app_id))?;
             print_json(&app_json(&app));
         }
         AppCommand::SetLimits {
@@ -245,10 +254,16 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
                 }
                 Some(AmountLimits::new(min, max))
             };
-            if !store.set_app_limits(AppId(app_id), limits, now_ms()).await? {
+            if !store
+                .set_app_limits(AppId(app_id), limits, now_ms())
+                .await?
+            {
                 return Err(missing(app_id));
             }
-            let app = store.app(AppId(app_id)).await?.ok_or_else(|| missing(app_id))?;
+            let app = store
+                .app(AppId(app_id))
+                .await?
+                .ok_or_else(|| missing(app_id))?;
             print_json(&app_json(&app));
         }
     }
@@ -272,8 +287,14 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("sqlite://kassa-data/kassa.db"), "sqlite://kassa-data/kassa.db");
+        assert_eq!(
+            redact_url("sqlite://kassa-data/kassa.db"),
+            "sqlite://kassa-data/kassa.db"
+        );
     }
 }

@@ -63,7 +63,9 @@ async fn ensure_demo(store: &SqlStore, dir: &Path) -> Result<Vec<(Currency, AppI
                 .await?
                 .ok_or_else(|| Failure(format!("the demo app {id} is gone")))?;
             if app.public_key.as_deref() != Some(public_pem.as_str()) {
-                store.set_app_public_key(app.app_id, &public_pem, now_ms()).await?;
+                store
+                    .set_app_public_key(app.app_id, &public_pem, now_ms())
+                    .await?;
             }
             out.push((currency, app.app_id));
         }
@@ -76,7 +78,11 @@ async fn ensure_demo(store: &SqlStore, dir: &Path) -> Result<Vec<(Currency, AppI
         Some(&public_pem),
     )
     .await?;
-    let apps: Vec<(Currency, AppId)> = created.apps.iter().map(|a| (a.currency, a.app_id)).collect();
+    let apps: Vec<(Currency, AppId)> = created
+        .apps
+        .iter()
+        .map(|a| (a.currency, a.app_id))
+        .collect();
     let saved: Vec<(&str, i64)> = apps.iter().map(|(c, id)| (c.code(), id.0)).collect();
     store
         .setting_or_insert(DEMO_SETTING, &serde_json::to_string(&saved)?, now_ms())
@@ -103,7 +109,10 @@ fn print_demo(apps: &[(Currency, AppId)], dir: &Path, base_url: &str) {
         println!("  {currency} appId {app_id}");
     }
     println!("  merchant private key: {key}");
-    println!("  merchant public key:  {}", dir.join(PUBLIC_KEY_FILE).display());
+    println!(
+        "  merchant public key:  {}",
+        dir.join(PUBLIC_KEY_FILE).display()
+    );
     println!("  platform public key:  {platform}");
     if let Some((currency, app_id)) = apps.first() {
         let path = currency.code().to_lowercase();
@@ -150,7 +159,9 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outcome {
-    let listen = pick(args.listen, file.listen.clone(), || config::DEFAULT_LISTEN.into());
+    let listen = pick(args.listen, file.listen.clone(), || {
+        config::DEFAULT_LISTEN.into()
+    });
     let listen = config::parse_listen(&listen).map_err(Failure)?;
     let lifetime = pick(
         args.collect_order_lifetime,

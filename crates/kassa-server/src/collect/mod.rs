@@ -84,7 +84,11 @@ pub async fn query(
 
 pub async fn unknown_endpoint(method: Method, uri: Uri) -> Response {
     let path: String = uri.path().chars().take(100).collect();
-    CollectError::new(Code::UnknownEndpoint, format!("no endpoint {method} {path}")).into_response()
+    CollectError::new(
+        Code::UnknownEndpoint,
+        format!("no endpoint {method} {path}"),
+    )
+    .into_response()
 }
 
 fn path_currency(segment: &str) -> Result<Currency, CollectError> {
@@ -108,7 +112,10 @@ fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, CollectError>
             ));
         }
         Err(rejection) => {
-            return Err(CollectError::new(Code::MalformedJson, rejection.body_text()));
+            return Err(CollectError::new(
+                Code::MalformedJson,
+                rejection.body_text(),
+            ));
         }
     };
     std::str::from_utf8(bytes)
@@ -123,11 +130,10 @@ async fn authenticate<'a>(
 ) -> Result<(App, SignedObject<'a>), CollectError> {
     let object = parse_signed_object(text)?;
     let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
-    let app = gateway
-        .store
-        .app(app_id)
-        .await?
-        .ok_or_else(|| CollectError::new(Code::UnknownApp, format!("appId {app_id} is unknown")))?;
+    let app =
+        gateway.store.app(app_id).await?.ok_or_else(|| {
+            CollectError::new(Code::UnknownApp, format!("appId {app_id} is unknown"))
+        })?;
     let no_key = || {
         CollectError::new(
             Code::NoKeyRegistered,
@@ -193,9 +199,11 @@ fn new_order(
     let pay_type = match PayType::parse(&fields.required("payType", 32)?) {
         Some(p @ (PayType::Cashier | PayType::BankTransfer | PayType::Ewallet)) => p,
         _ => {
-            return Err(
-                FieldError::invalid("payType", "must be CASHIER, BANK_TRANSFER or EWALLET").into(),
-            );
+            return Err(FieldError::invalid(
+                "payType",
+                "must be CASHIER, BANK_TRANSFER or EWALLET",
+            )
+            .into());
         }
     };
     let bank_code = fields.required("inBankCode", 32)?;
@@ -287,7 +295,10 @@ fn query_data(gateway: &Gateway, order: &Order) -> String {
     let mut data = Map::new();
     data.insert("orderId".into(), order.merchant_order_id.clone().into());
     data.insert("orderNo".into(), order.order_no.as_str().into());
-    data.insert("amount".into(), order.amount_minor.to_decimal_string().into());
+    data.insert(
+        "amount".into(),
+        order.amount_minor.to_decimal_string().into(),
+    );
     data.insert(
         "actualAmount".into(),
         order.actual_amount_minor.to_decimal_string().into(),
@@ -355,7 +366,10 @@ async fn apply_reply(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(CollectError::new(Code::Internal, "could not draw a free order number"))
+    Err(CollectError::new(
+        Code::Internal,
+        "could not draw a free order number",
+    ))
 }
 
 async fn query_reply(
@@ -377,9 +391,11 @@ async fn query_reply(
     };
     let order = match &order_no {
         // The platform number is the primary key: the faster look-up the seed promises.
-        Some(order_no) => gateway.store.order_by_no(order_no).await?.filter(|o| {
-            o.app_id == app.app_id && o.merchant_order_id == merchant_order_id
-        }),
+        Some(order_no) => gateway
+            .store
+            .order_by_no(order_no)
+            .await?
+            .filter(|o| o.app_id == app.app_id && o.merchant_order_id == merchant_order_id),
         None => {
             gateway
                 .store
@@ -388,7 +404,9 @@ async fn query_reply(
         }
     };
     let order = order.ok_or_else(|| {
-        let with_no = order_no.map(|n| format!(" and orderNo {n}")).unwrap_or_default();
+        let with_no = order_no
+            .map(|n| format!(" and orderNo {n}"))
+            .unwrap_or_default();
         CollectError::new(
             Code::OrderNotFound,
             format!("no order with orderId {merchant_order_id}{with_no}"),
