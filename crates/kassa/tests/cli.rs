@@ -244,30 +244,33 @@ impl Drop for Served {
 }
 
 fn serve(args: &[&str], dir: &Path) -> Served {
-    let mut child = kassa(args)
+    let child = kassa(args)
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    // Owned by `Served` from here on, so any panic below still kills and reaps it.
+    let mut served = Served {
+        child,
+        base: String::new(),
+        stdout_lines: Vec::new(),
+    };
+    let mut reader = BufReader::new(served.child.stdout.take().unwrap());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap() == 0 {
-            let status = child.wait();
-            panic!("kassa serve exited early ({status:?}); it printed: {lines:#?}");
+            panic!(
+                "kassa serve exited early; it printed: {:#?}",
+                served.stdout_lines
+            );
         }
         if let Some(rest) = line.strip_prefix("kassa listening on ") {
-            let base = rest.split_whitespace().next().unwrap().to_string();
-            lines.push(line);
-            return Served {
-                child,
-                base,
-                stdout_lines: lines,
-            };
+            served.base = rest.split_whitespace().next().unwrap().to_string();
+            served.stdout_lines.push(line);
+            return served;
         }
-        lines.push(line);
+        served.stdout_lines.push(line);
     }
 }
 
