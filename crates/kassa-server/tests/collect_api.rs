@@ -97,12 +97,16 @@ impl Server {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// Posts a body as given and parses the JSON reply.
+    async fn post_json(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let (status, text) = self.post_raw(path, body).await;
+        let reply = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, reply)
+    }
+
+    /// Signs with the shop's key, posts, and parses the reply.
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, text) = self.post_raw(path, signed(body, merchant_key())).await;
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
-        )
+        self.post_json(path, signed(body, merchant_key())).await
     }
 
     fn apply_body(&self, order_id: &str) -> Value {
@@ -652,48 +656,43 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
     let body = server.apply_body("BAD-sign");
     let mut unsigned = body.clone();
     unsigned["sign"] = json!("");
-    let (status, text) = server
-        .post_raw("/eur/collect/apply", unsigned.to_string())
-        .await;
     assert_error(
-        &(status, serde_json::from_str(&text).unwrap()),
+        &server
+            .post_json("/eur/collect/apply", unsigned.to_string())
+            .await,
         401,
         "20000001",
         "sign",
     );
-    let (status, text) = server
-        .post_raw("/eur/collect/apply", body.to_string())
-        .await;
     assert_error(
-        &(status, serde_json::from_str(&text).unwrap()),
+        &server
+            .post_json("/eur/collect/apply", body.to_string())
+            .await,
         401,
         "20000001",
         "sign",
     );
     let mut malformed = body.clone();
     malformed["sign"] = json!("%%%not base64%%%");
-    let (status, text) = server
-        .post_raw("/eur/collect/apply", malformed.to_string())
-        .await;
     assert_error(
-        &(status, serde_json::from_str(&text).unwrap()),
+        &server
+            .post_json("/eur/collect/apply", malformed.to_string())
+            .await,
         401,
         "20000002",
         "sign",
     );
     let tampered = signed(&body, merchant_key()).replace("25.00", "24.00");
-    let (status, text) = server.post_raw("/eur/collect/apply", tampered).await;
     assert_error(
-        &(status, serde_json::from_str(&text).unwrap()),
+        &server.post_json("/eur/collect/apply", tampered).await,
         401,
         "20000003",
         "sign",
     );
-    let (status, text) = server
-        .post_raw("/eur/collect/apply", signed(&body, other_key()))
-        .await;
     assert_error(
-        &(status, serde_json::from_str(&text).unwrap()),
+        &server
+            .post_json("/eur/collect/apply", signed(&body, other_key()))
+            .await,
         401,
         "20000003",
         "sign",
@@ -701,11 +700,10 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
     // Signed by the other merchant's key but claiming our app, and the reverse.
     let mut theirs = body.clone();
     theirs["appId"] = json!(server.other_eur.0);
-    let (status, text) = server
-        .post_raw("/eur/collect/apply", signed(&theirs, merchant_key()))
-        .await;
     assert_error(
-        &(status, serde_json::from_str(&text).unwrap()),
+        &server
+            .post_json("/eur/collect/apply", signed(&theirs, merchant_key()))
+            .await,
         401,
         "20000003",
         "sign",
@@ -775,11 +773,10 @@ async fn query_errors(server: Server) {
         "nope",
     );
     let other_app = json!({"appId": server.other_eur.0, "orderId": "M-q"});
-    let (status, text) = server
-        .post_raw("/eur/collect/query", signed(&other_app, other_key()))
-        .await;
     assert_error(
-        &(status, serde_json::from_str(&text).unwrap()),
+        &server
+            .post_json("/eur/collect/query", signed(&other_app, other_key()))
+            .await,
         404,
         "40000001",
         "M-q",
@@ -881,26 +878,8 @@ async fn cashier_page_escapes_and_hides(server: Server) {
     );
 }
 
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Server::start(super::TestDatabase::sqlite().await).await).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(db) = super::TestDatabase::postgres(stringify!($name)).await {
-                    super::$name(super::Server::start(db).await).await;
-                }
-            })*
-        }
-    };
-}
-
-on_both_databases!(
+kassa_store::on_both_databases!(
+    super::Server::start;
     apply_and_query,
     non_cashier_methods,
     replays_and_duplicates,

@@ -6,7 +6,9 @@ use kassa_signature::{SigningKey, VerifyingKey, parse_signed_object};
 use std::path::PathBuf;
 
 fn repo_file(path: &str) -> String {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
@@ -30,13 +32,22 @@ fn error_table_matches_the_code() {
             code.http_status().as_u16(),
             code.meaning()
         );
-        assert!(doc.contains(&row), "docs/collect-api.md lacks the row\n{row}");
+        assert!(
+            doc.contains(&row),
+            "docs/collect-api.md lacks the row\n{row}"
+        );
     }
     let rows = doc
         .lines()
-        .filter(|l| l.len() > 11 && l.starts_with("| ") && l[2..10].bytes().all(|b| b.is_ascii_digit()))
+        .filter(|l| {
+            l.len() > 11 && l.starts_with("| ") && l[2..10].bytes().all(|b| b.is_ascii_digit())
+        })
         .count();
-    assert_eq!(rows, Code::ALL.len(), "the docs list codes the code does not have");
+    assert_eq!(
+        rows,
+        Code::ALL.len(),
+        "the docs list codes the code does not have"
+    );
 }
 
 #[test]

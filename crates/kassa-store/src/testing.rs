@@ -69,3 +69,32 @@ impl TestDatabase {
         store
     }
 }
+
+/// Generates one test per listed async function and database: `sqlite::NAME` and
+/// `postgres::NAME`. Each test builds a fresh database, passes it through `$setup` (an async
+/// function from [`TestDatabase`]), and hands the result to the function under test.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($setup:path; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = $crate::testing::TestDatabase::sqlite().await;
+                super::$name($setup(db).await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(db) = $crate::testing::TestDatabase::postgres(stringify!($name)).await {
+                    super::$name($setup(db).await).await;
+                }
+            })*
+        }
+    };
+}
+
+/// The identity setup for [`on_both_databases!`]: the test takes the database itself.
+pub async fn database(db: TestDatabase) -> TestDatabase {
+    db
+}

@@ -272,26 +272,8 @@ async fn orders_need_an_existing_app(db: TestDatabase) {
     );
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::TestDatabase::sqlite().await).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(db) = super::TestDatabase::postgres(stringify!($name)).await {
-                    super::$name(db).await;
-                }
-            })*
-        }
-    };
-}
-
-conformance!(
+kassa_store::on_both_databases!(
+    kassa_store::testing::database;
     migrations_are_idempotent_and_concurrent,
     first_setting_wins,
     merchants_and_apps,

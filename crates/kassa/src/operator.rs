@@ -213,28 +213,14 @@ fn parse_limit(flag: &str, text: &str) -> Result<AmountMinor, Failure> {
 
 pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
     let store = open_store(database_url).await?;
-    let missing = |app_id: i64| Failure(format!("no app has appId {app_id}"));
-    match command {
-        AppCommand::Show { app_id } => {
-            let app = store
-                .app(AppId(app_id))
-                .await?
-                .ok_or_else(|| missing(app_id))?;
-            print_json(&app_json(&app));
-        }
+    let app_id = match command {
+        AppCommand::Show { app_id } => app_id,
         AppCommand::SetKey { app_id, public_key } => {
             let pem = read_public_key(&public_key)?;
-            if !store
+            store
                 .set_app_public_key(AppId(app_id), &pem, now_ms())
-                .await?
-            {
-                return Err(missing(app_id));
-            }
-            let app = store
-                .app(AppId(app_id))
-                .await?
-                .ok_or_else(|| missing(app_id))?;
-            print_json(&app_json(&app));
+                .await?;
+            app_id
         }
         AppCommand::SetLimits {
             app_id,
@@ -254,19 +240,18 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
                 }
                 Some(AmountLimits::new(min, max))
             };
-            if !store
+            store
                 .set_app_limits(AppId(app_id), limits, now_ms())
-                .await?
-            {
-                return Err(missing(app_id));
-            }
-            let app = store
-                .app(AppId(app_id))
-                .await?
-                .ok_or_else(|| missing(app_id))?;
-            print_json(&app_json(&app));
+                .await?;
+            app_id
         }
-    }
+    };
+    // Every app command ends by showing the app as it now is (an unknown app changed nothing).
+    let app = store
+        .app(AppId(app_id))
+        .await?
+        .ok_or_else(|| Failure(format!("no app has appId {app_id}")))?;
+    print_json(&app_json(&app));
     Ok(())
 }
 

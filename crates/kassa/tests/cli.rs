@@ -380,26 +380,8 @@ async fn demo_flow(db: TestDatabase) {
     );
 }
 
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::TestDatabase::sqlite().await).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(db) = super::TestDatabase::postgres(stringify!($name)).await {
-                    super::$name(db).await;
-                }
-            })*
-        }
-    };
-}
-
-on_both_databases!(operator_commands, demo_flow);
+kassa_store::on_both_databases!(
+    kassa_store::testing::database;operator_commands, demo_flow);
 
 #[test]
 fn configuration_precedence_flag_env_file() {

@@ -122,13 +122,21 @@ fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, CollectError>
         .map_err(|_| CollectError::new(Code::MalformedJson, "the body is not UTF-8"))
 }
 
-/// Parses the body, finds the app, verifies `sign`, and checks the URL's currency.
+/// What every `collect` request starts with, checked: its app, its signed fields, its orderId.
+struct Authenticated<'a> {
+    app: App,
+    object: SignedObject<'a>,
+    merchant_order_id: String,
+}
+
+/// Reads the body, finds the app, verifies `sign`, checks the URL's currency, reads `orderId`.
 async fn authenticate<'a>(
     gateway: &Gateway,
-    currency: Currency,
-    text: &'a str,
-) -> Result<(App, SignedObject<'a>), CollectError> {
-    let object = parse_signed_object(text)?;
+    currency_segment: &str,
+    body: &'a Result<Bytes, BytesRejection>,
+) -> Result<Authenticated<'a>, CollectError> {
+    let currency = path_currency(currency_segment)?;
+    let object = parse_signed_object(body_text(body)?)?;
     let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
     let app =
         gateway.store.app(app_id).await?.ok_or_else(|| {
@@ -160,7 +168,12 @@ async fn authenticate<'a>(
             ),
         ));
     }
-    Ok((app, object))
+    let merchant_order_id = merchant_order_id(&Fields::new(&object.fields))?;
+    Ok(Authenticated {
+        app,
+        object,
+        merchant_order_id,
+    })
 }
 
 fn merchant_order_id(fields: &Fields) -> Result<String, FieldError> {
@@ -322,11 +335,12 @@ async fn apply_reply(
     currency: &str,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let currency = path_currency(currency)?;
-    let text = body_text(&body)?;
-    let (app, object) = authenticate(gateway, currency, text).await?;
+    let Authenticated {
+        app,
+        object,
+        merchant_order_id,
+    } = authenticate(gateway, currency, &body).await?;
     let fields = Fields::new(&object.fields);
-    let merchant_order_id = merchant_order_id(&fields)?;
     // The signed canonical string covers every parameter: equal strings, equal requests.
     let fingerprint = digest_hex(object.canonical.as_bytes());
     // A retry gets its original answer even if limits or rules changed since.
@@ -377,11 +391,12 @@ async fn query_reply(
     currency: &str,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let currency = path_currency(currency)?;
-    let text = body_text(&body)?;
-    let (app, object) = authenticate(gateway, currency, text).await?;
+    let Authenticated {
+        app,
+        object,
+        merchant_order_id,
+    } = authenticate(gateway, currency, &body).await?;
     let fields = Fields::new(&object.fields);
-    let merchant_order_id = merchant_order_id(&fields)?;
     let order_no = match fields.optional("orderNo", OrderNo::LEN)? {
         None => None,
         Some(text) => Some(
