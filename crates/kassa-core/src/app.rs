@@ -3,6 +3,7 @@
 
 use crate::method::PaymentMethod;
 use crate::money::{AmountLimits, Currency};
+use crate::personal::Secret;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,6 +42,8 @@ pub struct App {
     pub public_key: Option<String>,
     /// Limits set by the operator for this app; they replace the method's and currency's.
     pub limits_override: Option<AmountLimits>,
+    /// The Standard Webhooks secret (`whsec_…`) that signs this app's callbacks.
+    pub webhook_secret: Secret,
     pub created_at_ms: i64,
 }
 

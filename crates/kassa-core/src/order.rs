@@ -7,7 +7,7 @@ use crate::app::{App, AppId};
 use crate::method::{Country, PaymentMethod};
 use crate::money::{AmountLimits, AmountMinor, Currency};
 use crate::personal::Personal;
-use crate::status::OrderStatus;
+use crate::status::{IllegalTransition, OrderEvent, OrderStatus};
 use std::fmt;
 
 /// kassa's order number: 16 decimal digits, the first not zero. Drawn at random from a space
@@ -203,6 +203,40 @@ impl Order {
     }
 }
 
+impl Order {
+    /// Applies an event: the status changes as the state machine says, and the order records
+    /// what came with the event (received amount, payment time, failure reason).
+    pub fn apply(&mut self, event: &OrderEvent, now_ms: i64) -> Result<(), IllegalTransition> {
+        let next = self.status.apply(event)?;
+        match event {
+            OrderEvent::PayerStarted => {}
+            OrderEvent::Paid { received, .. } => {
+                self.actual_amount_minor = *received;
+                if next == OrderStatus::Succeeded {
+                    self.paid_at_ms = Some(now_ms);
+                } else {
+                    self.error_msg = Some(format!(
+                        "received {received} {currency} instead of {amount} {currency}",
+                        currency = self.currency,
+                        amount = self.amount_minor
+                    ));
+                }
+            }
+            OrderEvent::Failed { reason }
+            | OrderEvent::RailException { reason }
+            | OrderEvent::OperatorFailed { reason } => self.error_msg = Some(reason.clone()),
+            OrderEvent::Expired => self.error_msg = Some("the order expired".into()),
+            OrderEvent::OperatorSucceeded => {
+                self.paid_at_ms = Some(now_ms);
+                self.error_msg = None;
+            }
+        }
+        self.status = next;
+        self.updated_at_ms = now_ms;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +249,7 @@ mod tests {
             currency,
             public_key: None,
             limits_override: None,
+            webhook_secret: Default::default(),
             created_at_ms: 0,
         }
     }
@@ -299,6 +334,41 @@ mod tests {
             Err(OrderError::AmountOutOfLimits { .. })
         ));
         assert!(create(&usd, new_order("CASHIER", "0.99", Some("000"))).is_ok());
+    }
+
+    #[test]
+    fn events_record_what_came_with_them() {
+        let eur = app(Currency::Eur);
+        let mut order =
+            Order::create(&eur, new_order("IDEAL_EUR", "50", None), ids(), 0, 1).unwrap();
+        order.apply(&OrderEvent::PayerStarted, 5).unwrap();
+        let paid = OrderEvent::Paid {
+            requested: order.amount_minor,
+            received: AmountMinor(4_000),
+        };
+        order.apply(&paid, 10).unwrap();
+        assert_eq!(order.status, OrderStatus::Exception);
+        assert_eq!(order.actual_amount_minor, AmountMinor(4_000));
+        assert_eq!(
+            order.error_msg.as_deref(),
+            Some("received 40.00 EUR instead of 50.00 EUR")
+        );
+        order.apply(&OrderEvent::OperatorSucceeded, 20).unwrap();
+        assert_eq!(
+            (order.status, order.paid_at_ms, order.error_msg.as_deref()),
+            (OrderStatus::Succeeded, Some(20), None)
+        );
+        let before = order.clone();
+        assert!(order.apply(&OrderEvent::Expired, 30).is_err());
+        assert_eq!(order, before, "a refused event changes nothing");
+
+        let mut expiring =
+            Order::create(&eur, new_order("IDEAL_EUR", "50", None), ids(), 0, 1).unwrap();
+        expiring.apply(&OrderEvent::Expired, 7).unwrap();
+        assert_eq!(
+            (expiring.status, expiring.error_msg.as_deref()),
+            (OrderStatus::Failed, Some("the order expired"))
+        );
     }
 
     #[test]

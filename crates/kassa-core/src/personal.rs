@@ -1,5 +1,6 @@
-//! Personal data (names, e-mails, phone numbers) wrapped so that it never appears unmasked in
-//! logs or `Debug` output. The real value is reachable only through an explicit call.
+//! Personal data (names, e-mails, phone numbers) and secrets (webhook secrets), wrapped so that
+//! they never appear unmasked in logs or `Debug` output. The real value is reachable only
+//! through an explicit call.
 
 use std::fmt;
 
@@ -39,6 +40,27 @@ impl fmt::Display for Personal {
     }
 }
 
+/// A secret (a webhook signing secret). `Debug` shows only that it is there.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for signing and for showing it to the operator who asked.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +73,12 @@ mod tests {
         let phone = Personal::new("09230219312");
         assert_eq!(format!("{phone:?}"), "Personal(\"0***\")");
         assert_eq!(phone.expose(), "09230219312");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("whsec_abc");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(secret.expose(), "whsec_abc");
     }
 }

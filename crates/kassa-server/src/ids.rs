@@ -24,6 +24,11 @@ pub fn new_order_ids() -> OrderIds {
     }
 }
 
+/// A callback's `webhook-id`: `msg_` and 128 random bits.
+pub fn new_callback_id() -> String {
+    format!("msg_{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+}
+
 /// Whether `token` could be a page token at all (checked before any database look-up).
 pub fn is_cashier_token(token: &str) -> bool {
     token.len() == CASHIER_TOKEN_LEN

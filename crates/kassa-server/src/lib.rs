@@ -5,8 +5,11 @@
 
 pub mod cashier;
 pub mod collect;
+pub mod dispatcher;
 pub mod ids;
 pub mod keys;
+pub mod lifecycle;
+pub mod ssrf;
 pub mod wire;
 
 use axum::Router;
@@ -24,6 +27,29 @@ pub struct Gateway {
     /// Merchants' public keys, parsed once per registered key.
     pub merchant_keys: keys::MerchantKeys,
     pub config: ServerConfig,
+    /// Wakes this process's callback dispatcher when a status change queued a callback.
+    pub dispatcher_wake: Arc<tokio::sync::Notify>,
+}
+
+impl Gateway {
+    /// Applies an event to an order (see [`lifecycle::apply_event`]) and wakes the dispatcher
+    /// for the callback it may have queued.
+    pub async fn change_order(
+        &self,
+        order_no: &kassa_core::OrderNo,
+        event: &kassa_core::OrderEvent,
+    ) -> Result<kassa_core::Order, lifecycle::LifecycleError> {
+        let order = lifecycle::apply_event(
+            self.store.as_ref(),
+            &self.platform_key,
+            order_no,
+            event,
+            now_ms(),
+        )
+        .await?;
+        self.dispatcher_wake.notify_one();
+        Ok(order)
+    }
 }
 
 /// Settings of the HTTP side that the operator chooses.
@@ -35,6 +61,8 @@ pub struct ServerConfig {
     pub collect_order_lifetime_ms: i64,
     /// The longest a request may take end to end.
     pub request_timeout_ms: u64,
+    /// Accept callback and redirect targets on private and loopback addresses (sandboxes, tests).
+    pub allow_private_targets: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +71,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             collect_order_lifetime_ms: 30 * 60 * 1000,
             request_timeout_ms: 30_000,
+            allow_private_targets: false,
         }
     }
 }

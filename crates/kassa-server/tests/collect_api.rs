@@ -44,20 +44,25 @@ impl Server {
         let platform = platform_key.verifying_key().clone();
         let pem = merchant_key().public_key_pem();
         let shop = store
-            .create_merchant("Shop", &[Currency::Eur, Currency::Usd], Some(&pem), 1)
+            .create_merchant(
+                "Shop",
+                &apps(&[Currency::Eur, Currency::Usd]),
+                Some(&pem),
+                1,
+            )
             .await
             .unwrap();
         let other = store
             .create_merchant(
                 "Other",
-                &[Currency::Eur],
+                &apps(&[Currency::Eur]),
                 Some(&other_key().public_key_pem()),
                 1,
             )
             .await
             .unwrap();
         let keyless = store
-            .create_merchant("Keyless", &[Currency::Eur], None, 1)
+            .create_merchant("Keyless", &apps(&[Currency::Eur]), None, 1)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -70,6 +75,7 @@ impl Server {
                 public_url: base.clone(),
                 ..ServerConfig::default()
             },
+            dispatcher_wake: Default::default(),
         });
         tokio::spawn(async move { axum::serve(listener, router(gateway)).await.unwrap() });
         Server {
@@ -137,6 +143,16 @@ impl Server {
         verify_json(&self.platform, &serde_json::to_string(&data).unwrap()).unwrap();
         data
     }
+}
+
+fn apps(currencies: &[Currency]) -> Vec<kassa_store::NewApp> {
+    currencies
+        .iter()
+        .map(|&currency| kassa_store::NewApp {
+            currency,
+            webhook_secret: kassa_core::Secret::new(kassa_signature::webhook::generate_secret()),
+        })
+        .collect()
 }
 
 fn signed(body: &Value, key: &SigningKey) -> String {

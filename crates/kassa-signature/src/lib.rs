@@ -4,10 +4,12 @@
 //!   null or empty values, keys in byte order, `key=value` joined by `&`.
 //! - [`keys`]: SHA256withRSA (RSASSA-PKCS1-v1_5) with aws-lc-rs, keys of 2048 to 4096 bits,
 //!   public keys as PEM or bare base64 DER, signatures in padded standard base64.
+//! - [`webhook`]: Standard Webhooks HMAC signatures of callbacks.
 //! - [`digest_hex`]: SHA-256 fingerprints.
 
 pub mod canonical;
 pub mod keys;
+pub mod webhook;
 
 pub use canonical::{CanonicalError, SignedObject, canonical_of_map, parse_signed_object};
 pub use keys::{KeyError, SigningKey, VerifyError, VerifyingKey};

@@ -9,7 +9,7 @@ mod sql;
 pub mod testing;
 
 use async_trait::async_trait;
-use kassa_core::{AmountLimits, App, AppId, Currency, Merchant, Order, OrderNo};
+use kassa_core::{AmountLimits, App, AppId, Currency, Merchant, Order, OrderNo, OrderStatus};
 
 pub use sql::{Backend, SqlStore, sqlite_path};
 
@@ -55,6 +55,109 @@ pub enum InsertOutcome {
     Existing(Box<Order>),
 }
 
+/// An app to create: its currency and its webhook secret (drawn by the caller).
+#[derive(Clone, Debug)]
+pub struct NewApp {
+    pub currency: Currency,
+    pub webhook_secret: kassa_core::Secret,
+}
+
+/// A callback to deliver, as rendered by a dialect: the store and the dispatcher only see
+/// bytes and headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCallback {
+    /// The Standard Webhooks `webhook-id`, stable across attempts.
+    pub callback_id: String,
+    pub order_no: OrderNo,
+    pub app_id: AppId,
+    pub url: String,
+    pub body: String,
+    /// Headers of the dialect (such as `X-Sign`), besides the Standard Webhooks ones.
+    pub headers: Vec<(String, String)>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Acknowledged by the merchant. Final until resent.
+    Delivered,
+    /// Given up after the maximum age. Final until resent.
+    Dead,
+}
+
+impl CallbackState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackState::Pending => "pending",
+            CallbackState::Delivered => "delivered",
+            CallbackState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CallbackState> {
+        [
+            CallbackState::Pending,
+            CallbackState::Delivered,
+            CallbackState::Dead,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A stored callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Callback {
+    pub callback_id: String,
+    pub order_no: OrderNo,
+    pub app_id: AppId,
+    pub url: String,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+    pub state: CallbackState,
+    pub attempts: i64,
+    pub created_at_ms: i64,
+    /// When delivery started (again, after a resend); the maximum age counts from here.
+    pub first_due_at_ms: i64,
+    pub next_attempt_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+    pub dead_at_ms: Option<i64>,
+}
+
+/// One delivery attempt, as the dispatcher records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt_no: i64,
+    pub started_at_ms: i64,
+    pub latency_ms: i64,
+    /// The HTTP status, when a response came.
+    pub http_status: Option<i64>,
+    /// The network or policy error, when no response came.
+    pub error: Option<String>,
+    /// The first 1 KiB of the response body.
+    pub response_excerpt: Option<String>,
+    pub acknowledged: bool,
+    /// Which node made the attempt.
+    pub node: String,
+}
+
+/// What follows an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterAttempt {
+    Delivered { at_ms: i64 },
+    RetryAt { at_ms: i64 },
+    Dead { at_ms: i64 },
+}
+
+/// A callback with its attempt history, for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackHistory {
+    pub callback: Callback,
+    pub attempts: Vec<Attempt>,
+}
+
 /// A merchant with its apps, as the operator lists them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MerchantWithApps {
@@ -77,11 +180,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
 
-    /// Creates a merchant and one app per currency, all or nothing.
+    /// Creates a merchant and its apps, all or nothing.
     async fn create_merchant(
         &self,
         name: &str,
-        currencies: &[Currency],
+        apps: &[NewApp],
         public_key: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<MerchantWithApps>;
@@ -106,6 +209,14 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<bool>;
 
+    /// Replaces an app's webhook secret. False if the app does not exist.
+    async fn set_webhook_secret(
+        &self,
+        app_id: AppId,
+        secret: &kassa_core::Secret,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
     /// Inserts a new order unless the app has one with the same merchant order id, in which
     /// case that one is returned. Atomic: concurrent identical requests create one order.
     async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome>;
@@ -119,4 +230,48 @@ pub trait Store: Send + Sync + 'static {
     async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>>;
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>>;
+
+    /// Stores an order's new state if it is still in state `from`, together with the callback
+    /// the change causes, in one transaction. False (and nothing written) if the order moved
+    /// on in the meantime.
+    async fn transition_order(
+        &self,
+        order: &Order,
+        from: OrderStatus,
+        callback: Option<&NewCallback>,
+    ) -> StoreResult<bool>;
+
+    /// Leases up to `limit` callbacks that are due at `now_ms` and not leased by a live
+    /// node, to `owner` until `lease_until_ms`. Each due callback goes to one node at a time.
+    async fn claim_due_callbacks(
+        &self,
+        now_ms: i64,
+        limit: i64,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> StoreResult<Vec<Callback>>;
+
+    /// Records an attempt (numbered by the store) and, if `owner` still holds the lease, the
+    /// callback's next state; the lease is released. False if the lease was lost.
+    async fn finish_attempt(
+        &self,
+        callback_id: &str,
+        owner: &str,
+        attempt: &Attempt,
+        after: AfterAttempt,
+    ) -> StoreResult<bool>;
+
+    /// The callbacks of an order, oldest first, each with its attempts.
+    async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>>;
+
+    /// Queues the order's latest callback for a fresh delivery, whatever its state; the
+    /// maximum age counts anew. The id of that callback, or `None` if the order has none.
+    async fn resend_latest_callback(
+        &self,
+        order_no: &OrderNo,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>>;
+
+    /// How many callbacks are in each state.
+    async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>>;
 }

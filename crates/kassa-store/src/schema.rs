@@ -26,6 +26,7 @@ CREATE TABLE apps (
     merchant_id BIGINT NOT NULL REFERENCES merchants (merchant_id),
     currency TEXT NOT NULL,
     public_key TEXT,
+    webhook_secret TEXT NOT NULL,
     min_amount_minor BIGINT,
     max_amount_minor BIGINT,
     created_at_ms BIGINT NOT NULL,
@@ -64,6 +65,41 @@ CREATE TABLE orders (
     UNIQUE (app_id, merchant_order_id)
 );
 CREATE INDEX orders_by_status_expiry ON orders (status, expires_at_ms);
+
+-- The transactional outbox: a callback is written in the same transaction as the status
+-- change that causes it. `webhook-id` is callback_id, stable across attempts.
+CREATE TABLE callbacks (
+    callback_id TEXT PRIMARY KEY,
+    order_no TEXT NOT NULL REFERENCES orders (order_no),
+    app_id BIGINT NOT NULL REFERENCES apps (app_id),
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    first_due_at_ms BIGINT NOT NULL,
+    next_attempt_at_ms BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_until_ms BIGINT,
+    delivered_at_ms BIGINT,
+    dead_at_ms BIGINT
+);
+CREATE INDEX callbacks_due ON callbacks (state, next_attempt_at_ms);
+CREATE INDEX callbacks_by_order ON callbacks (order_no);
+
+CREATE TABLE callback_attempts (
+    callback_id TEXT NOT NULL REFERENCES callbacks (callback_id),
+    attempt_no BIGINT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    http_status BIGINT,
+    error TEXT,
+    response_excerpt TEXT,
+    acknowledged BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (callback_id, attempt_no)
+);
 "#,
 )];
 

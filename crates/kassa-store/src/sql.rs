@@ -3,11 +3,14 @@
 //! Both databases run the same statements (`$N` placeholders work on both). SQLite is opened
 //! in WAL mode with `synchronous=FULL`, so an acknowledged write survives power loss.
 
-use crate::{InsertOutcome, MerchantWithApps, Store, StoreError, StoreResult, schema};
+use crate::{
+    AfterAttempt, Attempt, Callback, CallbackHistory, CallbackState, InsertOutcome,
+    MerchantWithApps, NewApp, NewCallback, Store, StoreError, StoreResult, schema,
+};
 use async_trait::async_trait;
 use kassa_core::{
     AmountLimits, AmountMinor, App, AppId, Currency, Merchant, MerchantId, Order, OrderNo,
-    OrderStatus, Payer, PaymentMethod, Personal,
+    OrderStatus, Payer, PaymentMethod, Personal, Secret,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -137,8 +140,8 @@ impl SqlStore {
     }
 }
 
-const APP_COLUMNS: &str =
-    "app_id, merchant_id, currency, public_key, min_amount_minor, max_amount_minor, created_at_ms";
+const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_secret, \
+    min_amount_minor, max_amount_minor, created_at_ms";
 
 const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
     country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
@@ -161,8 +164,29 @@ statement!(
 );
 statement!(
     INSERT_APP,
-    "INSERT INTO apps (merchant_id, currency, public_key, created_at_ms, updated_at_ms) \
-     VALUES ($1, $2, $3, $4, $4) RETURNING {APP_COLUMNS}"
+    "INSERT INTO apps (merchant_id, currency, public_key, webhook_secret, created_at_ms, \
+     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {APP_COLUMNS}"
+);
+const CALLBACK_COLUMNS: &str = "callback_id, order_no, app_id, url, body, headers, state, \
+    attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms, delivered_at_ms, dead_at_ms";
+statement!(
+    SELECT_CALLBACKS_OF_ORDER,
+    "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE order_no = $1 ORDER BY created_at_ms, callback_id"
+);
+/// The due, unleased callbacks, oldest first. PostgreSQL skips rows another node is claiming
+/// right now; SQLite has one writer, so the statement alone is enough.
+const DUE_CALLBACKS: &str = "SELECT callback_id FROM callbacks WHERE state = 'pending' \
+    AND next_attempt_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+    ORDER BY next_attempt_at_ms LIMIT $4";
+statement!(
+    CLAIM_CALLBACKS_SQLITE,
+    "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 \
+     WHERE callback_id IN ({DUE_CALLBACKS}) RETURNING {CALLBACK_COLUMNS}"
+);
+statement!(
+    CLAIM_CALLBACKS_POSTGRES,
+    "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 \
+     WHERE callback_id IN ({DUE_CALLBACKS} FOR UPDATE SKIP LOCKED) RETURNING {CALLBACK_COLUMNS}"
 );
 statement!(
     INSERT_ORDER,
@@ -201,6 +225,7 @@ fn app_from_row(row: &AnyRow) -> StoreResult<App> {
         merchant_id: MerchantId(row.try_get("merchant_id")?),
         currency: currency_of(&row.try_get::<String, _>("currency")?)?,
         public_key: row.try_get("public_key")?,
+        webhook_secret: Secret::new(row.try_get::<String, _>("webhook_secret")?),
         limits_override: min
             .zip(max)
             .map(|(min, max)| AmountLimits::new(AmountMinor(min), AmountMinor(max))),
@@ -258,6 +283,56 @@ fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
+    })
+}
+
+/// Headers are stored one `name: value` per line (names and values never hold line breaks).
+fn encode_headers(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\n"))
+        .collect()
+}
+
+fn decode_headers(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+fn callback_from_row(row: &AnyRow) -> StoreResult<Callback> {
+    let order_no: String = row.try_get("order_no")?;
+    let state: String = row.try_get("state")?;
+    Ok(Callback {
+        callback_id: row.try_get("callback_id")?,
+        order_no: OrderNo::parse(&order_no)
+            .ok_or_else(|| corrupt(format!("order no {order_no}")))?,
+        app_id: AppId(row.try_get("app_id")?),
+        url: row.try_get("url")?,
+        body: row.try_get("body")?,
+        headers: decode_headers(&row.try_get::<String, _>("headers")?),
+        state: CallbackState::parse(&state)
+            .ok_or_else(|| corrupt(format!("callback state {state}")))?,
+        attempts: row.try_get("attempts")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        first_due_at_ms: row.try_get("first_due_at_ms")?,
+        next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
+        delivered_at_ms: row.try_get("delivered_at_ms")?,
+        dead_at_ms: row.try_get("dead_at_ms")?,
+    })
+}
+
+fn attempt_from_row(row: &AnyRow) -> StoreResult<Attempt> {
+    Ok(Attempt {
+        attempt_no: row.try_get("attempt_no")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        latency_ms: row.try_get("latency_ms")?,
+        http_status: row.try_get("http_status")?,
+        error: row.try_get("error")?,
+        response_excerpt: row.try_get("response_excerpt")?,
+        acknowledged: row.try_get::<i64, _>("acknowledged")? != 0,
+        node: row.try_get("node")?,
     })
 }
 
@@ -338,7 +413,7 @@ impl Store for SqlStore {
     async fn create_merchant(
         &self,
         name: &str,
-        currencies: &[Currency],
+        new_apps: &[NewApp],
         public_key: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<MerchantWithApps> {
@@ -351,12 +426,13 @@ impl Store for SqlStore {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        let mut apps = Vec::with_capacity(currencies.len());
-        for currency in currencies {
+        let mut apps = Vec::with_capacity(new_apps.len());
+        for new_app in new_apps {
             let row = sqlx::query(INSERT_APP.as_str())
                 .bind(merchant_id)
-                .bind(currency.code())
+                .bind(new_app.currency.code())
                 .bind(public_key)
+                .bind(new_app.webhook_secret.expose())
                 .bind(now_ms)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -502,6 +578,213 @@ impl Store for SqlStore {
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
         self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), token).await
+    }
+
+    async fn set_webhook_secret(
+        &self,
+        app_id: AppId,
+        secret: &Secret,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE apps SET webhook_secret = $1, updated_at_ms = $2 WHERE app_id = $3",
+        )
+        .bind(secret.expose())
+        .bind(now_ms)
+        .bind(app_id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn transition_order(
+        &self,
+        order: &Order,
+        from: OrderStatus,
+        callback: Option<&NewCallback>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
+             paid_at_ms = $4, error_msg = $5, updated_at_ms = $6 \
+             WHERE order_no = $7 AND status = $8",
+        )
+        .bind(order.status.as_str())
+        .bind(order.actual_amount_minor.0)
+        .bind(order.fee_minor.0)
+        .bind(order.paid_at_ms)
+        .bind(order.error_msg.as_deref())
+        .bind(order.updated_at_ms)
+        .bind(order.order_no.as_str())
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(callback) = callback {
+            sqlx::query(
+                "INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
+                 attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+            )
+            .bind(&callback.callback_id)
+            .bind(callback.order_no.as_str())
+            .bind(callback.app_id.0)
+            .bind(&callback.url)
+            .bind(&callback.body)
+            .bind(encode_headers(&callback.headers))
+            .bind(callback.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_due_callbacks(
+        &self,
+        now_ms: i64,
+        limit: i64,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> StoreResult<Vec<Callback>> {
+        let sql = match self.backend {
+            Backend::Sqlite => CLAIM_CALLBACKS_SQLITE.as_str(),
+            Backend::Postgres => CLAIM_CALLBACKS_POSTGRES.as_str(),
+        };
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(lease_until_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed: Vec<Callback> = rows
+            .iter()
+            .map(callback_from_row)
+            .collect::<Result<_, _>>()?;
+        claimed.sort_by_key(|c| c.next_attempt_at_ms);
+        Ok(claimed)
+    }
+
+    async fn finish_attempt(
+        &self,
+        callback_id: &str,
+        owner: &str,
+        attempt: &Attempt,
+        after: AfterAttempt,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        // Numbering through the row itself serialises concurrent finishers of one callback.
+        let attempt_no: i64 = sqlx::query(
+            "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id = $1 RETURNING attempts",
+        )
+        .bind(callback_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| corrupt(format!("callback {callback_id} vanished")))?
+        .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO callback_attempts (callback_id, attempt_no, started_at_ms, latency_ms, \
+             http_status, error, response_excerpt, acknowledged, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(callback_id)
+        .bind(attempt_no)
+        .bind(attempt.started_at_ms)
+        .bind(attempt.latency_ms)
+        .bind(attempt.http_status)
+        .bind(attempt.error.as_deref())
+        .bind(attempt.response_excerpt.as_deref())
+        .bind(i64::from(attempt.acknowledged))
+        .bind(&attempt.node)
+        .execute(&mut *tx)
+        .await?;
+        let (state, next_at, delivered_at, dead_at) = match after {
+            AfterAttempt::Delivered { at_ms } => {
+                (CallbackState::Delivered, at_ms, Some(at_ms), None)
+            }
+            AfterAttempt::RetryAt { at_ms } => (CallbackState::Pending, at_ms, None, None),
+            AfterAttempt::Dead { at_ms } => (CallbackState::Dead, at_ms, None, Some(at_ms)),
+        };
+        let kept_lease = sqlx::query(
+            "UPDATE callbacks SET state = $1, next_attempt_at_ms = $2, delivered_at_ms = $3, \
+             dead_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE callback_id = $5 AND lease_owner = $6",
+        )
+        .bind(state.as_str())
+        .bind(next_at)
+        .bind(delivered_at)
+        .bind(dead_at)
+        .bind(callback_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(kept_lease)
+    }
+
+    async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>> {
+        let rows = sqlx::query(SELECT_CALLBACKS_OF_ORDER.as_str())
+            .bind(order_no.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut histories = Vec::with_capacity(rows.len());
+        for row in rows {
+            let callback = callback_from_row(&row)?;
+            let attempts = sqlx::query(
+                "SELECT attempt_no, started_at_ms, latency_ms, http_status, error, \
+                 response_excerpt, acknowledged, node FROM callback_attempts \
+                 WHERE callback_id = $1 ORDER BY attempt_no",
+            )
+            .bind(&callback.callback_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<_, _>>()?;
+            histories.push(CallbackHistory { callback, attempts });
+        }
+        Ok(histories)
+    }
+
+    async fn resend_latest_callback(
+        &self,
+        order_no: &OrderNo,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "UPDATE callbacks SET state = 'pending', first_due_at_ms = $1, next_attempt_at_ms = $1, \
+             delivered_at_ms = NULL, dead_at_ms = NULL, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE callback_id = (SELECT callback_id FROM callbacks WHERE order_no = $2 \
+             ORDER BY created_at_ms DESC, callback_id DESC LIMIT 1) RETURNING callback_id",
+        )
+        .bind(now_ms)
+        .bind(order_no.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) FROM callbacks GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get(0)?;
+                let count: i64 = row.try_get(1)?;
+                let state = CallbackState::parse(&state)
+                    .ok_or_else(|| corrupt(format!("callback state {state}")))?;
+                Ok((state, count))
+            })
+            .collect()
     }
 }
 

@@ -2,11 +2,14 @@
 //! PostgreSQL alike. A new backend is done when this passes on it.
 
 use kassa_core::{
-    AmountLimits, AmountMinor, AppId, Currency, Order, OrderNo, OrderStatus, Payer, PaymentMethod,
-    Personal,
+    AmountLimits, AmountMinor, AppId, Currency, Order, OrderEvent, OrderNo, OrderStatus, Payer,
+    PaymentMethod, Personal, Secret,
 };
 use kassa_store::testing::TestDatabase;
-use kassa_store::{InsertOutcome, SqlStore, Store, StoreError};
+use kassa_store::{
+    AfterAttempt, Attempt, CallbackState, InsertOutcome, NewApp, NewCallback, SqlStore, Store,
+    StoreError,
+};
 use std::sync::Arc;
 
 fn order(app_id: AppId, merchant_order_id: &str, order_no: u64) -> Order {
@@ -43,9 +46,19 @@ fn order(app_id: AppId, merchant_order_id: &str, order_no: u64) -> Order {
     }
 }
 
+fn apps(currencies: &[Currency]) -> Vec<NewApp> {
+    currencies
+        .iter()
+        .map(|&currency| NewApp {
+            currency,
+            webhook_secret: Secret::new(format!("whsec_{}", currency.code())),
+        })
+        .collect()
+}
+
 async fn eur_app(store: &SqlStore) -> AppId {
     let created = store
-        .create_merchant("Shop", &[Currency::Eur], None, 1)
+        .create_merchant("Shop", &apps(&[Currency::Eur]), None, 1)
         .await
         .unwrap();
     created.apps[0].app_id
@@ -72,7 +85,12 @@ async fn first_setting_wins(db: TestDatabase) {
 async fn merchants_and_apps(db: TestDatabase) {
     let store = db.store().await;
     let created = store
-        .create_merchant("Shop", &[Currency::Eur, Currency::Usd], Some("PEM"), 7)
+        .create_merchant(
+            "Shop",
+            &apps(&[Currency::Eur, Currency::Usd]),
+            Some("PEM"),
+            7,
+        )
         .await
         .unwrap();
     assert_eq!(created.apps.len(), 2);
@@ -85,15 +103,39 @@ async fn merchants_and_apps(db: TestDatabase) {
     assert_ne!(eur.app_id, usd.app_id);
     assert_eq!((eur.currency, usd.currency), (Currency::Eur, Currency::Usd));
     assert_eq!(eur.public_key.as_deref(), Some("PEM"));
+    assert_eq!(eur.webhook_secret.expose(), "whsec_EUR");
+    assert!(
+        store
+            .set_webhook_secret(eur.app_id, &Secret::new("whsec_NEW"), 9)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .app(eur.app_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .webhook_secret
+            .expose(),
+        "whsec_NEW"
+    );
+    assert!(
+        !store
+            .set_webhook_secret(AppId(999_999), &Secret::new("x"), 9)
+            .await
+            .unwrap()
+    );
     let second = store
-        .create_merchant("Other", &[Currency::Eur], None, 8)
+        .create_merchant("Other", &apps(&[Currency::Eur]), None, 8)
         .await
         .unwrap();
     assert_ne!(second.merchant.id, created.merchant.id);
 
     let listed = store.list_merchants().await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert_eq!(listed[0], created);
+    assert_eq!(listed[0].merchant, created.merchant);
+    assert_eq!(listed[0].apps.len(), 2);
 
     assert!(
         store
@@ -272,6 +314,350 @@ async fn orders_need_an_existing_app(db: TestDatabase) {
     );
 }
 
+fn callback_for(order: &Order, id: &str, at_ms: i64) -> NewCallback {
+    NewCallback {
+        callback_id: id.to_string(),
+        order_no: order.order_no.clone(),
+        app_id: order.app_id,
+        url: "https://shop.example/notify".into(),
+        body: format!(r#"{{"orderNo":"{}"}}"#, order.order_no),
+        headers: vec![("X-Sign".into(), "abc".into())],
+        created_at_ms: at_ms,
+    }
+}
+
+fn attempt(node: &str, acknowledged: bool) -> Attempt {
+    Attempt {
+        attempt_no: 0,
+        started_at_ms: 1,
+        latency_ms: 12,
+        http_status: Some(if acknowledged { 200 } else { 500 }),
+        error: None,
+        response_excerpt: Some(if acknowledged { "success" } else { "boom" }.into()),
+        acknowledged,
+        node: node.into(),
+    }
+}
+
+/// Moves a stored order through an event and writes its callback; returns the new order.
+async fn settle(store: &SqlStore, order: &Order, event: OrderEvent, id: &str, at_ms: i64) -> Order {
+    let mut next = order.clone();
+    next.apply(&event, at_ms).unwrap();
+    assert!(
+        store
+            .transition_order(&next, order.status, Some(&callback_for(&next, id, at_ms)))
+            .await
+            .unwrap()
+    );
+    next
+}
+
+async fn transitions_write_their_callback_atomically(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let created = order(app, "M1", 1);
+    store.insert_order(&created).await.unwrap();
+    let failed = settle(
+        &store,
+        &created,
+        OrderEvent::Failed {
+            reason: "declined".into(),
+        },
+        "msg_1",
+        100,
+    )
+    .await;
+    let stored = store.order_by_no(&created.order_no).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Failed);
+    assert_eq!(stored.error_msg.as_deref(), Some("declined"));
+    let history = store.callbacks_of_order(&created.order_no).await.unwrap();
+    assert_eq!(history.len(), 1);
+    let callback = &history[0].callback;
+    assert_eq!(
+        (
+            callback.state,
+            callback.attempts,
+            callback.next_attempt_at_ms
+        ),
+        (CallbackState::Pending, 0, 100)
+    );
+    assert_eq!(
+        callback.headers,
+        vec![("X-Sign".to_string(), "abc".to_string())]
+    );
+
+    // A stale writer (still believing the order is Created) changes nothing, callback included.
+    let mut stale = created.clone();
+    stale
+        .apply(
+            &OrderEvent::Paid {
+                requested: created.amount_minor,
+                received: created.amount_minor,
+            },
+            200,
+        )
+        .unwrap();
+    assert!(
+        !store
+            .transition_order(
+                &stale,
+                OrderStatus::Created,
+                Some(&callback_for(&stale, "msg_2", 200))
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.order_by_no(&created.order_no).await.unwrap().unwrap(),
+        {
+            let mut expected = failed.clone();
+            expected.create_reply = created.create_reply.clone();
+            expected
+        }
+    );
+    assert_eq!(
+        store
+            .callbacks_of_order(&created.order_no)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A transition without a callback (no notifyUrl, or not a notifying state).
+    let another = order(app, "M2", 2);
+    store.insert_order(&another).await.unwrap();
+    let mut started = another.clone();
+    started.apply(&OrderEvent::PayerStarted, 300).unwrap();
+    assert!(
+        store
+            .transition_order(&started, OrderStatus::Created, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .callbacks_of_order(&another.order_no)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn leases_attempts_and_retries(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let created = order(app, "M1", 1);
+    store.insert_order(&created).await.unwrap();
+    settle(&store, &created, OrderEvent::Expired, "msg_1", 100).await;
+
+    assert!(
+        store
+            .claim_due_callbacks(99, 10, "a", 1_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let claimed = store
+        .claim_due_callbacks(100, 10, "a", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        store
+            .claim_due_callbacks(500, 10, "b", 2_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to a"
+    );
+    // a fails; the retry is due at 700.
+    assert!(
+        store
+            .finish_attempt(
+                "msg_1",
+                "a",
+                &attempt("a", false),
+                AfterAttempt::RetryAt { at_ms: 700 }
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_due_callbacks(699, 10, "b", 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_due_callbacks(700, 10, "b", 2_000)
+        .await
+        .unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    // b dies holding the lease; after it expires, c takes over and delivers.
+    assert!(
+        store
+            .claim_due_callbacks(1_999, 10, "c", 5_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim_due_callbacks(2_000, 10, "c", 5_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .finish_attempt(
+                "msg_1",
+                "c",
+                &attempt("c", true),
+                AfterAttempt::Delivered { at_ms: 2_100 }
+            )
+            .await
+            .unwrap()
+    );
+    // b wakes up late: its attempt is recorded, the state it wanted is not.
+    assert!(
+        !store
+            .finish_attempt(
+                "msg_1",
+                "b",
+                &attempt("b", false),
+                AfterAttempt::RetryAt { at_ms: 9_000 }
+            )
+            .await
+            .unwrap()
+    );
+
+    let history = store.callbacks_of_order(&created.order_no).await.unwrap();
+    let callback = &history[0].callback;
+    assert_eq!(
+        (callback.state, callback.delivered_at_ms, callback.attempts),
+        (CallbackState::Delivered, Some(2_100), 3)
+    );
+    let nodes: Vec<(i64, &str, bool)> = history[0]
+        .attempts
+        .iter()
+        .map(|a| (a.attempt_no, a.node.as_str(), a.acknowledged))
+        .collect();
+    assert_eq!(nodes, [(1, "a", false), (2, "c", true), (3, "b", false)]);
+    assert_eq!(
+        history[0].attempts[1].response_excerpt.as_deref(),
+        Some("success")
+    );
+    assert!(
+        store
+            .claim_due_callbacks(100_000, 10, "d", 200_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "delivered is final"
+    );
+}
+
+async fn dead_callbacks_can_be_resent(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let created = order(app, "M1", 1);
+    store.insert_order(&created).await.unwrap();
+    settle(&store, &created, OrderEvent::Expired, "msg_1", 100).await;
+    store
+        .claim_due_callbacks(100, 10, "a", 1_000)
+        .await
+        .unwrap();
+    store
+        .finish_attempt(
+            "msg_1",
+            "a",
+            &attempt("a", false),
+            AfterAttempt::Dead { at_ms: 150 },
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due_callbacks(10_000, 10, "a", 20_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.callback_counts().await.unwrap(),
+        [(CallbackState::Dead, 1)]
+    );
+
+    assert_eq!(
+        store
+            .resend_latest_callback(&created.order_no, 5_000)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("msg_1")
+    );
+    let claimed = store
+        .claim_due_callbacks(5_000, 10, "a", 6_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            claimed[0].state,
+            claimed[0].first_due_at_ms,
+            claimed[0].dead_at_ms
+        ),
+        (CallbackState::Pending, 5_000, None)
+    );
+    let none = order(app, "M2", 2);
+    store.insert_order(&none).await.unwrap();
+    assert_eq!(
+        store
+            .resend_latest_callback(&none.order_no, 5_000)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn concurrent_claims_are_disjoint(db: TestDatabase) {
+    let store = Arc::new(db.store().await);
+    let app = eur_app(&store).await;
+    for i in 0..40u64 {
+        let o = order(app, &format!("M{i}"), i);
+        store.insert_order(&o).await.unwrap();
+        settle(&store, &o, OrderEvent::Expired, &format!("msg_{i}"), 100).await;
+    }
+    let tasks: Vec<_> = (0..4)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..10 {
+                    let batch = store
+                        .claim_due_callbacks(100, 3, &format!("node{n}"), 1_000)
+                        .await
+                        .unwrap();
+                    mine.extend(batch.into_iter().map(|c| c.callback_id));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "a callback was claimed by two nodes");
+    assert_eq!(total, 40, "every due callback is claimed");
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     migrations_are_idempotent_and_concurrent,
@@ -282,4 +668,8 @@ kassa_store::on_both_databases!(
     taken_order_number_is_reported,
     concurrent_inserts_create_one_order,
     orders_need_an_existing_app,
+    transitions_write_their_callback_atomically,
+    leases_attempts_and_retries,
+    dead_callbacks_can_be_resent,
+    concurrent_claims_are_disjoint,
 );

@@ -45,6 +45,12 @@ enum Command {
     /// Show platform keys.
     #[command(subcommand)]
     Keys(operator::KeysCommand),
+    /// Inspect and resend callbacks to merchants.
+    #[command(subcommand)]
+    Callback(operator::CallbackCommand),
+    /// Play the bank of the sandbox rail from the command line.
+    #[command(subcommand)]
+    Sandbox(operator::SandboxCommand),
     /// Sign a JSON request with a merchant private key and print it with `sign` set.
     Sign(SignArgs),
     /// Check the signature of a JSON reply or callback with the platform public key.
@@ -125,6 +131,8 @@ async fn run(cli: Cli) -> Outcome {
         Command::Merchant(command) => operator::merchant(command, &database_url).await,
         Command::App(command) => operator::app(command, &database_url).await,
         Command::Keys(command) => operator::keys(command, &database_url).await,
+        Command::Callback(command) => operator::callback(command, &database_url).await,
+        Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
         Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
         Command::Verify(args) => keyfiles::verify(&args.key, args.input.as_deref()),
     }

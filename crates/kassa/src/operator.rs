@@ -5,11 +5,12 @@
 use crate::keyfiles::{read_key_text, write_key_pair};
 use crate::{Failure, Outcome};
 use clap::Subcommand;
-use kassa_core::{AmountLimits, AmountMinor, App, AppId, Currency};
+use kassa_core::{AmountLimits, AmountMinor, App, AppId, Currency, OrderEvent, OrderNo, Secret};
 use kassa_server::keys::load_or_create_platform_key;
+use kassa_server::lifecycle::apply_event;
 use kassa_server::now_ms;
-use kassa_signature::VerifyingKey;
-use kassa_store::{MerchantWithApps, SqlStore, Store};
+use kassa_signature::{VerifyingKey, webhook};
+use kassa_store::{MerchantWithApps, NewApp, SqlStore, Store};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,41 @@ pub enum AppCommand {
         #[arg(long, conflicts_with_all = ["min", "max"])]
         clear: bool,
     },
+    /// Replace the app's webhook secret (whsec_…) that signs its callbacks.
+    RotateWebhookSecret { app_id: i64 },
+}
+
+#[derive(Subcommand)]
+pub enum CallbackCommand {
+    /// Show an order's callbacks with every delivery attempt.
+    List {
+        #[arg(long = "order")]
+        order_no: String,
+    },
+    /// Queue the order's latest callback for a fresh delivery (also a dead or delivered one).
+    Resend { order_no: String },
+}
+
+#[derive(Subcommand)]
+pub enum SandboxCommand {
+    /// Do what the payer's bank does: settle an order with an outcome.
+    Pay {
+        order_no: String,
+        #[arg(long, value_enum)]
+        outcome: PayOutcome,
+        /// The amount received (paid only); a different amount than requested is an exception.
+        #[arg(long)]
+        amount: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PayOutcome {
+    Paid,
+    Failed,
+    Cancelled,
+    Expired,
+    Exception,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +137,7 @@ fn app_json(app: &App) -> Value {
         "merchantId": app.merchant_id.0,
         "currency": app.currency.code(),
         "publicKey": app.public_key,
+        "webhookSecret": app.webhook_secret.expose(),
         "limits": app.limits_override.map(|l| json!({
             "min": l.min_minor.to_decimal_string(),
             "max": l.max_minor.to_decimal_string(),
@@ -141,8 +178,15 @@ pub async fn create_merchant(
             "--name must be 1 to 100 characters without control characters".into(),
         ));
     }
+    let apps: Vec<NewApp> = currencies
+        .iter()
+        .map(|&currency| NewApp {
+            currency,
+            webhook_secret: Secret::new(webhook::generate_secret()),
+        })
+        .collect();
     Ok(store
-        .create_merchant(name, currencies, public_key_pem, now_ms())
+        .create_merchant(name, &apps, public_key_pem, now_ms())
         .await?)
 }
 
@@ -245,6 +289,13 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
                 .await?;
             app_id
         }
+        AppCommand::RotateWebhookSecret { app_id } => {
+            let secret = Secret::new(webhook::generate_secret());
+            store
+                .set_webhook_secret(AppId(app_id), &secret, now_ms())
+                .await?;
+            app_id
+        }
     };
     // Every app command ends by showing the app as it now is (an unknown app changed nothing).
     let app = store
@@ -264,6 +315,105 @@ pub async fn keys(command: KeysCommand, database_url: &str) -> Outcome {
             Ok(())
         }
     }
+}
+
+fn parse_order_no(text: &str) -> Result<OrderNo, Failure> {
+    OrderNo::parse(text).ok_or_else(|| Failure(format!("{text:?} is not a 16-digit order number")))
+}
+
+pub async fn callback(command: CallbackCommand, database_url: &str) -> Outcome {
+    let store = open_store(database_url).await?;
+    match command {
+        CallbackCommand::List { order_no } => {
+            let order_no = parse_order_no(&order_no)?;
+            let histories = store.callbacks_of_order(&order_no).await?;
+            let shown: Vec<Value> = histories
+                .iter()
+                .map(|h| {
+                    let c = &h.callback;
+                    json!({
+                        "callbackId": c.callback_id,
+                        "url": c.url,
+                        "state": c.state.as_str(),
+                        "attempts": c.attempts,
+                        "createdAtMs": c.created_at_ms,
+                        "nextAttemptAtMs": c.next_attempt_at_ms,
+                        "deliveredAtMs": c.delivered_at_ms,
+                        "deadAtMs": c.dead_at_ms,
+                        "body": c.body,
+                        "history": h.attempts.iter().map(|a| json!({
+                            "attempt": a.attempt_no,
+                            "startedAtMs": a.started_at_ms,
+                            "latencyMs": a.latency_ms,
+                            "httpStatus": a.http_status,
+                            "error": a.error,
+                            "response": a.response_excerpt,
+                            "acknowledged": a.acknowledged,
+                            "node": a.node,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            print_json(&json!({"orderNo": order_no.as_str(), "callbacks": shown}));
+        }
+        CallbackCommand::Resend { order_no } => {
+            let order_no = parse_order_no(&order_no)?;
+            match store.resend_latest_callback(&order_no, now_ms()).await? {
+                Some(id) => print_json(&json!({"orderNo": order_no.as_str(), "queued": id})),
+                None => {
+                    return Err(Failure(format!(
+                        "order {order_no} has no callback (unknown order, no notifyUrl, or not settled)"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
+    let SandboxCommand::Pay {
+        order_no,
+        outcome,
+        amount,
+    } = command;
+    let order_no = parse_order_no(&order_no)?;
+    let store = open_store(database_url).await?;
+    let platform_key = load_or_create_platform_key(&store, now_ms()).await?;
+    let order = store
+        .order_by_no(&order_no)
+        .await?
+        .ok_or_else(|| Failure(format!("no order has number {order_no}")))?;
+    if amount.is_some() && !matches!(outcome, PayOutcome::Paid) {
+        return Err(Failure("--amount goes with --outcome paid".into()));
+    }
+    let event = match outcome {
+        PayOutcome::Paid => OrderEvent::Paid {
+            requested: order.amount_minor,
+            received: match amount {
+                Some(text) => parse_limit("--amount", &text)?,
+                None => order.amount_minor,
+            },
+        },
+        PayOutcome::Failed => OrderEvent::Failed {
+            reason: "declined by the payer's bank (sandbox)".into(),
+        },
+        PayOutcome::Cancelled => OrderEvent::Failed {
+            reason: "cancelled by the payer (sandbox)".into(),
+        },
+        PayOutcome::Expired => OrderEvent::Expired,
+        PayOutcome::Exception => OrderEvent::RailException {
+            reason: "the bank could not confirm the payment (sandbox)".into(),
+        },
+    };
+    let changed = apply_event(&store, &platform_key, &order_no, &event, now_ms()).await?;
+    print_json(&json!({
+        "orderNo": changed.order_no.as_str(),
+        "status": changed.status.as_str(),
+        "actualAmount": changed.actual_amount_minor.to_decimal_string(),
+        "errorMsg": changed.error_msg,
+    }));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::operator::{create_merchant, open_store};
 use crate::{Failure, Outcome};
 use clap::Args;
 use kassa_core::{AppId, Currency};
+use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
 use kassa_server::keys::{MerchantKeys, load_or_create_platform_key};
 use kassa_server::{Gateway, ServerConfig, now_ms, router};
 use kassa_signature::SigningKey;
@@ -29,8 +30,21 @@ pub struct ServeArgs {
     #[arg(long, env = "KASSA_COLLECT_ORDER_LIFETIME")]
     collect_order_lifetime: Option<String>,
     /// Create (once) a demo merchant with EUR and USD apps and print how to use it.
+    /// Implies --allow-private-callbacks.
     #[arg(long, env = "KASSA_DEMO")]
     demo: bool,
+    /// How often an unacknowledged callback is retried, e.g. 60s. [default: 60s]
+    #[arg(long, env = "KASSA_CALLBACK_RETRY_INTERVAL")]
+    callback_retry_interval: Option<String>,
+    /// How long a callback is retried before it is marked dead, e.g. 24h. [default: 24h]
+    #[arg(long, env = "KASSA_CALLBACK_MAX_AGE")]
+    callback_max_age: Option<String>,
+    /// How long one callback request may take, e.g. 10s. [default: 10s]
+    #[arg(long, env = "KASSA_CALLBACK_TIMEOUT")]
+    callback_timeout: Option<String>,
+    /// Allow callback and redirect targets on loopback and private addresses (sandboxes, tests).
+    #[arg(long, env = "KASSA_ALLOW_PRIVATE_CALLBACKS")]
+    allow_private_callbacks: bool,
 }
 
 /// The settings row that remembers the demo merchant's apps.
@@ -173,6 +187,37 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
     let data_dir = pick(args.data_dir, file.data_dir.clone(), || {
         config::default_data_dir(database_url)
     });
+    let duration = |flag: &str, cli: Option<String>, from_file: Option<String>, default: &str| {
+        let text = pick(cli, from_file, || default.to_string());
+        config::parse_duration(&text)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| Failure(format!("--{flag}: {e}")))
+    };
+    let retry_interval_ms = duration(
+        "callback-retry-interval",
+        args.callback_retry_interval,
+        file.callback_retry_interval.clone(),
+        "60s",
+    )?;
+    let max_age_ms = duration(
+        "callback-max-age",
+        args.callback_max_age,
+        file.callback_max_age.clone(),
+        "24h",
+    )?;
+    let callback_timeout_ms = duration(
+        "callback-timeout",
+        args.callback_timeout,
+        file.callback_timeout.clone(),
+        "10s",
+    )?;
+    if retry_interval_ms == 0 || callback_timeout_ms == 0 {
+        return Err(Failure(
+            "--callback-retry-interval and --callback-timeout must be above zero".into(),
+        ));
+    }
+    let allow_private =
+        args.allow_private_callbacks || file.allow_private_callbacks.unwrap_or(false) || args.demo;
 
     let store = open_store(database_url).await?;
     tracing::info!(backend = store.backend().name(), "database ready");
@@ -195,19 +240,43 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         print_demo(&apps, &dir, &public_url);
     }
 
+    let store: Arc<dyn Store> = Arc::new(store);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let dispatcher = Arc::new(Dispatcher::new(
+        store.clone(),
+        DispatcherConfig {
+            retry_interval_ms,
+            max_age_ms,
+            request_timeout_ms: callback_timeout_ms,
+            allow_private_targets: allow_private,
+            ..DispatcherConfig::default()
+        },
+        wake.clone(),
+    )?);
+    let (stop_dispatcher, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher_task = tokio::spawn(dispatcher.run(stopped));
+
     let gateway = Arc::new(Gateway {
-        store: Arc::new(store),
+        store,
         platform_key,
         merchant_keys: MerchantKeys::default(),
         config: ServerConfig {
             public_url: public_url.clone(),
             collect_order_lifetime_ms: lifetime.as_millis() as i64,
+            allow_private_targets: allow_private,
             ..ServerConfig::default()
         },
+        dispatcher_wake: wake,
     });
+    if allow_private {
+        tracing::warn!("callbacks and redirects to private and loopback addresses are allowed");
+    }
     println!("kassa listening on http://{bound} (public URL {public_url})");
     axum::serve(listener, router(gateway))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Deliveries in flight finish (bounded by the callback timeout); the rest stay queued.
+    let _ = stop_dispatcher.send(true);
+    let _ = dispatcher_task.await;
     Ok(())
 }

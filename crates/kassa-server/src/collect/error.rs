@@ -50,6 +50,7 @@ codes! {
     MethodNotForPayType = "30000003", BAD_REQUEST, "The inBankCode does not belong to the payType.";
     AmountOutOfLimits = "30000004", BAD_REQUEST, "The amount is outside the limits of the currency, method or app.";
     CountryNotServed = "30000005", BAD_REQUEST, "Cashier mode without country, or no method is offered for the country and currency.";
+    ForbiddenTarget = "30000006", BAD_REQUEST, "A callback or redirect URL points at a loopback, private, link-local or other non-public address.";
     OrderNotFound = "40000001", NOT_FOUND, "No order of this app has this orderId (and orderNo, when given).";
     UnknownEndpoint = "40000002", NOT_FOUND, "No such endpoint.";
     DuplicateOrder = "50000001", CONFLICT, "The orderId was used before with other parameters.";

@@ -20,7 +20,7 @@ use kassa_core::{
     AmountMinor, App, AppId, Country, Currency, NewOrder, Order, OrderNo, OrderStatus, PayType,
     Payer, PaymentMethod, Personal,
 };
-use kassa_signature::{SignedObject, digest_hex, parse_signed_object, sign_map};
+use kassa_signature::{SignedObject, SigningKey, digest_hex, parse_signed_object, sign_map};
 use kassa_store::{InsertOutcome, StoreError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -273,6 +273,23 @@ fn new_order(
     })
 }
 
+/// Refuses callback and redirect targets on private, loopback and similar addresses (SSRF).
+async fn check_targets(new: &NewOrder) -> Result<(), CollectError> {
+    let targets = [
+        ("callBackUrl", &new.callback_url),
+        ("callBackFailUrl", &new.callback_fail_url),
+        ("notifyUrl", &new.notify_url),
+    ];
+    for (field, target) in targets {
+        let Some(target) = target else { continue };
+        let url = url::Url::parse(target).map_err(|e| FieldError::invalid(field, e.to_string()))?;
+        crate::ssrf::check_target(&url)
+            .await
+            .map_err(|why| CollectError::new(Code::ForbiddenTarget, format!("{field} {why}")))?;
+    }
+    Ok(())
+}
+
 /// A retry of a create request: the original reply if the parameters are the same.
 fn replay(existing: &Order, request_fingerprint: &str) -> Reply {
     if existing.request_fingerprint == request_fingerprint {
@@ -288,8 +305,8 @@ fn replay(existing: &Order, request_fingerprint: &str) -> Reply {
     }
 }
 
-fn signed(gateway: &Gateway, mut data: Map<String, Value>) -> String {
-    sign_map(&gateway.platform_key, &mut data);
+fn signed(platform_key: &SigningKey, mut data: Map<String, Value>) -> String {
+    sign_map(platform_key, &mut data);
     serde_json::to_string(&data).expect("a JSON map always serialises")
 }
 
@@ -301,10 +318,25 @@ fn apply_data(gateway: &Gateway, order: &Order) -> String {
         "payUrl".into(),
         format!("{}/pay/{}", gateway.config.public_url, order.cashier_token).into(),
     );
-    signed(gateway, data)
+    signed(&gateway.platform_key, data)
 }
 
-fn query_data(gateway: &Gateway, order: &Order) -> String {
+/// Which statuses the seed's merchant hears about: final ones, and exception.
+pub fn notifies(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Succeeded | OrderStatus::Failed | OrderStatus::Exception
+    )
+}
+
+/// The callback body: the query's `data` (`orderId, orderNo, amount, actualAmount, fee,
+/// status, payTime, errorMsg`) signed with the platform key.
+pub fn callback_body(platform_key: &SigningKey, order: &Order) -> String {
+    order_data(platform_key, order)
+}
+
+/// The signed state of an order, as query replies and callbacks carry it.
+fn order_data(platform_key: &SigningKey, order: &Order) -> String {
     let mut data = Map::new();
     data.insert("orderId".into(), order.merchant_order_id.clone().into());
     data.insert("orderNo".into(), order.order_no.as_str().into());
@@ -327,7 +359,7 @@ fn query_data(gateway: &Gateway, order: &Order) -> String {
     if let Some(error_msg) = &order.error_msg {
         data.insert("errorMsg".into(), error_msg.clone().into());
     }
-    signed(gateway, data)
+    signed(platform_key, data)
 }
 
 async fn apply_reply(
@@ -352,6 +384,9 @@ async fn apply_reply(
         return replay(&existing, &fingerprint);
     }
     let new = new_order(&fields, &app, merchant_order_id, fingerprint)?;
+    if !gateway.config.allow_private_targets {
+        check_targets(&new).await?;
+    }
     let lifetime_ms = gateway.config.collect_order_lifetime_ms;
     let mut order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)?;
     for _ in 0..ORDER_NO_ATTEMPTS {
@@ -427,7 +462,7 @@ async fn query_reply(
             format!("no order with orderId {merchant_order_id}{with_no}"),
         )
     })?;
-    Ok(query_data(gateway, &order))
+    Ok(order_data(&gateway.platform_key, &order))
 }
 
 #[cfg(test)]

@@ -1,0 +1,295 @@
+//! The callback dispatcher: delivers due callbacks from the outbox to merchants.
+//!
+//! It knows bytes and headers, not dialects. Each node leases a batch of due callbacks, so a
+//! callback is sent by one node at a time; a node that dies releases its leases by letting them
+//! expire. Every attempt is recorded. A callback is acknowledged only by HTTP 2xx with the body
+//! `success` (any case, surrounding whitespace ignored); otherwise it is retried every
+//! `retry_interval_ms` until `max_age_ms` after it first became due, then marked dead.
+
+use crate::{now_ms, ssrf};
+use kassa_core::{AppId, Secret};
+use kassa_signature::webhook;
+use kassa_store::{AfterAttempt, Attempt, Callback, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// Bytes of a response read to decide on acknowledgement; the rest is not read.
+const MAX_RESPONSE_READ: usize = 16 * 1024;
+/// Bytes of a response kept in the attempt log.
+const RESPONSE_EXCERPT: usize = 1024;
+/// Characters of an error kept in the attempt log.
+const MAX_ERROR_CHARS: usize = 500;
+/// Extra lease time beyond the request timeout, so a lease never expires mid-attempt.
+const LEASE_MARGIN_MS: u64 = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    pub retry_interval_ms: u64,
+    pub max_age_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Most deliveries in flight at once.
+    pub max_concurrency: usize,
+    /// How often an idle dispatcher looks for due callbacks (other nodes and commands add them).
+    pub idle_poll_ms: u64,
+    /// Deliver to private, loopback and other forbidden addresses (sandboxes and tests only).
+    pub allow_private_targets: bool,
+    /// This node's name in leases and in the attempt log.
+    pub node_id: String,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            retry_interval_ms: 60_000,
+            max_age_ms: 24 * 3_600_000,
+            request_timeout_ms: 10_000,
+            max_concurrency: 32,
+            idle_poll_ms: 1_000,
+            allow_private_targets: false,
+            node_id: format!("node-{}", crate::ids::new_callback_id()),
+        }
+    }
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    config: DispatcherConfig,
+    /// Poked when this process queues a callback, so delivery starts without waiting a poll.
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: DispatcherConfig,
+        wake: Arc<Notify>,
+    ) -> Result<Dispatcher, reqwest::Error> {
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // A redirect could lead anywhere, private networks included: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("kassa-callbacks/", env!("CARGO_PKG_VERSION")));
+        if !config.allow_private_targets {
+            builder = builder.dns_resolver(Arc::new(ssrf::GuardedResolver));
+        }
+        Ok(Dispatcher {
+            store,
+            client: builder.build()?,
+            config,
+            wake,
+        })
+    }
+
+    /// Runs until `shutdown` turns true, then waits for deliveries in flight.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.config.max_concurrency));
+        let mut in_flight = JoinSet::new();
+        let lease_ms = (self.config.request_timeout_ms + LEASE_MARGIN_MS) as i64;
+        tracing::info!(node = %self.config.node_id, "callback dispatcher started");
+        while !*shutdown.borrow() {
+            while in_flight.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            let mut claimed_all = false;
+            if free > 0 {
+                let now = now_ms();
+                match self
+                    .store
+                    .claim_due_callbacks(now, free as i64, &self.config.node_id, now + lease_ms)
+                    .await
+                {
+                    Ok(batch) => {
+                        claimed_all = batch.len() == free;
+                        let secrets = self.secrets_for(&batch).await;
+                        for callback in batch {
+                            let permit =
+                                permits.clone().acquire_owned().await.expect("never closed");
+                            let secret = secrets.get(&callback.app_id).cloned();
+                            let this = self.clone();
+                            in_flight.spawn(async move {
+                                this.deliver(callback, secret).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot claim callbacks; retrying"),
+                }
+            }
+            if claimed_all {
+                continue; // more may be due right away
+            }
+            // Wait for a poke, a free slot, the poll interval, or shutdown.
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(self.config.idle_poll_ms)) => {}
+                Some(_) = in_flight.join_next(), if free == 0 => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+        tracing::info!(node = %self.config.node_id, "callback dispatcher stopped");
+    }
+
+    /// The webhook secrets of the apps in a batch, one look-up per app.
+    async fn secrets_for(&self, batch: &[Callback]) -> HashMap<AppId, Secret> {
+        let mut secrets = HashMap::new();
+        for callback in batch {
+            if secrets.contains_key(&callback.app_id) {
+                continue;
+            }
+            match self.store.app(callback.app_id).await {
+                Ok(Some(app)) => {
+                    secrets.insert(callback.app_id, app.webhook_secret);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read webhook secret"),
+            }
+        }
+        secrets
+    }
+
+    /// One attempt: send, judge, record.
+    pub async fn deliver(&self, callback: Callback, secret: Option<Secret>) {
+        let started_at_ms = now_ms();
+        let clock = Instant::now();
+        let result = self.send(&callback, secret.as_ref(), started_at_ms).await;
+        let latency_ms = clock.elapsed().as_millis() as i64;
+        let finished_at_ms = started_at_ms + latency_ms;
+        let (http_status, response_excerpt, acknowledged, error) = match result {
+            Ok((status, body)) => {
+                let acknowledged =
+                    (200..300).contains(&status) && body.trim().eq_ignore_ascii_case("success");
+                (
+                    Some(i64::from(status)),
+                    Some(excerpt(&body)),
+                    acknowledged,
+                    None,
+                )
+            }
+            Err(error) => (None, None, false, Some(error)),
+        };
+        let after = self.after(&callback, acknowledged, finished_at_ms);
+        let attempt = Attempt {
+            attempt_no: 0,
+            started_at_ms,
+            latency_ms,
+            http_status,
+            error: error.clone(),
+            response_excerpt,
+            acknowledged,
+            node: self.config.node_id.clone(),
+        };
+        tracing::debug!(
+            callback_id = %callback.callback_id,
+            order_no = %callback.order_no,
+            http_status,
+            error = error.as_deref().unwrap_or(""),
+            acknowledged,
+            latency_ms,
+            "callback attempt"
+        );
+        if let AfterAttempt::Dead { .. } = after {
+            tracing::warn!(callback_id = %callback.callback_id, order_no = %callback.order_no, "callback dead after its maximum age");
+        }
+        match self
+            .store
+            .finish_attempt(&callback.callback_id, &self.config.node_id, &attempt, after)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(callback_id = %callback.callback_id, "lease lost during an attempt")
+            }
+            // The lease expires and another attempt follows: at least once, never lost.
+            Err(e) => {
+                tracing::error!(callback_id = %callback.callback_id, error = %e, "cannot record an attempt")
+            }
+        }
+    }
+
+    fn after(&self, callback: &Callback, acknowledged: bool, now_ms: i64) -> AfterAttempt {
+        if acknowledged {
+            return AfterAttempt::Delivered { at_ms: now_ms };
+        }
+        let next = now_ms + self.config.retry_interval_ms as i64;
+        if next > callback.first_due_at_ms + self.config.max_age_ms as i64 {
+            AfterAttempt::Dead { at_ms: now_ms }
+        } else {
+            AfterAttempt::RetryAt { at_ms: next }
+        }
+    }
+
+    /// Sends the callback; the status and the first bytes of the body, or why nothing came back.
+    async fn send(
+        &self,
+        callback: &Callback,
+        secret: Option<&Secret>,
+        started_at_ms: i64,
+    ) -> Result<(u16, String), String> {
+        let url = url::Url::parse(&callback.url).map_err(|e| format!("bad URL: {e}"))?;
+        if !self.config.allow_private_targets {
+            ssrf::check_literal(&url)?;
+        }
+        let secret = secret.ok_or("the app has no webhook secret")?;
+        let timestamp_s = started_at_ms / 1000;
+        let signature = webhook::signature_header(
+            secret.expose(),
+            &callback.callback_id,
+            timestamp_s,
+            callback.body.as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut request = self
+            .client
+            .post(url)
+            .header("webhook-id", &callback.callback_id)
+            .header("webhook-timestamp", timestamp_s.to_string())
+            .header("webhook-signature", signature);
+        for (name, value) in &callback.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request
+            .body(callback.body.clone())
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while body.len() < MAX_RESPONSE_READ {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Err(error_chain(&e)),
+            }
+        }
+        body.truncate(MAX_RESPONSE_READ);
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// The first [`RESPONSE_EXCERPT`] bytes, cut at a character boundary.
+fn excerpt(body: &str) -> String {
+    let mut end = body.len().min(RESPONSE_EXCERPT);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    body[..end].to_string()
+}
+
+/// An error with its causes, which is where reqwest puts the useful part.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.chars().take(MAX_ERROR_CHARS).collect()
+}
