@@ -29,6 +29,8 @@ pub struct Gateway {
     pub config: ServerConfig,
     /// Wakes this process's callback dispatcher when a status change queued a callback.
     pub dispatcher_wake: Arc<tokio::sync::Notify>,
+    /// SSRF verdicts on callback and redirect hosts, cached.
+    pub targets: ssrf::TargetChecker,
 }
 
 impl Gateway {

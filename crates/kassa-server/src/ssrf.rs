@@ -4,8 +4,10 @@
 
 use kassa_core::ssrf::forbidden_reason;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// How long order creation waits for DNS before giving the target the benefit of the doubt
 /// (delivery checks again anyway).
@@ -34,17 +36,48 @@ pub fn check_literal(url: &url::Url) -> Result<(), String> {
     }
 }
 
-/// The creation-time check: the literal address, or every address the name resolves to.
-pub async fn check_target(url: &url::Url) -> Result<(), String> {
-    check_literal(url)?;
-    let Some(url::Host::Domain(domain)) = url.host() else {
-        return Ok(());
-    };
-    let port = url.port_or_known_default().unwrap_or(443);
-    let lookup = tokio::time::timeout(
-        CREATION_DNS_TIMEOUT,
-        tokio::net::lookup_host((domain, port)),
-    );
+/// How long a host's verdict is reused: merchants send the same few hosts with every order,
+/// and a slow DNS server must not slow every order down.
+const VERDICT_TTL: Duration = Duration::from_secs(60);
+/// Most hosts remembered; past it the cache starts over.
+const MAX_CACHED_HOSTS: usize = 10_000;
+
+/// A host's verdict (`Err` says why it is refused) and when it was reached.
+type Verdict = (Result<(), String>, Instant);
+
+/// The creation-time check, with each host's verdict cached for a minute.
+#[derive(Default)]
+pub struct TargetChecker {
+    verdicts: Mutex<HashMap<String, Verdict>>,
+}
+
+impl TargetChecker {
+    /// Refuses a literal forbidden address, or a name that resolves to one.
+    pub async fn check(&self, url: &url::Url) -> Result<(), String> {
+        check_literal(url)?;
+        let Some(url::Host::Domain(domain)) = url.host() else {
+            return Ok(());
+        };
+        let key = domain.to_ascii_lowercase();
+        if let Some((verdict, at)) = self.verdicts.lock().expect("verdict cache").get(&key)
+            && at.elapsed() < VERDICT_TTL
+        {
+            return verdict.clone();
+        }
+        let verdict = resolve_and_judge(domain).await;
+        let mut verdicts = self.verdicts.lock().expect("verdict cache");
+        if verdicts.len() >= MAX_CACHED_HOSTS {
+            verdicts.clear();
+        }
+        verdicts.insert(key, (verdict.clone(), Instant::now()));
+        verdict
+    }
+}
+
+/// Every address the name resolves to must be permitted. A name that does not resolve in time
+/// is let through: delivery checks the addresses it really connects to.
+async fn resolve_and_judge(domain: &str) -> Result<(), String> {
+    let lookup = tokio::time::timeout(CREATION_DNS_TIMEOUT, tokio::net::lookup_host((domain, 443)));
     if let Ok(Ok(addresses)) = lookup.await {
         for address in addresses {
             if let Some(why) = forbidden_reason(address.ip()) {
@@ -90,38 +123,27 @@ mod tests {
 
     #[tokio::test]
     async fn literals_and_names() {
-        let url = |s: &str| url::Url::parse(s).unwrap();
-        assert!(
-            check_target(&url("http://127.0.0.1:8080/x"))
-                .await
-                .unwrap_err()
-                .contains("loopback")
+        let checker = TargetChecker::default();
+        let check = |s: &str| {
+            let url = url::Url::parse(s).unwrap();
+            let checker = &checker;
+            async move { checker.check(&url).await }
+        };
+        let refused = |verdict: Result<(), String>, class: &str| {
+            assert!(verdict.as_ref().unwrap_err().contains(class), "{verdict:?}");
+        };
+        refused(check("http://127.0.0.1:8080/x").await, "loopback");
+        refused(check("http://[::1]/x").await, "loopback");
+        refused(
+            check("http://169.254.169.254/latest").await,
+            "cloud metadata",
         );
-        assert!(
-            check_target(&url("http://[::1]/x"))
-                .await
-                .unwrap_err()
-                .contains("loopback")
-        );
-        assert!(
-            check_target(&url("http://169.254.169.254/latest"))
-                .await
-                .unwrap_err()
-                .contains("cloud metadata")
-        );
-        assert!(
-            check_target(&url("http://localhost:9/x"))
-                .await
-                .unwrap_err()
-                .contains("loopback")
-        );
-        assert!(check_target(&url("https://93.184.216.34/x")).await.is_ok());
+        refused(check("http://localhost:9/x").await, "loopback");
+        // The cached verdict holds for the same host, whatever the case.
+        refused(check("http://LOCALHOST/y").await, "loopback");
+        assert!(check("https://93.184.216.34/x").await.is_ok());
         // A name that does not resolve here is left to the delivery-time check.
-        assert!(
-            check_target(&url("https://no-such-host.invalid/x"))
-                .await
-                .is_ok()
-        );
+        assert!(check("https://no-such-host.invalid/x").await.is_ok());
     }
 
     #[tokio::test]

@@ -37,6 +37,14 @@ struct Server {
 
 impl Server {
     async fn start(db: TestDatabase) -> Server {
+        Server::start_with(db, false).await
+    }
+
+    async fn start_allowing_private_targets(db: TestDatabase) -> Server {
+        Server::start_with(db, true).await
+    }
+
+    async fn start_with(db: TestDatabase, allow_private_targets: bool) -> Server {
         let store = Arc::new(db.store().await);
         let platform_key = load_or_create_platform_key(store.as_ref(), now_ms())
             .await
@@ -73,9 +81,11 @@ impl Server {
             merchant_keys: MerchantKeys::default(),
             config: ServerConfig {
                 public_url: base.clone(),
+                allow_private_targets,
                 ..ServerConfig::default()
             },
             dispatcher_wake: Default::default(),
+            targets: Default::default(),
         });
         tokio::spawn(async move { axum::serve(listener, router(gateway)).await.unwrap() });
         Server {
@@ -894,6 +904,62 @@ async fn cashier_page_escapes_and_hides(server: Server) {
     );
 }
 
+const FORBIDDEN_TARGETS: [(&str, &str); 9] = [
+    ("http://127.0.0.1:9/notify", "loopback"),
+    ("http://[::1]/notify", "loopback"),
+    ("http://localhost:9/notify", "loopback"),
+    ("http://10.1.2.3/notify", "private"),
+    ("http://192.168.0.10/notify", "private"),
+    ("http://169.254.169.254/latest/meta-data", "cloud metadata"),
+    ("http://[fe80::1]/notify", "link-local"),
+    ("http://[fd00::1]/notify", "unique-local"),
+    ("http://224.0.0.1/notify", "multicast"),
+];
+
+async fn private_targets_are_refused_at_creation(server: Server) {
+    for (i, (target, class)) in FORBIDDEN_TARGETS.iter().enumerate() {
+        for field in ["notifyUrl", "callBackUrl", "callBackFailUrl"] {
+            let order_id = format!("SSRF-{i}-{field}");
+            let mut body = server.apply_body(&order_id);
+            body[field] = json!(target);
+            let reply = server.post("/eur/collect/apply", &body).await;
+            assert_error(&reply, 400, "30000006", field);
+            assert!(
+                reply.1["msg"].as_str().unwrap().contains(class),
+                "{target}: {}",
+                reply.1
+            );
+            assert_eq!(
+                server
+                    .store
+                    .order_by_merchant_order_id(server.eur, &order_id)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+    }
+}
+
+async fn private_targets_are_allowed_with_the_flag(db: TestDatabase) {
+    let server = Server::start_allowing_private_targets(db).await;
+    for (i, (target, _)) in FORBIDDEN_TARGETS.iter().enumerate() {
+        let mut body = server.apply_body(&format!("PRIVATE-{i}"));
+        body["notifyUrl"] = json!(target);
+        let (status, reply) = server.post("/eur/collect/apply", &body).await;
+        assert_eq!(status, 200, "{target}: {reply}");
+    }
+}
+
+/// Tests that build their own server take the bare database.
+mod with_own_server {
+    use super::private_targets_are_allowed_with_the_flag;
+    kassa_store::on_both_databases!(
+        kassa_store::testing::database;
+        private_targets_are_allowed_with_the_flag
+    );
+}
+
 kassa_store::on_both_databases!(
     super::Server::start;
     apply_and_query,
@@ -905,4 +971,5 @@ kassa_store::on_both_databases!(
     unknown_endpoints,
     replaced_keys_take_effect,
     cashier_page_escapes_and_hides,
+    private_targets_are_refused_at_creation,
 );

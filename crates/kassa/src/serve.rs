@@ -267,6 +267,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
             ..ServerConfig::default()
         },
         dispatcher_wake: wake,
+        targets: Default::default(),
     });
     if allow_private {
         tracing::warn!("callbacks and redirects to private and loopback addresses are allowed");

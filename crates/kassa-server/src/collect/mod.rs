@@ -274,7 +274,10 @@ fn new_order(
 }
 
 /// Refuses callback and redirect targets on private, loopback and similar addresses (SSRF).
-async fn check_targets(new: &NewOrder) -> Result<(), CollectError> {
+async fn check_targets(
+    checker: &crate::ssrf::TargetChecker,
+    new: &NewOrder,
+) -> Result<(), CollectError> {
     let targets = [
         ("callBackUrl", &new.callback_url),
         ("callBackFailUrl", &new.callback_fail_url),
@@ -283,7 +286,8 @@ async fn check_targets(new: &NewOrder) -> Result<(), CollectError> {
     for (field, target) in targets {
         let Some(target) = target else { continue };
         let url = url::Url::parse(target).map_err(|e| FieldError::invalid(field, e.to_string()))?;
-        crate::ssrf::check_target(&url)
+        checker
+            .check(&url)
             .await
             .map_err(|why| CollectError::new(Code::ForbiddenTarget, format!("{field} {why}")))?;
     }
@@ -385,7 +389,7 @@ async fn apply_reply(
     }
     let new = new_order(&fields, &app, merchant_order_id, fingerprint)?;
     if !gateway.config.allow_private_targets {
-        check_targets(&new).await?;
+        check_targets(&gateway.targets, &new).await?;
     }
     let lifetime_ms = gateway.config.collect_order_lifetime_ms;
     let mut order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)?;

@@ -1,0 +1,530 @@
+//! Callback delivery end to end: a real dispatcher, a real HTTP receiver on loopback, and the
+//! store on SQLite and PostgreSQL. Covers retries, the acknowledgement rule, the maximum age and
+//! resend, two dispatchers sharing one database, SSRF at delivery, and both signatures — the
+//! Standard Webhooks one checked by an independent implementation.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use kassa_core::{
+    AmountMinor, App, Currency, NewOrder, Order, OrderEvent, OrderIds, PaymentMethod, Secret,
+};
+use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
+use kassa_server::lifecycle::apply_event;
+use kassa_server::{ids, now_ms};
+use kassa_signature::{SigningKey, verify_json};
+use kassa_store::testing::TestDatabase;
+use kassa_store::{CallbackState, NewApp, SqlStore, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+fn platform_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate().unwrap())
+}
+
+/// What the receiver answers: for the n-th request (0-based) of a callback id.
+type Script = Arc<dyn Fn(usize) -> (u16, &'static str, u64) + Send + Sync>;
+
+#[derive(Clone, Debug)]
+struct Received {
+    id: String,
+    at: Instant,
+    headers: HeaderMap,
+    body: String,
+}
+
+#[derive(Default)]
+struct Log {
+    requests: Vec<Received>,
+    in_flight: HashSet<String>,
+    overlaps: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    log: Arc<Mutex<Log>>,
+}
+
+impl Receiver {
+    async fn start(script: Script) -> Receiver {
+        let log: Arc<Mutex<Log>> = Arc::default();
+        let state = (log.clone(), script);
+        async fn handle(
+            State((log, script)): State<(Arc<Mutex<Log>>, Script)>,
+            headers: HeaderMap,
+            body: String,
+        ) -> (StatusCode, &'static str) {
+            let id = headers["webhook-id"].to_str().unwrap().to_string();
+            let n = {
+                let mut log = log.lock().unwrap();
+                if !log.in_flight.insert(id.clone()) {
+                    log.overlaps.push(id.clone());
+                }
+                let n = log.requests.iter().filter(|r| r.id == id).count();
+                log.requests.push(Received {
+                    id: id.clone(),
+                    at: Instant::now(),
+                    headers,
+                    body,
+                });
+                n
+            };
+            let (status, reply, delay_ms) = script(n);
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            log.lock().unwrap().in_flight.remove(&id);
+            (StatusCode::from_u16(status).unwrap(), reply)
+        }
+        let app = axum::Router::new()
+            .route("/notify", post(handle))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, log }
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.log.lock().unwrap().requests.clone()
+    }
+}
+
+struct Setup {
+    store: Arc<SqlStore>,
+    app: App,
+    _db: TestDatabase,
+}
+
+async fn setup(db: TestDatabase) -> Setup {
+    let store = Arc::new(db.store().await);
+    let created = store
+        .create_merchant(
+            "Shop",
+            &[NewApp {
+                currency: Currency::Eur,
+                webhook_secret: Secret::new(kassa_signature::webhook::generate_secret()),
+            }],
+            None,
+            1,
+        )
+        .await
+        .unwrap();
+    Setup {
+        store,
+        app: created.apps[0].clone(),
+        _db: db,
+    }
+}
+
+impl Setup {
+    /// A paid order whose callback is queued to `url`.
+    async fn settled_order(&self, merchant_order_id: &str, url: &str, event: OrderEvent) -> Order {
+        let new = NewOrder {
+            app_id: self.app.app_id,
+            merchant_order_id: merchant_order_id.into(),
+            amount_minor: AmountMinor(2_500),
+            method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+            country: None,
+            payer: None,
+            subject: None,
+            body: None,
+            callback_url: None,
+            callback_fail_url: None,
+            notify_url: Some(url.into()),
+            request_fingerprint: "fp".into(),
+        };
+        let ids: OrderIds = ids::new_order_ids();
+        let order = Order::create(&self.app, new, ids, now_ms(), 60_000).unwrap();
+        self.store.insert_order(&order).await.unwrap();
+        let event = match event {
+            OrderEvent::Paid { received, .. } => OrderEvent::Paid {
+                requested: order.amount_minor,
+                received,
+            },
+            other => other,
+        };
+        apply_event(
+            self.store.as_ref(),
+            platform_key(),
+            &order.order_no,
+            &event,
+            now_ms(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn dispatcher(
+        &self,
+        config: DispatcherConfig,
+    ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let dispatcher =
+            Arc::new(Dispatcher::new(self.store.clone(), config, Arc::new(Notify::new())).unwrap());
+        let (stop, stopped) = watch::channel(false);
+        (stop, tokio::spawn(dispatcher.run(stopped)))
+    }
+
+    async fn state_of(&self, order: &Order) -> (CallbackState, Vec<kassa_store::Attempt>) {
+        let mut history = self
+            .store
+            .callbacks_of_order(&order.order_no)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        let h = history.remove(0);
+        (h.callback.state, h.attempts)
+    }
+
+    /// Waits until every given order's callback reached `state` (or panics after `limit`).
+    async fn wait_for(&self, orders: &[&Order], state: CallbackState, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut done = true;
+            for order in orders {
+                done &= self.state_of(order).await.0 == state;
+            }
+            if done {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "callbacks did not reach {state:?} in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn fast(allow_private: bool) -> DispatcherConfig {
+    DispatcherConfig {
+        retry_interval_ms: 300,
+        max_age_ms: 60_000,
+        request_timeout_ms: 2_000,
+        idle_poll_ms: 50,
+        allow_private_targets: allow_private,
+        ..DispatcherConfig::default()
+    }
+}
+
+fn paid() -> OrderEvent {
+    OrderEvent::Paid {
+        requested: AmountMinor(2_500),
+        received: AmountMinor(2_500),
+    }
+}
+
+async fn retries_until_acknowledged_then_stops(setup: Setup) {
+    let failures = 3;
+    let receiver = Receiver::start(Arc::new(move |n| match n {
+        0 => (500, "boom", 0),
+        1 => (200, "ok", 0),
+        2 => (404, "success", 0),
+        _ => (200, "success", 0),
+    }))
+    .await;
+    let order = setup.settled_order("M1", &receiver.url, paid()).await;
+    let (stop, task) = setup.dispatcher(fast(true));
+    setup
+        .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_millis(700)).await; // nothing more may arrive
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), failures + 1, "exactly N+1 attempts");
+    for pair in requests.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(280),
+            "retried after {gap:?}, before the interval"
+        );
+    }
+    let ids: HashSet<&str> = requests.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "webhook-id is stable across retries");
+    let (state, attempts) = setup.state_of(&order).await;
+    assert_eq!(state, CallbackState::Delivered);
+    let seen: Vec<(Option<i64>, bool)> = attempts
+        .iter()
+        .map(|a| (a.http_status, a.acknowledged))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some(500), false),
+            (Some(200), false),
+            (Some(404), false),
+            (Some(200), true)
+        ]
+    );
+    assert_eq!(attempts[0].response_excerpt.as_deref(), Some("boom"));
+
+    // Both signatures verify: RSA by the platform key over the body, Standard Webhooks by an
+    // independent implementation with the app's secret.
+    let last = requests.last().unwrap();
+    verify_json(platform_key().verifying_key(), &last.body).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&last.body).unwrap();
+    assert_eq!(body["orderNo"], order.order_no.as_str());
+    assert_eq!(body["status"], 2);
+    assert_eq!(body["actualAmount"], "25.00");
+    assert!(body["payTime"].is_string());
+    let verifier = standardwebhooks::Webhook::new(setup.app.webhook_secret.expose()).unwrap();
+    for request in &requests {
+        verifier
+            .verify(request.body.as_bytes(), &request.headers)
+            .unwrap();
+    }
+    let wrong =
+        standardwebhooks::Webhook::new(&kassa_signature::webhook::generate_secret()).unwrap();
+    assert!(wrong.verify(last.body.as_bytes(), &last.headers).is_err());
+}
+
+async fn acknowledgement_rule(setup: Setup) {
+    for (reply, status, acknowledged) in [
+        ("SUCCESS ", 200, true),
+        (" success\n", 201, true),
+        ("Success", 204, false), // 204 carries no body, so no `success`
+        ("ok", 200, false),
+        ("success!", 200, false),
+        ("success", 500, false),
+        ("success", 302, false),
+    ] {
+        let receiver = Receiver::start(Arc::new(move |_| (status, reply, 0))).await;
+        let order = setup
+            .settled_order(
+                &format!("M-{status}-{}", reply.trim()),
+                &receiver.url,
+                paid(),
+            )
+            .await;
+        let (stop, task) = setup.dispatcher(DispatcherConfig {
+            retry_interval_ms: 60_000,
+            max_age_ms: 600_000,
+            ..fast(true)
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while setup.state_of(&order).await.1.is_empty() {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let (state, attempts) = setup.state_of(&order).await;
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].acknowledged, acknowledged, "{status} {reply:?}");
+        let expected = if acknowledged {
+            CallbackState::Delivered
+        } else {
+            CallbackState::Pending
+        };
+        assert_eq!(state, expected, "{status} {reply:?}");
+    }
+}
+
+async fn max_age_marks_dead_and_resend_revives(setup: Setup) {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver = Receiver::start(Arc::new(move |_| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            (200, "success", 0)
+        } else {
+            (503, "down", 0)
+        }
+    }))
+    .await;
+    let order = setup
+        .settled_order("M-dead", &receiver.url, OrderEvent::Expired)
+        .await;
+    let config = DispatcherConfig {
+        retry_interval_ms: 200,
+        max_age_ms: 700,
+        ..fast(true)
+    };
+    let (stop, task) = setup.dispatcher(config.clone());
+    setup
+        .wait_for(&[&order], CallbackState::Dead, Duration::from_secs(10))
+        .await;
+    let (_, attempts) = setup.state_of(&order).await;
+    assert!(
+        (3..=6).contains(&attempts.len()),
+        "{} attempts within 700 ms at 200 ms",
+        attempts.len()
+    );
+    let before = receiver.requests().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        before,
+        "a dead callback is not retried"
+    );
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        setup
+            .store
+            .resend_latest_callback(&order.order_no, now_ms())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    setup
+        .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))
+        .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&receiver.requests().last().unwrap().body).unwrap();
+    assert_eq!(
+        (body["status"].as_i64(), body["errorMsg"].as_str()),
+        (Some(3), Some("the order expired"))
+    );
+}
+
+async fn two_dispatchers_share_the_work(setup: Setup) {
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 30))).await;
+    let mut orders = Vec::new();
+    for i in 0..60 {
+        orders.push(
+            setup
+                .settled_order(&format!("M{i}"), &receiver.url, paid())
+                .await,
+        );
+    }
+    let config = |node: &str| DispatcherConfig {
+        node_id: node.into(),
+        max_concurrency: 8,
+        ..fast(true)
+    };
+    let (stop_a, task_a) = setup.dispatcher(config("node-a"));
+    let (stop_b, task_b) = setup.dispatcher(config("node-b"));
+    let refs: Vec<&Order> = orders.iter().collect();
+    setup
+        .wait_for(&refs, CallbackState::Delivered, Duration::from_secs(30))
+        .await;
+    stop_a.send(true).unwrap();
+    stop_b.send(true).unwrap();
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+
+    let log = receiver.log.lock().unwrap();
+    assert!(
+        log.overlaps.is_empty(),
+        "sent concurrently by both: {:?}",
+        log.overlaps
+    );
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for r in &log.requests {
+        *per_id.entry(r.id.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 60, "none lost");
+    assert!(per_id.values().all(|&n| n == 1), "none sent twice");
+    let mut nodes = HashSet::new();
+    for order in &orders {
+        let (_, attempts) = setup.state_of(order).await;
+        nodes.insert(attempts[0].node.clone());
+    }
+    assert_eq!(nodes.len(), 2, "both nodes delivered: {nodes:?}");
+}
+
+async fn private_targets_are_refused_at_delivery(setup: Setup) {
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
+    let literal = setup
+        .settled_order("M-literal", &receiver.url, paid())
+        .await;
+    let by_name = setup
+        .settled_order(
+            "M-name",
+            &receiver.url.replace("127.0.0.1", "localhost"),
+            paid(),
+        )
+        .await;
+    let (stop, task) = setup.dispatcher(DispatcherConfig {
+        retry_interval_ms: 60_000,
+        max_age_ms: 600_000,
+        ..fast(false)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.state_of(&literal).await.1.is_empty() || setup.state_of(&by_name).await.1.is_empty()
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    for order in [&literal, &by_name] {
+        let (state, attempts) = setup.state_of(order).await;
+        assert_eq!(state, CallbackState::Pending);
+        let error = attempts[0].error.as_deref().unwrap();
+        assert!(error.contains("loopback"), "{error}");
+    }
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing reached the private address"
+    );
+
+    // The same callbacks go through once private targets are allowed.
+    setup
+        .store
+        .resend_latest_callback(&literal.order_no, now_ms())
+        .await
+        .unwrap();
+    setup
+        .store
+        .resend_latest_callback(&by_name.order_no, now_ms())
+        .await
+        .unwrap();
+    let (stop, task) = setup.dispatcher(fast(true));
+    setup
+        .wait_for(
+            &[&literal, &by_name],
+            CallbackState::Delivered,
+            Duration::from_secs(10),
+        )
+        .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+async fn orders_without_notify_url_or_not_settled_send_nothing(setup: Setup) {
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
+    let started = setup
+        .settled_order("M-started", &receiver.url, OrderEvent::PayerStarted)
+        .await;
+    assert!(
+        setup
+            .store
+            .callbacks_of_order(&started.order_no)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let exception = setup
+        .settled_order(
+            "M-exc",
+            &receiver.url,
+            OrderEvent::Paid {
+                requested: AmountMinor(0),
+                received: AmountMinor(100),
+            },
+        )
+        .await;
+    let (state, _) = setup.state_of(&exception).await;
+    assert_eq!(
+        state,
+        CallbackState::Pending,
+        "collect notifies exceptions too"
+    );
+}
+
+kassa_store::on_both_databases!(
+    super::setup;
+    retries_until_acknowledged_then_stops,
+    acknowledgement_rule,
+    max_age_marks_dead_and_resend_revives,
+    two_dispatchers_share_the_work,
+    private_targets_are_refused_at_delivery,
+    orders_without_notify_url_or_not_settled_send_nothing,
+);
