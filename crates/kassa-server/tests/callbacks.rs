@@ -409,14 +409,16 @@ async fn two_dispatchers_share_the_work(setup: Setup) {
     task_a.await.unwrap();
     task_b.await.unwrap();
 
-    let log = receiver.log.lock().unwrap();
+    let (requests, overlaps) = {
+        let log = receiver.log.lock().unwrap();
+        (log.requests.clone(), log.overlaps.clone())
+    };
     assert!(
-        log.overlaps.is_empty(),
-        "sent concurrently by both: {:?}",
-        log.overlaps
+        overlaps.is_empty(),
+        "sent concurrently by both: {overlaps:?}"
     );
     let mut per_id: HashMap<&str, usize> = HashMap::new();
-    for r in &log.requests {
+    for r in &requests {
         *per_id.entry(r.id.as_str()).or_default() += 1;
     }
     assert_eq!(per_id.len(), 60, "none lost");
