@@ -1,52 +1,11 @@
 //! Tests of the `kassa` binary as an operator and a merchant's developer use it: operator
 //! commands, configuration precedence, `sign`/`verify`, and `serve --demo` end to end.
 
+mod common;
+
+use common::{json, kassa, run_ok, run_with_stdin, serve};
 use kassa_store::testing::TestDatabase;
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-
-const KASSA: &str = env!("CARGO_BIN_EXE_kassa");
-
-fn kassa(args: &[&str]) -> Command {
-    let mut command = Command::new(KASSA);
-    command
-        .args(args)
-        .env_remove("KASSA_DATABASE_URL")
-        .env_remove("KASSA_CONFIG");
-    command
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn run_with_stdin(command: &mut Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use std::process::Command;
 
 async fn operator_commands(db: TestDatabase) {
     let dir = tempfile::tempdir().unwrap();
@@ -227,51 +186,6 @@ async fn operator_commands(db: TestDatabase) {
     .output()
     .unwrap();
     assert!(String::from_utf8_lossy(&bad_currency.stderr).contains("unknown currency JPY"));
-}
-
-/// A running `kassa serve`, stopped when dropped.
-struct Served {
-    child: Child,
-    base: String,
-    stdout_lines: Vec<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(args: &[&str], dir: &Path) -> Served {
-    let child = kassa(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Owned by `Served` from here on, so any panic below still kills and reaps it.
-    let mut served = Served {
-        child,
-        base: String::new(),
-        stdout_lines: Vec::new(),
-    };
-    let mut reader = BufReader::new(served.child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!(
-                "kassa serve exited early; it printed: {:#?}",
-                served.stdout_lines
-            );
-        }
-        if let Some(rest) = line.strip_prefix("kassa listening on ") {
-            served.base = rest.split_whitespace().next().unwrap().to_string();
-            served.stdout_lines.push(line);
-            return served;
-        }
-        served.stdout_lines.push(line);
-    }
 }
 
 async fn demo_flow(db: TestDatabase) {

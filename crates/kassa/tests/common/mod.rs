@@ -1,0 +1,93 @@
+//! Helpers shared by the binary's test suites: running `kassa` commands and servers.
+#![allow(dead_code)] // each suite uses its own subset
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+pub const KASSA: &str = env!("CARGO_BIN_EXE_kassa");
+
+pub fn kassa(args: &[&str]) -> Command {
+    let mut command = Command::new(KASSA);
+    command
+        .args(args)
+        .env_remove("KASSA_DATABASE_URL")
+        .env_remove("KASSA_CONFIG");
+    command
+}
+
+pub fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn run_with_stdin(command: &mut Command, input: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A running `kassa serve`, stopped when dropped.
+pub struct Served {
+    pub child: Child,
+    pub base: String,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(args: &[&str], dir: &Path) -> Served {
+    let child = kassa(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Owned by `Served` from here on, so any panic below still kills and reaps it.
+    let mut served = Served {
+        child,
+        base: String::new(),
+        stdout_lines: Vec::new(),
+    };
+    let mut reader = BufReader::new(served.child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!(
+                "kassa serve exited early; it printed: {:#?}",
+                served.stdout_lines
+            );
+        }
+        if let Some(rest) = line.strip_prefix("kassa listening on ") {
+            served.base = rest.split_whitespace().next().unwrap().to_string();
+            served.stdout_lines.push(line);
+            return served;
+        }
+        served.stdout_lines.push(line);
+    }
+}
