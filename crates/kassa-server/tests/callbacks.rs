@@ -490,6 +490,56 @@ async fn private_targets_are_refused_at_delivery(setup: Setup) {
     task.await.unwrap();
 }
 
+/// Every forbidden class is refused at delivery too (the guard refuses before connecting, so no
+/// packet leaves for these addresses). Creation-time refusal is tested in `collect_api.rs`.
+async fn every_forbidden_class_is_refused_at_delivery(setup: Setup) {
+    let targets = [
+        ("http://127.0.0.2:9/n", "loopback"),
+        ("http://[::1]:9/n", "loopback"),
+        ("http://10.1.2.3/n", "private"),
+        ("http://172.16.5.4/n", "private"),
+        ("http://192.168.0.10/n", "private"),
+        ("http://100.64.1.1/n", "shared"),
+        ("http://169.254.169.254/latest/meta-data", "cloud metadata"),
+        ("http://169.254.7.7/n", "link-local"),
+        ("http://[fe80::1]/n", "link-local"),
+        ("http://[fd00::1]/n", "unique-local"),
+        ("http://224.0.0.1/n", "multicast"),
+        ("http://[ff02::1]/n", "multicast"),
+        ("http://0.0.0.0/n", "unspecified"),
+        ("http://[::ffff:10.0.0.1]/n", "private"),
+    ];
+    let mut orders = Vec::new();
+    for (i, (url, class)) in targets.iter().enumerate() {
+        orders.push((
+            setup.settled_order(&format!("F{i}"), url, paid()).await,
+            *class,
+        ));
+    }
+    let config = DispatcherConfig {
+        retry_interval_ms: 60_000,
+        max_age_ms: 600_000,
+        ..fast(false)
+    };
+    let (stop, task) = setup.dispatcher(config);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (order, class) in &orders {
+        let attempts = loop {
+            let (_, attempts) = setup.state_of(order).await;
+            if !attempts.is_empty() {
+                break attempts;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let error = attempts[0].error.as_deref().unwrap_or("");
+        assert!(error.contains(class), "{class}: {error}");
+        assert_eq!(attempts[0].http_status, None);
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
 async fn orders_without_notify_url_or_not_settled_send_nothing(setup: Setup) {
     let receiver = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
     let started = setup
@@ -528,5 +578,6 @@ kassa_store::on_both_databases!(
     max_age_marks_dead_and_resend_revives,
     two_dispatchers_share_the_work,
     private_targets_are_refused_at_delivery,
+    every_forbidden_class_is_refused_at_delivery,
     orders_without_notify_url_or_not_settled_send_nothing,
 );
