@@ -131,6 +131,24 @@ impl SqlStore {
         rows.iter().map(app_from_row).collect()
     }
 
+    /// Runs one of the app updates that set a text column (`$1`), `updated_at_ms` (`$2`) for
+    /// an app (`$3`); false if no app has that id.
+    async fn update_app_text(
+        &self,
+        sql: &'static str,
+        app_id: AppId,
+        value: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql)
+            .bind(value)
+            .bind(now_ms)
+            .bind(app_id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn one_order(&self, sql: &'static str, arg: &str) -> StoreResult<Option<Order>> {
         let row = sqlx::query(sql)
             .bind(arg)
@@ -482,14 +500,13 @@ impl Store for SqlStore {
         public_key: &str,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        let done =
-            sqlx::query("UPDATE apps SET public_key = $1, updated_at_ms = $2 WHERE app_id = $3")
-                .bind(public_key)
-                .bind(now_ms)
-                .bind(app_id.0)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        self.update_app_text(
+            "UPDATE apps SET public_key = $1, updated_at_ms = $2 WHERE app_id = $3",
+            app_id,
+            public_key,
+            now_ms,
+        )
+        .await
     }
 
     async fn set_app_limits(
@@ -586,15 +603,13 @@ impl Store for SqlStore {
         secret: &Secret,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
+        self.update_app_text(
             "UPDATE apps SET webhook_secret = $1, updated_at_ms = $2 WHERE app_id = $3",
+            app_id,
+            secret.expose(),
+            now_ms,
         )
-        .bind(secret.expose())
-        .bind(now_ms)
-        .bind(app_id.0)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     async fn transition_order(

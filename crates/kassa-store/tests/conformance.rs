@@ -443,6 +443,24 @@ async fn transitions_write_their_callback_atomically(db: TestDatabase) {
     );
 }
 
+/// How many callbacks `owner` leases at `now_ms` (until `until_ms`).
+async fn claim(store: &SqlStore, now_ms: i64, owner: &str, until_ms: i64) -> usize {
+    store
+        .claim_due_callbacks(now_ms, 10, owner, until_ms)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Records an attempt of `msg_1` by `owner`; whether it still held the lease.
+async fn finish(store: &SqlStore, owner: &str, acknowledged: bool, after: AfterAttempt) -> bool {
+    let attempt = attempt(owner, acknowledged);
+    store
+        .finish_attempt("msg_1", owner, &attempt, after)
+        .await
+        .unwrap()
+}
+
 async fn leases_attempts_and_retries(db: TestDatabase) {
     let store = db.store().await;
     let app = eur_app(&store).await;
@@ -450,90 +468,23 @@ async fn leases_attempts_and_retries(db: TestDatabase) {
     store.insert_order(&created).await.unwrap();
     settle(&store, &created, OrderEvent::Expired, "msg_1", 100).await;
 
-    assert!(
-        store
-            .claim_due_callbacks(99, 10, "a", 1_000)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not due yet"
-    );
-    let claimed = store
-        .claim_due_callbacks(100, 10, "a", 1_000)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert!(
-        store
-            .claim_due_callbacks(500, 10, "b", 2_000)
-            .await
-            .unwrap()
-            .is_empty(),
-        "leased to a"
-    );
+    assert_eq!(claim(&store, 99, "a", 1_000).await, 0, "not due yet");
+    assert_eq!(claim(&store, 100, "a", 1_000).await, 1);
+    assert_eq!(claim(&store, 500, "b", 2_000).await, 0, "leased to a");
     // a fails; the retry is due at 700.
-    assert!(
-        store
-            .finish_attempt(
-                "msg_1",
-                "a",
-                &attempt("a", false),
-                AfterAttempt::RetryAt { at_ms: 700 }
-            )
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .claim_due_callbacks(699, 10, "b", 2_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(finish(&store, "a", false, AfterAttempt::RetryAt { at_ms: 700 }).await);
+    assert_eq!(claim(&store, 699, "b", 2_000).await, 0);
     let again = store
         .claim_due_callbacks(700, 10, "b", 2_000)
         .await
         .unwrap();
     assert_eq!((again.len(), again[0].attempts), (1, 1));
     // b dies holding the lease; after it expires, c takes over and delivers.
-    assert!(
-        store
-            .claim_due_callbacks(1_999, 10, "c", 5_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .claim_due_callbacks(2_000, 10, "c", 5_000)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(
-        store
-            .finish_attempt(
-                "msg_1",
-                "c",
-                &attempt("c", true),
-                AfterAttempt::Delivered { at_ms: 2_100 }
-            )
-            .await
-            .unwrap()
-    );
+    assert_eq!(claim(&store, 1_999, "c", 5_000).await, 0);
+    assert_eq!(claim(&store, 2_000, "c", 5_000).await, 1);
+    assert!(finish(&store, "c", true, AfterAttempt::Delivered { at_ms: 2_100 }).await);
     // b wakes up late: its attempt is recorded, the state it wanted is not.
-    assert!(
-        !store
-            .finish_attempt(
-                "msg_1",
-                "b",
-                &attempt("b", false),
-                AfterAttempt::RetryAt { at_ms: 9_000 }
-            )
-            .await
-            .unwrap()
-    );
+    assert!(!finish(&store, "b", false, AfterAttempt::RetryAt { at_ms: 9_000 }).await);
 
     let history = store.callbacks_of_order(&created.order_no).await.unwrap();
     let callback = &history[0].callback;
