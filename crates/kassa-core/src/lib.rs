@@ -5,18 +5,22 @@
 //! every rule can be tested directly and both dialects share one set of rules.
 
 pub mod app;
+pub mod fee;
 pub mod method;
 pub mod money;
 pub mod order;
 pub mod personal;
+pub mod rail;
 pub mod ssrf;
 pub mod status;
 pub mod time;
 pub mod validate;
 
 pub use app::{App, AppId, Merchant, MerchantId};
+pub use fee::{FeeError, FeeRule};
 pub use method::{Country, PayType, PaymentMethod};
 pub use money::{AmountError, AmountLimits, AmountMinor, Currency};
 pub use order::{NewOrder, Order, OrderError, OrderIds, OrderNo, Payer};
 pub use personal::{Personal, Secret};
+pub use rail::RailOutcome;
 pub use status::{IllegalTransition, OrderEvent, OrderStatus};

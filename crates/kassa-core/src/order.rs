@@ -4,6 +4,7 @@
 //! format: method and currency, cashier country, and limits. Dialects check syntax first.
 
 use crate::app::{App, AppId};
+use crate::fee::FeeRule;
 use crate::method::{Country, PaymentMethod};
 use crate::money::{AmountLimits, AmountMinor, Currency};
 use crate::personal::Personal;
@@ -92,6 +93,8 @@ pub struct Order {
     pub currency: Currency,
     pub amount_minor: AmountMinor,
     pub method: &'static PaymentMethod,
+    /// The method the payer picked on the cashier page (cashier-mode orders only).
+    pub chosen_method: Option<&'static PaymentMethod>,
     pub country: Option<String>,
     pub payer: Option<Payer>,
     pub subject: Option<String>,
@@ -138,6 +141,10 @@ pub enum OrderError {
     },
     #[error("the app is for {app}, not {requested}")]
     WrongCurrency { app: Currency, requested: Currency },
+    #[error("{method} is not offered for this order")]
+    MethodNotOffered { method: &'static str },
+    #[error("a method can be chosen only before the payment starts")]
+    AlreadyStarted,
 }
 
 impl Order {
@@ -181,6 +188,7 @@ impl Order {
             currency,
             amount_minor: new.amount_minor,
             method: new.method,
+            chosen_method: None,
             country: new.country.map(str::to_string),
             payer: new.payer,
             subject: new.subject,
@@ -204,6 +212,51 @@ impl Order {
 }
 
 impl Order {
+    /// The method that pays the order: the payer's pick in cashier mode, else the order's.
+    pub fn paying_method(&self) -> &'static PaymentMethod {
+        self.chosen_method.unwrap_or(self.method)
+    }
+
+    /// The methods the payer may pick: for a cashier order, those offered for its currency
+    /// and country; otherwise just the order's own.
+    pub fn offered_methods(&self) -> Vec<&'static PaymentMethod> {
+        if self.method.is_cashier() {
+            let country = self.country.as_deref().unwrap_or(Country::ALL_CODE);
+            PaymentMethod::offered_in_cashier(self.currency, country).collect()
+        } else {
+            vec![self.method]
+        }
+    }
+
+    /// Records the payer's pick on the cashier page and starts the payment.
+    pub fn choose_method(
+        &mut self,
+        method: &'static PaymentMethod,
+        now_ms: i64,
+    ) -> Result<(), OrderError> {
+        if !self.offered_methods().contains(&method) {
+            return Err(OrderError::MethodNotOffered {
+                method: method.code,
+            });
+        }
+        if self.status != OrderStatus::Created {
+            return Err(OrderError::AlreadyStarted);
+        }
+        self.apply(&OrderEvent::PayerStarted, now_ms)
+            .map_err(|_| OrderError::AlreadyStarted)?;
+        if self.method.is_cashier() {
+            self.chosen_method = Some(method);
+        }
+        Ok(())
+    }
+
+    /// Sets the fee of a succeeded order from the rule of its app and method.
+    pub fn charge_fee(&mut self, rule: Option<FeeRule>) {
+        if self.status == OrderStatus::Succeeded {
+            self.fee_minor = rule.unwrap_or_default().fee_for(self.actual_amount_minor);
+        }
+    }
+
     /// Applies an event: the status changes as the state machine says, and the order records
     /// what came with the event (received amount, payment time, failure reason).
     pub fn apply(&mut self, event: &OrderEvent, now_ms: i64) -> Result<(), IllegalTransition> {
@@ -229,6 +282,10 @@ impl Order {
             OrderEvent::OperatorSucceeded => {
                 self.paid_at_ms = Some(now_ms);
                 self.error_msg = None;
+                // The rail could not say what arrived; the operator confirms the full amount.
+                if self.actual_amount_minor == AmountMinor::ZERO {
+                    self.actual_amount_minor = self.amount_minor;
+                }
             }
         }
         self.status = next;
@@ -369,6 +426,60 @@ mod tests {
             (expiring.status, expiring.error_msg.as_deref()),
             (OrderStatus::Failed, Some("the order expired"))
         );
+    }
+
+    #[test]
+    fn cashier_choice_and_fees() {
+        let eur = app(Currency::Eur);
+        let mut order =
+            Order::create(&eur, new_order("CASHIER", "100", Some("528")), ids(), 0, 1).unwrap();
+        let codes: Vec<&str> = order.offered_methods().iter().map(|m| m.code).collect();
+        assert_eq!(codes, ["IDEAL_EUR"]);
+        let bancontact = PaymentMethod::by_code("BANCONTACT_EUR").unwrap();
+        assert_eq!(
+            order.choose_method(bancontact, 1),
+            Err(OrderError::MethodNotOffered {
+                method: "BANCONTACT_EUR"
+            })
+        );
+        let ideal = PaymentMethod::by_code("IDEAL_EUR").unwrap();
+        order.choose_method(ideal, 2).unwrap();
+        assert_eq!(
+            (order.status, order.paying_method().code),
+            (OrderStatus::InProgress, "IDEAL_EUR")
+        );
+        assert_eq!(
+            order.choose_method(ideal, 3),
+            Err(OrderError::AlreadyStarted)
+        );
+
+        let rule = FeeRule::new(150, AmountMinor(25)).unwrap();
+        order.charge_fee(Some(rule));
+        assert_eq!(order.fee_minor, AmountMinor::ZERO, "no fee before success");
+        order
+            .apply(
+                &OrderEvent::Paid {
+                    requested: order.amount_minor,
+                    received: order.amount_minor,
+                },
+                4,
+            )
+            .unwrap();
+        order.charge_fee(Some(rule));
+        assert_eq!(order.fee_minor, AmountMinor(175));
+
+        let mut direct =
+            Order::create(&eur, new_order("IDEAL_EUR", "10", None), ids(), 0, 1).unwrap();
+        direct.choose_method(ideal, 1).unwrap();
+        assert_eq!(
+            direct.chosen_method, None,
+            "a direct order keeps its own method"
+        );
+        direct
+            .apply(&OrderEvent::RailException { reason: "?".into() }, 2)
+            .unwrap();
+        direct.apply(&OrderEvent::OperatorSucceeded, 3).unwrap();
+        assert_eq!(direct.actual_amount_minor, direct.amount_minor);
     }
 
     #[test]

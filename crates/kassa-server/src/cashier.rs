@@ -1,136 +1,411 @@
-//! The payer's pages behind `payUrl`. For now one page per order that shows what is being
-//! paid and where the order stands; choosing a method and paying come with the sandbox rail.
+//! The payer's pages behind `payUrl`.
 //!
-//! Pages are addressed by an unguessable token, never by order number, escape every text a
-//! merchant or payer supplied, and load nothing from elsewhere (strict CSP).
+//! `GET /pay/{token}` shows what the order's state calls for: the method list (cashier mode,
+//! not started), the method's page (the sandbox bank's outcome form), the result (final), or a
+//! "being confirmed" page (exception). `POST /pay/{token}/method` records the payer's pick;
+//! `POST /pay/{token}/outcome` takes the sandbox bank's answer. A final order never takes
+//! another outcome: a second submission just sees the result.
+//!
+//! Pages are addressed by an unguessable token, never by order number; forms carry an HMAC of
+//! that token (CSRF) and cross-site posts are refused; every text is escaped by the templates;
+//! nothing is loaded from elsewhere (strict CSP).
 
-use crate::{Gateway, ids};
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use kassa_core::{Order, OrderStatus};
-use std::fmt::Write as _;
+use crate::lifecycle::LifecycleError;
+use crate::rails::{RailStart, SANDBOX_OUTCOMES, SandboxRail};
+use crate::{Gateway, ids, now_ms};
+use askama::Template;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use kassa_core::{AmountMinor, Order, OrderEvent, OrderStatus, PaymentMethod};
 use std::sync::Arc;
 
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
     img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// What every page shows about the order.
+struct Summary {
+    merchant: String,
+    amount: String,
+    currency: &'static str,
+    order_id: String,
+    subject: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "cashier/methods.html")]
+struct MethodsPage {
+    title: &'static str,
+    summary: Summary,
+    token: String,
+    csrf: String,
+    methods: Vec<&'static PaymentMethod>,
+}
+
+#[derive(Template)]
+#[template(path = "cashier/method.html")]
+struct MethodPage {
+    title: &'static str,
+    summary: Summary,
+    token: String,
+    csrf: String,
+    method_name: &'static str,
+    outcomes: [(&'static str, &'static str); 5],
+}
+
+#[derive(Template)]
+#[template(path = "cashier/result.html")]
+struct ResultPage {
+    title: &'static str,
+    summary: Summary,
+    paid: bool,
+    reason: Option<String>,
+    return_url: String,
+    redirect: bool,
+}
+
+#[derive(Template)]
+#[template(path = "cashier/pending.html")]
+struct PendingPage {
+    title: &'static str,
+    summary: Summary,
+}
+
+#[derive(Template)]
+#[template(path = "cashier/message.html")]
+struct MessagePage {
+    title: &'static str,
+    message: &'static str,
+}
+
+fn html(status: StatusCode, page: impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a cashier page");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
-    out
 }
 
-fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;\
-         margin:2rem auto;padding:0 1rem;line-height:1.5}}dt{{font-weight:600}}</style></head>\
-         <body><main>{body_html}</main></body></html>",
-        title = escape_html(title)
-    );
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        html,
+fn message(status: StatusCode, title: &'static str, message: &'static str) -> Response {
+    html(status, MessagePage { title, message })
+}
+
+fn not_found() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "Payment not found",
+        "This payment link is not valid. Please return to the shop and start again.",
     )
-        .into_response()
 }
 
-fn status_text(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Created => "Waiting for payment",
-        OrderStatus::InProgress => "Payment in progress",
-        OrderStatus::Succeeded => "Paid",
-        OrderStatus::Failed => "Not paid",
-        OrderStatus::Exception => "Payment being confirmed",
-    }
+fn unavailable() -> Response {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Please try again",
+        "The payment page is temporarily unavailable. Please try again in a moment.",
+    )
 }
 
-fn order_page(order: &Order) -> Response {
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        "<h1>{amount} {currency}</h1><dl><dt>Order</dt><dd>{order_id}</dd>",
-        amount = order.amount_minor,
-        currency = order.currency,
-        order_id = escape_html(&order.merchant_order_id),
-    );
-    if let Some(subject) = &order.subject {
-        let _ = write!(html, "<dt>For</dt><dd>{}</dd>", escape_html(subject));
-    }
-    let _ = write!(
-        html,
-        "<dt>Status</dt><dd>{}</dd></dl>",
-        status_text(order.status)
-    );
-    if !order.status.is_final() {
-        html.push_str(
-            "<p>Online payment for this order is not available on this gateway yet. \
-             Please return to the shop.</p>",
-        );
-    }
-    page(StatusCode::OK, "Payment", &html)
-}
-
-pub async fn page_for_token(gateway: &Gateway, token: &str) -> Response {
-    let not_found = || {
-        page(
-            StatusCode::NOT_FOUND,
-            "Payment not found",
-            "<h1>Payment not found</h1><p>This payment link is not valid.</p>",
-        )
-    };
+/// The order behind a page token, or the response to give instead.
+async fn order_for(gateway: &Gateway, token: &str) -> Result<Order, Response> {
     if !ids::is_cashier_token(token) {
-        return not_found();
+        return Err(not_found());
     }
     match gateway.store.order_by_cashier_token(token).await {
-        Ok(Some(order)) => order_page(&order),
-        Ok(None) => not_found(),
+        Ok(Some(order)) => Ok(order),
+        Ok(None) => Err(not_found()),
         Err(e) => {
-            tracing::error!(error = %e, "cashier page: store error");
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "<h1>Please try again</h1><p>The payment page is temporarily unavailable.</p>",
-            )
+            tracing::error!(error = %e, "cashier: store error");
+            Err(unavailable())
         }
     }
+}
+
+async fn summary(gateway: &Gateway, order: &Order) -> Summary {
+    let merchant = match gateway.store.merchant_of_app(order.app_id).await {
+        Ok(Some(merchant)) => merchant.name,
+        _ => "the shop".into(),
+    };
+    Summary {
+        merchant,
+        amount: order.amount_minor.to_decimal_string(),
+        currency: order.currency.code(),
+        order_id: order.merchant_order_id.clone(),
+        subject: order.subject.clone(),
+    }
+}
+
+/// Where the payer goes back to after a final outcome.
+fn return_url(order: &Order) -> String {
+    let url = if order.status == OrderStatus::Succeeded {
+        &order.callback_url
+    } else {
+        &order.callback_fail_url
+    };
+    url.clone().unwrap_or_else(|| "about:blank".into())
 }
 
 pub async fn serve_page(
     State(gateway): State<Arc<Gateway>>,
     Path(token): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    page_for_token(&gateway, &token).await
+    // `?done=1` follows an outcome: the result page then sends the payer back by itself.
+    let redirect = query.as_deref() == Some("done=1");
+    let mut order = match order_for(&gateway, &token).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    // Time ran out but the sweep has not come by yet: expire it now.
+    if matches!(order.status, OrderStatus::Created | OrderStatus::InProgress)
+        && now_ms() >= order.expires_at_ms
+        && let Ok(expired) = gateway
+            .change_order(&order.order_no, &OrderEvent::Expired)
+            .await
+    {
+        order = expired;
+    }
+    // A direct order starts when the payer opens its page.
+    if order.status == OrderStatus::Created && !order.method.is_cashier() {
+        match start(&gateway, &order.order_no, order.method).await {
+            Ok(started) => order = started,
+            Err(response) => return response,
+        }
+    }
+    render(&gateway, &token, order, redirect).await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) -> Response {
+    let summary = summary(gateway, &order).await;
+    match order.status {
+        OrderStatus::Succeeded | OrderStatus::Failed => html(
+            StatusCode::OK,
+            ResultPage {
+                title: if order.status == OrderStatus::Succeeded {
+                    "Paid"
+                } else {
+                    "Not paid"
+                },
+                paid: order.status == OrderStatus::Succeeded,
+                reason: order.error_msg.clone(),
+                return_url: return_url(&order),
+                redirect,
+                summary,
+            },
+        ),
+        OrderStatus::Exception => html(
+            StatusCode::OK,
+            PendingPage {
+                title: "Confirming your payment",
+                summary,
+            },
+        ),
+        OrderStatus::Created => html(
+            StatusCode::OK,
+            MethodsPage {
+                title: "Choose how to pay",
+                csrf: gateway.form_key.token_for(token),
+                token: token.to_string(),
+                methods: order.offered_methods(),
+                summary,
+            },
+        ),
+        OrderStatus::InProgress => html(
+            StatusCode::OK,
+            MethodPage {
+                title: order.paying_method().display_name,
+                method_name: order.paying_method().display_name,
+                csrf: gateway.form_key.token_for(token),
+                token: token.to_string(),
+                outcomes: SANDBOX_OUTCOMES,
+                summary,
+            },
+        ),
+    }
+}
 
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape_html(r#"<script>alert("x&'y")</script>"#),
-            "&lt;script&gt;alert(&quot;x&amp;&#39;y&quot;)&lt;/script&gt;"
+/// Starts paying with `method`: the rail is asked first, then the order moves to in progress.
+async fn start(
+    gateway: &Gateway,
+    order_no: &kassa_core::OrderNo,
+    method: &'static PaymentMethod,
+) -> Result<Order, Response> {
+    let started = gateway
+        .change(order_no, |order| Ok(order.choose_method(method, now_ms())?))
+        .await;
+    match started {
+        Ok(order) => match gateway.rail.start(&order, method).await {
+            Ok(RailStart::OwnPage) => Ok(order),
+            Ok(RailStart::Redirect(url)) => Err(Redirect::to(&url).into_response()),
+            Err(e) => {
+                tracing::warn!(error = %e, "rail refused to start");
+                Err(unavailable())
+            }
+        },
+        // Someone else started or settled it meanwhile: show what is there now.
+        Err(LifecycleError::Refused(_) | LifecycleError::Illegal(_)) => gateway
+            .store
+            .order_by_no(order_no)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(not_found),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a payment");
+            Err(unavailable())
+        }
+    }
+}
+
+/// Refuses posts from other sites: the browser says where a form came from.
+fn same_origin(gateway: &Gateway, headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return false;
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => url::Url::parse(&gateway.config.public_url)
+            .is_ok_and(|public| public.origin().ascii_serialization() == origin),
+    }
+}
+
+fn forbidden() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "Please start again",
+        "This form has expired or did not come from this page. Please reload the payment page.",
+    )
+}
+
+fn back_to_page(token: &str, done: bool) -> Response {
+    let suffix = if done { "?done=1" } else { "" };
+    Redirect::to(&format!("../{token}{suffix}")).into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub struct MethodForm {
+    method: String,
+    csrf: String,
+}
+
+pub async fn choose_method(
+    State(gateway): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<MethodForm>, FormRejection>,
+) -> Response {
+    let order = match order_for(&gateway, &token).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let Ok(Form(form)) = form else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Please start again",
+            "The form was incomplete.",
         );
+    };
+    if !same_origin(&gateway, &headers) || !gateway.form_key.verify(&token, &form.csrf) {
+        return forbidden();
+    }
+    let Some(method) =
+        PaymentMethod::by_code(&form.method).filter(|m| order.offered_methods().contains(m))
+    else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Method not available",
+            "This payment method is not offered for this order. Please choose another one.",
+        );
+    };
+    match start(&gateway, &order.order_no, method).await {
+        Ok(_) => back_to_page(&token, false),
+        Err(response) => response,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct OutcomeForm {
+    outcome: String,
+    amount: Option<String>,
+    csrf: String,
+}
+
+pub async fn submit_outcome(
+    State(gateway): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<OutcomeForm>, FormRejection>,
+) -> Response {
+    let order = match order_for(&gateway, &token).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let Ok(Form(form)) = form else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Please start again",
+            "The form was incomplete.",
+        );
+    };
+    if !same_origin(&gateway, &headers) || !gateway.form_key.verify(&token, &form.csrf) {
+        return forbidden();
+    }
+    if order.method.is_cashier() && order.chosen_method.is_none() && !order.status.is_final() {
+        return back_to_page(&token, false);
+    }
+    let received = match form
+        .amount
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        Some(text) if form.outcome == "paid" => match AmountMinor::parse(text) {
+            Ok(amount) => Some(amount),
+            Err(_) => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "Amount not understood",
+                    "Write the amount received as digits with at most two decimals, such as 25.00.",
+                );
+            }
+        },
+        _ => None,
+    };
+    let Some(outcome) = SandboxRail::outcome(&form.outcome, received, order.amount_minor) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Please start again",
+            "Unknown bank answer.",
+        );
+    };
+    match gateway
+        .change_order(&order.order_no, &outcome.event(order.amount_minor))
+        .await
+    {
+        Ok(_) => back_to_page(&token, true),
+        // Already settled (a double submission, or another tab): the page shows the result.
+        Err(LifecycleError::Illegal(_)) => back_to_page(&token, false),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot settle a payment");
+            unavailable()
+        }
     }
 }

@@ -35,6 +35,46 @@ pub async fn load_or_create_platform_key(
     Ok(SigningKey::parse(&stored)?)
 }
 
+/// The settings row with the key that signs the cashier pages' form tokens (CSRF).
+pub const CASHIER_KEY_SETTING: &str = "cashier_form_key";
+
+/// Signs and checks the hidden token of the payer's forms: an HMAC of the page token under a
+/// key every node shares through the database.
+pub struct FormKey(aws_lc_rs::hmac::Key);
+
+impl FormKey {
+    pub async fn load_or_create(store: &dyn Store, now_ms: i64) -> Result<FormKey, StoreError> {
+        use aws_lc_rs::rand::SecureRandom;
+        let mut fresh = [0u8; 32];
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(&mut fresh)
+            .expect("the operating system's random source failed");
+        let fresh_hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let stored = store
+            .setting_or_insert(CASHIER_KEY_SETTING, &fresh_hex, now_ms)
+            .await?;
+        Ok(FormKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            stored.as_bytes(),
+        )))
+    }
+
+    /// The form token of a page.
+    pub fn token_for(&self, page_token: &str) -> String {
+        use base64::Engine;
+        let tag = aws_lc_rs::hmac::sign(&self.0, page_token.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Constant-time check of a submitted form token.
+    pub fn verify(&self, page_token: &str, form_token: &str) -> bool {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(form_token)
+            .is_ok_and(|tag| aws_lc_rs::hmac::verify(&self.0, page_token.as_bytes(), &tag).is_ok())
+    }
+}
+
 /// Most apps whose parsed keys are kept; past it the cache starts over (parsing is cheap
 /// enough to refill, and the bound keeps memory flat).
 const MAX_CACHED_KEYS: usize = 10_000;

@@ -9,12 +9,14 @@ pub mod dispatcher;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;
+pub mod notary;
+pub mod rails;
 pub mod ssrf;
+pub mod sweeper;
 pub mod wire;
 
 use axum::Router;
 use axum::routing::{get, post};
-use kassa_signature::SigningKey;
 use kassa_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +24,8 @@ use std::time::Duration;
 /// Everything a request handler needs. Built once at start; shared by all requests.
 pub struct Gateway {
     pub store: Arc<dyn Store>,
-    /// The platform key that signs every reply and callback. Parsed once.
-    pub platform_key: SigningKey,
+    /// Signs every reply and callback (platform key, parsed once) and dates them.
+    pub notary: notary::Notary,
     /// Merchants' public keys, parsed once per registered key.
     pub merchant_keys: keys::MerchantKeys,
     pub config: ServerConfig,
@@ -31,6 +33,10 @@ pub struct Gateway {
     pub dispatcher_wake: Arc<tokio::sync::Notify>,
     /// SSRF verdicts on callback and redirect hosts, cached.
     pub targets: ssrf::TargetChecker,
+    /// Where payments are made (the sandbox rail for now).
+    pub rail: Arc<dyn rails::Rail>,
+    /// Signs the payer's forms (CSRF tokens).
+    pub form_key: keys::FormKey,
 }
 
 impl Gateway {
@@ -41,14 +47,24 @@ impl Gateway {
         order_no: &kassa_core::OrderNo,
         event: &kassa_core::OrderEvent,
     ) -> Result<kassa_core::Order, lifecycle::LifecycleError> {
-        let order = lifecycle::apply_event(
-            self.store.as_ref(),
-            &self.platform_key,
-            order_no,
-            event,
-            now_ms(),
-        )
-        .await?;
+        let order =
+            lifecycle::apply_event(self.store.as_ref(), &self.notary, order_no, event, now_ms())
+                .await?;
+        self.dispatcher_wake.notify_one();
+        Ok(order)
+    }
+
+    /// Changes an order with `edit` (see [`lifecycle::change`]) and wakes the dispatcher.
+    pub async fn change<F>(
+        &self,
+        order_no: &kassa_core::OrderNo,
+        edit: F,
+    ) -> Result<kassa_core::Order, lifecycle::LifecycleError>
+    where
+        F: Fn(&mut kassa_core::Order) -> Result<(), lifecycle::LifecycleError>,
+    {
+        let order =
+            lifecycle::change(self.store.as_ref(), &self.notary, order_no, now_ms(), edit).await?;
         self.dispatcher_wake.notify_one();
         Ok(order)
     }
@@ -92,6 +108,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/{currency}/collect/apply", post(collect::apply))
         .route("/{currency}/collect/query", post(collect::query))
         .route("/pay/{token}", get(cashier::serve_page))
+        .route("/pay/{token}/method", post(cashier::choose_method))
+        .route("/pay/{token}/outcome", post(cashier::submit_outcome))
         .route("/healthz", get(health))
         .fallback(collect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -1,12 +1,13 @@
-//! Moving an order through its life: apply an event with the core's rules, let the order's
-//! dialect render the callback the change causes, and store both in one transaction.
+//! Moving an order through its life: change it with the core's rules, charge the fee when it
+//! succeeds, let the order's dialect render the callback the change causes, and store both in
+//! one transaction.
 //!
-//! Everything that changes an order's status goes through [`apply_event`]: the payer's pages,
-//! the sandbox rail, the expiry sweep and the operator.
+//! Everything that changes an order goes through [`change`]: the payer's pages, the sandbox
+//! rail, the expiry sweep and the operator.
 
+use crate::notary::Notary;
 use crate::{collect, ids};
-use kassa_core::{IllegalTransition, Order, OrderEvent, OrderNo};
-use kassa_signature::SigningKey;
+use kassa_core::{IllegalTransition, Order, OrderError, OrderEvent, OrderNo};
 use kassa_store::{NewCallback, Store, StoreError};
 
 /// Attempts before giving up when other writers keep changing the same order.
@@ -19,17 +20,15 @@ pub enum LifecycleError {
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
     #[error(transparent)]
+    Refused(#[from] OrderError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("order {0} kept changing under us; try again")]
     Contended(OrderNo),
 }
 
 /// The callback an order in its new state causes, rendered by the order's dialect.
-pub fn render_callback(
-    order: &Order,
-    platform_key: &SigningKey,
-    now_ms: i64,
-) -> Option<NewCallback> {
+pub fn render_callback(order: &Order, notary: &Notary, now_ms: i64) -> Option<NewCallback> {
     let url = order.notify_url.clone()?;
     // Only the collect dialect exists so far; pix plugs in its own body here.
     if !collect::notifies(order.status) {
@@ -40,30 +39,40 @@ pub fn render_callback(
         order_no: order.order_no.clone(),
         app_id: order.app_id,
         url,
-        body: collect::callback_body(platform_key, order),
+        body: collect::callback_body(notary, order),
         headers: vec![("Content-Type".into(), "application/json".into())],
         created_at_ms: now_ms,
     })
 }
 
-/// Applies `event` to the order and stores the result with its callback, if any. Safe against
-/// concurrent writers: the change is stored only if nobody moved the order in between;
-/// otherwise the event is tried again on the fresh state (where it may be refused).
-pub async fn apply_event(
+/// Changes an order with `edit` and stores the result with its callback, if the status moved
+/// to one that notifies. Safe against concurrent writers: the change is stored only if nobody
+/// changed the order's status in between; otherwise `edit` runs again on the fresh order
+/// (where the core may refuse it).
+pub async fn change<F>(
     store: &dyn Store,
-    platform_key: &SigningKey,
+    notary: &Notary,
     order_no: &OrderNo,
-    event: &OrderEvent,
     now_ms: i64,
-) -> Result<Order, LifecycleError> {
+    edit: F,
+) -> Result<Order, LifecycleError>
+where
+    F: Fn(&mut Order) -> Result<(), LifecycleError>,
+{
     for _ in 0..MAX_RACES {
         let current = store
             .order_by_no(order_no)
             .await?
             .ok_or_else(|| LifecycleError::NotFound(order_no.clone()))?;
         let mut next = current.clone();
-        next.apply(event, now_ms)?;
-        let callback = render_callback(&next, platform_key, now_ms);
+        edit(&mut next)?;
+        if next.status != current.status {
+            let method = next.paying_method().code;
+            next.charge_fee(store.fee_rule_for(next.app_id, method).await?);
+        }
+        let callback = (next.status != current.status)
+            .then(|| render_callback(&next, notary, now_ms))
+            .flatten();
         if store
             .transition_order(&next, current.status, callback.as_ref())
             .await?
@@ -72,7 +81,6 @@ pub async fn apply_event(
                 order_no = %order_no,
                 from = current.status.as_str(),
                 to = next.status.as_str(),
-                event = event.name(),
                 callback = callback.is_some(),
                 "order changed"
             );
@@ -80,4 +88,18 @@ pub async fn apply_event(
         }
     }
     Err(LifecycleError::Contended(order_no.clone()))
+}
+
+/// Applies one event of the state machine (see [`change`]).
+pub async fn apply_event(
+    store: &dyn Store,
+    notary: &Notary,
+    order_no: &OrderNo,
+    event: &OrderEvent,
+    now_ms: i64,
+) -> Result<Order, LifecycleError> {
+    change(store, notary, order_no, now_ms, |order| {
+        Ok(order.apply(event, now_ms)?)
+    })
+    .await
 }

@@ -11,6 +11,7 @@ use kassa_core::{
 };
 use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
 use kassa_server::lifecycle::apply_event;
+use kassa_server::notary::Notary;
 use kassa_server::{ids, now_ms};
 use kassa_signature::{SigningKey, verify_json};
 use kassa_store::testing::TestDatabase;
@@ -20,9 +21,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
-fn platform_key() -> &'static SigningKey {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| SigningKey::generate().unwrap())
+fn notary() -> &'static Notary {
+    static NOTARY: OnceLock<Notary> = OnceLock::new();
+    NOTARY.get_or_init(|| Notary::utc(SigningKey::generate().unwrap()))
 }
 
 /// What the receiver answers: for the n-th request (0-based) of a callback id.
@@ -148,7 +149,7 @@ impl Setup {
         };
         apply_event(
             self.store.as_ref(),
-            platform_key(),
+            notary(),
             &order.order_no,
             &event,
             now_ms(),
@@ -265,7 +266,7 @@ async fn retries_until_acknowledged_then_stops(setup: Setup) {
     // Both signatures verify: RSA by the platform key over the body, Standard Webhooks by an
     // independent implementation with the app's secret.
     let last = requests.last().unwrap();
-    verify_json(platform_key().verifying_key(), &last.body).unwrap();
+    verify_json(notary().key().verifying_key(), &last.body).unwrap();
     let body: serde_json::Value = serde_json::from_str(&last.body).unwrap();
     assert_eq!(body["orderNo"], order.order_no.as_str());
     assert_eq!(body["status"], 2);

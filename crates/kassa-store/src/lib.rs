@@ -9,7 +9,9 @@ mod sql;
 pub mod testing;
 
 use async_trait::async_trait;
-use kassa_core::{AmountLimits, App, AppId, Currency, Merchant, Order, OrderNo, OrderStatus};
+use kassa_core::{
+    AmountLimits, App, AppId, Currency, FeeRule, Merchant, Order, OrderNo, OrderStatus,
+};
 
 pub use sql::{Backend, SqlStore, sqlite_path};
 
@@ -193,6 +195,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn app(&self, app_id: AppId) -> StoreResult<Option<App>>;
 
+    /// The merchant that owns an app.
+    async fn merchant_of_app(&self, app_id: AppId) -> StoreResult<Option<Merchant>>;
+
     /// Registers the merchant's public key of an app. False if the app does not exist.
     async fn set_app_public_key(
         &self,
@@ -271,6 +276,29 @@ pub trait Store: Send + Sync + 'static {
         order_no: &OrderNo,
         now_ms: i64,
     ) -> StoreResult<Option<String>>;
+
+    /// Orders not final whose time ran out by `now_ms`, soonest first, at most `limit`.
+    async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>>;
+
+    /// Sets (or with `None` removes) the fee rule of an app for a method code, or for
+    /// [`FeeRule::ANY_METHOD`]. False if the app does not exist.
+    async fn set_fee_rule(
+        &self,
+        app_id: AppId,
+        method: &str,
+        rule: Option<FeeRule>,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// The fee rules of an app, by method code.
+    async fn fee_rules(&self, app_id: AppId) -> StoreResult<Vec<(String, FeeRule)>>;
+
+    /// The rule for one method: its own, else the app's `*` rule, else none.
+    async fn fee_rule_for(&self, app_id: AppId, method: &str) -> StoreResult<Option<FeeRule>> {
+        let rules = self.fee_rules(app_id).await?;
+        let find = |key: &str| rules.iter().find(|(m, _)| m == key).map(|(_, r)| *r);
+        Ok(find(method).or_else(|| find(FeeRule::ANY_METHOD)))
+    }
 
     /// How many callbacks are in each state.
     async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>>;

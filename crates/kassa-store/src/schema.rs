@@ -6,9 +6,10 @@
 use crate::sql::Backend;
 
 /// `(version, SQL)`. `{id}` becomes the backend's identity-column type.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -101,7 +102,25 @@ CREATE TABLE callback_attempts (
     PRIMARY KEY (callback_id, attempt_no)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- The method the payer picked on the cashier page.
+ALTER TABLE orders ADD COLUMN chosen_method TEXT;
+
+-- Fees per app and method ('*' = every method without its own rule).
+CREATE TABLE app_fees (
+    app_id BIGINT NOT NULL REFERENCES apps (app_id),
+    method TEXT NOT NULL,
+    basis_points BIGINT NOT NULL,
+    fixed_minor BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (app_id, method)
+);
+"#,
+    ),
+];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {
     MIGRATIONS.iter().map(move |(version, sql)| {

@@ -9,7 +9,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use kassa_core::{
-    AmountLimits, AmountMinor, App, AppId, Currency, Merchant, MerchantId, Order, OrderNo,
+    AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Merchant, MerchantId, Order, OrderNo,
     OrderStatus, Payer, PaymentMethod, Personal, Secret,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -164,7 +164,8 @@ const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_se
 const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
     country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
     callback_fail_url, notify_url, status, actual_amount_minor, fee_minor, paid_at_ms, error_msg, \
-    request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms";
+    request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms, \
+    chosen_method";
 
 /// Statements built from the column lists, once per process.
 macro_rules! statement {
@@ -209,7 +210,8 @@ statement!(
 statement!(
     INSERT_ORDER,
     "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) ON CONFLICT (app_id, merchant_order_id) DO NOTHING",
-    (1..=27)
+    // One placeholder per column, so the list and the statement cannot drift apart.
+    (1..=ORDER_COLUMNS.split(',').count())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -282,6 +284,13 @@ fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
         amount_minor: AmountMinor(row.try_get("amount_minor")?),
         method: PaymentMethod::by_code(&method)
             .ok_or_else(|| corrupt(format!("unknown method {method}")))?,
+        chosen_method: match row.try_get::<Option<String>, _>("chosen_method")? {
+            None => None,
+            Some(code) => Some(
+                PaymentMethod::by_code(&code)
+                    .ok_or_else(|| corrupt(format!("unknown method {code}")))?,
+            ),
+        },
         country: row.try_get("country")?,
         payer,
         subject: row.try_get("subject")?,
@@ -494,6 +503,24 @@ impl Store for SqlStore {
         row.as_ref().map(app_from_row).transpose()
     }
 
+    async fn merchant_of_app(&self, app_id: AppId) -> StoreResult<Option<Merchant>> {
+        let row = sqlx::query(
+            "SELECT m.merchant_id, m.name, m.created_at_ms FROM merchants m \
+             JOIN apps a ON a.merchant_id = m.merchant_id WHERE a.app_id = $1",
+        )
+        .bind(app_id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Merchant {
+                id: MerchantId(row.try_get(0)?),
+                name: row.try_get(1)?,
+                created_at_ms: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
     async fn set_app_public_key(
         &self,
         app_id: AppId,
@@ -558,6 +585,7 @@ impl Store for SqlStore {
             .bind(order.created_at_ms)
             .bind(order.updated_at_ms)
             .bind(order.expires_at_ms)
+            .bind(order.chosen_method.map(|m| m.code))
             .execute(&self.pool)
             .await;
         match inserted {
@@ -621,7 +649,7 @@ impl Store for SqlStore {
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
-             paid_at_ms = $4, error_msg = $5, updated_at_ms = $6 \
+             paid_at_ms = $4, error_msg = $5, updated_at_ms = $6, chosen_method = $9 \
              WHERE order_no = $7 AND status = $8",
         )
         .bind(order.status.as_str())
@@ -632,6 +660,7 @@ impl Store for SqlStore {
         .bind(order.updated_at_ms)
         .bind(order.order_no.as_str())
         .bind(from.as_str())
+        .bind(order.chosen_method.map(|m| m.code))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -784,6 +813,80 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>> {
+        let rows = sqlx::query(
+            "SELECT order_no FROM orders WHERE status IN ('created', 'in_progress') \
+             AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get(0)?;
+                OrderNo::parse(&text).ok_or_else(|| corrupt(format!("order no {text}")))
+            })
+            .collect()
+    }
+
+    async fn set_fee_rule(
+        &self,
+        app_id: AppId,
+        method: &str,
+        rule: Option<FeeRule>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        if self.app(app_id).await?.is_none() {
+            return Ok(false);
+        }
+        match rule {
+            Some(rule) => {
+                sqlx::query(
+                    "INSERT INTO app_fees (app_id, method, basis_points, fixed_minor, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, method) DO UPDATE SET \
+                     basis_points = excluded.basis_points, fixed_minor = excluded.fixed_minor, \
+                     updated_at_ms = excluded.updated_at_ms",
+                )
+                .bind(app_id.0)
+                .bind(method)
+                .bind(i64::from(rule.basis_points))
+                .bind(rule.fixed_minor.0)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM app_fees WHERE app_id = $1 AND method = $2")
+                    .bind(app_id.0)
+                    .bind(method)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn fee_rules(&self, app_id: AppId) -> StoreResult<Vec<(String, FeeRule)>> {
+        let rows = sqlx::query(
+            "SELECT method, basis_points, fixed_minor FROM app_fees WHERE app_id = $1 ORDER BY method",
+        )
+        .bind(app_id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let basis_points: i64 = row.try_get(1)?;
+                let rule = FeeRule::new(
+                    u32::try_from(basis_points).map_err(|_| corrupt("fee basis points"))?,
+                    AmountMinor(row.try_get(2)?),
+                )
+                .map_err(|e| corrupt(e.to_string()))?;
+                Ok((row.try_get(0)?, rule))
+            })
+            .collect()
     }
 
     async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>> {

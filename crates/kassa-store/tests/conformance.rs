@@ -20,6 +20,7 @@ fn order(app_id: AppId, merchant_order_id: &str, order_no: u64) -> Order {
         currency: Currency::Eur,
         amount_minor: AmountMinor(5_000),
         method: PaymentMethod::by_code("CASHIER").unwrap(),
+        chosen_method: None,
         country: Some("528".into()),
         payer: Some(Payer {
             name: Personal::new("Maria Jansen"),
@@ -160,6 +161,12 @@ async fn merchants_and_apps(db: TestDatabase) {
             .unwrap()
     );
     assert_eq!(store.app(AppId(999_999)).await.unwrap(), None);
+    let owner = store.merchant_of_app(usd.app_id).await.unwrap().unwrap();
+    assert_eq!(
+        (owner.id, owner.name.as_str()),
+        (created.merchant.id, "Shop")
+    );
+    assert_eq!(store.merchant_of_app(AppId(999_999)).await.unwrap(), None);
 
     let limits = AmountLimits::new(AmountMinor(500), AmountMinor(9_000));
     assert!(
@@ -609,6 +616,83 @@ async fn concurrent_claims_are_disjoint(db: TestDatabase) {
     assert_eq!(total, 40, "every due callback is claimed");
 }
 
+async fn expiry_scan_and_chosen_method(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let mut due = Vec::new();
+    for (i, expires_at_ms) in [(1u64, 1_000i64), (2, 2_000), (3, 9_000)] {
+        let mut o = order(app, &format!("M{i}"), i);
+        o.expires_at_ms = expires_at_ms;
+        store.insert_order(&o).await.unwrap();
+        due.push(o);
+    }
+    // A started order expires too; a final one never shows up.
+    let mut started = due[1].clone();
+    started
+        .choose_method(PaymentMethod::by_code("IDEAL_EUR").unwrap(), 10)
+        .unwrap();
+    assert!(
+        store
+            .transition_order(&started, OrderStatus::Created, None)
+            .await
+            .unwrap()
+    );
+    let stored = store.order_by_no(&started.order_no).await.unwrap().unwrap();
+    assert_eq!(stored.chosen_method.map(|m| m.code), Some("IDEAL_EUR"));
+    settle(
+        &store,
+        &due[0],
+        OrderEvent::Failed { reason: "x".into() },
+        "msg_0",
+        20,
+    )
+    .await;
+
+    let expired = store.expired_orders(2_000, 10).await.unwrap();
+    assert_eq!(expired, [due[1].order_no.clone()]);
+    assert_eq!(store.expired_orders(10_000, 10).await.unwrap().len(), 2);
+    assert_eq!(store.expired_orders(10_000, 1).await.unwrap().len(), 1);
+}
+
+async fn fee_rules(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    assert_eq!(store.fee_rule_for(app, "IDEAL_EUR").await.unwrap(), None);
+    let any = kassa_core::FeeRule::new(100, AmountMinor(10)).unwrap();
+    let ideal = kassa_core::FeeRule::new(250, AmountMinor(0)).unwrap();
+    assert!(store.set_fee_rule(app, "*", Some(any), 1).await.unwrap());
+    assert!(
+        store
+            .set_fee_rule(app, "IDEAL_EUR", Some(any), 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_fee_rule(app, "IDEAL_EUR", Some(ideal), 2)
+            .await
+            .unwrap(),
+        "replaces"
+    );
+    assert_eq!(
+        store.fee_rule_for(app, "IDEAL_EUR").await.unwrap(),
+        Some(ideal)
+    );
+    assert_eq!(store.fee_rule_for(app, "EPS_EUR").await.unwrap(), Some(any));
+    assert_eq!(store.fee_rules(app).await.unwrap().len(), 2);
+    assert!(store.set_fee_rule(app, "IDEAL_EUR", None, 3).await.unwrap());
+    assert_eq!(
+        store.fee_rule_for(app, "IDEAL_EUR").await.unwrap(),
+        Some(any)
+    );
+    assert!(
+        !store
+            .set_fee_rule(AppId(999_999), "*", Some(any), 1)
+            .await
+            .unwrap()
+    );
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     migrations_are_idempotent_and_concurrent,
@@ -623,4 +707,6 @@ kassa_store::on_both_databases!(
     leases_attempts_and_retries,
     dead_callbacks_can_be_resent,
     concurrent_claims_are_disjoint,
+    expiry_scan_and_chosen_method,
+    fee_rules,
 );

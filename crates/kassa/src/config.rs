@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub callback_max_age: Option<String>,
     pub callback_timeout: Option<String>,
     pub allow_private_callbacks: Option<bool>,
+    pub timezone: Option<String>,
+    pub expiry_sweep_interval: Option<String>,
 }
 
 impl FileConfig {

@@ -48,6 +48,9 @@ enum Command {
     /// Inspect and resend callbacks to merchants.
     #[command(subcommand)]
     Callback(operator::CallbackCommand),
+    /// Inspect orders and settle exceptions.
+    #[command(subcommand)]
+    Order(operator::OrderCommand),
     /// Play the bank of the sandbox rail from the command line.
     #[command(subcommand)]
     Sandbox(operator::SandboxCommand),
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Keys(command) => operator::keys(command, &database_url).await,
         Command::Callback(command) => operator::callback(command, &database_url).await,
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
+        Command::Order(command) => operator::order(command, &database_url).await,
         Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
         Command::Verify(args) => keyfiles::verify(&args.key, args.input.as_deref()),
     }

@@ -4,11 +4,16 @@
 
 use crate::keyfiles::{read_key_text, write_key_pair};
 use crate::{Failure, Outcome};
-use clap::Subcommand;
-use kassa_core::{AmountLimits, AmountMinor, App, AppId, Currency, OrderEvent, OrderNo, Secret};
+use clap::{Subcommand, ValueEnum};
+use kassa_core::{
+    AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Order, OrderEvent, OrderNo,
+    PaymentMethod, Personal, Secret,
+};
 use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::lifecycle::apply_event;
+use kassa_server::notary::{Notary, parse_timezone};
 use kassa_server::now_ms;
+use kassa_server::rails::SandboxRail;
 use kassa_signature::{VerifyingKey, webhook};
 use kassa_store::{MerchantWithApps, NewApp, SqlStore, Store};
 use serde_json::{Value, json};
@@ -60,6 +65,22 @@ pub enum AppCommand {
     },
     /// Replace the app's webhook secret (whsec_…) that signs its callbacks.
     RotateWebhookSecret { app_id: i64 },
+    /// Set the fee of an app for a method (or * for every method without its own rule).
+    SetFee {
+        app_id: i64,
+        /// A method code such as IDEAL_EUR, or * for all.
+        #[arg(long, default_value = "*")]
+        method: String,
+        /// Percentage in basis points (150 = 1.50 %).
+        #[arg(long, required_unless_present = "clear", default_value_t = 0)]
+        basis_points: u32,
+        /// Fixed part, e.g. 0.25.
+        #[arg(long, default_value = "0")]
+        fixed: String,
+        /// Remove the rule.
+        #[arg(long, conflicts_with_all = ["basis_points", "fixed"])]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +104,28 @@ pub enum SandboxCommand {
         /// The amount received (paid only); a different amount than requested is an exception.
         #[arg(long)]
         amount: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OrderCommand {
+    /// Show an order (payer data masked unless asked for).
+    Show {
+        order_no: String,
+        /// Show the payer's name, phone and e-mail unmasked.
+        #[arg(long)]
+        show_personal_data: bool,
+    },
+    /// Settle an order in exception as paid or failed.
+    Resolve {
+        order_no: String,
+        #[arg(long, required_unless_present = "fail", conflicts_with = "fail")]
+        succeed: bool,
+        #[arg(long)]
+        fail: bool,
+        /// Why it failed (shown to the merchant as errorMsg).
+        #[arg(long, requires = "fail")]
+        reason: Option<String>,
     },
 }
 
@@ -289,6 +332,29 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
                 .await?;
             app_id
         }
+        AppCommand::SetFee {
+            app_id,
+            method,
+            basis_points,
+            fixed,
+            clear,
+        } => {
+            if method != FeeRule::ANY_METHOD && PaymentMethod::by_code(&method).is_none() {
+                return Err(Failure(format!(
+                    "--method {method} is not a payment method"
+                )));
+            }
+            let rule = if clear {
+                None
+            } else {
+                let fixed = parse_limit("--fixed", &fixed)?;
+                Some(FeeRule::new(basis_points, fixed)?)
+            };
+            store
+                .set_fee_rule(AppId(app_id), &method, rule, now_ms())
+                .await?;
+            app_id
+        }
         AppCommand::RotateWebhookSecret { app_id } => {
             let secret = Secret::new(webhook::generate_secret());
             store
@@ -302,7 +368,19 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
         .app(AppId(app_id))
         .await?
         .ok_or_else(|| Failure(format!("no app has appId {app_id}")))?;
-    print_json(&app_json(&app));
+    let mut shown = app_json(&app);
+    let fees = store.fee_rules(app.app_id).await?;
+    shown["fees"] = fees
+        .iter()
+        .map(|(method, rule)| {
+            json!({
+                "method": method,
+                "basisPoints": rule.basis_points,
+                "fixed": rule.fixed_minor.to_decimal_string(),
+            })
+        })
+        .collect();
+    print_json(&shown);
     Ok(())
 }
 
@@ -371,6 +449,53 @@ pub async fn callback(command: CallbackCommand, database_url: &str) -> Outcome {
     Ok(())
 }
 
+/// The notary of one-shot commands: the platform key, times in the given zone (UTC).
+async fn notary(store: &SqlStore, timezone: Option<&str>) -> Result<Notary, Failure> {
+    let key = load_or_create_platform_key(store, now_ms()).await?;
+    let timezone = parse_timezone(timezone.unwrap_or("UTC")).map_err(Failure)?;
+    Ok(Notary::new(key, timezone))
+}
+
+fn order_json(order: &Order, reveal_personal_data: bool) -> Value {
+    let payer = order.payer.as_ref().map(|p| {
+        let show = |v: &Personal| {
+            if reveal_personal_data {
+                v.expose().to_string()
+            } else {
+                v.masked()
+            }
+        };
+        json!({
+            "name": show(&p.name),
+            "phone": show(&p.phone),
+            "email": show(&p.email),
+            "partnerUserId": p.partner_user_id,
+        })
+    });
+    json!({
+        "orderNo": order.order_no.as_str(),
+        "appId": order.app_id.0,
+        "orderId": order.merchant_order_id,
+        "currency": order.currency.code(),
+        "amount": order.amount_minor.to_decimal_string(),
+        "actualAmount": order.actual_amount_minor.to_decimal_string(),
+        "fee": order.fee_minor.to_decimal_string(),
+        "status": order.status.as_str(),
+        "method": order.method.code,
+        "chosenMethod": order.chosen_method.map(|m| m.code),
+        "country": order.country,
+        "payer": payer,
+        "subject": order.subject,
+        "callBackUrl": order.callback_url,
+        "callBackFailUrl": order.callback_fail_url,
+        "notifyUrl": order.notify_url,
+        "paidAtMs": order.paid_at_ms,
+        "errorMsg": order.error_msg,
+        "createdAtMs": order.created_at_ms,
+        "expiresAtMs": order.expires_at_ms,
+    })
+}
+
 pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
     let SandboxCommand::Pay {
         order_no,
@@ -379,7 +504,7 @@ pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
     } = command;
     let order_no = parse_order_no(&order_no)?;
     let store = open_store(database_url).await?;
-    let platform_key = load_or_create_platform_key(&store, now_ms()).await?;
+    let notary = notary(&store, None).await?;
     let order = store
         .order_by_no(&order_no)
         .await?
@@ -387,32 +512,62 @@ pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
     if amount.is_some() && !matches!(outcome, PayOutcome::Paid) {
         return Err(Failure("--amount goes with --outcome paid".into()));
     }
-    let event = match outcome {
-        PayOutcome::Paid => OrderEvent::Paid {
-            requested: order.amount_minor,
-            received: match amount {
-                Some(text) => parse_limit("--amount", &text)?,
-                None => order.amount_minor,
-            },
-        },
-        PayOutcome::Failed => OrderEvent::Failed {
-            reason: "declined by the payer's bank (sandbox)".into(),
-        },
-        PayOutcome::Cancelled => OrderEvent::Failed {
-            reason: "cancelled by the payer (sandbox)".into(),
-        },
-        PayOutcome::Expired => OrderEvent::Expired,
-        PayOutcome::Exception => OrderEvent::RailException {
-            reason: "the bank could not confirm the payment (sandbox)".into(),
-        },
+    let received = match amount {
+        Some(text) => Some(parse_limit("--amount", &text)?),
+        None => None,
     };
-    let changed = apply_event(&store, &platform_key, &order_no, &event, now_ms()).await?;
-    print_json(&json!({
-        "orderNo": changed.order_no.as_str(),
-        "status": changed.status.as_str(),
-        "actualAmount": changed.actual_amount_minor.to_decimal_string(),
-        "errorMsg": changed.error_msg,
-    }));
+    let name = outcome
+        .to_possible_value()
+        .expect("every outcome has a name")
+        .get_name()
+        .to_string();
+    let rail_outcome = SandboxRail::outcome(&name, received, order.amount_minor)
+        .expect("the command offers only sandbox outcomes");
+    let changed = apply_event(
+        &store,
+        &notary,
+        &order_no,
+        &rail_outcome.event(order.amount_minor),
+        now_ms(),
+    )
+    .await?;
+    print_json(&order_json(&changed, false));
+    Ok(())
+}
+
+pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
+    let store = open_store(database_url).await?;
+    match command {
+        OrderCommand::Show {
+            order_no,
+            show_personal_data,
+        } => {
+            let order_no = parse_order_no(&order_no)?;
+            let order = store
+                .order_by_no(&order_no)
+                .await?
+                .ok_or_else(|| Failure(format!("no order has number {order_no}")))?;
+            print_json(&order_json(&order, show_personal_data));
+        }
+        OrderCommand::Resolve {
+            order_no,
+            succeed,
+            fail: _,
+            reason,
+        } => {
+            let order_no = parse_order_no(&order_no)?;
+            let notary = notary(&store, None).await?;
+            let event = if succeed {
+                OrderEvent::OperatorSucceeded
+            } else {
+                OrderEvent::OperatorFailed {
+                    reason: reason.unwrap_or_else(|| "declined by the operator".into()),
+                }
+            };
+            let changed = apply_event(&store, &notary, &order_no, &event, now_ms()).await?;
+            print_json(&order_json(&changed, false));
+        }
+    }
     Ok(())
 }
 

@@ -8,7 +8,9 @@ use crate::{Failure, Outcome};
 use clap::Args;
 use kassa_core::{AppId, Currency};
 use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
-use kassa_server::keys::{MerchantKeys, load_or_create_platform_key};
+use kassa_server::keys::{FormKey, MerchantKeys, load_or_create_platform_key};
+use kassa_server::notary::{Notary, parse_timezone};
+use kassa_server::rails::SandboxRail;
 use kassa_server::{Gateway, ServerConfig, now_ms, router};
 use kassa_signature::SigningKey;
 use kassa_store::{SqlStore, Store};
@@ -45,6 +47,13 @@ pub struct ServeArgs {
     /// Allow callback and redirect targets on loopback and private addresses (sandboxes, tests).
     #[arg(long, env = "KASSA_ALLOW_PRIVATE_CALLBACKS")]
     allow_private_callbacks: bool,
+    /// The operator's time zone (IANA name) for times shown to merchants, such as payTime.
+    /// [default: UTC]
+    #[arg(long, env = "KASSA_TIMEZONE")]
+    timezone: Option<String>,
+    /// How often orders past their expiry are failed, e.g. 5s. [default: 5s]
+    #[arg(long, env = "KASSA_EXPIRY_SWEEP_INTERVAL")]
+    expiry_sweep_interval: Option<String>,
 }
 
 /// The settings row that remembers the demo merchant's apps.
@@ -211,9 +220,18 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         file.callback_timeout.clone(),
         "10s",
     )?;
-    if retry_interval_ms == 0 || callback_timeout_ms == 0 {
+    let sweep_interval_ms = duration(
+        "expiry-sweep-interval",
+        args.expiry_sweep_interval,
+        file.expiry_sweep_interval.clone(),
+        "5s",
+    )?;
+    let timezone = pick(args.timezone, file.timezone.clone(), || "UTC".into());
+    let timezone = parse_timezone(&timezone).map_err(|e| Failure(format!("--timezone: {e}")))?;
+    if retry_interval_ms == 0 || callback_timeout_ms == 0 || sweep_interval_ms == 0 {
         return Err(Failure(
-            "--callback-retry-interval and --callback-timeout must be above zero".into(),
+            "--callback-retry-interval, --callback-timeout and --expiry-sweep-interval must be above zero"
+                .into(),
         ));
     }
     let allow_private =
@@ -240,6 +258,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         print_demo(&apps, &dir, &public_url);
     }
 
+    let form_key = FormKey::load_or_create(&store, now_ms()).await?;
     let store: Arc<dyn Store> = Arc::new(store);
     let wake = Arc::new(tokio::sync::Notify::new());
     let dispatcher = Arc::new(Dispatcher::new(
@@ -258,7 +277,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
 
     let gateway = Arc::new(Gateway {
         store,
-        platform_key,
+        notary: Notary::new(platform_key, timezone),
         merchant_keys: MerchantKeys::default(),
         config: ServerConfig {
             public_url: public_url.clone(),
@@ -268,7 +287,14 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         },
         dispatcher_wake: wake,
         targets: Default::default(),
+        rail: Arc::new(SandboxRail),
+        form_key,
     });
+    let sweeper_task = tokio::spawn(kassa_server::sweeper::run(
+        gateway.clone(),
+        sweep_interval_ms,
+        stop_dispatcher.subscribe(),
+    ));
     if allow_private {
         tracing::warn!("callbacks and redirects to private and loopback addresses are allowed");
     }
@@ -279,5 +305,6 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
     // Deliveries in flight finish (bounded by the callback timeout); the rest stay queued.
     let _ = stop_dispatcher.send(true);
     let _ = dispatcher_task.await;
+    let _ = sweeper_task.await;
     Ok(())
 }

@@ -9,6 +9,7 @@ use common::{json, kassa, run_ok, serve};
 use kassa_core::{OrderEvent, OrderNo};
 use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::lifecycle::apply_event;
+use kassa_server::notary::Notary;
 use kassa_server::now_ms;
 use kassa_signature::{SigningKey, sign_map};
 use kassa_store::testing::TestDatabase;
@@ -106,7 +107,7 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
     // Settle the first 20 while the server runs: two with the sandbox command, the rest
     // through the core directly.
     let store = SqlStore::connect(&db.url).await.unwrap();
-    let platform_key = load_or_create_platform_key(&store, now_ms()).await.unwrap();
+    let notary = Notary::utc(load_or_create_platform_key(&store, now_ms()).await.unwrap());
     for order_no in &order_nos[..2] {
         let paid = json(&run_ok(&mut kassa(&[
             "sandbox",
@@ -123,7 +124,7 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
         let event = OrderEvent::Failed {
             reason: "declined".into(),
         };
-        apply_event(&store, &platform_key, order_no, &event, now_ms())
+        apply_event(&store, &notary, order_no, &event, now_ms())
             .await
             .unwrap();
     }
@@ -145,15 +146,9 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
 
     // More become due while it is down.
     for order_no in &order_nos[20..] {
-        apply_event(
-            &store,
-            &platform_key,
-            order_no,
-            &OrderEvent::Expired,
-            now_ms(),
-        )
-        .await
-        .unwrap();
+        apply_event(&store, &notary, order_no, &OrderEvent::Expired, now_ms())
+            .await
+            .unwrap();
     }
 
     let _restarted = serve(&args, dir.path());

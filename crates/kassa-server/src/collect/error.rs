@@ -135,6 +135,8 @@ impl From<OrderError> for CollectError {
             }
             OrderError::AmountOutOfLimits { .. } => Code::AmountOutOfLimits,
             OrderError::WrongCurrency { .. } => Code::WrongCurrency,
+            // Errors of the payer's side; a merchant's request never causes them.
+            OrderError::MethodNotOffered { .. } | OrderError::AlreadyStarted => Code::Internal,
         };
         CollectError::new(code, error.to_string())
     }

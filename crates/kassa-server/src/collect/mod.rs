@@ -8,6 +8,7 @@ mod error;
 
 pub use error::{Code, CollectError};
 
+use crate::notary::Notary;
 use crate::wire::Fields;
 use crate::{Gateway, ids, now_ms};
 use axum::body::Bytes;
@@ -20,9 +21,9 @@ use kassa_core::{
     AmountMinor, App, AppId, Country, Currency, NewOrder, Order, OrderNo, OrderStatus, PayType,
     Payer, PaymentMethod, Personal,
 };
-use kassa_signature::{SignedObject, SigningKey, digest_hex, parse_signed_object, sign_map};
+use kassa_signature::{SignedObject, digest_hex, parse_signed_object};
 use kassa_store::{InsertOutcome, StoreError};
-use serde_json::{Map, Value};
+use serde_json::Map;
 use std::sync::Arc;
 
 /// Largest request body accepted.
@@ -309,11 +310,6 @@ fn replay(existing: &Order, request_fingerprint: &str) -> Reply {
     }
 }
 
-fn signed(platform_key: &SigningKey, mut data: Map<String, Value>) -> String {
-    sign_map(platform_key, &mut data);
-    serde_json::to_string(&data).expect("a JSON map always serialises")
-}
-
 fn apply_data(gateway: &Gateway, order: &Order) -> String {
     let mut data = Map::new();
     data.insert("orderId".into(), order.merchant_order_id.clone().into());
@@ -322,7 +318,7 @@ fn apply_data(gateway: &Gateway, order: &Order) -> String {
         "payUrl".into(),
         format!("{}/pay/{}", gateway.config.public_url, order.cashier_token).into(),
     );
-    signed(&gateway.platform_key, data)
+    gateway.notary.sign(data)
 }
 
 /// Which statuses the seed's merchant hears about: final ones, and exception.
@@ -335,12 +331,12 @@ pub fn notifies(status: OrderStatus) -> bool {
 
 /// The callback body: the query's `data` (`orderId, orderNo, amount, actualAmount, fee,
 /// status, payTime, errorMsg`) signed with the platform key.
-pub fn callback_body(platform_key: &SigningKey, order: &Order) -> String {
-    order_data(platform_key, order)
+pub fn callback_body(notary: &Notary, order: &Order) -> String {
+    order_data(notary, order)
 }
 
 /// The signed state of an order, as query replies and callbacks carry it.
-fn order_data(platform_key: &SigningKey, order: &Order) -> String {
+fn order_data(notary: &Notary, order: &Order) -> String {
     let mut data = Map::new();
     data.insert("orderId".into(), order.merchant_order_id.clone().into());
     data.insert("orderNo".into(), order.order_no.as_str().into());
@@ -355,15 +351,12 @@ fn order_data(platform_key: &SigningKey, order: &Order) -> String {
     data.insert("fee".into(), order.fee_minor.to_decimal_string().into());
     data.insert("status".into(), status_code(order.status).into());
     if let Some(paid_at_ms) = order.paid_at_ms {
-        data.insert(
-            "payTime".into(),
-            kassa_core::time::format_datetime(paid_at_ms, 0).into(),
-        );
+        data.insert("payTime".into(), notary.local_datetime(paid_at_ms).into());
     }
     if let Some(error_msg) = &order.error_msg {
         data.insert("errorMsg".into(), error_msg.clone().into());
     }
-    signed(platform_key, data)
+    notary.sign(data)
 }
 
 async fn apply_reply(
@@ -466,7 +459,7 @@ async fn query_reply(
             format!("no order with orderId {merchant_order_id}{with_no}"),
         )
     })?;
-    Ok(order_data(&gateway.platform_key, &order))
+    Ok(order_data(&gateway.notary, &order))
 }
 
 #[cfg(test)]
