@@ -1,0 +1,512 @@
+//! The payer's side over real HTTP: cashier and direct orders through every outcome, the
+//! operator's resolution, expiry, fees, payTime in the operator's zone, and the bad input of
+//! the specification (tampered tokens, CSRF, double submissions, methods not offered).
+
+mod common;
+
+use common::*;
+use kassa_core::{AmountMinor, FeeRule, OrderEvent, OrderNo};
+use kassa_server::lifecycle::apply_event;
+use kassa_server::notary::Notary;
+use kassa_store::Store;
+use kassa_store::testing::TestDatabase;
+use serde_json::{Value, json};
+
+/// A browser that shows every redirect instead of following it.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    html: String,
+}
+
+async fn get(url: &str) -> Page {
+    let response = browser().get(url).send().await.unwrap();
+    page_of(response).await
+}
+
+async fn page_of(response: reqwest::Response) -> Page {
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    Page {
+        status,
+        location,
+        html: response.text().await.unwrap(),
+    }
+}
+
+async fn post_form(url: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+    let mut request = browser().post(url).form(form);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    page_of(request.send().await.unwrap()).await
+}
+
+/// The hidden form token of a page.
+fn csrf(html: &str) -> String {
+    let start = html.find(r#"name="csrf" value=""#).expect("a form token") + 19;
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+impl Server {
+    /// Creates an order over the API; returns its payUrl and order number.
+    async fn order(&self, order_id: &str, edit: impl FnOnce(&mut Value)) -> (String, OrderNo) {
+        let mut body = self.apply_body(order_id);
+        edit(&mut body);
+        let (status, reply) = self.post("/eur/collect/apply", &body).await;
+        assert_eq!(status, 200, "{reply}");
+        let data = self.verified_data(&reply);
+        (
+            data["payUrl"].as_str().unwrap().to_string(),
+            OrderNo::parse(data["orderNo"].as_str().unwrap()).unwrap(),
+        )
+    }
+
+    /// The query `data` of an order.
+    async fn queried(&self, order_id: &str) -> serde_json::Map<String, Value> {
+        let (status, reply) = self
+            .post(
+                "/eur/collect/query",
+                &json!({"appId": self.eur.0, "orderId": order_id}),
+            )
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        self.verified_data(&reply)
+    }
+}
+
+/// Opens the page of a direct order (it starts) and submits an outcome.
+async fn settle_direct(
+    server: &Server,
+    order_id: &str,
+    outcome: &str,
+    amount: &str,
+) -> (String, Page) {
+    let (pay_url, _) = server
+        .order(order_id, |b| {
+            b["payType"] = json!("BANK_TRANSFER");
+            b["inBankCode"] = json!("IDEAL_EUR");
+        })
+        .await;
+    let page = get(&pay_url).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.html.contains("iDEAL"),
+        "the method page opens directly"
+    );
+    let after = post_form(
+        &format!("{pay_url}/outcome"),
+        &[
+            ("outcome", outcome),
+            ("amount", amount),
+            ("csrf", &csrf(&page.html)),
+        ],
+        &[],
+    )
+    .await;
+    (pay_url, after)
+}
+
+async fn cashier_order_is_paid(server: Server) {
+    let (pay_url, _) = server.order("C-1", |_| {}).await;
+    let token = pay_url.rsplit('/').next().unwrap().to_string();
+    let methods = get(&pay_url).await;
+    assert_eq!(methods.status, 200);
+    assert!(
+        methods.html.contains(r#"value="IDEAL_EUR""#),
+        "country 528 offers iDEAL"
+    );
+    assert!(
+        !methods.html.contains(r#"value="BANCONTACT_EUR""#),
+        "but not Bancontact"
+    );
+    assert!(methods.html.contains("Shop") && methods.html.contains("25.00 EUR"));
+    assert_eq!(server.queried("C-1").await["status"], 0);
+
+    let chosen = post_form(
+        &format!("{pay_url}/method"),
+        &[("method", "IDEAL_EUR"), ("csrf", &csrf(&methods.html))],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (chosen.status, chosen.location.as_deref()),
+        (303, Some(format!("../{token}").as_str()))
+    );
+    assert_eq!(
+        server.queried("C-1").await["status"],
+        1,
+        "in progress once a method page opens"
+    );
+
+    let method_page = get(&pay_url).await;
+    assert!(method_page.html.contains("iDEAL") && method_page.html.contains(r#"value="paid""#));
+    let paid = post_form(
+        &format!("{pay_url}/outcome"),
+        &[
+            ("outcome", "paid"),
+            ("amount", "25.00"),
+            ("csrf", &csrf(&method_page.html)),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        paid.location.as_deref(),
+        Some(format!("../{token}?done=1").as_str())
+    );
+    let result = get(&format!("{pay_url}?done=1")).await;
+    assert!(result.html.contains("Paid"));
+    assert!(
+        result
+            .html
+            .contains(r#"http-equiv="refresh" content="1;url=https://shop.example/ok""#),
+        "back to callBackUrl: {}",
+        result.html
+    );
+    let data = server.queried("C-1").await;
+    assert_eq!(
+        (data["status"].as_i64(), data["actualAmount"].as_str()),
+        (Some(2), Some("25.00"))
+    );
+    assert!(data["payTime"].is_string());
+    let stored = server
+        .store
+        .order_by_merchant_order_id(server.eur, "C-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.chosen_method.map(|m| m.code), Some("IDEAL_EUR"));
+    // The order had a notifyUrl: its callback is queued with the change.
+    assert_eq!(
+        server
+            .store
+            .callbacks_of_order(&stored.order_no)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A final page shows the result and offers no form.
+    let again = get(&pay_url).await;
+    assert!(again.html.contains("Paid") && !again.html.contains("<form"));
+}
+
+async fn every_outcome_path(server: Server) {
+    for (outcome, status, reason, back_to) in [
+        ("failed", 3, "declined", "https://shop.example/fail"),
+        ("cancelled", 3, "cancelled", "https://shop.example/fail"),
+        ("expired", 3, "expired", "https://shop.example/fail"),
+        ("exception", -1, "could not confirm", ""),
+    ] {
+        let order_id = format!("D-{outcome}");
+        let (pay_url, after) = settle_direct(&server, &order_id, outcome, "").await;
+        assert_eq!(after.status, 303);
+        let data = server.queried(&order_id).await;
+        assert_eq!(data["status"], status, "{outcome}");
+        assert!(
+            data["errorMsg"].as_str().unwrap().contains(reason),
+            "{outcome}: {data:?}"
+        );
+        let page = get(&format!("{pay_url}?done=1")).await;
+        if status == -1 {
+            assert!(
+                page.html.contains("Confirming your payment") && !page.html.contains("refresh")
+            );
+        } else {
+            assert!(
+                page.html.contains("Not paid") && page.html.contains(back_to),
+                "{outcome}"
+            );
+        }
+    }
+    // A different amount received puts the order in exception; the operator settles it.
+    let (_, after) = settle_direct(&server, "D-short", "paid", "20.00").await;
+    assert_eq!(after.status, 303);
+    let data = server.queried("D-short").await;
+    assert_eq!(
+        (data["status"].as_i64(), data["actualAmount"].as_str()),
+        (Some(-1), Some("20.00"))
+    );
+    let order_no = OrderNo::parse(data["orderNo"].as_str().unwrap()).unwrap();
+    let notary = Notary::utc(kassa_signature::SigningKey::generate().unwrap());
+    apply_event(
+        server.store.as_ref(),
+        &notary,
+        &order_no,
+        &OrderEvent::OperatorSucceeded,
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.queried("D-short").await["status"], 2);
+    let (_, _) = settle_direct(&server, "D-exc", "exception", "").await;
+    let order = server
+        .store
+        .order_by_merchant_order_id(server.eur, "D-exc")
+        .await
+        .unwrap()
+        .unwrap();
+    let failed = OrderEvent::OperatorFailed {
+        reason: "no money arrived".into(),
+    };
+    apply_event(server.store.as_ref(), &notary, &order.order_no, &failed, 1)
+        .await
+        .unwrap();
+    let data = server.queried("D-exc").await;
+    assert_eq!(
+        (data["status"].as_i64(), data["errorMsg"].as_str()),
+        (Some(3), Some("no money arrived"))
+    );
+}
+
+async fn double_submissions_settle_once(server: Server) {
+    let (pay_url, _) = server
+        .order("X-1", |b| {
+            b["payType"] = json!("BANK_TRANSFER");
+            b["inBankCode"] = json!("IDEAL_EUR");
+        })
+        .await;
+    let page = get(&pay_url).await;
+    let token = csrf(&page.html);
+    let outcome_url = format!("{pay_url}/outcome");
+    let paid_form = [("outcome", "paid"), ("csrf", token.as_str())];
+    let failed_form = [("outcome", "failed"), ("csrf", token.as_str())];
+    let (a, b) = tokio::join!(
+        post_form(&outcome_url, &paid_form, &[]),
+        post_form(&outcome_url, &failed_form, &[]),
+    );
+    let done: Vec<bool> = [&a, &b]
+        .iter()
+        .map(|p| p.location.as_deref().unwrap().ends_with("?done=1"))
+        .collect();
+    assert_eq!(
+        done.iter().filter(|d| **d).count(),
+        1,
+        "one outcome wins: {done:?}"
+    );
+    let status = server.queried("X-1").await["status"].as_i64().unwrap();
+    assert!(status == 2 || status == 3);
+    // A replayed form for the final order changes nothing and shows the result.
+    let replay = post_form(
+        &outcome_url,
+        &[("outcome", "exception"), ("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(replay.status, 303);
+    assert!(!replay.location.unwrap().contains("done"));
+    assert_eq!(
+        server.queried("X-1").await["status"].as_i64().unwrap(),
+        status
+    );
+    let order = server
+        .store
+        .order_by_merchant_order_id(server.eur, "X-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        server
+            .store
+            .callbacks_of_order(&order.order_no)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "one callback"
+    );
+}
+
+async fn forged_and_foreign_forms_are_refused(server: Server) {
+    let (pay_url, _) = server.order("F-1", |_| {}).await;
+    let page = get(&pay_url).await;
+    let token = csrf(&page.html);
+    let method_url = format!("{pay_url}/method");
+    for (form, headers, status) in [
+        (
+            vec![("method", "IDEAL_EUR"), ("csrf", "forged")],
+            vec![],
+            403,
+        ),
+        (vec![("method", "IDEAL_EUR")], vec![], 400),
+        (
+            vec![("method", "IDEAL_EUR"), ("csrf", token.as_str())],
+            vec![("origin", "https://evil.example")],
+            403,
+        ),
+        (
+            vec![("method", "IDEAL_EUR"), ("csrf", token.as_str())],
+            vec![("sec-fetch-site", "cross-site")],
+            403,
+        ),
+        (
+            vec![("method", "BANCONTACT_EUR"), ("csrf", token.as_str())],
+            vec![],
+            400,
+        ),
+        (
+            vec![("method", "GOOGLE_PAY"), ("csrf", token.as_str())],
+            vec![],
+            400,
+        ),
+        (
+            vec![("method", "NOPE"), ("csrf", token.as_str())],
+            vec![],
+            400,
+        ),
+    ] {
+        let refused = post_form(&method_url, &form, &headers).await;
+        assert_eq!(refused.status, status, "{form:?} {headers:?}");
+        assert_eq!(server.queried("F-1").await["status"], 0, "nothing changed");
+    }
+    // The token of another order's page does not open this one.
+    let (other_url, _) = server.order("F-2", |_| {}).await;
+    let other_token = csrf(&get(&other_url).await.html);
+    let refused = post_form(
+        &method_url,
+        &[("method", "IDEAL_EUR"), ("csrf", &other_token)],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    // The outcome form is guarded the same way.
+    let origin = server.base.clone();
+    let chosen = post_form(
+        &method_url,
+        &[("method", "IDEAL_EUR"), ("csrf", &token)],
+        &[("origin", &origin)],
+    )
+    .await;
+    assert_eq!(chosen.status, 303);
+    let outcome_url = format!("{pay_url}/outcome");
+    let forged = post_form(&outcome_url, &[("outcome", "paid"), ("csrf", "x")], &[]).await;
+    assert_eq!(forged.status, 403);
+    let bad_amount = post_form(
+        &outcome_url,
+        &[("outcome", "paid"), ("amount", "1,00"), ("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(bad_amount.status, 400);
+    let unknown = post_form(
+        &outcome_url,
+        &[("outcome", "refunded"), ("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, 400);
+    assert_eq!(server.queried("F-1").await["status"], 1);
+}
+
+async fn unknown_and_tampered_tokens_reveal_nothing(server: Server) {
+    let (pay_url, order_no) = server.order("T-1", |_| {}).await;
+    let token = pay_url.rsplit('/').next().unwrap();
+    let mut tampered = token.to_string();
+    let last = if tampered.ends_with('A') { 'B' } else { 'A' };
+    tampered.pop();
+    tampered.push(last);
+    for path in [
+        format!("/pay/{tampered}"),
+        format!("/pay/{}", &token[..20]),
+        format!("/pay/{}", order_no.as_str()),
+        "/pay/%3Cscript%3E".to_string(),
+    ] {
+        let page = get(&format!("{}{path}", server.base)).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(
+            !page.html.contains("T-1") && !page.html.contains("25.00"),
+            "{path} reveals the order"
+        );
+        let posted = post_form(
+            &format!("{}{path}/outcome", server.base),
+            &[("outcome", "paid"), ("csrf", "x")],
+            &[],
+        )
+        .await;
+        assert_eq!(posted.status, 404);
+    }
+}
+
+async fn orders_expire(server: Server) {
+    // Lifetime of 1 ms: every order is due at once.
+    let (_, _) = server.order("E-2", |_| {}).await;
+    assert_eq!(kassa_server::sweeper::sweep_once(&server.gateway).await, 1);
+    let data = server.queried("E-2").await;
+    assert_eq!(
+        (data["status"].as_i64(), data["errorMsg"].as_str()),
+        (Some(3), Some("the order expired"))
+    );
+    assert_eq!(
+        kassa_server::sweeper::sweep_once(&server.gateway).await,
+        0,
+        "final stays final"
+    );
+    // The page of an expired order shows the result, even before a sweep came by.
+    let (pay_url, _) = server.order("E-1", |_| {}).await;
+    let page = get(&pay_url).await;
+    assert!(page.html.contains("Not paid") && page.html.contains("expired"));
+    assert_eq!(server.queried("E-1").await["status"], 3);
+}
+
+async fn fees_and_local_pay_time(server: Server) {
+    let rule = FeeRule::new(150, AmountMinor(25)).unwrap();
+    server
+        .store
+        .set_fee_rule(server.eur, "IDEAL_EUR", Some(rule), 1)
+        .await
+        .unwrap();
+    let (_, _) = settle_direct(&server, "P-1", "paid", "").await;
+    let data = server.queried("P-1").await;
+    assert_eq!(
+        (data["fee"].as_str(), data["actualAmount"].as_str()),
+        (Some("0.63"), Some("25.00"))
+    );
+    // São Paulo is UTC−3 all year.
+    let order = server
+        .store
+        .order_by_merchant_order_id(server.eur, "P-1")
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = kassa_core::time::format_datetime(order.paid_at_ms.unwrap(), -3 * 3600);
+    assert_eq!(data["payTime"].as_str(), Some(expected.as_str()));
+}
+
+async fn short_lived(db: TestDatabase) -> Server {
+    Server::start_configured(db, |config| config.collect_order_lifetime_ms = 1).await
+}
+
+async fn in_sao_paulo(db: TestDatabase) -> Server {
+    let zone = kassa_server::notary::parse_timezone("America/Sao_Paulo").unwrap();
+    Server::start_in_zone(db, |_| {}, zone).await
+}
+
+kassa_store::on_both_databases!(
+    super::Server::start;
+    cashier_order_is_paid,
+    every_outcome_path,
+    double_submissions_settle_once,
+    forged_and_foreign_forms_are_refused,
+    unknown_and_tampered_tokens_reveal_nothing,
+);
+
+mod expiring {
+    use super::orders_expire;
+    kassa_store::on_both_databases!(super::super::short_lived; orders_expire);
+}
+
+mod timezone {
+    use super::fees_and_local_pay_time;
+    kassa_store::on_both_databases!(super::super::in_sao_paulo; fees_and_local_pay_time);
+}

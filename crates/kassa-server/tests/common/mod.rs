@@ -1,0 +1,221 @@
+//! The test server shared by the HTTP suites: a real `kassa` router on a loopback port over a
+//! fresh database, with a shop (EUR and USD apps), another merchant and a keyless app.
+#![allow(dead_code)] // each suite uses its own subset
+
+use kassa_core::{AppId, Currency};
+use kassa_server::keys::{FormKey, MerchantKeys, load_or_create_platform_key};
+use kassa_server::notary::Notary;
+use kassa_server::rails::SandboxRail;
+use kassa_server::{Gateway, ServerConfig, now_ms, router};
+use kassa_signature::{SigningKey, VerifyingKey, sign_map, verify_json};
+use kassa_store::testing::TestDatabase;
+use kassa_store::{SqlStore, Store};
+use serde_json::{Map, Value, json};
+use std::sync::{Arc, OnceLock};
+
+pub fn merchant_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate().unwrap())
+}
+
+pub fn other_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate().unwrap())
+}
+
+pub struct Server {
+    pub gateway: Arc<Gateway>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<SqlStore>,
+    pub platform: VerifyingKey,
+    pub eur: AppId,
+    pub usd: AppId,
+    /// A EUR app of another merchant, with another key.
+    pub other_eur: AppId,
+    /// A EUR app with no key registered.
+    pub keyless_eur: AppId,
+    _db: TestDatabase,
+}
+
+impl Server {
+    pub async fn start(db: TestDatabase) -> Server {
+        Server::start_with(db, false).await
+    }
+
+    pub async fn start_allowing_private_targets(db: TestDatabase) -> Server {
+        Server::start_with(db, true).await
+    }
+
+    pub async fn start_with(db: TestDatabase, allow_private_targets: bool) -> Server {
+        Server::start_configured(db, |config| {
+            config.allow_private_targets = allow_private_targets
+        })
+        .await
+    }
+
+    /// A server whose configuration `configure` adjusts, dating replies in UTC.
+    pub async fn start_configured(
+        db: TestDatabase,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Server {
+        Server::start_in_zone(db, configure, jiff::tz::TimeZone::UTC).await
+    }
+
+    /// A server whose configuration `configure` adjusts, dating replies in `timezone`.
+    pub async fn start_in_zone(
+        db: TestDatabase,
+        configure: impl FnOnce(&mut ServerConfig),
+        timezone: jiff::tz::TimeZone,
+    ) -> Server {
+        let store = Arc::new(db.store().await);
+        let platform_key = load_or_create_platform_key(store.as_ref(), now_ms())
+            .await
+            .unwrap();
+        let form_key = FormKey::load_or_create(store.as_ref(), now_ms())
+            .await
+            .unwrap();
+        let platform = platform_key.verifying_key().clone();
+        let pem = merchant_key().public_key_pem();
+        let shop = store
+            .create_merchant(
+                "Shop",
+                &apps(&[Currency::Eur, Currency::Usd]),
+                Some(&pem),
+                1,
+            )
+            .await
+            .unwrap();
+        let other = store
+            .create_merchant(
+                "Other",
+                &apps(&[Currency::Eur]),
+                Some(&other_key().public_key_pem()),
+                1,
+            )
+            .await
+            .unwrap();
+        let keyless = store
+            .create_merchant("Keyless", &apps(&[Currency::Eur]), None, 1)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = ServerConfig {
+            public_url: base.clone(),
+            ..ServerConfig::default()
+        };
+        configure(&mut config);
+        let gateway = Arc::new(Gateway {
+            store: store.clone() as Arc<dyn Store>,
+            notary: Notary::new(platform_key, timezone),
+            merchant_keys: MerchantKeys::default(),
+            config,
+            dispatcher_wake: Default::default(),
+            targets: Default::default(),
+            rail: Arc::new(SandboxRail),
+            form_key,
+        });
+        let served = gateway.clone();
+        tokio::spawn(async move { axum::serve(listener, router(served)).await.unwrap() });
+        Server {
+            base,
+            client: reqwest::Client::new(),
+            gateway,
+            store,
+            platform,
+            eur: shop.apps[0].app_id,
+            usd: shop.apps[1].app_id,
+            other_eur: other.apps[0].app_id,
+            keyless_eur: keyless.apps[0].app_id,
+            _db: db,
+        }
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Posts a body as given and parses the JSON reply.
+    pub async fn post_json(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let (status, text) = self.post_raw(path, body).await;
+        let reply = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, reply)
+    }
+
+    /// Signs with the shop's key, posts, and parses the reply.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_json(path, signed(body, merchant_key())).await
+    }
+
+    pub fn apply_body(&self, order_id: &str) -> Value {
+        json!({
+            "appId": self.eur.0,
+            "orderId": order_id,
+            "name": "Maria Jansen",
+            "phone": "+31612345678",
+            "email": "maria@example.nl",
+            "amount": "25.00",
+            "payType": "CASHIER",
+            "inBankCode": "CASHIER",
+            "country": "528",
+            "callBackUrl": "https://shop.example/ok",
+            "callBackFailUrl": "https://shop.example/fail",
+            "notifyUrl": "https://shop.example/notify",
+            "subject": "Order 42",
+            "partnerUserId": "149597870"
+        })
+    }
+
+    /// The signed `data` of a success reply, checked against the platform key.
+    pub fn verified_data(&self, reply: &Value) -> Map<String, Value> {
+        assert_eq!(reply["status"], "1", "{reply}");
+        assert_eq!(reply["error"], "00000000");
+        assert_eq!(reply["msg"], "");
+        let data = reply["data"].as_object().unwrap().clone();
+        verify_json(&self.platform, &serde_json::to_string(&data).unwrap()).unwrap();
+        data
+    }
+}
+
+pub fn apps(currencies: &[Currency]) -> Vec<kassa_store::NewApp> {
+    currencies
+        .iter()
+        .map(|&currency| kassa_store::NewApp {
+            currency,
+            webhook_secret: kassa_core::Secret::new(kassa_signature::webhook::generate_secret()),
+        })
+        .collect()
+}
+
+pub fn signed(body: &Value, key: &SigningKey) -> String {
+    let mut map = body.as_object().unwrap().clone();
+    if map.values().any(|v| v.is_object() || v.is_array()) {
+        // Nested values cannot be signed; kassa must refuse them before checking any sign.
+        map.insert("sign".into(), json!("unsignable"));
+        return serde_json::to_string(&map).unwrap();
+    }
+    sign_map(key, &mut map);
+    serde_json::to_string(&map).unwrap()
+}
+
+pub fn assert_error(reply: &(u16, Value), http: u16, code: &str, field: &str) {
+    let (status, body) = reply;
+    assert_eq!(
+        (*status, body["error"].as_str().unwrap_or("")),
+        (http, code),
+        "{body}"
+    );
+    assert_eq!(body["status"], "0");
+    assert!(body.get("data").is_none(), "{body}");
+    let msg = body["msg"].as_str().unwrap();
+    assert!(msg.contains(field), "msg {msg:?} should name {field:?}");
+}
