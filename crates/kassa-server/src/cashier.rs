@@ -88,7 +88,8 @@ fn html(status: StatusCode, page: impl Template) -> Response {
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                (header::REFERRER_POLICY, "no-referrer"),
+                // Same-origin: the shop never sees the page token; our own forms keep their Origin.
+                (header::REFERRER_POLICY, "same-origin"),
                 (header::CACHE_CONTROL, "no-store"),
             ],
             body,
@@ -272,13 +273,11 @@ async fn start(
     }
 }
 
-/// Refuses posts from other sites: the browser says where a form came from.
+/// Refuses posts from other sites, as far as the browser tells: `Sec-Fetch-Site` where it is
+/// sent, else `Origin`. (The form token is the real defence; this is a second one.)
 fn same_origin(gateway: &Gateway, headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
-        return false;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
     }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
