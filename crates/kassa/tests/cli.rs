@@ -294,8 +294,249 @@ async fn demo_flow(db: TestDatabase) {
     );
 }
 
+/// Inserts a EUR iDEAL order of 20.00 for the app, as the API would, and returns its number.
+async fn insert_order(url: &str, app_id: i64, order_id: &str) -> String {
+    use kassa_core::{
+        AmountMinor, AppId, NewOrder, Order, OrderIds, OrderNo, Payer, PaymentMethod, Personal,
+    };
+    use kassa_store::{SqlStore, Store};
+    let store = SqlStore::connect(url).await.unwrap();
+    let app = store.app(AppId(app_id)).await.unwrap().unwrap();
+    let new = NewOrder {
+        app_id: app.app_id,
+        merchant_order_id: order_id.into(),
+        amount_minor: AmountMinor(2_000),
+        method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+        country: None,
+        payer: Some(Payer {
+            name: Personal::new("Maria Jansen"),
+            phone: Personal::new("+31612345678"),
+            email: Personal::new("maria@example.nl"),
+            partner_user_id: "u1".into(),
+        }),
+        subject: None,
+        body: None,
+        callback_url: Some("https://shop.example/ok".into()),
+        callback_fail_url: Some("https://shop.example/fail".into()),
+        notify_url: None,
+        request_fingerprint: "fp".into(),
+    };
+    let number = format!(
+        "{:0>16}",
+        1_000_000_000_000_000u64
+            + order_id.len() as u64 * 7919
+            + order_id.bytes().map(u64::from).sum::<u64>()
+    );
+    let ids = OrderIds {
+        order_no: OrderNo::parse(&number).unwrap(),
+        cashier_token: format!("t-{order_id}"),
+    };
+    let order = Order::create(&app, new, ids, kassa_server::now_ms(), 3_600_000).unwrap();
+    store.insert_order(&order).await.unwrap();
+    number
+}
+
+async fn order_and_sandbox_commands(db: TestDatabase) {
+    let url = db.url.as_str();
+    let created = json(&run_ok(&mut kassa(&[
+        "merchant",
+        "create",
+        "--name",
+        "Shop",
+        "--currency",
+        "EUR",
+        "--database-url",
+        url,
+    ])));
+    let app_id = created["apps"][0]["appId"].as_i64().unwrap();
+    let app = app_id.to_string();
+
+    // Fees show on the app and apply on success.
+    let shown = json(&run_ok(&mut kassa(&[
+        "app",
+        "set-fee",
+        &app,
+        "--method",
+        "IDEAL_EUR",
+        "--basis-points",
+        "200",
+        "--fixed",
+        "0.10",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(shown["fees"][0]["method"], "IDEAL_EUR");
+    assert_eq!(shown["fees"][0]["basisPoints"], 200);
+    let bad = kassa(&[
+        "app",
+        "set-fee",
+        &app,
+        "--method",
+        "NOPE",
+        "--basis-points",
+        "1",
+        "--database-url",
+        url,
+    ])
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    let before = json(&run_ok(&mut kassa(&[
+        "app",
+        "show",
+        &app,
+        "--database-url",
+        url,
+    ])))["webhookSecret"]
+        .clone();
+    let rotated = json(&run_ok(&mut kassa(&[
+        "app",
+        "rotate-webhook-secret",
+        &app,
+        "--database-url",
+        url,
+    ])))["webhookSecret"]
+        .clone();
+    assert_ne!(before, rotated);
+    assert!(rotated.as_str().unwrap().starts_with("whsec_"));
+
+    for (order_id, outcome, amount, status, actual, fee) in [
+        ("S-paid", "paid", None, "succeeded", "20.00", "0.50"),
+        (
+            "S-short",
+            "paid",
+            Some("15.00"),
+            "exception",
+            "15.00",
+            "0.00",
+        ),
+        ("S-failed", "failed", None, "failed", "0.00", "0.00"),
+        ("S-cancelled", "cancelled", None, "failed", "0.00", "0.00"),
+        ("S-expired", "expired", None, "failed", "0.00", "0.00"),
+        (
+            "S-exception",
+            "exception",
+            None,
+            "exception",
+            "0.00",
+            "0.00",
+        ),
+    ] {
+        let order_no = insert_order(url, app_id, order_id).await;
+        let mut args = vec![
+            "sandbox",
+            "pay",
+            order_no.as_str(),
+            "--outcome",
+            outcome,
+            "--database-url",
+            url,
+        ];
+        if let Some(amount) = amount {
+            args.extend(["--amount", amount]);
+        }
+        let paid = json(&run_ok(&mut kassa(&args)));
+        assert_eq!(
+            (
+                paid["status"].as_str(),
+                paid["actualAmount"].as_str(),
+                paid["fee"].as_str()
+            ),
+            (Some(status), Some(actual), Some(fee)),
+            "{order_id}"
+        );
+        // A final order takes no second outcome.
+        if status != "exception" {
+            let again = kassa(&[
+                "sandbox",
+                "pay",
+                &order_no,
+                "--outcome",
+                "paid",
+                "--database-url",
+                url,
+            ])
+            .output()
+            .unwrap();
+            assert!(!again.status.success());
+            assert!(String::from_utf8_lossy(&again.stderr).contains("cannot take event"));
+        }
+    }
+
+    // The operator settles exceptions; nothing else.
+    let exception = insert_order(url, app_id, "S-exception").await;
+    let resolved = json(&run_ok(&mut kassa(&[
+        "order",
+        "resolve",
+        &exception,
+        "--succeed",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(
+        (
+            resolved["status"].as_str(),
+            resolved["actualAmount"].as_str(),
+            resolved["fee"].as_str()
+        ),
+        (Some("succeeded"), Some("20.00"), Some("0.50"))
+    );
+    let short = insert_order(url, app_id, "S-short").await;
+    let failed = json(&run_ok(&mut kassa(&[
+        "order",
+        "resolve",
+        &short,
+        "--fail",
+        "--reason",
+        "amount mismatch",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(
+        (failed["status"].as_str(), failed["errorMsg"].as_str()),
+        (Some("failed"), Some("amount mismatch"))
+    );
+    let paid = insert_order(url, app_id, "S-paid").await;
+    let refused = kassa(&["order", "resolve", &paid, "--fail", "--database-url", url])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a succeeded order is final");
+    let neither = kassa(&["order", "resolve", &paid, "--database-url", url])
+        .output()
+        .unwrap();
+    assert!(!neither.status.success());
+
+    // order show masks personal data unless asked.
+    let shown = json(&run_ok(&mut kassa(&[
+        "order",
+        "show",
+        &paid,
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(shown["payer"]["email"], "m***@example.nl");
+    assert_eq!(shown["chosenMethod"], serde_json::Value::Null);
+    let revealed = json(&run_ok(&mut kassa(&[
+        "order",
+        "show",
+        &paid,
+        "--show-personal-data",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(revealed["payer"]["email"], "maria@example.nl");
+    let unknown = kassa(&["order", "show", "1234567890123456", "--database-url", url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no order has number"));
+    let malformed = kassa(&["order", "show", "12", "--database-url", url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("16-digit"));
+}
+
 kassa_store::on_both_databases!(
-    kassa_store::testing::database;operator_commands, demo_flow);
+    kassa_store::testing::database;operator_commands, demo_flow, order_and_sandbox_commands);
 
 #[test]
 fn configuration_precedence_flag_env_file() {
@@ -343,6 +584,25 @@ fn configuration_precedence_flag_env_file() {
         .unwrap();
     assert!(!typo.status.success());
     assert!(String::from_utf8_lossy(&typo.stderr).contains("databse_url"));
+}
+
+#[test]
+fn serve_refuses_an_unknown_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let out = kassa(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--timezone",
+        "Mars/Olympus",
+        "--database-url",
+        &url,
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown time zone"));
 }
 
 #[test]
