@@ -299,6 +299,33 @@ fn back_to_page(token: &str, done: bool) -> Response {
     Redirect::to(&format!("../{token}{suffix}")).into_response()
 }
 
+/// A payer's form: it carries the page's form token.
+trait PayerForm {
+    fn csrf(&self) -> &str;
+}
+
+/// What every post of the payer's pages checks first: the page exists, the form is complete,
+/// it carries this page's form token, and it did not come from another site.
+async fn checked_post<F: PayerForm>(
+    gateway: &Gateway,
+    token: &str,
+    headers: &HeaderMap,
+    form: Result<Form<F>, FormRejection>,
+) -> Result<(Order, F), Response> {
+    let order = order_for(gateway, token).await?;
+    let Ok(Form(form)) = form else {
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            "Please start again",
+            "The form was incomplete.",
+        ));
+    };
+    if !same_origin(gateway, headers) || !gateway.form_key.verify(token, form.csrf()) {
+        return Err(forbidden());
+    }
+    Ok((order, form))
+}
+
 #[derive(serde::Deserialize)]
 pub struct MethodForm {
     method: String,
@@ -311,20 +338,10 @@ pub async fn choose_method(
     headers: HeaderMap,
     form: Result<Form<MethodForm>, FormRejection>,
 ) -> Response {
-    let order = match order_for(&gateway, &token).await {
-        Ok(order) => order,
+    let (order, form) = match checked_post(&gateway, &token, &headers, form).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    let Ok(Form(form)) = form else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Please start again",
-            "The form was incomplete.",
-        );
-    };
-    if !same_origin(&gateway, &headers) || !gateway.form_key.verify(&token, &form.csrf) {
-        return forbidden();
-    }
     let Some(method) =
         PaymentMethod::by_code(&form.method).filter(|m| order.offered_methods().contains(m))
     else {
@@ -340,11 +357,23 @@ pub async fn choose_method(
     }
 }
 
+impl PayerForm for MethodForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub struct OutcomeForm {
     outcome: String,
     amount: Option<String>,
     csrf: String,
+}
+
+impl PayerForm for OutcomeForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 pub async fn submit_outcome(
@@ -353,20 +382,10 @@ pub async fn submit_outcome(
     headers: HeaderMap,
     form: Result<Form<OutcomeForm>, FormRejection>,
 ) -> Response {
-    let order = match order_for(&gateway, &token).await {
-        Ok(order) => order,
+    let (order, form) = match checked_post(&gateway, &token, &headers, form).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    let Ok(Form(form)) = form else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Please start again",
-            "The form was incomplete.",
-        );
-    };
-    if !same_origin(&gateway, &headers) || !gateway.form_key.verify(&token, &form.csrf) {
-        return forbidden();
-    }
     if order.method.is_cashier() && order.chosen_method.is_none() && !order.status.is_final() {
         return back_to_page(&token, false);
     }
