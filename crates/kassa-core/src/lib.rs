@@ -5,11 +5,13 @@
 //! every rule can be tested directly and both dialects share one set of rules.
 
 pub mod app;
+pub mod brcode;
 pub mod fee;
 pub mod method;
 pub mod money;
 pub mod order;
 pub mod personal;
+pub mod pix;
 pub mod rail;
 pub mod ssrf;
 pub mod status;

@@ -1,0 +1,263 @@
+//! PIX: the receiving key of an app (CPF, CNPJ, e-mail, phone or random EVP key), the merchant
+//! name and city a BR Code carries, and the BR Code of an order.
+
+use crate::brcode::{self, Field};
+use crate::money::AmountMinor;
+use crate::validate;
+use std::fmt;
+
+/// The Globally Unique Identifier of PIX in field 26/00.
+pub const GUI: &str = "br.gov.bcb.pix";
+pub const MAX_NAME_CHARS: usize = 25;
+pub const MAX_CITY_CHARS: usize = 15;
+/// Longest txid of a static BR Code (field 62/05): letters and digits.
+pub const MAX_TXID_CHARS: usize = 25;
+
+/// A PIX key, normalised (digits only for CPF/CNPJ, lower case for EVP and e-mail).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PixKey {
+    Cpf(String),
+    Cnpj(String),
+    Email(String),
+    /// `+55` and 10 or 11 digits.
+    Phone(String),
+    /// A random key: a UUID.
+    Evp(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not a PIX key: use a CPF or CNPJ (valid check digits), an e-mail, a phone +55 with 10 or 11 digits, or a random key (UUID)")]
+pub struct PixKeyError(String);
+
+fn check_digit(digits: &[u8], weights: impl Iterator<Item = u32>) -> u8 {
+    let sum: u32 = digits.iter().zip(weights).map(|(d, w)| u32::from(*d) * w).sum();
+    let rest = sum % 11;
+    if rest < 2 { 0 } else { (11 - rest) as u8 }
+}
+
+fn valid_cpf(digits: &[u8]) -> bool {
+    digits.len() == 11
+        && digits.iter().any(|d| *d != digits[0])
+        && check_digit(&digits[..9], (2..=10).rev()) == digits[9]
+        && check_digit(&digits[..10], (2..=11).rev()) == digits[10]
+}
+
+fn valid_cnpj(digits: &[u8]) -> bool {
+    const FIRST: [u32; 12] = [5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2];
+    const SECOND: [u32; 13] = [6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2];
+    digits.len() == 14
+        && digits.iter().any(|d| *d != digits[0])
+        && check_digit(&digits[..12], FIRST.into_iter()) == digits[12]
+        && check_digit(&digits[..13], SECOND.into_iter()) == digits[13]
+}
+
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+impl PixKey {
+    pub fn parse(text: &str) -> Result<PixKey, PixKeyError> {
+        let bad = || PixKeyError(format!("{text:?}"));
+        let text = text.trim();
+        if text.len() > 77 {
+            return Err(bad());
+        }
+        if let Some(rest) = text.strip_prefix("+55") {
+            return if (10..=11).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(PixKey::Phone(text.to_string()))
+            } else {
+                Err(bad())
+            };
+        }
+        if text.contains('@') {
+            validate::email("pixKey", text).map_err(|_| bad())?;
+            return Ok(PixKey::Email(text.to_ascii_lowercase()));
+        }
+        if is_uuid(text) {
+            return Ok(PixKey::Evp(text.to_ascii_lowercase()));
+        }
+        // CPF and CNPJ, with or without their usual punctuation.
+        if text.bytes().all(|b| b.is_ascii_digit() || b"./-".contains(&b)) {
+            let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+            let plain: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+            if valid_cpf(&digits) {
+                return Ok(PixKey::Cpf(plain));
+            }
+            if valid_cnpj(&digits) {
+                return Ok(PixKey::Cnpj(plain));
+            }
+        }
+        Err(bad())
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            PixKey::Cpf(k) | PixKey::Cnpj(k) | PixKey::Email(k) | PixKey::Phone(k) | PixKey::Evp(k) => k,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PixKey::Cpf(_) => "cpf",
+            PixKey::Cnpj(_) => "cnpj",
+            PixKey::Email(_) => "email",
+            PixKey::Phone(_) => "phone",
+            PixKey::Evp(_) => "evp",
+        }
+    }
+}
+
+impl fmt::Display for PixKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Latin letters with diacritics to plain ASCII (`São Paulo` → `Sao Paulo`); `None` if a
+/// character has no ASCII form a BR Code could carry.
+pub fn transliterate(text: &str) -> Option<String> {
+    text.chars()
+        .map(|c| {
+            let plain = match c {
+                'á' | 'à' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+                'Á' | 'À' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'A',
+                'é' | 'è' | 'ê' | 'ë' => 'e',
+                'É' | 'È' | 'Ê' | 'Ë' => 'E',
+                'í' | 'ì' | 'î' | 'ï' => 'i',
+                'Í' | 'Ì' | 'Î' | 'Ï' => 'I',
+                'ó' | 'ò' | 'ô' | 'õ' | 'ö' => 'o',
+                'Ó' | 'Ò' | 'Ô' | 'Õ' | 'Ö' => 'O',
+                'ú' | 'ù' | 'û' | 'ü' => 'u',
+                'Ú' | 'Ù' | 'Û' | 'Ü' => 'U',
+                'ç' => 'c',
+                'Ç' => 'C',
+                'ñ' => 'n',
+                'Ñ' => 'N',
+                c if (' '..='~').contains(&c) => c,
+                _ => return None,
+            };
+            Some(plain)
+        })
+        .collect()
+}
+
+/// Who receives an app's PIX payments, as its BR Codes say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PixReceiver {
+    pub key: PixKey,
+    /// ASCII, at most 25 characters.
+    pub name: String,
+    /// ASCII, at most 15 characters.
+    pub city: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PixReceiverError {
+    #[error(transparent)]
+    Key(#[from] PixKeyError),
+    #[error("the {0} must be 1 to {1} characters after transliteration to ASCII")]
+    Length(&'static str, usize),
+    #[error("the {0} has characters without an ASCII form")]
+    Charset(&'static str),
+}
+
+impl PixReceiver {
+    pub fn new(key: &str, name: &str, city: &str) -> Result<PixReceiver, PixReceiverError> {
+        let clean = |what: &'static str, text: &str, max: usize| {
+            let ascii = transliterate(text.trim()).ok_or(PixReceiverError::Charset(what))?;
+            if ascii.is_empty() || ascii.chars().count() > max {
+                return Err(PixReceiverError::Length(what, max));
+            }
+            Ok(ascii)
+        };
+        Ok(PixReceiver {
+            key: PixKey::parse(key)?,
+            name: clean("merchant name", name, MAX_NAME_CHARS)?,
+            city: clean("merchant city", city, MAX_CITY_CHARS)?,
+        })
+    }
+
+    /// The BR Code of one payment: this receiver, the amount, and a txid for reconciliation.
+    pub fn brcode(&self, amount: AmountMinor, txid: &str) -> String {
+        debug_assert!(txid.len() <= MAX_TXID_CHARS && txid.bytes().all(|b| b.is_ascii_alphanumeric()));
+        brcode::encode(&[
+            Field::text(0, "01"),
+            Field::template(26, vec![Field::text(0, GUI), Field::text(1, self.key.as_str())]),
+            Field::text(52, "0000"),
+            Field::text(53, "986"),
+            Field::text(54, amount.to_decimal_string()),
+            Field::text(58, "BR"),
+            Field::text(59, self.name.clone()),
+            Field::text(60, self.city.clone()),
+            Field::template(62, vec![Field::text(5, txid)]),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_every_kind() {
+        assert_eq!(PixKey::parse("529.982.247-25"), Ok(PixKey::Cpf("52998224725".into())));
+        assert_eq!(PixKey::parse("52998224725").unwrap().kind(), "cpf");
+        assert_eq!(PixKey::parse("11.222.333/0001-81"), Ok(PixKey::Cnpj("11222333000181".into())));
+        assert_eq!(PixKey::parse("Pix@Loja.com.br"), Ok(PixKey::Email("pix@loja.com.br".into())));
+        assert_eq!(PixKey::parse("+5511987654321").unwrap().kind(), "phone");
+        assert_eq!(PixKey::parse("+551133334444").unwrap().kind(), "phone");
+        assert_eq!(
+            PixKey::parse("123E4567-E12B-12D1-A456-426655440000"),
+            Ok(PixKey::Evp("123e4567-e12b-12d1-a456-426655440000".into()))
+        );
+        for bad in [
+            "52998224724",     // CPF with a wrong check digit
+            "11111111111",     // all one digit
+            "11222333000182",  // CNPJ with a wrong check digit
+            "+5511987",        // short phone
+            "+14155550100",    // not Brazil
+            "11987654321",     // phone without +55 (and not a CPF)
+            "not-an-email@",
+            "123e4567-e12b-12d1-a456-42665544000", // short UUID
+            "",
+            "random",
+        ] {
+            assert!(PixKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_cities_become_ascii() {
+        assert_eq!(transliterate("São Paulo").as_deref(), Some("Sao Paulo"));
+        assert_eq!(transliterate("Açaí Ñandú").as_deref(), Some("Acai Nandu"));
+        assert_eq!(transliterate("東京"), None);
+        let receiver = PixReceiver::new("pix@loja.com.br", "Café Três Corações", "Florianópolis").unwrap();
+        assert_eq!((receiver.name.as_str(), receiver.city.as_str()), ("Cafe Tres Coracoes", "Florianopolis"));
+        assert_eq!(
+            PixReceiver::new("pix@loja.com.br", &"x".repeat(26), "Rio"),
+            Err(PixReceiverError::Length("merchant name", 25))
+        );
+        assert_eq!(
+            PixReceiver::new("pix@loja.com.br", "Loja", "São José dos Campos"),
+            Err(PixReceiverError::Length("merchant city", 15))
+        );
+    }
+
+    #[test]
+    fn order_codes_carry_every_field() {
+        let receiver = PixReceiver::new("123e4567-e12b-12d1-a456-426655440000", "Fulano de Tal", "BRASILIA").unwrap();
+        let code = receiver.brcode(AmountMinor(1_234), "6023071013539074");
+        let parsed = brcode::decode(&code).unwrap();
+        assert_eq!(parsed.text(&[26, 0]), Some(GUI));
+        assert_eq!(parsed.text(&[26, 1]), Some("123e4567-e12b-12d1-a456-426655440000"));
+        assert_eq!(parsed.text(&[53]), Some("986"));
+        assert_eq!(parsed.text(&[54]), Some("12.34"));
+        assert_eq!(parsed.text(&[58]), Some("BR"));
+        assert_eq!(parsed.text(&[62, 5]), Some("6023071013539074"));
+        assert!(code.len() <= 200, "the seed allows 200 characters");
+    }
+}
