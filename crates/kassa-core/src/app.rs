@@ -4,6 +4,7 @@
 use crate::method::PaymentMethod;
 use crate::money::{AmountLimits, Currency};
 use crate::personal::Secret;
+use crate::pix::PixReceiver;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +45,8 @@ pub struct App {
     pub limits_override: Option<AmountLimits>,
     /// The Standard Webhooks secret (`whsec_…`) that signs this app's callbacks.
     pub webhook_secret: Secret,
+    /// Who receives PIX payments (BRL apps); `None` until the operator sets it.
+    pub pix: Option<PixReceiver>,
     pub created_at_ms: i64,
 }
 

@@ -94,7 +94,9 @@ pub enum DecodeError {
         what: &'static str,
         found: String,
     },
-    #[error("{context}field {id} at position {position} declares {declared} characters but only {available} remain")]
+    #[error(
+        "{context}field {id} at position {position} declares {declared} characters but only {available} remain"
+    )]
     Overrun {
         context: String,
         id: u8,
@@ -149,7 +151,12 @@ impl Parsed {
     }
 }
 
-fn parse_fields(text: &str, base: usize, context: &str, nested: bool) -> Result<Vec<Field>, DecodeError> {
+fn parse_fields(
+    text: &str,
+    base: usize,
+    context: &str,
+    nested: bool,
+) -> Result<Vec<Field>, DecodeError> {
     let mut fields: Vec<Field> = Vec::new();
     let mut at = 0;
     while at < text.len() {
@@ -191,7 +198,12 @@ fn parse_fields(text: &str, base: usize, context: &str, nested: bool) -> Result<
             if nested {
                 return Err(DecodeError::NestedTooDeep(id));
             }
-            Value::Template(parse_fields(raw, base + start, &format!("in field {id}, "), true)?)
+            Value::Template(parse_fields(
+                raw,
+                base + start,
+                &format!("in field {id}, "),
+                true,
+            )?)
         } else {
             Value::Text(raw.to_string())
         };
@@ -218,14 +230,19 @@ pub fn parse(payload: &str) -> Result<Parsed, DecodeError> {
         return Err(DecodeError::BadStart);
     }
     let stated_crc = match fields.pop() {
-        Some(Field { id: 63, value: Value::Text(crc) })
-            if crc.len() == 4 && crc.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) =>
+        Some(Field {
+            id: 63,
+            value: Value::Text(crc),
+        }) if crc.len() == 4
+            && crc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) =>
         {
             crc
         }
         _ => return Err(DecodeError::BadCrcField),
     };
-    let computed_crc = crc16(payload[..payload.len() - 4].as_bytes());
+    let computed_crc = crc16(&payload.as_bytes()[..payload.len() - 4]);
     Ok(Parsed {
         fields,
         stated_crc,
@@ -261,8 +278,16 @@ impl fmt::Display for Parsed {
             Ok(())
         }
         write(f, &self.fields, 0)?;
-        let verdict = if self.crc_holds() { "holds" } else { "does NOT hold" };
-        write!(f, "63 {} (computed {:04X}: the CRC {verdict})", self.stated_crc, self.computed_crc)
+        let verdict = if self.crc_holds() {
+            "holds"
+        } else {
+            "does NOT hold"
+        };
+        write!(
+            f,
+            "63 {} (computed {:04X}: the CRC {verdict})",
+            self.stated_crc, self.computed_crc
+        )
     }
 }
 
@@ -283,10 +308,13 @@ mod tests {
     fn encodes_the_manual_example_byte_for_byte() {
         let fields = vec![
             Field::text(0, "01"),
-            Field::template(26, vec![
-                Field::text(0, "br.gov.bcb.pix"),
-                Field::text(1, "123e4567-e12b-12d1-a456-426655440000"),
-            ]),
+            Field::template(
+                26,
+                vec![
+                    Field::text(0, "br.gov.bcb.pix"),
+                    Field::text(1, "123e4567-e12b-12d1-a456-426655440000"),
+                ],
+            ),
             Field::text(52, "0000"),
             Field::text(53, "986"),
             Field::text(58, "BR"),
@@ -297,9 +325,16 @@ mod tests {
         assert_eq!(encode(&fields), BCB_EXAMPLE);
         let parsed = decode(BCB_EXAMPLE).unwrap();
         assert_eq!(parsed.fields, fields);
-        assert_eq!(parsed.text(&[26, 1]), Some("123e4567-e12b-12d1-a456-426655440000"));
+        assert_eq!(
+            parsed.text(&[26, 1]),
+            Some("123e4567-e12b-12d1-a456-426655440000")
+        );
         assert_eq!(parsed.text(&[59]), Some("Fulano de Tal"));
-        assert!(parsed.to_string().ends_with("63 1D3D (computed 1D3D: the CRC holds)"));
+        assert!(
+            parsed
+                .to_string()
+                .ends_with("63 1D3D (computed 1D3D: the CRC holds)")
+        );
     }
 
     #[test]
@@ -307,25 +342,64 @@ mod tests {
         let wrong_crc = BCB_EXAMPLE.replace("63041D3D", "63041D3E");
         assert_eq!(
             decode(&wrong_crc),
-            Err(DecodeError::CrcMismatch { stated: "1D3E".into(), computed: 0x1D3D })
+            Err(DecodeError::CrcMismatch {
+                stated: "1D3E".into(),
+                computed: 0x1D3D
+            })
         );
-        assert!(!parse(&wrong_crc).unwrap().crc_holds(), "parse reports, decode refuses");
+        assert!(
+            !parse(&wrong_crc).unwrap().crc_holds(),
+            "parse reports, decode refuses"
+        );
         assert_eq!(decode(""), Err(DecodeError::Empty));
         assert_eq!(decode(&"0".repeat(600)), Err(DecodeError::TooLong));
         assert_eq!(decode("000201é"), Err(DecodeError::NotAscii(6)));
-        assert!(matches!(decode("0002016304"), Err(DecodeError::Overrun { id: 63, .. })));
-        assert!(matches!(decode("00X201"), Err(DecodeError::BadHeader { position: 2, what: "field length", .. })));
-        assert!(matches!(decode("000201520"), Err(DecodeError::BadHeader { position: 8, what: "field length", .. })));
-        assert!(matches!(decode("0002015"), Err(DecodeError::BadHeader { position: 6, what: "field id", .. })));
+        assert!(matches!(
+            decode("0002016304"),
+            Err(DecodeError::Overrun { id: 63, .. })
+        ));
+        assert!(matches!(
+            decode("00X201"),
+            Err(DecodeError::BadHeader {
+                position: 2,
+                what: "field length",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode("000201520"),
+            Err(DecodeError::BadHeader {
+                position: 8,
+                what: "field length",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode("0002015"),
+            Err(DecodeError::BadHeader {
+                position: 6,
+                what: "field id",
+                ..
+            })
+        ));
         assert_eq!(decode("0002026304ABCD"), Err(DecodeError::BadStart));
-        assert_eq!(decode("000201520400006304abcd"), Err(DecodeError::BadCrcField));
+        assert_eq!(
+            decode("000201520400006304abcd"),
+            Err(DecodeError::BadCrcField)
+        );
         assert_eq!(decode("00020152040000"), Err(DecodeError::BadCrcField));
-        assert!(matches!(decode("0002015204000052040000"), Err(DecodeError::Duplicate { id: 52, .. })));
+        assert!(matches!(
+            decode("0002015204000052040000"),
+            Err(DecodeError::Duplicate { id: 52, .. })
+        ));
         // Nesting: a template's inner lengths must add up, and templates do not nest further.
         let bad_inner = BCB_EXAMPLE.replace("0014br.gov.bcb.pix", "0015br.gov.bcb.pix");
         let err = decode(&bad_inner).unwrap_err();
         assert!(err.to_string().starts_with("in field 26, "), "{err}");
-        assert_eq!(decode("0002012606260100"), Err(DecodeError::NestedTooDeep(26)));
+        assert_eq!(
+            decode("0002012606260100"),
+            Err(DecodeError::NestedTooDeep(26))
+        );
     }
 
     proptest! {

@@ -307,6 +307,7 @@ mod tests {
             public_key: None,
             limits_override: None,
             webhook_secret: Default::default(),
+            pix: None,
             created_at_ms: 0,
         }
     }

@@ -26,11 +26,17 @@ pub enum PixKey {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0} is not a PIX key: use a CPF or CNPJ (valid check digits), an e-mail, a phone +55 with 10 or 11 digits, or a random key (UUID)")]
+#[error(
+    "{0} is not a PIX key: use a CPF or CNPJ (valid check digits), an e-mail, a phone +55 with 10 or 11 digits, or a random key (UUID)"
+)]
 pub struct PixKeyError(String);
 
 fn check_digit(digits: &[u8], weights: impl Iterator<Item = u32>) -> u8 {
-    let sum: u32 = digits.iter().zip(weights).map(|(d, w)| u32::from(*d) * w).sum();
+    let sum: u32 = digits
+        .iter()
+        .zip(weights)
+        .map(|(d, w)| u32::from(*d) * w)
+        .sum();
     let rest = sum % 11;
     if rest < 2 { 0 } else { (11 - rest) as u8 }
 }
@@ -81,8 +87,15 @@ impl PixKey {
             return Ok(PixKey::Evp(text.to_ascii_lowercase()));
         }
         // CPF and CNPJ, with or without their usual punctuation.
-        if text.bytes().all(|b| b.is_ascii_digit() || b"./-".contains(&b)) {
-            let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+        if text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"./-".contains(&b))
+        {
+            let digits: Vec<u8> = text
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .map(|b| b - b'0')
+                .collect();
             let plain: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
             if valid_cpf(&digits) {
                 return Ok(PixKey::Cpf(plain));
@@ -96,7 +109,11 @@ impl PixKey {
 
     pub fn as_str(&self) -> &str {
         match self {
-            PixKey::Cpf(k) | PixKey::Cnpj(k) | PixKey::Email(k) | PixKey::Phone(k) | PixKey::Evp(k) => k,
+            PixKey::Cpf(k)
+            | PixKey::Cnpj(k)
+            | PixKey::Email(k)
+            | PixKey::Phone(k)
+            | PixKey::Evp(k) => k,
         }
     }
 
@@ -183,10 +200,15 @@ impl PixReceiver {
 
     /// The BR Code of one payment: this receiver, the amount, and a txid for reconciliation.
     pub fn brcode(&self, amount: AmountMinor, txid: &str) -> String {
-        debug_assert!(txid.len() <= MAX_TXID_CHARS && txid.bytes().all(|b| b.is_ascii_alphanumeric()));
+        debug_assert!(
+            txid.len() <= MAX_TXID_CHARS && txid.bytes().all(|b| b.is_ascii_alphanumeric())
+        );
         brcode::encode(&[
             Field::text(0, "01"),
-            Field::template(26, vec![Field::text(0, GUI), Field::text(1, self.key.as_str())]),
+            Field::template(
+                26,
+                vec![Field::text(0, GUI), Field::text(1, self.key.as_str())],
+            ),
             Field::text(52, "0000"),
             Field::text(53, "986"),
             Field::text(54, amount.to_decimal_string()),
@@ -204,10 +226,19 @@ mod tests {
 
     #[test]
     fn keys_of_every_kind() {
-        assert_eq!(PixKey::parse("529.982.247-25"), Ok(PixKey::Cpf("52998224725".into())));
+        assert_eq!(
+            PixKey::parse("529.982.247-25"),
+            Ok(PixKey::Cpf("52998224725".into()))
+        );
         assert_eq!(PixKey::parse("52998224725").unwrap().kind(), "cpf");
-        assert_eq!(PixKey::parse("11.222.333/0001-81"), Ok(PixKey::Cnpj("11222333000181".into())));
-        assert_eq!(PixKey::parse("Pix@Loja.com.br"), Ok(PixKey::Email("pix@loja.com.br".into())));
+        assert_eq!(
+            PixKey::parse("11.222.333/0001-81"),
+            Ok(PixKey::Cnpj("11222333000181".into()))
+        );
+        assert_eq!(
+            PixKey::parse("Pix@Loja.com.br"),
+            Ok(PixKey::Email("pix@loja.com.br".into()))
+        );
         assert_eq!(PixKey::parse("+5511987654321").unwrap().kind(), "phone");
         assert_eq!(PixKey::parse("+551133334444").unwrap().kind(), "phone");
         assert_eq!(
@@ -215,12 +246,12 @@ mod tests {
             Ok(PixKey::Evp("123e4567-e12b-12d1-a456-426655440000".into()))
         );
         for bad in [
-            "52998224724",     // CPF with a wrong check digit
-            "11111111111",     // all one digit
-            "11222333000182",  // CNPJ with a wrong check digit
-            "+5511987",        // short phone
-            "+14155550100",    // not Brazil
-            "11987654321",     // phone without +55 (and not a CPF)
+            "52998224724",    // CPF with a wrong check digit
+            "11111111111",    // all one digit
+            "11222333000182", // CNPJ with a wrong check digit
+            "+5511987",       // short phone
+            "+14155550100",   // not Brazil
+            "11987654321",    // phone without +55 (and not a CPF)
             "not-an-email@",
             "123e4567-e12b-12d1-a456-42665544000", // short UUID
             "",
@@ -235,8 +266,12 @@ mod tests {
         assert_eq!(transliterate("São Paulo").as_deref(), Some("Sao Paulo"));
         assert_eq!(transliterate("Açaí Ñandú").as_deref(), Some("Acai Nandu"));
         assert_eq!(transliterate("東京"), None);
-        let receiver = PixReceiver::new("pix@loja.com.br", "Café Três Corações", "Florianópolis").unwrap();
-        assert_eq!((receiver.name.as_str(), receiver.city.as_str()), ("Cafe Tres Coracoes", "Florianopolis"));
+        let receiver =
+            PixReceiver::new("pix@loja.com.br", "Café Três Corações", "Florianópolis").unwrap();
+        assert_eq!(
+            (receiver.name.as_str(), receiver.city.as_str()),
+            ("Cafe Tres Coracoes", "Florianopolis")
+        );
         assert_eq!(
             PixReceiver::new("pix@loja.com.br", &"x".repeat(26), "Rio"),
             Err(PixReceiverError::Length("merchant name", 25))
@@ -249,11 +284,19 @@ mod tests {
 
     #[test]
     fn order_codes_carry_every_field() {
-        let receiver = PixReceiver::new("123e4567-e12b-12d1-a456-426655440000", "Fulano de Tal", "BRASILIA").unwrap();
+        let receiver = PixReceiver::new(
+            "123e4567-e12b-12d1-a456-426655440000",
+            "Fulano de Tal",
+            "BRASILIA",
+        )
+        .unwrap();
         let code = receiver.brcode(AmountMinor(1_234), "6023071013539074");
         let parsed = brcode::decode(&code).unwrap();
         assert_eq!(parsed.text(&[26, 0]), Some(GUI));
-        assert_eq!(parsed.text(&[26, 1]), Some("123e4567-e12b-12d1-a456-426655440000"));
+        assert_eq!(
+            parsed.text(&[26, 1]),
+            Some("123e4567-e12b-12d1-a456-426655440000")
+        );
         assert_eq!(parsed.text(&[53]), Some("986"));
         assert_eq!(parsed.text(&[54]), Some("12.34"));
         assert_eq!(parsed.text(&[58]), Some("BR"));

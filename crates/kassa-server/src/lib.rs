@@ -5,6 +5,7 @@
 
 pub mod cashier;
 pub mod collect;
+pub mod dialect;
 pub mod dispatcher;
 pub mod ids;
 pub mod keys;

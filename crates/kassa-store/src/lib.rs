@@ -206,6 +206,14 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<bool>;
 
+    /// Sets or clears who receives an app's PIX payments. False if the app does not exist.
+    async fn set_app_pix(
+        &self,
+        app_id: AppId,
+        receiver: Option<&kassa_core::pix::PixReceiver>,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
     /// Sets or clears the operator's limits of an app. False if the app does not exist.
     async fn set_app_limits(
         &self,

@@ -120,6 +120,15 @@ CREATE TABLE app_fees (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+-- Who receives an app's PIX payments, as its BR Codes say.
+ALTER TABLE apps ADD COLUMN pix_key TEXT;
+ALTER TABLE apps ADD COLUMN pix_name TEXT;
+ALTER TABLE apps ADD COLUMN pix_city TEXT;
+"#,
+    ),
 ];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {

@@ -8,6 +8,7 @@ use crate::{
     MerchantWithApps, NewApp, NewCallback, Store, StoreError, StoreResult, schema,
 };
 use async_trait::async_trait;
+use kassa_core::pix::PixReceiver;
 use kassa_core::{
     AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Merchant, MerchantId, Order, OrderNo,
     OrderStatus, Payer, PaymentMethod, Personal, Secret,
@@ -159,7 +160,7 @@ impl SqlStore {
 }
 
 const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_secret, \
-    min_amount_minor, max_amount_minor, created_at_ms";
+    min_amount_minor, max_amount_minor, created_at_ms, pix_key, pix_name, pix_city";
 
 const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
     country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
@@ -246,6 +247,16 @@ fn app_from_row(row: &AnyRow) -> StoreResult<App> {
         currency: currency_of(&row.try_get::<String, _>("currency")?)?,
         public_key: row.try_get("public_key")?,
         webhook_secret: Secret::new(row.try_get::<String, _>("webhook_secret")?),
+        pix: match (
+            row.try_get::<Option<String>, _>("pix_key")?,
+            row.try_get::<Option<String>, _>("pix_name")?,
+            row.try_get::<Option<String>, _>("pix_city")?,
+        ) {
+            (Some(key), Some(name), Some(city)) => {
+                Some(PixReceiver::new(&key, &name, &city).map_err(|e| corrupt(e.to_string()))?)
+            }
+            _ => None,
+        },
         limits_override: min
             .zip(max)
             .map(|(min, max)| AmountLimits::new(AmountMinor(min), AmountMinor(max))),
@@ -534,6 +545,26 @@ impl Store for SqlStore {
             now_ms,
         )
         .await
+    }
+
+    async fn set_app_pix(
+        &self,
+        app_id: AppId,
+        receiver: Option<&PixReceiver>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE apps SET pix_key = $1, pix_name = $2, pix_city = $3, updated_at_ms = $4 \
+             WHERE app_id = $5",
+        )
+        .bind(receiver.map(|r| r.key.as_str()))
+        .bind(receiver.map(|r| r.name.as_str()))
+        .bind(receiver.map(|r| r.city.as_str()))
+        .bind(now_ms)
+        .bind(app_id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn set_app_limits(

@@ -168,6 +168,21 @@ async fn merchants_and_apps(db: TestDatabase) {
     );
     assert_eq!(store.merchant_of_app(AppId(999_999)).await.unwrap(), None);
 
+    let receiver = kassa_core::pix::PixReceiver::new("+5511987654321", "Loja", "Rio").unwrap();
+    assert!(
+        store
+            .set_app_pix(eur.app_id, Some(&receiver), 9)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.app(eur.app_id).await.unwrap().unwrap().pix,
+        Some(receiver)
+    );
+    assert!(store.set_app_pix(eur.app_id, None, 9).await.unwrap());
+    assert_eq!(store.app(eur.app_id).await.unwrap().unwrap().pix, None);
+    assert!(!store.set_app_pix(AppId(999_999), None, 9).await.unwrap());
+
     let limits = AmountLimits::new(AmountMinor(500), AmountMinor(9_000));
     assert!(
         store

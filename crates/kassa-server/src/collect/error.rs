@@ -147,6 +147,46 @@ pub fn amount_error(field: &'static str, error: AmountError) -> CollectError {
     CollectError::new(Code::InvalidField, format!("{field} {error}"))
 }
 
+impl From<crate::dialect::DialectError> for CollectError {
+    fn from(error: crate::dialect::DialectError) -> Self {
+        use crate::dialect::DialectError as E;
+        match error {
+            E::BodyTooLarge => CollectError::new(
+                Code::BodyTooLarge,
+                format!(
+                    "the body is larger than {} KiB",
+                    crate::dialect::MAX_BODY_BYTES / 1024
+                ),
+            ),
+            E::Unreadable(why) => CollectError::new(Code::MalformedJson, why),
+            E::Canonical(e) => e.into(),
+            E::Field(e) => e.into(),
+            E::UnknownApp(app_id) => {
+                CollectError::new(Code::UnknownApp, format!("appId {app_id} is unknown"))
+            }
+            E::NoKey(app_id) => CollectError::new(
+                Code::NoKeyRegistered,
+                format!("appId {app_id} has no usable public key registered"),
+            ),
+            E::Signature(e) => e.into(),
+            E::Order(e) => e.into(),
+            E::ForbiddenTarget { field, why } => {
+                CollectError::new(Code::ForbiddenTarget, format!("{field} {why}"))
+            }
+            E::Duplicate { order_id, order_no } => CollectError::new(
+                Code::DuplicateOrder,
+                format!(
+                    "orderId {order_id} was used before with other parameters (orderNo {order_no})"
+                ),
+            ),
+            E::Store(e) => e.into(),
+            E::NoFreeOrderNo => {
+                CollectError::new(Code::Internal, "could not draw a free order number")
+            }
+        }
+    }
+}
+
 impl From<kassa_store::StoreError> for CollectError {
     fn from(error: kassa_store::StoreError) -> Self {
         tracing::error!(error = %error, "store error");

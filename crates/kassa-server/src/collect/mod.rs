@@ -10,7 +10,7 @@ pub use error::{Code, CollectError};
 
 use crate::notary::Notary;
 use crate::wire::Fields;
-use crate::{Gateway, ids, now_ms};
+use crate::{Gateway, dialect, ids, now_ms};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -22,19 +22,15 @@ use kassa_core::{
     Payer, PaymentMethod, Personal,
 };
 use kassa_signature::{SignedObject, digest_hex, parse_signed_object};
-use kassa_store::{InsertOutcome, StoreError};
 use serde_json::Map;
 use std::sync::Arc;
 
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::dialect::MAX_BODY_BYTES;
 /// The seed's limit on `orderId`.
 pub const MAX_ORDER_ID_CHARS: usize = 48;
 const MAX_NAME_CHARS: usize = 128;
 const MAX_SUBJECT_CHARS: usize = 128;
 const MAX_BODY_FIELD_CHARS: usize = 1024;
-/// Fresh order numbers tried before giving up (a collision is a 1 in 10^15 event).
-const ORDER_NO_ATTEMPTS: usize = 3;
 
 /// The `status` integer of the seed for a core status.
 pub fn status_code(status: OrderStatus) -> i32 {
@@ -103,26 +99,6 @@ fn path_currency(segment: &str) -> Result<Currency, CollectError> {
     }
 }
 
-fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, CollectError> {
-    let bytes = match body {
-        Ok(bytes) => bytes,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(CollectError::new(
-                Code::BodyTooLarge,
-                format!("the body is larger than {} KiB", MAX_BODY_BYTES / 1024),
-            ));
-        }
-        Err(rejection) => {
-            return Err(CollectError::new(
-                Code::MalformedJson,
-                rejection.body_text(),
-            ));
-        }
-    };
-    std::str::from_utf8(bytes)
-        .map_err(|_| CollectError::new(Code::MalformedJson, "the body is not UTF-8"))
-}
-
 /// What every `collect` request starts with, checked: its app, its signed fields, its orderId.
 struct Authenticated<'a> {
     app: App,
@@ -137,28 +113,10 @@ async fn authenticate<'a>(
     body: &'a Result<Bytes, BytesRejection>,
 ) -> Result<Authenticated<'a>, CollectError> {
     let currency = path_currency(currency_segment)?;
-    let object = parse_signed_object(body_text(body)?)?;
+    let object = parse_signed_object(dialect::body_text(body)?)?;
     let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
-    let app =
-        gateway.store.app(app_id).await?.ok_or_else(|| {
-            CollectError::new(Code::UnknownApp, format!("appId {app_id} is unknown"))
-        })?;
-    let no_key = || {
-        CollectError::new(
-            Code::NoKeyRegistered,
-            format!("appId {app_id} has no usable public key registered"),
-        )
-    };
-    let key = gateway
-        .merchant_keys
-        .for_app(&app)
-        .map_err(|e| {
-            tracing::error!(app_id = app_id.0, error = %e, "registered public key unusable");
-            no_key()
-        })?
-        .ok_or_else(no_key)?;
     let sign = object.sign.as_deref().unwrap_or("");
-    key.verify_base64(object.canonical.as_bytes(), sign)?;
+    let app = dialect::verified_app(gateway, app_id, &object.canonical, sign).await?;
     if app.currency != currency {
         return Err(CollectError::new(
             Code::WrongCurrency,
@@ -184,15 +142,7 @@ fn merchant_order_id(fields: &Fields) -> Result<String, FieldError> {
 }
 
 fn url(fields: &Fields, name: &'static str, required: bool) -> Result<Option<String>, FieldError> {
-    let value = if required {
-        Some(fields.required(name, MAX_URL_CHARS)?)
-    } else {
-        fields.optional(name, MAX_URL_CHARS)?
-    };
-    if let Some(value) = &value {
-        validate::http_url(name, value)?;
-    }
-    Ok(value)
+    dialect::url_field(fields, name, MAX_URL_CHARS, required)
 }
 
 /// Reads and checks every field of an apply request, in the seed's order.
@@ -274,42 +224,6 @@ fn new_order(
     })
 }
 
-/// Refuses callback and redirect targets on private, loopback and similar addresses (SSRF).
-async fn check_targets(
-    checker: &crate::ssrf::TargetChecker,
-    new: &NewOrder,
-) -> Result<(), CollectError> {
-    let targets = [
-        ("callBackUrl", &new.callback_url),
-        ("callBackFailUrl", &new.callback_fail_url),
-        ("notifyUrl", &new.notify_url),
-    ];
-    for (field, target) in targets {
-        let Some(target) = target else { continue };
-        let url = url::Url::parse(target).map_err(|e| FieldError::invalid(field, e.to_string()))?;
-        checker
-            .check(&url)
-            .await
-            .map_err(|why| CollectError::new(Code::ForbiddenTarget, format!("{field} {why}")))?;
-    }
-    Ok(())
-}
-
-/// A retry of a create request: the original reply if the parameters are the same.
-fn replay(existing: &Order, request_fingerprint: &str) -> Reply {
-    if existing.request_fingerprint == request_fingerprint {
-        Ok(existing.create_reply.clone())
-    } else {
-        Err(CollectError::new(
-            Code::DuplicateOrder,
-            format!(
-                "orderId {} was used before with other parameters (orderNo {})",
-                existing.merchant_order_id, existing.order_no
-            ),
-        ))
-    }
-}
-
 fn apply_data(gateway: &Gateway, order: &Order) -> String {
     let mut data = Map::new();
     data.insert("orderId".into(), order.merchant_order_id.clone().into());
@@ -373,49 +287,24 @@ async fn apply_reply(
     // The signed canonical string covers every parameter: equal strings, equal requests.
     let fingerprint = digest_hex(object.canonical.as_bytes());
     // A retry gets its original answer even if limits or rules changed since.
-    if let Some(existing) = gateway
-        .store
-        .order_by_merchant_order_id(app.app_id, &merchant_order_id)
-        .await?
+    if let Some(reply) =
+        dialect::earlier_reply(gateway, app.app_id, &merchant_order_id, &fingerprint).await?
     {
-        return replay(&existing, &fingerprint);
+        return Ok(reply);
     }
     let new = new_order(&fields, &app, merchant_order_id, fingerprint)?;
-    if !gateway.config.allow_private_targets {
-        check_targets(&gateway.targets, &new).await?;
-    }
+    dialect::check_targets(
+        gateway,
+        &[
+            ("callBackUrl", &new.callback_url),
+            ("callBackFailUrl", &new.callback_fail_url),
+            ("notifyUrl", &new.notify_url),
+        ],
+    )
+    .await?;
     let lifetime_ms = gateway.config.collect_order_lifetime_ms;
-    let mut order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)?;
-    for _ in 0..ORDER_NO_ATTEMPTS {
-        order.create_reply = apply_data(gateway, &order);
-        match gateway.store.insert_order(&order).await {
-            Ok(InsertOutcome::Inserted) => {
-                tracing::info!(
-                    app_id = app.app_id.0,
-                    order_no = %order.order_no,
-                    amount = %order.amount_minor,
-                    currency = %order.currency,
-                    method = order.method.code,
-                    "order created"
-                );
-                return Ok(order.create_reply);
-            }
-            // A concurrent identical request won the race.
-            Ok(InsertOutcome::Existing(existing)) => {
-                return replay(&existing, &order.request_fingerprint);
-            }
-            Err(StoreError::OrderNoTaken) => {
-                let fresh = ids::new_order_ids();
-                order.order_no = fresh.order_no;
-                order.cashier_token = fresh.cashier_token;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(CollectError::new(
-        Code::Internal,
-        "could not draw a free order number",
-    ))
+    let order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)?;
+    Ok(dialect::insert_new_order(gateway, order, |o| apply_data(gateway, o)).await?)
 }
 
 async fn query_reply(
