@@ -116,6 +116,8 @@ pub struct Order {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub expires_at_ms: i64,
+    /// The BR Code of a PIX order, as handed out at creation.
+    pub pix_code: Option<String>,
 }
 
 /// A business rule that refuses a new order.
@@ -207,6 +209,7 @@ impl Order {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(lifetime_ms),
+            pix_code: None,
         })
     }
 }

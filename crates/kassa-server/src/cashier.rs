@@ -22,8 +22,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use kassa_core::{AmountMinor, Order, OrderEvent, OrderStatus, PaymentMethod};
 use std::sync::Arc;
 
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-    img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// Only kassa's own script (the PIX page's) and its own status endpoint; inline styles.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+    style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
 
 /// What every page shows about the order.
 struct Summary {
@@ -62,8 +64,21 @@ struct ResultPage {
     summary: Summary,
     paid: bool,
     reason: Option<String>,
-    return_url: String,
+    return_url: Option<String>,
     redirect: bool,
+}
+
+#[derive(Template)]
+#[template(path = "cashier/pix.html")]
+struct PixPage {
+    title: &'static str,
+    summary: Summary,
+    token: String,
+    csrf: String,
+    state: &'static str,
+    qr_svg: String,
+    pix_code: String,
+    outcomes: [(&'static str, &'static str); 5],
 }
 
 #[derive(Template)]
@@ -151,14 +166,13 @@ async fn summary(gateway: &Gateway, order: &Order) -> Summary {
     }
 }
 
-/// Where the payer goes back to after a final outcome.
-fn return_url(order: &Order) -> String {
-    let url = if order.status == OrderStatus::Succeeded {
-        &order.callback_url
+/// Where the payer goes back to after a final outcome (PIX orders have no such address).
+fn return_url(order: &Order) -> Option<String> {
+    if order.status == OrderStatus::Succeeded {
+        order.callback_url.clone()
     } else {
-        &order.callback_fail_url
-    };
-    url.clone().unwrap_or_else(|| "about:blank".into())
+        order.callback_fail_url.clone()
+    }
 }
 
 pub async fn serve_page(
@@ -226,6 +240,22 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
                 summary,
             },
         ),
+        OrderStatus::InProgress if order.pix_code.is_some() => {
+            let pix_code = order.pix_code.clone().unwrap_or_default();
+            html(
+                StatusCode::OK,
+                PixPage {
+                    title: "Pay with PIX",
+                    csrf: gateway.form_key.token_for(token),
+                    token: token.to_string(),
+                    state: order.status.as_str(),
+                    qr_svg: crate::qr::svg(&pix_code),
+                    pix_code,
+                    outcomes: SANDBOX_OUTCOMES,
+                    summary,
+                },
+            )
+        }
         OrderStatus::InProgress => html(
             StatusCode::OK,
             MethodPage {
@@ -324,6 +354,52 @@ async fn checked_post<F: PayerForm>(
         return Err(forbidden());
     }
     Ok((order, form))
+}
+
+/// `GET /pay/{token}/status`: where the order stands, for the PIX page's polling.
+pub async fn status(State(gateway): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
+    match order_for(&gateway, &token).await {
+        Ok(order) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::json!({
+                "state": order.status.as_str(),
+                "final": order.status.is_final(),
+            })),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `GET /pay/{token}/qr.png`: the PIX order's QR code as a PNG, for merchants that embed it.
+pub async fn qr_png(State(gateway): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
+    let order = match order_for(&gateway, &token).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let Some(code) = order.pix_code else {
+        return not_found();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        crate::qr::png(&code),
+    )
+        .into_response()
+}
+
+/// `GET /assets/pix.js`: the PIX page's script (copy button, status polling).
+pub async fn pix_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../assets/pix.js"),
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]

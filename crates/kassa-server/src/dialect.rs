@@ -171,15 +171,16 @@ pub async fn earlier_reply(
     }
 }
 
-/// Stores a new order with the reply `reply_for` renders (it names the order number), drawing
-/// a new number on the rare collision; a concurrent identical request gets the same reply.
+/// Stores a new order after `prepare` filled in what depends on its number (the reply, a BR
+/// Code), drawing a new number on the rare collision; a concurrent identical request gets the
+/// same reply.
 pub async fn insert_new_order(
     gateway: &Gateway,
     mut order: Order,
-    reply_for: impl Fn(&Order) -> String,
+    prepare: impl Fn(&mut Order),
 ) -> Result<String, DialectError> {
     for _ in 0..ORDER_NO_ATTEMPTS {
-        order.create_reply = reply_for(&order);
+        prepare(&mut order);
         match gateway.store.insert_order(&order).await {
             Ok(InsertOutcome::Inserted) => {
                 tracing::info!(

@@ -11,6 +11,8 @@ pub mod ids;
 pub mod keys;
 pub mod lifecycle;
 pub mod notary;
+pub mod pix;
+pub mod qr;
 pub mod rails;
 pub mod ssrf;
 pub mod sweeper;
@@ -78,6 +80,8 @@ pub struct ServerConfig {
     pub public_url: String,
     /// How long a `collect` order waits for its payer before it expires.
     pub collect_order_lifetime_ms: i64,
+    /// How long a `pix` order waits for its payment before it expires.
+    pub pix_order_lifetime_ms: i64,
     /// The longest a request may take end to end.
     pub request_timeout_ms: u64,
     /// Accept callback and redirect targets on private and loopback addresses (sandboxes, tests).
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
         ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             collect_order_lifetime_ms: 30 * 60 * 1000,
+            pix_order_lifetime_ms: 24 * 60 * 60 * 1000,
             request_timeout_ms: 30_000,
             allow_private_targets: false,
         }
@@ -108,9 +113,14 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/{currency}/collect/apply", post(collect::apply))
         .route("/{currency}/collect/query", post(collect::query))
+        .route("/accountProxyCollect/initCollect", post(pix::init_collect))
+        .route("/proxyCollectQuery/query", post(pix::query))
         .route("/pay/{token}", get(cashier::serve_page))
         .route("/pay/{token}/method", post(cashier::choose_method))
         .route("/pay/{token}/outcome", post(cashier::submit_outcome))
+        .route("/pay/{token}/status", get(cashier::status))
+        .route("/pay/{token}/qr.png", get(cashier::qr_png))
+        .route("/assets/pix.js", get(cashier::pix_script))
         .route("/healthz", get(health))
         .fallback(collect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(

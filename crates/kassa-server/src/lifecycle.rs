@@ -6,8 +6,8 @@
 //! rail, the expiry sweep and the operator.
 
 use crate::notary::Notary;
-use crate::{collect, ids};
-use kassa_core::{IllegalTransition, Order, OrderError, OrderEvent, OrderNo};
+use crate::{collect, ids, pix};
+use kassa_core::{IllegalTransition, Order, OrderError, OrderEvent, OrderNo, PayType};
 use kassa_store::{NewCallback, Store, StoreError};
 
 /// Attempts before giving up when other writers keep changing the same order.
@@ -30,17 +30,26 @@ pub enum LifecycleError {
 /// The callback an order in its new state causes, rendered by the order's dialect.
 pub fn render_callback(order: &Order, notary: &Notary, now_ms: i64) -> Option<NewCallback> {
     let url = order.notify_url.clone()?;
-    // Only the collect dialect exists so far; pix plugs in its own body here.
-    if !collect::notifies(order.status) {
-        return None;
-    }
+    // The order's dialect decides when the merchant hears, and what the callback carries.
+    let (body, headers) = if order.method.pay_type == PayType::Pix {
+        if !pix::notifies(order.status) {
+            return None;
+        }
+        pix::callback(notary, order)
+    } else {
+        if !collect::notifies(order.status) {
+            return None;
+        }
+        let headers = vec![("Content-Type".into(), "application/json".into())];
+        (collect::callback_body(notary, order), headers)
+    };
     Some(NewCallback {
         callback_id: ids::new_callback_id(),
         order_no: order.order_no.clone(),
         app_id: order.app_id,
         url,
-        body: collect::callback_body(notary, order),
-        headers: vec![("Content-Type".into(), "application/json".into())],
+        body,
+        headers,
         created_at_ms: now_ms,
     })
 }

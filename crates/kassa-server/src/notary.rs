@@ -35,6 +35,15 @@ impl Notary {
         serde_json::to_string(&data).expect("a JSON map always serialises")
     }
 
+    /// Serialises a flat object and signs it separately, for signatures carried in a header
+    /// (`X-Sign` of the pix dialect): `(json, base64 signature)`.
+    pub fn sign_detached(&self, data: &Map<String, Value>) -> (String, String) {
+        let canonical =
+            kassa_signature::canonical_of_map(data).expect("kassa signs only flat objects");
+        let json = serde_json::to_string(data).expect("a JSON map always serialises");
+        (json, self.key.sign_base64(canonical.as_bytes()))
+    }
+
     /// `yyyy-MM-dd HH:mm:ss` of an instant in the operator's time zone.
     pub fn local_datetime(&self, ms: i64) -> String {
         let offset_seconds = jiff::Timestamp::from_millisecond(ms)

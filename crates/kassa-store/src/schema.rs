@@ -127,6 +127,8 @@ CREATE TABLE app_fees (
 ALTER TABLE apps ADD COLUMN pix_key TEXT;
 ALTER TABLE apps ADD COLUMN pix_name TEXT;
 ALTER TABLE apps ADD COLUMN pix_city TEXT;
+-- The BR Code handed out for a PIX order, kept as it was given.
+ALTER TABLE orders ADD COLUMN pix_code TEXT;
 "#,
     ),
 ];

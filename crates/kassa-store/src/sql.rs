@@ -166,7 +166,7 @@ const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amou
     country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
     callback_fail_url, notify_url, status, actual_amount_minor, fee_minor, paid_at_ms, error_msg, \
     request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms, \
-    chosen_method";
+    chosen_method, pix_code";
 
 /// Statements built from the column lists, once per process.
 macro_rules! statement {
@@ -321,6 +321,7 @@ fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
+        pix_code: row.try_get("pix_code")?,
     })
 }
 
@@ -617,6 +618,7 @@ impl Store for SqlStore {
             .bind(order.updated_at_ms)
             .bind(order.expires_at_ms)
             .bind(order.chosen_method.map(|m| m.code))
+            .bind(order.pix_code.as_deref())
             .execute(&self.pool)
             .await;
         match inserted {

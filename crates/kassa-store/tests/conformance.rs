@@ -44,6 +44,7 @@ fn order(app_id: AppId, merchant_order_id: &str, order_no: u64) -> Order {
         created_at_ms: 1_700_000_000_000,
         updated_at_ms: 1_700_000_000_000,
         expires_at_ms: 1_700_001_800_000,
+        pix_code: None,
     }
 }
 

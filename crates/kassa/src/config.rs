@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub collect_order_lifetime: Option<String>,
+    pub pix_order_lifetime: Option<String>,
     pub callback_retry_interval: Option<String>,
     pub callback_max_age: Option<String>,
     pub callback_timeout: Option<String>,

@@ -51,6 +51,9 @@ enum Command {
     /// Inspect orders and settle exceptions.
     #[command(subcommand)]
     Order(operator::OrderCommand),
+    /// PIX tools.
+    #[command(subcommand)]
+    Pix(operator::PixCommand),
     /// Play the bank of the sandbox rail from the command line.
     #[command(subcommand)]
     Sandbox(operator::SandboxCommand),
@@ -137,6 +140,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Callback(command) => operator::callback(command, &database_url).await,
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
         Command::Order(command) => operator::order(command, &database_url).await,
+        Command::Pix(command) => operator::pix(command),
         Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
         Command::Verify(args) => keyfiles::verify(&args.key, args.input.as_deref()),
     }

@@ -5,6 +5,7 @@
 use crate::keyfiles::{read_key_text, write_key_pair};
 use crate::{Failure, Outcome};
 use clap::{Subcommand, ValueEnum};
+use kassa_core::pix::PixReceiver;
 use kassa_core::{
     AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Order, OrderEvent, OrderNo,
     PaymentMethod, Personal, Secret,
@@ -65,6 +66,18 @@ pub enum AppCommand {
     },
     /// Replace the app's webhook secret (whsec_…) that signs its callbacks.
     RotateWebhookSecret { app_id: i64 },
+    /// Set who receives the app's PIX payments (BRL apps): the key and the name and city its
+    /// BR Codes show (transliterated to ASCII; at most 25 and 15 characters).
+    SetPix {
+        app_id: i64,
+        /// A CPF, CNPJ, e-mail, phone (+55…) or random (EVP) key.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        city: String,
+    },
     /// Set the fee of an app for a method (or * for every method without its own rule).
     SetFee {
         app_id: i64,
@@ -129,6 +142,26 @@ pub enum OrderCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum PixCommand {
+    /// Decode a BR Code (a PIX copy-and-paste code): print its fields and whether its CRC holds.
+    Decode { code: String },
+}
+
+/// `kassa pix decode`: the fields, one per line, and the CRC verdict; fails on bad structure
+/// or a CRC that does not hold.
+pub fn pix(command: PixCommand) -> Outcome {
+    let PixCommand::Decode { code } = command;
+    let parsed = kassa_core::brcode::parse(code.trim())
+        .map_err(|e| Failure(format!("not a BR Code: {e}")))?;
+    println!("{parsed}");
+    if parsed.crc_holds() {
+        Ok(())
+    } else {
+        Err(Failure("the CRC does not hold".into()))
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PayOutcome {
     Paid,
@@ -181,6 +214,12 @@ fn app_json(app: &App) -> Value {
         "currency": app.currency.code(),
         "publicKey": app.public_key,
         "webhookSecret": app.webhook_secret.expose(),
+        "pix": app.pix.as_ref().map(|p| json!({
+            "key": p.key.as_str(),
+            "keyType": p.key.kind(),
+            "name": p.name,
+            "city": p.city,
+        })),
         "limits": app.limits_override.map(|l| json!({
             "min": l.min_minor.to_decimal_string(),
             "max": l.max_minor.to_decimal_string(),
@@ -352,6 +391,26 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
             };
             store
                 .set_fee_rule(AppId(app_id), &method, rule, now_ms())
+                .await?;
+            app_id
+        }
+        AppCommand::SetPix {
+            app_id,
+            key,
+            name,
+            city,
+        } => {
+            let receiver = PixReceiver::new(&key, &name, &city)?;
+            if let Some(app) = store.app(AppId(app_id)).await?
+                && app.currency != Currency::Brl
+            {
+                return Err(Failure(format!(
+                    "app {app_id} collects {}; PIX keys belong to BRL apps",
+                    app.currency
+                )));
+            }
+            store
+                .set_app_pix(AppId(app_id), Some(&receiver), now_ms())
                 .await?;
             app_id
         }

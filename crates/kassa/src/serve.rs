@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// How long a collect order waits for its payer, e.g. 30m. [default: 30m]
     #[arg(long, env = "KASSA_COLLECT_ORDER_LIFETIME")]
     collect_order_lifetime: Option<String>,
+    /// How long a PIX order waits for its payment, e.g. 24h. [default: 24h]
+    #[arg(long, env = "KASSA_PIX_ORDER_LIFETIME")]
+    pix_order_lifetime: Option<String>,
     /// Create (once) a demo merchant with EUR and USD apps and print how to use it.
     /// Implies --allow-private-callbacks.
     #[arg(long, env = "KASSA_DEMO")]
@@ -220,6 +223,12 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         file.callback_timeout.clone(),
         "10s",
     )?;
+    let pix_lifetime_ms = duration(
+        "pix-order-lifetime",
+        args.pix_order_lifetime,
+        file.pix_order_lifetime.clone(),
+        "24h",
+    )?;
     let sweep_interval_ms = duration(
         "expiry-sweep-interval",
         args.expiry_sweep_interval,
@@ -282,6 +291,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         config: ServerConfig {
             public_url: public_url.clone(),
             collect_order_lifetime_ms: lifetime.as_millis() as i64,
+            pix_order_lifetime_ms: pix_lifetime_ms as i64,
             allow_private_targets: allow_private,
             ..ServerConfig::default()
         },

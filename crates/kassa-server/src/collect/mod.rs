@@ -304,7 +304,8 @@ async fn apply_reply(
     .await?;
     let lifetime_ms = gateway.config.collect_order_lifetime_ms;
     let order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)?;
-    Ok(dialect::insert_new_order(gateway, order, |o| apply_data(gateway, o)).await?)
+    let prepare = |o: &mut Order| o.create_reply = apply_data(gateway, o);
+    Ok(dialect::insert_new_order(gateway, order, prepare).await?)
 }
 
 async fn query_reply(

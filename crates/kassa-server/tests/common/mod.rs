@@ -13,6 +13,9 @@ use kassa_store::{SqlStore, Store};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, OnceLock};
 
+/// The shop's receiving PIX key (a random EVP key).
+pub const PIX_KEY: &str = "7d9f0335-8dcc-4054-9bf9-0dbd61d36906";
+
 pub fn merchant_key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
     KEY.get_or_init(|| SigningKey::generate().unwrap())
@@ -31,6 +34,10 @@ pub struct Server {
     pub platform: VerifyingKey,
     pub eur: AppId,
     pub usd: AppId,
+    /// The shop's BRL app, with a receiving PIX key.
+    pub brl: AppId,
+    /// The other merchant's BRL app, without a PIX key.
+    pub other_brl: AppId,
     /// A EUR app of another merchant, with another key.
     pub other_eur: AppId,
     /// A EUR app with no key registered.
@@ -80,7 +87,7 @@ impl Server {
         let shop = store
             .create_merchant(
                 "Shop",
-                &apps(&[Currency::Eur, Currency::Usd]),
+                &apps(&[Currency::Eur, Currency::Usd, Currency::Brl]),
                 Some(&pem),
                 1,
             )
@@ -89,7 +96,7 @@ impl Server {
         let other = store
             .create_merchant(
                 "Other",
-                &apps(&[Currency::Eur]),
+                &apps(&[Currency::Eur, Currency::Brl]),
                 Some(&other_key().public_key_pem()),
                 1,
             )
@@ -97,6 +104,12 @@ impl Server {
             .unwrap();
         let keyless = store
             .create_merchant("Keyless", &apps(&[Currency::Eur]), None, 1)
+            .await
+            .unwrap();
+        let receiver =
+            kassa_core::pix::PixReceiver::new(PIX_KEY, "Loja São João", "São Paulo").unwrap();
+        store
+            .set_app_pix(shop.apps[2].app_id, Some(&receiver), 1)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -126,6 +139,8 @@ impl Server {
             platform,
             eur: shop.apps[0].app_id,
             usd: shop.apps[1].app_id,
+            brl: shop.apps[2].app_id,
+            other_brl: other.apps[1].app_id,
             other_eur: other.apps[0].app_id,
             keyless_eur: keyless.apps[0].app_id,
             _db: db,
