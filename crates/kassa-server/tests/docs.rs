@@ -51,6 +51,35 @@ fn error_table_matches_the_code() {
 }
 
 #[test]
+fn pix_error_table_matches_the_code() {
+    use kassa_server::pix::Code;
+    let doc = repo_file("docs/pix-api.md");
+    for code in Code::ALL {
+        let row = format!(
+            "| {} | {} | {} |",
+            code.number(),
+            code.http_status().as_u16(),
+            code.meaning()
+        );
+        assert!(doc.contains(&row), "docs/pix-api.md lacks the row\n{row}");
+    }
+    let rows = doc
+        .lines()
+        .filter(|l| {
+            l.len() > 7
+                && l.starts_with("| ")
+                && l[2..6].bytes().all(|b| b.is_ascii_digit())
+                && &l[6..7] == " "
+        })
+        .count();
+    assert_eq!(
+        rows,
+        Code::ALL.len(),
+        "the docs list codes the code does not have"
+    );
+}
+
+#[test]
 fn worked_signing_example_is_true() {
     let doc = repo_file("docs/collect-api.md");
     let request = block_after(&doc, "example-request");

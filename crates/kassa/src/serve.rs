@@ -59,6 +59,9 @@ pub struct ServeArgs {
     expiry_sweep_interval: Option<String>,
 }
 
+/// The demo BRL app's receiving PIX key: a random (EVP) key that belongs to nobody.
+const DEMO_PIX_KEY: &str = "00000000-0000-4000-8000-00000000d3e0";
+
 /// The settings row that remembers the demo merchant's apps.
 const DEMO_SETTING: &str = "demo_merchant";
 
@@ -100,10 +103,17 @@ async fn ensure_demo(store: &SqlStore, dir: &Path) -> Result<Vec<(Currency, AppI
     let created = create_merchant(
         store,
         "Demo Shop",
-        &[Currency::Eur, Currency::Usd],
+        &[Currency::Eur, Currency::Usd, Currency::Brl],
         Some(&public_pem),
     )
     .await?;
+    // The BRL app receives PIX payments with a made-up random key (the sandbox moves no money).
+    let receiver = kassa_core::pix::PixReceiver::new(DEMO_PIX_KEY, "Demo Shop", "Sao Paulo")?;
+    if let Some(brl) = created.apps.iter().find(|a| a.currency == Currency::Brl) {
+        store
+            .set_app_pix(brl.app_id, Some(&receiver), now_ms())
+            .await?;
+    }
     let apps: Vec<(Currency, AppId)> = created
         .apps
         .iter()

@@ -336,6 +336,99 @@ async fn insert_order(url: &str, app_id: i64, order_id: &str) -> String {
     number
 }
 
+async fn pix_settings(db: TestDatabase) {
+    let url = db.url.as_str();
+    let created = json(&run_ok(&mut kassa(&[
+        "merchant",
+        "create",
+        "--name",
+        "Loja",
+        "--currency",
+        "BRL",
+        "--currency",
+        "EUR",
+        "--database-url",
+        url,
+    ])));
+    let brl = created["apps"][0]["appId"].as_i64().unwrap().to_string();
+    let eur = created["apps"][1]["appId"].as_i64().unwrap().to_string();
+    let shown = json(&run_ok(&mut kassa(&[
+        "app",
+        "set-pix",
+        &brl,
+        "--key",
+        "529.982.247-25",
+        "--name",
+        "Padaria São Jorge",
+        "--city",
+        "Belém",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(
+        shown["pix"],
+        serde_json::json!({"key": "52998224725", "keyType": "cpf", "name": "Padaria Sao Jorge", "city": "Belem"})
+    );
+    for (args, words) in [
+        (
+            vec!["--key", "52998224724", "--name", "X", "--city", "Y"],
+            "not a PIX key",
+        ),
+        (
+            vec!["--key", "+1415555", "--name", "X", "--city", "Y"],
+            "not a PIX key",
+        ),
+        (
+            vec!["--key", "random-text", "--name", "X", "--city", "Y"],
+            "not a PIX key",
+        ),
+        (
+            vec!["--key", "a@b.co", "--name", &"n".repeat(26), "--city", "Y"],
+            "merchant name",
+        ),
+        (
+            vec![
+                "--key",
+                "a@b.co",
+                "--name",
+                "X",
+                "--city",
+                "São José dos Campos",
+            ],
+            "merchant city",
+        ),
+        (
+            vec!["--key", "a@b.co", "--name", "東京", "--city", "Y"],
+            "ASCII",
+        ),
+    ] {
+        let mut command = kassa(&["app", "set-pix", &brl, "--database-url", url]);
+        let out = command.args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(words),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = kassa(&[
+        "app",
+        "set-pix",
+        &eur,
+        "--key",
+        "a@b.co",
+        "--name",
+        "X",
+        "--city",
+        "Y",
+        "--database-url",
+        url,
+    ])
+    .output()
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BRL apps"));
+}
+
 async fn order_and_sandbox_commands(db: TestDatabase) {
     let url = db.url.as_str();
     let created = json(&run_ok(&mut kassa(&[
@@ -536,7 +629,12 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
 }
 
 kassa_store::on_both_databases!(
-    kassa_store::testing::database;operator_commands, demo_flow, order_and_sandbox_commands);
+    kassa_store::testing::database;
+    operator_commands,
+    demo_flow,
+    order_and_sandbox_commands,
+    pix_settings
+);
 
 #[test]
 fn configuration_precedence_flag_env_file() {
@@ -603,6 +701,28 @@ fn serve_refuses_an_unknown_time_zone() {
     .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown time zone"));
+}
+
+#[test]
+fn pix_decode_prints_fields_and_the_crc_verdict() {
+    let example = "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913Fulano de Tal6008BRASILIA62070503***63041D3D";
+    let out = run_ok(&mut kassa(&["pix", "decode", example]));
+    assert!(
+        out.contains("26\n  00 br.gov.bcb.pix\n  01 123e4567-e12b-12d1-a456-426655440000"),
+        "{out}"
+    );
+    assert!(out.contains("59 Fulano de Tal"));
+    assert!(
+        out.trim_end()
+            .ends_with("63 1D3D (computed 1D3D: the CRC holds)"),
+        "{out}"
+    );
+    let corrupted = example.replace("1D3D", "1D3E");
+    let out = kassa(&["pix", "decode", &corrupted]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does NOT hold"));
+    let garbage = kassa(&["pix", "decode", "hello"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&garbage.stderr).contains("not a BR Code"));
 }
 
 #[test]
