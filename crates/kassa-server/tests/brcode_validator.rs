@@ -32,7 +32,7 @@ fn validator_dir() -> Option<PathBuf> {
 }
 
 /// What pix-utils makes of each code.
-fn validate(dir: &PathBuf, codes: &[String]) -> Vec<Value> {
+fn validate(dir: &std::path::Path, codes: &[String]) -> Vec<Value> {
     let mut child = Command::new("node")
         .arg(dir.join("validate.js"))
         .stdin(Stdio::piped())
