@@ -572,6 +572,81 @@ async fn orders_without_notify_url_or_not_settled_send_nothing(setup: Setup) {
     );
 }
 
+/// A PIX order's callback arrives with the seed's body, `X-Sign` by the platform key over it,
+/// and the Standard Webhooks headers.
+async fn pix_callbacks_carry_x_sign(setup: Setup) {
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
+    let brl = setup
+        .store
+        .create_merchant(
+            "Loja",
+            &[NewApp {
+                currency: Currency::Brl,
+                webhook_secret: Secret::new(kassa_signature::webhook::generate_secret()),
+            }],
+            None,
+            1,
+        )
+        .await
+        .unwrap()
+        .apps
+        .remove(0);
+    let new = NewOrder {
+        app_id: brl.app_id,
+        merchant_order_id: "PIX-1".into(),
+        amount_minor: AmountMinor(1_234),
+        method: PaymentMethod::by_code("PIX").unwrap(),
+        country: None,
+        payer: None,
+        subject: None,
+        body: None,
+        callback_url: None,
+        callback_fail_url: None,
+        notify_url: Some(receiver.url.clone()),
+        request_fingerprint: "fp".into(),
+    };
+    let order = Order::create(&brl, new, ids::new_order_ids(), now_ms(), 60_000).unwrap();
+    setup.store.insert_order(&order).await.unwrap();
+    let paid = OrderEvent::Paid {
+        requested: AmountMinor(1_234),
+        received: AmountMinor(1_234),
+    };
+    apply_event(
+        setup.store.as_ref(),
+        notary(),
+        &order.order_no,
+        &paid,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    let (stop, task) = setup.dispatcher(fast(true));
+    setup
+        .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))
+        .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    let request = receiver.requests().remove(0);
+    let body: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&request.body).unwrap();
+    assert_eq!(
+        serde_json::Value::Object(body.clone()),
+        serde_json::json!({"serialNo": "PIX-1", "orderNo": order.order_no.as_str(), "amount": "12.34", "arrivalAmount": "12.34", "orderState": 20})
+    );
+    let x_sign = request.headers["x-sign"].to_str().unwrap();
+    let canonical = kassa_signature::canonical_of_map(&body).unwrap();
+    notary()
+        .key()
+        .verifying_key()
+        .verify_base64(canonical.as_bytes(), x_sign)
+        .unwrap();
+    let verifier = standardwebhooks::Webhook::new(brl.webhook_secret.expose()).unwrap();
+    verifier
+        .verify(request.body.as_bytes(), &request.headers)
+        .unwrap();
+}
+
 kassa_store::on_both_databases!(
     super::setup;
     retries_until_acknowledged_then_stops,
@@ -581,4 +656,5 @@ kassa_store::on_both_databases!(
     private_targets_are_refused_at_delivery,
     every_forbidden_class_is_refused_at_delivery,
     orders_without_notify_url_or_not_settled_send_nothing,
+    pix_callbacks_carry_x_sign,
 );
