@@ -12,6 +12,47 @@ use kassa_core::{App, AppId, Order, OrderError, OrderNo};
 use kassa_signature::{CanonicalError, VerifyError};
 use kassa_store::{InsertOutcome, StoreError};
 
+/// Declares a dialect's error table: `Code` with each code's wire value, HTTP status and
+/// documented meaning, and the mapping of a refused field onto the table's format codes (every
+/// table has `MissingField`, `WrongType`, `FieldTooLong` and `InvalidField`).
+macro_rules! error_table {
+    ($value:ty; $($name:ident = $wire:literal, $http:ident, $meaning:literal;)*) => {
+        /// Every error this dialect answers with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Code { $($name),* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$name),*];
+
+            /// The code as it travels.
+            pub fn value(self) -> $value {
+                match self { $(Code::$name => $wire),* }
+            }
+
+            pub fn http_status(self) -> axum::http::StatusCode {
+                match self { $(Code::$name => axum::http::StatusCode::$http),* }
+            }
+
+            /// What the code means, as the documentation states it.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Code::$name => $meaning),* }
+            }
+
+            /// The code of a refused field, by what is wrong with it.
+            pub fn of_field(problem: &kassa_core::validate::Problem) -> Code {
+                use kassa_core::validate::Problem;
+                match problem {
+                    Problem::Missing => Code::MissingField,
+                    Problem::WrongType(_) => Code::WrongType,
+                    Problem::TooLong { .. } => Code::FieldTooLong,
+                    Problem::Invalid(_) => Code::InvalidField,
+                }
+            }
+        }
+    };
+}
+pub(crate) use error_table;
+
 /// Largest request body accepted by every dialect.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Fresh order numbers tried before giving up (a collision is a 1 in 10^15 event).

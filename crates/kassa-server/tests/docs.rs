@@ -28,7 +28,7 @@ fn error_table_matches_the_code() {
     for code in Code::ALL {
         let row = format!(
             "| {} | {} | {} |",
-            code.digits(),
+            code.value(),
             code.http_status().as_u16(),
             code.meaning()
         );
@@ -57,7 +57,7 @@ fn pix_error_table_matches_the_code() {
     for code in Code::ALL {
         let row = format!(
             "| {} | {} | {} |",
-            code.number(),
+            code.value(),
             code.http_status().as_u16(),
             code.meaning()
         );

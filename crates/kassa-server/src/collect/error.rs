@@ -2,38 +2,13 @@
 //! error is answered as `{"status":"0","error":CODE,"msg":TEXT}` with the family's HTTP status.
 //! `docs/collect-api.md` lists the same table; a test keeps them equal.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kassa_core::validate::{FieldError, Problem};
+use kassa_core::validate::FieldError;
 use kassa_core::{AmountError, OrderError};
 use kassa_signature::{CanonicalError, VerifyError};
 
-macro_rules! codes {
-    ($($name:ident = $digits:literal, $http:ident, $meaning:literal;)*) => {
-        /// Every error kassa's `collect` dialect answers with.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Code { $($name),* }
-
-        impl Code {
-            pub const ALL: &'static [Code] = &[$(Code::$name),*];
-
-            pub fn digits(self) -> &'static str {
-                match self { $(Code::$name => $digits),* }
-            }
-
-            pub fn http_status(self) -> StatusCode {
-                match self { $(Code::$name => StatusCode::$http),* }
-            }
-
-            /// What the code means, as the documentation states it.
-            pub fn meaning(self) -> &'static str {
-                match self { $(Code::$name => $meaning),* }
-            }
-        }
-    };
-}
-
-codes! {
+crate::dialect::error_table! {
+    &'static str;
     MalformedJson = "10000001", BAD_REQUEST, "The body is not a flat JSON object (bad JSON, not an object, duplicate key, nested value, not UTF-8).";
     WrongType = "10000002", BAD_REQUEST, "A field has the wrong JSON type (for example appId as a string).";
     MissingField = "10000003", BAD_REQUEST, "A required field is missing, null or empty.";
@@ -85,7 +60,7 @@ impl IntoResponse for CollectError {
     fn into_response(self) -> Response {
         let body = ErrorEnvelope {
             status: "0",
-            error: self.code.digits(),
+            error: self.code.value(),
             msg: &self.msg,
         };
         (self.code.http_status(), axum::Json(body)).into_response()
@@ -94,12 +69,7 @@ impl IntoResponse for CollectError {
 
 impl From<FieldError> for CollectError {
     fn from(error: FieldError) -> Self {
-        let code = match error.problem {
-            Problem::Missing => Code::MissingField,
-            Problem::WrongType(_) => Code::WrongType,
-            Problem::TooLong { .. } => Code::FieldTooLong,
-            Problem::Invalid(_) => Code::InvalidField,
-        };
+        let code = Code::of_field(&error.problem);
         CollectError::new(code, error.to_string())
     }
 }

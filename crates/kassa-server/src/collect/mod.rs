@@ -360,7 +360,7 @@ mod tests {
     fn codes_are_unique_eight_digits_and_grouped_by_http_status() {
         let mut seen = std::collections::HashSet::new();
         for code in Code::ALL {
-            let digits = code.digits();
+            let digits = code.value();
             assert_eq!(digits.len(), 8);
             assert!(digits.bytes().all(|b| b.is_ascii_digit()));
             assert!(seen.insert(digits), "{digits} twice");

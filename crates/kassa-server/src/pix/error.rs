@@ -3,38 +3,13 @@
 //! status. `docs/pix-api.md` lists the same table; a test keeps them equal.
 
 use crate::dialect::DialectError;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kassa_core::OrderError;
-use kassa_core::validate::{FieldError, Problem};
+use kassa_core::validate::FieldError;
 use kassa_signature::{CanonicalError, VerifyError};
 
-macro_rules! codes {
-    ($($name:ident = $number:literal, $http:ident, $meaning:literal;)*) => {
-        /// Every error kassa's `pix` dialect answers with.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Code { $($name),* }
-
-        impl Code {
-            pub const ALL: &'static [Code] = &[$(Code::$name),*];
-
-            pub fn number(self) -> u16 {
-                match self { $(Code::$name => $number),* }
-            }
-
-            pub fn http_status(self) -> StatusCode {
-                match self { $(Code::$name => StatusCode::$http),* }
-            }
-
-            /// What the code means, as the documentation states it.
-            pub fn meaning(self) -> &'static str {
-                match self { $(Code::$name => $meaning),* }
-            }
-        }
-    };
-}
-
-codes! {
+crate::dialect::error_table! {
+    u16;
     MalformedJson = 1001, BAD_REQUEST, "The body is not a flat JSON object (bad JSON, not an object, duplicate key, nested value, not UTF-8).";
     WrongType = 1002, BAD_REQUEST, "A field has the wrong JSON type (for example submitAmount as a number).";
     MissingField = 1003, BAD_REQUEST, "A required field is missing, null or empty.";
@@ -82,7 +57,7 @@ struct ErrorEnvelope<'a> {
 impl IntoResponse for PixError {
     fn into_response(self) -> Response {
         let body = ErrorEnvelope {
-            code: self.code.number(),
+            code: self.code.value(),
             msg: &self.msg,
         };
         (self.code.http_status(), axum::Json(body)).into_response()
@@ -91,12 +66,7 @@ impl IntoResponse for PixError {
 
 impl From<FieldError> for PixError {
     fn from(error: FieldError) -> Self {
-        let code = match error.problem {
-            Problem::Missing => Code::MissingField,
-            Problem::WrongType(_) => Code::WrongType,
-            Problem::TooLong { .. } => Code::FieldTooLong,
-            Problem::Invalid(_) => Code::InvalidField,
-        };
+        let code = Code::of_field(&error.problem);
         PixError::new(code, error.to_string())
     }
 }

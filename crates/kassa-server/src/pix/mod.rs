@@ -289,9 +289,9 @@ mod tests {
     fn codes_are_unique_and_grouped_by_http_status() {
         let mut seen = std::collections::HashSet::new();
         for code in Code::ALL {
-            assert!(seen.insert(code.number()));
+            assert!(seen.insert(code.value()));
             let status = code.http_status().as_u16();
-            let expected: &[u16] = match code.number() / 1000 {
+            let expected: &[u16] = match code.value() / 1000 {
                 1 => &[400, 413],
                 2 => &[401],
                 3 => &[400],
@@ -303,7 +303,7 @@ mod tests {
             assert!(
                 expected.contains(&status),
                 "{} answers {status}",
-                code.number()
+                code.value()
             );
         }
     }
