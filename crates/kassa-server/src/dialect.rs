@@ -127,8 +127,8 @@ pub async fn verified_app(
     sign: &str,
 ) -> Result<App, DialectError> {
     let app = gateway
-        .store
-        .app(app_id)
+        .apps
+        .get(gateway.store.as_ref(), app_id)
         .await?
         .ok_or(DialectError::UnknownApp(app_id))?;
     let key = gateway
@@ -195,7 +195,8 @@ fn replay(existing: &Order, request_fingerprint: &str) -> Result<String, Dialect
 }
 
 /// The reply to give if the app already has an order with this id: its original reply for an
-/// identical retry (even if rules changed since), a duplicate error otherwise.
+/// identical retry (even if rules changed since), a duplicate error otherwise. Asked only when
+/// a request is refused: on the happy path the insert itself finds an earlier order.
 pub async fn earlier_reply(
     gateway: &Gateway,
     app_id: AppId,

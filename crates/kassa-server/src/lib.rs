@@ -3,6 +3,7 @@
 //!
 //! Handlers stay thin: parse and check the wire format, call the core, store, sign, reply.
 
+pub mod cache;
 pub mod cashier;
 pub mod collect;
 pub mod dialect;
@@ -40,6 +41,10 @@ pub struct Gateway {
     pub rail: Arc<dyn rails::Rail>,
     /// Signs the payer's forms (CSRF tokens).
     pub form_key: keys::FormKey,
+    /// App rows, briefly (see `ServerConfig::app_cache_ttl_ms`).
+    pub apps: cache::AppCache,
+    /// Signed query replies per order state.
+    pub replies: cache::ReplyCache,
 }
 
 impl Gateway {
@@ -86,6 +91,9 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Accept callback and redirect targets on private and loopback addresses (sandboxes, tests).
     pub allow_private_targets: bool,
+    /// How long an app row is reused before it is read again: an operator's change to an app
+    /// takes effect within this time. 0 reads it on every request.
+    pub app_cache_ttl_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +104,7 @@ impl Default for ServerConfig {
             pix_order_lifetime_ms: 24 * 60 * 60 * 1000,
             request_timeout_ms: 30_000,
             allow_private_targets: false,
+            app_cache_ttl_ms: 1_000,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Timestamps are integer milliseconds since the Unix epoch (`*_ms`), money is integer minor
 //! units (`*_minor`), so both databases hold exactly the same values.
 
+pub mod bench;
 mod schema;
 mod sql;
 pub mod testing;

@@ -115,6 +115,15 @@ impl SqlStore {
         Ok(SqlStore { pool, backend })
     }
 
+    /// Closes every pooled connection (waits for those in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Starts a write transaction. SQLite takes its write lock up front (`IMMEDIATE`), so
     /// two writers never deadlock upgrading read locks.
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {

@@ -1,6 +1,7 @@
 //! The `kassa` command: the gateway (`serve`), the operator's commands (merchants, apps,
 //! keys, migrations) and the merchant developer's tools (`sign`, `verify`).
 
+mod bench;
 mod config;
 mod keyfiles;
 mod operator;
@@ -57,6 +58,8 @@ enum Command {
     /// Play the bank of the sandbox rail from the command line.
     #[command(subcommand)]
     Sandbox(operator::SandboxCommand),
+    /// Measure kassa under load: throughput, latency, CPU per request against the crypto floor.
+    Bench(bench::BenchArgs),
     /// Sign a JSON request with a merchant private key and print it with `sign` set.
     Sign(SignArgs),
     /// Check the signature of a JSON reply or callback with the platform public key.
@@ -124,6 +127,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Outcome {
     let file = config::FileConfig::load(cli.config.as_deref()).map_err(Failure)?;
+    if let Command::Bench(args) = cli.command {
+        // A bench makes its own fresh database unless one is named.
+        let named = cli.database_url.or(file.database_url);
+        return bench::run(args, named.as_deref()).await;
+    }
     let database_url = config::pick(cli.database_url, file.database_url.clone(), || {
         config::DEFAULT_DATABASE_URL.to_string()
     });
@@ -141,6 +149,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
         Command::Order(command) => operator::order(command, &database_url).await,
         Command::Pix(command) => operator::pix(command),
+        Command::Bench(_) => unreachable!("handled above"),
         Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
         Command::Verify(args) => keyfiles::verify(&args.key, args.input.as_deref()),
     }

@@ -309,6 +309,10 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         targets: Default::default(),
         rail: Arc::new(SandboxRail),
         form_key,
+        apps: kassa_server::cache::AppCache::new(std::time::Duration::from_millis(
+            ServerConfig::default().app_cache_ttl_ms,
+        )),
+        replies: Default::default(),
     });
     let sweeper_task = tokio::spawn(kassa_server::sweeper::run(
         gateway.clone(),

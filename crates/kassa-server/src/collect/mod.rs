@@ -286,26 +286,47 @@ async fn apply_reply(
     let fields = Fields::new(&object.fields);
     // The signed canonical string covers every parameter: equal strings, equal requests.
     let fingerprint = digest_hex(object.canonical.as_bytes());
-    // A retry gets its original answer even if limits or rules changed since.
-    if let Some(reply) =
-        dialect::earlier_reply(gateway, app.app_id, &merchant_order_id, &fingerprint).await?
-    {
-        return Ok(reply);
+    let prepared = async {
+        let new = new_order(
+            &fields,
+            &app,
+            merchant_order_id.clone(),
+            fingerprint.clone(),
+        )?;
+        dialect::check_targets(
+            gateway,
+            &[
+                ("callBackUrl", &new.callback_url),
+                ("callBackFailUrl", &new.callback_fail_url),
+                ("notifyUrl", &new.notify_url),
+            ],
+        )
+        .await?;
+        let lifetime_ms = gateway.config.collect_order_lifetime_ms;
+        Ok::<_, CollectError>(Order::create(
+            &app,
+            new,
+            ids::new_order_ids(),
+            now_ms(),
+            lifetime_ms,
+        )?)
+    };
+    match prepared.await {
+        // The insert finds an earlier order with this id by itself (and replays or refuses).
+        Ok(order) => {
+            let prepare = |o: &mut Order| o.create_reply = apply_data(gateway, o);
+            Ok(dialect::insert_new_order(gateway, order, prepare).await?)
+        }
+        // A retry gets its original answer even if limits or rules changed since.
+        Err(refusal) => {
+            match dialect::earlier_reply(gateway, app.app_id, &merchant_order_id, &fingerprint)
+                .await?
+            {
+                Some(reply) => Ok(reply),
+                None => Err(refusal),
+            }
+        }
     }
-    let new = new_order(&fields, &app, merchant_order_id, fingerprint)?;
-    dialect::check_targets(
-        gateway,
-        &[
-            ("callBackUrl", &new.callback_url),
-            ("callBackFailUrl", &new.callback_fail_url),
-            ("notifyUrl", &new.notify_url),
-        ],
-    )
-    .await?;
-    let lifetime_ms = gateway.config.collect_order_lifetime_ms;
-    let order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)?;
-    let prepare = |o: &mut Order| o.create_reply = apply_data(gateway, o);
-    Ok(dialect::insert_new_order(gateway, order, prepare).await?)
 }
 
 async fn query_reply(
@@ -349,7 +370,9 @@ async fn query_reply(
             format!("no order with orderId {merchant_order_id}{with_no}"),
         )
     })?;
-    Ok(order_data(&gateway.notary, &order))
+    Ok(gateway
+        .replies
+        .get_or_render(&order, || order_data(&gateway.notary, &order)))
 }
 
 #[cfg(test)]

@@ -151,44 +151,59 @@ async fn init_reply(
     let fields = Fields::new(&object.fields);
     let merchant_order_id = user_order_number(&fields)?;
     let fingerprint = digest_hex(object.canonical.as_bytes());
-    if let Some(reply) =
-        dialect::earlier_reply(gateway, app.app_id, &merchant_order_id, &fingerprint).await?
-    {
-        return Ok(reply);
-    }
-    let amount_text = fields.required("submitAmount", MAX_AMOUNT_CHARS)?;
-    let amount_minor = AmountMinor::parse(&amount_text)
-        .map_err(|e| PixError::new(Code::InvalidField, format!("submitAmount {e}")))?;
-    fixed(&fields, "paymentType", MAX_PAYMENT_TYPE_CHARS, "PIX")?;
-    fixed(&fields, "currencyType", MAX_CURRENCY_TYPE_CHARS, "BRL")?;
-    let notify_url = dialect::url_field(&fields, "notifyUrl", MAX_NOTIFY_URL_CHARS, false)?;
-    let receiver = app.pix.clone().ok_or_else(|| {
-        PixError::new(
-            Code::NoPixKey,
-            format!(
-                "app {} has no receiving PIX key yet; ask the operator",
-                app.app_id
-            ),
-        )
-    })?;
-    dialect::check_targets(gateway, &[("notifyUrl", &notify_url)]).await?;
-    let new = NewOrder {
-        app_id: app.app_id,
-        merchant_order_id,
-        amount_minor,
-        method: PaymentMethod::by_code("PIX").expect("PIX is in the catalogue"),
-        country: None,
-        payer: None,
-        subject: None,
-        body: None,
-        callback_url: None,
-        callback_fail_url: None,
-        notify_url,
-        request_fingerprint: fingerprint,
+    let prepared = async {
+        let amount_text = fields.required("submitAmount", MAX_AMOUNT_CHARS)?;
+        let amount_minor = AmountMinor::parse(&amount_text)
+            .map_err(|e| PixError::new(Code::InvalidField, format!("submitAmount {e}")))?;
+        fixed(&fields, "paymentType", MAX_PAYMENT_TYPE_CHARS, "PIX")?;
+        fixed(&fields, "currencyType", MAX_CURRENCY_TYPE_CHARS, "BRL")?;
+        let notify_url = dialect::url_field(&fields, "notifyUrl", MAX_NOTIFY_URL_CHARS, false)?;
+        let receiver = app.pix.clone().ok_or_else(|| {
+            PixError::new(
+                Code::NoPixKey,
+                format!(
+                    "app {} has no receiving PIX key yet; ask the operator",
+                    app.app_id
+                ),
+            )
+        })?;
+        dialect::check_targets(gateway, &[("notifyUrl", &notify_url)]).await?;
+        let new = NewOrder {
+            app_id: app.app_id,
+            merchant_order_id: merchant_order_id.clone(),
+            amount_minor,
+            method: PaymentMethod::by_code("PIX").expect("PIX is in the catalogue"),
+            country: None,
+            payer: None,
+            subject: None,
+            body: None,
+            callback_url: None,
+            callback_fail_url: None,
+            notify_url,
+            request_fingerprint: fingerprint.clone(),
+        };
+        let lifetime_ms = gateway.config.pix_order_lifetime_ms;
+        let order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)
+            .map_err(DialectError::from)?;
+        Ok::<_, PixError>((order, receiver))
     };
-    let lifetime_ms = gateway.config.pix_order_lifetime_ms;
-    let order = Order::create(&app, new, ids::new_order_ids(), now_ms(), lifetime_ms)
-        .map_err(DialectError::from)?;
+    let (order, receiver) = match prepared.await {
+        Ok(prepared) => prepared,
+        // A retry gets its original answer even if limits or rules changed since.
+        Err(refusal) => {
+            return match dialect::earlier_reply(
+                gateway,
+                app.app_id,
+                &merchant_order_id,
+                &fingerprint,
+            )
+            .await?
+            {
+                Some(reply) => Ok(reply),
+                None => Err(refusal),
+            };
+        }
+    };
     let prepare = |o: &mut Order| {
         // The txid ties a payment to its order: the order number (16 digits).
         o.pix_code = Some(receiver.brcode(o.amount_minor, o.order_no.as_str()));

@@ -118,7 +118,10 @@ impl Server {
             public_url: base.clone(),
             ..ServerConfig::default()
         };
+        // Tests change apps and expect the next request to see it: no app caching here.
+        config.app_cache_ttl_ms = 0;
         configure(&mut config);
+        let config_ttl = config.app_cache_ttl_ms;
         let gateway = Arc::new(Gateway {
             store: store.clone() as Arc<dyn Store>,
             notary: Notary::new(platform_key, timezone),
@@ -128,6 +131,8 @@ impl Server {
             targets: Default::default(),
             rail: Arc::new(SandboxRail),
             form_key,
+            apps: kassa_server::cache::AppCache::new(std::time::Duration::from_millis(config_ttl)),
+            replies: Default::default(),
         });
         let served = gateway.clone();
         tokio::spawn(async move { axum::serve(listener, router(served)).await.unwrap() });

@@ -1,0 +1,223 @@
+//! Small bounded caches on the request path. Each bounds its size (it starts over when full)
+//! and says when a cached value stops being used.
+//!
+//! - [`AppCache`]: app rows for a short time, so each request does not read its app again.
+//!   An operator's change (key, limits, PIX key) takes effect within the TTL.
+//! - [`ReplyCache`]: signed query replies per order state, so a reply whose data has not
+//!   changed is not signed again (RSA signing is most of a query's cost).
+
+use kassa_core::{App, AppId, Order, OrderNo, OrderStatus};
+use kassa_store::{Store, StoreResult};
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+const MAX_CACHED_APPS: usize = 10_000;
+const MAX_CACHED_REPLIES: usize = 20_000;
+
+pub struct AppCache {
+    ttl: Duration,
+    apps: RwLock<HashMap<AppId, (App, Instant)>>,
+}
+
+impl AppCache {
+    pub fn new(ttl: Duration) -> AppCache {
+        AppCache {
+            ttl,
+            apps: RwLock::default(),
+        }
+    }
+
+    /// The app, from the cache while fresh, else from the store.
+    pub async fn get(&self, store: &dyn Store, app_id: AppId) -> StoreResult<Option<App>> {
+        if !self.ttl.is_zero()
+            && let Some((app, at)) = self.apps.read().expect("app cache").get(&app_id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Some(app.clone()));
+        }
+        let app = store.app(app_id).await?;
+        if let Some(app) = &app
+            && !self.ttl.is_zero()
+        {
+            let mut apps = self.apps.write().expect("app cache");
+            if apps.len() >= MAX_CACHED_APPS {
+                apps.clear();
+            }
+            apps.insert(app_id, (app.clone(), Instant::now()));
+        }
+        Ok(app)
+    }
+}
+
+/// Everything a reply's data depends on that can change after creation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct OrderVersion {
+    status: OrderStatus,
+    updated_at_ms: i64,
+    actual_amount_minor: i64,
+    fee_minor: i64,
+}
+
+impl OrderVersion {
+    fn of(order: &Order) -> OrderVersion {
+        OrderVersion {
+            status: order.status,
+            updated_at_ms: order.updated_at_ms,
+            actual_amount_minor: order.actual_amount_minor.0,
+            fee_minor: order.fee_minor.0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ReplyCache {
+    replies: RwLock<HashMap<OrderNo, (OrderVersion, String)>>,
+}
+
+impl ReplyCache {
+    /// The reply for this state of the order: cached, or rendered by `render` and kept.
+    pub fn get_or_render(&self, order: &Order, render: impl FnOnce() -> String) -> String {
+        let version = OrderVersion::of(order);
+        if let Some((cached_version, reply)) = self
+            .replies
+            .read()
+            .expect("reply cache")
+            .get(&order.order_no)
+            && *cached_version == version
+        {
+            return reply.clone();
+        }
+        let reply = render();
+        let mut replies = self.replies.write().expect("reply cache");
+        if replies.len() >= MAX_CACHED_REPLIES {
+            replies.clear();
+        }
+        replies.insert(order.order_no.clone(), (version, reply.clone()));
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_core::{AmountMinor, NewOrder, OrderEvent, OrderIds, PaymentMethod};
+
+    #[tokio::test]
+    async fn apps_are_reused_for_their_ttl_only() {
+        let db = kassa_store::testing::TestDatabase::sqlite().await;
+        let store = db.store().await;
+        let apps = [kassa_store::NewApp {
+            currency: kassa_core::Currency::Eur,
+            webhook_secret: Default::default(),
+        }];
+        let app_id = store
+            .create_merchant("M", &apps, Some("OLD"), 1)
+            .await
+            .unwrap()
+            .apps[0]
+            .app_id;
+        let cache = AppCache::new(Duration::from_millis(300));
+        assert_eq!(
+            cache
+                .get(&store, app_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .public_key
+                .as_deref(),
+            Some("OLD")
+        );
+        store.set_app_public_key(app_id, "NEW", 2).await.unwrap();
+        assert_eq!(
+            cache
+                .get(&store, app_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .public_key
+                .as_deref(),
+            Some("OLD"),
+            "within the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(
+            cache
+                .get(&store, app_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .public_key
+                .as_deref(),
+            Some("NEW"),
+            "after it"
+        );
+        let uncached = AppCache::new(Duration::ZERO);
+        store.set_app_public_key(app_id, "NEWER", 3).await.unwrap();
+        assert_eq!(
+            uncached
+                .get(&store, app_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .public_key
+                .as_deref(),
+            Some("NEWER")
+        );
+        assert_eq!(cache.get(&store, AppId(999_999)).await.unwrap(), None);
+    }
+
+    #[test]
+    fn replies_follow_the_order_state() {
+        let app = App {
+            app_id: AppId(1),
+            merchant_id: kassa_core::MerchantId(1),
+            currency: kassa_core::Currency::Eur,
+            public_key: None,
+            limits_override: None,
+            webhook_secret: Default::default(),
+            pix: None,
+            created_at_ms: 0,
+        };
+        let new = NewOrder {
+            app_id: AppId(1),
+            merchant_order_id: "M".into(),
+            amount_minor: AmountMinor(500),
+            method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+            country: None,
+            payer: None,
+            subject: None,
+            body: None,
+            callback_url: None,
+            callback_fail_url: None,
+            notify_url: None,
+            request_fingerprint: "f".into(),
+        };
+        let ids = OrderIds {
+            order_no: OrderNo::from_random(7),
+            cashier_token: "t".into(),
+        };
+        let mut order = Order::create(&app, new, ids, 0, 1_000).unwrap();
+        let cache = ReplyCache::default();
+        let mut renders = 0;
+        for _ in 0..3 {
+            cache.get_or_render(&order, || {
+                renders += 1;
+                "created".into()
+            });
+        }
+        assert_eq!(renders, 1, "unchanged data is signed once");
+        order
+            .apply(&OrderEvent::Failed { reason: "x".into() }, 0)
+            .unwrap();
+        let reply = cache.get_or_render(&order, || {
+            renders += 1;
+            "failed".into()
+        });
+        assert_eq!(
+            (reply.as_str(), renders),
+            ("failed", 2),
+            "a new state renders anew, even in the same millisecond"
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! Bulk loading for benchmarks: a million orders, or a backlog of due callbacks, written in
+//! one statement each instead of one request at a time. The rows are well-formed but
+//! synthetic (their replies are placeholders); nothing else in kassa writes this way.
+
+use crate::sql::{Backend, SqlStore};
+use crate::{Store, StoreResult};
+use kassa_core::AppId;
+
+impl SqlStore {
+    /// Inserts `count` created EUR orders for `app_id`, numbered `9…` and far from expiry.
+    pub async fn bench_preload_orders(
+        &self,
+        app_id: AppId,
+        count: i64,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let columns = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
+            status, actual_amount_minor, fee_minor, request_fingerprint, create_reply, cashier_token, \
+            created_at_ms, updated_at_ms, expires_at_ms";
+        let values = "'EUR', 1000, 'IDEAL_EUR', 'created', 0, 0, 'bench', '{}'";
+        let sql = match self.backend() {
+            Backend::Sqlite => format!(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2) \
+                 INSERT INTO orders ({columns}) SELECT printf('9%015d', i), $1, 'preload-' || i, \
+                 {values}, 'preload-' || i, $3, $3, $3 + 31536000000 FROM n"
+            ),
+            Backend::Postgres => format!(
+                "INSERT INTO orders ({columns}) SELECT '9' || lpad(i::text, 15, '0'), $1, \
+                 'preload-' || i, {values}, 'preload-' || i, $3, $3, $3 + 31536000000 \
+                 FROM generate_series(0, $2 - 1) AS i"
+            ),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(app_id.0)
+            .bind(count)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts `count` succeeded orders for `app_id`, numbered `8…`, each with a callback to
+    /// `url` that is due now.
+    pub async fn bench_queue_callbacks(
+        &self,
+        app_id: AppId,
+        url: &str,
+        count: i64,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        let (orders, callbacks) = match self.backend() {
+            Backend::Sqlite => (
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2) \
+                 INSERT INTO orders (order_no, app_id, merchant_order_id, currency, amount_minor, \
+                 method, status, actual_amount_minor, fee_minor, request_fingerprint, create_reply, \
+                 cashier_token, created_at_ms, updated_at_ms, expires_at_ms) \
+                 SELECT printf('8%015d', i), $1, 'backlog-' || i, 'EUR', 1000, 'IDEAL_EUR', \
+                 'succeeded', 1000, 0, 'bench', '{}', 'backlog-' || i, $3, $3, $3 FROM n",
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2) \
+                 INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
+                 attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
+                 SELECT 'msg_backlog_' || i, printf('8%015d', i), $1, $4, \
+                 '{\"orderNo\":\"' || printf('8%015d', i) || '\",\"status\":2}', \
+                 'Content-Type: application/json\n', 'pending', 0, $3, $3, $3 FROM n",
+            ),
+            Backend::Postgres => (
+                "INSERT INTO orders (order_no, app_id, merchant_order_id, currency, amount_minor, \
+                 method, status, actual_amount_minor, fee_minor, request_fingerprint, create_reply, \
+                 cashier_token, created_at_ms, updated_at_ms, expires_at_ms) \
+                 SELECT '8' || lpad(i::text, 15, '0'), $1, 'backlog-' || i, 'EUR', 1000, \
+                 'IDEAL_EUR', 'succeeded', 1000, 0, 'bench', '{}', 'backlog-' || i, $3, $3, $3 \
+                 FROM generate_series(0, $2 - 1) AS i",
+                "INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
+                 attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
+                 SELECT 'msg_backlog_' || i, '8' || lpad(i::text, 15, '0'), $1, $4, \
+                 '{\"orderNo\":\"8' || lpad(i::text, 15, '0') || '\",\"status\":2}', \
+                 E'Content-Type: application/json\\n', 'pending', 0, $3, $3, $3 \
+                 FROM generate_series(0, $2 - 1) AS i",
+            ),
+        };
+        for sql in [orders, callbacks] {
+            sqlx::query(sql)
+                .bind(app_id.0)
+                .bind(count)
+                .bind(now_ms)
+                .bind(url)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,664 @@
+//! `kassa bench`: the load generator. It starts `kassa serve` on loopback over a fresh database
+//! (or targets `--target URL`), creates its merchant and signs every request body before the
+//! measured window, drives a fixed number of keep-alive connections for a fixed time, and
+//! reports throughput, latency percentiles, errors, the server's CPU per request (from
+//! `/proc/PID/stat`), its peak RSS, and the crypto floor (one verify plus one sign with the same
+//! keys and library), measured in the same run.
+
+use crate::{Failure, Outcome};
+use clap::{Args, ValueEnum};
+use kassa_core::{AppId, Currency, Secret};
+use kassa_server::keys::load_or_create_platform_key;
+use kassa_server::now_ms;
+use kassa_signature::{SigningKey, sign_map, webhook};
+use kassa_store::{CallbackState, NewApp, SqlStore, Store};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Unique orders created.
+    Create,
+    /// Existing orders queried.
+    Query,
+    /// 20 % create, 80 % query.
+    Mixed,
+    /// A backlog of due callbacks delivered to a loopback receiver that answers `success`.
+    Callbacks,
+    /// Create and query over a database that already holds `--preload` orders.
+    Preloaded,
+    /// Every scenario above, one after another.
+    All,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "create")]
+    scenario: Scenario,
+    /// Seconds each measured run lasts.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Keep-alive connections driving the load.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Fixed request rate (per second, all connections together) instead of as fast as possible;
+    /// latency is then measured from each request's scheduled time.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// A running kassa to measure instead of starting one (needs --database-url of its
+    /// database, where the bench creates its merchant; no server CPU or memory figures).
+    #[arg(long)]
+    target: Option<String>,
+    /// Orders in the database for the preloaded scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    preload: i64,
+    /// Due callbacks for the callbacks scenario.
+    #[arg(long, default_value_t = 20_000)]
+    backlog: i64,
+    /// One JSON object per scenario instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Most request bodies signed ahead of a run.
+const MAX_PRESIGNED: usize = 200_000;
+/// Orders that query runs cycle through.
+const QUERY_ORDERS: i64 = 1_000;
+
+/// A fresh database for one run: a temporary SQLite file, or a new PostgreSQL schema.
+struct BenchDatabase {
+    url: String,
+    admin: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl BenchDatabase {
+    async fn fresh(base: Option<&str>) -> Result<BenchDatabase, Failure> {
+        match base {
+            Some(url) if url.starts_with("postgres") => {
+                let schema = format!("kassa_bench_{}_{}", std::process::id(), now_ms());
+                sqlx::any::install_default_drivers();
+                let admin = sqlx::AnyPool::connect(url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+                let separator = if url.contains('?') { '&' } else { '?' };
+                Ok(BenchDatabase {
+                    url: format!("{url}{separator}options=-c%20search_path%3D{schema}"),
+                    admin: Some((url.to_string(), schema)),
+                    _dir: None,
+                })
+            }
+            Some(url) => Ok(BenchDatabase {
+                url: url.to_string(),
+                admin: None,
+                _dir: None,
+            }),
+            None => {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                Ok(BenchDatabase {
+                    url,
+                    admin: None,
+                    _dir: Some(dir),
+                })
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.url.starts_with("postgres") {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    async fn drop_schema(&self) {
+        if let Some((url, schema)) = &self.admin
+            && let Ok(admin) = sqlx::AnyPool::connect(url).await
+        {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&admin)
+                .await;
+        }
+    }
+}
+
+/// A `kassa serve` this bench started; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(database_url: &str) -> Result<Server, Failure> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-private-callbacks",
+            ])
+            .args([
+                "--callback-retry-interval",
+                "1s",
+                "--database-url",
+                database_url,
+            ])
+            .env("KASSA_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut reader = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Failure("kassa serve exited before listening".into()));
+            }
+            if let Some(rest) = line.strip_prefix("kassa listening on ") {
+                let base = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                // Keep reading (and dropping) its output so it never blocks on a full pipe.
+                std::thread::spawn(move || for _ in reader.lines() {});
+                return Ok(Server { child, base });
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds a process has used (user + system), from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Peak resident memory of a process in MB, from `/proc/PID/status`.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Median microseconds of one verify plus one sign, with the same keys the run uses.
+fn crypto_floor_us(merchant: &SigningKey, platform: &SigningKey) -> f64 {
+    let message = b"amount=25.00&appId=1001&callBackFailUrl=https://shop.example/fail&orderId=X";
+    let signature = merchant.sign(message);
+    let mut samples: Vec<f64> = (0..300)
+        .map(|_| {
+            let start = Instant::now();
+            merchant
+                .verifying_key()
+                .verify(message, &signature)
+                .expect("own signature");
+            let _ = platform.sign(message);
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Everything a run needs about its merchant.
+struct Shop {
+    app_id: AppId,
+    key: Arc<SigningKey>,
+    platform: SigningKey,
+}
+
+async fn set_up_shop(store: &SqlStore) -> Result<Shop, Failure> {
+    let key = SigningKey::generate()?;
+    let platform = load_or_create_platform_key(store, now_ms()).await?;
+    let apps = [NewApp {
+        currency: Currency::Eur,
+        webhook_secret: Secret::new(webhook::generate_secret()),
+    }];
+    let created = store
+        .create_merchant("Bench Shop", &apps, Some(&key.public_key_pem()), now_ms())
+        .await?;
+    Ok(Shop {
+        app_id: created.apps[0].app_id,
+        key: Arc::new(key),
+        platform,
+    })
+}
+
+fn signed_body(key: &SigningKey, body: Value) -> String {
+    let mut map = body.as_object().expect("an object").clone();
+    sign_map(key, &mut map);
+    serde_json::to_string(&map).expect("JSON")
+}
+
+/// Signs `count` bodies made by `make` on every core.
+async fn presign(
+    key: &Arc<SigningKey>,
+    count: usize,
+    make: fn(AppId, usize) -> Value,
+    app_id: AppId,
+) -> Vec<String> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut tasks = Vec::new();
+    for t in 0..threads {
+        let key = key.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            (t..count)
+                .step_by(threads)
+                .map(|i| signed_body(&key, make(app_id, i)))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut bodies = Vec::with_capacity(count);
+    for task in tasks {
+        bodies.extend(task.await.expect("signing thread"));
+    }
+    bodies
+}
+
+fn create_body(app_id: AppId, i: usize) -> Value {
+    json!({
+        "appId": app_id.0, "orderId": format!("bench-{}-{i}", now_ms()), "name": "Jane Doe",
+        "phone": "+31612345678", "email": "jane@example.com", "amount": "25.00",
+        "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
+        "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
+        "partnerUserId": "bench",
+    })
+}
+
+fn query_body(app_id: AppId, i: usize) -> Value {
+    json!({"appId": app_id.0, "orderId": format!("preload-{}", i as i64 % QUERY_ORDERS)})
+}
+
+/// What one measured run produced.
+struct Measured {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+/// Drives the load: each connection sends the next body of its kind until time is up.
+async fn drive(
+    base: &str,
+    connections: usize,
+    duration: Duration,
+    rate: Option<u64>,
+    creates: Arc<Vec<String>>,
+    queries: Arc<Vec<String>>,
+    create_share: usize,
+) -> Measured {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let next_create = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (creates, queries, next_create) =
+            (creates.clone(), queries.clone(), next_create.clone());
+        let create_url = format!("{base}/eur/collect/apply");
+        let query_url = format!("{base}/eur/collect/query");
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut ticker = rate.map(|r| {
+                let every = Duration::from_secs_f64(connections as f64 / r as f64);
+                let mut t = tokio::time::interval_at(
+                    tokio::time::Instant::now() + every.mul_f64(c as f64 / connections as f64),
+                    every,
+                );
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
+            let mut i = c;
+            while Instant::now() < deadline {
+                let scheduled = match ticker.as_mut() {
+                    Some(t) => t.tick().await.into_std(),
+                    None => Instant::now(),
+                };
+                if scheduled >= deadline {
+                    break;
+                }
+                let is_create =
+                    create_share == 100 || (create_share > 0 && i % (100 / create_share) == 0);
+                i += connections;
+                let (url, body) = if is_create {
+                    let n = next_create.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(body) = creates.get(n) else { break };
+                    (&create_url, body.clone())
+                } else {
+                    (&query_url, queries[i % queries.len().max(1)].clone())
+                };
+                let ok = match client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if !ok {
+                    errors += 1;
+                }
+                latencies.push(scheduled.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e) = task.await.expect("load task");
+        latencies_us.extend(l);
+        errors += e;
+    }
+    Measured {
+        requests: latencies_us.len(),
+        errors,
+        elapsed: start.elapsed(),
+        latencies_us,
+    }
+}
+
+fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    f64::from(sorted[index]) / 1000.0
+}
+
+struct Report {
+    scenario: String,
+    database: &'static str,
+    connections: usize,
+    fields: Value,
+}
+
+fn report(
+    scenario: &str,
+    db: &BenchDatabase,
+    args: &BenchArgs,
+    mut run: Measured,
+    cpu_s: Option<f64>,
+    rss: Option<f64>,
+    floor_us: f64,
+) -> Report {
+    run.latencies_us.sort_unstable();
+    let rps = run.requests as f64 / run.elapsed.as_secs_f64();
+    let cpu_us = cpu_s
+        .filter(|_| run.requests > 0)
+        .map(|s| s * 1e6 / run.requests as f64);
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    Report {
+        scenario: scenario.to_string(),
+        database: db.name(),
+        connections: args.connections,
+        fields: json!({
+            "scenario": scenario,
+            "database": db.name(),
+            "connections": args.connections,
+            "rate": args.rate,
+            "duration_s": round(run.elapsed.as_secs_f64()),
+            "requests": run.requests,
+            "requests_per_second": round(rps),
+            "latency_ms": {
+                "p50": percentile_ms(&run.latencies_us, 0.50),
+                "p90": percentile_ms(&run.latencies_us, 0.90),
+                "p99": percentile_ms(&run.latencies_us, 0.99),
+                "p999": percentile_ms(&run.latencies_us, 0.999),
+                "max": percentile_ms(&run.latencies_us, 1.0),
+            },
+            "errors": run.errors,
+            "server_cpu_us_per_request": cpu_us.map(round),
+            "server_peak_rss_mb": rss.map(round),
+            "crypto_floor_us": round(floor_us),
+            "cpu_to_floor_ratio": cpu_us.map(|c| round(c / floor_us)),
+        }),
+    }
+}
+
+/// One HTTP scenario (create, query, mixed) against a fresh server.
+async fn http_run(
+    scenario: &str,
+    create_share: usize,
+    preload: i64,
+    args: &BenchArgs,
+    base_url: Option<&str>,
+) -> Result<Vec<Report>, Failure> {
+    let db = BenchDatabase::fresh(base_url).await?;
+    let store = SqlStore::connect(&db.url).await?;
+    store.migrate().await?;
+    let shop = set_up_shop(&store).await?;
+    store
+        .bench_preload_orders(shop.app_id, preload.max(QUERY_ORDERS), now_ms())
+        .await?;
+    let server = match &args.target {
+        Some(_) => None,
+        None => Some(Server::start(&db.url)?),
+    };
+    let base = args
+        .target
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.base.clone()))
+        .unwrap_or_default();
+    let floor = crypto_floor_us(&shop.key, &shop.platform);
+    let expected = args.rate.map_or(4_000, |r| r as usize) * args.duration as usize + 1_000;
+    let creates = if create_share > 0 {
+        presign(
+            &shop.key,
+            expected.min(MAX_PRESIGNED),
+            create_body,
+            shop.app_id,
+        )
+        .await
+    } else {
+        Vec::new()
+    };
+    let queries = presign(&shop.key, QUERY_ORDERS as usize, query_body, shop.app_id).await;
+    let (creates, queries) = (Arc::new(creates), Arc::new(queries));
+    let mut reports = Vec::new();
+    let phases: Vec<(String, usize)> = if scenario == "preloaded" {
+        vec![
+            ("preloaded-create".into(), 100),
+            ("preloaded-query".into(), 0),
+        ]
+    } else {
+        vec![(scenario.to_string(), create_share)]
+    };
+    for (name, share) in phases {
+        let pid = server.as_ref().map(Server::pid);
+        let cpu_before = pid.and_then(cpu_seconds);
+        let run = drive(
+            &base,
+            args.connections,
+            Duration::from_secs(args.duration),
+            args.rate,
+            creates.clone(),
+            queries.clone(),
+            share,
+        )
+        .await;
+        let cpu = cpu_before
+            .zip(pid.and_then(cpu_seconds))
+            .map(|(b, a)| a - b);
+        let rss = pid.and_then(peak_rss_mb);
+        reports.push(report(&name, &db, args, run, cpu, rss, floor));
+    }
+    drop(server);
+    store.close().await;
+    db.drop_schema().await;
+    Ok(reports)
+}
+
+/// The callbacks scenario: a backlog of due callbacks, drained by a fresh server.
+async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Report, Failure> {
+    let db = BenchDatabase::fresh(base_url).await?;
+    let store = SqlStore::connect(&db.url).await?;
+    store.migrate().await?;
+    let shop = set_up_shop(&store).await?;
+    let app = axum::Router::new().route("/notify", axum::routing::post(|| async { "success" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver = format!("http://{}/notify", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    store
+        .bench_queue_callbacks(shop.app_id, &receiver, args.backlog, now_ms())
+        .await?;
+    let floor = crypto_floor_us(&shop.key, &shop.platform);
+    let server = Server::start(&db.url)?;
+    let start = Instant::now();
+    let cpu_before = cpu_seconds(server.pid());
+    let limit = Duration::from_secs(600);
+    let mut max_rss: f64 = 0.0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        max_rss = max_rss.max(peak_rss_mb(server.pid()).unwrap_or(0.0));
+        let counts = store.callback_counts().await?;
+        let delivered = counts
+            .iter()
+            .find(|(s, _)| *s == CallbackState::Delivered)
+            .map_or(0, |(_, n)| *n);
+        if delivered >= args.backlog || start.elapsed() > limit {
+            let elapsed = start.elapsed();
+            let cpu = cpu_before
+                .zip(cpu_seconds(server.pid()))
+                .map(|(b, a)| a - b);
+            let run = Measured {
+                requests: delivered as usize,
+                errors: (args.backlog - delivered) as usize,
+                elapsed,
+                latencies_us: Vec::new(),
+            };
+            let mut report = report("callbacks", &db, args, run, cpu, Some(max_rss), floor);
+            report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
+            report.fields["backlog"] = json!(args.backlog);
+            drop(server);
+            store.close().await;
+            db.drop_schema().await;
+            return Ok(report);
+        }
+    }
+}
+
+fn print_table(reports: &[Report]) {
+    println!(
+        "{:<17} {:<8} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:>7} {:>6}",
+        "scenario",
+        "db",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9",
+        "max ms",
+        "errors",
+        "cpu µs",
+        "rss MB",
+        "floor",
+        "ratio"
+    );
+    for r in reports {
+        let f = &r.fields;
+        let num = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
+        println!(
+            "{:<17} {:<8} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:>7} {:>6}",
+            r.scenario,
+            r.database,
+            r.connections,
+            num(&f["requests_per_second"]),
+            num(&f["latency_ms"]["p50"]),
+            num(&f["latency_ms"]["p90"]),
+            num(&f["latency_ms"]["p99"]),
+            num(&f["latency_ms"]["p999"]),
+            num(&f["latency_ms"]["max"]),
+            f["errors"],
+            num(&f["server_cpu_us_per_request"]),
+            num(&f["server_peak_rss_mb"]),
+            num(&f["crypto_floor_us"]),
+            f["cpu_to_floor_ratio"]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.2}")),
+        );
+        if let Some(drain) = f.get("drain_s") {
+            println!("{:<17} drained {} callbacks in {drain} s", "", f["backlog"]);
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
+    if args.target.is_some() && database_url.is_none() {
+        return Err(Failure(
+            "--target needs --database-url of that server's database".into(),
+        ));
+    }
+    if args.connections == 0 || args.duration == 0 {
+        return Err(Failure(
+            "--connections and --duration must be above zero".into(),
+        ));
+    }
+    let scenarios: Vec<Scenario> = match args.scenario {
+        Scenario::All => vec![
+            Scenario::Create,
+            Scenario::Query,
+            Scenario::Mixed,
+            Scenario::Callbacks,
+            Scenario::Preloaded,
+        ],
+        one => vec![one],
+    };
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        let produced = match scenario {
+            Scenario::Create => http_run("create", 100, 0, &args, database_url).await?,
+            Scenario::Query => http_run("query", 0, 0, &args, database_url).await?,
+            Scenario::Mixed => http_run("mixed", 20, 0, &args, database_url).await?,
+            Scenario::Preloaded => {
+                http_run("preloaded", 100, args.preload, &args, database_url).await?
+            }
+            Scenario::Callbacks => vec![callbacks_run(&args, database_url).await?],
+            Scenario::All => unreachable!("expanded above"),
+        };
+        for report in produced {
+            if args.json {
+                println!("{}", report.fields);
+            }
+            reports.push(report);
+        }
+    }
+    if !args.json {
+        print_table(&reports);
+    }
+    Ok(())
+}
