@@ -30,6 +30,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot prepare the database file: {0}")]
     File(String),
+    /// The batched commit that held this write failed; nothing of it was stored.
+    #[error("the batched write failed: {0}")]
+    Batch(String),
 }
 
 impl StoreError {

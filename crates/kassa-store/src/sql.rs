@@ -55,6 +55,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's group commit of new orders (PostgreSQL commits them concurrently).
+    batcher: Option<InsertBatcher>,
 }
 
 /// For a `sqlite://PATH[?…]` URL, the file's path (`None` for in-memory databases).
@@ -112,7 +114,12 @@ impl SqlStore {
             });
         }
         let pool = options.connect(url).await?;
-        Ok(SqlStore { pool, backend })
+        let batcher = (backend == Backend::Sqlite).then(|| InsertBatcher::start(pool.clone()));
+        Ok(SqlStore {
+            pool,
+            backend,
+            batcher,
+        })
     }
 
     /// Closes every pooled connection (waits for those in use).
@@ -388,6 +395,128 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// The insert of a new order (`ON CONFLICT (app_id, merchant_order_id) DO NOTHING`).
+fn insert_statement(order: &Order) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    let payer = order.payer.as_ref();
+    sqlx::query(INSERT_ORDER.as_str())
+        .bind(order.order_no.as_str())
+        .bind(order.app_id.0)
+        .bind(&order.merchant_order_id)
+        .bind(order.currency.code())
+        .bind(order.amount_minor.0)
+        .bind(order.method.code)
+        .bind(order.country.as_deref())
+        .bind(payer.map(|p| p.name.expose()))
+        .bind(payer.map(|p| p.phone.expose()))
+        .bind(payer.map(|p| p.email.expose()))
+        .bind(payer.map(|p| p.partner_user_id.as_str()))
+        .bind(order.subject.as_deref())
+        .bind(order.body.as_deref())
+        .bind(order.callback_url.as_deref())
+        .bind(order.callback_fail_url.as_deref())
+        .bind(order.notify_url.as_deref())
+        .bind(order.status.as_str())
+        .bind(order.actual_amount_minor.0)
+        .bind(order.fee_minor.0)
+        .bind(order.paid_at_ms)
+        .bind(order.error_msg.as_deref())
+        .bind(&order.request_fingerprint)
+        .bind(&order.create_reply)
+        .bind(&order.cashier_token)
+        .bind(order.created_at_ms)
+        .bind(order.updated_at_ms)
+        .bind(order.expires_at_ms)
+        .bind(order.chosen_method.map(|m| m.code))
+        .bind(order.pix_code.as_deref())
+}
+
+/// Only the order number and the page token are unique besides the merchant order id.
+fn classify_insert_error(error: sqlx::Error) -> StoreError {
+    if is_unique_violation(&error) {
+        StoreError::OrderNoTaken
+    } else {
+        error.into()
+    }
+}
+
+/// Most inserts waiting for the writer; a full queue makes callers wait (back-pressure).
+const INSERT_QUEUE: usize = 1_024;
+/// Most inserts in one commit.
+const MAX_BATCH: usize = 128;
+
+struct InsertJob {
+    order: Order,
+    done: tokio::sync::oneshot::Sender<StoreResult<u64>>,
+}
+
+/// Group commit for SQLite: one writer task takes whatever inserts are waiting and commits
+/// them in one transaction, so concurrent creates share one fsync instead of paying one each.
+/// Every caller gets its answer only after the commit that holds its row is durable.
+struct InsertBatcher {
+    jobs: tokio::sync::mpsc::Sender<InsertJob>,
+}
+
+impl InsertBatcher {
+    fn start(pool: AnyPool) -> InsertBatcher {
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<InsertJob>(INSERT_QUEUE);
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                Self::commit(&pool, batch).await;
+            }
+        });
+        InsertBatcher { jobs }
+    }
+
+    async fn commit(pool: &AnyPool, batch: Vec<InsertJob>) {
+        let written = async {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut results = Vec::with_capacity(batch.len());
+            for job in &batch {
+                // A failing statement (a taken order number) is undone alone; the rest commit.
+                let result = insert_statement(&job.order)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(classify_insert_error);
+                results.push(result);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(results)
+        }
+        .await;
+        match written {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.done.send(result);
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for job in batch {
+                    let _ = job.done.send(Err(StoreError::Batch(why.clone())));
+                }
+            }
+        }
+    }
+
+    async fn insert(&self, order: Order) -> StoreResult<u64> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let closed = || StoreError::Batch("the writer stopped".into());
+        self.jobs
+            .send(InsertJob { order, done })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
 /// Serialises migrations across PostgreSQL nodes (an arbitrary, fixed lock id).
 const MIGRATION_LOCK_ID: i64 = 0x006b_6173_7361; // "kassa" in ASCII
 
@@ -597,52 +726,22 @@ impl Store for SqlStore {
     }
 
     async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome> {
-        let payer = order.payer.as_ref();
-        let inserted = sqlx::query(INSERT_ORDER.as_str())
-            .bind(order.order_no.as_str())
-            .bind(order.app_id.0)
-            .bind(&order.merchant_order_id)
-            .bind(order.currency.code())
-            .bind(order.amount_minor.0)
-            .bind(order.method.code)
-            .bind(order.country.as_deref())
-            .bind(payer.map(|p| p.name.expose()))
-            .bind(payer.map(|p| p.phone.expose()))
-            .bind(payer.map(|p| p.email.expose()))
-            .bind(payer.map(|p| p.partner_user_id.as_str()))
-            .bind(order.subject.as_deref())
-            .bind(order.body.as_deref())
-            .bind(order.callback_url.as_deref())
-            .bind(order.callback_fail_url.as_deref())
-            .bind(order.notify_url.as_deref())
-            .bind(order.status.as_str())
-            .bind(order.actual_amount_minor.0)
-            .bind(order.fee_minor.0)
-            .bind(order.paid_at_ms)
-            .bind(order.error_msg.as_deref())
-            .bind(&order.request_fingerprint)
-            .bind(&order.create_reply)
-            .bind(&order.cashier_token)
-            .bind(order.created_at_ms)
-            .bind(order.updated_at_ms)
-            .bind(order.expires_at_ms)
-            .bind(order.chosen_method.map(|m| m.code))
-            .bind(order.pix_code.as_deref())
-            .execute(&self.pool)
-            .await;
-        match inserted {
-            Ok(done) if done.rows_affected() == 1 => Ok(InsertOutcome::Inserted),
-            Ok(_) => {
-                let existing = self
-                    .order_by_merchant_order_id(order.app_id, &order.merchant_order_id)
-                    .await?
-                    .ok_or_else(|| corrupt("conflicting order vanished"))?;
-                Ok(InsertOutcome::Existing(Box::new(existing)))
-            }
-            // Only the order number and the page token are unique besides the merchant id.
-            Err(e) if is_unique_violation(&e) => Err(StoreError::OrderNoTaken),
-            Err(e) => Err(e.into()),
+        let inserted = match &self.batcher {
+            Some(batcher) => batcher.insert(order.clone()).await,
+            None => insert_statement(order)
+                .execute(&self.pool)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(classify_insert_error),
+        };
+        if inserted? == 1 {
+            return Ok(InsertOutcome::Inserted);
         }
+        let existing = self
+            .order_by_merchant_order_id(order.app_id, &order.merchant_order_id)
+            .await?
+            .ok_or_else(|| corrupt("conflicting order vanished"))?;
+        Ok(InsertOutcome::Existing(Box::new(existing)))
     }
 
     async fn order_by_merchant_order_id(
