@@ -9,11 +9,11 @@
 use crate::{now_ms, ssrf};
 use kassa_core::{AppId, Secret};
 use kassa_signature::webhook;
-use kassa_store::{AfterAttempt, Attempt, Callback, Store};
+use kassa_store::{AfterAttempt, Attempt, Callback, FinishedAttempt, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// Bytes of a response read to decide on acknowledgement; the rest is not read.
@@ -22,6 +22,10 @@ const MAX_RESPONSE_READ: usize = 16 * 1024;
 const RESPONSE_EXCERPT: usize = 1024;
 /// Characters of an error kept in the attempt log.
 const MAX_ERROR_CHARS: usize = 500;
+/// Finished attempts waiting to be recorded; a full queue holds deliveries back.
+const RECORD_QUEUE: usize = 1_024;
+/// Most attempts recorded in one transaction.
+const MAX_RECORD_BATCH: usize = 256;
 /// Extra lease time beyond the request timeout, so a lease never expires mid-attempt.
 const LEASE_MARGIN_MS: u64 = 10_000;
 
@@ -87,17 +91,20 @@ impl Dispatcher {
         })
     }
 
-    /// Runs until `shutdown` turns true, then waits for deliveries in flight.
+    /// Runs until `shutdown` turns true, then waits for deliveries in flight and their records.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrency));
         let mut in_flight = JoinSet::new();
         let lease_ms = (self.config.request_timeout_ms + LEASE_MARGIN_MS) as i64;
+        // Claims are writes: take callbacks in batches, not one per freed slot.
+        let claim_at_least = (self.config.max_concurrency / 4).max(1);
+        let (records, recorder) = self.clone().start_recorder();
         tracing::info!(node = %self.config.node_id, "callback dispatcher started");
         while !*shutdown.borrow() {
             while in_flight.try_join_next().is_some() {}
             let free = permits.available_permits();
             let mut claimed_all = false;
-            if free > 0 {
+            if free >= claim_at_least || (free > 0 && in_flight.is_empty()) {
                 let now = now_ms();
                 match self
                     .store
@@ -111,9 +118,11 @@ impl Dispatcher {
                             let permit =
                                 permits.clone().acquire_owned().await.expect("never closed");
                             let secret = secrets.get(&callback.app_id).cloned();
-                            let this = self.clone();
+                            let (this, records) = (self.clone(), records.clone());
                             in_flight.spawn(async move {
-                                this.deliver(callback, secret).await;
+                                let finished = this.deliver(callback, secret).await;
+                                // Waits when the recorder is behind: back-pressure, bounded memory.
+                                let _ = records.send(finished).await;
                                 drop(permit);
                             });
                         }
@@ -124,16 +133,54 @@ impl Dispatcher {
             if claimed_all {
                 continue; // more may be due right away
             }
-            // Wait for a poke, a free slot, the poll interval, or shutdown.
+            // Wait for a poke, a finished delivery, the poll interval, or shutdown.
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(self.config.idle_poll_ms)) => {}
-                Some(_) = in_flight.join_next(), if free == 0 => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = shutdown.changed() => {}
             }
         }
         while in_flight.join_next().await.is_some() {}
+        drop(records);
+        let _ = recorder.await;
         tracing::info!(node = %self.config.node_id, "callback dispatcher stopped");
+    }
+
+    /// The task that records finished attempts, many per transaction.
+    fn start_recorder(
+        self: Arc<Self>,
+    ) -> (mpsc::Sender<FinishedAttempt>, tokio::task::JoinHandle<()>) {
+        let (records, mut queue) = mpsc::channel::<FinishedAttempt>(RECORD_QUEUE);
+        let task = tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_RECORD_BATCH {
+                    match queue.try_recv() {
+                        Ok(finished) => batch.push(finished),
+                        Err(_) => break,
+                    }
+                }
+                match self
+                    .store
+                    .finish_attempts(&self.config.node_id, &batch)
+                    .await
+                {
+                    Ok(kept) => {
+                        for (finished, kept) in batch.iter().zip(kept) {
+                            if !kept {
+                                tracing::warn!(callback_id = %finished.callback_id, "lease lost during an attempt");
+                            }
+                        }
+                    }
+                    // The leases expire and other attempts follow: at least once, never lost.
+                    Err(e) => {
+                        tracing::error!(error = %e, attempts = batch.len(), "cannot record attempts")
+                    }
+                }
+            }
+        });
+        (records, task)
     }
 
     /// The webhook secrets of the apps in a batch, one look-up per app.
@@ -154,8 +201,8 @@ impl Dispatcher {
         secrets
     }
 
-    /// One attempt: send, judge, record.
-    pub async fn deliver(&self, callback: Callback, secret: Option<Secret>) {
+    /// One attempt: send and judge; the recorder stores the outcome.
+    pub async fn deliver(&self, callback: Callback, secret: Option<Secret>) -> FinishedAttempt {
         let started_at_ms = now_ms();
         let clock = Instant::now();
         let result = self.send(&callback, secret.as_ref(), started_at_ms).await;
@@ -197,19 +244,10 @@ impl Dispatcher {
         if let AfterAttempt::Dead { .. } = after {
             tracing::warn!(callback_id = %callback.callback_id, order_no = %callback.order_no, "callback dead after its maximum age");
         }
-        match self
-            .store
-            .finish_attempt(&callback.callback_id, &self.config.node_id, &attempt, after)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(callback_id = %callback.callback_id, "lease lost during an attempt")
-            }
-            // The lease expires and another attempt follows: at least once, never lost.
-            Err(e) => {
-                tracing::error!(callback_id = %callback.callback_id, error = %e, "cannot record an attempt")
-            }
+        FinishedAttempt {
+            callback_id: callback.callback_id,
+            attempt,
+            after,
         }
     }
 

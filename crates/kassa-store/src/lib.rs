@@ -157,6 +157,14 @@ pub enum AfterAttempt {
     Dead { at_ms: i64 },
 }
 
+/// An attempt to record with what follows it (see [`Store::finish_attempts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedAttempt {
+    pub callback_id: String,
+    pub attempt: Attempt,
+    pub after: AfterAttempt,
+}
+
 /// A callback with its attempt history, for the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallbackHistory {
@@ -268,15 +276,30 @@ pub trait Store: Send + Sync + 'static {
         lease_until_ms: i64,
     ) -> StoreResult<Vec<Callback>>;
 
-    /// Records an attempt (numbered by the store) and, if `owner` still holds the lease, the
-    /// callback's next state; the lease is released. False if the lease was lost.
+    /// Records attempts (numbered by the store) in one transaction and, for each callback whose
+    /// lease `owner` still holds, its next state; the leases are released. Per attempt: false
+    /// if the lease was lost.
+    async fn finish_attempts(
+        &self,
+        owner: &str,
+        finished: &[FinishedAttempt],
+    ) -> StoreResult<Vec<bool>>;
+
+    /// [`Store::finish_attempts`] for one attempt.
     async fn finish_attempt(
         &self,
         callback_id: &str,
         owner: &str,
         attempt: &Attempt,
         after: AfterAttempt,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        let finished = FinishedAttempt {
+            callback_id: callback_id.to_string(),
+            attempt: attempt.clone(),
+            after,
+        };
+        Ok(self.finish_attempts(owner, &[finished]).await?[0])
+    }
 
     /// The callbacks of an order, oldest first, each with its attempts.
     async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>>;

@@ -4,8 +4,8 @@
 //! in WAL mode with `synchronous=FULL`, so an acknowledged write survives power loss.
 
 use crate::{
-    AfterAttempt, Attempt, Callback, CallbackHistory, CallbackState, InsertOutcome,
-    MerchantWithApps, NewApp, NewCallback, Store, StoreError, StoreResult, schema,
+    AfterAttempt, Attempt, Callback, CallbackHistory, CallbackState, FinishedAttempt,
+    InsertOutcome, MerchantWithApps, NewApp, NewCallback, Store, StoreError, StoreResult, schema,
 };
 use async_trait::async_trait;
 use kassa_core::pix::PixReceiver;
@@ -517,6 +517,59 @@ impl InsertBatcher {
     }
 }
 
+/// Records one attempt inside a transaction (see [`Store::finish_attempts`]).
+async fn record_attempt(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    finished: &FinishedAttempt,
+) -> StoreResult<bool> {
+    // Numbering through the row itself serialises concurrent finishers of one callback.
+    let attempt_no: i64 = sqlx::query(
+        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id = $1 RETURNING attempts",
+    )
+    .bind(&finished.callback_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| corrupt(format!("callback {} vanished", finished.callback_id)))?
+    .try_get(0)?;
+    sqlx::query(
+        "INSERT INTO callback_attempts (callback_id, attempt_no, started_at_ms, latency_ms, \
+             http_status, error, response_excerpt, acknowledged, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&finished.callback_id)
+    .bind(attempt_no)
+    .bind(finished.attempt.started_at_ms)
+    .bind(finished.attempt.latency_ms)
+    .bind(finished.attempt.http_status)
+    .bind(finished.attempt.error.as_deref())
+    .bind(finished.attempt.response_excerpt.as_deref())
+    .bind(i64::from(finished.attempt.acknowledged))
+    .bind(&finished.attempt.node)
+    .execute(&mut **tx)
+    .await?;
+    let (state, next_at, delivered_at, dead_at) = match finished.after {
+        AfterAttempt::Delivered { at_ms } => (CallbackState::Delivered, at_ms, Some(at_ms), None),
+        AfterAttempt::RetryAt { at_ms } => (CallbackState::Pending, at_ms, None, None),
+        AfterAttempt::Dead { at_ms } => (CallbackState::Dead, at_ms, None, Some(at_ms)),
+    };
+    Ok(sqlx::query(
+        "UPDATE callbacks SET state = $1, next_attempt_at_ms = $2, delivered_at_ms = $3, \
+             dead_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE callback_id = $5 AND lease_owner = $6",
+    )
+    .bind(state.as_str())
+    .bind(next_at)
+    .bind(delivered_at)
+    .bind(dead_at)
+    .bind(&finished.callback_id)
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 /// Serialises migrations across PostgreSQL nodes (an arbitrary, fixed lock id).
 const MIGRATION_LOCK_ID: i64 = 0x006b_6173_7361; // "kassa" in ASCII
 
@@ -855,63 +908,21 @@ impl Store for SqlStore {
         Ok(claimed)
     }
 
-    async fn finish_attempt(
+    async fn finish_attempts(
         &self,
-        callback_id: &str,
         owner: &str,
-        attempt: &Attempt,
-        after: AfterAttempt,
-    ) -> StoreResult<bool> {
+        finished: &[FinishedAttempt],
+    ) -> StoreResult<Vec<bool>> {
+        // One lock order for every node, so two batches never deadlock on PostgreSQL.
+        let mut order: Vec<usize> = (0..finished.len()).collect();
+        order.sort_by(|a, b| finished[*a].callback_id.cmp(&finished[*b].callback_id));
+        let mut kept = vec![false; finished.len()];
         let mut tx = self.begin_write().await?;
-        // Numbering through the row itself serialises concurrent finishers of one callback.
-        let attempt_no: i64 = sqlx::query(
-            "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id = $1 RETURNING attempts",
-        )
-        .bind(callback_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| corrupt(format!("callback {callback_id} vanished")))?
-        .try_get(0)?;
-        sqlx::query(
-            "INSERT INTO callback_attempts (callback_id, attempt_no, started_at_ms, latency_ms, \
-             http_status, error, response_excerpt, acknowledged, node) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(callback_id)
-        .bind(attempt_no)
-        .bind(attempt.started_at_ms)
-        .bind(attempt.latency_ms)
-        .bind(attempt.http_status)
-        .bind(attempt.error.as_deref())
-        .bind(attempt.response_excerpt.as_deref())
-        .bind(i64::from(attempt.acknowledged))
-        .bind(&attempt.node)
-        .execute(&mut *tx)
-        .await?;
-        let (state, next_at, delivered_at, dead_at) = match after {
-            AfterAttempt::Delivered { at_ms } => {
-                (CallbackState::Delivered, at_ms, Some(at_ms), None)
-            }
-            AfterAttempt::RetryAt { at_ms } => (CallbackState::Pending, at_ms, None, None),
-            AfterAttempt::Dead { at_ms } => (CallbackState::Dead, at_ms, None, Some(at_ms)),
-        };
-        let kept_lease = sqlx::query(
-            "UPDATE callbacks SET state = $1, next_attempt_at_ms = $2, delivered_at_ms = $3, \
-             dead_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL \
-             WHERE callback_id = $5 AND lease_owner = $6",
-        )
-        .bind(state.as_str())
-        .bind(next_at)
-        .bind(delivered_at)
-        .bind(dead_at)
-        .bind(callback_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        for i in order {
+            kept[i] = record_attempt(&mut tx, owner, &finished[i]).await?;
+        }
         tx.commit().await?;
-        Ok(kept_lease)
+        Ok(kept)
     }
 
     async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>> {
