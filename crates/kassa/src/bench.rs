@@ -210,7 +210,7 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 fn crypto_floor_us(merchant: &SigningKey, platform: &SigningKey) -> f64 {
     let message = b"amount=25.00&appId=1001&callBackFailUrl=https://shop.example/fail&orderId=X";
     let signature = merchant.sign(message);
-    let mut samples: Vec<f64> = (0..300)
+    let mut samples: Vec<f64> = (0..500)
         .map(|_| {
             let start = Instant::now();
             merchant

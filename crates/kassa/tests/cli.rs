@@ -684,6 +684,49 @@ fn configuration_precedence_flag_env_file() {
     assert!(String::from_utf8_lossy(&typo.stderr).contains("databse_url"));
 }
 
+/// The bench instrument keeps working and reports every field its interface promises (short
+/// runs: figures are not judged here, only their presence).
+#[test]
+fn bench_reports_every_promised_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--scenario", "create", "--rate", "40"],
+        vec!["--scenario", "query", "--connections", "2"],
+        vec!["--scenario", "callbacks", "--backlog", "200"],
+    ] {
+        let mut command = kassa(&["bench", "--duration", "1", "--json"]);
+        command.args(&args).current_dir(dir.path());
+        let line = run_ok(&mut command);
+        let report = json(line.lines().next().unwrap());
+        for field in [
+            "scenario",
+            "requests_per_second",
+            "errors",
+            "server_cpu_us_per_request",
+            "server_peak_rss_mb",
+            "crypto_floor_us",
+            "cpu_to_floor_ratio",
+        ] {
+            assert!(
+                report.get(field).is_some(),
+                "{args:?}: no {field} in {report}"
+            );
+        }
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(report["latency_ms"][p].is_number(), "{args:?}: {report}");
+        }
+        assert_eq!(report["errors"], 0, "{args:?}: {report}");
+        assert!(
+            report["requests_per_second"].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
+        assert!(
+            report["server_peak_rss_mb"].as_f64().unwrap() > 1.0,
+            "{report}"
+        );
+    }
+}
+
 #[test]
 fn serve_refuses_an_unknown_time_zone() {
     let dir = tempfile::tempdir().unwrap();
