@@ -296,6 +296,7 @@ async fn a_payer_pays_in_a_real_browser() {
         Some("EPS_EUR"),
         "Tab reached the first method"
     );
+    browser.quit().await;
 }
 
 use kassa_store::Store;
