@@ -15,6 +15,7 @@ pub mod notary;
 pub mod pix;
 pub mod qr;
 pub mod rails;
+pub mod shed;
 pub mod ssrf;
 pub mod sweeper;
 pub mod wire;
@@ -94,6 +95,8 @@ pub struct ServerConfig {
     /// How long an app row is reused before it is read again: an operator's change to an app
     /// takes effect within this time. 0 reads it on every request.
     pub app_cache_ttl_ms: u64,
+    /// Most requests handled at once; more are answered 503 with `Retry-After`.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             allow_private_targets: false,
             app_cache_ttl_ms: 1_000,
+            max_in_flight: 1_024,
         }
     }
 }
@@ -133,7 +137,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(health))
         .fallback(collect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(
-            collect::MAX_BODY_BYTES,
+            dialect::MAX_BODY_BYTES,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            shed::InFlight::new(gateway.config.max_in_flight),
+            shed::limit,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

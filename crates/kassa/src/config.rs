@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub allow_private_callbacks: Option<bool>,
     pub timezone: Option<String>,
     pub expiry_sweep_interval: Option<String>,
+    pub max_in_flight: Option<usize>,
 }
 
 impl FileConfig {

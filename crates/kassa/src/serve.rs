@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// [default: UTC]
     #[arg(long, env = "KASSA_TIMEZONE")]
     timezone: Option<String>,
+    /// Most requests handled at once; more are answered 503 with Retry-After. [default: 1024]
+    #[arg(long, env = "KASSA_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
     /// How often orders past their expiry are failed, e.g. 5s. [default: 5s]
     #[arg(long, env = "KASSA_EXPIRY_SWEEP_INTERVAL")]
     expiry_sweep_interval: Option<String>,
@@ -302,6 +305,10 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
             public_url: public_url.clone(),
             collect_order_lifetime_ms: lifetime.as_millis() as i64,
             pix_order_lifetime_ms: pix_lifetime_ms as i64,
+            max_in_flight: pick(args.max_in_flight, file.max_in_flight, || {
+                ServerConfig::default().max_in_flight
+            })
+            .max(1),
             allow_private_targets: allow_private,
             ..ServerConfig::default()
         },

@@ -727,6 +727,125 @@ fn bench_reports_every_promised_field() {
     }
 }
 
+/// Even at debug level the server's logs hold no payer's name, e-mail or phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_hold_no_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let keys = dir.path().join("keys");
+    let created = json(&run_ok(
+        kassa(&[
+            "merchant",
+            "create",
+            "--name",
+            "Shop",
+            "--currency",
+            "EUR",
+            "--database-url",
+            &url,
+            "--generate-keys",
+        ])
+        .arg(&keys),
+    ));
+    let app_id = created["apps"][0]["appId"].as_i64().unwrap();
+    let key = kassa_signature::SigningKey::parse(
+        &std::fs::read_to_string(keys.join("merchant.key.pem")).unwrap(),
+    )
+    .unwrap();
+    let log_path = dir.path().join("server.log");
+    let mut child = kassa(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--allow-private-callbacks",
+    ])
+    .env("KASSA_LOG", "debug")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::fs::File::create(&log_path).unwrap())
+    .spawn()
+    .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let base = loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "kassa serve exited"
+        );
+        if let Some(rest) = line.strip_prefix("kassa listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let (name, email, phone) = (
+        "Wilhelmina Vandersloot",
+        "wilhelmina.vandersloot@example.nl",
+        "+31687654321",
+    );
+    let mut body = serde_json::json!({
+        "appId": app_id, "orderId": "PII-1", "name": name, "phone": phone, "email": email,
+        "amount": "25.00", "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
+        "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
+        "notifyUrl": "http://127.0.0.1:9/notify", "partnerUserId": "u1",
+    })
+    .as_object()
+    .unwrap()
+    .clone();
+    kassa_signature::sign_map(&key, &mut body);
+    let client = reqwest::Client::new();
+    let reply: serde_json::Value = client
+        .post(format!("{base}/eur/collect/apply"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pay_url = reply["data"]["payUrl"].as_str().unwrap().to_string();
+    // A retry, a bad request with the same data, a page view and a payment: every path logs.
+    client
+        .post(format!("{base}/eur/collect/apply"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut tampered = body.clone();
+    tampered.insert("amount".into(), "26.00".into());
+    client
+        .post(format!("{base}/eur/collect/apply"))
+        .json(&tampered)
+        .send()
+        .await
+        .unwrap();
+    client.get(&pay_url).send().await.unwrap();
+    let order_no = reply["data"]["orderNo"].as_str().unwrap();
+    run_ok(
+        &mut kassa(&[
+            "sandbox",
+            "pay",
+            order_no,
+            "--outcome",
+            "paid",
+            "--database-url",
+            &url,
+        ])
+        .env("KASSA_LOG", "debug"),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await; // the callback is attempted
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("order created") && log.contains("DEBUG"),
+        "debug logs were written: {log}"
+    );
+    for secret in [name, "Vandersloot", email, "wilhelmina", phone, "687654321"] {
+        assert!(!log.contains(secret), "the log holds {secret:?}");
+    }
+}
+
 #[test]
 fn serve_refuses_an_unknown_time_zone() {
     let dir = tempfile::tempdir().unwrap();
