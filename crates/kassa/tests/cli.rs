@@ -821,18 +821,16 @@ async fn debug_logs_hold_no_personal_data() {
         .unwrap();
     client.get(&pay_url).send().await.unwrap();
     let order_no = reply["data"]["orderNo"].as_str().unwrap();
-    run_ok(
-        &mut kassa(&[
-            "sandbox",
-            "pay",
-            order_no,
-            "--outcome",
-            "paid",
-            "--database-url",
-            &url,
-        ])
-        .env("KASSA_LOG", "debug"),
-    );
+    let mut pay = kassa(&[
+        "sandbox",
+        "pay",
+        order_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        &url,
+    ]);
+    run_ok(pay.env("KASSA_LOG", "debug"));
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await; // the callback is attempted
     let _ = child.kill();
     let _ = child.wait();
