@@ -46,23 +46,56 @@ pub fn notifies(status: OrderStatus) -> bool {
     status.is_final()
 }
 
-fn respond(gateway: &Gateway, reply: Result<String, PixError>) -> Response {
+/// A reply's `data` and its detached signature (`X-Sign`).
+struct Signed {
+    data: String,
+    sign: String,
+}
+
+impl Signed {
+    /// Signs `data` as it will travel.
+    fn of_json(notary: &Notary, data: String) -> Signed {
+        let map: Map<String, Value> =
+            serde_json::from_str(&data).expect("kassa's own data is JSON");
+        Signed::of_map(notary, &map)
+    }
+
+    fn of_map(notary: &Notary, map: &Map<String, Value>) -> Signed {
+        let (data, sign) = notary.sign_detached(map);
+        Signed { data, sign }
+    }
+
+    /// One string for the reply cache: the signature (base64, no line breaks), then the data.
+    fn to_cached(&self) -> String {
+        format!("{}\n{}", self.sign, self.data)
+    }
+
+    fn from_cached(cached: &str) -> Signed {
+        let (sign, data) = cached
+            .split_once('\n')
+            .expect("cached as sign, newline, data");
+        Signed {
+            data: data.to_string(),
+            sign: sign.to_string(),
+        }
+    }
+}
+
+fn respond(reply: Result<Signed, PixError>) -> Response {
     match reply {
-        Ok(data) => signed_response(&gateway.notary, &data),
+        Ok(signed) => signed_response(&signed),
         Err(error) => error.into_response(),
     }
 }
 
 /// The success envelope around `data`, with `X-Sign` over `data`.
-fn signed_response(notary: &Notary, data: &str) -> Response {
-    let map: Map<String, Value> = serde_json::from_str(data).expect("kassa's own data is JSON");
-    let (_, sign) = notary.sign_detached(&map);
-    let body = format!(r#"{{"code":0,"msg":"success","data":{data}}}"#);
+fn signed_response(signed: &Signed) -> Response {
+    let body = format!(r#"{{"code":0,"msg":"success","data":{}}}"#, signed.data);
     (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE.as_str(), "application/json"),
-            ("x-sign", sign.as_str()),
+            ("x-sign", signed.sign.as_str()),
         ],
         body,
     )
@@ -74,7 +107,8 @@ pub async fn init_collect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(&gateway, init_reply(&gateway, &headers, &body).await)
+    let reply = init_reply(&gateway, &headers, &body).await;
+    respond(reply.map(|data| Signed::of_json(&gateway.notary, data)))
 }
 
 pub async fn query(
@@ -82,7 +116,7 @@ pub async fn query(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(&gateway, query_reply(&gateway, &headers, &body).await)
+    respond(query_reply(&gateway, &headers, &body).await)
 }
 
 /// Reads the body, finds the app of `X-App-Id`, verifies `X-Sign`, and requires a BRL app.
@@ -232,7 +266,7 @@ async fn query_reply(
     gateway: &Gateway,
     headers: &HeaderMap,
     body: &Result<Bytes, BytesRejection>,
-) -> Result<String, PixError> {
+) -> Result<Signed, PixError> {
     let (app, object) = authenticate(gateway, headers, body).await?;
     let merchant_order_id = user_order_number(&Fields::new(&object.fields))?;
     let order = gateway
@@ -246,14 +280,18 @@ async fn query_reply(
                 format!("no order with userOrderNumber {merchant_order_id}"),
             )
         })?;
-    let mut data = state_data(order_state_fields(&order));
-    if order.status.is_final() {
-        data.insert(
-            "transTime".into(),
-            gateway.notary.local_datetime(order.updated_at_ms).into(),
-        );
-    }
-    Ok(serde_json::to_string(&data).expect("a JSON map always serialises"))
+    // A reply whose data has not changed is not signed again.
+    let cached = gateway.replies.get_or_render(&order, || {
+        let mut data = state_data(order_state_fields(&order));
+        if order.status.is_final() {
+            data.insert(
+                "transTime".into(),
+                gateway.notary.local_datetime(order.updated_at_ms).into(),
+            );
+        }
+        Signed::of_map(&gateway.notary, &data).to_cached()
+    });
+    Ok(Signed::from_cached(&cached))
 }
 
 /// The fields of an order's state that query replies and callbacks share.
