@@ -7,7 +7,7 @@
 
 use crate::notary::Notary;
 use crate::{collect, ids, pix};
-use kassa_core::{IllegalTransition, Order, OrderError, OrderEvent, OrderNo, PayType};
+use kassa_core::{IllegalTransition, Order, OrderError, OrderEvent, OrderNo, OrderStatus, PayType};
 use kassa_store::{NewCallback, Store, StoreError};
 
 /// Attempts before giving up when other writers keep changing the same order.
@@ -75,7 +75,8 @@ where
             .ok_or_else(|| LifecycleError::NotFound(order_no.clone()))?;
         let mut next = current.clone();
         edit(&mut next)?;
-        if next.status != current.status {
+        // Only success carries a fee: no rule is read for any other change.
+        if next.status == OrderStatus::Succeeded && current.status != OrderStatus::Succeeded {
             let method = next.paying_method().code;
             next.charge_fee(store.fee_rule_for(next.app_id, method).await?);
         }
