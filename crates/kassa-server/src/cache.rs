@@ -103,6 +103,15 @@ mod tests {
     use super::*;
     use kassa_core::{AmountMinor, NewOrder, OrderEvent, OrderIds, PaymentMethod};
 
+    /// The public key an app cache gives for an app.
+    async fn key_of(cache: &AppCache, store: &dyn Store, app_id: AppId) -> Option<String> {
+        cache
+            .get(store, app_id)
+            .await
+            .unwrap()
+            .and_then(|app| app.public_key)
+    }
+
     #[tokio::test]
     async fn apps_are_reused_for_their_ttl_only() {
         let db = kassa_store::testing::TestDatabase::sqlite().await;
@@ -111,57 +120,23 @@ mod tests {
             currency: kassa_core::Currency::Eur,
             webhook_secret: Default::default(),
         }];
-        let app_id = store
+        let created = store
             .create_merchant("M", &apps, Some("OLD"), 1)
             .await
-            .unwrap()
-            .apps[0]
-            .app_id;
+            .unwrap();
+        let app_id = created.apps[0].app_id;
         let cache = AppCache::new(Duration::from_millis(300));
-        assert_eq!(
-            cache
-                .get(&store, app_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .public_key
-                .as_deref(),
-            Some("OLD")
-        );
+        assert_eq!(key_of(&cache, &store, app_id).await.as_deref(), Some("OLD"));
         store.set_app_public_key(app_id, "NEW", 2).await.unwrap();
-        assert_eq!(
-            cache
-                .get(&store, app_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .public_key
-                .as_deref(),
-            Some("OLD"),
-            "within the TTL"
-        );
+        let within = key_of(&cache, &store, app_id).await;
+        assert_eq!(within.as_deref(), Some("OLD"), "within the TTL");
         tokio::time::sleep(Duration::from_millis(350)).await;
-        assert_eq!(
-            cache
-                .get(&store, app_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .public_key
-                .as_deref(),
-            Some("NEW"),
-            "after it"
-        );
+        let after = key_of(&cache, &store, app_id).await;
+        assert_eq!(after.as_deref(), Some("NEW"), "after it");
         let uncached = AppCache::new(Duration::ZERO);
         store.set_app_public_key(app_id, "NEWER", 3).await.unwrap();
         assert_eq!(
-            uncached
-                .get(&store, app_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .public_key
-                .as_deref(),
+            key_of(&uncached, &store, app_id).await.as_deref(),
             Some("NEWER")
         );
         assert_eq!(cache.get(&store, AppId(999_999)).await.unwrap(), None);

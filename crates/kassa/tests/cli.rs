@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{json, kassa, run_ok, run_with_stdin, serve};
+use common::{create_shop, json, kassa, run_ok, run_with_stdin, serve, serve_with};
 use kassa_store::testing::TestDatabase;
 use std::process::Command;
 
@@ -732,52 +732,18 @@ fn bench_reports_every_promised_field() {
 async fn debug_logs_hold_no_personal_data() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("k.db").display());
-    let keys = dir.path().join("keys");
-    let created = json(&run_ok(
-        kassa(&[
-            "merchant",
-            "create",
-            "--name",
-            "Shop",
-            "--currency",
-            "EUR",
-            "--database-url",
-            &url,
-            "--generate-keys",
-        ])
-        .arg(&keys),
-    ));
-    let app_id = created["apps"][0]["appId"].as_i64().unwrap();
-    let key = kassa_signature::SigningKey::parse(
-        &std::fs::read_to_string(keys.join("merchant.key.pem")).unwrap(),
-    )
-    .unwrap();
+    let (app_id, key) = create_shop(&url, "EUR", dir.path());
     let log_path = dir.path().join("server.log");
-    let mut child = kassa(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        &url,
-        "--allow-private-callbacks",
-    ])
-    .env("KASSA_LOG", "debug")
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::fs::File::create(&log_path).unwrap())
-    .spawn()
-    .unwrap();
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let base = loop {
-        let mut line = String::new();
-        use std::io::BufRead;
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "kassa serve exited"
-        );
-        if let Some(rest) = line.strip_prefix("kassa listening on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
+    command
+        .arg("--allow-private-callbacks")
+        .env("KASSA_LOG", "debug");
+    let server = serve_with(
+        command,
+        dir.path(),
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let base = server.base.clone();
     let (name, email, phone) = (
         "Wilhelmina Vandersloot",
         "wilhelmina.vandersloot@example.nl",
@@ -832,8 +798,7 @@ async fn debug_logs_hold_no_personal_data() {
     ]);
     run_ok(pay.env("KASSA_LOG", "debug"));
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await; // the callback is attempted
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server); // killed and reaped
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("order created") && log.contains("DEBUG"),

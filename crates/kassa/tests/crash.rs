@@ -5,13 +5,13 @@
 mod common;
 
 use axum::http::HeaderMap;
-use common::{json, kassa, run_ok, serve};
+use common::{create_shop, json, kassa, run_ok, serve};
 use kassa_core::{OrderEvent, OrderNo};
 use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::lifecycle::apply_event;
 use kassa_server::notary::Notary;
 use kassa_server::now_ms;
-use kassa_signature::{SigningKey, sign_map};
+use kassa_signature::sign_map;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{CallbackState, SqlStore, Store};
 use std::collections::HashSet;
@@ -43,25 +43,7 @@ async fn slow_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
 
 async fn callbacks_survive_sigkill(db: TestDatabase) {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let created = json(&run_ok(
-        kassa(&[
-            "merchant",
-            "create",
-            "--name",
-            "Shop",
-            "--currency",
-            "EUR",
-            "--database-url",
-            &db.url,
-            "--generate-keys",
-        ])
-        .arg(&keys),
-    ));
-    let app_id = created["apps"][0]["appId"].as_i64().unwrap();
-    let merchant_key =
-        SigningKey::parse(&std::fs::read_to_string(keys.join("merchant.key.pem")).unwrap())
-            .unwrap();
+    let (app_id, merchant_key) = create_shop(&db.url, "EUR", dir.path());
     let (notify_url, seen) = slow_receiver().await;
     let args = [
         "serve",

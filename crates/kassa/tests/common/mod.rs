@@ -62,10 +62,15 @@ impl Drop for Served {
 }
 
 pub fn serve(args: &[&str], dir: &Path) -> Served {
-    let child = kassa(args)
+    serve_with(kassa(args), dir, Stdio::null())
+}
+
+/// `kassa serve` from a prepared command (environment set), its logs going to `stderr`.
+pub fn serve_with(mut command: Command, dir: &Path, stderr: impl Into<Stdio>) -> Served {
+    let child = command
         .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     // Owned by `Served` from here on, so any panic below still kills and reaps it.
@@ -90,4 +95,31 @@ pub fn serve(args: &[&str], dir: &Path) -> Served {
         }
         served.stdout_lines.push(line);
     }
+}
+
+/// A merchant with one app of `currency` and a generated key pair in `dir/keys`: its appId and
+/// its private key.
+pub fn create_shop(
+    database_url: &str,
+    currency: &str,
+    dir: &Path,
+) -> (i64, kassa_signature::SigningKey) {
+    let keys = dir.join("keys");
+    let mut command = kassa(&[
+        "merchant",
+        "create",
+        "--name",
+        "Shop",
+        "--currency",
+        currency,
+    ]);
+    command
+        .args(["--database-url", database_url, "--generate-keys"])
+        .arg(&keys);
+    let created = json(&run_ok(&mut command));
+    let key_text = std::fs::read_to_string(keys.join("merchant.key.pem")).unwrap();
+    (
+        created["apps"][0]["appId"].as_i64().unwrap(),
+        kassa_signature::SigningKey::parse(&key_text).unwrap(),
+    )
 }
