@@ -2,6 +2,7 @@
 //! check callback targets, give a retry its original reply, and store a new order under a fresh
 //! number. Errors are neutral here; each dialect maps them onto its own code table and words.
 
+use crate::ratelimit::RetryAfterS;
 use crate::wire::Fields;
 use crate::{Gateway, ids};
 use axum::body::Bytes;
@@ -79,6 +80,8 @@ pub enum DialectError {
     },
     Store(StoreError),
     NoFreeOrderNo,
+    /// The app spent its request budget (`--app-rate-limit`).
+    RateLimited(RetryAfterS),
 }
 
 impl From<CanonicalError> for DialectError {
@@ -140,6 +143,10 @@ pub async fn verified_app(
         })?
         .ok_or(DialectError::NoKey(app_id))?;
     key.verify_base64(canonical.as_bytes(), sign)?;
+    gateway
+        .app_rates
+        .admit(app_id, gateway.config.app_rate_limit_per_s, crate::now_ms())
+        .map_err(DialectError::RateLimited)?;
     Ok(app)
 }
 

@@ -11,10 +11,12 @@ pub mod dispatcher;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;
+pub mod listen;
 pub mod notary;
 pub mod pix;
 pub mod qr;
 pub mod rails;
+pub mod ratelimit;
 pub mod shed;
 pub mod ssrf;
 pub mod sweeper;
@@ -24,7 +26,6 @@ use axum::Router;
 use axum::routing::{get, post};
 use kassa_store::Store;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Everything a request handler needs. Built once at start; shared by all requests.
 pub struct Gateway {
@@ -46,6 +47,8 @@ pub struct Gateway {
     pub apps: cache::AppCache,
     /// Signed query replies per order state.
     pub replies: cache::ReplyCache,
+    /// Per-app request budgets (see `ServerConfig::app_rate_limit_per_s`).
+    pub app_rates: ratelimit::AppRates,
 }
 
 impl Gateway {
@@ -97,6 +100,9 @@ pub struct ServerConfig {
     pub app_cache_ttl_ms: u64,
     /// Most requests handled at once; more are answered 503 with `Retry-After`.
     pub max_in_flight: usize,
+    /// Verified merchant-API requests each app may make per second (bursts of as many);
+    /// above it, 429 with `Retry-After`. 0: no limit.
+    pub app_rate_limit_per_s: u32,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +115,7 @@ impl Default for ServerConfig {
             allow_private_targets: false,
             app_cache_ttl_ms: 1_000,
             max_in_flight: 1_024,
+            app_rate_limit_per_s: 0,
         }
     }
 }
@@ -122,7 +129,6 @@ pub fn now_ms() -> i64 {
 
 /// The whole HTTP surface.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let timeout = Duration::from_millis(gateway.config.request_timeout_ms);
     Router::new()
         .route("/{currency}/collect/apply", post(collect::apply))
         .route("/{currency}/collect/query", post(collect::query))
@@ -140,14 +146,13 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             dialect::MAX_BODY_BYTES,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            shed::InFlight::new(gateway.config.max_in_flight),
+            shed::InFlight::new(
+                gateway.config.max_in_flight,
+                gateway.config.request_timeout_ms,
+            ),
             shed::limit,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
         .with_state(gateway)
 }
 

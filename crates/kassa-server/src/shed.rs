@@ -1,55 +1,66 @@
 //! Load shedding: at most `max_in_flight` requests are handled at once; past that kassa answers
 //! 503 with `Retry-After` at once, in the dialect's envelope, instead of queueing without bound
-//! and collapsing under overload.
+//! and collapsing under overload. A request that takes longer than the request timeout (a slow
+//! upload, a stuck database) is cut off the same way, so no client holds a slot for long.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Seconds a shed client is asked to wait.
 const RETRY_AFTER_S: &str = "1";
 
 #[derive(Clone)]
-pub struct InFlight(Arc<Semaphore>);
+pub struct InFlight {
+    slots: Arc<Semaphore>,
+    request_timeout: Duration,
+}
 
 impl InFlight {
-    pub fn new(max_in_flight: usize) -> InFlight {
-        InFlight(Arc::new(Semaphore::new(max_in_flight.max(1))))
+    pub fn new(max_in_flight: usize, request_timeout_ms: u64) -> InFlight {
+        InFlight {
+            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
+        }
     }
 }
 
-fn overloaded(path: &str) -> Response {
-    // Answer in the envelope of the dialect the path belongs to.
-    let body =
-        if path.starts_with("/accountProxyCollect/") || path.starts_with("/proxyCollectQuery/") {
-            r#"{"code":9002,"msg":"kassa is overloaded; retry shortly"}"#
-        } else {
-            r#"{"status":"0","error":"90000002","msg":"kassa is overloaded; retry shortly"}"#
-        };
+/// 503 with `Retry-After`, in the envelope of the dialect the path belongs to.
+fn unavailable(path: &str, msg: &str) -> Response {
+    let body = if crate::pix::owns_path(path) {
+        serde_json::json!({"code": 9002, "msg": msg})
+    } else {
+        serde_json::json!({"status": "0", "error": "90000002", "msg": msg})
+    };
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::RETRY_AFTER, RETRY_AFTER_S),
         ],
-        body,
+        body.to_string(),
     )
         .into_response()
 }
 
 pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
-    match in_flight.0.clone().try_acquire_owned() {
-        Ok(permit) => {
-            let response = next.run(request).await;
-            drop(permit);
-            response
-        }
-        Err(_) => {
-            tracing::warn!(path = %request.uri().path(), "request shed: too many in flight");
-            overloaded(request.uri().path())
-        }
-    }
+    let path = request.uri().path().to_owned();
+    let Ok(permit) = in_flight.slots.clone().try_acquire_owned() else {
+        tracing::warn!(%path, "request shed: too many in flight");
+        return unavailable(&path, "kassa is overloaded; retry shortly");
+    };
+    let response = tokio::time::timeout(in_flight.request_timeout, next.run(request)).await;
+    drop(permit);
+    response.unwrap_or_else(|_| {
+        tracing::warn!(%path, "request cut off: it took longer than the request timeout");
+        let msg = format!(
+            "the request took longer than {} ms; retry it unchanged (a retried create gets the original reply)",
+            in_flight.request_timeout.as_millis()
+        );
+        unavailable(&path, &msg)
+    })
 }

@@ -1,13 +1,16 @@
-//! Limits under load: past `max_in_flight` requests kassa sheds load with 503 and `Retry-After`
-//! in the dialect's envelope, and serves again as soon as a slot frees.
+//! Limits under load and against slow or greedy clients: past `max_in_flight` requests kassa
+//! sheds load with 503 and `Retry-After` in the dialect's envelope; slow headers, idle
+//! connections and slow bodies are cut off by their timeouts; oversized headers are refused;
+//! an app over its rate limit gets 429 with `Retry-After` while other apps go on.
 
 mod common;
 
 use common::*;
 use kassa_store::testing::TestDatabase;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_with_retry_after() {
@@ -42,4 +45,187 @@ async fn overload_is_shed_with_retry_after() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _) = server.post_raw("/eur/collect/query", "{}").await;
     assert_eq!(status, 400, "served again once the slot is free");
+}
+
+fn address(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_string()
+}
+
+/// Reads until the server closes the connection, with a deadline; returns what it sent.
+async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> String {
+    let mut received = Vec::new();
+    tokio::time::timeout(deadline, stream.read_to_end(&mut received))
+        .await
+        .expect("the server should have closed the connection")
+        .ok();
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+async fn server_with_header_timeout(header_read_timeout_ms: u64) -> Server {
+    Server::start_full(
+        TestDatabase::sqlite().await,
+        |_| {},
+        jiff::tz::TimeZone::UTC,
+        ConnectionLimits {
+            header_read_timeout_ms,
+            ..ConnectionLimits::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let server = server_with_header_timeout(300).await;
+    let started = std::time::Instant::now();
+    // Half a request head, then nothing.
+    let mut slow = TcpStream::connect(address(&server)).await.unwrap();
+    slow.write_all(b"POST /eur/collect/query HTTP/1.1\r\nHost: kassa\r\n")
+        .await
+        .unwrap();
+    // A connection that never sends a byte.
+    let mut silent = TcpStream::connect(address(&server)).await.unwrap();
+    for stream in [&mut slow, &mut silent] {
+        let sent = read_until_closed(stream, Duration::from_secs(5)).await;
+        assert!(!sent.contains("200 OK"), "{sent}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A kept-alive connection is closed once idle for as long.
+    let mut kept = TcpStream::connect(address(&server)).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: kassa\r\n\r\n")
+        .await
+        .unwrap();
+    let sent = read_until_closed(&mut kept, Duration::from_secs(5)).await;
+    assert!(sent.starts_with("HTTP/1.1 200 OK"), "{sent}");
+    assert!(sent.ends_with("ok\n"), "{sent}");
+
+    // Clients that send their requests in time are served as before.
+    let (status, _) = server.post_raw("/eur/collect/query", "{}").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused() {
+    let server = server_with_header_timeout(5_000).await;
+    // Sent whole before reading, as a client that ignores the server does; hyper answers 431
+    // once its header buffer is full and closes.
+    let mut greedy = TcpStream::connect(address(&server)).await.unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: kassa\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    greedy.write_all(head.as_bytes()).await.unwrap();
+    let sent = read_until_closed(&mut greedy, Duration::from_secs(5)).await;
+    assert!(sent.starts_with("HTTP/1.1 431"), "{sent}");
+    let ok = server
+        .client
+        .get(format!("{}/healthz", server.base))
+        .header("x-padding", "a".repeat(4 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_cut_off_by_the_request_timeout() {
+    let server =
+        Server::start_configured(TestDatabase::sqlite().await, |c| c.request_timeout_ms = 300)
+            .await;
+    for (path, field, code) in [
+        ("/eur/collect/apply", "error", Value::from("90000002")),
+        (
+            "/accountProxyCollect/initCollect",
+            "code",
+            Value::from(9002),
+        ),
+    ] {
+        let mut slow = TcpStream::connect(address(&server)).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: kassa\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{"
+        );
+        slow.write_all(head.as_bytes()).await.unwrap();
+        let sent = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+        assert!(sent.starts_with("HTTP/1.1 503"), "{sent}");
+        assert!(
+            sent.to_ascii_lowercase().contains("retry-after: 1"),
+            "{sent}"
+        );
+        let body: Value = serde_json::from_str(sent.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body[field], code, "{body}");
+        assert!(body["msg"].as_str().unwrap().contains("300 ms"), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_over_its_rate_limit_gets_429_and_others_go_on() {
+    let server =
+        Server::start_configured(TestDatabase::sqlite().await, |c| c.app_rate_limit_per_s = 3)
+            .await;
+    let query = |app: kassa_core::AppId| json!({"appId": app.0, "orderId": "none"});
+    for _ in 0..3 {
+        let (status, body) = server.post("/eur/collect/query", &query(server.eur)).await;
+        assert_eq!(status, 404, "within the budget: {body}");
+    }
+    let response = server
+        .client
+        .post(format!("{}/eur/collect/query", server.base))
+        .body(signed(&query(server.eur), merchant_key()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (&body["status"], &body["error"]),
+        (&json!("0"), &json!("90000003"))
+    );
+
+    // Another app of the same merchant has its own budget.
+    let (status, _) = server.post("/usd/collect/query", &query(server.usd)).await;
+    assert_eq!(status, 404);
+    // Budgets count only verified requests: unsigned ones in the app's name are refused for
+    // their signature, whatever the budget.
+    let (status, body) = server
+        .post_json("/eur/collect/query", query(server.eur).to_string())
+        .await;
+    assert_eq!((status, &body["error"]), (401, &json!("20000001")));
+
+    // The pix dialect answers in its own envelope.
+    let pix_body = json!({"userOrderNumber": "none"}).to_string();
+    let canonical = kassa_signature::parse_signed_object(&pix_body)
+        .unwrap()
+        .canonical;
+    let x_sign = merchant_key().sign_base64(canonical.as_bytes());
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let response = server
+            .client
+            .post(format!("{}/proxyCollectQuery/query", server.base))
+            .header("x-app-id", server.brl.0.to_string())
+            .header("x-sign", &x_sign)
+            .body(pix_body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        codes.push((status, body["code"].clone()));
+    }
+    assert_eq!(
+        codes,
+        [
+            (404, json!(4001)),
+            (404, json!(4001)),
+            (404, json!(4001)),
+            (429, json!(9003))
+        ]
+    );
+
+    // A second later the budget has refilled.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, _) = server.post("/eur/collect/query", &query(server.eur)).await;
+    assert_eq!(status, 404);
 }

@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub timezone: Option<String>,
     pub expiry_sweep_interval: Option<String>,
     pub max_in_flight: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub app_rate_limit: Option<u32>,
 }
 
 impl FileConfig {

@@ -9,6 +9,7 @@ use clap::Args;
 use kassa_core::{AppId, Currency};
 use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
 use kassa_server::keys::{FormKey, MerchantKeys, load_or_create_platform_key};
+use kassa_server::listen::ConnectionLimits;
 use kassa_server::notary::{Notary, parse_timezone};
 use kassa_server::rails::SandboxRail;
 use kassa_server::{Gateway, ServerConfig, now_ms, router};
@@ -60,6 +61,20 @@ pub struct ServeArgs {
     /// How often orders past their expiry are failed, e.g. 5s. [default: 5s]
     #[arg(long, env = "KASSA_EXPIRY_SWEEP_INTERVAL")]
     expiry_sweep_interval: Option<String>,
+    /// Time a client has to send a request's headers, and the longest a kept-alive connection
+    /// may sit idle, e.g. 10s. [default: 10s]
+    #[arg(long, env = "KASSA_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<String>,
+    /// Time one request may take, body upload included, e.g. 30s. [default: 30s]
+    #[arg(long, env = "KASSA_REQUEST_TIMEOUT")]
+    request_timeout: Option<String>,
+    /// Open client connections at once; more wait to be accepted. [default: 4096]
+    #[arg(long, env = "KASSA_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Requests per second each app may make to the merchant APIs (bursts of as many); above
+    /// it, 429 with Retry-After. 0 turns the limit off. [default: 0]
+    #[arg(long, env = "KASSA_APP_RATE_LIMIT")]
+    app_rate_limit: Option<u32>,
 }
 
 /// The demo BRL app's receiving PIX key: a random (EVP) key that belongs to nobody.
@@ -248,11 +263,32 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         file.expiry_sweep_interval.clone(),
         "5s",
     )?;
+    let header_read_timeout_ms = duration(
+        "header-read-timeout",
+        args.header_read_timeout,
+        file.header_read_timeout.clone(),
+        "10s",
+    )?;
+    let request_timeout_ms = duration(
+        "request-timeout",
+        args.request_timeout,
+        file.request_timeout.clone(),
+        "30s",
+    )?;
     let timezone = pick(args.timezone, file.timezone.clone(), || "UTC".into());
     let timezone = parse_timezone(&timezone).map_err(|e| Failure(format!("--timezone: {e}")))?;
-    if retry_interval_ms == 0 || callback_timeout_ms == 0 || sweep_interval_ms == 0 {
+    if [
+        retry_interval_ms,
+        callback_timeout_ms,
+        sweep_interval_ms,
+        header_read_timeout_ms,
+        request_timeout_ms,
+    ]
+    .contains(&0)
+    {
         return Err(Failure(
-            "--callback-retry-interval, --callback-timeout and --expiry-sweep-interval must be above zero"
+            "--callback-retry-interval, --callback-timeout, --expiry-sweep-interval, \
+             --header-read-timeout and --request-timeout must be above zero"
                 .into(),
         ));
     }
@@ -310,6 +346,8 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
             })
             .max(1),
             allow_private_targets: allow_private,
+            request_timeout_ms,
+            app_rate_limit_per_s: pick(args.app_rate_limit, file.app_rate_limit, || 0),
             ..ServerConfig::default()
         },
         dispatcher_wake: wake,
@@ -320,6 +358,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
             ServerConfig::default().app_cache_ttl_ms,
         )),
         replies: Default::default(),
+        app_rates: Default::default(),
     });
     let sweeper_task = tokio::spawn(kassa_server::sweeper::run(
         gateway.clone(),
@@ -330,9 +369,20 @@ pub async fn run(args: ServeArgs, file: &FileConfig, database_url: &str) -> Outc
         tracing::warn!("callbacks and redirects to private and loopback addresses are allowed");
     }
     println!("kassa listening on http://{bound} (public URL {public_url})");
-    axum::serve(listener, router(gateway))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let connection_limits = ConnectionLimits {
+        header_read_timeout_ms,
+        max_connections: pick(args.max_connections, file.max_connections, || {
+            ConnectionLimits::default().max_connections
+        }),
+        ..ConnectionLimits::default()
+    };
+    kassa_server::listen::serve(
+        listener,
+        router(gateway),
+        connection_limits,
+        shutdown_signal(),
+    )
+    .await?;
     // Deliveries in flight finish (bounded by the callback timeout); the rest stay queued.
     let _ = stop_dispatcher.send(true);
     let _ = dispatcher_task.await;

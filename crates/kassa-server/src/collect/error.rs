@@ -30,7 +30,8 @@ crate::dialect::error_table! {
     UnknownEndpoint = "40000002", NOT_FOUND, "No such endpoint.";
     DuplicateOrder = "50000001", CONFLICT, "The orderId was used before with other parameters.";
     Internal = "90000001", INTERNAL_SERVER_ERROR, "An internal error; nothing was stored. Retry later.";
-    Unavailable = "90000002", SERVICE_UNAVAILABLE, "The database is temporarily unavailable; nothing was stored. Retry later.";
+    Unavailable = "90000002", SERVICE_UNAVAILABLE, "The database is temporarily unavailable or kassa is overloaded; nothing was stored. Retry later (after Retry-After seconds when given).";
+    RateLimited = "90000003", TOO_MANY_REQUESTS, "The app made more requests per second than the operator allows; nothing was stored. Retry after Retry-After seconds.";
 }
 
 /// An error reply of the `collect` dialect.
@@ -38,6 +39,8 @@ crate::dialect::error_table! {
 pub struct CollectError {
     pub code: Code,
     pub msg: String,
+    /// Sent as `Retry-After` when the client should wait before retrying.
+    pub retry_after_s: Option<u64>,
 }
 
 impl CollectError {
@@ -45,6 +48,14 @@ impl CollectError {
         CollectError {
             code,
             msg: msg.into(),
+            retry_after_s: None,
+        }
+    }
+
+    pub fn retry_after(self, wait: crate::ratelimit::RetryAfterS) -> Self {
+        CollectError {
+            retry_after_s: Some(wait.0),
+            ..self
         }
     }
 }
@@ -63,7 +74,13 @@ impl IntoResponse for CollectError {
             error: self.code.value(),
             msg: &self.msg,
         };
-        (self.code.http_status(), axum::Json(body)).into_response()
+        let mut response = (self.code.http_status(), axum::Json(body)).into_response();
+        if let Some(wait_s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait_s.into());
+        }
+        response
     }
 }
 
@@ -153,6 +170,14 @@ impl From<crate::dialect::DialectError> for CollectError {
             E::NoFreeOrderNo => {
                 CollectError::new(Code::Internal, "could not draw a free order number")
             }
+            E::RateLimited(retry_after) => CollectError::new(
+                Code::RateLimited,
+                format!(
+                    "too many requests from this app; retry after {} s",
+                    retry_after.0
+                ),
+            )
+            .retry_after(retry_after),
         }
     }
 }

@@ -29,7 +29,8 @@ crate::dialect::error_table! {
     UnknownEndpoint = 4002, NOT_FOUND, "No such endpoint.";
     DuplicateOrder = 5001, CONFLICT, "The userOrderNumber was used before with other parameters.";
     Internal = 9001, INTERNAL_SERVER_ERROR, "An internal error; nothing was stored. Retry later.";
-    Unavailable = 9002, SERVICE_UNAVAILABLE, "The database is temporarily unavailable; nothing was stored. Retry later.";
+    Unavailable = 9002, SERVICE_UNAVAILABLE, "The database is temporarily unavailable or kassa is overloaded; nothing was stored. Retry later (after Retry-After seconds when given).";
+    RateLimited = 9003, TOO_MANY_REQUESTS, "The app made more requests per second than the operator allows; nothing was stored. Retry after Retry-After seconds.";
 }
 
 /// An error reply of the `pix` dialect.
@@ -37,6 +38,8 @@ crate::dialect::error_table! {
 pub struct PixError {
     pub code: Code,
     pub msg: String,
+    /// Sent as `Retry-After` when the client should wait before retrying.
+    pub retry_after_s: Option<u64>,
 }
 
 impl PixError {
@@ -44,6 +47,14 @@ impl PixError {
         PixError {
             code,
             msg: msg.into(),
+            retry_after_s: None,
+        }
+    }
+
+    pub fn retry_after(self, wait: crate::ratelimit::RetryAfterS) -> Self {
+        PixError {
+            retry_after_s: Some(wait.0),
+            ..self
         }
     }
 }
@@ -60,7 +71,13 @@ impl IntoResponse for PixError {
             code: self.code.value(),
             msg: &self.msg,
         };
-        (self.code.http_status(), axum::Json(body)).into_response()
+        let mut response = (self.code.http_status(), axum::Json(body)).into_response();
+        if let Some(wait_s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait_s.into());
+        }
+        response
     }
 }
 
@@ -126,6 +143,14 @@ impl From<DialectError> for PixError {
                 }
             }
             E::NoFreeOrderNo => PixError::new(Code::Internal, "could not draw a free order number"),
+            E::RateLimited(retry_after) => PixError::new(
+                Code::RateLimited,
+                format!(
+                    "too many requests from this app; retry after {} s",
+                    retry_after.0
+                ),
+            )
+            .retry_after(retry_after),
         }
     }
 }

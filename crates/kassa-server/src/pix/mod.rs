@@ -24,6 +24,11 @@ use kassa_signature::{digest_hex, parse_signed_object};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
+/// Whether a path belongs to this dialect (for replies made before routing, such as 503s).
+pub fn owns_path(path: &str) -> bool {
+    path.starts_with("/accountProxyCollect/") || path.starts_with("/proxyCollectQuery/")
+}
+
 /// The seed's field limits.
 pub const MAX_ORDER_NUMBER_CHARS: usize = 50;
 const MAX_AMOUNT_CHARS: usize = 12;

@@ -4,6 +4,7 @@
 
 use kassa_core::{AppId, Currency};
 use kassa_server::keys::{FormKey, MerchantKeys, load_or_create_platform_key};
+pub use kassa_server::listen::ConnectionLimits;
 use kassa_server::notary::Notary;
 use kassa_server::rails::SandboxRail;
 use kassa_server::{Gateway, ServerConfig, now_ms, router};
@@ -75,6 +76,16 @@ impl Server {
         configure: impl FnOnce(&mut ServerConfig),
         timezone: jiff::tz::TimeZone,
     ) -> Server {
+        Server::start_full(db, configure, timezone, ConnectionLimits::default()).await
+    }
+
+    /// A server with its connection limits chosen too.
+    pub async fn start_full(
+        db: TestDatabase,
+        configure: impl FnOnce(&mut ServerConfig),
+        timezone: jiff::tz::TimeZone,
+        limits: ConnectionLimits,
+    ) -> Server {
         let store = Arc::new(db.store().await);
         let platform_key = load_or_create_platform_key(store.as_ref(), now_ms())
             .await
@@ -133,9 +144,14 @@ impl Server {
             form_key,
             apps: kassa_server::cache::AppCache::new(std::time::Duration::from_millis(config_ttl)),
             replies: Default::default(),
+            app_rates: Default::default(),
         });
         let served = gateway.clone();
-        tokio::spawn(async move { axum::serve(listener, router(served)).await.unwrap() });
+        tokio::spawn(async move {
+            kassa_server::listen::serve(listener, router(served), limits, std::future::pending())
+                .await
+                .unwrap()
+        });
         Server {
             base,
             client: reqwest::Client::new(),
