@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Bring the database schema up to date (serve does this on start too).
     Migrate,
     /// Manage merchants.
@@ -136,7 +136,7 @@ async fn run(cli: Cli) -> Outcome {
         config::DEFAULT_DATABASE_URL.to_string()
     });
     match cli.command {
-        Command::Serve(args) => serve::run(args, &file, &database_url).await,
+        Command::Serve(args) => serve::run(*args, &file, &database_url).await,
         Command::Migrate => {
             operator::open_store(&database_url).await?;
             println!("database is up to date");
