@@ -357,6 +357,18 @@ async fn checked_post<F: PayerForm>(
 }
 
 /// `GET /pay/{token}/status`: where the order stands, for the PIX page's polling.
+#[utoipa::path(
+    get,
+    path = "/pay/{token}/status",
+    tag = "cashier",
+    summary = "Where an order stands",
+    params(("token" = String, Path, description = "The page token of payUrl")),
+    responses(
+        (status = 200, description = "The order's state.", body = crate::openapi::CashierStatus),
+        (status = 404, description = "No order has this token (an HTML page for the payer).", content_type = "text/html"),
+        (status = 503, description = "The database is unavailable (an HTML page).", content_type = "text/html"),
+    )
+)]
 pub async fn status(State(gateway): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
     match order_for(&gateway, &token).await {
         Ok(order) => (

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod listen;
 pub mod notary;
+pub mod openapi;
 pub mod pix;
 pub mod qr;
 pub mod rails;
@@ -141,6 +142,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/pay/{token}/qr.png", get(cashier::qr_png))
         .route("/assets/pix.js", get(cashier::pix_script))
         .route("/healthz", get(health))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .fallback(collect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(
             dialect::MAX_BODY_BYTES,
@@ -156,6 +158,17 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// `GET /healthz`: whether this node can reach its database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Health check",
+    responses(
+        (status = 200, description = "Ready.", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database is unreachable.", body = String, content_type = "text/plain"),
+    )
+)]
 async fn health(
     axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
 ) -> (axum::http::StatusCode, &'static str) {

@@ -64,6 +64,8 @@ enum Command {
     Sign(SignArgs),
     /// Check the signature of a JSON reply or callback with the platform public key.
     Verify(VerifyArgs),
+    /// Print the OpenAPI 3.1 description of the HTTP API (as served at /openapi.json).
+    Openapi,
 }
 
 #[derive(Args)]
@@ -152,5 +154,9 @@ async fn run(cli: Cli) -> Outcome {
         Command::Bench(_) => unreachable!("handled above"),
         Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
         Command::Verify(args) => keyfiles::verify(&args.key, args.input.as_deref()),
+        Command::Openapi => {
+            print!("{}", kassa_server::openapi::document_json());
+            Ok(())
+        }
     }
 }

@@ -63,6 +63,25 @@ fn respond(reply: Reply) -> Response {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/{currency}/collect/apply",
+    tag = "collect",
+    summary = "Create an order",
+    params(("currency" = crate::openapi::CollectCurrency, Path, description = "The app's currency")),
+    request_body(content = crate::openapi::ApplyRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The order (or, for an identical retry, the original reply).", body = crate::openapi::ApplyReply),
+        (status = 400, description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule (currency, method, limits, target).", body = crate::openapi::CollectErrorReply),
+        (status = 401, description = "sign is missing, malformed or wrong; or the app is unknown or has no key.", body = crate::openapi::CollectErrorReply),
+        (status = 404, description = "No such endpoint (currency), or no such order.", body = crate::openapi::CollectErrorReply),
+        (status = 413, description = "The body is larger than 64 KiB.", body = crate::openapi::CollectErrorReply),
+        (status = 429, description = "The app is over its rate limit.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "An internal error; nothing was stored.", body = crate::openapi::CollectErrorReply),
+        (status = 503, description = "Overloaded, timed out or the database is unavailable.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 409, description = "The orderId was used before with other parameters.", body = crate::openapi::CollectErrorReply),
+    )
+)]
 pub async fn apply(
     State(gateway): State<Arc<Gateway>>,
     Path(currency): Path<String>,
@@ -71,6 +90,24 @@ pub async fn apply(
     respond(apply_reply(&gateway, &currency, body).await)
 }
 
+#[utoipa::path(
+    post,
+    path = "/{currency}/collect/query",
+    tag = "collect",
+    summary = "Query an order",
+    params(("currency" = crate::openapi::CollectCurrency, Path, description = "The app's currency")),
+    request_body(content = crate::openapi::QueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The order's state, signed.", body = crate::openapi::QueryReply),
+        (status = 400, description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule (currency, method, limits, target).", body = crate::openapi::CollectErrorReply),
+        (status = 401, description = "sign is missing, malformed or wrong; or the app is unknown or has no key.", body = crate::openapi::CollectErrorReply),
+        (status = 404, description = "No such endpoint (currency), or no such order.", body = crate::openapi::CollectErrorReply),
+        (status = 413, description = "The body is larger than 64 KiB.", body = crate::openapi::CollectErrorReply),
+        (status = 429, description = "The app is over its rate limit.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "An internal error; nothing was stored.", body = crate::openapi::CollectErrorReply),
+        (status = 503, description = "Overloaded, timed out or the database is unavailable.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn query(
     State(gateway): State<Arc<Gateway>>,
     Path(currency): Path<String>,

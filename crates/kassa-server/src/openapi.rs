@@ -1,0 +1,346 @@
+//! The OpenAPI 3.1 description of kassa's HTTP surface, generated from the handlers'
+//! `#[utoipa::path]` attributes and the wire shapes below, served at `/openapi.json` with
+//! Swagger UI at `/docs` (its files are compiled in; nothing loads from a CDN).
+//!
+//! The handlers read raw bytes, because a signature covers the exact text received; these types
+//! describe the wire for readers and tools and are never deserialised into. Length limits here
+//! are the ones the handlers enforce (a test compares them), so a schema-driven fuzzer that
+//! breaks a documented rule must see a refusal.
+
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// The description served at `/openapi.json`, and checked in as `docs/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// `document()` as the pretty JSON that is served and checked in.
+pub fn document_json() -> String {
+    let mut text = document()
+        .to_pretty_json()
+        .expect("the OpenAPI document always serialises");
+    text.push('\n');
+    text
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kassa",
+        description = "A self-hosted payment collection gateway. Two merchant dialects: \
+            `collect` (USD and EUR; body field `sign`) and `pix` (BRL; headers `X-App-Id` and \
+            `X-Sign`). Every request is signed with SHA256withRSA over the canonical string of its \
+            JSON body: every top-level field but `sign`, leaving out `null` and `\"\"`, keys in \
+            byte order, `key=value` joined by `&`, strings raw and numbers as sent. Replies' \
+            `data` is signed the same way with the platform key. See docs/collect-api.md and \
+            docs/pix-api.md.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        crate::collect::apply,
+        crate::collect::query,
+        crate::pix::init_collect,
+        crate::pix::query,
+        crate::cashier::status,
+        crate::health,
+    ),
+    modifiers(&SignatureSchemes),
+    tags(
+        (name = "collect", description = "The collect dialect: cashier, bank-transfer and e-wallet orders in USD and EUR."),
+        (name = "pix", description = "The pix dialect: BRL orders paid by PIX."),
+        (name = "cashier", description = "JSON endpoints of the payer's pages."),
+        (name = "operations", description = "For load balancers and monitoring."),
+    )
+)]
+struct ApiDoc;
+
+/// Names the signature schemes, so that tools show which operations need signing.
+struct SignatureSchemes;
+
+impl Modify for SignatureSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "x_sign",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Sign",
+                "pix: base64 SHA256withRSA signature of the body's canonical string with the \
+                 app's private key; X-App-Id names the app.",
+            ))),
+        );
+    }
+}
+
+/// `usd` or `eur`: the currency of the collect app named by `appId`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectCurrency {
+    Usd,
+    Eur,
+}
+
+/// `POST /{currency}/collect/apply`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyRequest {
+    /// The app (one per merchant and currency).
+    #[schema(minimum = 1)]
+    pub app_id: i64,
+    /// The merchant's order id; a retry with the same parameters gets the original reply.
+    #[schema(min_length = 1, max_length = 48, example = "A-10042")]
+    pub order_id: String,
+    /// Payer's name (personal data: masked in logs).
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    /// Payer's phone, international format.
+    #[schema(min_length = 1, max_length = 32, example = "+31612345678")]
+    pub phone: String,
+    /// Payer's e-mail.
+    #[schema(min_length = 1, max_length = 254, example = "maria@example.nl")]
+    pub email: String,
+    /// Decimal amount with at most two decimals.
+    #[schema(min_length = 1, max_length = 15, example = "25.00")]
+    pub amount: String,
+    /// `CASHIER`, `BANK_TRANSFER` or `EWALLET`.
+    #[schema(min_length = 1, max_length = 32, example = "CASHIER")]
+    pub pay_type: String,
+    /// A method code of the pay type (see the method table), or `CASHIER`.
+    #[schema(min_length = 1, max_length = 32, example = "CASHIER")]
+    pub in_bank_code: String,
+    /// Where the payer returns after a success.
+    #[schema(min_length = 1, max_length = 512, example = "https://shop.example/ok")]
+    pub call_back_url: String,
+    /// Where the payer returns after a failure.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        example = "https://shop.example/fail"
+    )]
+    pub call_back_fail_url: String,
+    /// Where the callback goes.
+    #[schema(max_length = 512, example = "https://shop.example/notify")]
+    pub notify_url: Option<String>,
+    #[schema(max_length = 128)]
+    pub subject: Option<String>,
+    /// ISO 3166 numeric country code for the cashier's method list: 000, 040, 056, 380, 528, 616.
+    #[schema(max_length = 3, example = "528")]
+    pub country: Option<String>,
+    #[schema(max_length = 1024)]
+    pub body: Option<String>,
+    /// The merchant's id of the payer.
+    #[schema(min_length = 1, max_length = 64)]
+    pub partner_user_id: String,
+    /// Base64 SHA256withRSA signature of the canonical string.
+    #[schema(min_length = 1)]
+    pub sign: String,
+}
+
+/// `POST /{currency}/collect/query`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryRequest {
+    #[schema(minimum = 1)]
+    pub app_id: i64,
+    #[schema(min_length = 1, max_length = 48)]
+    pub order_id: String,
+    /// kassa's order number: the faster look-up.
+    #[schema(max_length = 16, example = "2611220000000042")]
+    pub order_no: Option<String>,
+    #[schema(min_length = 1)]
+    pub sign: String,
+}
+
+/// `"1"`: the request succeeded.
+#[derive(Serialize, ToSchema)]
+pub enum SuccessStatus {
+    #[serde(rename = "1")]
+    Succeeded,
+}
+
+/// `"00000000"`: no error.
+#[derive(Serialize, ToSchema)]
+pub enum NoError {
+    #[serde(rename = "00000000")]
+    None,
+}
+
+/// `"0"`: the request failed.
+#[derive(Serialize, ToSchema)]
+pub enum FailureStatus {
+    #[serde(rename = "0")]
+    Failed,
+}
+
+/// A collect reply's `data`, signed with the platform key.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyData {
+    pub order_id: String,
+    pub order_no: String,
+    /// The payer's page.
+    pub pay_url: String,
+    pub sign: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApplyReply {
+    pub status: SuccessStatus,
+    pub error: NoError,
+    /// Always empty.
+    pub msg: String,
+    pub data: ApplyData,
+}
+
+/// An order's state as queries and callbacks report it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderData {
+    pub order_id: String,
+    pub order_no: String,
+    pub amount: String,
+    /// Gross amount received.
+    pub actual_amount: String,
+    pub fee: String,
+    /// 0 created, 1 in progress, 2 succeeded, 3 failed, -1 exception.
+    #[schema(minimum = -1, maximum = 3)]
+    pub status: i32,
+    /// `yyyy-MM-dd HH:mm:ss` in the operator's time zone; only once paid.
+    #[schema(nullable = false)]
+    pub pay_time: Option<String>,
+    /// Why the order failed or is in exception.
+    #[schema(nullable = false)]
+    pub error_msg: Option<String>,
+    pub sign: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueryReply {
+    pub status: SuccessStatus,
+    pub error: NoError,
+    pub msg: String,
+    pub data: OrderData,
+}
+
+/// Every collect error: `error` is one of the table in docs/collect-api.md.
+#[derive(Serialize, ToSchema)]
+pub struct CollectErrorReply {
+    pub status: FailureStatus,
+    #[schema(pattern = "^[0-9]{8}$", example = "10000003")]
+    pub error: String,
+    pub msg: String,
+}
+
+/// `POST /accountProxyCollect/initCollect`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InitCollectRequest {
+    /// The merchant's order number; a retry with the same parameters gets the original reply.
+    #[schema(min_length = 1, max_length = 50)]
+    pub user_order_number: String,
+    /// BRL amount, at most two decimals.
+    #[schema(min_length = 1, max_length = 12, example = "10.50")]
+    pub submit_amount: String,
+    /// Always `PIX`.
+    #[schema(min_length = 1, max_length = 20, example = "PIX")]
+    pub payment_type: String,
+    /// Always `BRL`.
+    #[schema(min_length = 1, max_length = 40, example = "BRL")]
+    pub currency_type: String,
+    #[schema(max_length = 255)]
+    pub notify_url: Option<String>,
+}
+
+/// `POST /proxyCollectQuery/query`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PixQueryRequest {
+    #[schema(min_length = 1, max_length = 50)]
+    pub user_order_number: String,
+}
+
+/// `0`: success.
+#[derive(Serialize, ToSchema)]
+#[schema(minimum = 0, maximum = 0)]
+pub struct PixSuccessCode(pub u8);
+
+/// `success`.
+#[derive(Serialize, ToSchema)]
+pub enum PixSuccessMsg {
+    #[serde(rename = "success")]
+    Success,
+}
+
+/// A new PIX order; `X-Sign` signs this object.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InitCollectData {
+    pub order_no: String,
+    /// The payer's page.
+    pub url: String,
+    /// The BR Code (PIX copy-and-paste).
+    pub qr_code: String,
+    /// 10 waiting, 20 paid, 30 failed.
+    pub order_state: i32,
+    pub serial_no: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InitCollectReply {
+    pub code: PixSuccessCode,
+    pub msg: PixSuccessMsg,
+    pub data: InitCollectData,
+}
+
+/// A PIX order's state; `X-Sign` signs this object.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PixOrderData {
+    pub serial_no: String,
+    pub order_no: String,
+    pub amount: String,
+    pub arrival_amount: String,
+    /// 10 waiting, 20 paid, 30 failed.
+    pub order_state: i32,
+    /// Why the order failed.
+    #[schema(nullable = false)]
+    pub message: Option<String>,
+    /// When the order became final, `yyyy-MM-dd HH:mm:ss` in the operator's time zone.
+    #[schema(nullable = false)]
+    pub trans_time: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PixQueryReply {
+    pub code: PixSuccessCode,
+    pub msg: PixSuccessMsg,
+    pub data: PixOrderData,
+}
+
+/// Every pix error: `code` is one of the table in docs/pix-api.md.
+#[derive(Serialize, ToSchema)]
+pub struct PixErrorReply {
+    #[schema(minimum = 1000, maximum = 9999, example = 1003)]
+    pub code: u16,
+    pub msg: String,
+}
+
+/// Where an order stands, for the PIX page's polling.
+#[derive(Serialize, ToSchema)]
+pub struct CashierStatus {
+    pub state: CashierState,
+    /// Whether the state can still change.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CashierState {
+    Created,
+    InProgress,
+    Succeeded,
+    Failed,
+    Exception,
+}
