@@ -8,8 +8,7 @@
 //! breaks a documented rule must see a refusal.
 
 use serde::Serialize;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
 /// The description served at `/openapi.json`, and checked in as `docs/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -46,7 +45,7 @@ pub fn document_json() -> String {
         crate::cashier::status,
         crate::health,
     ),
-    modifiers(&SignatureSchemes),
+    components(schemas(CollectCurrency)),
     tags(
         (name = "collect", description = "The collect dialect: cashier, bank-transfer and e-wallet orders in USD and EUR."),
         (name = "pix", description = "The pix dialect: BRL orders paid by PIX."),
@@ -55,23 +54,6 @@ pub fn document_json() -> String {
     )
 )]
 struct ApiDoc;
-
-/// Names the signature schemes, so that tools show which operations need signing.
-struct SignatureSchemes;
-
-impl Modify for SignatureSchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "x_sign",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-Sign",
-                "pix: base64 SHA256withRSA signature of the body's canonical string with the \
-                 app's private key; X-App-Id names the app.",
-            ))),
-        );
-    }
-}
 
 /// `usd` or `eur`: the currency of the collect app named by `appId`.
 #[derive(Serialize, ToSchema)]
@@ -86,13 +68,13 @@ pub enum CollectCurrency {
 #[serde(rename_all = "camelCase")]
 pub struct ApplyRequest {
     /// The app (one per merchant and currency).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, example = 1001)]
     pub app_id: i64,
     /// The merchant's order id; a retry with the same parameters gets the original reply.
     #[schema(min_length = 1, max_length = 48, example = "A-10042")]
     pub order_id: String,
     /// Payer's name (personal data: masked in logs).
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, example = "Maria Jansen")]
     pub name: String,
     /// Payer's phone, international format.
     #[schema(min_length = 1, max_length = 32, example = "+31612345678")]
@@ -101,11 +83,9 @@ pub struct ApplyRequest {
     #[schema(min_length = 1, max_length = 254, example = "maria@example.nl")]
     pub email: String,
     /// Decimal amount with at most two decimals.
-    #[schema(min_length = 1, max_length = 15, example = "25.00")]
+    #[schema(min_length = 1, max_length = 15, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "25.00")]
     pub amount: String,
-    /// `CASHIER`, `BANK_TRANSFER` or `EWALLET`.
-    #[schema(min_length = 1, max_length = 32, example = "CASHIER")]
-    pub pay_type: String,
+    pub pay_type: CollectPayType,
     /// A method code of the pay type (see the method table), or `CASHIER`.
     #[schema(min_length = 1, max_length = 32, example = "CASHIER")]
     pub in_bank_code: String,
@@ -122,33 +102,75 @@ pub struct ApplyRequest {
     /// Where the callback goes.
     #[schema(max_length = 512, example = "https://shop.example/notify")]
     pub notify_url: Option<String>,
-    #[schema(max_length = 128)]
+    #[schema(max_length = 128, example = "Order 42")]
     pub subject: Option<String>,
-    /// ISO 3166 numeric country code for the cashier's method list: 000, 040, 056, 380, 528, 616.
-    #[schema(max_length = 3, example = "528")]
-    pub country: Option<String>,
+    pub country: Option<CountryCode>,
     #[schema(max_length = 1024)]
     pub body: Option<String>,
     /// The merchant's id of the payer.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, example = "149597870")]
     pub partner_user_id: String,
     /// Base64 SHA256withRSA signature of the canonical string.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, example = "c2lnbmF0dXJl")]
     pub sign: String,
+}
+
+/// How the payer pays: on kassa's cashier page, by bank transfer or by e-wallet.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CollectPayType {
+    Cashier,
+    BankTransfer,
+    Ewallet,
+}
+
+/// ISO 3166 numeric code of the payer's country, for the cashier's method list (`000`: any;
+/// `""`, like an absent field, leaves the list to the currency alone).
+#[derive(Serialize, ToSchema)]
+pub enum CountryCode {
+    #[serde(rename = "")]
+    Unspecified,
+    #[serde(rename = "000")]
+    Any,
+    #[serde(rename = "040")]
+    Austria,
+    #[serde(rename = "056")]
+    Belgium,
+    #[serde(rename = "380")]
+    Italy,
+    #[serde(rename = "528")]
+    Netherlands,
+    #[serde(rename = "616")]
+    Poland,
+}
+
+/// Always `PIX`.
+#[derive(Serialize, ToSchema)]
+pub enum PixPaymentType {
+    #[serde(rename = "PIX")]
+    Pix,
+}
+
+/// Always `BRL`.
+#[derive(Serialize, ToSchema)]
+pub enum PixCurrency {
+    #[serde(rename = "BRL")]
+    Brl,
 }
 
 /// `POST /{currency}/collect/query`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryRequest {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, example = 1001)]
     pub app_id: i64,
-    #[schema(min_length = 1, max_length = 48)]
+    #[schema(min_length = 1, max_length = 48, example = "A-10042")]
     pub order_id: String,
-    /// kassa's order number: the faster look-up.
-    #[schema(max_length = 16, example = "2611220000000042")]
+    /// kassa's order number: the faster look-up. Like every optional field, `""` counts as
+    /// absent.
+    #[schema(max_length = 16, pattern = "^([0-9]{16})?$")]
     pub order_no: Option<String>,
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, example = "c2lnbmF0dXJl")]
     pub sign: String,
 }
 
@@ -237,18 +259,14 @@ pub struct CollectErrorReply {
 #[serde(rename_all = "camelCase")]
 pub struct InitCollectRequest {
     /// The merchant's order number; a retry with the same parameters gets the original reply.
-    #[schema(min_length = 1, max_length = 50)]
+    #[schema(min_length = 1, max_length = 50, example = "P-10042")]
     pub user_order_number: String,
     /// BRL amount, at most two decimals.
-    #[schema(min_length = 1, max_length = 12, example = "10.50")]
+    #[schema(min_length = 1, max_length = 12, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "10.50")]
     pub submit_amount: String,
-    /// Always `PIX`.
-    #[schema(min_length = 1, max_length = 20, example = "PIX")]
-    pub payment_type: String,
-    /// Always `BRL`.
-    #[schema(min_length = 1, max_length = 40, example = "BRL")]
-    pub currency_type: String,
-    #[schema(max_length = 255)]
+    pub payment_type: PixPaymentType,
+    pub currency_type: PixCurrency,
+    #[schema(max_length = 255, example = "https://shop.example/pix-notify")]
     pub notify_url: Option<String>,
 }
 
@@ -256,7 +274,7 @@ pub struct InitCollectRequest {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PixQueryRequest {
-    #[schema(min_length = 1, max_length = 50)]
+    #[schema(min_length = 1, max_length = 50, example = "P-10042")]
     pub user_order_number: String,
 }
 

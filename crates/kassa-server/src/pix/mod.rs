@@ -113,8 +113,8 @@ fn signed_response(signed: &Signed) -> Response {
     tag = "pix",
     summary = "Create a PIX order",
     params(
-        ("X-App-Id" = String, Header, description = "The app's id (a positive integer)"),
-        ("X-Sign" = String, Header, description = "Base64 SHA256withRSA signature of the body's canonical string"),
+        ("X-App-Id" = String, Header, pattern = "^[1-9][0-9]{0,17}$", example = "1003", description = "The app's id (a positive integer)"),
+        ("X-Sign" = String, Header, example = "c2lnbmF0dXJl", description = "Base64 SHA256withRSA signature of the body's canonical string"),
     ),
     request_body(content = crate::openapi::InitCollectRequest, content_type = "application/json"),
     responses(
@@ -144,8 +144,8 @@ pub async fn init_collect(
     tag = "pix",
     summary = "Query a PIX order",
     params(
-        ("X-App-Id" = String, Header, description = "The app's id (a positive integer)"),
-        ("X-Sign" = String, Header, description = "Base64 SHA256withRSA signature of the body's canonical string"),
+        ("X-App-Id" = String, Header, pattern = "^[1-9][0-9]{0,17}$", example = "1003", description = "The app's id (a positive integer)"),
+        ("X-Sign" = String, Header, example = "c2lnbmF0dXJl", description = "Base64 SHA256withRSA signature of the body's canonical string"),
     ),
     request_body(content = crate::openapi::PixQueryRequest, content_type = "application/json"),
     responses(
