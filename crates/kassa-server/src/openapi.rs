@@ -83,7 +83,12 @@ pub struct ApplyRequest {
     #[schema(min_length = 1, max_length = 254, example = "maria@example.nl")]
     pub email: String,
     /// Decimal amount with at most two decimals.
-    #[schema(min_length = 1, max_length = 15, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "25.00")]
+    #[schema(
+        min_length = 1,
+        max_length = 15,
+        pattern = r"^[0-9]+(\.[0-9]{1,2})?$",
+        example = "25.00"
+    )]
     pub amount: String,
     pub pay_type: CollectPayType,
     /// A method code of the pay type (see the method table), or `CASHIER`.
@@ -262,7 +267,12 @@ pub struct InitCollectRequest {
     #[schema(min_length = 1, max_length = 50, example = "P-10042")]
     pub user_order_number: String,
     /// BRL amount, at most two decimals.
-    #[schema(min_length = 1, max_length = 12, pattern = r"^[0-9]+(\.[0-9]{1,2})?$", example = "10.50")]
+    #[schema(
+        min_length = 1,
+        max_length = 12,
+        pattern = r"^[0-9]+(\.[0-9]{1,2})?$",
+        example = "10.50"
+    )]
     pub submit_amount: String,
     pub payment_type: PixPaymentType,
     pub currency_type: PixCurrency,

@@ -256,6 +256,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>>;
 
+    /// An app's orders in order-number order, at most `limit` of them after `after` (a page;
+    /// pass the last number seen to get the next).
+    async fn orders_of_app(
+        &self,
+        app_id: AppId,
+        after: Option<&OrderNo>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>>;
+
     /// Stores an order's new state if it is still in state `from`, together with the callback
     /// the change causes, in one transaction. False (and nothing written) if the order moved
     /// on in the meantime.

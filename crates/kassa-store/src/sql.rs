@@ -252,6 +252,11 @@ statement!(
     "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = $1"
 );
 statement!(
+    SELECT_ORDERS_OF_APP,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND order_no > $2 \
+     ORDER BY order_no LIMIT $3"
+);
+statement!(
     SELECT_ORDER_BY_TOKEN,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE cashier_token = $1"
 );
@@ -827,6 +832,22 @@ impl Store for SqlStore {
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
         self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), token).await
+    }
+
+    async fn orders_of_app(
+        &self,
+        app_id: AppId,
+        after: Option<&OrderNo>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>> {
+        // Order numbers are 16 digits, so "" sorts before every one of them.
+        let rows = sqlx::query(SELECT_ORDERS_OF_APP.as_str())
+            .bind(app_id.0)
+            .bind(after.map_or("", |n| n.as_str()))
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(order_from_row).collect()
     }
 
     async fn set_webhook_secret(

@@ -262,6 +262,30 @@ async fn orders_round_trip(db: TestDatabase) {
     assert_eq!(store.order_by_no(&bare.order_no).await.unwrap(), Some(bare));
 }
 
+async fn orders_of_an_app_come_in_pages(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    for (id, number) in [("M3", 30), ("M1", 10), ("M2", 20)] {
+        store.insert_order(&order(app, id, number)).await.unwrap();
+    }
+    let ids = |orders: Vec<Order>| -> Vec<String> {
+        orders.into_iter().map(|o| o.merchant_order_id).collect()
+    };
+    let first = store.orders_of_app(app, None, 2).await.unwrap();
+    let last_seen = first.last().unwrap().order_no.clone();
+    assert_eq!(ids(first), ["M1", "M2"]);
+    let rest = store.orders_of_app(app, Some(&last_seen), 2).await.unwrap();
+    assert_eq!(ids(rest), ["M3"]);
+    let other = AppId(app.0 + 1000);
+    assert!(
+        store
+            .orders_of_app(other, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn duplicate_merchant_order_id_returns_the_original(db: TestDatabase) {
     let store = db.store().await;
     let app = eur_app(&store).await;
@@ -711,6 +735,7 @@ async fn fee_rules(db: TestDatabase) {
 
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
+    orders_of_an_app_come_in_pages,
     migrations_are_idempotent_and_concurrent,
     first_setting_wins,
     merchants_and_apps,
