@@ -478,7 +478,8 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
     }
     drop(server);
 
-    let ledger = shop.ledger.lock().unwrap();
+    // Workers and server are done: take what they recorded.
+    let ledger = std::mem::take(&mut *shop.ledger.lock().unwrap());
     println!(
         "{KILLS} kills; {} creates, {} replays, {} queries, {} payment attempts, {} requests lost to kills; \
          {} orders acknowledged, {} final states seen; callbacks refused by the merchant {} times",
@@ -517,7 +518,7 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
             order.merchant_order_id
         );
     }
-    let acknowledged_callbacks = receiver.acknowledged.lock().unwrap();
+    let acknowledged_callbacks = std::mem::take(&mut *receiver.acknowledged.lock().unwrap());
     let mut settled = 0;
     for (order_id, acked) in &ledger.acknowledged {
         let order = by_id
