@@ -110,6 +110,22 @@ impl From<StoreError> for DialectError {
     }
 }
 
+/// An error reply in a dialect's envelope, with `Retry-After` when the client should wait.
+pub fn error_response(
+    status: StatusCode,
+    envelope: impl serde::Serialize,
+    retry_after_s: Option<u64>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(envelope)).into_response();
+    if let Some(wait_s) = retry_after_s {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, wait_s.into());
+    }
+    response
+}
+
 /// The request body as text, within the size limit.
 pub fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, DialectError> {
     let bytes = match body {

@@ -8,7 +8,7 @@
 //! breaks a documented rule must see a refusal.
 
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 /// The description served at `/openapi.json`, and checked in as `docs/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -109,7 +109,10 @@ pub struct ApplyRequest {
     pub notify_url: Option<String>,
     #[schema(max_length = 128, example = "Order 42")]
     pub subject: Option<String>,
-    pub country: Option<CountryCode>,
+    /// ISO 3166 numeric code of the payer's country, for the cashier's method list: `000`
+    /// (any), `040`, `056`, `380`, `528`, `616`. Like every optional field, `""` counts as absent.
+    #[schema(pattern = "^(|000|040|056|380|528|616)$", example = "528")]
+    pub country: Option<String>,
     #[schema(max_length = 1024)]
     pub body: Option<String>,
     /// The merchant's id of the payer.
@@ -127,26 +130,6 @@ pub enum CollectPayType {
     Cashier,
     BankTransfer,
     Ewallet,
-}
-
-/// ISO 3166 numeric code of the payer's country, for the cashier's method list (`000`: any;
-/// `""`, like an absent field, leaves the list to the currency alone).
-#[derive(Serialize, ToSchema)]
-pub enum CountryCode {
-    #[serde(rename = "")]
-    Unspecified,
-    #[serde(rename = "000")]
-    Any,
-    #[serde(rename = "040")]
-    Austria,
-    #[serde(rename = "056")]
-    Belgium,
-    #[serde(rename = "380")]
-    Italy,
-    #[serde(rename = "528")]
-    Netherlands,
-    #[serde(rename = "616")]
-    Poland,
 }
 
 /// Always `PIX`.
@@ -371,4 +354,72 @@ pub enum CashierState {
     Succeeded,
     Failed,
     Exception,
+}
+
+/// The error answers every collect operation can give (409 only where orders are created).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description, never built
+pub enum CollectErrors {
+    #[response(
+        status = 400,
+        description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule (currency, method, limits, target)."
+    )]
+    BadRequest(CollectErrorReply),
+    #[response(
+        status = 401,
+        description = "sign is missing, malformed or wrong; or the app is unknown or has no key."
+    )]
+    Unauthorized(CollectErrorReply),
+    #[response(
+        status = 404,
+        description = "No such endpoint (currency), or no such order."
+    )]
+    NotFound(CollectErrorReply),
+    #[response(status = 413, description = "The body is larger than 64 KiB.")]
+    TooLarge(CollectErrorReply),
+    #[response(status = 429, description = "The app is over its rate limit.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    RateLimited(CollectErrorReply),
+    #[response(status = 500, description = "An internal error; nothing was stored.")]
+    Internal(CollectErrorReply),
+    #[response(status = 503, description = "Overloaded, timed out or the database is unavailable.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(CollectErrorReply),
+}
+
+/// The error answers every pix operation can give (409 only where orders are created).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description, never built
+pub enum PixErrors {
+    #[response(
+        status = 400,
+        description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule."
+    )]
+    BadRequest(PixErrorReply),
+    #[response(
+        status = 401,
+        description = "X-Sign is missing, malformed or wrong; or X-App-Id names no app, or one without a key."
+    )]
+    Unauthorized(PixErrorReply),
+    #[response(status = 404, description = "No such order.")]
+    NotFound(PixErrorReply),
+    #[response(status = 413, description = "The body is larger than 64 KiB.")]
+    TooLarge(PixErrorReply),
+    #[response(status = 429, description = "The app is over its rate limit.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    RateLimited(PixErrorReply),
+    #[response(status = 500, description = "An internal error; nothing was stored.")]
+    Internal(PixErrorReply),
+    #[response(status = 503, description = "Overloaded, timed out or the database is unavailable.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(PixErrorReply),
+}
+
+/// The pix dialect's authentication headers.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // a description, never built
+pub struct PixAuthHeaders {
+    /// The app's id (a positive integer).
+    #[param(rename = "X-App-Id", pattern = "^[1-9][0-9]{0,17}$", example = "1003")]
+    x_app_id: String,
+    /// Base64 SHA256withRSA signature of the body's canonical string.
+    #[param(rename = "X-Sign", example = "c2lnbmF0dXJl")]
+    x_sign: String,
 }

@@ -74,13 +74,7 @@ impl IntoResponse for CollectError {
             error: self.code.value(),
             msg: &self.msg,
         };
-        let mut response = (self.code.http_status(), axum::Json(body)).into_response();
-        if let Some(wait_s) = self.retry_after_s {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, wait_s.into());
-        }
-        response
+        crate::dialect::error_response(self.code.http_status(), body, self.retry_after_s)
     }
 }
 

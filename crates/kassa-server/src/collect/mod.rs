@@ -72,13 +72,7 @@ fn respond(reply: Reply) -> Response {
     request_body(content = crate::openapi::ApplyRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The order (or, for an identical retry, the original reply).", body = crate::openapi::ApplyReply),
-        (status = 400, description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule (currency, method, limits, target).", body = crate::openapi::CollectErrorReply),
-        (status = 401, description = "sign is missing, malformed or wrong; or the app is unknown or has no key.", body = crate::openapi::CollectErrorReply),
-        (status = 404, description = "No such endpoint (currency), or no such order.", body = crate::openapi::CollectErrorReply),
-        (status = 413, description = "The body is larger than 64 KiB.", body = crate::openapi::CollectErrorReply),
-        (status = 429, description = "The app is over its rate limit.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "An internal error; nothing was stored.", body = crate::openapi::CollectErrorReply),
-        (status = 503, description = "Overloaded, timed out or the database is unavailable.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        crate::openapi::CollectErrors,
         (status = 409, description = "The orderId was used before with other parameters.", body = crate::openapi::CollectErrorReply),
     )
 )]
@@ -99,13 +93,7 @@ pub async fn apply(
     request_body(content = crate::openapi::QueryRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The order's state, signed.", body = crate::openapi::QueryReply),
-        (status = 400, description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule (currency, method, limits, target).", body = crate::openapi::CollectErrorReply),
-        (status = 401, description = "sign is missing, malformed or wrong; or the app is unknown or has no key.", body = crate::openapi::CollectErrorReply),
-        (status = 404, description = "No such endpoint (currency), or no such order.", body = crate::openapi::CollectErrorReply),
-        (status = 413, description = "The body is larger than 64 KiB.", body = crate::openapi::CollectErrorReply),
-        (status = 429, description = "The app is over its rate limit.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "An internal error; nothing was stored.", body = crate::openapi::CollectErrorReply),
-        (status = 503, description = "Overloaded, timed out or the database is unavailable.", body = crate::openapi::CollectErrorReply, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        crate::openapi::CollectErrors,
     )
 )]
 pub async fn query(
@@ -432,7 +420,7 @@ mod tests {
                 "3" => &[400],
                 "4" => &[404],
                 "5" => &[409],
-                "9" => &[500, 503],
+                "9" => &[429, 500, 503],
                 _ => panic!("unknown family {family}"),
             };
             assert!(expected.contains(&status), "{digits} answers {status}");
