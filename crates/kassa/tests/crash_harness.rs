@@ -410,12 +410,12 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
     let fee_rule = FeeRule::new(FEE_BASIS_POINTS, AmountMinor::parse(FEE_FIXED).unwrap()).unwrap();
     let (notify_url, receiver) = start_receiver().await;
 
-    // A fixed port, so clients find each restarted server where the last one was.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A fixed port, so clients find each restarted server where the last one was; below the
+    // ephemeral range, so no outgoing connection takes it while the server is down.
+    let port = (0..1_000)
+        .map(|_| 20_000 + random.below(12_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range");
     let listen = format!("127.0.0.1:{port}");
     let args = [
         "serve",
