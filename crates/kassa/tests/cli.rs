@@ -892,3 +892,75 @@ fn sign_refuses_bad_input() {
         .unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
+
+/// The connection and request limits reach the running server from the TOML file, and a zero
+/// timeout is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_its_limits_from_the_config_file() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    let (app_id, key) = create_shop(&url, "EUR", dir.path());
+    let config = dir.path().join("kassa.toml");
+    std::fs::write(
+        &config,
+        "header_read_timeout = \"300ms\"\napp_rate_limit = 2\nmax_connections = 64\n",
+    )
+    .unwrap();
+    let config_text = config.display().to_string();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--config",
+        &config_text,
+    ];
+    let server = serve(&args, dir.path());
+
+    // An idle connection is closed after the header-read timeout.
+    let address = server.base.trim_start_matches("http://");
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        idle.read_to_end(&mut sink),
+    )
+    .await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+
+    // Two queries a second for the app; the third is refused with 429.
+    let mut body = serde_json::json!({"appId": app_id, "orderId": "none"})
+        .as_object()
+        .unwrap()
+        .clone();
+    kassa_signature::sign_map(&key, &mut body);
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .post(format!("{}/eur/collect/query", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [404, 404, 429]);
+    drop(server);
+
+    let refused = kassa(&[
+        "serve",
+        "--database-url",
+        &url,
+        "--listen",
+        "127.0.0.1:0",
+        "--request-timeout",
+        "0s",
+    ])
+    .output()
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--request-timeout"));
+}
