@@ -351,6 +351,68 @@ async fn concurrent_inserts_create_one_order(db: TestDatabase) {
     assert!(winners.iter().all(|no| *no == stored.order_no));
 }
 
+/// Many inserts at once (on SQLite they share commits, in one statement each): new orders,
+/// retries of one order id, and one taken order number each get their own right answer.
+async fn mixed_concurrent_inserts_each_get_their_answer(db: TestDatabase) {
+    let store = Arc::new(db.store().await);
+    let app = eur_app(&store).await;
+    store
+        .insert_order(&order(app, "TAKEN-BY", 1))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for round in 0..4u64 {
+        for i in 0..40u64 {
+            let store = store.clone();
+            let mut new = match i {
+                // One order number that is already taken, under a fresh order id.
+                0 if round == 0 => order(app, "CLASH", 1),
+                // Four retries of one order id, each with its own number.
+                1..=4 => order(app, "TWICE", 1_000 + round * 100 + i),
+                _ => order(app, &format!("N{round}-{i}"), 10_000 + round * 100 + i),
+            };
+            if new.order_no == OrderNo::from_random(1) {
+                new.cashier_token = "clash-token".into();
+            }
+            tasks.push(tokio::spawn(async move {
+                let id = new.merchant_order_id.clone();
+                (id, store.insert_order(&new).await)
+            }));
+        }
+    }
+    let mut twice_inserted = 0;
+    for task in tasks {
+        let (id, outcome) = task.await.unwrap();
+        match id.as_str() {
+            "CLASH" => assert!(
+                matches!(outcome, Err(StoreError::OrderNoTaken)),
+                "{outcome:?}"
+            ),
+            "TWICE" => {
+                if matches!(outcome.unwrap(), InsertOutcome::Inserted) {
+                    twice_inserted += 1;
+                }
+            }
+            _ => assert!(
+                matches!(outcome, Ok(InsertOutcome::Inserted)),
+                "{id}: {outcome:?}"
+            ),
+        }
+    }
+    assert_eq!(twice_inserted, 1);
+    assert_eq!(
+        store
+            .order_by_merchant_order_id(app, "CLASH")
+            .await
+            .unwrap(),
+        None
+    );
+    let all = store.orders_of_app(app, None, 1_000).await.unwrap();
+    // The taken number's owner, one TWICE, 35 new orders per round and 3 more where the first
+    // round had its clash.
+    assert_eq!(all.len(), 1 + 1 + 35 * 4 + 3);
+}
+
 async fn orders_need_an_existing_app(db: TestDatabase) {
     let store = db.store().await;
     assert!(
@@ -736,6 +798,7 @@ async fn fee_rules(db: TestDatabase) {
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
+    mixed_concurrent_inserts_each_get_their_answer,
     migrations_are_idempotent_and_concurrent,
     first_setting_wins,
     merchants_and_apps,
