@@ -410,36 +410,10 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
 /// The insert of a new order (`ON CONFLICT (app_id, merchant_order_id) DO NOTHING`).
-fn insert_statement(order: &Order) -> AnyQuery<'_> {
-    bind_order(sqlx::query(INSERT_ORDER.as_str()), order)
-}
-
-/// One insert for `rows` orders that returns the numbers of those it stored (the others
-/// already had an order with their merchant order id).
-fn batch_insert_sql(rows: usize) -> String {
-    let columns = ORDER_COLUMNS.split(',').count();
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let placeholders: Vec<String> = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
-                .collect();
-            format!("({})", placeholders.join(", "))
-        })
-        .collect();
-    format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES {} \
-         ON CONFLICT (app_id, merchant_order_id) DO NOTHING RETURNING order_no",
-        values.join(", ")
-    )
-}
-
-/// Binds an order's columns, in `ORDER_COLUMNS` order, after what `query` has bound already.
-fn bind_order<'q>(query: AnyQuery<'q>, order: &'q Order) -> AnyQuery<'q> {
+fn insert_statement(order: &Order) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
     let payer = order.payer.as_ref();
-    query
+    sqlx::query(INSERT_ORDER.as_str())
         .bind(order.order_no.as_str())
         .bind(order.app_id.0)
         .bind(&order.merchant_order_id)
@@ -518,13 +492,16 @@ impl InsertBatcher {
     async fn commit(pool: &AnyPool, batch: Vec<InsertJob>) {
         let written = async {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let results = match Self::insert_all_at_once(&mut tx, &batch).await {
-                Ok(results) => results,
-                // A taken order number or page token fails the whole statement (and only
-                // it): then each order alone, so that only the one that collided fails.
-                Err(e) if is_unique_violation(&e) => Self::insert_one_by_one(&mut tx, &batch).await,
-                Err(e) => return Err(e),
-            };
+            let mut results = Vec::with_capacity(batch.len());
+            for job in &batch {
+                // A failing statement (a taken order number) is undone alone; the rest commit.
+                let result = insert_statement(&job.order)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(classify_insert_error);
+                results.push(result);
+            }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(results)
         }
@@ -542,48 +519,6 @@ impl InsertBatcher {
                 }
             }
         }
-    }
-
-    /// The whole batch in one statement: one round trip to SQLite's thread, not one per order.
-    async fn insert_all_at_once(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        batch: &[InsertJob],
-    ) -> Result<Vec<StoreResult<u64>>, sqlx::Error> {
-        if batch.len() == 1 {
-            return Ok(Self::insert_one_by_one(tx, batch).await);
-        }
-        // Column names and numbered placeholders only: every value is bound.
-        let sql = sqlx::AssertSqlSafe(batch_insert_sql(batch.len()));
-        let query = batch
-            .iter()
-            .fold(sqlx::query(sql), |query, job| bind_order(query, &job.order));
-        let stored: std::collections::HashSet<String> = query
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>("order_no"))
-            .collect::<Result<_, _>>()?;
-        Ok(batch
-            .iter()
-            .map(|job| Ok(u64::from(stored.contains(job.order.order_no.as_str()))))
-            .collect())
-    }
-
-    async fn insert_one_by_one(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        batch: &[InsertJob],
-    ) -> Vec<StoreResult<u64>> {
-        let mut results = Vec::with_capacity(batch.len());
-        for job in batch {
-            // A failing statement (a taken order number) is undone alone; the rest commit.
-            let result = insert_statement(&job.order)
-                .execute(&mut **tx)
-                .await
-                .map(|done| done.rows_affected())
-                .map_err(classify_insert_error);
-            results.push(result);
-        }
-        results
     }
 
     async fn insert(&self, order: Order) -> StoreResult<u64> {
