@@ -4,7 +4,7 @@
 //! upload, a stuck database) is cut off the same way, so no client holds a slot for long.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -30,8 +30,9 @@ impl InFlight {
 }
 
 /// 503 with `Retry-After`, in the envelope of the dialect the path belongs to.
-fn unavailable(path: &str, msg: &str) -> Response {
-    let body = if crate::pix::owns_path(path) {
+fn unavailable(uri: &Uri, msg: &str) -> Response {
+    tracing::warn!(path = %uri.path(), "{msg}");
+    let body = if crate::pix::owns_path(uri.path()) {
         serde_json::json!({"code": 9002, "msg": msg})
     } else {
         serde_json::json!({"status": "0", "error": "90000002", "msg": msg})
@@ -48,19 +49,18 @@ fn unavailable(path: &str, msg: &str) -> Response {
 }
 
 pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
     let Ok(permit) = in_flight.slots.clone().try_acquire_owned() else {
-        tracing::warn!(%path, "request shed: too many in flight");
-        return unavailable(&path, "kassa is overloaded; retry shortly");
+        return unavailable(request.uri(), "kassa is overloaded; retry shortly");
     };
+    // Kept for the answer to a request cut off below (a cheap, reference-counted copy).
+    let uri = request.uri().clone();
     let response = tokio::time::timeout(in_flight.request_timeout, next.run(request)).await;
     drop(permit);
     response.unwrap_or_else(|_| {
-        tracing::warn!(%path, "request cut off: it took longer than the request timeout");
         let msg = format!(
             "the request took longer than {} ms; retry it unchanged (a retried create gets the original reply)",
             in_flight.request_timeout.as_millis()
         );
-        unavailable(&path, &msg)
+        unavailable(&uri, &msg)
     })
 }
