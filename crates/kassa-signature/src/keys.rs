@@ -351,6 +351,24 @@ mod tests {
         out
     }
 
+    /// An RSA key pair of `bits` made by openssl: private key at `private`, public at `public`.
+    fn openssl_key_pair(
+        openssl: &str,
+        bits: u32,
+        private: &std::path::Path,
+        public: &std::path::Path,
+    ) {
+        let size = format!("rsa_keygen_bits:{bits}");
+        run(Command::new(openssl)
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", &size, "-out"])
+            .arg(private));
+        run(Command::new(openssl)
+            .args(["pkey", "-pubout", "-in"])
+            .arg(private)
+            .arg("-out")
+            .arg(public));
+    }
+
     /// openssl signs, kassa verifies; kassa signs, openssl verifies. Also PKCS#1 keys and a
     /// 4096-bit key made by openssl, and a 1024-bit key that must be refused.
     #[test]
@@ -362,21 +380,7 @@ mod tests {
         std::fs::write(path("msg"), message).unwrap();
 
         // openssl → kassa, with a 4096-bit key.
-        run(Command::new(openssl)
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:4096",
-                "-out",
-            ])
-            .arg(path("k4096.pem")));
-        run(Command::new(openssl)
-            .args(["pkey", "-pubout", "-in"])
-            .arg(path("k4096.pem"))
-            .arg("-out")
-            .arg(path("p4096.pem")));
+        openssl_key_pair(openssl, 4096, &path("k4096.pem"), &path("p4096.pem"));
         run(Command::new(openssl)
             .args(["dgst", "-sha256", "-sign"])
             .arg(path("k4096.pem"))
@@ -433,21 +437,7 @@ mod tests {
         );
 
         // Too small.
-        run(Command::new(openssl)
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:1024",
-                "-out",
-            ])
-            .arg(path("k1024.pem")));
-        run(Command::new(openssl)
-            .args(["pkey", "-pubout", "-in"])
-            .arg(path("k1024.pem"))
-            .arg("-out")
-            .arg(path("p1024.pem")));
+        openssl_key_pair(openssl, 1024, &path("k1024.pem"), &path("p1024.pem"));
         assert_eq!(
             VerifyingKey::parse(&std::fs::read_to_string(path("p1024.pem")).unwrap()).map(|_| ()),
             Err(KeyError::Size(1024))
