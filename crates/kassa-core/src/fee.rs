@@ -36,6 +36,13 @@ impl FeeRule {
         })
     }
 
+    /// The rule that applies to `method` among an app's rules: the method's own, else the
+    /// app's [`FeeRule::ANY_METHOD`] rule, else none (no fee).
+    pub fn select(rules: &[(String, FeeRule)], method: &str) -> Option<FeeRule> {
+        let find = |key: &str| rules.iter().find(|(m, _)| m == key).map(|(_, r)| *r);
+        find(method).or_else(|| find(Self::ANY_METHOD))
+    }
+
     /// The fee on `amount`: the percentage rounded half up to a minor unit, plus the fixed
     /// part, capped at the amount itself.
     pub fn fee_for(&self, amount: AmountMinor) -> AmountMinor {
@@ -79,6 +86,16 @@ mod tests {
             Err(FeeError::BasisPoints)
         );
         assert_eq!(FeeRule::new(1, AmountMinor(-1)), Err(FeeError::Fixed));
+    }
+
+    #[test]
+    fn a_methods_own_rule_wins_over_the_apps_default() {
+        let own = FeeRule::new(100, AmountMinor(0)).unwrap();
+        let any = FeeRule::new(200, AmountMinor(0)).unwrap();
+        let rules = vec![("*".to_string(), any), ("IDEAL_EUR".to_string(), own)];
+        assert_eq!(FeeRule::select(&rules, "IDEAL_EUR"), Some(own));
+        assert_eq!(FeeRule::select(&rules, "EPS_EUR"), Some(any));
+        assert_eq!(FeeRule::select(&rules[1..], "EPS_EUR"), None);
     }
 
     proptest! {

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod brcode;
+pub mod callback;
 pub mod fee;
 pub mod method;
 pub mod money;
@@ -19,6 +20,7 @@ pub mod time;
 pub mod validate;
 
 pub use app::{App, AppId, Merchant, MerchantId};
+pub use callback::{AfterAttempt, RetryPolicy};
 pub use fee::{FeeError, FeeRule};
 pub use method::{Country, PayType, PaymentMethod};
 pub use money::{AmountError, AmountLimits, AmountMinor, Currency};

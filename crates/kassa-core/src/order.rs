@@ -76,6 +76,8 @@ pub struct NewOrder {
     pub notify_url: Option<String>,
     /// A digest of the request's parameters; an identical retry has the same one.
     pub request_fingerprint: String,
+    /// The dialect that received the order: its replies and callbacks speak it.
+    pub dialect: &'static str,
 }
 
 /// What kassa draws for a new order: its number and the token of its payment page.
@@ -85,7 +87,8 @@ pub struct OrderIds {
     pub cashier_token: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An order. `Debug` leaves out what may carry personal data (see its impl).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Order {
     pub order_no: OrderNo,
     pub app_id: AppId,
@@ -118,6 +121,36 @@ pub struct Order {
     pub expires_at_ms: i64,
     /// The BR Code of a PIX order, as handed out at creation.
     pub pix_code: Option<String>,
+    /// The dialect that received the order (its name): callbacks are rendered by it.
+    pub dialect: String,
+    /// The rail that moves the order's money (its name) and the channel of that rail.
+    pub rail: String,
+    pub channel: String,
+}
+
+impl fmt::Debug for Order {
+    /// Ids, amounts and state only: the payer is masked, and the BR Code and the create reply,
+    /// which carry the receiver's PIX key (a CPF, phone or e-mail), are not shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Order")
+            .field("order_no", &self.order_no)
+            .field("app_id", &self.app_id)
+            .field("merchant_order_id", &self.merchant_order_id)
+            .field("amount_minor", &self.amount_minor)
+            .field("currency", &self.currency)
+            .field("method", &self.method.code)
+            .field("chosen_method", &self.chosen_method.map(|m| m.code))
+            .field("status", &self.status)
+            .field("actual_amount_minor", &self.actual_amount_minor)
+            .field("fee_minor", &self.fee_minor)
+            .field("payer", &self.payer)
+            .field("error_msg", &self.error_msg)
+            .field("dialect", &self.dialect)
+            .field("rail", &self.rail)
+            .field("channel", &self.channel)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A business rule that refuses a new order.
@@ -210,7 +243,16 @@ impl Order {
             updated_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(lifetime_ms),
             pix_code: None,
+            dialect: new.dialect.to_string(),
+            rail: String::new(),
+            channel: String::new(),
         })
+    }
+
+    /// Records which rail and channel move the order's money (chosen before it is stored).
+    pub fn route_to(&mut self, rail: &str, channel: &str) {
+        self.rail = rail.to_string();
+        self.channel = channel.to_string();
     }
 }
 
@@ -228,6 +270,27 @@ impl Order {
             PaymentMethod::offered_in_cashier(self.currency, country).collect()
         } else {
             vec![self.method]
+        }
+    }
+
+    /// Whether opening the payer's page starts the payment: a direct (non-cashier) order that
+    /// has not started. A cashier order starts when the payer picks a method.
+    pub fn starts_on_view(&self) -> bool {
+        self.status == OrderStatus::Created && !self.method.is_cashier()
+    }
+
+    /// Whether the order's time ran out at `now_ms` while it could still expire.
+    pub fn is_overdue(&self, now_ms: i64) -> bool {
+        self.status.can_expire() && now_ms >= self.expires_at_ms
+    }
+
+    /// Where the payer goes back to after a final outcome: the merchant's success or failure
+    /// address (PIX orders have neither).
+    pub fn return_url(&self) -> Option<&str> {
+        match self.status {
+            OrderStatus::Succeeded => self.callback_url.as_deref(),
+            OrderStatus::Failed => self.callback_fail_url.as_deref(),
+            _ => None,
         }
     }
 
@@ -329,6 +392,7 @@ mod tests {
             callback_fail_url: None,
             notify_url: None,
             request_fingerprint: "fp".into(),
+            dialect: "test",
         }
     }
 
@@ -484,6 +548,57 @@ mod tests {
             .unwrap();
         direct.apply(&OrderEvent::OperatorSucceeded, 3).unwrap();
         assert_eq!(direct.actual_amount_minor, direct.amount_minor);
+    }
+
+    #[test]
+    fn page_policies() {
+        let eur = app(Currency::Eur);
+        let mut direct =
+            Order::create(&eur, new_order("IDEAL_EUR", "10", None), ids(), 0, 100).unwrap();
+        direct.callback_url = Some("https://shop/ok".into());
+        direct.callback_fail_url = Some("https://shop/fail".into());
+        assert!(direct.starts_on_view());
+        assert!(!direct.is_overdue(99) && direct.is_overdue(100));
+        assert_eq!(direct.return_url(), None, "not final yet");
+        let cashier =
+            Order::create(&eur, new_order("CASHIER", "10", Some("528")), ids(), 0, 1).unwrap();
+        assert!(!cashier.starts_on_view());
+        let mut paid = direct.clone();
+        paid.apply(&OrderEvent::PayerStarted, 1).unwrap();
+        assert!(!paid.starts_on_view());
+        let mut failed = paid.clone();
+        paid.apply(
+            &OrderEvent::Paid {
+                requested: paid.amount_minor,
+                received: paid.amount_minor,
+            },
+            2,
+        )
+        .unwrap();
+        assert_eq!(paid.return_url(), Some("https://shop/ok"));
+        assert!(!paid.is_overdue(1_000));
+        failed.apply(&OrderEvent::Expired, 2).unwrap();
+        assert_eq!(failed.return_url(), Some("https://shop/fail"));
+    }
+
+    #[test]
+    fn debug_hides_the_payer_and_the_pix_key() {
+        let eur = app(Currency::Eur);
+        let mut new = new_order("IDEAL_EUR", "10", None);
+        new.payer = Some(Payer {
+            name: Personal::new("Maria Jansen"),
+            phone: Personal::new("+31612345678"),
+            email: Personal::new("maria@example.nl"),
+            partner_user_id: "p1".into(),
+        });
+        let mut order = Order::create(&eur, new, ids(), 0, 1).unwrap();
+        order.pix_code = Some("00020126580014br.gov.bcb.pix013652998224725".into());
+        order.create_reply = r#"{"qrCode":"...52998224725..."}"#.into();
+        let shown = format!("{order:?}");
+        for secret in ["Jansen", "612345678", "maria@", "52998224725"] {
+            assert!(!shown.contains(secret), "{shown} shows {secret}");
+        }
+        assert!(shown.contains("IDEAL_EUR"), "{shown}");
     }
 
     #[test]

@@ -13,8 +13,9 @@ pub const MAX_CITY_CHARS: usize = 15;
 /// Longest txid of a static BR Code (field 62/05): letters and digits.
 pub const MAX_TXID_CHARS: usize = 25;
 
-/// A PIX key, normalised (digits only for CPF/CNPJ, lower case for EVP and e-mail).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A PIX key, normalised (digits only for CPF/CNPJ, lower case for EVP and e-mail). CPF numbers,
+/// phones and e-mails are personal data: `Debug` masks every kind (see [`PixKey::masked`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum PixKey {
     Cpf(String),
     Cnpj(String),
@@ -125,6 +126,23 @@ impl PixKey {
             PixKey::Phone(_) => "phone",
             PixKey::Evp(_) => "evp",
         }
+    }
+}
+
+impl PixKey {
+    /// The key's kind and a masked form of it, as logs and `Debug` show it: `cpf:5***`.
+    pub fn masked(&self) -> String {
+        format!(
+            "{}:{}",
+            self.kind(),
+            crate::Personal::new(self.as_str()).masked()
+        )
+    }
+}
+
+impl fmt::Debug for PixKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PixKey({})", self.masked())
     }
 }
 
@@ -258,6 +276,31 @@ mod tests {
             "random",
         ] {
             assert!(PixKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_masks_every_kind_of_key() {
+        for key in [
+            "529.982.247-25",
+            "11.222.333/0001-81",
+            "pix.owner@loja.com.br",
+            "+5511987654321",
+            "123e4567-e12b-12d1-a456-426655440000",
+        ] {
+            let parsed = PixKey::parse(key).unwrap();
+            let receiver = PixReceiver {
+                key: parsed.clone(),
+                name: "Loja".into(),
+                city: "Rio".into(),
+            };
+            for shown in [format!("{parsed:?}"), format!("{receiver:?}")] {
+                assert!(
+                    !shown.contains(&parsed.as_str()[1..]),
+                    "{shown} shows {key}"
+                );
+                assert!(shown.contains(parsed.kind()), "{shown}");
+            }
         }
     }
 

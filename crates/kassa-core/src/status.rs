@@ -23,6 +23,19 @@ impl OrderStatus {
         matches!(self, OrderStatus::Succeeded | OrderStatus::Failed)
     }
 
+    /// The states in which an order's time can run out: the payer has not finished yet. The
+    /// expiry sweep, the payer's page and the state machine all ask this one list.
+    pub const EXPIRABLE: [OrderStatus; 2] = [OrderStatus::Created, OrderStatus::InProgress];
+
+    pub fn can_expire(self) -> bool {
+        Self::EXPIRABLE.contains(&self)
+    }
+
+    /// Whether a change from `from` to `to` charges the order's fee: only reaching success does.
+    pub fn charges_fee(from: OrderStatus, to: OrderStatus) -> bool {
+        to == OrderStatus::Succeeded && from != OrderStatus::Succeeded
+    }
+
     /// The stable name used in storage and operator output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -66,7 +79,7 @@ impl OrderStatus {
                 }
             }
             (S::Created | S::InProgress, E::Failed { .. }) => S::Failed,
-            (S::Created | S::InProgress, E::Expired) => S::Failed,
+            (from, E::Expired) if from.can_expire() => S::Failed,
             (S::Created | S::InProgress, E::RailException { .. }) => S::Exception,
             (S::Exception, E::OperatorSucceeded) => S::Succeeded,
             (S::Exception, E::OperatorFailed { .. }) => S::Failed,
@@ -193,6 +206,20 @@ mod tests {
         assert_eq!(started.apply(&short), Ok(S::Exception));
         assert_eq!(S::Exception.apply(&E::OperatorSucceeded), Ok(S::Succeeded));
         assert_eq!(S::Created.apply(&E::Expired), Ok(S::Failed));
+    }
+
+    #[test]
+    fn only_unfinished_orders_expire_and_only_success_charges() {
+        for status in ALL {
+            assert_eq!(
+                status.can_expire(),
+                status.apply(&E::Expired).is_ok(),
+                "{status:?}"
+            );
+            assert_eq!(S::charges_fee(status, S::Succeeded), status != S::Succeeded);
+            assert!(!S::charges_fee(status, S::Failed));
+        }
+        assert_eq!(S::EXPIRABLE, [S::Created, S::InProgress]);
     }
 
     #[test]

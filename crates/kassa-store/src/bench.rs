@@ -3,7 +3,7 @@
 //! synthetic (their replies are placeholders); nothing else in kassa writes this way.
 
 use crate::sql::{Backend, SqlStore};
-use crate::{Store, StoreResult};
+use crate::StoreResult;
 use kassa_core::AppId;
 
 impl SqlStore {

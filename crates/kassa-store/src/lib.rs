@@ -1,12 +1,16 @@
-//! kassa's storage port. The core and the server see only the [`Store`] trait; one SQL
-//! implementation ([`SqlStore`]) serves SQLite (the embedded default) and PostgreSQL.
+//! kassa's storage port. The core and the server see only the [`Store`] trait, made of one
+//! trait per aggregate ([`SettingStore`], [`MerchantStore`], [`OrderStore`], [`CallbackStore`]);
+//! one SQL implementation ([`SqlStore`]) serves SQLite (the embedded default) and PostgreSQL.
 //!
 //! Timestamps are integer milliseconds since the Unix epoch (`*_ms`), money is integer minor
-//! units (`*_minor`), so both databases hold exactly the same values.
+//! units (`*_minor`), so both databases hold exactly the same values. No database type leaks
+//! through the port: errors are [`StoreError`]s.
 
+#[cfg(feature = "bench")]
 pub mod bench;
-mod schema;
+mod error;
 mod sql;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use async_trait::async_trait;
@@ -14,44 +18,14 @@ use kassa_core::{
     AmountLimits, App, AppId, Currency, FeeRule, Merchant, Order, OrderNo, OrderStatus,
 };
 
+pub use error::{StoreError, StoreResult};
+pub use kassa_core::AfterAttempt;
 pub use sql::{Backend, SqlStore, sqlite_path};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// A stored row that kassa cannot read back; never expected, reported loudly.
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// The drawn order number exists already; draw another.
-    #[error("order number already taken")]
-    OrderNoTaken,
-    #[error("unsupported database URL {0}: use sqlite://PATH or postgres://…")]
-    UnsupportedUrl(String),
-    #[error("cannot prepare the database file: {0}")]
-    File(String),
-    /// The batched commit that held this write failed; nothing of it was stored.
-    #[error("the batched write failed: {0}")]
-    Batch(String),
+/// The traits of the port, to bring their methods into scope at once.
+pub mod prelude {
+    pub use crate::{CallbackStore, MerchantStore, OrderStore, SettingStore, Store};
 }
-
-impl StoreError {
-    /// Whether retrying later may succeed: the database is unreachable, overloaded or busy.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => true,
-            StoreError::Database(sqlx::Error::Database(db)) => {
-                // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout.
-                matches!(db.code().as_deref(), Some("5" | "6"))
-            }
-            _ => false,
-        }
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What happened to an order that was offered for insertion.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,14 +123,6 @@ pub struct Attempt {
     pub node: String,
 }
 
-/// What follows an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AfterAttempt {
-    Delivered { at_ms: i64 },
-    RetryAt { at_ms: i64 },
-    Dead { at_ms: i64 },
-}
-
 /// An attempt to record with what follows it (see [`Store::finish_attempts`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinishedAttempt {
@@ -179,21 +145,30 @@ pub struct MerchantWithApps {
     pub apps: Vec<App>,
 }
 
-/// The storage port. Implementations must pass `tests/conformance.rs`.
+/// The storage port: every aggregate's trait, and the schema. Implementations must pass
+/// `tests/conformance.rs`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which database this is, for logs and operator output.
-    fn backend(&self) -> Backend;
-
+pub trait Store: SettingStore + MerchantStore + OrderStore + CallbackStore {
     /// Brings the schema up to date. Safe to run from several nodes at once.
     async fn migrate(&self) -> StoreResult<()>;
+}
 
+/// Named settings every node shares (platform keys, the operator's time zone).
+#[async_trait]
+pub trait SettingStore: Send + Sync + 'static {
     /// Stores `value` under `name` unless a value exists, and returns the stored value.
     /// The first writer wins, so every node ends up with the same value (platform key).
     async fn setting_or_insert(&self, name: &str, value: &str, now_ms: i64) -> StoreResult<String>;
 
-    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Stores `value` under `name`, replacing any earlier value.
+    async fn set_setting(&self, name: &str, value: &str, now_ms: i64) -> StoreResult<()>;
 
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+}
+
+/// Merchants, their apps (one per currency) and the apps' fee rules.
+#[async_trait]
+pub trait MerchantStore: Send + Sync + 'static {
     /// Creates a merchant and its apps, all or nothing.
     async fn create_merchant(
         &self,
@@ -242,6 +217,28 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<bool>;
 
+    /// Sets (or with `None` removes) the fee rule of an app for a method code, or for
+    /// [`FeeRule::ANY_METHOD`]. False if the app does not exist.
+    async fn set_fee_rule(
+        &self,
+        app_id: AppId,
+        method: &str,
+        rule: Option<FeeRule>,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// The fee rules of an app, by method code.
+    async fn fee_rules(&self, app_id: AppId) -> StoreResult<Vec<(String, FeeRule)>>;
+
+    /// The rule for one method, as [`FeeRule::select`] chooses it.
+    async fn fee_rule_for(&self, app_id: AppId, method: &str) -> StoreResult<Option<FeeRule>> {
+        Ok(FeeRule::select(&self.fee_rules(app_id).await?, method))
+    }
+}
+
+/// Orders, and the transactional outbox their status changes write callbacks into.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
     /// Inserts a new order unless the app has one with the same merchant order id, in which
     /// case that one is returned. Atomic: concurrent identical requests create one order.
     async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome>;
@@ -275,6 +272,14 @@ pub trait Store: Send + Sync + 'static {
         callback: Option<&NewCallback>,
     ) -> StoreResult<bool>;
 
+    /// Orders that can still expire ([`OrderStatus::EXPIRABLE`]) whose time ran out by
+    /// `now_ms`, soonest first, at most `limit`.
+    async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>>;
+}
+
+/// Delivering callbacks: leases, attempts, resends.
+#[async_trait]
+pub trait CallbackStore: Send + Sync + 'static {
     /// Leases up to `limit` callbacks that are due at `now_ms` and not leased by a live
     /// node, to `owner` until `lease_until_ms`. Each due callback goes to one node at a time.
     async fn claim_due_callbacks(
@@ -294,7 +299,7 @@ pub trait Store: Send + Sync + 'static {
         finished: &[FinishedAttempt],
     ) -> StoreResult<Vec<bool>>;
 
-    /// [`Store::finish_attempts`] for one attempt.
+    /// [`CallbackStore::finish_attempts`] for one attempt.
     async fn finish_attempt(
         &self,
         callback_id: &str,
@@ -320,29 +325,6 @@ pub trait Store: Send + Sync + 'static {
         order_no: &OrderNo,
         now_ms: i64,
     ) -> StoreResult<Option<String>>;
-
-    /// Orders not final whose time ran out by `now_ms`, soonest first, at most `limit`.
-    async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>>;
-
-    /// Sets (or with `None` removes) the fee rule of an app for a method code, or for
-    /// [`FeeRule::ANY_METHOD`]. False if the app does not exist.
-    async fn set_fee_rule(
-        &self,
-        app_id: AppId,
-        method: &str,
-        rule: Option<FeeRule>,
-        now_ms: i64,
-    ) -> StoreResult<bool>;
-
-    /// The fee rules of an app, by method code.
-    async fn fee_rules(&self, app_id: AppId) -> StoreResult<Vec<(String, FeeRule)>>;
-
-    /// The rule for one method: its own, else the app's `*` rule, else none.
-    async fn fee_rule_for(&self, app_id: AppId, method: &str) -> StoreResult<Option<FeeRule>> {
-        let rules = self.fee_rules(app_id).await?;
-        let find = |key: &str| rules.iter().find(|(m, _)| m == key).map(|(_, r)| *r);
-        Ok(find(method).or_else(|| find(FeeRule::ANY_METHOD)))
-    }
 
     /// How many callbacks are in each state.
     async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>>;

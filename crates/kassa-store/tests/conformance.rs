@@ -5,6 +5,7 @@ use kassa_core::{
     AmountLimits, AmountMinor, AppId, Currency, Order, OrderEvent, OrderNo, OrderStatus, Payer,
     PaymentMethod, Personal, Secret,
 };
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{
     AfterAttempt, Attempt, CallbackState, InsertOutcome, NewApp, NewCallback, SqlStore, Store,
@@ -45,6 +46,9 @@ fn order(app_id: AppId, merchant_order_id: &str, order_no: u64) -> Order {
         updated_at_ms: 1_700_000_000_000,
         expires_at_ms: 1_700_001_800_000,
         pix_code: None,
+        dialect: "collect".into(),
+        rail: "sandbox".into(),
+        channel: "sandbox".into(),
     }
 }
 
@@ -82,6 +86,35 @@ async fn first_setting_wins(db: TestDatabase) {
     assert_eq!(store.setting_or_insert("k", "one", 1).await.unwrap(), "one");
     assert_eq!(store.setting_or_insert("k", "two", 2).await.unwrap(), "one");
     assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("one"));
+}
+
+async fn settings_can_be_replaced(db: TestDatabase) {
+    let store = db.store().await;
+    store.set_setting("zone", "UTC", 1).await.unwrap();
+    store.set_setting("zone", "Europe/Amsterdam", 2).await.unwrap();
+    assert_eq!(
+        store.setting("zone").await.unwrap().as_deref(),
+        Some("Europe/Amsterdam")
+    );
+    assert_eq!(
+        store.setting_or_insert("zone", "x", 3).await.unwrap(),
+        "Europe/Amsterdam"
+    );
+}
+
+async fn merchants_are_listed_with_their_own_apps(db: TestDatabase) {
+    let store = db.store().await;
+    let a = store
+        .create_merchant("A", &apps(&[Currency::Eur, Currency::Usd]), None, 1)
+        .await
+        .unwrap();
+    let b = store
+        .create_merchant("B", &apps(&[Currency::Brl]), None, 2)
+        .await
+        .unwrap();
+    let c = store.create_merchant("C", &[], None, 3).await.unwrap();
+    let listed = store.list_merchants().await.unwrap();
+    assert_eq!(listed, vec![a, b, c]);
 }
 
 async fn merchants_and_apps(db: TestDatabase) {
@@ -801,6 +834,8 @@ kassa_store::on_both_databases!(
     mixed_concurrent_inserts_each_get_their_answer,
     migrations_are_idempotent_and_concurrent,
     first_setting_wins,
+    settings_can_be_replaced,
+    merchants_are_listed_with_their_own_apps,
     merchants_and_apps,
     orders_round_trip,
     duplicate_merchant_order_id_returns_the_original,

@@ -3,7 +3,7 @@
 //! One text serves both databases; the only difference, identity columns, is filled in per
 //! backend. A migration is never edited once released: add a new one.
 
-use crate::sql::Backend;
+use super::Backend;
 
 /// `(version, SQL)`. `{id}` becomes the backend's identity-column type.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -129,6 +129,17 @@ ALTER TABLE apps ADD COLUMN pix_name TEXT;
 ALTER TABLE apps ADD COLUMN pix_city TEXT;
 -- The BR Code handed out for a PIX order, kept as it was given.
 ALTER TABLE orders ADD COLUMN pix_code TEXT;
+"#,
+    ),
+    (
+        4,
+        r#"
+-- Which dialect received each order (its callbacks speak it), and which rail and channel move
+-- its money. Orders from before were all the sandbox's; PIX orders came through the pix dialect.
+ALTER TABLE orders ADD COLUMN dialect TEXT NOT NULL DEFAULT 'collect';
+UPDATE orders SET dialect = 'pix' WHERE method = 'PIX';
+ALTER TABLE orders ADD COLUMN rail TEXT NOT NULL DEFAULT 'sandbox';
+ALTER TABLE orders ADD COLUMN channel TEXT NOT NULL DEFAULT 'sandbox';
 "#,
     ),
 ];

@@ -1,0 +1,277 @@
+//! Callbacks (the outbox) and their delivery attempts: inserting one with its status change,
+//! leasing due ones to a node, recording attempts, resending, and the operator's history.
+
+use super::orders::order_no_of;
+use super::{Backend, SqlStore, statement};
+use crate::error::corrupt;
+use crate::{
+    AfterAttempt, Attempt, Callback, CallbackHistory, CallbackState, CallbackStore,
+    FinishedAttempt, NewCallback, StoreError, StoreResult,
+};
+use async_trait::async_trait;
+use kassa_core::{AppId, OrderNo};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::HashMap;
+
+const CALLBACK_COLUMNS: &str = "callback_id, order_no, app_id, url, body, headers, state, \
+    attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms, delivered_at_ms, dead_at_ms";
+const ATTEMPT_COLUMNS: &str = "callback_id, attempt_no, started_at_ms, latency_ms, http_status, \
+    error, response_excerpt, acknowledged, node";
+
+statement!(
+    SELECT_CALLBACKS_OF_ORDER,
+    "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE order_no = $1 ORDER BY created_at_ms, callback_id"
+);
+statement!(
+    SELECT_ATTEMPTS_OF_ORDER,
+    "SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE callback_id IN \
+     (SELECT callback_id FROM callbacks WHERE order_no = $1) ORDER BY callback_id, attempt_no"
+);
+/// The due, unleased callbacks, oldest first. PostgreSQL skips rows another node is claiming
+/// right now; SQLite has one writer, so the statement alone is enough.
+const DUE_CALLBACKS: &str = "SELECT callback_id FROM callbacks WHERE state = 'pending' \
+    AND next_attempt_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+    ORDER BY next_attempt_at_ms LIMIT $4";
+statement!(
+    CLAIM_CALLBACKS_SQLITE,
+    "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 \
+     WHERE callback_id IN ({DUE_CALLBACKS}) RETURNING {CALLBACK_COLUMNS}"
+);
+statement!(
+    CLAIM_CALLBACKS_POSTGRES,
+    "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 \
+     WHERE callback_id IN ({DUE_CALLBACKS} FOR UPDATE SKIP LOCKED) RETURNING {CALLBACK_COLUMNS}"
+);
+statement!(
+    INSERT_ATTEMPT,
+    "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+
+/// Headers are stored one `name: value` per line (names and values never hold line breaks).
+fn encode_headers(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\n"))
+        .collect()
+}
+
+fn decode_headers(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+fn callback_from_row(row: &AnyRow) -> StoreResult<Callback> {
+    let state: String = row.try_get("state")?;
+    Ok(Callback {
+        callback_id: row.try_get("callback_id")?,
+        order_no: order_no_of(&row.try_get::<String, _>("order_no")?)?,
+        app_id: AppId(row.try_get("app_id")?),
+        url: row.try_get("url")?,
+        body: row.try_get("body")?,
+        headers: decode_headers(&row.try_get::<String, _>("headers")?),
+        state: CallbackState::parse(&state)
+            .ok_or_else(|| corrupt(format!("callback state {state}")))?,
+        attempts: row.try_get("attempts")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        first_due_at_ms: row.try_get("first_due_at_ms")?,
+        next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
+        delivered_at_ms: row.try_get("delivered_at_ms")?,
+        dead_at_ms: row.try_get("dead_at_ms")?,
+    })
+}
+
+fn attempt_from_row(row: &AnyRow) -> StoreResult<Attempt> {
+    Ok(Attempt {
+        attempt_no: row.try_get("attempt_no")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        latency_ms: row.try_get("latency_ms")?,
+        http_status: row.try_get("http_status")?,
+        error: row.try_get("error")?,
+        response_excerpt: row.try_get("response_excerpt")?,
+        acknowledged: row.try_get::<i64, _>("acknowledged")? != 0,
+        node: row.try_get("node")?,
+    })
+}
+
+/// Queues a callback inside the transaction of the status change that causes it.
+pub(super) async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    callback: &NewCallback,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
+         attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+    )
+    .bind(&callback.callback_id)
+    .bind(callback.order_no.as_str())
+    .bind(callback.app_id.0)
+    .bind(&callback.url)
+    .bind(&callback.body)
+    .bind(encode_headers(&callback.headers))
+    .bind(callback.created_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records one attempt inside a transaction (see [`CallbackStore::finish_attempts`]).
+async fn record_attempt(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    finished: &FinishedAttempt,
+) -> StoreResult<bool> {
+    // Numbering through the row itself serialises concurrent finishers of one callback.
+    let attempt_no: i64 = sqlx::query(
+        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id = $1 RETURNING attempts",
+    )
+    .bind(&finished.callback_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("callback {}", finished.callback_id)))?
+    .try_get(0)?;
+    let attempt = &finished.attempt;
+    sqlx::query(INSERT_ATTEMPT.as_str())
+        .bind(&finished.callback_id)
+        .bind(attempt_no)
+        .bind(attempt.started_at_ms)
+        .bind(attempt.latency_ms)
+        .bind(attempt.http_status)
+        .bind(attempt.error.as_deref())
+        .bind(attempt.response_excerpt.as_deref())
+        .bind(i64::from(attempt.acknowledged))
+        .bind(&attempt.node)
+        .execute(&mut **tx)
+        .await?;
+    let (state, next_at, delivered_at, dead_at) = match finished.after {
+        AfterAttempt::Delivered { at_ms } => (CallbackState::Delivered, at_ms, Some(at_ms), None),
+        AfterAttempt::RetryAt { at_ms } => (CallbackState::Pending, at_ms, None, None),
+        AfterAttempt::Dead { at_ms } => (CallbackState::Dead, at_ms, None, Some(at_ms)),
+    };
+    Ok(sqlx::query(
+        "UPDATE callbacks SET state = $1, next_attempt_at_ms = $2, delivered_at_ms = $3, \
+             dead_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE callback_id = $5 AND lease_owner = $6",
+    )
+    .bind(state.as_str())
+    .bind(next_at)
+    .bind(delivered_at)
+    .bind(dead_at)
+    .bind(&finished.callback_id)
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+#[async_trait]
+impl CallbackStore for SqlStore {
+    async fn claim_due_callbacks(
+        &self,
+        now_ms: i64,
+        limit: i64,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> StoreResult<Vec<Callback>> {
+        let sql = match self.backend {
+            Backend::Sqlite => CLAIM_CALLBACKS_SQLITE.as_str(),
+            Backend::Postgres => CLAIM_CALLBACKS_POSTGRES.as_str(),
+        };
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(lease_until_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed: Vec<Callback> = rows
+            .iter()
+            .map(callback_from_row)
+            .collect::<Result<_, _>>()?;
+        claimed.sort_by_key(|c| c.next_attempt_at_ms);
+        Ok(claimed)
+    }
+
+    async fn finish_attempts(
+        &self,
+        owner: &str,
+        finished: &[FinishedAttempt],
+    ) -> StoreResult<Vec<bool>> {
+        // One lock order for every node, so two batches never deadlock on PostgreSQL.
+        let mut order: Vec<usize> = (0..finished.len()).collect();
+        order.sort_by(|a, b| finished[*a].callback_id.cmp(&finished[*b].callback_id));
+        let mut kept = vec![false; finished.len()];
+        let mut tx = self.begin_write().await?;
+        for i in order {
+            kept[i] = record_attempt(&mut tx, owner, &finished[i]).await?;
+        }
+        tx.commit().await?;
+        Ok(kept)
+    }
+
+    async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>> {
+        // Two queries whatever the number of callbacks: the callbacks, then all their attempts.
+        let callbacks = sqlx::query(SELECT_CALLBACKS_OF_ORDER.as_str())
+            .bind(order_no.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let attempt_rows = sqlx::query(SELECT_ATTEMPTS_OF_ORDER.as_str())
+            .bind(order_no.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
+        for row in &attempt_rows {
+            let callback_id: String = row.try_get("callback_id")?;
+            attempts
+                .entry(callback_id)
+                .or_default()
+                .push(attempt_from_row(row)?);
+        }
+        callbacks
+            .iter()
+            .map(|row| {
+                let callback = callback_from_row(row)?;
+                let attempts = attempts.remove(&callback.callback_id).unwrap_or_default();
+                Ok(CallbackHistory { callback, attempts })
+            })
+            .collect()
+    }
+
+    async fn resend_latest_callback(
+        &self,
+        order_no: &OrderNo,
+        now_ms: i64,
+    ) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "UPDATE callbacks SET state = 'pending', first_due_at_ms = $1, next_attempt_at_ms = $1, \
+             delivered_at_ms = NULL, dead_at_ms = NULL, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE callback_id = (SELECT callback_id FROM callbacks WHERE order_no = $2 \
+             ORDER BY created_at_ms DESC, callback_id DESC LIMIT 1) RETURNING callback_id",
+        )
+        .bind(now_ms)
+        .bind(order_no.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) FROM callbacks GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get(0)?;
+                let count: i64 = row.try_get(1)?;
+                let state = CallbackState::parse(&state)
+                    .ok_or_else(|| corrupt(format!("callback state {state}")))?;
+                Ok((state, count))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,306 @@
+//! Merchants, their apps and the apps' fee rules: statements, bindings and row mapping.
+
+use super::{SqlStore, statement};
+use crate::error::corrupt;
+use crate::{MerchantStore, MerchantWithApps, NewApp, StoreResult};
+use async_trait::async_trait;
+use kassa_core::pix::PixReceiver;
+use kassa_core::{
+    AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Merchant, MerchantId, Secret,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_secret, \
+    min_amount_minor, max_amount_minor, created_at_ms, pix_key, pix_name, pix_city";
+
+statement!(
+    SELECT_APP,
+    "SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1"
+);
+statement!(
+    INSERT_APP,
+    "INSERT INTO apps (merchant_id, currency, public_key, webhook_secret, created_at_ms, \
+     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {APP_COLUMNS}"
+);
+// Every merchant with its apps in one query (a merchant without apps has one row of NULLs).
+statement!(
+    SELECT_MERCHANTS_WITH_APPS,
+    "SELECT m.merchant_id AS owner_id, m.name AS owner_name, \
+     m.created_at_ms AS owner_created_at_ms, {} FROM merchants m \
+     LEFT JOIN apps a ON a.merchant_id = m.merchant_id ORDER BY m.merchant_id, a.app_id",
+    APP_COLUMNS
+        .split(", ")
+        .map(|column| format!("a.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+);
+
+pub(super) fn currency_of(code: &str) -> StoreResult<Currency> {
+    Currency::parse(code).ok_or_else(|| corrupt(format!("unknown currency {code}")))
+}
+
+fn pix_from_row(row: &AnyRow) -> StoreResult<Option<PixReceiver>> {
+    match (
+        row.try_get::<Option<String>, _>("pix_key")?,
+        row.try_get::<Option<String>, _>("pix_name")?,
+        row.try_get::<Option<String>, _>("pix_city")?,
+    ) {
+        (Some(key), Some(name), Some(city)) => Ok(Some(
+            PixReceiver::new(&key, &name, &city).map_err(|e| corrupt(e.to_string()))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+fn app_from_row(row: &AnyRow) -> StoreResult<App> {
+    let min: Option<i64> = row.try_get("min_amount_minor")?;
+    let max: Option<i64> = row.try_get("max_amount_minor")?;
+    Ok(App {
+        app_id: AppId(row.try_get("app_id")?),
+        merchant_id: MerchantId(row.try_get("merchant_id")?),
+        currency: currency_of(&row.try_get::<String, _>("currency")?)?,
+        public_key: row.try_get("public_key")?,
+        webhook_secret: Secret::new(row.try_get::<String, _>("webhook_secret")?),
+        pix: pix_from_row(row)?,
+        limits_override: min
+            .zip(max)
+            .map(|(min, max)| AmountLimits::new(AmountMinor(min), AmountMinor(max))),
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn fee_from_row(row: &AnyRow) -> StoreResult<(String, FeeRule)> {
+    let basis_points: i64 = row.try_get(1)?;
+    let rule = FeeRule::new(
+        u32::try_from(basis_points).map_err(|_| corrupt("fee basis points"))?,
+        AmountMinor(row.try_get(2)?),
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    Ok((row.try_get(0)?, rule))
+}
+
+impl SqlStore {
+    /// Runs an app update whose parameters are `$1…$n` = `values`, then `updated_at_ms`, then
+    /// the app id; false if no app has that id.
+    async fn update_app(
+        &self,
+        sql: &'static str,
+        app_id: AppId,
+        values: &[Option<&str>],
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut query = sqlx::query(sql);
+        for value in values {
+            query = query.bind(*value);
+        }
+        let done = query
+            .bind(now_ms)
+            .bind(app_id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl MerchantStore for SqlStore {
+    async fn create_merchant(
+        &self,
+        name: &str,
+        new_apps: &[NewApp],
+        public_key: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<MerchantWithApps> {
+        let mut tx = self.begin_write().await?;
+        let merchant_id: i64 = sqlx::query(
+            "INSERT INTO merchants (name, created_at_ms) VALUES ($1, $2) RETURNING merchant_id",
+        )
+        .bind(name)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let mut apps = Vec::with_capacity(new_apps.len());
+        for new_app in new_apps {
+            let row = sqlx::query(INSERT_APP.as_str())
+                .bind(merchant_id)
+                .bind(new_app.currency.code())
+                .bind(public_key)
+                .bind(new_app.webhook_secret.expose())
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+            apps.push(app_from_row(&row)?);
+        }
+        tx.commit().await?;
+        Ok(MerchantWithApps {
+            merchant: Merchant {
+                id: MerchantId(merchant_id),
+                name: name.to_string(),
+                created_at_ms: now_ms,
+            },
+            apps,
+        })
+    }
+
+    async fn list_merchants(&self) -> StoreResult<Vec<MerchantWithApps>> {
+        let rows = sqlx::query(SELECT_MERCHANTS_WITH_APPS.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut merchants: Vec<MerchantWithApps> = Vec::new();
+        for row in &rows {
+            let id = MerchantId(row.try_get("owner_id")?);
+            if merchants.last().is_none_or(|m| m.merchant.id != id) {
+                merchants.push(MerchantWithApps {
+                    merchant: Merchant {
+                        id,
+                        name: row.try_get("owner_name")?,
+                        created_at_ms: row.try_get("owner_created_at_ms")?,
+                    },
+                    apps: Vec::new(),
+                });
+            }
+            if row.try_get::<Option<i64>, _>("app_id")?.is_some() {
+                let merchant = merchants.last_mut().expect("pushed above");
+                merchant.apps.push(app_from_row(row)?);
+            }
+        }
+        Ok(merchants)
+    }
+
+    async fn app(&self, app_id: AppId) -> StoreResult<Option<App>> {
+        let row = sqlx::query(SELECT_APP.as_str())
+            .bind(app_id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    async fn merchant_of_app(&self, app_id: AppId) -> StoreResult<Option<Merchant>> {
+        let row = sqlx::query(
+            "SELECT m.merchant_id, m.name, m.created_at_ms FROM merchants m \
+             JOIN apps a ON a.merchant_id = m.merchant_id WHERE a.app_id = $1",
+        )
+        .bind(app_id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Merchant {
+                id: MerchantId(row.try_get(0)?),
+                name: row.try_get(1)?,
+                created_at_ms: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_app_public_key(
+        &self,
+        app_id: AppId,
+        public_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        self.update_app(
+            "UPDATE apps SET public_key = $1, updated_at_ms = $2 WHERE app_id = $3",
+            app_id,
+            &[Some(public_key)],
+            now_ms,
+        )
+        .await
+    }
+
+    async fn set_app_pix(
+        &self,
+        app_id: AppId,
+        receiver: Option<&PixReceiver>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        self.update_app(
+            "UPDATE apps SET pix_key = $1, pix_name = $2, pix_city = $3, updated_at_ms = $4 \
+             WHERE app_id = $5",
+            app_id,
+            &[
+                receiver.map(|r| r.key.as_str()),
+                receiver.map(|r| r.name.as_str()),
+                receiver.map(|r| r.city.as_str()),
+            ],
+            now_ms,
+        )
+        .await
+    }
+
+    async fn set_app_limits(
+        &self,
+        app_id: AppId,
+        limits: Option<AmountLimits>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE apps SET min_amount_minor = $1, max_amount_minor = $2, updated_at_ms = $3 \
+             WHERE app_id = $4",
+        )
+        .bind(limits.map(|l| l.min_minor.0))
+        .bind(limits.map(|l| l.max_minor.0))
+        .bind(now_ms)
+        .bind(app_id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_webhook_secret(
+        &self,
+        app_id: AppId,
+        secret: &Secret,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        self.update_app(
+            "UPDATE apps SET webhook_secret = $1, updated_at_ms = $2 WHERE app_id = $3",
+            app_id,
+            &[Some(secret.expose())],
+            now_ms,
+        )
+        .await
+    }
+
+    async fn set_fee_rule(
+        &self,
+        app_id: AppId,
+        method: &str,
+        rule: Option<FeeRule>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        if self.app(app_id).await?.is_none() {
+            return Ok(false);
+        }
+        let query = match rule {
+            Some(rule) => sqlx::query(
+                "INSERT INTO app_fees (app_id, method, basis_points, fixed_minor, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, method) DO UPDATE SET \
+                 basis_points = excluded.basis_points, fixed_minor = excluded.fixed_minor, \
+                 updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(app_id.0)
+            .bind(method)
+            .bind(i64::from(rule.basis_points))
+            .bind(rule.fixed_minor.0)
+            .bind(now_ms),
+            None => sqlx::query("DELETE FROM app_fees WHERE app_id = $1 AND method = $2")
+                .bind(app_id.0)
+                .bind(method),
+        };
+        query.execute(&self.pool).await?;
+        Ok(true)
+    }
+
+    async fn fee_rules(&self, app_id: AppId) -> StoreResult<Vec<(String, FeeRule)>> {
+        let rows = sqlx::query(
+            "SELECT method, basis_points, fixed_minor FROM app_fees WHERE app_id = $1 ORDER BY method",
+        )
+        .bind(app_id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(fee_from_row).collect()
+    }
+}

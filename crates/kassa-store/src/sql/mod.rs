@@ -1,0 +1,217 @@
+//! The SQL implementation of the store for SQLite and PostgreSQL, through sqlx's `Any` driver.
+//!
+//! Both databases run the same statements (`$N` placeholders work on both). SQLite is opened
+//! in WAL mode with `synchronous=FULL`, so an acknowledged write survives power loss. Each
+//! aggregate has its module, with its statements, bindings and row mapping together:
+//! [`settings`], [`merchants`] (and apps and fees), [`orders`], [`callbacks`]; [`writer`] is
+//! SQLite's group commit of new orders; [`schema`] holds the migrations.
+
+mod callbacks;
+mod merchants;
+mod orders;
+mod schema;
+mod settings;
+mod writer;
+
+use crate::{Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+use std::time::Duration;
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Upper bound on the pool. SQLite has one writer anyway and readers share WAL snapshots, so a
+/// few connections serve it; PostgreSQL gets more, to overlap round trips.
+const MAX_CONNECTIONS_POSTGRES: u32 = 16;
+const MAX_CONNECTIONS_SQLITE: u32 = 8;
+/// SQLite's page cache per connection (KiB, as `PRAGMA cache_size` takes it negative): the
+/// index of a million orders stays in memory; 8 connections bound it to 64 MiB.
+const SQLITE_CACHE_KIB: u32 = 8 * 1024;
+/// How long a statement waits for SQLite's write lock before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// How long a caller waits for a free pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Serialises migrations across PostgreSQL nodes (an arbitrary, fixed lock id).
+const MIGRATION_LOCK_ID: i64 = 0x006b_6173_7361; // "kassa" in ASCII
+
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite's group commit of new orders (PostgreSQL commits them concurrently).
+    writer: Option<writer::InsertWriter>,
+}
+
+/// Statements built from column lists, once per process.
+macro_rules! statement {
+    ($name:ident, $($format:tt)+) => {
+        static $name: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| format!($($format)+));
+    };
+}
+pub(crate) use statement;
+
+/// For a `sqlite://PATH[?…]` URL, the file's path (`None` for in-memory databases).
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+/// Creates the SQLite file (and its folder) readable by its owner only: it holds the
+/// platform's private key and payers' personal data.
+fn prepare_sqlite_file(path: &Path) -> StoreResult<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::File(e.to_string()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::File(format!("{}: {e}", path.display())))
+}
+
+impl SqlStore {
+    /// Connects to `sqlite://PATH` (file created if missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> StoreResult<SqlStore> {
+        let backend =
+            Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
+        sqlx::any::install_default_drivers();
+        let max_connections = match backend {
+            Backend::Sqlite => MAX_CONNECTIONS_SQLITE,
+            Backend::Postgres => MAX_CONNECTIONS_POSTGRES,
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        if backend == Backend::Sqlite {
+            if let Some(path) = sqlite_path(url) {
+                prepare_sqlite_file(path)?;
+            }
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    let pragmas = format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+                         PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
+                    );
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        let writer = (backend == Backend::Sqlite).then(|| writer::InsertWriter::start(pool.clone()));
+        Ok(SqlStore {
+            pool,
+            backend,
+            writer,
+        })
+    }
+
+    /// Which database this is, for logs and operator output.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every pooled connection (waits for those in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a write transaction. SQLite takes its write lock up front (`IMMEDIATE`), so
+    /// two writers never deadlock upgrading read locks.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK_ID)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS kassa_migrations (\
+             version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM kassa_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        for (version, sql) in schema::migrations(self.backend) {
+            if applied.contains(&version) {
+                continue;
+            }
+            tracing::info!(version, backend = self.backend.name(), "applying migration");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO kassa_migrations (version, applied_at_ms) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,299 @@
+//! Orders: their columns, the insert of a new order, look-ups, and the status change that
+//! writes its callback in the same transaction (the outbox).
+
+use super::merchants::currency_of;
+use super::{SqlStore, callbacks, statement};
+use crate::error::corrupt;
+use crate::{InsertOutcome, NewCallback, OrderStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use kassa_core::{
+    AmountMinor, AppId, Order, OrderNo, OrderStatus, Payer, PaymentMethod, Personal,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// Every column of an order, in the order [`insert_statement`] binds them.
+const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
+    country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
+    callback_fail_url, notify_url, status, actual_amount_minor, fee_minor, paid_at_ms, error_msg, \
+    request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms, \
+    chosen_method, pix_code, dialect, rail, channel";
+
+/// The uniqueness rules of a new order's drawn ids (order number, page token), as PostgreSQL
+/// names its constraints and SQLite its columns. A violation of one means: draw again.
+const DRAWN_ID_RULES: &[&str] = &[
+    "orders_pkey",
+    "orders.order_no",
+    "orders_cashier_token_key",
+    "orders.cashier_token",
+];
+
+statement!(
+    INSERT_ORDER,
+    "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) ON CONFLICT (app_id, merchant_order_id) DO NOTHING",
+    // One placeholder per column, so the list and the statement cannot drift apart.
+    (1..=ORDER_COLUMNS.split(',').count())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+);
+statement!(
+    SELECT_ORDER_BY_MERCHANT_ID,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND merchant_order_id = $2"
+);
+statement!(
+    SELECT_ORDER_BY_NO,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = $1"
+);
+statement!(
+    SELECT_ORDERS_OF_APP,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND order_no > $2 \
+     ORDER BY order_no LIMIT $3"
+);
+statement!(
+    SELECT_ORDER_BY_TOKEN,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE cashier_token = $1"
+);
+// The states that can expire come from the core's one list.
+statement!(
+    SELECT_EXPIRED,
+    "SELECT order_no FROM orders WHERE status IN ({}) AND expires_at_ms <= $1 \
+     ORDER BY expires_at_ms LIMIT $2",
+    OrderStatus::EXPIRABLE
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+);
+
+fn method_of(code: &str) -> StoreResult<&'static PaymentMethod> {
+    PaymentMethod::by_code(code).ok_or_else(|| corrupt(format!("unknown method {code}")))
+}
+
+pub(super) fn order_no_of(text: &str) -> StoreResult<OrderNo> {
+    OrderNo::parse(text).ok_or_else(|| corrupt(format!("order no {text}")))
+}
+
+fn payer_from_row(row: &AnyRow) -> StoreResult<Option<Payer>> {
+    let Some(name) = row.try_get::<Option<String>, _>("payer_name")? else {
+        return Ok(None);
+    };
+    let text = |column: &str| -> StoreResult<String> {
+        Ok(row.try_get::<Option<String>, _>(column)?.unwrap_or_default())
+    };
+    Ok(Some(Payer {
+        name: Personal::new(name),
+        phone: Personal::new(text("payer_phone")?),
+        email: Personal::new(text("payer_email")?),
+        partner_user_id: text("partner_user_id")?,
+    }))
+}
+
+fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
+    let status: String = row.try_get("status")?;
+    Ok(Order {
+        order_no: order_no_of(&row.try_get::<String, _>("order_no")?)?,
+        app_id: AppId(row.try_get("app_id")?),
+        merchant_order_id: row.try_get("merchant_order_id")?,
+        currency: currency_of(&row.try_get::<String, _>("currency")?)?,
+        amount_minor: AmountMinor(row.try_get("amount_minor")?),
+        method: method_of(&row.try_get::<String, _>("method")?)?,
+        chosen_method: match row.try_get::<Option<String>, _>("chosen_method")? {
+            None => None,
+            Some(code) => Some(method_of(&code)?),
+        },
+        country: row.try_get("country")?,
+        payer: payer_from_row(row)?,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        callback_url: row.try_get("callback_url")?,
+        callback_fail_url: row.try_get("callback_fail_url")?,
+        notify_url: row.try_get("notify_url")?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
+        actual_amount_minor: AmountMinor(row.try_get("actual_amount_minor")?),
+        fee_minor: AmountMinor(row.try_get("fee_minor")?),
+        paid_at_ms: row.try_get("paid_at_ms")?,
+        error_msg: row.try_get("error_msg")?,
+        request_fingerprint: row.try_get("request_fingerprint")?,
+        create_reply: row.try_get("create_reply")?,
+        cashier_token: row.try_get("cashier_token")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        pix_code: row.try_get("pix_code")?,
+        dialect: row.try_get("dialect")?,
+        rail: row.try_get("rail")?,
+        channel: row.try_get("channel")?,
+    })
+}
+
+/// The insert of a new order (`ON CONFLICT (app_id, merchant_order_id) DO NOTHING`).
+pub(super) fn insert_statement(
+    order: &Order,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    debug_assert!(!order.rail.is_empty(), "an order is routed before it is stored");
+    let payer = order.payer.as_ref();
+    sqlx::query(INSERT_ORDER.as_str())
+        .bind(order.order_no.as_str())
+        .bind(order.app_id.0)
+        .bind(&order.merchant_order_id)
+        .bind(order.currency.code())
+        .bind(order.amount_minor.0)
+        .bind(order.method.code)
+        .bind(order.country.as_deref())
+        .bind(payer.map(|p| p.name.expose()))
+        .bind(payer.map(|p| p.phone.expose()))
+        .bind(payer.map(|p| p.email.expose()))
+        .bind(payer.map(|p| p.partner_user_id.as_str()))
+        .bind(order.subject.as_deref())
+        .bind(order.body.as_deref())
+        .bind(order.callback_url.as_deref())
+        .bind(order.callback_fail_url.as_deref())
+        .bind(order.notify_url.as_deref())
+        .bind(order.status.as_str())
+        .bind(order.actual_amount_minor.0)
+        .bind(order.fee_minor.0)
+        .bind(order.paid_at_ms)
+        .bind(order.error_msg.as_deref())
+        .bind(&order.request_fingerprint)
+        .bind(&order.create_reply)
+        .bind(&order.cashier_token)
+        .bind(order.created_at_ms)
+        .bind(order.updated_at_ms)
+        .bind(order.expires_at_ms)
+        .bind(order.chosen_method.map(|m| m.code))
+        .bind(order.pix_code.as_deref())
+        .bind(&order.dialect)
+        .bind(&order.rail)
+        .bind(&order.channel)
+}
+
+/// The result of one insert: rows written, or which rule refused it. A taken order number
+/// or page token means "draw again"; any other rule is a conflict to report.
+pub(super) fn insert_result(
+    done: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+) -> StoreResult<u64> {
+    match done {
+        Ok(done) => Ok(done.rows_affected()),
+        Err(error) => match StoreError::from(error) {
+            StoreError::Conflict(rule) if DRAWN_ID_RULES.contains(&rule.as_str()) => {
+                Err(StoreError::OrderNoTaken)
+            }
+            other => Err(other),
+        },
+    }
+}
+
+impl SqlStore {
+    async fn one_order(&self, sql: &'static str, args: &[&str]) -> StoreResult<Option<Order>> {
+        let mut query = sqlx::query(sql);
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        let row = query.fetch_optional(&self.pool).await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqlStore {
+    async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome> {
+        let inserted = match &self.writer {
+            Some(writer) => writer.insert(order.clone()).await,
+            None => insert_result(insert_statement(order).execute(&self.pool).await),
+        };
+        if inserted? == 1 {
+            return Ok(InsertOutcome::Inserted);
+        }
+        let existing = self
+            .order_by_merchant_order_id(order.app_id, &order.merchant_order_id)
+            .await?
+            .ok_or_else(|| corrupt("conflicting order vanished"))?;
+        Ok(InsertOutcome::Existing(Box::new(existing)))
+    }
+
+    async fn order_by_merchant_order_id(
+        &self,
+        app_id: AppId,
+        merchant_order_id: &str,
+    ) -> StoreResult<Option<Order>> {
+        let row = sqlx::query(SELECT_ORDER_BY_MERCHANT_ID.as_str())
+            .bind(app_id.0)
+            .bind(merchant_order_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>> {
+        self.one_order(SELECT_ORDER_BY_NO.as_str(), &[order_no.as_str()])
+            .await
+    }
+
+    async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
+        self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &[token]).await
+    }
+
+    async fn orders_of_app(
+        &self,
+        app_id: AppId,
+        after: Option<&OrderNo>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>> {
+        // Order numbers are 16 digits, so "" sorts before every one of them.
+        let rows = sqlx::query(SELECT_ORDERS_OF_APP.as_str())
+            .bind(app_id.0)
+            .bind(after.map_or("", |n| n.as_str()))
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    async fn transition_order(
+        &self,
+        order: &Order,
+        from: OrderStatus,
+        callback: Option<&NewCallback>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
+             paid_at_ms = $4, error_msg = $5, updated_at_ms = $6, chosen_method = $9 \
+             WHERE order_no = $7 AND status = $8",
+        )
+        .bind(order.status.as_str())
+        .bind(order.actual_amount_minor.0)
+        .bind(order.fee_minor.0)
+        .bind(order.paid_at_ms)
+        .bind(order.error_msg.as_deref())
+        .bind(order.updated_at_ms)
+        .bind(order.order_no.as_str())
+        .bind(from.as_str())
+        .bind(order.chosen_method.map(|m| m.code))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(callback) = callback {
+            callbacks::insert(&mut tx, callback).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>> {
+        let rows = sqlx::query(SELECT_EXPIRED.as_str())
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| order_no_of(&row.try_get::<String, _>(0)?))
+            .collect()
+    }
+}
