@@ -102,6 +102,7 @@ impl ReplyCache {
 mod tests {
     use super::*;
     use kassa_core::{AmountMinor, NewOrder, OrderEvent, OrderIds, PaymentMethod};
+    use kassa_store::prelude::*;
 
     /// The public key an app cache gives for an app.
     async fn key_of(cache: &AppCache, store: &dyn Store, app_id: AppId) -> Option<String> {
@@ -167,6 +168,7 @@ mod tests {
             callback_fail_url: None,
             notify_url: None,
             request_fingerprint: "f".into(),
+            dialect: "collect",
         };
         let ids = OrderIds {
             order_no: OrderNo::from_random(7),

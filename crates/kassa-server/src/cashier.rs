@@ -11,8 +11,8 @@
 //! nothing is loaded from elsewhere (strict CSP).
 
 use crate::lifecycle::LifecycleError;
-use crate::rails::{RailStart, SANDBOX_OUTCOMES, SandboxRail};
-use crate::{Gateway, ids, now_ms};
+use crate::rails::{ManualOutcome, RailStart};
+use crate::{Gateway, ServerConfig, ids, now_ms};
 use askama::Template;
 use axum::Form;
 use axum::extract::rejection::FormRejection;
@@ -20,12 +20,31 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use kassa_core::{AmountMinor, Order, OrderEvent, OrderStatus, PaymentMethod};
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// The payer's page of an order: `payUrl` of `collect`, `url` of `pix`.
+pub fn pay_url(config: &ServerConfig, order: &Order) -> String {
+    format!("{}/pay/{}", config.public_url, order.cashier_token)
+}
 
 /// Only kassa's own script (the PIX page's) and its own status endpoint; inline styles.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
     style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
     frame-ancestors 'none'";
+
+/// The payer's routes.
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/pay/{token}", get(serve_page))
+        .route("/pay/{token}/method", post(choose_method))
+        .route("/pay/{token}/outcome", post(submit_outcome))
+        .route("/pay/{token}/status", get(status))
+        .route("/pay/{token}/qr.png", get(qr_png))
+        .route("/assets/pix.js", get(pix_script))
+}
 
 /// What every page shows about the order.
 struct Summary {
@@ -54,7 +73,7 @@ struct MethodPage {
     token: String,
     csrf: String,
     method_name: &'static str,
-    outcomes: [(&'static str, &'static str); 5],
+    outcomes: &'static [ManualOutcome],
 }
 
 #[derive(Template)]
@@ -78,7 +97,7 @@ struct PixPage {
     state: &'static str,
     qr_svg: String,
     pix_code: String,
-    outcomes: [(&'static str, &'static str); 5],
+    outcomes: &'static [ManualOutcome],
 }
 
 #[derive(Template)]
@@ -166,15 +185,6 @@ async fn summary(gateway: &Gateway, order: &Order) -> Summary {
     }
 }
 
-/// Where the payer goes back to after a final outcome (PIX orders have no such address).
-fn return_url(order: &Order) -> Option<String> {
-    if order.status == OrderStatus::Succeeded {
-        order.callback_url.clone()
-    } else {
-        order.callback_fail_url.clone()
-    }
-}
-
 pub async fn serve_page(
     State(gateway): State<Arc<Gateway>>,
     Path(token): Path<String>,
@@ -187,16 +197,14 @@ pub async fn serve_page(
         Err(response) => return response,
     };
     // Time ran out but the sweep has not come by yet: expire it now.
-    if matches!(order.status, OrderStatus::Created | OrderStatus::InProgress)
-        && now_ms() >= order.expires_at_ms
+    if order.is_overdue(now_ms())
         && let Ok(expired) = gateway
             .change_order(&order.order_no, &OrderEvent::Expired)
             .await
     {
         order = expired;
     }
-    // A direct order starts when the payer opens its page.
-    if order.status == OrderStatus::Created && !order.method.is_cashier() {
+    if order.starts_on_view() {
         match start(&gateway, &order.order_no, order.method).await {
             Ok(started) => order = started,
             Err(response) => return response,
@@ -218,7 +226,7 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
                 },
                 paid: order.status == OrderStatus::Succeeded,
                 reason: order.error_msg.clone(),
-                return_url: return_url(&order),
+                return_url: order.return_url().map(str::to_string),
                 redirect,
                 summary,
             },
@@ -251,7 +259,7 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
                     state: order.status.as_str(),
                     qr_svg: crate::qr::svg(&pix_code),
                     pix_code,
-                    outcomes: SANDBOX_OUTCOMES,
+                    outcomes: manual_outcomes(gateway, &order),
                     summary,
                 },
             )
@@ -263,11 +271,20 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
                 method_name: order.paying_method().display_name,
                 csrf: gateway.form_key.token_for(token),
                 token: token.to_string(),
-                outcomes: SANDBOX_OUTCOMES,
+                outcomes: manual_outcomes(gateway, &order),
                 summary,
             },
         ),
     }
+}
+
+/// The outcomes the order's rail lets the payer report on its page (the sandbox bank's).
+fn manual_outcomes(gateway: &Gateway, order: &Order) -> &'static [ManualOutcome] {
+    gateway
+        .rails
+        .of(order)
+        .map(|rail| rail.manual_outcomes())
+        .unwrap_or_default()
 }
 
 /// Starts paying with `method`: the rail is asked first, then the order moves to in progress.
@@ -280,7 +297,7 @@ async fn start(
         .change(order_no, |order| Ok(order.choose_method(method, now_ms())?))
         .await;
     match started {
-        Ok(order) => match gateway.rail.start(&order, method).await {
+        Ok(order) => match start_on_rail(gateway, &order, method).await {
             Ok(RailStart::OwnPage) => Ok(order),
             Ok(RailStart::Redirect(url)) => Err(Redirect::to(&url).into_response()),
             Err(e) => {
@@ -301,6 +318,15 @@ async fn start(
             Err(unavailable())
         }
     }
+}
+
+/// Asks the order's rail to start paying it.
+async fn start_on_rail(
+    gateway: &Gateway,
+    order: &Order,
+    method: &'static PaymentMethod,
+) -> Result<RailStart, crate::rails::RailError> {
+    gateway.rails.of(order)?.start(order, method).await
 }
 
 /// Refuses posts from other sites, as far as the browser tells: `Sec-Fetch-Site` where it is
@@ -364,7 +390,7 @@ async fn checked_post<F: PayerForm>(
     summary = "Where an order stands",
     params(("token" = String, Path, description = "The page token of payUrl")),
     responses(
-        (status = 200, description = "The order's state.", body = crate::openapi::CashierStatus),
+        (status = 200, description = "The order's state.", body = CashierStatus),
         (status = 404, description = "No order has this token (an HTML page for the payer).", content_type = "text/html"),
         (status = 503, description = "The database is unavailable (an HTML page).", content_type = "text/html"),
     )
@@ -495,12 +521,20 @@ pub async fn submit_outcome(
         },
         _ => None,
     };
-    let Some(outcome) = SandboxRail::outcome(&form.outcome, received, order.amount_minor) else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Please start again",
-            "Unknown bank answer.",
-        );
+    let reported = gateway
+        .rails
+        .of(&order)
+        .and_then(|rail| rail.manual_outcome(&order, &form.outcome, received));
+    let outcome = match reported {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::info!(error = %e, "cashier: outcome refused");
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Please start again",
+                "Unknown bank answer.",
+            );
+        }
     };
     match gateway
         .change_order(&order.order_no, &outcome.event(order.amount_minor))
@@ -514,4 +548,23 @@ pub async fn submit_outcome(
             unavailable()
         }
     }
+}
+
+/// Where an order stands, for the PIX page's polling.
+#[derive(Serialize, ToSchema)]
+pub struct CashierStatus {
+    pub state: CashierState,
+    /// Whether the state can still change.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CashierState {
+    Created,
+    InProgress,
+    Succeeded,
+    Failed,
+    Exception,
 }

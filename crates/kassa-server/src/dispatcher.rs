@@ -3,10 +3,11 @@
 //! It knows bytes and headers, not dialects. Each node leases a batch of due callbacks, so a
 //! callback is sent by one node at a time; a node that dies releases its leases by letting them
 //! expire. Every attempt is recorded. A callback is acknowledged only by HTTP 2xx with the body
-//! `success` (any case, surrounding whitespace ignored); otherwise it is retried every
-//! `retry_interval_ms` until `max_age_ms` after it first became due, then marked dead.
+//! `success` (any case, surrounding whitespace ignored); otherwise it is retried as the core's
+//! [`RetryPolicy`] says, then marked dead.
 
 use crate::{now_ms, ssrf};
+use kassa_core::callback::{RetryPolicy, is_acknowledgement};
 use kassa_core::{AppId, Secret};
 use kassa_signature::webhook;
 use kassa_store::{AfterAttempt, Attempt, Callback, FinishedAttempt, Store};
@@ -31,8 +32,8 @@ const LEASE_MARGIN_MS: u64 = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct DispatcherConfig {
-    pub retry_interval_ms: u64,
-    pub max_age_ms: u64,
+    /// When an unacknowledged callback is tried again, and when it is given up.
+    pub retry: RetryPolicy,
     pub request_timeout_ms: u64,
     /// Most deliveries in flight at once.
     pub max_concurrency: usize,
@@ -47,8 +48,7 @@ pub struct DispatcherConfig {
 impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
-            retry_interval_ms: 60_000,
-            max_age_ms: 24 * 3_600_000,
+            retry: RetryPolicy::default(),
             request_timeout_ms: 10_000,
             max_concurrency: 32,
             idle_poll_ms: 1_000,
@@ -210,8 +210,7 @@ impl Dispatcher {
         let finished_at_ms = started_at_ms + latency_ms;
         let (http_status, response_excerpt, acknowledged, error) = match result {
             Ok((status, body)) => {
-                let acknowledged =
-                    (200..300).contains(&status) && body.trim().eq_ignore_ascii_case("success");
+                let acknowledged = is_acknowledgement(status, &body);
                 (
                     Some(i64::from(status)),
                     Some(excerpt(&body)),
@@ -221,7 +220,10 @@ impl Dispatcher {
             }
             Err(error) => (None, None, false, Some(error)),
         };
-        let after = self.after(&callback, acknowledged, finished_at_ms);
+        let after =
+            self.config
+                .retry
+                .after_attempt(acknowledged, callback.first_due_at_ms, finished_at_ms);
         let attempt = Attempt {
             attempt_no: 0,
             started_at_ms,
@@ -248,18 +250,6 @@ impl Dispatcher {
             callback_id: callback.callback_id,
             attempt,
             after,
-        }
-    }
-
-    fn after(&self, callback: &Callback, acknowledged: bool, now_ms: i64) -> AfterAttempt {
-        if acknowledged {
-            return AfterAttempt::Delivered { at_ms: now_ms };
-        }
-        let next = now_ms + self.config.retry_interval_ms as i64;
-        if next > callback.first_due_at_ms + self.config.max_age_ms as i64 {
-            AfterAttempt::Dead { at_ms: now_ms }
-        } else {
-            AfterAttempt::RetryAt { at_ms: next }
         }
     }
 

@@ -1,7 +1,9 @@
 //! kassa's HTTP server: the merchant-facing dialects, the payer-facing cashier routes, and
-//! the shared state that wires the core, the store and the signature rules together.
+//! the shared state that wires the core, the store, the rails and the signature rules together.
 //!
-//! Handlers stay thin: parse and check the wire format, call the core, store, sign, reply.
+//! Three seams hold it together: [`dialect::Dialect`] (each merchant API), [`rails::Rail`]
+//! (where money moves) and `kassa_store::Store` (the database). Handlers stay thin: parse and
+//! check the wire format, call the core, store, sign, reply.
 
 pub mod cache;
 pub mod cashier;
@@ -24,11 +26,12 @@ pub mod sweeper;
 pub mod wire;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use kassa_store::Store;
 use std::sync::Arc;
 
-/// Everything a request handler needs. Built once at start; shared by all requests.
+/// Everything a request handler needs. Built once at start by [`Gateway::new`]; shared by all
+/// requests.
 pub struct Gateway {
     pub store: Arc<dyn Store>,
     /// Signs every reply and callback (platform key, parsed once) and dates them.
@@ -36,12 +39,14 @@ pub struct Gateway {
     /// Merchants' public keys, parsed once per registered key.
     pub merchant_keys: keys::MerchantKeys,
     pub config: ServerConfig,
+    /// The merchant-facing dialects this gateway speaks.
+    pub dialects: Arc<dialect::Dialects>,
+    /// Where payments are made, and which rail takes a new order.
+    pub rails: rails::Rails,
     /// Wakes this process's callback dispatcher when a status change queued a callback.
     pub dispatcher_wake: Arc<tokio::sync::Notify>,
     /// SSRF verdicts on callback and redirect hosts, cached.
     pub targets: ssrf::TargetChecker,
-    /// Where payments are made (the sandbox rail for now).
-    pub rail: Arc<dyn rails::Rail>,
     /// Signs the payer's forms (CSRF tokens).
     pub form_key: keys::FormKey,
     /// App rows, briefly (see `ServerConfig::app_cache_ttl_ms`).
@@ -52,22 +57,64 @@ pub struct Gateway {
     pub app_rates: ratelimit::AppRates,
 }
 
+/// What a gateway is built from; everything else it holds starts empty.
+pub struct GatewayParts {
+    pub store: Arc<dyn Store>,
+    pub notary: notary::Notary,
+    pub form_key: keys::FormKey,
+    pub config: ServerConfig,
+    pub dialects: dialect::Dialects,
+    pub rails: rails::Rails,
+    /// Poked when a status change queued a callback (the dispatcher waits on it).
+    pub dispatcher_wake: Arc<tokio::sync::Notify>,
+}
+
 impl Gateway {
-    /// Applies an event to an order (see [`lifecycle::apply_event`]) and wakes the dispatcher
-    /// for the callback it may have queued.
+    /// The one way to build a gateway, for `kassa serve` and the tests alike.
+    pub fn new(parts: GatewayParts) -> Gateway {
+        let app_cache_ttl = std::time::Duration::from_millis(parts.config.app_cache_ttl_ms);
+        Gateway {
+            store: parts.store,
+            notary: parts.notary,
+            merchant_keys: keys::MerchantKeys::default(),
+            config: parts.config,
+            dialects: Arc::new(parts.dialects),
+            rails: parts.rails,
+            dispatcher_wake: parts.dispatcher_wake,
+            targets: ssrf::TargetChecker::default(),
+            form_key: parts.form_key,
+            apps: cache::AppCache::new(app_cache_ttl),
+            replies: cache::ReplyCache::default(),
+            app_rates: ratelimit::AppRates::default(),
+        }
+    }
+
+    /// Changes orders with this gateway's store, notary and dialects.
+    pub fn lifecycle(&self) -> lifecycle::Lifecycle<'_> {
+        lifecycle::Lifecycle {
+            store: self.store.as_ref(),
+            notary: &self.notary,
+            dialects: &self.dialects,
+        }
+    }
+
+    /// Applies an event to an order (see [`lifecycle::Lifecycle::apply_event`]) and wakes the
+    /// dispatcher for the callback it may have queued.
     pub async fn change_order(
         &self,
         order_no: &kassa_core::OrderNo,
         event: &kassa_core::OrderEvent,
     ) -> Result<kassa_core::Order, lifecycle::LifecycleError> {
-        let order =
-            lifecycle::apply_event(self.store.as_ref(), &self.notary, order_no, event, now_ms())
-                .await?;
+        let order = self
+            .lifecycle()
+            .apply_event(order_no, event, now_ms())
+            .await?;
         self.dispatcher_wake.notify_one();
         Ok(order)
     }
 
-    /// Changes an order with `edit` (see [`lifecycle::change`]) and wakes the dispatcher.
+    /// Changes an order with `edit` (see [`lifecycle::Lifecycle::change`]) and wakes the
+    /// dispatcher.
     pub async fn change<F>(
         &self,
         order_no: &kassa_core::OrderNo,
@@ -76,8 +123,7 @@ impl Gateway {
     where
         F: Fn(&mut kassa_core::Order) -> Result<(), lifecycle::LifecycleError>,
     {
-        let order =
-            lifecycle::change(self.store.as_ref(), &self.notary, order_no, now_ms(), edit).await?;
+        let order = self.lifecycle().change(order_no, now_ms(), edit).await?;
         self.dispatcher_wake.notify_one();
         Ok(order)
     }
@@ -128,22 +174,18 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: every dialect's routes, the payer's pages, operations.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/{currency}/collect/apply", post(collect::apply))
-        .route("/{currency}/collect/query", post(collect::query))
-        .route("/accountProxyCollect/initCollect", post(pix::init_collect))
-        .route("/proxyCollectQuery/query", post(pix::query))
-        .route("/pay/{token}", get(cashier::serve_page))
-        .route("/pay/{token}/method", post(cashier::choose_method))
-        .route("/pay/{token}/outcome", post(cashier::submit_outcome))
-        .route("/pay/{token}/status", get(cashier::status))
-        .route("/pay/{token}/qr.png", get(cashier::qr_png))
-        .route("/assets/pix.js", get(cashier::pix_script))
+    let mut routes = Router::new();
+    for dialect in gateway.dialects.iter() {
+        routes = routes.merge(dialect.routes());
+    }
+    let document = openapi::document_of(&gateway.dialects);
+    routes
+        .merge(cashier::routes())
         .route("/healthz", get(health))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
-        .fallback(collect::unknown_endpoint)
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document))
+        .fallback(dialect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(
             dialect::MAX_BODY_BYTES,
         ))
@@ -151,6 +193,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             shed::InFlight::new(
                 gateway.config.max_in_flight,
                 gateway.config.request_timeout_ms,
+                gateway.dialects.clone(),
             ),
             shed::limit,
         ))

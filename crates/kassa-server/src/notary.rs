@@ -1,9 +1,63 @@
 //! The notary signs and dates: every reply `data` and every callback body is signed with the
 //! platform key, and every time shown to merchants is written in the operator's time zone.
+//!
+//! The operator's time zone is a setting in the database, so the server and every operator
+//! command date orders alike (see [`operator_timezone`]).
 
 use jiff::tz::TimeZone;
 use kassa_signature::{SigningKey, sign_map};
+use kassa_store::{SettingStore, StoreError};
 use serde_json::{Map, Value};
+
+/// The settings row with the operator's time zone (an IANA name).
+pub const TIMEZONE_SETTING: &str = "operator_timezone";
+
+/// Where a dialect carries the platform's signature of a reply's `data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signature {
+    /// A `sign` field inside `data` (`collect`).
+    Embedded,
+    /// Beside `data`, in the `X-Sign` header (`pix`).
+    Detached,
+}
+
+/// A signed reply `data`: its JSON text and, for a detached signature, the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    pub data: String,
+    pub detached_sign: Option<String>,
+}
+
+impl Signed {
+    /// One string for storage and caches: the data itself, or for a detached signature the
+    /// signature (base64, never `{`), a line break, and the data.
+    pub fn to_stored(&self) -> String {
+        match &self.detached_sign {
+            None => self.data.clone(),
+            Some(sign) => format!("{sign}\n{}", self.data),
+        }
+    }
+
+    /// Reads [`Signed::to_stored`] back. Replies stored before signatures were stored with
+    /// them (`pix` data alone) are signed again here.
+    pub fn from_stored(stored: &str, signature: Signature, notary: &Notary) -> Signed {
+        match (signature, stored.split_once('\n')) {
+            (Signature::Detached, Some((sign, data))) if !sign.starts_with('{') => Signed {
+                data: data.to_string(),
+                detached_sign: Some(sign.to_string()),
+            },
+            (Signature::Detached, _) => {
+                let map: Map<String, Value> =
+                    serde_json::from_str(stored).expect("kassa stores its own data as JSON");
+                notary.sign_as(Signature::Detached, map)
+            }
+            (Signature::Embedded, _) => Signed {
+                data: stored.to_string(),
+                detached_sign: None,
+            },
+        }
+    }
+}
 
 pub struct Notary {
     key: SigningKey,
@@ -27,6 +81,23 @@ impl Notary {
 
     pub fn key(&self) -> &SigningKey {
         &self.key
+    }
+
+    /// Signs a flat object the way a dialect carries signatures.
+    pub fn sign_as(&self, signature: Signature, data: Map<String, Value>) -> Signed {
+        match signature {
+            Signature::Embedded => Signed {
+                data: self.sign(data),
+                detached_sign: None,
+            },
+            Signature::Detached => {
+                let (data, sign) = self.sign_detached(&data);
+                Signed {
+                    data,
+                    detached_sign: Some(sign),
+                }
+            }
+        }
     }
 
     /// Signs a flat object (sets `sign`) and serialises it.
@@ -53,9 +124,52 @@ impl Notary {
     }
 }
 
+/// The operator's time zone: the stored setting, else UTC.
+pub async fn operator_timezone(store: &dyn SettingStore) -> Result<TimeZone, NotaryError> {
+    match store.setting(TIMEZONE_SETTING).await? {
+        None => Ok(TimeZone::UTC),
+        Some(name) => parse_timezone(&name).map_err(NotaryError::Zone),
+    }
+}
+
+/// Stores the operator's time zone for every node and command, after checking the name.
+pub async fn set_operator_timezone(
+    store: &dyn SettingStore,
+    name: &str,
+    now_ms: i64,
+) -> Result<TimeZone, NotaryError> {
+    let zone = parse_timezone(name).map_err(NotaryError::Zone)?;
+    store.set_setting(TIMEZONE_SETTING, name, now_ms).await?;
+    Ok(zone)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotaryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the operator's time zone: {0}")]
+    Zone(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_replies_survive_storage() {
+        let notary = Notary::utc(SigningKey::generate().unwrap());
+        let mut data = Map::new();
+        data.insert("orderNo".into(), "6023071013539074".into());
+        for signature in [Signature::Embedded, Signature::Detached] {
+            let signed = notary.sign_as(signature, data.clone());
+            let stored = signed.to_stored();
+            assert_eq!(Signed::from_stored(&stored, signature, &notary), signed);
+        }
+        // A pix reply stored as data alone (before signatures were stored) is signed on read.
+        let legacy = serde_json::to_string(&data).unwrap();
+        let read = Signed::from_stored(&legacy, Signature::Detached, &notary);
+        assert_eq!(read, notary.sign_as(Signature::Detached, data));
+    }
 
     #[test]
     fn dates_in_the_operators_zone_with_daylight_saving() {

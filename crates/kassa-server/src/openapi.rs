@@ -1,18 +1,29 @@
-//! The OpenAPI 3.1 description of kassa's HTTP surface, generated from the handlers'
-//! `#[utoipa::path]` attributes and the wire shapes below, served at `/openapi.json` with
-//! Swagger UI at `/docs` (its files are compiled in; nothing loads from a CDN).
+//! The OpenAPI 3.1 description of kassa's HTTP surface, served at `/openapi.json` with Swagger
+//! UI at `/docs` (its files are compiled in; nothing loads from a CDN). Each dialect describes
+//! its own operations and wire shapes next to its code ([`crate::dialect::Dialect::openapi`]);
+//! this module adds the front matter, the payer pages' JSON and the operations endpoints, and
+//! puts them together in registration order.
 //!
-//! The handlers read raw bytes, because a signature covers the exact text received; these types
-//! describe the wire for readers and tools and are never deserialised into. Length limits here
-//! are the ones the handlers enforce (a test compares them), so a schema-driven fuzzer that
-//! breaks a documented rule must see a refusal.
+//! Length limits in the descriptions are the ones the handlers enforce (a test compares them),
+//! so a schema-driven fuzzer that breaks a documented rule must see a refusal.
 
-use serde::Serialize;
-use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
+use crate::dialect::Dialects;
+use utoipa::OpenApi;
 
-/// The description served at `/openapi.json`, and checked in as `docs/openapi.json`.
+/// The description of the standard dialects: what is served at `/openapi.json`, and checked
+/// in as `docs/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    document_of(&Dialects::standard())
+}
+
+/// The description of a gateway that speaks `dialects`.
+pub fn document_of(dialects: &Dialects) -> utoipa::openapi::OpenApi {
+    let mut document = FrontMatter::openapi();
+    for dialect in dialects.iter() {
+        document.merge(dialect.openapi());
+    }
+    document.merge(Operations::openapi());
+    document
 }
 
 /// `document()` as the pretty JSON that is served and checked in.
@@ -25,401 +36,25 @@ pub fn document_json() -> String {
 }
 
 #[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "kassa",
-        description = "A self-hosted payment collection gateway. Two merchant dialects: \
+#[openapi(info(
+    title = "kassa",
+    description = "A self-hosted payment collection gateway. Two merchant dialects: \
             `collect` (USD and EUR; body field `sign`) and `pix` (BRL; headers `X-App-Id` and \
             `X-Sign`). Every request is signed with SHA256withRSA over the canonical string of its \
             JSON body: every top-level field but `sign`, leaving out `null` and `\"\"`, keys in \
             byte order, `key=value` joined by `&`, strings raw and numbers as sent. Replies' \
             `data` is signed the same way with the platform key. See docs/collect-api.md and \
             docs/pix-api.md.",
-        license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    paths(
-        crate::collect::apply,
-        crate::collect::query,
-        crate::pix::init_collect,
-        crate::pix::query,
-        crate::cashier::status,
-        crate::health,
-    ),
-    components(schemas(CollectCurrency)),
+    license(name = "Apache-2.0", identifier = "Apache-2.0"),
+))]
+struct FrontMatter;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(crate::cashier::status, crate::health),
     tags(
-        (name = "collect", description = "The collect dialect: cashier, bank-transfer and e-wallet orders in USD and EUR."),
-        (name = "pix", description = "The pix dialect: BRL orders paid by PIX."),
         (name = "cashier", description = "JSON endpoints of the payer's pages."),
         (name = "operations", description = "For load balancers and monitoring."),
     )
 )]
-struct ApiDoc;
-
-/// `usd` or `eur`: the currency of the collect app named by `appId`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CollectCurrency {
-    Usd,
-    Eur,
-}
-
-/// `POST /{currency}/collect/apply`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ApplyRequest {
-    /// The app (one per merchant and currency).
-    #[schema(minimum = 1, example = 1001)]
-    pub app_id: i64,
-    /// The merchant's order id; a retry with the same parameters gets the original reply.
-    #[schema(min_length = 1, max_length = 48, example = "A-10042")]
-    pub order_id: String,
-    /// Payer's name (personal data: masked in logs).
-    #[schema(min_length = 1, max_length = 128, example = "Maria Jansen")]
-    pub name: String,
-    /// Payer's phone, international format.
-    #[schema(min_length = 1, max_length = 32, example = "+31612345678")]
-    pub phone: String,
-    /// Payer's e-mail.
-    #[schema(min_length = 1, max_length = 254, example = "maria@example.nl")]
-    pub email: String,
-    /// Decimal amount with at most two decimals.
-    #[schema(
-        min_length = 1,
-        max_length = 15,
-        pattern = r"^[0-9]+(\.[0-9]{1,2})?$",
-        example = "25.00"
-    )]
-    pub amount: String,
-    pub pay_type: CollectPayType,
-    /// A method code of the pay type (see the method table), or `CASHIER`.
-    #[schema(min_length = 1, max_length = 32, example = "CASHIER")]
-    pub in_bank_code: String,
-    /// Where the payer returns after a success.
-    #[schema(min_length = 1, max_length = 512, example = "https://shop.example/ok")]
-    pub call_back_url: String,
-    /// Where the payer returns after a failure.
-    #[schema(
-        min_length = 1,
-        max_length = 512,
-        example = "https://shop.example/fail"
-    )]
-    pub call_back_fail_url: String,
-    /// Where the callback goes.
-    #[schema(max_length = 512, example = "https://shop.example/notify")]
-    pub notify_url: Option<String>,
-    #[schema(max_length = 128, example = "Order 42")]
-    pub subject: Option<String>,
-    /// ISO 3166 numeric code of the payer's country, for the cashier's method list: `000`
-    /// (any), `040`, `056`, `380`, `528`, `616`. Like every optional field, `""` counts as absent.
-    #[schema(pattern = "^(|000|040|056|380|528|616)$", example = "528")]
-    pub country: Option<String>,
-    #[schema(max_length = 1024)]
-    pub body: Option<String>,
-    /// The merchant's id of the payer.
-    #[schema(min_length = 1, max_length = 64, example = "149597870")]
-    pub partner_user_id: String,
-    /// Base64 SHA256withRSA signature of the canonical string.
-    #[schema(min_length = 1, example = "c2lnbmF0dXJl")]
-    pub sign: String,
-}
-
-/// How the payer pays: on kassa's cashier page, by bank transfer or by e-wallet.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CollectPayType {
-    Cashier,
-    BankTransfer,
-    Ewallet,
-}
-
-/// Always `PIX`.
-#[derive(Serialize, ToSchema)]
-pub enum PixPaymentType {
-    #[serde(rename = "PIX")]
-    Pix,
-}
-
-/// Always `BRL`.
-#[derive(Serialize, ToSchema)]
-pub enum PixCurrency {
-    #[serde(rename = "BRL")]
-    Brl,
-}
-
-/// `POST /{currency}/collect/query`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct QueryRequest {
-    #[schema(minimum = 1, example = 1001)]
-    pub app_id: i64,
-    #[schema(min_length = 1, max_length = 48, example = "A-10042")]
-    pub order_id: String,
-    /// kassa's order number: the faster look-up. Like every optional field, `""` counts as
-    /// absent.
-    #[schema(max_length = 16, pattern = "^([0-9]{16})?$")]
-    pub order_no: Option<String>,
-    #[schema(min_length = 1, example = "c2lnbmF0dXJl")]
-    pub sign: String,
-}
-
-/// `"1"`: the request succeeded.
-#[derive(Serialize, ToSchema)]
-pub enum SuccessStatus {
-    #[serde(rename = "1")]
-    Succeeded,
-}
-
-/// `"00000000"`: no error.
-#[derive(Serialize, ToSchema)]
-pub enum NoError {
-    #[serde(rename = "00000000")]
-    None,
-}
-
-/// `"0"`: the request failed.
-#[derive(Serialize, ToSchema)]
-pub enum FailureStatus {
-    #[serde(rename = "0")]
-    Failed,
-}
-
-/// A collect reply's `data`, signed with the platform key.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ApplyData {
-    pub order_id: String,
-    pub order_no: String,
-    /// The payer's page.
-    pub pay_url: String,
-    pub sign: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ApplyReply {
-    pub status: SuccessStatus,
-    pub error: NoError,
-    /// Always empty.
-    pub msg: String,
-    pub data: ApplyData,
-}
-
-/// An order's state as queries and callbacks report it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderData {
-    pub order_id: String,
-    pub order_no: String,
-    pub amount: String,
-    /// Gross amount received.
-    pub actual_amount: String,
-    pub fee: String,
-    /// 0 created, 1 in progress, 2 succeeded, 3 failed, -1 exception.
-    #[schema(minimum = -1, maximum = 3)]
-    pub status: i32,
-    /// `yyyy-MM-dd HH:mm:ss` in the operator's time zone; only once paid.
-    #[schema(nullable = false)]
-    pub pay_time: Option<String>,
-    /// Why the order failed or is in exception.
-    #[schema(nullable = false)]
-    pub error_msg: Option<String>,
-    pub sign: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct QueryReply {
-    pub status: SuccessStatus,
-    pub error: NoError,
-    pub msg: String,
-    pub data: OrderData,
-}
-
-/// Every collect error: `error` is one of the table in docs/collect-api.md.
-#[derive(Serialize, ToSchema)]
-pub struct CollectErrorReply {
-    pub status: FailureStatus,
-    #[schema(pattern = "^[0-9]{8}$", example = "10000003")]
-    pub error: String,
-    pub msg: String,
-}
-
-/// `POST /accountProxyCollect/initCollect`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InitCollectRequest {
-    /// The merchant's order number; a retry with the same parameters gets the original reply.
-    #[schema(min_length = 1, max_length = 50, example = "P-10042")]
-    pub user_order_number: String,
-    /// BRL amount, at most two decimals.
-    #[schema(
-        min_length = 1,
-        max_length = 12,
-        pattern = r"^[0-9]+(\.[0-9]{1,2})?$",
-        example = "10.50"
-    )]
-    pub submit_amount: String,
-    pub payment_type: PixPaymentType,
-    pub currency_type: PixCurrency,
-    #[schema(max_length = 255, example = "https://shop.example/pix-notify")]
-    pub notify_url: Option<String>,
-}
-
-/// `POST /proxyCollectQuery/query`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PixQueryRequest {
-    #[schema(min_length = 1, max_length = 50, example = "P-10042")]
-    pub user_order_number: String,
-}
-
-/// `0`: success.
-#[derive(Serialize, ToSchema)]
-#[schema(minimum = 0, maximum = 0)]
-pub struct PixSuccessCode(pub u8);
-
-/// `success`.
-#[derive(Serialize, ToSchema)]
-pub enum PixSuccessMsg {
-    #[serde(rename = "success")]
-    Success,
-}
-
-/// A new PIX order; `X-Sign` signs this object.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InitCollectData {
-    pub order_no: String,
-    /// The payer's page.
-    pub url: String,
-    /// The BR Code (PIX copy-and-paste).
-    pub qr_code: String,
-    /// 10 waiting, 20 paid, 30 failed.
-    pub order_state: i32,
-    pub serial_no: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct InitCollectReply {
-    pub code: PixSuccessCode,
-    pub msg: PixSuccessMsg,
-    pub data: InitCollectData,
-}
-
-/// A PIX order's state; `X-Sign` signs this object.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PixOrderData {
-    pub serial_no: String,
-    pub order_no: String,
-    pub amount: String,
-    pub arrival_amount: String,
-    /// 10 waiting, 20 paid, 30 failed.
-    pub order_state: i32,
-    /// Why the order failed.
-    #[schema(nullable = false)]
-    pub message: Option<String>,
-    /// When the order became final, `yyyy-MM-dd HH:mm:ss` in the operator's time zone.
-    #[schema(nullable = false)]
-    pub trans_time: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PixQueryReply {
-    pub code: PixSuccessCode,
-    pub msg: PixSuccessMsg,
-    pub data: PixOrderData,
-}
-
-/// Every pix error: `code` is one of the table in docs/pix-api.md.
-#[derive(Serialize, ToSchema)]
-pub struct PixErrorReply {
-    #[schema(minimum = 1000, maximum = 9999, example = 1003)]
-    pub code: u16,
-    pub msg: String,
-}
-
-/// Where an order stands, for the PIX page's polling.
-#[derive(Serialize, ToSchema)]
-pub struct CashierStatus {
-    pub state: CashierState,
-    /// Whether the state can still change.
-    #[serde(rename = "final")]
-    pub is_final: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CashierState {
-    Created,
-    InProgress,
-    Succeeded,
-    Failed,
-    Exception,
-}
-
-/// The error answers every collect operation can give (409 only where orders are created).
-#[derive(IntoResponses)]
-#[allow(dead_code)] // a description, never built
-pub enum CollectErrors {
-    #[response(
-        status = 400,
-        description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule (currency, method, limits, target)."
-    )]
-    BadRequest(CollectErrorReply),
-    #[response(
-        status = 401,
-        description = "sign is missing, malformed or wrong; or the app is unknown or has no key."
-    )]
-    Unauthorized(CollectErrorReply),
-    #[response(
-        status = 404,
-        description = "No such endpoint (currency), or no such order."
-    )]
-    NotFound(CollectErrorReply),
-    #[response(status = 413, description = "The body is larger than 64 KiB.")]
-    TooLarge(CollectErrorReply),
-    #[response(status = 429, description = "The app is over its rate limit.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
-    RateLimited(CollectErrorReply),
-    #[response(status = 500, description = "An internal error; nothing was stored.")]
-    Internal(CollectErrorReply),
-    #[response(status = 503, description = "Overloaded, timed out or the database is unavailable.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
-    Unavailable(CollectErrorReply),
-}
-
-/// The error answers every pix operation can give (409 only where orders are created).
-#[derive(IntoResponses)]
-#[allow(dead_code)] // a description, never built
-pub enum PixErrors {
-    #[response(
-        status = 400,
-        description = "A field is missing, malformed, too long or not allowed; or the order breaks a rule."
-    )]
-    BadRequest(PixErrorReply),
-    #[response(
-        status = 401,
-        description = "X-Sign is missing, malformed or wrong; or X-App-Id names no app, or one without a key."
-    )]
-    Unauthorized(PixErrorReply),
-    #[response(status = 404, description = "No such order.")]
-    NotFound(PixErrorReply),
-    #[response(status = 413, description = "The body is larger than 64 KiB.")]
-    TooLarge(PixErrorReply),
-    #[response(status = 429, description = "The app is over its rate limit.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
-    RateLimited(PixErrorReply),
-    #[response(status = 500, description = "An internal error; nothing was stored.")]
-    Internal(PixErrorReply),
-    #[response(status = 503, description = "Overloaded, timed out or the database is unavailable.", headers(("Retry-After" = u64, description = "Seconds to wait")))]
-    Unavailable(PixErrorReply),
-}
-
-/// The pix dialect's authentication headers.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // a description, never built
-pub struct PixAuthHeaders {
-    /// The app's id (a positive integer).
-    #[param(rename = "X-App-Id", pattern = "^[1-9][0-9]{0,17}$", example = "1003")]
-    x_app_id: String,
-    /// Base64 SHA256withRSA signature of the body's canonical string.
-    #[param(rename = "X-Sign", example = "c2lnbmF0dXJl")]
-    x_sign: String,
-}
+struct Operations;

@@ -1,10 +1,14 @@
-//! Rails: where money moves. A rail starts a payment for an order and a method, and later
-//! reports its outcome in the core's terms ([`RailOutcome`]). The sandbox rail plays the bank:
-//! its "bank page" is kassa's own method page, where the payer (or a script) picks the outcome.
-//! Upstream PSPs and banks implement the same trait; the core does not change for them.
+//! Rails: where money moves. A rail starts a payment for an order and a method, and reports its
+//! outcome in the core's terms ([`RailOutcome`]). [`Rails`] holds the rails a gateway uses and
+//! routes each new order to one of them (and a channel of it); the order records both, and every
+//! later step finds its rail by that name. Nothing outside this module names a rail.
+//!
+//! The sandbox rail plays the bank: its "bank page" is kassa's own method page, where the payer
+//! (or the `kassa sandbox pay` command) picks the outcome by hand.
 
 use async_trait::async_trait;
 use kassa_core::{AmountMinor, Order, PaymentMethod, RailOutcome};
+use std::sync::Arc;
 
 /// Where the payer goes once a payment has started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,12 +23,23 @@ pub enum RailStart {
 pub enum RailError {
     #[error("the rail is unavailable: {0}")]
     Unavailable(String),
+    /// The rail takes no outcomes by hand (only the sandbox does).
+    #[error("the {0} rail takes no outcomes by hand")]
+    NotManual(&'static str),
+    #[error("{0:?} is not an outcome this rail offers")]
+    UnknownOutcome(String),
 }
 
+/// An outcome a person may report by hand: its name and the label a page shows.
+pub type ManualOutcome = (&'static str, &'static str);
+
 #[async_trait]
-pub trait Rail: Send + Sync {
-    /// The rail's name, for logs and pages.
+pub trait Rail: Send + Sync + 'static {
+    /// The rail's name, stored with each order it serves.
     fn name(&self) -> &'static str;
+
+    /// The channel of this rail that takes `order`, or `None` if the rail does not take it.
+    fn channel_for(&self, order: &Order) -> Option<String>;
 
     /// Starts paying `order` with `method`.
     async fn start(
@@ -32,13 +47,82 @@ pub trait Rail: Send + Sync {
         order: &Order,
         method: &'static PaymentMethod,
     ) -> Result<RailStart, RailError>;
+
+    /// The outcomes a person may report by hand for this rail's orders, in the order a page
+    /// shows them: the sandbox bank's buttons. Real rails report by themselves: none.
+    fn manual_outcomes(&self) -> &'static [ManualOutcome] {
+        &[]
+    }
+
+    /// The outcome a report by hand stands for; `received` only matters for a payment (the
+    /// full amount when absent).
+    fn manual_outcome(
+        &self,
+        _order: &Order,
+        _name: &str,
+        _received: Option<AmountMinor>,
+    ) -> Result<RailOutcome, RailError> {
+        Err(RailError::NotManual(self.name()))
+    }
+}
+
+/// The rails of a gateway, in the order routing tries them.
+#[derive(Clone, Default)]
+pub struct Rails(Vec<Arc<dyn Rail>>);
+
+impl Rails {
+    /// The built-in rails: the sandbox.
+    pub fn standard() -> Rails {
+        Rails::default().with(SandboxRail)
+    }
+
+    /// Registers one more rail (tried after those before it).
+    pub fn with(mut self, rail: impl Rail) -> Rails {
+        assert!(
+            self.by_name(rail.name()).is_none(),
+            "rail {} registered twice",
+            rail.name()
+        );
+        self.0.push(Arc::new(rail));
+        self
+    }
+
+    fn by_name(&self, name: &str) -> Option<&dyn Rail> {
+        self.0.iter().map(|r| r.as_ref()).find(|r| r.name() == name)
+    }
+
+    /// The rail and channel that take a new order: the first rail that has a channel for it.
+    pub fn route(&self, order: &Order) -> Result<(&dyn Rail, String), RailError> {
+        self.0
+            .iter()
+            .find_map(|rail| {
+                rail.channel_for(order)
+                    .map(|channel| (rail.as_ref(), channel))
+            })
+            .ok_or_else(|| {
+                RailError::Unavailable(format!(
+                    "no rail takes {} orders paid by {}",
+                    order.currency, order.method.code
+                ))
+            })
+    }
+
+    /// The rail that serves an order, as recorded with it.
+    pub fn of(&self, order: &Order) -> Result<&dyn Rail, RailError> {
+        self.by_name(&order.rail).ok_or_else(|| {
+            RailError::Unavailable(format!(
+                "order {} is served by rail {:?}, which this node does not run",
+                order.order_no, order.rail
+            ))
+        })
+    }
 }
 
 /// The built-in rail that plays the bank.
 pub struct SandboxRail;
 
 /// The outcomes the sandbox offers, in the order its page shows them.
-pub const SANDBOX_OUTCOMES: [(&str, &str); 5] = [
+const SANDBOX_OUTCOMES: [ManualOutcome; 5] = [
     ("paid", "Paid"),
     ("failed", "Failed"),
     ("cancelled", "Cancelled"),
@@ -46,35 +130,15 @@ pub const SANDBOX_OUTCOMES: [(&str, &str); 5] = [
     ("exception", "Exception"),
 ];
 
-impl SandboxRail {
-    /// The outcome a sandbox choice stands for; `received` only matters for `paid` (the full
-    /// amount when absent).
-    pub fn outcome(
-        name: &str,
-        received: Option<AmountMinor>,
-        requested: AmountMinor,
-    ) -> Option<RailOutcome> {
-        Some(match name {
-            "paid" => RailOutcome::Paid {
-                received: received.unwrap_or(requested),
-            },
-            "failed" => RailOutcome::Failed {
-                reason: "declined by the payer's bank (sandbox)".into(),
-            },
-            "cancelled" => RailOutcome::Cancelled,
-            "expired" => RailOutcome::Expired,
-            "exception" => RailOutcome::Exception {
-                reason: "the bank could not confirm the payment (sandbox)".into(),
-            },
-            _ => return None,
-        })
-    }
-}
-
 #[async_trait]
 impl Rail for SandboxRail {
     fn name(&self) -> &'static str {
         "sandbox"
+    }
+
+    /// The sandbox takes every order, on its one channel.
+    fn channel_for(&self, _order: &Order) -> Option<String> {
+        Some("sandbox".into())
     }
 
     async fn start(
@@ -84,32 +148,30 @@ impl Rail for SandboxRail {
     ) -> Result<RailStart, RailError> {
         Ok(RailStart::OwnPage)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    fn manual_outcomes(&self) -> &'static [ManualOutcome] {
+        &SANDBOX_OUTCOMES
+    }
 
-    #[test]
-    fn sandbox_outcomes() {
-        let asked = AmountMinor(1_000);
-        assert_eq!(
-            SandboxRail::outcome("paid", None, asked),
-            Some(RailOutcome::Paid { received: asked })
-        );
-        assert_eq!(
-            SandboxRail::outcome("paid", Some(AmountMinor(5)), asked),
-            Some(RailOutcome::Paid {
-                received: AmountMinor(5)
-            })
-        );
-        assert_eq!(
-            SandboxRail::outcome("cancelled", None, asked),
-            Some(RailOutcome::Cancelled)
-        );
-        assert_eq!(SandboxRail::outcome("refunded", None, asked), None);
-        for (name, _) in SANDBOX_OUTCOMES {
-            assert!(SandboxRail::outcome(name, None, asked).is_some());
-        }
+    fn manual_outcome(
+        &self,
+        order: &Order,
+        name: &str,
+        received: Option<AmountMinor>,
+    ) -> Result<RailOutcome, RailError> {
+        Ok(match name {
+            "paid" => RailOutcome::Paid {
+                received: received.unwrap_or(order.amount_minor),
+            },
+            "failed" => RailOutcome::Failed {
+                reason: "declined by the payer's bank (sandbox)".into(),
+            },
+            "cancelled" => RailOutcome::Cancelled,
+            "expired" => RailOutcome::Expired,
+            "exception" => RailOutcome::Exception {
+                reason: "the bank could not confirm the payment (sandbox)".into(),
+            },
+            _ => return Err(RailError::UnknownOutcome(name.chars().take(40).collect())),
+        })
     }
 }

@@ -10,6 +10,7 @@
 mod common;
 
 use common::*;
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -317,8 +318,6 @@ async fn a_payer_pays_in_a_real_browser() {
     );
     browser.quit().await;
 }
-
-use kassa_store::Store;
 
 /// Swagger UI at `/docs` runs in a real browser from kassa's own files (no CDN can be reached
 /// here, so a page that needed one would stay empty) and lists every documented operation.

@@ -6,20 +6,37 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use kassa_core::RetryPolicy;
 use kassa_core::{
     AmountMinor, App, Currency, NewOrder, Order, OrderEvent, OrderIds, PaymentMethod, Secret,
 };
+use kassa_server::dialect::Dialects;
 use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
-use kassa_server::lifecycle::apply_event;
+use kassa_server::lifecycle::Lifecycle;
 use kassa_server::notary::Notary;
 use kassa_server::{ids, now_ms};
 use kassa_signature::{SigningKey, verify_json};
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
-use kassa_store::{CallbackState, NewApp, SqlStore, Store};
+use kassa_store::{CallbackState, NewApp, SqlStore};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
+
+fn dialects() -> &'static Dialects {
+    static DIALECTS: OnceLock<Dialects> = OnceLock::new();
+    DIALECTS.get_or_init(Dialects::standard)
+}
+
+/// Changes orders as the server does, signing callbacks with [`notary`].
+fn lifecycle(store: &dyn kassa_store::Store) -> Lifecycle<'_> {
+    Lifecycle {
+        store,
+        notary: notary(),
+        dialects: dialects(),
+    }
+}
 
 fn notary() -> &'static Notary {
     static NOTARY: OnceLock<Notary> = OnceLock::new();
@@ -136,9 +153,11 @@ impl Setup {
             callback_fail_url: None,
             notify_url: Some(url.into()),
             request_fingerprint: "fp".into(),
+            dialect: "collect",
         };
         let ids: OrderIds = ids::new_order_ids();
-        let order = Order::create(&self.app, new, ids, now_ms(), 60_000).unwrap();
+        let mut order = Order::create(&self.app, new, ids, now_ms(), 60_000).unwrap();
+        order.route_to("sandbox", "sandbox");
         self.store.insert_order(&order).await.unwrap();
         let event = match event {
             OrderEvent::Paid { received, .. } => OrderEvent::Paid {
@@ -147,15 +166,10 @@ impl Setup {
             },
             other => other,
         };
-        apply_event(
-            self.store.as_ref(),
-            notary(),
-            &order.order_no,
-            &event,
-            now_ms(),
-        )
-        .await
-        .unwrap()
+        lifecycle(self.store.as_ref())
+            .apply_event(&order.order_no, &event, now_ms())
+            .await
+            .unwrap()
     }
 
     fn dispatcher(
@@ -201,8 +215,10 @@ impl Setup {
 
 fn fast(allow_private: bool) -> DispatcherConfig {
     DispatcherConfig {
-        retry_interval_ms: 300,
-        max_age_ms: 60_000,
+        retry: RetryPolicy {
+            retry_interval_ms: 300,
+            max_age_ms: 60_000,
+        },
         request_timeout_ms: 2_000,
         idle_poll_ms: 50,
         allow_private_targets: allow_private,
@@ -302,8 +318,10 @@ async fn acknowledgement_rule(setup: Setup) {
             )
             .await;
         let (stop, task) = setup.dispatcher(DispatcherConfig {
-            retry_interval_ms: 60_000,
-            max_age_ms: 600_000,
+            retry: RetryPolicy {
+                retry_interval_ms: 60_000,
+                max_age_ms: 600_000,
+            },
             ..fast(true)
         });
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -340,8 +358,10 @@ async fn max_age_marks_dead_and_resend_revives(setup: Setup) {
         .settled_order("M-dead", &receiver.url, OrderEvent::Expired)
         .await;
     let config = DispatcherConfig {
-        retry_interval_ms: 200,
-        max_age_ms: 700,
+        retry: RetryPolicy {
+            retry_interval_ms: 200,
+            max_age_ms: 700,
+        },
         ..fast(true)
     };
     let (stop, task) = setup.dispatcher(config.clone());
@@ -445,8 +465,10 @@ async fn private_targets_are_refused_at_delivery(setup: Setup) {
         )
         .await;
     let (stop, task) = setup.dispatcher(DispatcherConfig {
-        retry_interval_ms: 60_000,
-        max_age_ms: 600_000,
+        retry: RetryPolicy {
+            retry_interval_ms: 60_000,
+            max_age_ms: 600_000,
+        },
         ..fast(false)
     });
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -518,8 +540,10 @@ async fn every_forbidden_class_is_refused_at_delivery(setup: Setup) {
         ));
     }
     let config = DispatcherConfig {
-        retry_interval_ms: 60_000,
-        max_age_ms: 600_000,
+        retry: RetryPolicy {
+            retry_interval_ms: 60_000,
+            max_age_ms: 600_000,
+        },
         ..fast(false)
     };
     let (stop, task) = setup.dispatcher(config);
@@ -604,22 +628,19 @@ async fn pix_callbacks_carry_x_sign(setup: Setup) {
         callback_fail_url: None,
         notify_url: Some(receiver.url.clone()),
         request_fingerprint: "fp".into(),
+        dialect: "pix",
     };
-    let order = Order::create(&brl, new, ids::new_order_ids(), now_ms(), 60_000).unwrap();
+    let mut order = Order::create(&brl, new, ids::new_order_ids(), now_ms(), 60_000).unwrap();
+    order.route_to("sandbox", "sandbox");
     setup.store.insert_order(&order).await.unwrap();
     let paid = OrderEvent::Paid {
         requested: AmountMinor(1_234),
         received: AmountMinor(1_234),
     };
-    apply_event(
-        setup.store.as_ref(),
-        notary(),
-        &order.order_no,
-        &paid,
-        now_ms(),
-    )
-    .await
-    .unwrap();
+    lifecycle(setup.store.as_ref())
+        .apply_event(&order.order_no, &paid, now_ms())
+        .await
+        .unwrap();
     let (stop, task) = setup.dispatcher(fast(true));
     setup
         .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))

@@ -6,9 +6,7 @@ mod common;
 
 use common::*;
 use kassa_core::{AmountMinor, FeeRule, OrderEvent, OrderNo};
-use kassa_server::lifecycle::apply_event;
-use kassa_server::notary::Notary;
-use kassa_store::Store;
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
@@ -239,16 +237,12 @@ async fn every_outcome_path(server: Server) {
         (Some(-1), Some("20.00"))
     );
     let order_no = OrderNo::parse(data["orderNo"].as_str().unwrap()).unwrap();
-    let notary = Notary::utc(kassa_signature::SigningKey::generate().unwrap());
-    apply_event(
-        server.store.as_ref(),
-        &notary,
-        &order_no,
-        &OrderEvent::OperatorSucceeded,
-        1,
-    )
-    .await
-    .unwrap();
+    server
+        .gateway
+        .lifecycle()
+        .apply_event(&order_no, &OrderEvent::OperatorSucceeded, 1)
+        .await
+        .unwrap();
     assert_eq!(server.queried("D-short").await["status"], 2);
     let (_, _) = settle_direct(&server, "D-exc", "exception", "").await;
     let order = server
@@ -260,7 +254,10 @@ async fn every_outcome_path(server: Server) {
     let failed = OrderEvent::OperatorFailed {
         reason: "no money arrived".into(),
     };
-    apply_event(server.store.as_ref(), &notary, &order.order_no, &failed, 1)
+    server
+        .gateway
+        .lifecycle()
+        .apply_event(&order.order_no, &failed, 1)
         .await
         .unwrap();
     let data = server.queried("D-exc").await;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kassa_store::Store;
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use kassa_core::brcode;
 use kassa_signature::{SigningKey, canonical_of_map, parse_signed_object};
-use kassa_store::Store;
+use kassa_store::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Signs a body as a pix merchant does: the canonical string of the body, in `X-Sign`.
@@ -304,12 +304,14 @@ async fn other_amounts_need_the_operator(server: Server) {
         .unwrap()
         .to_string();
     let order_no = kassa_core::OrderNo::parse(&order_no).unwrap();
-    let notary = kassa_server::notary::Notary::utc(SigningKey::generate().unwrap());
     let paid = kassa_core::OrderEvent::Paid {
         requested: kassa_core::AmountMinor(2_000),
         received: kassa_core::AmountMinor(1_999),
     };
-    kassa_server::lifecycle::apply_event(server.store.as_ref(), &notary, &order_no, &paid, 1)
+    server
+        .gateway
+        .lifecycle()
+        .apply_event(&order_no, &paid, 1)
         .await
         .unwrap();
     let queried = server.pix_query("P-short").await;
@@ -332,7 +334,10 @@ async fn other_amounts_need_the_operator(server: Server) {
     let failed = kassa_core::OrderEvent::OperatorFailed {
         reason: "received less than asked".into(),
     };
-    kassa_server::lifecycle::apply_event(server.store.as_ref(), &notary, &order_no, &failed, 2)
+    server
+        .gateway
+        .lifecycle()
+        .apply_event(&order_no, &failed, 2)
         .await
         .unwrap();
     let queried = server.pix_query("P-short").await;

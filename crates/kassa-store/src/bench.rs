@@ -2,8 +2,8 @@
 //! one statement each instead of one request at a time. The rows are well-formed but
 //! synthetic (their replies are placeholders); nothing else in kassa writes this way.
 
-use crate::sql::{Backend, SqlStore};
 use crate::StoreResult;
+use crate::sql::{Backend, SqlStore};
 use kassa_core::AppId;
 
 impl SqlStore {

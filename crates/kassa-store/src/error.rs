@@ -93,7 +93,9 @@ impl From<sqlx::Error> for StoreError {
                 }
             }
             E::RowNotFound => StoreError::NotFound(text),
-            E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) => StoreError::Corrupt(text),
+            E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) => {
+                StoreError::Corrupt(text)
+            }
             _ => StoreError::Failed(text),
         }
     }

@@ -91,7 +91,10 @@ async fn first_setting_wins(db: TestDatabase) {
 async fn settings_can_be_replaced(db: TestDatabase) {
     let store = db.store().await;
     store.set_setting("zone", "UTC", 1).await.unwrap();
-    store.set_setting("zone", "Europe/Amsterdam", 2).await.unwrap();
+    store
+        .set_setting("zone", "Europe/Amsterdam", 2)
+        .await
+        .unwrap();
     assert_eq!(
         store.setting("zone").await.unwrap().as_deref(),
         Some("Europe/Amsterdam")

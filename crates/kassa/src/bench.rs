@@ -11,6 +11,7 @@ use kassa_core::{AppId, Currency, Secret};
 use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::now_ms;
 use kassa_signature::{SigningKey, sign_map, webhook};
+use kassa_store::prelude::*;
 use kassa_store::{CallbackState, NewApp, SqlStore, Store};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};

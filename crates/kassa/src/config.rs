@@ -1,53 +1,215 @@
-//! Configuration: command-line flags, then `KASSA_*` environment variables, then an optional
-//! TOML file (`--config`), then defaults — the first that sets a value wins. clap handles
-//! flags and environment; this module fills what is left from the file and the defaults.
+//! Configuration, declared once. Each option of `kassa serve` is one field of [`ServeOptions`]:
+//! its doc comment is the help, its attribute names the flag and the `KASSA_*` variable and
+//! holds the default, and its name is the key in the TOML file (`--config`). The first that
+//! sets a value wins: flag, then environment variable, then file, then default.
 
-use serde::Deserialize;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::str::FromStr;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://kassa-data/kassa.db";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "kassa-data";
-pub const DEFAULT_COLLECT_ORDER_LIFETIME: &str = "30m";
+/// The one key of the file that is not an option of `serve`: every command reads it.
+const DATABASE_URL_KEY: &str = "database_url";
 
-/// The TOML file. Every key is optional; unknown keys are an error, to catch typos.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub database_url: Option<String>,
-    pub listen: Option<String>,
-    pub public_url: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub collect_order_lifetime: Option<String>,
-    pub pix_order_lifetime: Option<String>,
-    pub callback_retry_interval: Option<String>,
-    pub callback_max_age: Option<String>,
-    pub callback_timeout: Option<String>,
-    pub allow_private_callbacks: Option<bool>,
-    pub timezone: Option<String>,
-    pub expiry_sweep_interval: Option<String>,
-    pub max_in_flight: Option<usize>,
-    pub header_read_timeout: Option<String>,
-    pub request_timeout: Option<String>,
-    pub max_connections: Option<usize>,
-    pub app_rate_limit: Option<u32>,
+/// A span of time written as `500ms`, `90s`, `30m`, `24h` or `7d`; held in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub ms: u64,
 }
 
-impl FileConfig {
-    pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Span, String> {
+        parse_duration(text).map(|d| Span {
+            ms: d.as_millis() as u64,
+        })
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{}ms", self.ms))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every option of `kassa serve`.
+#[derive(Args, Serialize, Deserialize, Clone, Debug)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    #[arg(long, env = "KASSA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base URL payers reach kassa at; payUrl starts with it. [default: http://LISTEN]
+    #[arg(long, env = "KASSA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Folder for files kassa writes (demo keys). [default: the SQLite file's folder, or kassa-data]
+    #[arg(long, env = "KASSA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How long a collect order waits for its payer, e.g. 30m.
+    #[arg(long, env = "KASSA_COLLECT_ORDER_LIFETIME", default_value = "30m")]
+    pub collect_order_lifetime: Span,
+    /// How long a PIX order waits for its payment, e.g. 24h.
+    #[arg(long, env = "KASSA_PIX_ORDER_LIFETIME", default_value = "24h")]
+    pub pix_order_lifetime: Span,
+    /// Create (once) a demo merchant with EUR, USD and BRL apps and print how to use it.
+    /// Implies --allow-private-callbacks.
+    #[arg(long, env = "KASSA_DEMO")]
+    pub demo: bool,
+    /// How often an unacknowledged callback is retried, e.g. 60s.
+    #[arg(long, env = "KASSA_CALLBACK_RETRY_INTERVAL", default_value = "60s")]
+    pub callback_retry_interval: Span,
+    /// How long a callback is retried before it is marked dead, e.g. 24h.
+    #[arg(long, env = "KASSA_CALLBACK_MAX_AGE", default_value = "24h")]
+    pub callback_max_age: Span,
+    /// How long one callback request may take, e.g. 10s.
+    #[arg(long, env = "KASSA_CALLBACK_TIMEOUT", default_value = "10s")]
+    pub callback_timeout: Span,
+    /// Allow callback and redirect targets on loopback and private addresses (sandboxes, tests).
+    #[arg(long, env = "KASSA_ALLOW_PRIVATE_CALLBACKS")]
+    pub allow_private_callbacks: bool,
+    /// The operator's time zone (IANA name) for times shown to merchants, such as payTime. Kept
+    /// in the database, so every node and every command dates alike. [default: the zone kept
+    /// there, else UTC]
+    #[arg(long, env = "KASSA_TIMEZONE")]
+    pub timezone: Option<String>,
+    /// Most requests handled at once; more are answered 503 with Retry-After.
+    #[arg(long, env = "KASSA_MAX_IN_FLIGHT", default_value_t = 1_024)]
+    pub max_in_flight: usize,
+    /// How often orders past their expiry are failed, e.g. 5s.
+    #[arg(long, env = "KASSA_EXPIRY_SWEEP_INTERVAL", default_value = "5s")]
+    pub expiry_sweep_interval: Span,
+    /// Time a client has to send a request's headers, and the longest a kept-alive connection
+    /// may sit idle, e.g. 10s.
+    #[arg(long, env = "KASSA_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: Span,
+    /// Time one request may take, body upload included, e.g. 30s.
+    #[arg(long, env = "KASSA_REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: Span,
+    /// Open client connections at once; more wait to be accepted.
+    #[arg(long, env = "KASSA_MAX_CONNECTIONS", default_value_t = 4_096)]
+    pub max_connections: usize,
+    /// Requests per second each app may make to the merchant APIs (bursts of as many); above
+    /// it, 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "KASSA_APP_RATE_LIMIT", default_value_t = 0)]
+    pub app_rate_limit: u32,
+}
+
+impl ServeOptions {
+    /// The TOML keys: the options' names.
+    fn keys() -> Vec<String> {
+        ServeOptions::augment_args(clap::Command::new("serve"))
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect()
+    }
+
+    /// Fills in, from the file, every option that neither a flag nor the environment set.
+    pub fn with_file(
+        self,
+        matches: &ArgMatches,
+        file: &ConfigFile,
+    ) -> Result<ServeOptions, String> {
+        let mut values = match serde_json::to_value(&self) {
+            Ok(serde_json::Value::Object(values)) => values,
+            _ => unreachable!("options serialise to an object"),
+        };
+        for (key, value) in &file.table {
+            let given = matches!(
+                matches.value_source(key),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            );
+            if values.contains_key(key) && !given {
+                values.insert(
+                    key.clone(),
+                    serde_json::to_value(value).map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(values))
+            .map_err(|e| format!("config file {}: {e}", file.shown()))
+    }
+
+    /// Refuses settings that cannot work.
+    pub fn check(&self) -> Result<(), String> {
+        let spans = [
+            ("callback-retry-interval", self.callback_retry_interval),
+            ("callback-timeout", self.callback_timeout),
+            ("expiry-sweep-interval", self.expiry_sweep_interval),
+            ("header-read-timeout", self.header_read_timeout),
+            ("request-timeout", self.request_timeout),
+        ];
+        match spans.iter().find(|(_, span)| span.ms == 0) {
+            Some((flag, _)) => Err(format!("--{flag} must be above zero")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The TOML file: every key optional; an unknown key is an error, to catch typos.
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    path: Option<PathBuf>,
+    table: toml::Table,
+}
+
+impl ConfigFile {
+    pub fn load(path: Option<&Path>) -> Result<ConfigFile, String> {
         let Some(path) = path else {
-            return Ok(FileConfig::default());
+            return Ok(ConfigFile::default());
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let known = ServeOptions::keys();
+        if let Some(unknown) = table
+            .keys()
+            .find(|key| *key != DATABASE_URL_KEY && !known.contains(key))
+        {
+            return Err(format!(
+                "config file {}: unknown key {unknown:?}; known keys: {DATABASE_URL_KEY}, {}",
+                path.display(),
+                known.join(", ")
+            ));
+        }
+        Ok(ConfigFile {
+            path: Some(path.to_path_buf()),
+            table,
+        })
+    }
+
+    /// The file's `database_url`, if it sets one.
+    pub fn database_url(&self) -> Result<Option<String>, String> {
+        match self.table.get(DATABASE_URL_KEY) {
+            None => Ok(None),
+            Some(toml::Value::String(url)) => Ok(Some(url.clone())),
+            Some(_) => Err(format!(
+                "config file {}: database_url must be a string",
+                self.shown()
+            )),
+        }
+    }
+
+    fn shown(&self) -> String {
+        self.path
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string())
     }
 }
 
 /// Parses durations such as `500ms`, `90s`, `30m`, `24h`, `7d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
@@ -66,13 +228,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     number
         .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
+        .map(std::time::Duration::from_millis)
         .ok_or_else(|| format!("{text:?} is too long"))
-}
-
-/// Picks the first value that is set: flag/env (clap), file, default.
-pub fn pick<T>(from_cli: Option<T>, from_file: Option<T>, default: impl FnOnce() -> T) -> T {
-    from_cli.or(from_file).unwrap_or_else(default)
 }
 
 /// The data directory: where the demo keys live. Defaults next to the SQLite file.
@@ -83,14 +240,22 @@ pub fn default_data_dir(database_url: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("--listen {text:?} is not an address such as 127.0.0.1:8080"))
+/// Parses `kassa serve` options as the command line would, for tests.
+#[cfg(test)]
+fn parse_serve(args: &[&str], file: &ConfigFile) -> Result<ServeOptions, String> {
+    use clap::FromArgMatches;
+    let command = ServeOptions::augment_args(clap::Command::new("serve"));
+    let matches = command
+        .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
+        .map_err(|e| e.to_string())?;
+    let options = ServeOptions::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    options.with_file(&matches, file)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn durations() {
@@ -104,24 +269,81 @@ mod tests {
         assert!(parse_duration("99999999999999999d").is_err());
     }
 
-    #[test]
-    fn precedence() {
-        assert_eq!(pick(Some(1), Some(2), || 3), 1);
-        assert_eq!(pick(None, Some(2), || 3), 2);
-        assert_eq!(pick(None::<i32>, None, || 3), 3);
+    fn file(text: &str) -> (tempfile::TempDir, Result<ConfigFile, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kassa.toml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = ConfigFile::load(Some(&path));
+        (dir, loaded)
     }
 
     #[test]
-    fn file_rejects_unknown_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kassa.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n").unwrap();
+    fn precedence_flag_then_file_then_default() {
+        let (_dir, loaded) = file("request_timeout = \"5s\"\nmax_in_flight = 7\n");
+        let config = loaded.unwrap();
+        let from_file = parse_serve(&[], &config).unwrap();
+        assert_eq!(from_file.request_timeout, Span { ms: 5_000 });
+        assert_eq!(from_file.max_in_flight, 7);
         assert_eq!(
-            FileConfig::load(Some(&path)).unwrap().listen.as_deref(),
-            Some("127.0.0.1:9000")
+            from_file.header_read_timeout,
+            Span { ms: 10_000 },
+            "default"
         );
-        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
-        assert!(FileConfig::load(Some(&path)).unwrap_err().contains("lisen"));
+        let flagged = parse_serve(&["--max-in-flight", "9"], &config).unwrap();
+        assert_eq!(flagged.max_in_flight, 9, "a flag beats the file");
+        assert_eq!(flagged.request_timeout, Span { ms: 5_000 });
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys_and_bad_values() {
+        let (_dir, loaded) = file("listen = \"127.0.0.1:9000\"\n");
+        let listened = parse_serve(&[], &loaded.unwrap()).unwrap();
+        assert_eq!(listened.listen.to_string(), "127.0.0.1:9000");
+        let (_dir, loaded) = file("lisen = \"x\"\n");
+        assert!(loaded.unwrap_err().contains("lisen"));
+        let (_dir, loaded) = file("request_timeout = \"soon\"\n");
+        assert!(
+            parse_serve(&[], &loaded.unwrap())
+                .unwrap_err()
+                .contains("soon")
+        );
+    }
+
+    /// The library defaults the tests build servers with are the ones an operator gets.
+    #[test]
+    fn option_defaults_are_the_libraries_defaults() {
+        let options = parse_serve(&[], &ConfigFile::default()).unwrap();
+        let server = kassa_server::ServerConfig::default();
+        assert_eq!(
+            options.collect_order_lifetime.ms as i64,
+            server.collect_order_lifetime_ms
+        );
+        assert_eq!(
+            options.pix_order_lifetime.ms as i64,
+            server.pix_order_lifetime_ms
+        );
+        assert_eq!(options.request_timeout.ms, server.request_timeout_ms);
+        assert_eq!(options.max_in_flight, server.max_in_flight);
+        assert_eq!(options.app_rate_limit, server.app_rate_limit_per_s);
+        let limits = kassa_server::listen::ConnectionLimits::default();
+        assert_eq!(
+            options.header_read_timeout.ms,
+            limits.header_read_timeout_ms
+        );
+        assert_eq!(options.max_connections, limits.max_connections);
+        let retry = kassa_core::RetryPolicy::default();
+        assert_eq!(options.callback_retry_interval.ms, retry.retry_interval_ms);
+        assert_eq!(options.callback_max_age.ms, retry.max_age_ms);
+        let dispatcher = kassa_server::dispatcher::DispatcherConfig::default();
+        assert_eq!(options.callback_timeout.ms, dispatcher.request_timeout_ms);
+        assert_eq!(options.listen.to_string(), "127.0.0.1:8080");
+        assert!(options.check().is_ok());
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let options = parse_serve(&["--request-timeout", "0s"], &ConfigFile::default()).unwrap();
+        assert!(options.check().unwrap_err().contains("--request-timeout"));
     }
 
     #[test]

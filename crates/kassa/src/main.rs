@@ -7,7 +7,7 @@ mod keyfiles;
 mod operator;
 mod serve;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(Box<serve::ServeArgs>),
+    Serve(Box<config::ServeOptions>),
     /// Bring the database schema up to date (serve does this on start too).
     Migrate,
     /// Manage merchants.
@@ -111,13 +111,16 @@ fn init_logging(serving: bool) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches are kept: they tell which options the command line or environment set, so
+    // the config file fills in only the others.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(matches!(cli.command, Command::Serve(_)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("start the async runtime");
-    let outcome = runtime.block_on(run(cli));
+    let outcome = runtime.block_on(run(cli, &matches));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
@@ -127,18 +130,22 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Outcome {
-    let file = config::FileConfig::load(cli.config.as_deref()).map_err(Failure)?;
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
+    let file = config::ConfigFile::load(cli.config.as_deref()).map_err(Failure)?;
+    let named_database = cli.database_url.or(file.database_url().map_err(Failure)?);
     if let Command::Bench(args) = cli.command {
         // A bench makes its own fresh database unless one is named.
-        let named = cli.database_url.or(file.database_url);
-        return bench::run(args, named.as_deref()).await;
+        return bench::run(args, named_database.as_deref()).await;
     }
-    let database_url = config::pick(cli.database_url, file.database_url.clone(), || {
-        config::DEFAULT_DATABASE_URL.to_string()
-    });
+    let database_url = named_database.unwrap_or_else(|| config::DEFAULT_DATABASE_URL.to_string());
     match cli.command {
-        Command::Serve(args) => serve::run(*args, &file, &database_url).await,
+        Command::Serve(options) => {
+            let serve_matches = matches
+                .subcommand_matches("serve")
+                .expect("serve was parsed");
+            let options = options.with_file(serve_matches, &file).map_err(Failure)?;
+            serve::run(options, &database_url).await
+        }
         Command::Migrate => {
             operator::open_store(&database_url).await?;
             println!("database is up to date");

@@ -10,12 +10,14 @@ use kassa_core::{
     AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Order, OrderEvent, OrderNo,
     PaymentMethod, Personal, Secret,
 };
+use kassa_server::dialect::Dialects;
 use kassa_server::keys::load_or_create_platform_key;
-use kassa_server::lifecycle::apply_event;
-use kassa_server::notary::{Notary, parse_timezone};
+use kassa_server::lifecycle::Lifecycle;
+use kassa_server::notary::{Notary, operator_timezone};
 use kassa_server::now_ms;
-use kassa_server::rails::SandboxRail;
+use kassa_server::rails::Rails;
 use kassa_signature::{VerifyingKey, webhook};
+use kassa_store::prelude::*;
 use kassa_store::{MerchantWithApps, NewApp, SqlStore, Store};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -508,11 +510,26 @@ pub async fn callback(command: CallbackCommand, database_url: &str) -> Outcome {
     Ok(())
 }
 
-/// The notary of one-shot commands: the platform key, times in the given zone (UTC).
-async fn notary(store: &SqlStore, timezone: Option<&str>) -> Result<Notary, Failure> {
+/// The notary of one-shot commands: the platform key, times in the operator's stored zone,
+/// as the server dates them.
+async fn notary(store: &SqlStore) -> Result<Notary, Failure> {
     let key = load_or_create_platform_key(store, now_ms()).await?;
-    let timezone = parse_timezone(timezone.unwrap_or("UTC")).map_err(Failure)?;
-    Ok(Notary::new(key, timezone))
+    Ok(Notary::new(key, operator_timezone(store).await?))
+}
+
+/// Applies an event to an order as the server would: its dialect renders the callback.
+async fn apply_event(
+    store: &SqlStore,
+    order_no: &OrderNo,
+    event: &OrderEvent,
+) -> Result<Order, Failure> {
+    let notary = notary(store).await?;
+    let lifecycle = Lifecycle {
+        store,
+        notary: &notary,
+        dialects: &Dialects::standard(),
+    };
+    Ok(lifecycle.apply_event(order_no, event, now_ms()).await?)
 }
 
 fn order_json(order: &Order, reveal_personal_data: bool) -> Value {
@@ -563,7 +580,6 @@ pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
     } = command;
     let order_no = parse_order_no(&order_no)?;
     let store = open_store(database_url).await?;
-    let notary = notary(&store, None).await?;
     let order = store
         .order_by_no(&order_no)
         .await?
@@ -580,16 +596,11 @@ pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
         .expect("every outcome has a name")
         .get_name()
         .to_string();
-    let rail_outcome = SandboxRail::outcome(&name, received, order.amount_minor)
-        .expect("the command offers only sandbox outcomes");
-    let changed = apply_event(
-        &store,
-        &notary,
-        &order_no,
-        &rail_outcome.event(order.amount_minor),
-        now_ms(),
-    )
-    .await?;
+    // The order's own rail says what the outcome means (only the sandbox takes them by hand).
+    let rail_outcome = Rails::standard()
+        .of(&order)?
+        .manual_outcome(&order, &name, received)?;
+    let changed = apply_event(&store, &order_no, &rail_outcome.event(order.amount_minor)).await?;
     print_json(&order_json(&changed, false));
     Ok(())
 }
@@ -615,7 +626,6 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
             reason,
         } => {
             let order_no = parse_order_no(&order_no)?;
-            let notary = notary(&store, None).await?;
             let event = if succeed {
                 OrderEvent::OperatorSucceeded
             } else {
@@ -623,7 +633,7 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
                     reason: reason.unwrap_or_else(|| "declined by the operator".into()),
                 }
             };
-            let changed = apply_event(&store, &notary, &order_no, &event, now_ms()).await?;
+            let changed = apply_event(&store, &order_no, &event).await?;
             print_json(&order_json(&changed, false));
         }
     }

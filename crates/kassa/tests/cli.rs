@@ -4,6 +4,7 @@
 mod common;
 
 use common::{create_shop, json, kassa, run_ok, run_with_stdin, serve, serve_with};
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use std::process::Command;
 
@@ -299,7 +300,7 @@ async fn insert_order(url: &str, app_id: i64, order_id: &str) -> String {
     use kassa_core::{
         AmountMinor, AppId, NewOrder, Order, OrderIds, OrderNo, Payer, PaymentMethod, Personal,
     };
-    use kassa_store::{SqlStore, Store};
+    use kassa_store::SqlStore;
     let store = SqlStore::connect(url).await.unwrap();
     let app = store.app(AppId(app_id)).await.unwrap().unwrap();
     let new = NewOrder {
@@ -320,6 +321,7 @@ async fn insert_order(url: &str, app_id: i64, order_id: &str) -> String {
         callback_fail_url: Some("https://shop.example/fail".into()),
         notify_url: None,
         request_fingerprint: "fp".into(),
+        dialect: "collect",
     };
     let number = format!(
         "{:0>16}",
@@ -331,7 +333,8 @@ async fn insert_order(url: &str, app_id: i64, order_id: &str) -> String {
         order_no: OrderNo::parse(&number).unwrap(),
         cashier_token: format!("t-{order_id}"),
     };
-    let order = Order::create(&app, new, ids, kassa_server::now_ms(), 3_600_000).unwrap();
+    let mut order = Order::create(&app, new, ids, kassa_server::now_ms(), 3_600_000).unwrap();
+    order.route_to("sandbox", "sandbox");
     store.insert_order(&order).await.unwrap();
     number
 }

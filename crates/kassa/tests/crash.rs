@@ -7,13 +7,15 @@ mod common;
 use axum::http::HeaderMap;
 use common::{create_shop, json, kassa, run_ok, serve};
 use kassa_core::{OrderEvent, OrderNo};
+use kassa_server::dialect::Dialects;
 use kassa_server::keys::load_or_create_platform_key;
-use kassa_server::lifecycle::apply_event;
+use kassa_server::lifecycle::Lifecycle;
 use kassa_server::notary::Notary;
 use kassa_server::now_ms;
 use kassa_signature::sign_map;
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
-use kassa_store::{CallbackState, SqlStore, Store};
+use kassa_store::{CallbackState, SqlStore};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,6 +92,12 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
     // through the core directly.
     let store = SqlStore::connect(&db.url).await.unwrap();
     let notary = Notary::utc(load_or_create_platform_key(&store, now_ms()).await.unwrap());
+    let dialects = Dialects::standard();
+    let lifecycle = Lifecycle {
+        store: &store,
+        notary: &notary,
+        dialects: &dialects,
+    };
     for order_no in &order_nos[..2] {
         let paid = json(&run_ok(&mut kassa(&[
             "sandbox",
@@ -106,7 +114,8 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
         let event = OrderEvent::Failed {
             reason: "declined".into(),
         };
-        apply_event(&store, &notary, order_no, &event, now_ms())
+        lifecycle
+            .apply_event(order_no, &event, now_ms())
             .await
             .unwrap();
     }
@@ -128,7 +137,8 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
 
     // More become due while it is down.
     for order_no in &order_nos[20..] {
-        apply_event(&store, &notary, order_no, &OrderEvent::Expired, now_ms())
+        lifecycle
+            .apply_event(order_no, &OrderEvent::Expired, now_ms())
             .await
             .unwrap();
     }

@@ -2,27 +2,33 @@
 //!
 //! Each request is a flat JSON object with `appId` and `sign`; each reply is the envelope
 //! `{"status","error","msg","data"}` whose `data` kassa signs with the platform key. This module
-//! only translates: the rules of orders live in `kassa_core`.
+//! only translates: the rules of orders live in `kassa_core`, the create pipeline in
+//! [`crate::dialect`].
 
 mod error;
+pub mod openapi;
 
-pub use error::{Code, CollectError};
+pub use error::Code;
 
-use crate::notary::Notary;
+use crate::dialect::{self, ApiError, Dialect, ErrorKind, Incoming, Words};
+use crate::notary::{Notary, Signature, Signed};
 use crate::wire::Fields;
-use crate::{Gateway, dialect, ids, now_ms};
+use crate::{Gateway, ServerConfig};
+use async_trait::async_trait;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use kassa_core::validate::{self, FieldError, MAX_URL_CHARS};
 use kassa_core::{
     AmountMinor, App, AppId, Country, Currency, NewOrder, Order, OrderNo, OrderStatus, PayType,
     Payer, PaymentMethod, Personal,
 };
-use kassa_signature::{SignedObject, digest_hex, parse_signed_object};
-use serde_json::Map;
+use kassa_signature::SignedObject;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 pub use crate::dialect::MAX_BODY_BYTES;
@@ -31,6 +37,24 @@ pub const MAX_ORDER_ID_CHARS: usize = 48;
 const MAX_NAME_CHARS: usize = 128;
 const MAX_SUBJECT_CHARS: usize = 128;
 const MAX_BODY_FIELD_CHARS: usize = 1024;
+
+/// The `collect` dialect.
+pub struct Collect;
+
+fn unknown_app(app_id: AppId) -> String {
+    format!("appId {app_id} is unknown")
+}
+
+static WORDS: Words = Words {
+    app: "appId",
+    unknown_app,
+    sign: "sign",
+    order_id: "orderId",
+    amount: "amount",
+    success_url: "callBackUrl",
+    fail_url: "callBackFailUrl",
+    notify_url: "notifyUrl",
+};
 
 /// The `status` integer of the seed for a core status.
 pub fn status_code(status: OrderStatus) -> i32 {
@@ -43,24 +67,12 @@ pub fn status_code(status: OrderStatus) -> i32 {
     }
 }
 
-type Reply = Result<String, CollectError>;
-
-/// The success envelope around an already signed `data` object.
-fn success(data: &str) -> Response {
-    let body = format!(r#"{{"status":"1","error":"00000000","msg":"","data":{data}}}"#);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
+/// Which statuses the seed's merchant hears about: final ones, and exception.
+pub fn notifies(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Succeeded | OrderStatus::Failed | OrderStatus::Exception
     )
-        .into_response()
-}
-
-fn respond(reply: Reply) -> Response {
-    match reply {
-        Ok(data) => success(&data),
-        Err(error) => error.into_response(),
-    }
 }
 
 #[utoipa::path(
@@ -68,20 +80,31 @@ fn respond(reply: Reply) -> Response {
     path = "/{currency}/collect/apply",
     tag = "collect",
     summary = "Create an order",
-    params(("currency" = crate::openapi::CollectCurrency, Path, description = "The app's currency")),
-    request_body(content = crate::openapi::ApplyRequest, content_type = "application/json"),
+    params(("currency" = openapi::CollectCurrency, Path, description = "The app's currency")),
+    request_body(content = openapi::ApplyRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The order (or, for an identical retry, the original reply).", body = crate::openapi::ApplyReply),
-        crate::openapi::CollectErrors,
-        (status = 409, description = "The orderId was used before with other parameters.", body = crate::openapi::CollectErrorReply),
+        (status = 200, description = "The order (or, for an identical retry, the original reply).", body = openapi::ApplyReply),
+        openapi::CollectErrors,
+        (status = 409, description = "The orderId was used before with other parameters.", body = openapi::CollectErrorReply),
     )
 )]
 pub async fn apply(
     State(gateway): State<Arc<Gateway>>,
     Path(currency): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(apply_reply(&gateway, &currency, body).await)
+    let incoming = Incoming {
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let reply = match path_currency(&currency) {
+        Ok(_) => dialect::create(&Collect, &gateway, incoming).await,
+        Err(e) => Err(e),
+    };
+    dialect::respond(&Collect, reply)
 }
 
 #[utoipa::path(
@@ -89,102 +112,64 @@ pub async fn apply(
     path = "/{currency}/collect/query",
     tag = "collect",
     summary = "Query an order",
-    params(("currency" = crate::openapi::CollectCurrency, Path, description = "The app's currency")),
-    request_body(content = crate::openapi::QueryRequest, content_type = "application/json"),
+    params(("currency" = openapi::CollectCurrency, Path, description = "The app's currency")),
+    request_body(content = openapi::QueryRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The order's state, signed.", body = crate::openapi::QueryReply),
-        crate::openapi::CollectErrors,
+        (status = 200, description = "The order's state, signed.", body = openapi::QueryReply),
+        openapi::CollectErrors,
     )
 )]
 pub async fn query(
     State(gateway): State<Arc<Gateway>>,
     Path(currency): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(query_reply(&gateway, &currency, body).await)
+    let incoming = Incoming {
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let reply = match path_currency(&currency) {
+        Ok(_) => query_reply(&gateway, incoming).await,
+        Err(e) => Err(e),
+    };
+    dialect::respond(&Collect, reply)
 }
 
-pub async fn unknown_endpoint(method: Method, uri: Uri) -> Response {
-    let path: String = uri.path().chars().take(100).collect();
-    CollectError::new(
-        Code::UnknownEndpoint,
-        format!("no endpoint {method} {path}"),
-    )
-    .into_response()
-}
-
-fn path_currency(segment: &str) -> Result<Currency, CollectError> {
+fn path_currency(segment: &str) -> Result<Currency, ApiError> {
     match segment {
         "usd" => Ok(Currency::Usd),
         "eur" => Ok(Currency::Eur),
-        _ => Err(CollectError::new(
-            Code::UnknownEndpoint,
+        _ => Err(ApiError::new(
+            ErrorKind::UnknownEndpoint,
             format!("no collect endpoint for {segment:.10}; use /usd/collect/… or /eur/collect/…"),
         )),
     }
-}
-
-/// What every `collect` request starts with, checked: its app, its signed fields, its orderId.
-struct Authenticated<'a> {
-    app: App,
-    object: SignedObject<'a>,
-    merchant_order_id: String,
-}
-
-/// Reads the body, finds the app, verifies `sign`, checks the URL's currency, reads `orderId`.
-async fn authenticate<'a>(
-    gateway: &Gateway,
-    currency_segment: &str,
-    body: &'a Result<Bytes, BytesRejection>,
-) -> Result<Authenticated<'a>, CollectError> {
-    let currency = path_currency(currency_segment)?;
-    let object = parse_signed_object(dialect::body_text(body)?)?;
-    let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
-    let sign = object.sign.as_deref().unwrap_or("");
-    let app = dialect::verified_app(gateway, app_id, &object.canonical, sign).await?;
-    if app.currency != currency {
-        return Err(CollectError::new(
-            Code::WrongCurrency,
-            format!(
-                "appId {app_id} is a {} app; use /{}/collect/…",
-                app.currency,
-                app.currency.code().to_lowercase()
-            ),
-        ));
-    }
-    let merchant_order_id = merchant_order_id(&Fields::new(&object.fields))?;
-    Ok(Authenticated {
-        app,
-        object,
-        merchant_order_id,
-    })
-}
-
-fn merchant_order_id(fields: &Fields) -> Result<String, FieldError> {
-    let order_id = fields.required("orderId", MAX_ORDER_ID_CHARS)?;
-    validate::order_id("orderId", &order_id, MAX_ORDER_ID_CHARS)?;
-    Ok(order_id)
 }
 
 fn url(fields: &Fields, name: &'static str, required: bool) -> Result<Option<String>, FieldError> {
     dialect::url_field(fields, name, MAX_URL_CHARS, required)
 }
 
-/// Reads and checks every field of an apply request, in the seed's order.
-fn new_order(
-    fields: &Fields,
-    app: &App,
-    merchant_order_id: String,
-    request_fingerprint: String,
-) -> Result<NewOrder, CollectError> {
+/// The payer as the seed describes them: name, phone, e-mail and the merchant's id for them.
+fn payer(fields: &Fields) -> Result<Payer, FieldError> {
     let name = fields.required("name", MAX_NAME_CHARS)?;
     let phone = fields.required("phone", 32)?;
     validate::phone("phone", &phone)?;
     let email = fields.required("email", 254)?;
     validate::email("email", &email)?;
-    let amount_text = fields.required("amount", AmountMinor::MAX_TEXT_LEN)?;
-    let amount_minor =
-        AmountMinor::parse(&amount_text).map_err(|e| error::amount_error("amount", e))?;
+    Ok(Payer {
+        name: Personal::new(name),
+        phone: Personal::new(phone),
+        email: Personal::new(email),
+        partner_user_id: String::new(),
+    })
+}
+
+/// `payType` and `inBankCode`: a method of the catalogue that belongs to the pay type.
+fn method(fields: &Fields) -> Result<&'static PaymentMethod, ApiError> {
     let pay_type = match PayType::parse(&fields.required("payType", 32)?) {
         Some(p @ (PayType::Cashier | PayType::BankTransfer | PayType::Ewallet)) => p,
         _ => {
@@ -205,8 +190,8 @@ fn new_order(
             )
         })?;
     if method.pay_type != pay_type {
-        return Err(CollectError::new(
-            Code::MethodNotForPayType,
+        return Err(ApiError::new(
+            ErrorKind::MethodNotForPayType,
             format!(
                 "inBankCode {} belongs to payType {}, not {}",
                 method.code,
@@ -215,67 +200,54 @@ fn new_order(
             ),
         ));
     }
+    Ok(method)
+}
+
+fn country(fields: &Fields) -> Result<Option<&'static str>, FieldError> {
+    match fields.optional("country", 3)? {
+        None => Ok(None),
+        Some(code) => Country::parse(&code).map(|c| Some(c.code)).ok_or_else(|| {
+            FieldError::invalid("country", "must be one of 000, 040, 056, 380, 528, 616")
+        }),
+    }
+}
+
+/// Reads and checks every field of an apply request, in the seed's order.
+fn new_order(fields: &Fields, app: &App, merchant_order_id: String) -> Result<NewOrder, ApiError> {
+    let mut payer = payer(fields)?;
+    let amount_text = fields.required("amount", AmountMinor::MAX_TEXT_LEN)?;
+    let amount_minor = AmountMinor::parse(&amount_text)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidField, format!("amount {e}")))?;
+    let method = method(fields)?;
     let callback_url = url(fields, "callBackUrl", true)?;
     let callback_fail_url = url(fields, "callBackFailUrl", true)?;
     let notify_url = url(fields, "notifyUrl", false)?;
     let subject = fields.optional("subject", MAX_SUBJECT_CHARS)?;
-    let country = match fields.optional("country", 3)? {
-        None => None,
-        Some(code) => Some(Country::parse(&code).map(|c| c.code).ok_or_else(|| {
-            FieldError::invalid("country", "must be one of 000, 040, 056, 380, 528, 616")
-        })?),
-    };
+    let country = country(fields)?;
     let body = fields.optional("body", MAX_BODY_FIELD_CHARS)?;
-    let partner_user_id = fields.required("partnerUserId", 64)?;
-    validate::partner_user_id("partnerUserId", &partner_user_id)?;
+    payer.partner_user_id = fields.required("partnerUserId", 64)?;
+    validate::partner_user_id("partnerUserId", &payer.partner_user_id)?;
     Ok(NewOrder {
         app_id: app.app_id,
         merchant_order_id,
         amount_minor,
         method,
         country,
-        payer: Some(Payer {
-            name: Personal::new(name),
-            phone: Personal::new(phone),
-            email: Personal::new(email),
-            partner_user_id,
-        }),
+        payer: Some(payer),
         subject,
         body,
         callback_url,
         callback_fail_url,
         notify_url,
-        request_fingerprint,
+        // Both are set by the create pipeline.
+        request_fingerprint: String::new(),
+        dialect: "",
     })
 }
 
-fn apply_data(gateway: &Gateway, order: &Order) -> String {
-    let mut data = Map::new();
-    data.insert("orderId".into(), order.merchant_order_id.clone().into());
-    data.insert("orderNo".into(), order.order_no.as_str().into());
-    data.insert(
-        "payUrl".into(),
-        format!("{}/pay/{}", gateway.config.public_url, order.cashier_token).into(),
-    );
-    gateway.notary.sign(data)
-}
-
-/// Which statuses the seed's merchant hears about: final ones, and exception.
-pub fn notifies(status: OrderStatus) -> bool {
-    matches!(
-        status,
-        OrderStatus::Succeeded | OrderStatus::Failed | OrderStatus::Exception
-    )
-}
-
-/// The callback body: the query's `data` (`orderId, orderNo, amount, actualAmount, fee,
-/// status, payTime, errorMsg`) signed with the platform key.
-pub fn callback_body(notary: &Notary, order: &Order) -> String {
-    order_data(notary, order)
-}
-
-/// The signed state of an order, as query replies and callbacks carry it.
-fn order_data(notary: &Notary, order: &Order) -> String {
+/// The signed state of an order, as query replies and callbacks carry it: `orderId, orderNo,
+/// amount, actualAmount, fee, status, payTime, errorMsg`.
+fn order_data(notary: &Notary, order: &Order) -> Map<String, Value> {
     let mut data = Map::new();
     data.insert("orderId".into(), order.merchant_order_id.clone().into());
     data.insert("orderNo".into(), order.order_no.as_str().into());
@@ -295,76 +267,13 @@ fn order_data(notary: &Notary, order: &Order) -> String {
     if let Some(error_msg) = &order.error_msg {
         data.insert("errorMsg".into(), error_msg.clone().into());
     }
-    notary.sign(data)
+    data
 }
 
-async fn apply_reply(
-    gateway: &Gateway,
-    currency: &str,
-    body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let Authenticated {
-        app,
-        object,
-        merchant_order_id,
-    } = authenticate(gateway, currency, &body).await?;
-    let fields = Fields::new(&object.fields);
-    // The signed canonical string covers every parameter: equal strings, equal requests.
-    let fingerprint = digest_hex(object.canonical.as_bytes());
-    let prepared = async {
-        let new = new_order(
-            &fields,
-            &app,
-            merchant_order_id.clone(),
-            fingerprint.clone(),
-        )?;
-        dialect::check_targets(
-            gateway,
-            &[
-                ("callBackUrl", &new.callback_url),
-                ("callBackFailUrl", &new.callback_fail_url),
-                ("notifyUrl", &new.notify_url),
-            ],
-        )
-        .await?;
-        let lifetime_ms = gateway.config.collect_order_lifetime_ms;
-        Ok::<_, CollectError>(Order::create(
-            &app,
-            new,
-            ids::new_order_ids(),
-            now_ms(),
-            lifetime_ms,
-        )?)
-    };
-    match prepared.await {
-        // The insert finds an earlier order with this id by itself (and replays or refuses).
-        Ok(order) => {
-            let prepare = |o: &mut Order| o.create_reply = apply_data(gateway, o);
-            Ok(dialect::insert_new_order(gateway, order, prepare).await?)
-        }
-        // A retry gets its original answer even if limits or rules changed since.
-        Err(refusal) => {
-            match dialect::earlier_reply(gateway, app.app_id, &merchant_order_id, &fingerprint)
-                .await?
-            {
-                Some(reply) => Ok(reply),
-                None => Err(refusal),
-            }
-        }
-    }
-}
-
-async fn query_reply(
-    gateway: &Gateway,
-    currency: &str,
-    body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let Authenticated {
-        app,
-        object,
-        merchant_order_id,
-    } = authenticate(gateway, currency, &body).await?;
-    let fields = Fields::new(&object.fields);
+async fn query_reply(gateway: &Gateway, incoming: Incoming<'_>) -> Result<Signed, ApiError> {
+    let auth = dialect::authenticate(&Collect, gateway, &incoming).await?;
+    let fields = Fields::new(&auth.object.fields);
+    let merchant_order_id = Collect.merchant_order_id(&fields)?;
     let order_no = match fields.optional("orderNo", OrderNo::LEN)? {
         None => None,
         Some(text) => Some(
@@ -372,17 +281,18 @@ async fn query_reply(
                 .ok_or_else(|| FieldError::invalid("orderNo", "must be 16 digits"))?,
         ),
     };
+    let app_id = auth.app.app_id;
     let order = match &order_no {
         // The platform number is the primary key: the faster look-up the seed promises.
         Some(order_no) => gateway
             .store
             .order_by_no(order_no)
             .await?
-            .filter(|o| o.app_id == app.app_id && o.merchant_order_id == merchant_order_id),
+            .filter(|o| o.app_id == app_id && o.merchant_order_id == merchant_order_id),
         None => {
             gateway
                 .store
-                .order_by_merchant_order_id(app.app_id, &merchant_order_id)
+                .order_by_merchant_order_id(app_id, &merchant_order_id)
                 .await?
         }
     };
@@ -390,16 +300,129 @@ async fn query_reply(
         let with_no = order_no
             .map(|n| format!(" and orderNo {n}"))
             .unwrap_or_default();
-        CollectError::new(
-            Code::OrderNotFound,
+        ApiError::new(
+            ErrorKind::OrderNotFound,
             format!("no order with orderId {merchant_order_id}{with_no}"),
         )
     })?;
-    Ok(gateway
-        .replies
-        .get_or_render(&order, || order_data(&gateway.notary, &order)))
+    Ok(dialect::state_reply(&Collect, gateway, &order, || {
+        order_data(&gateway.notary, &order)
+    }))
 }
 
+#[async_trait]
+impl Dialect for Collect {
+    fn name(&self) -> &'static str {
+        "collect"
+    }
+
+    fn routes(&self) -> Router<Arc<Gateway>> {
+        Router::new()
+            .route("/{currency}/collect/apply", post(apply))
+            .route("/{currency}/collect/query", post(query))
+    }
+
+    fn owns_path(&self, path: &str) -> bool {
+        path.split('/').nth(2) == Some("collect")
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <openapi::CollectApi as utoipa::OpenApi>::openapi()
+    }
+
+    fn words(&self) -> &'static Words {
+        &WORDS
+    }
+
+    fn error_response(&self, error: ApiError) -> Response {
+        error::error_response(error)
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::Embedded
+    }
+
+    /// The success envelope around the signed `data` object.
+    fn success_response(&self, reply: &Signed) -> Response {
+        let body = format!(
+            r#"{{"status":"1","error":"00000000","msg":"","data":{}}}"#,
+            reply.data
+        );
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+
+    fn notifies(&self, status: OrderStatus) -> bool {
+        notifies(status)
+    }
+
+    /// The callback body: the query's `data`, signed with the platform key.
+    fn callback(&self, notary: &Notary, order: &Order) -> (String, Vec<(String, String)>) {
+        let headers = vec![("Content-Type".into(), "application/json".into())];
+        (notary.sign(order_data(notary, order)), headers)
+    }
+
+    async fn identify_app(
+        &self,
+        _gateway: &Gateway,
+        _incoming: &Incoming<'_>,
+        object: &SignedObject<'_>,
+    ) -> Result<(AppId, String), ApiError> {
+        let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
+        Ok((app_id, object.sign.clone().unwrap_or_default()))
+    }
+
+    /// The app's currency must be the URL's.
+    fn check_app(&self, app: &App, incoming: &Incoming<'_>) -> Result<(), ApiError> {
+        let segment = incoming.uri.path().split('/').nth(1).unwrap_or_default();
+        if path_currency(segment)? == app.currency {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorKind::WrongCurrency,
+            format!(
+                "appId {} is a {} app; use /{}/collect/…",
+                app.app_id,
+                app.currency,
+                app.currency.code().to_lowercase()
+            ),
+        ))
+    }
+
+    fn merchant_order_id(&self, fields: &Fields) -> Result<String, ApiError> {
+        let order_id = fields.required("orderId", MAX_ORDER_ID_CHARS)?;
+        validate::order_id("orderId", &order_id, MAX_ORDER_ID_CHARS)?;
+        Ok(order_id)
+    }
+
+    fn new_order(
+        &self,
+        app: &App,
+        fields: &Fields,
+        merchant_order_id: String,
+    ) -> Result<NewOrder, ApiError> {
+        new_order(fields, app, merchant_order_id)
+    }
+
+    fn order_lifetime_ms(&self, config: &ServerConfig) -> i64 {
+        config.collect_order_lifetime_ms
+    }
+
+    fn created(&self, gateway: &Gateway, _app: &App, order: &mut Order) -> Map<String, Value> {
+        let mut data = Map::new();
+        data.insert("orderId".into(), order.merchant_order_id.clone().into());
+        data.insert("orderNo".into(), order.order_no.as_str().into());
+        data.insert(
+            "payUrl".into(),
+            crate::cashier::pay_url(&gateway.config, order).into(),
+        );
+        data
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,14 @@
 #![allow(dead_code)] // each suite uses its own subset
 
 use kassa_core::{AppId, Currency};
-use kassa_server::keys::{FormKey, MerchantKeys, load_or_create_platform_key};
+use kassa_server::dialect::Dialects;
+use kassa_server::keys::{FormKey, load_or_create_platform_key};
 pub use kassa_server::listen::ConnectionLimits;
 use kassa_server::notary::Notary;
-use kassa_server::rails::SandboxRail;
-use kassa_server::{Gateway, ServerConfig, now_ms, router};
+use kassa_server::rails::Rails;
+use kassa_server::{Gateway, GatewayParts, ServerConfig, now_ms, router};
 use kassa_signature::{SigningKey, VerifyingKey, sign_map, verify_json};
+use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{SqlStore, Store};
 use serde_json::{Map, Value, json};
@@ -132,20 +134,15 @@ impl Server {
         // Tests change apps and expect the next request to see it: no app caching here.
         config.app_cache_ttl_ms = 0;
         configure(&mut config);
-        let config_ttl = config.app_cache_ttl_ms;
-        let gateway = Arc::new(Gateway {
+        let gateway = Arc::new(Gateway::new(GatewayParts {
             store: store.clone() as Arc<dyn Store>,
             notary: Notary::new(platform_key, timezone),
-            merchant_keys: MerchantKeys::default(),
-            config,
-            dispatcher_wake: Default::default(),
-            targets: Default::default(),
-            rail: Arc::new(SandboxRail),
             form_key,
-            apps: kassa_server::cache::AppCache::new(std::time::Duration::from_millis(config_ttl)),
-            replies: Default::default(),
-            app_rates: Default::default(),
-        });
+            config,
+            dialects: Dialects::standard(),
+            rails: Rails::standard(),
+            dispatcher_wake: Default::default(),
+        }));
         let served = gateway.clone();
         tokio::spawn(async move {
             kassa_server::listen::serve(listener, router(served), limits, std::future::pending())

@@ -136,7 +136,8 @@ impl SqlStore {
             });
         }
         let pool = options.connect(url).await?;
-        let writer = (backend == Backend::Sqlite).then(|| writer::InsertWriter::start(pool.clone()));
+        let writer =
+            (backend == Backend::Sqlite).then(|| writer::InsertWriter::start(pool.clone()));
         Ok(SqlStore {
             pool,
             backend,

@@ -6,9 +6,7 @@ use super::{SqlStore, callbacks, statement};
 use crate::error::corrupt;
 use crate::{InsertOutcome, NewCallback, OrderStore, StoreError, StoreResult};
 use async_trait::async_trait;
-use kassa_core::{
-    AmountMinor, AppId, Order, OrderNo, OrderStatus, Payer, PaymentMethod, Personal,
-};
+use kassa_core::{AmountMinor, AppId, Order, OrderNo, OrderStatus, Payer, PaymentMethod, Personal};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -79,7 +77,9 @@ fn payer_from_row(row: &AnyRow) -> StoreResult<Option<Payer>> {
         return Ok(None);
     };
     let text = |column: &str| -> StoreResult<String> {
-        Ok(row.try_get::<Option<String>, _>(column)?.unwrap_or_default())
+        Ok(row
+            .try_get::<Option<String>, _>(column)?
+            .unwrap_or_default())
     };
     Ok(Some(Payer {
         name: Personal::new(name),
@@ -132,7 +132,10 @@ fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
 pub(super) fn insert_statement(
     order: &Order,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-    debug_assert!(!order.rail.is_empty(), "an order is routed before it is stored");
+    debug_assert!(
+        !order.rail.is_empty(),
+        "an order is routed before it is stored"
+    );
     let payer = order.payer.as_ref();
     sqlx::query(INSERT_ORDER.as_str())
         .bind(order.order_no.as_str())
@@ -232,7 +235,8 @@ impl OrderStore for SqlStore {
     }
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
-        self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &[token]).await
+        self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &[token])
+            .await
     }
 
     async fn orders_of_app(

@@ -1,0 +1,444 @@
+//! The merchant-facing dialects: the [`Dialect`] trait each one implements once, the registry
+//! of those a gateway speaks ([`Dialects`]), and what every dialect does alike — above all the
+//! one create pipeline ([`create`]): read the body, authenticate the app by its signature, read
+//! the order, check callback targets, and insert it under a fresh number or give a retry its
+//! original reply.
+//!
+//! Nothing outside a dialect's own module names it: the router mounts each dialect's routes,
+//! the lifecycle finds an order's dialect by the name stored with it, and answers given before
+//! routing (overload, unknown paths) find the dialect by path.
+
+mod error;
+
+pub(crate) use error::error_table;
+pub use error::{ApiError, ErrorKind, Words};
+
+use crate::notary::{Notary, Signature, Signed};
+use crate::wire::Fields;
+use crate::{Gateway, ServerConfig, ids, now_ms};
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use kassa_core::validate::FieldError;
+use kassa_core::{App, AppId, NewOrder, Order, OrderStatus};
+use kassa_signature::{SignedObject, digest_hex, parse_signed_object};
+use kassa_store::{InsertOutcome, StoreError};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Largest request body accepted by every dialect.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Fresh order numbers tried before giving up (a collision is a 1 in 10^15 event).
+const ORDER_NO_ATTEMPTS: usize = 3;
+
+/// A request as every dialect receives it: path, headers, and the body as read.
+pub struct Incoming<'a> {
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Result<Bytes, BytesRejection>,
+}
+
+/// A request whose app is known and whose signature verified.
+pub struct Authenticated<'a> {
+    pub app: App,
+    pub object: SignedObject<'a>,
+}
+
+/// One merchant-facing API flavour. Implemented once per dialect, registered in [`Dialects`].
+#[async_trait]
+pub trait Dialect: Send + Sync + 'static {
+    /// The name stored with each order it receives; its callbacks are rendered by it.
+    fn name(&self) -> &'static str;
+
+    /// Its HTTP routes.
+    fn routes(&self) -> Router<Arc<Gateway>>;
+
+    /// Whether a path is one of its own (for answers given before routing).
+    fn owns_path(&self, path: &str) -> bool;
+
+    /// Its part of the OpenAPI description: its operations and wire shapes.
+    fn openapi(&self) -> utoipa::openapi::OpenApi;
+
+    /// How its messages name things.
+    fn words(&self) -> &'static Words;
+
+    /// An error in its envelope, with its code and HTTP status.
+    fn error_response(&self, error: ApiError) -> Response;
+
+    /// Where it carries the platform's signature of reply data.
+    fn signature(&self) -> Signature;
+
+    /// A success reply around signed data.
+    fn success_response(&self, reply: &Signed) -> Response;
+
+    /// Whether its merchants hear about an order reaching `status`.
+    fn notifies(&self, status: OrderStatus) -> bool;
+
+    /// The callback of an order in its current state: body and the dialect's own headers.
+    fn callback(&self, notary: &Notary, order: &Order) -> (String, Vec<(String, String)>);
+
+    /// Finds the app a request names and checks what the dialect requires of it (currency).
+    /// The signature is verified by [`authenticate`], around this.
+    async fn identify_app(
+        &self,
+        gateway: &Gateway,
+        incoming: &Incoming<'_>,
+        object: &SignedObject<'_>,
+    ) -> Result<(AppId, String), ApiError>;
+
+    /// Checks the authenticated app is one this dialect (and this path) serves.
+    fn check_app(&self, app: &App, incoming: &Incoming<'_>) -> Result<(), ApiError>;
+
+    /// The merchant's order id of a create or query request.
+    fn merchant_order_id(&self, fields: &Fields) -> Result<String, ApiError>;
+
+    /// Reads a create request into the core's new-order command.
+    fn new_order(
+        &self,
+        app: &App,
+        fields: &Fields,
+        merchant_order_id: String,
+    ) -> Result<NewOrder, ApiError>;
+
+    /// How long its orders wait for the payer.
+    fn order_lifetime_ms(&self, config: &ServerConfig) -> i64;
+
+    /// Fills in what depends on the order's number (a BR Code) and returns the create reply's
+    /// data, to be signed.
+    fn created(&self, gateway: &Gateway, app: &App, order: &mut Order) -> Map<String, Value>;
+}
+
+/// The dialects a gateway speaks, in registration order; the first answers paths nobody owns.
+#[derive(Clone, Default)]
+pub struct Dialects(Vec<Arc<dyn Dialect>>);
+
+impl Dialects {
+    /// The dialects of the seeds: `collect`, then `pix`.
+    pub fn standard() -> Dialects {
+        Dialects::default()
+            .with(crate::collect::Collect)
+            .with(crate::pix::Pix)
+    }
+
+    /// Registers one more dialect.
+    pub fn with(mut self, dialect: impl Dialect) -> Dialects {
+        assert!(
+            self.by_name(dialect.name()).is_none(),
+            "dialect {} registered twice",
+            dialect.name()
+        );
+        self.0.push(Arc::new(dialect));
+        self
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Dialect> {
+        self.0.iter().map(|d| d.as_ref())
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&dyn Dialect> {
+        self.iter().find(|d| d.name() == name)
+    }
+
+    /// The dialect whose path this is, else the first registered.
+    pub fn for_path(&self, path: &str) -> &dyn Dialect {
+        self.iter()
+            .find(|d| d.owns_path(path))
+            .or_else(|| self.iter().next())
+            .expect("a gateway speaks at least one dialect")
+    }
+}
+
+/// The request body as text, within the size limit.
+pub fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, ApiError> {
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::body_too_large());
+        }
+        Err(rejection) => {
+            return Err(ApiError::new(
+                ErrorKind::MalformedJson,
+                rejection.body_text(),
+            ));
+        }
+    };
+    std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::new(ErrorKind::MalformedJson, "the body is not UTF-8"))
+}
+
+/// Reads the body, finds the app, verifies its signature, applies its request budget and the
+/// dialect's checks of the app.
+pub async fn authenticate<'a>(
+    dialect: &dyn Dialect,
+    gateway: &Gateway,
+    incoming: &Incoming<'a>,
+) -> Result<Authenticated<'a>, ApiError> {
+    let object = parse_signed_object(body_text(incoming.body)?)?;
+    let (app_id, sign) = dialect.identify_app(gateway, incoming, &object).await?;
+    let app = verified_app(gateway, dialect.words(), app_id, &object.canonical, &sign).await?;
+    dialect.check_app(&app, incoming)?;
+    Ok(Authenticated { app, object })
+}
+
+/// The app whose registered key verifies `sign` over `canonical`.
+async fn verified_app(
+    gateway: &Gateway,
+    words: &Words,
+    app_id: AppId,
+    canonical: &str,
+    sign: &str,
+) -> Result<App, ApiError> {
+    let app = gateway
+        .apps
+        .get(gateway.store.as_ref(), app_id)
+        .await?
+        .ok_or_else(|| ApiError::unknown_app(words, app_id))?;
+    let key = gateway
+        .merchant_keys
+        .for_app(&app)
+        .map_err(|e| {
+            tracing::error!(app_id = app_id.0, error = %e, "registered public key unusable");
+            ApiError::no_key(words, app_id)
+        })?
+        .ok_or_else(|| ApiError::no_key(words, app_id))?;
+    key.verify_base64(canonical.as_bytes(), sign)
+        .map_err(|e| ApiError::signature(words, e))?;
+    let per_s = gateway.config.app_rate_limit_per_s;
+    if per_s > 0 {
+        gateway
+            .app_rates
+            .admit(app_id, per_s, now_ms())
+            .map_err(ApiError::rate_limited)?;
+    }
+    Ok(app)
+}
+
+/// A callback or redirect URL field: required or not, an absolute http(s) URL of `max_chars`.
+pub fn url_field(
+    fields: &Fields,
+    name: &'static str,
+    max_chars: usize,
+    required: bool,
+) -> Result<Option<String>, FieldError> {
+    let value = if required {
+        Some(fields.required(name, max_chars)?)
+    } else {
+        fields.optional(name, max_chars)?
+    };
+    if let Some(value) = &value {
+        kassa_core::validate::http_url(name, value)?;
+    }
+    Ok(value)
+}
+
+/// Refuses callback and redirect targets on private, loopback and similar addresses (SSRF),
+/// unless the operator allowed them.
+async fn check_targets(gateway: &Gateway, words: &Words, new: &NewOrder) -> Result<(), ApiError> {
+    if gateway.config.allow_private_targets {
+        return Ok(());
+    }
+    let targets = [
+        (words.success_url, &new.callback_url),
+        (words.fail_url, &new.callback_fail_url),
+        (words.notify_url, &new.notify_url),
+    ];
+    for (field, target) in targets {
+        let Some(target) = target else { continue };
+        let url = url::Url::parse(target).map_err(|e| FieldError::invalid(field, e.to_string()))?;
+        gateway
+            .targets
+            .check(&url)
+            .await
+            .map_err(|why| ApiError::new(ErrorKind::ForbiddenTarget, format!("{field} {why}")))?;
+    }
+    Ok(())
+}
+
+/// The signed reply an order was created with, for an identical retry; a duplicate error if
+/// the order id came with other parameters.
+fn replay(
+    dialect: &dyn Dialect,
+    gateway: &Gateway,
+    existing: &Order,
+    fingerprint: &str,
+) -> Result<Signed, ApiError> {
+    if existing.request_fingerprint != fingerprint {
+        return Err(ApiError::duplicate(
+            dialect.words(),
+            &existing.merchant_order_id,
+            &existing.order_no,
+        ));
+    }
+    Ok(Signed::from_stored(
+        &existing.create_reply,
+        dialect.signature(),
+        &gateway.notary,
+    ))
+}
+
+/// A create request of any dialect, from the body to the signed reply.
+pub async fn create(
+    dialect: &dyn Dialect,
+    gateway: &Gateway,
+    incoming: Incoming<'_>,
+) -> Result<Signed, ApiError> {
+    let Authenticated { app, object } = authenticate(dialect, gateway, &incoming).await?;
+    let fields = Fields::new(&object.fields);
+    let merchant_order_id = dialect.merchant_order_id(&fields)?;
+    // The signed canonical string covers every parameter: equal strings, equal requests.
+    let fingerprint = digest_hex(object.canonical.as_bytes());
+    match prepare(
+        dialect,
+        gateway,
+        &app,
+        &fields,
+        &merchant_order_id,
+        &fingerprint,
+    )
+    .await
+    {
+        // The insert finds an earlier order with this id by itself (and replays or refuses).
+        Ok(order) => insert_new_order(dialect, gateway, &app, order).await,
+        // A retry gets its original answer even if limits or rules changed since.
+        Err(refusal) => match gateway
+            .store
+            .order_by_merchant_order_id(app.app_id, &merchant_order_id)
+            .await?
+        {
+            Some(existing) => replay(dialect, gateway, &existing, &fingerprint),
+            None => Err(refusal),
+        },
+    }
+}
+
+/// A new order, checked by the dialect's syntax, the targets rule and the core's rules, and
+/// routed to a rail.
+async fn prepare(
+    dialect: &dyn Dialect,
+    gateway: &Gateway,
+    app: &App,
+    fields: &Fields<'_>,
+    merchant_order_id: &str,
+    fingerprint: &str,
+) -> Result<Order, ApiError> {
+    let mut new = dialect.new_order(app, fields, merchant_order_id.to_string())?;
+    new.request_fingerprint = fingerprint.to_string();
+    new.dialect = dialect.name();
+    check_targets(gateway, dialect.words(), &new).await?;
+    let lifetime_ms = dialect.order_lifetime_ms(&gateway.config);
+    let mut order = Order::create(app, new, ids::new_order_ids(), now_ms(), lifetime_ms)
+        .map_err(|e| ApiError::order(dialect.words(), e))?;
+    let (rail, channel) = gateway.rails.route(&order).map_err(|e| {
+        tracing::warn!(error = %e, "no rail takes the order");
+        ApiError::new(
+            ErrorKind::Unavailable,
+            "no payment rail is available; retry later",
+        )
+    })?;
+    order.route_to(rail.name(), &channel);
+    Ok(order)
+}
+
+/// Stores a new order with its signed reply, drawing a new number on the rare collision; a
+/// concurrent identical request gets the same reply.
+async fn insert_new_order(
+    dialect: &dyn Dialect,
+    gateway: &Gateway,
+    app: &App,
+    mut order: Order,
+) -> Result<Signed, ApiError> {
+    for _ in 0..ORDER_NO_ATTEMPTS {
+        let data = dialect.created(gateway, app, &mut order);
+        let reply = gateway.notary.sign_as(dialect.signature(), data);
+        order.create_reply = reply.to_stored();
+        match gateway.store.insert_order(&order).await {
+            Ok(InsertOutcome::Inserted) => {
+                tracing::info!(
+                    app_id = order.app_id.0,
+                    order_no = %order.order_no,
+                    amount = %order.amount_minor,
+                    currency = %order.currency,
+                    method = order.method.code,
+                    dialect = dialect.name(),
+                    rail = %order.rail,
+                    "order created"
+                );
+                return Ok(reply);
+            }
+            Ok(InsertOutcome::Existing(existing)) => {
+                return replay(dialect, gateway, &existing, &order.request_fingerprint);
+            }
+            Err(StoreError::OrderNoTaken) => {
+                let fresh = ids::new_order_ids();
+                order.order_no = fresh.order_no;
+                order.cashier_token = fresh.cashier_token;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        ErrorKind::Internal,
+        "could not draw a free order number",
+    ))
+}
+
+/// The signed reply for an order's current state. A state is signed once: replies whose data
+/// has not changed come from the reply cache.
+pub fn state_reply(
+    dialect: &dyn Dialect,
+    gateway: &Gateway,
+    order: &Order,
+    data: impl FnOnce() -> Map<String, Value>,
+) -> Signed {
+    let stored = gateway.replies.get_or_render(order, || {
+        gateway
+            .notary
+            .sign_as(dialect.signature(), data())
+            .to_stored()
+    });
+    Signed::from_stored(&stored, dialect.signature(), &gateway.notary)
+}
+
+/// A handler's answer in the dialect's envelopes.
+pub fn respond(dialect: &dyn Dialect, reply: Result<Signed, ApiError>) -> Response {
+    match reply {
+        Ok(signed) => dialect.success_response(&signed),
+        Err(error) => dialect.error_response(error),
+    }
+}
+
+/// Every path no route takes: "no such endpoint" in the envelope of the dialect the path
+/// looks like (the first dialect's for paths of nobody).
+pub async fn unknown_endpoint(
+    axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let path: String = uri.path().chars().take(100).collect();
+    gateway
+        .dialects
+        .for_path(uri.path())
+        .error_response(ApiError::new(
+            ErrorKind::UnknownEndpoint,
+            format!("no endpoint {method} {path}"),
+        ))
+}
+
+/// An error answer: the envelope as JSON, with `Retry-After` when the client should wait.
+pub fn error_response(
+    status: StatusCode,
+    envelope: impl serde::Serialize,
+    retry_after_s: Option<u64>,
+) -> Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(envelope)).into_response();
+    if let Some(wait_s) = retry_after_s {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, wait_s.into());
+    }
+    response
+}
