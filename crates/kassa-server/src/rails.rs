@@ -175,3 +175,84 @@ impl Rail for SandboxRail {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_core::{App, AppId, Currency, MerchantId, NewOrder, OrderIds, OrderNo};
+
+    fn order() -> Order {
+        let app = App {
+            app_id: AppId(1001),
+            merchant_id: MerchantId(1),
+            currency: Currency::Eur,
+            public_key: None,
+            limits_override: None,
+            webhook_secret: Default::default(),
+            pix: None,
+            created_at_ms: 0,
+        };
+        let new = NewOrder {
+            app_id: app.app_id,
+            merchant_order_id: "M-1".into(),
+            amount_minor: AmountMinor(1_000),
+            method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+            country: None,
+            payer: None,
+            subject: None,
+            body: None,
+            callback_url: None,
+            callback_fail_url: None,
+            notify_url: None,
+            request_fingerprint: "fp".into(),
+            dialect: "collect",
+        };
+        let ids = OrderIds {
+            order_no: OrderNo::from_random(7),
+            cashier_token: "t".into(),
+        };
+        Order::create(&app, new, ids, 0, 1_000).unwrap()
+    }
+
+    #[test]
+    fn sandbox_outcomes() {
+        let order = order();
+        let sandbox = SandboxRail;
+        let paid = |received| sandbox.manual_outcome(&order, "paid", received).unwrap();
+        assert_eq!(
+            paid(None),
+            RailOutcome::Paid {
+                received: order.amount_minor
+            }
+        );
+        assert_eq!(
+            paid(Some(AmountMinor(5))),
+            RailOutcome::Paid {
+                received: AmountMinor(5)
+            }
+        );
+        assert!(matches!(
+            sandbox.manual_outcome(&order, "refunded", None),
+            Err(RailError::UnknownOutcome(_))
+        ));
+        for (name, _) in sandbox.manual_outcomes() {
+            assert!(sandbox.manual_outcome(&order, name, None).is_ok());
+        }
+    }
+
+    #[test]
+    fn orders_are_routed_and_found_by_their_rail() {
+        let mut order = order();
+        let rails = Rails::standard();
+        let (rail, channel) = rails.route(&order).unwrap();
+        assert_eq!((rail.name(), channel.as_str()), ("sandbox", "sandbox"));
+        order.route_to(rail.name(), &channel);
+        assert_eq!(rails.of(&order).unwrap().name(), "sandbox");
+        order.route_to("gone", "x");
+        assert!(matches!(rails.of(&order), Err(RailError::Unavailable(_))));
+        assert!(matches!(
+            Rails::default().route(&order),
+            Err(RailError::Unavailable(_))
+        ));
+    }
+}

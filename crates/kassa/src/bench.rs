@@ -303,6 +303,85 @@ struct Measured {
     latencies_us: Vec<u32>,
 }
 
+/// What every load connection shares: where to send, what, and until when.
+struct Load {
+    create_url: String,
+    query_url: String,
+    deadline: Instant,
+    rate: Option<u64>,
+    connections: usize,
+    creates: Arc<Vec<String>>,
+    queries: Arc<Vec<String>>,
+    next_create: std::sync::atomic::AtomicUsize,
+    create_share: usize,
+}
+
+impl Load {
+    /// A connection's pacing at a fixed total rate: staggered ticks, bursts to catch up.
+    fn ticker(&self, connection: usize) -> Option<tokio::time::Interval> {
+        self.rate.map(|r| {
+            let every = Duration::from_secs_f64(self.connections as f64 / r as f64);
+            let offset = every.mul_f64(connection as f64 / self.connections as f64);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            ticker
+        })
+    }
+
+    /// The next request of a connection (its `i`-th turn): a create or a query body.
+    fn next_request(&self, i: usize) -> Option<(&str, String)> {
+        let share = self.create_share;
+        let is_create = share == 100 || (share > 0 && i.is_multiple_of(100 / share));
+        if is_create {
+            let n = self
+                .next_create
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = self.creates.get(n)?;
+            Some((&self.create_url, body.clone()))
+        } else {
+            let body = self.queries[i % self.queries.len().max(1)].clone();
+            Some((&self.query_url, body))
+        }
+    }
+
+    /// One connection's loop: latencies from each request's scheduled time, and errors.
+    async fn connection(self: Arc<Self>, connection: usize) -> (Vec<u32>, usize) {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("client");
+        let (mut latencies, mut errors) = (Vec::new(), 0usize);
+        let mut ticker = self.ticker(connection);
+        let mut i = connection;
+        while Instant::now() < self.deadline {
+            let scheduled = match ticker.as_mut() {
+                Some(t) => t.tick().await.into_std(),
+                None => Instant::now(),
+            };
+            if scheduled >= self.deadline {
+                break;
+            }
+            let Some((url, body)) = self.next_request(i) else {
+                break;
+            };
+            i += self.connections;
+            let sent = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            let ok = match sent {
+                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            errors += usize::from(!ok);
+            latencies.push(scheduled.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+        (latencies, errors)
+    }
+}
+
 /// Drives the load: each connection sends the next body of its kind until time is up.
 async fn drive(
     base: &str,
@@ -314,69 +393,20 @@ async fn drive(
     create_share: usize,
 ) -> Measured {
     let start = Instant::now();
-    let deadline = start + duration;
-    let next_create = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for c in 0..connections {
-        let (creates, queries, next_create) =
-            (creates.clone(), queries.clone(), next_create.clone());
-        let create_url = format!("{base}/eur/collect/apply");
-        let query_url = format!("{base}/eur/collect/query");
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client");
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            let mut ticker = rate.map(|r| {
-                let every = Duration::from_secs_f64(connections as f64 / r as f64);
-                let mut t = tokio::time::interval_at(
-                    tokio::time::Instant::now() + every.mul_f64(c as f64 / connections as f64),
-                    every,
-                );
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                t
-            });
-            let mut i = c;
-            while Instant::now() < deadline {
-                let scheduled = match ticker.as_mut() {
-                    Some(t) => t.tick().await.into_std(),
-                    None => Instant::now(),
-                };
-                if scheduled >= deadline {
-                    break;
-                }
-                let is_create =
-                    create_share == 100 || (create_share > 0 && i % (100 / create_share) == 0);
-                i += connections;
-                let (url, body) = if is_create {
-                    let n = next_create.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(body) = creates.get(n) else { break };
-                    (&create_url, body.clone())
-                } else {
-                    (&query_url, queries[i % queries.len().max(1)].clone())
-                };
-                let ok = match client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                {
-                    Ok(response) => {
-                        response.status().is_success() && response.bytes().await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                if !ok {
-                    errors += 1;
-                }
-                latencies.push(scheduled.elapsed().as_micros().min(u32::MAX as u128) as u32);
-            }
-            (latencies, errors)
-        }));
-    }
+    let load = Arc::new(Load {
+        create_url: format!("{base}/eur/collect/apply"),
+        query_url: format!("{base}/eur/collect/query"),
+        deadline: start + duration,
+        rate,
+        connections,
+        creates,
+        queries,
+        next_create: std::sync::atomic::AtomicUsize::new(0),
+        create_share,
+    });
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| tokio::spawn(load.clone().connection(c)))
+        .collect();
     let mut latencies_us = Vec::new();
     let mut errors = 0;
     for task in tasks {
@@ -450,6 +480,24 @@ fn report(
     }
 }
 
+/// The requests of a run, signed before it starts: enough creates for its rate and length,
+/// and queries of the preloaded orders.
+async fn signed_bodies(
+    shop: &Shop,
+    args: &BenchArgs,
+    create_share: usize,
+) -> (Arc<Vec<String>>, Arc<Vec<String>>) {
+    let expected = args.rate.map_or(4_000, |r| r as usize) * args.duration as usize + 1_000;
+    let creates = if create_share > 0 {
+        let count = expected.min(MAX_PRESIGNED);
+        presign(&shop.key, count, create_body, shop.app_id).await
+    } else {
+        Vec::new()
+    };
+    let queries = presign(&shop.key, QUERY_ORDERS as usize, query_body, shop.app_id).await;
+    (Arc::new(creates), Arc::new(queries))
+}
+
 /// One HTTP scenario (create, query, mixed) against a fresh server.
 async fn http_run(
     scenario: &str,
@@ -475,20 +523,7 @@ async fn http_run(
         .or_else(|| server.as_ref().map(|s| s.base.clone()))
         .unwrap_or_default();
     let floor = crypto_floor_us(&shop.key, &shop.platform);
-    let expected = args.rate.map_or(4_000, |r| r as usize) * args.duration as usize + 1_000;
-    let creates = if create_share > 0 {
-        presign(
-            &shop.key,
-            expected.min(MAX_PRESIGNED),
-            create_body,
-            shop.app_id,
-        )
-        .await
-    } else {
-        Vec::new()
-    };
-    let queries = presign(&shop.key, QUERY_ORDERS as usize, query_body, shop.app_id).await;
-    let (creates, queries) = (Arc::new(creates), Arc::new(queries));
+    let (creates, queries) = signed_bodies(&shop, args, create_share).await;
     let mut reports = Vec::new();
     let phases: Vec<(String, usize)> = if scenario == "preloaded" {
         vec![

@@ -339,94 +339,64 @@ fn parse_limit(flag: &str, text: &str) -> Result<AmountMinor, Failure> {
     AmountMinor::parse(text).map_err(|e| Failure(format!("{flag} {text:?} {e}")))
 }
 
-pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
-    let store = open_store(database_url).await?;
-    let app_id = match command {
-        AppCommand::Show { app_id } => app_id,
-        AppCommand::SetKey { app_id, public_key } => {
-            let pem = read_public_key(&public_key)?;
-            store
-                .set_app_public_key(AppId(app_id), &pem, now_ms())
-                .await?;
-            app_id
-        }
-        AppCommand::SetLimits {
-            app_id,
-            min,
-            max,
-            clear,
-        } => {
-            let limits = if clear {
-                None
-            } else {
-                let min = parse_limit("--min", min.as_deref().unwrap_or_default())?;
-                let max = parse_limit("--max", max.as_deref().unwrap_or_default())?;
-                if min.0 == 0 || min > max {
-                    return Err(Failure(
-                        "--min must be above zero and not above --max".into(),
-                    ));
-                }
-                Some(AmountLimits::new(min, max))
-            };
-            store
-                .set_app_limits(AppId(app_id), limits, now_ms())
-                .await?;
-            app_id
-        }
-        AppCommand::SetFee {
-            app_id,
-            method,
-            basis_points,
-            fixed,
-            clear,
-        } => {
-            if method != FeeRule::ANY_METHOD && PaymentMethod::by_code(&method).is_none() {
-                return Err(Failure(format!(
-                    "--method {method} is not a payment method"
-                )));
-            }
-            let rule = if clear {
-                None
-            } else {
-                let fixed = parse_limit("--fixed", &fixed)?;
-                Some(FeeRule::new(basis_points, fixed)?)
-            };
-            store
-                .set_fee_rule(AppId(app_id), &method, rule, now_ms())
-                .await?;
-            app_id
-        }
-        AppCommand::SetPix {
-            app_id,
-            key,
-            name,
-            city,
-        } => {
-            let receiver = PixReceiver::new(&key, &name, &city)?;
-            if let Some(app) = store.app(AppId(app_id)).await?
-                && app.currency != Currency::Brl
-            {
-                return Err(Failure(format!(
-                    "app {app_id} collects {}; PIX keys belong to BRL apps",
-                    app.currency
-                )));
-            }
-            store
-                .set_app_pix(AppId(app_id), Some(&receiver), now_ms())
-                .await?;
-            app_id
-        }
-        AppCommand::RotateWebhookSecret { app_id } => {
-            let secret = Secret::new(webhook::generate_secret());
-            store
-                .set_webhook_secret(AppId(app_id), &secret, now_ms())
-                .await?;
-            app_id
-        }
-    };
-    // Every app command ends by showing the app as it now is (an unknown app changed nothing).
+/// The operator's limits of an app, from `--min`/`--max`, or none with `--clear`.
+fn limits_of(
+    min: Option<String>,
+    max: Option<String>,
+    clear: bool,
+) -> Result<Option<AmountLimits>, Failure> {
+    if clear {
+        return Ok(None);
+    }
+    let min = parse_limit("--min", min.as_deref().unwrap_or_default())?;
+    let max = parse_limit("--max", max.as_deref().unwrap_or_default())?;
+    if min.0 == 0 || min > max {
+        return Err(Failure(
+            "--min must be above zero and not above --max".into(),
+        ));
+    }
+    Ok(Some(AmountLimits::new(min, max)))
+}
+
+/// A fee rule from `--basis-points`/`--fixed` for a known method (or `*`), or none with `--clear`.
+fn fee_rule_of(
+    method: &str,
+    basis_points: u32,
+    fixed: &str,
+    clear: bool,
+) -> Result<Option<FeeRule>, Failure> {
+    if method != FeeRule::ANY_METHOD && PaymentMethod::by_code(method).is_none() {
+        return Err(Failure(format!(
+            "--method {method} is not a payment method"
+        )));
+    }
+    if clear {
+        return Ok(None);
+    }
+    Ok(Some(FeeRule::new(
+        basis_points,
+        parse_limit("--fixed", fixed)?,
+    )?))
+}
+
+/// Sets who receives a BRL app's PIX payments.
+async fn set_pix(store: &SqlStore, app_id: AppId, receiver: PixReceiver) -> Outcome {
+    if let Some(app) = store.app(app_id).await?
+        && app.currency != Currency::Brl
+    {
+        return Err(Failure(format!(
+            "app {app_id} collects {}; PIX keys belong to BRL apps",
+            app.currency
+        )));
+    }
+    store.set_app_pix(app_id, Some(&receiver), now_ms()).await?;
+    Ok(())
+}
+
+/// Prints an app as it now is, with its fee rules (an unknown app changed nothing).
+async fn show_app(store: &SqlStore, app_id: AppId) -> Outcome {
     let app = store
-        .app(AppId(app_id))
+        .app(app_id)
         .await?
         .ok_or_else(|| Failure(format!("no app has appId {app_id}")))?;
     let mut shown = app_json(&app);
@@ -443,6 +413,62 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
         .collect();
     print_json(&shown);
     Ok(())
+}
+
+pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
+    let store = open_store(database_url).await?;
+    let app_id = match command {
+        AppCommand::Show { app_id } => AppId(app_id),
+        AppCommand::SetKey { app_id, public_key } => {
+            let pem = read_public_key(&public_key)?;
+            store
+                .set_app_public_key(AppId(app_id), &pem, now_ms())
+                .await?;
+            AppId(app_id)
+        }
+        AppCommand::SetLimits {
+            app_id,
+            min,
+            max,
+            clear,
+        } => {
+            let limits = limits_of(min, max, clear)?;
+            store
+                .set_app_limits(AppId(app_id), limits, now_ms())
+                .await?;
+            AppId(app_id)
+        }
+        AppCommand::SetFee {
+            app_id,
+            method,
+            basis_points,
+            fixed,
+            clear,
+        } => {
+            let rule = fee_rule_of(&method, basis_points, &fixed, clear)?;
+            store
+                .set_fee_rule(AppId(app_id), &method, rule, now_ms())
+                .await?;
+            AppId(app_id)
+        }
+        AppCommand::SetPix {
+            app_id,
+            key,
+            name,
+            city,
+        } => {
+            set_pix(&store, AppId(app_id), PixReceiver::new(&key, &name, &city)?).await?;
+            AppId(app_id)
+        }
+        AppCommand::RotateWebhookSecret { app_id } => {
+            let secret = Secret::new(webhook::generate_secret());
+            store
+                .set_webhook_secret(AppId(app_id), &secret, now_ms())
+                .await?;
+            AppId(app_id)
+        }
+    };
+    show_app(&store, app_id).await
 }
 
 pub async fn keys(command: KeysCommand, database_url: &str) -> Outcome {

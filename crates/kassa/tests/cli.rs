@@ -297,6 +297,16 @@ async fn demo_flow(db: TestDatabase) {
 
 /// Inserts a EUR iDEAL order of 20.00 for the app, as the API would, and returns its number.
 async fn insert_order(url: &str, app_id: i64, order_id: &str) -> String {
+    insert_order_notifying(url, app_id, order_id, None).await
+}
+
+/// [`insert_order`] with a callback address.
+async fn insert_order_notifying(
+    url: &str,
+    app_id: i64,
+    order_id: &str,
+    notify_url: Option<&str>,
+) -> String {
     use kassa_core::{
         AmountMinor, AppId, NewOrder, Order, OrderIds, OrderNo, Payer, PaymentMethod, Personal,
     };
@@ -319,7 +329,7 @@ async fn insert_order(url: &str, app_id: i64, order_id: &str) -> String {
         body: None,
         callback_url: Some("https://shop.example/ok".into()),
         callback_fail_url: Some("https://shop.example/fail".into()),
-        notify_url: None,
+        notify_url: notify_url.map(str::to_string),
         request_fingerprint: "fp".into(),
         dialect: "collect",
     };
@@ -966,4 +976,90 @@ async fn serve_applies_its_limits_from_the_config_file() {
     .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--request-timeout"));
+}
+
+/// The `payTime` of an order's latest callback, as `kassa callback list` shows it.
+fn callback_pay_time(url: &str, order_no: &str) -> String {
+    let listed = json(&run_ok(&mut kassa(&[
+        "callback",
+        "list",
+        "--order",
+        order_no,
+        "--database-url",
+        url,
+    ])));
+    let callbacks = listed["callbacks"].as_array().unwrap();
+    let body = callbacks.last().unwrap()["body"].as_str().unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    body["payTime"].as_str().unwrap().to_string()
+}
+
+/// `kassa serve --timezone` keeps the operator's zone in the database, and the operator's
+/// commands date callbacks in it as the server does (they used UTC whatever the server said).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_date_in_the_operators_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    let (app_id, _) = create_shop(&url, "EUR", dir.path());
+    let args = ["serve", "--listen", "127.0.0.1:0", "--database-url", &url];
+    drop(serve(
+        &[&args[..], &["--timezone", "Asia/Tokyo"]].concat(),
+        dir.path(),
+    ));
+    let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+    let in_tokyo = |ms: i64| {
+        let at = jiff::Timestamp::from_millisecond(ms).unwrap();
+        at.to_zoned(tokyo.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let hook = Some("https://shop.example/hook");
+
+    let paid_no = insert_order_notifying(&url, app_id, "TZ-paid", hook).await;
+    let pay = [
+        "sandbox",
+        "pay",
+        &paid_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        &url,
+    ];
+    let paid = json(&run_ok(&mut kassa(&pay)));
+    let paid_at_ms = paid["paidAtMs"].as_i64().unwrap();
+    assert_eq!(callback_pay_time(&url, &paid_no), in_tokyo(paid_at_ms));
+
+    let resolved_no = insert_order_notifying(&url, app_id, "TZ-resolved", hook).await;
+    let exception = ["sandbox", "pay", &resolved_no, "--outcome", "exception"];
+    run_ok(kassa(&exception).args(["--database-url", &url]));
+    let resolve = [
+        "order",
+        "resolve",
+        &resolved_no,
+        "--succeed",
+        "--database-url",
+        &url,
+    ];
+    let resolved = json(&run_ok(&mut kassa(&resolve)));
+    let resolved_at_ms = resolved["paidAtMs"].as_i64().unwrap();
+    assert_eq!(
+        callback_pay_time(&url, &resolved_no),
+        in_tokyo(resolved_at_ms)
+    );
+
+    // A later start without the option keeps the zone; the commands still agree with it.
+    drop(serve(&args, dir.path()));
+    let later_no = insert_order_notifying(&url, app_id, "TZ-later", hook).await;
+    let pay = [
+        "sandbox",
+        "pay",
+        &later_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        &url,
+    ];
+    let later = json(&run_ok(&mut kassa(&pay)));
+    let later_at_ms = later["paidAtMs"].as_i64().unwrap();
+    assert_eq!(callback_pay_time(&url, &later_no), in_tokyo(later_at_ms));
 }

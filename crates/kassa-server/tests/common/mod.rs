@@ -88,6 +88,23 @@ impl Server {
         timezone: jiff::tz::TimeZone,
         limits: ConnectionLimits,
     ) -> Server {
+        let seams = (Dialects::standard(), Rails::standard());
+        Server::start_seams(db, configure, timezone, limits, seams).await
+    }
+
+    /// A server that speaks `dialects` and pays through `rails`.
+    pub async fn start_registered(db: TestDatabase, dialects: Dialects, rails: Rails) -> Server {
+        let (utc, limits) = (jiff::tz::TimeZone::UTC, ConnectionLimits::default());
+        Server::start_seams(db, |_| {}, utc, limits, (dialects, rails)).await
+    }
+
+    async fn start_seams(
+        db: TestDatabase,
+        configure: impl FnOnce(&mut ServerConfig),
+        timezone: jiff::tz::TimeZone,
+        limits: ConnectionLimits,
+        (dialects, rails): (Dialects, Rails),
+    ) -> Server {
         let store = Arc::new(db.store().await);
         let platform_key = load_or_create_platform_key(store.as_ref(), now_ms())
             .await
@@ -139,8 +156,8 @@ impl Server {
             notary: Notary::new(platform_key, timezone),
             form_key,
             config,
-            dialects: Dialects::standard(),
-            rails: Rails::standard(),
+            dialects,
+            rails,
             dispatcher_wake: Default::default(),
         }));
         let served = gateway.clone();
@@ -163,6 +180,11 @@ impl Server {
             keyless_eur: keyless.apps[0].app_id,
             _db: db,
         }
+    }
+
+    /// The URL of the server's database, for tests that reach under the store.
+    pub fn database_url(&self) -> String {
+        self._db.url.clone()
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
