@@ -8,10 +8,8 @@ mod common;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::*;
@@ -43,24 +41,15 @@ static ECHO_WORDS: Words = Words {
     unknown_app: unknown_echo_app,
     sign: "sign",
     order_id: "ref",
+    order_id_max_chars: 40,
     amount: "amount",
     success_url: "returnUrl",
     fail_url: "returnUrl",
     notify_url: "hookUrl",
 };
 
-async fn echo_create(
-    State(gateway): State<Arc<Gateway>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let incoming = Incoming {
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
-    dialect::respond(&Echo, dialect::create(&Echo, &gateway, incoming).await)
+async fn echo_create(State(gateway): State<Arc<Gateway>>, incoming: Incoming) -> Response {
+    dialect::respond(&Echo, dialect::create(&Echo, &gateway, &incoming).await)
 }
 
 #[async_trait]
@@ -128,19 +117,15 @@ impl Dialect for Echo {
     async fn identify_app(
         &self,
         _gateway: &Gateway,
-        _incoming: &Incoming<'_>,
+        _incoming: &Incoming,
         object: &SignedObject<'_>,
     ) -> Result<(AppId, String), ApiError> {
         let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
         Ok((app_id, object.sign.clone().unwrap_or_default()))
     }
 
-    fn check_app(&self, _app: &App, _incoming: &Incoming<'_>) -> Result<(), ApiError> {
+    fn check_app(&self, _app: &App, _incoming: &Incoming) -> Result<(), ApiError> {
         Ok(())
-    }
-
-    fn merchant_order_id(&self, fields: &Fields) -> Result<String, ApiError> {
-        Ok(fields.required("ref", 40)?)
     }
 
     fn new_order(

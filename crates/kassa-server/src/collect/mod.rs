@@ -16,10 +16,8 @@ use crate::wire::Fields;
 use crate::{Gateway, ServerConfig};
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kassa_core::validate::{self, FieldError, MAX_URL_CHARS};
@@ -50,6 +48,7 @@ static WORDS: Words = Words {
     unknown_app,
     sign: "sign",
     order_id: "orderId",
+    order_id_max_chars: MAX_ORDER_ID_CHARS,
     amount: "amount",
     success_url: "callBackUrl",
     fail_url: "callBackFailUrl",
@@ -91,17 +90,10 @@ pub fn notifies(status: OrderStatus) -> bool {
 pub async fn apply(
     State(gateway): State<Arc<Gateway>>,
     Path(currency): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    incoming: Incoming,
 ) -> Response {
-    let incoming = Incoming {
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
     let reply = match path_currency(&currency) {
-        Ok(_) => dialect::create(&Collect, &gateway, incoming).await,
+        Ok(_) => dialect::create(&Collect, &gateway, &incoming).await,
         Err(e) => Err(e),
     };
     dialect::respond(&Collect, reply)
@@ -122,17 +114,10 @@ pub async fn apply(
 pub async fn query(
     State(gateway): State<Arc<Gateway>>,
     Path(currency): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    incoming: Incoming,
 ) -> Response {
-    let incoming = Incoming {
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
     let reply = match path_currency(&currency) {
-        Ok(_) => query_reply(&gateway, incoming).await,
+        Ok(_) => query_reply(&gateway, &incoming).await,
         Err(e) => Err(e),
     };
     dialect::respond(&Collect, reply)
@@ -270,8 +255,8 @@ fn order_data(notary: &Notary, order: &Order) -> Map<String, Value> {
     data
 }
 
-async fn query_reply(gateway: &Gateway, incoming: Incoming<'_>) -> Result<Signed, ApiError> {
-    let auth = dialect::authenticate(&Collect, gateway, &incoming).await?;
+async fn query_reply(gateway: &Gateway, incoming: &Incoming) -> Result<Signed, ApiError> {
+    let auth = dialect::authenticate(&Collect, gateway, incoming).await?;
     let fields = Fields::new(&auth.object.fields);
     let merchant_order_id = Collect.merchant_order_id(&fields)?;
     let order_no = match fields.optional("orderNo", OrderNo::LEN)? {
@@ -369,7 +354,7 @@ impl Dialect for Collect {
     async fn identify_app(
         &self,
         _gateway: &Gateway,
-        _incoming: &Incoming<'_>,
+        _incoming: &Incoming,
         object: &SignedObject<'_>,
     ) -> Result<(AppId, String), ApiError> {
         let app_id = AppId(Fields::new(&object.fields).positive_integer("appId")?);
@@ -377,7 +362,7 @@ impl Dialect for Collect {
     }
 
     /// The app's currency must be the URL's.
-    fn check_app(&self, app: &App, incoming: &Incoming<'_>) -> Result<(), ApiError> {
+    fn check_app(&self, app: &App, incoming: &Incoming) -> Result<(), ApiError> {
         let segment = incoming.uri.path().split('/').nth(1).unwrap_or_default();
         if path_currency(segment)? == app.currency {
             return Ok(());
@@ -391,12 +376,6 @@ impl Dialect for Collect {
                 app.currency.code().to_lowercase()
             ),
         ))
-    }
-
-    fn merchant_order_id(&self, fields: &Fields) -> Result<String, ApiError> {
-        let order_id = fields.required("orderId", MAX_ORDER_ID_CHARS)?;
-        validate::order_id("orderId", &order_id, MAX_ORDER_ID_CHARS)?;
-        Ok(order_id)
     }
 
     fn new_order(

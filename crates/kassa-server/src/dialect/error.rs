@@ -57,8 +57,9 @@ pub struct Words {
     pub unknown_app: fn(AppId) -> String,
     /// Where the signature travels: `sign`, `X-Sign`.
     pub sign: &'static str,
-    /// The merchant's order id field: `orderId`, `userOrderNumber`.
+    /// The merchant's order id field: `orderId`, `userOrderNumber`, and its longest length.
     pub order_id: &'static str,
+    pub order_id_max_chars: usize,
     /// The amount field: `amount`, `submitAmount`.
     pub amount: &'static str,
     /// The URL fields of a new order: the payer's success and failure returns, the callback.

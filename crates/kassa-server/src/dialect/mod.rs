@@ -34,11 +34,27 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Fresh order numbers tried before giving up (a collision is a 1 in 10^15 event).
 const ORDER_NO_ATTEMPTS: usize = 3;
 
-/// A request as every dialect receives it: path, headers, and the body as read.
-pub struct Incoming<'a> {
-    pub uri: &'a Uri,
-    pub headers: &'a HeaderMap,
-    pub body: &'a Result<Bytes, BytesRejection>,
+/// A request as every dialect receives it: path, headers, and the body as read (or why it
+/// could not be: too large, cut off). An extractor, so a handler takes it whole.
+pub struct Incoming {
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Result<Bytes, BytesRejection>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
+        let request = axum::extract::Request::from_parts(parts, body);
+        let body = Bytes::from_request(request, state).await;
+        Ok(Incoming { uri, headers, body })
+    }
 }
 
 /// A request whose app is known and whose signature verified.
@@ -85,15 +101,21 @@ pub trait Dialect: Send + Sync + 'static {
     async fn identify_app(
         &self,
         gateway: &Gateway,
-        incoming: &Incoming<'_>,
+        incoming: &Incoming,
         object: &SignedObject<'_>,
     ) -> Result<(AppId, String), ApiError>;
 
     /// Checks the authenticated app is one this dialect (and this path) serves.
-    fn check_app(&self, app: &App, incoming: &Incoming<'_>) -> Result<(), ApiError>;
+    fn check_app(&self, app: &App, incoming: &Incoming) -> Result<(), ApiError>;
 
-    /// The merchant's order id of a create or query request.
-    fn merchant_order_id(&self, fields: &Fields) -> Result<String, ApiError>;
+    /// The merchant's order id of a create or query request: the field [`Words`] names, of
+    /// the identifier charset and at most its length.
+    fn merchant_order_id(&self, fields: &Fields) -> Result<String, ApiError> {
+        let (name, max_chars) = (self.words().order_id, self.words().order_id_max_chars);
+        let order_id = fields.required(name, max_chars)?;
+        kassa_core::validate::order_id(name, &order_id, max_chars)?;
+        Ok(order_id)
+    }
 
     /// Reads a create request into the core's new-order command.
     fn new_order(
@@ -174,9 +196,9 @@ pub fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, ApiError>
 pub async fn authenticate<'a>(
     dialect: &dyn Dialect,
     gateway: &Gateway,
-    incoming: &Incoming<'a>,
+    incoming: &'a Incoming,
 ) -> Result<Authenticated<'a>, ApiError> {
-    let object = parse_signed_object(body_text(incoming.body)?)?;
+    let object = parse_signed_object(body_text(&incoming.body)?)?;
     let (app_id, sign) = dialect.identify_app(gateway, incoming, &object).await?;
     let app = verified_app(gateway, dialect.words(), app_id, &object.canonical, &sign).await?;
     dialect.check_app(&app, incoming)?;
@@ -283,9 +305,9 @@ fn replay(
 pub async fn create(
     dialect: &dyn Dialect,
     gateway: &Gateway,
-    incoming: Incoming<'_>,
+    incoming: &Incoming,
 ) -> Result<Signed, ApiError> {
-    let Authenticated { app, object } = authenticate(dialect, gateway, &incoming).await?;
+    let Authenticated { app, object } = authenticate(dialect, gateway, incoming).await?;
     let fields = Fields::new(&object.fields);
     let merchant_order_id = dialect.merchant_order_id(&fields)?;
     // The signed canonical string covers every parameter: equal strings, equal requests.

@@ -16,13 +16,11 @@ use crate::wire::Fields;
 use crate::{Gateway, ServerConfig};
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use kassa_core::validate::{self, FieldError};
+use kassa_core::validate::FieldError;
 use kassa_core::{AmountMinor, App, AppId, Currency, NewOrder, Order, OrderStatus, PaymentMethod};
 use kassa_signature::SignedObject;
 use serde_json::{Map, Value};
@@ -48,6 +46,7 @@ static WORDS: Words = Words {
     unknown_app,
     sign: "X-Sign",
     order_id: "userOrderNumber",
+    order_id_max_chars: MAX_ORDER_NUMBER_CHARS,
     amount: "submitAmount",
     success_url: "callBackUrl",
     fail_url: "callBackFailUrl",
@@ -81,18 +80,8 @@ pub fn notifies(status: OrderStatus) -> bool {
         (status = 409, description = "The userOrderNumber was used before with other parameters.", body = openapi::PixErrorReply),
     )
 )]
-pub async fn init_collect(
-    State(gateway): State<Arc<Gateway>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let incoming = Incoming {
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
-    dialect::respond(&Pix, dialect::create(&Pix, &gateway, incoming).await)
+pub async fn init_collect(State(gateway): State<Arc<Gateway>>, incoming: Incoming) -> Response {
+    dialect::respond(&Pix, dialect::create(&Pix, &gateway, &incoming).await)
 }
 
 #[utoipa::path(
@@ -107,18 +96,8 @@ pub async fn init_collect(
         openapi::PixErrors,
     )
 )]
-pub async fn query(
-    State(gateway): State<Arc<Gateway>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let incoming = Incoming {
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
-    dialect::respond(&Pix, query_reply(&gateway, incoming).await)
+pub async fn query(State(gateway): State<Arc<Gateway>>, incoming: Incoming) -> Response {
+    dialect::respond(&Pix, query_reply(&gateway, &incoming).await)
 }
 
 /// A required field that must hold exactly `expected`.
@@ -169,8 +148,8 @@ fn new_order(fields: &Fields, app: &App, merchant_order_id: String) -> Result<Ne
     })
 }
 
-async fn query_reply(gateway: &Gateway, incoming: Incoming<'_>) -> Result<Signed, ApiError> {
-    let auth = dialect::authenticate(&Pix, gateway, &incoming).await?;
+async fn query_reply(gateway: &Gateway, incoming: &Incoming) -> Result<Signed, ApiError> {
+    let auth = dialect::authenticate(&Pix, gateway, incoming).await?;
     let merchant_order_id = Pix.merchant_order_id(&Fields::new(&auth.object.fields))?;
     let order = gateway
         .store
@@ -282,7 +261,7 @@ impl Dialect for Pix {
     async fn identify_app(
         &self,
         _gateway: &Gateway,
-        incoming: &Incoming<'_>,
+        incoming: &Incoming,
         _object: &SignedObject<'_>,
     ) -> Result<(AppId, String), ApiError> {
         let header_text = |name: &str| {
@@ -307,7 +286,7 @@ impl Dialect for Pix {
     }
 
     /// PIX collects BRL only.
-    fn check_app(&self, app: &App, _incoming: &Incoming<'_>) -> Result<(), ApiError> {
+    fn check_app(&self, app: &App, _incoming: &Incoming) -> Result<(), ApiError> {
         if app.currency == Currency::Brl {
             return Ok(());
         }
@@ -318,12 +297,6 @@ impl Dialect for Pix {
                 app.app_id, app.currency
             ),
         ))
-    }
-
-    fn merchant_order_id(&self, fields: &Fields) -> Result<String, ApiError> {
-        let number = fields.required("userOrderNumber", MAX_ORDER_NUMBER_CHARS)?;
-        validate::order_id("userOrderNumber", &number, MAX_ORDER_NUMBER_CHARS)?;
-        Ok(number)
     }
 
     fn new_order(
