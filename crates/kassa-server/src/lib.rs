@@ -129,6 +129,16 @@ impl Gateway {
     }
 }
 
+impl dialect::Dialects {
+    /// The dialects of the seeds: `collect`, then `pix`. Registered here, in the crate root,
+    /// so that the dialect machinery itself names no dialect.
+    pub fn standard() -> dialect::Dialects {
+        dialect::Dialects::default()
+            .with(collect::Collect)
+            .with(pix::Pix)
+    }
+}
+
 /// Settings of the HTTP side that the operator chooses.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {

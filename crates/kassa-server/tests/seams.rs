@@ -369,3 +369,121 @@ kassa_store::on_both_databases!(
     a_third_rail_needs_one_registration_line,
     an_order_of_a_rail_this_node_lacks_is_unavailable,
 );
+
+/// The modules of `src/` and the other modules each one names (`crate::NAME`), the crate root
+/// (which declares and wires them all) left out.
+fn module_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for inner in std::fs::read_dir(&path).unwrap() {
+                files.push(inner.unwrap().path());
+            }
+        } else if path.file_name().unwrap() != "lib.rs" {
+            files.push(path);
+        }
+    }
+    let module_of = |path: &std::path::Path| {
+        let relative = path.strip_prefix(&src).unwrap();
+        let first = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        first.trim_end_matches(".rs").to_string()
+    };
+    let modules: std::collections::BTreeSet<String> = files.iter().map(|p| module_of(p)).collect();
+    let mut imports: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
+        let module = module_of(path);
+        let text = std::fs::read_to_string(path).unwrap();
+        let named = imports.entry(module.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            let rest = &text[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if modules.contains(&name) && name != module {
+                named.insert(name);
+            }
+        }
+        // `use crate::{a, b::c}` names several at once.
+        for (i, _) in text.match_indices("use crate::{") {
+            let list = &text[i..i + text[i..].find("};").unwrap_or(0)];
+            for name in list.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if modules.contains(name) && name != module {
+                    named.insert(name.to_string());
+                }
+            }
+        }
+    }
+    imports
+}
+
+#[test]
+fn no_module_imports_itself_through_others() {
+    let imports = module_imports();
+    fn reaches(
+        imports: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        from: &str,
+        target: &str,
+        seen: &mut std::collections::BTreeSet<String>,
+    ) -> bool {
+        imports.get(from).into_iter().flatten().any(|next| {
+            next == target || (seen.insert(next.clone()) && reaches(imports, next, target, seen))
+        })
+    }
+    for module in imports.keys() {
+        let mut seen = Default::default();
+        assert!(
+            !reaches(&imports, module, module, &mut seen),
+            "{module} imports itself through {:?}",
+            imports[module]
+        );
+    }
+    assert!(
+        imports["collect"].contains("dialect"),
+        "the scan sees imports"
+    );
+}
+
+#[test]
+fn the_machinery_names_no_dialect_and_no_rail() {
+    let imports = module_imports();
+    for module in [
+        "dialect",
+        "lifecycle",
+        "shed",
+        "cashier",
+        "openapi",
+        "dispatcher",
+        "sweeper",
+    ] {
+        for dialect in ["collect", "pix"] {
+            assert!(
+                !imports[module].contains(dialect),
+                "{module} names {dialect}"
+            );
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "src/cashier.rs",
+        "src/lifecycle.rs",
+        "../kassa/src/operator.rs",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(
+            !text.contains("SandboxRail"),
+            "{file} names the sandbox rail"
+        );
+    }
+}

@@ -134,17 +134,11 @@ pub trait Dialect: Send + Sync + 'static {
 }
 
 /// The dialects a gateway speaks, in registration order; the first answers paths nobody owns.
+/// `Dialects::standard()` (in the crate root, which wires the dialects in) registers the seeds'.
 #[derive(Clone, Default)]
 pub struct Dialects(Vec<Arc<dyn Dialect>>);
 
 impl Dialects {
-    /// The dialects of the seeds: `collect`, then `pix`.
-    pub fn standard() -> Dialects {
-        Dialects::default()
-            .with(crate::collect::Collect)
-            .with(crate::pix::Pix)
-    }
-
     /// Registers one more dialect.
     pub fn with(mut self, dialect: impl Dialect) -> Dialects {
         assert!(
