@@ -359,6 +359,18 @@ async fn taken_order_number_is_reported(db: TestDatabase) {
         store.order_by_merchant_order_id(app, "M2").await.unwrap(),
         None
     );
+    // A taken page token is drawn again too: both ids are drawn together.
+    let mut token_clash = order(app, "M3", 2);
+    token_clash.cashier_token = store
+        .order_by_merchant_order_id(app, "M1")
+        .await
+        .unwrap()
+        .unwrap()
+        .cashier_token;
+    assert!(matches!(
+        store.insert_order(&token_clash).await,
+        Err(StoreError::OrderNoTaken)
+    ));
 }
 
 async fn concurrent_inserts_create_one_order(db: TestDatabase) {
