@@ -306,7 +306,9 @@ async fn start(
             }
         },
         // Someone else started or settled it meanwhile: show what is there now.
-        Err(LifecycleError::Refused(_) | LifecycleError::Illegal(_)) => gateway
+        Err(
+            LifecycleError::Refused(_) | LifecycleError::Illegal(_) | LifecycleError::Expired(_),
+        ) => gateway
             .store
             .order_by_no(order_no)
             .await
@@ -541,8 +543,9 @@ pub async fn submit_outcome(
         .await
     {
         Ok(_) => back_to_page(&token, true),
-        // Already settled (a double submission, or another tab): the page shows the result.
-        Err(LifecycleError::Illegal(_)) => back_to_page(&token, false),
+        // Already settled (a double submission, or another tab), or its time ran out: the page
+        // shows the result.
+        Err(LifecycleError::Illegal(_) | LifecycleError::Expired(_)) => back_to_page(&token, false),
         Err(e) => {
             tracing::error!(error = %e, "cannot settle a payment");
             unavailable()

@@ -26,6 +26,9 @@ pub enum LifecycleError {
     Store(#[from] StoreError),
     #[error("order {0} kept changing under us; try again")]
     Contended(OrderNo),
+    /// The order's time had run out: it was expired now, and the change asked for was not made.
+    #[error("order {0} had expired; it was failed as expired and nothing else was done")]
+    Expired(OrderNo),
     /// The order came through a dialect this node does not speak: its callback could not be
     /// written, so the change is refused rather than made without it.
     #[error("order {order_no} belongs to dialect {dialect:?}, which this node does not speak")]
@@ -76,10 +79,41 @@ impl Lifecycle<'_> {
     /// moved to one that notifies. Safe against concurrent writers: the change is stored only if
     /// nobody changed the order's status in between; otherwise `edit` runs again on the fresh
     /// order (where the core may refuse it).
+    ///
+    /// An order whose time ran out takes nothing but its expiry, whether or not the sweep has
+    /// come by: it is expired now, and the change asked for is refused ([`LifecycleError::Expired`]).
     pub async fn change<F>(
         &self,
         order_no: &OrderNo,
         now_ms: i64,
+        edit: F,
+    ) -> Result<Order, LifecycleError>
+    where
+        F: Fn(&mut Order) -> Result<(), LifecycleError>,
+    {
+        self.change_with(order_no, now_ms, true, edit).await
+    }
+
+    /// Applies one event of the state machine (see [`Lifecycle::change`]).
+    pub async fn apply_event(
+        &self,
+        order_no: &OrderNo,
+        event: &OrderEvent,
+        now_ms: i64,
+    ) -> Result<Order, LifecycleError> {
+        // The expiry itself is the one change an overdue order takes.
+        let expire_first = *event != OrderEvent::Expired;
+        self.change_with(order_no, now_ms, expire_first, |order| {
+            Ok(order.apply(event, now_ms)?)
+        })
+        .await
+    }
+
+    async fn change_with<F>(
+        &self,
+        order_no: &OrderNo,
+        now_ms: i64,
+        expire_first: bool,
         edit: F,
     ) -> Result<Order, LifecycleError>
     where
@@ -91,44 +125,54 @@ impl Lifecycle<'_> {
                 .order_by_no(order_no)
                 .await?
                 .ok_or_else(|| LifecycleError::NotFound(order_no.clone()))?;
+            if expire_first && current.is_overdue(now_ms) {
+                let mut expired = current.clone();
+                expired.apply(&OrderEvent::Expired, now_ms)?;
+                if self.store_change(&current, &mut expired, now_ms).await? {
+                    return Err(LifecycleError::Expired(order_no.clone()));
+                }
+                continue;
+            }
             let mut next = current.clone();
             edit(&mut next)?;
-            // Only success carries a fee: no rule is read for any other change.
-            if OrderStatus::charges_fee(current.status, next.status) {
-                let method = next.paying_method().code;
-                next.charge_fee(self.store.fee_rule_for(next.app_id, method).await?);
-            }
-            let callback = if next.status != current.status {
-                self.render_callback(&next, now_ms)?
-            } else {
-                None
-            };
-            if self
-                .store
-                .transition_order(&next, current.status, callback.as_ref())
-                .await?
-            {
-                tracing::info!(
-                    order_no = %order_no,
-                    from = current.status.as_str(),
-                    to = next.status.as_str(),
-                    callback = callback.is_some(),
-                    "order changed"
-                );
+            if self.store_change(&current, &mut next, now_ms).await? {
                 return Ok(next);
             }
         }
         Err(LifecycleError::Contended(order_no.clone()))
     }
 
-    /// Applies one event of the state machine (see [`Lifecycle::change`]).
-    pub async fn apply_event(
+    /// Stores `next` (charged its fee on success) with the callback its new status causes, if
+    /// the order is still as `current` was read; false if someone changed it meanwhile.
+    async fn store_change(
         &self,
-        order_no: &OrderNo,
-        event: &OrderEvent,
+        current: &Order,
+        next: &mut Order,
         now_ms: i64,
-    ) -> Result<Order, LifecycleError> {
-        self.change(order_no, now_ms, |order| Ok(order.apply(event, now_ms)?))
-            .await
+    ) -> Result<bool, LifecycleError> {
+        // Only success carries a fee: no rule is read for any other change.
+        if OrderStatus::charges_fee(current.status, next.status) {
+            let method = next.paying_method().code;
+            next.charge_fee(self.store.fee_rule_for(next.app_id, method).await?);
+        }
+        let callback = if next.status != current.status {
+            self.render_callback(next, now_ms)?
+        } else {
+            None
+        };
+        let stored = self
+            .store
+            .transition_order(next, current.status, callback.as_ref())
+            .await?;
+        if stored {
+            tracing::info!(
+                order_no = %next.order_no,
+                from = current.status.as_str(),
+                to = next.status.as_str(),
+                callback = callback.is_some(),
+                "order changed"
+            );
+        }
+        Ok(stored)
     }
 }

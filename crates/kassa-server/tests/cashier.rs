@@ -456,6 +456,110 @@ async fn orders_expire(server: Server) {
     assert_eq!(server.queried("E-1").await["status"], 3);
 }
 
+/// An overdue order takes no payment and no method, whether or not the sweep came by: it is
+/// expired then, and its merchant hears "failed, expired" once.
+async fn overdue_orders_refuse_payment(server: Server) {
+    // Lifetime of 1 ms: the order is overdue before anything reaches it; no sweep runs here.
+    let (_, order_no) = server
+        .order("X-1", |b| {
+            b["payType"] = json!("BANK_TRANSFER");
+            b["inBankCode"] = json!("IDEAL_EUR");
+        })
+        .await;
+    let paid = OrderEvent::Paid {
+        requested: AmountMinor(2_500),
+        received: AmountMinor(2_500),
+    };
+    let refused = server.gateway.change_order(&order_no, &paid).await;
+    assert!(
+        matches!(
+            refused,
+            Err(kassa_server::lifecycle::LifecycleError::Expired(_))
+        ),
+        "{refused:?}"
+    );
+    let data = server.queried("X-1").await;
+    assert_eq!(
+        (data["status"].as_i64(), data["errorMsg"].as_str()),
+        (Some(3), Some("the order expired"))
+    );
+    assert_eq!(
+        server
+            .store
+            .callbacks_of_order(&order_no)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A cashier order: choosing a method after expiry shows the result, nothing starts.
+    let (pay_url, _) = server.order("X-2", |_| {}).await;
+    let token = pay_url.rsplit('/').next().unwrap();
+    let csrf = server.gateway.form_key.token_for(token);
+    let chosen = post_form(
+        &format!("{pay_url}/method"),
+        &[("method", "IDEAL_EUR"), ("csrf", &csrf)],
+        &[],
+    )
+    .await;
+    assert_ne!(chosen.status, 500);
+    assert_eq!(server.queried("X-2").await["status"], 3);
+}
+
+/// More overdue orders than one sweep batch are all expired at once, not one batch per interval.
+async fn the_sweep_keeps_up_with_a_backlog(server: Server) {
+    let app = server.store.app(server.eur).await.unwrap().unwrap();
+    let inserts = (0..600).map(|i| {
+        let (store, app) = (server.store.clone(), app.clone());
+        tokio::spawn(async move {
+            let new = kassa_core::NewOrder {
+                app_id: app.app_id,
+                merchant_order_id: format!("B-{i}"),
+                amount_minor: AmountMinor(1_000),
+                method: kassa_core::PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+                country: None,
+                payer: None,
+                subject: None,
+                body: None,
+                callback_url: None,
+                callback_fail_url: None,
+                notify_url: None,
+                request_fingerprint: format!("fp-{i}"),
+                dialect: "collect",
+            };
+            let ids = kassa_server::ids::new_order_ids();
+            let now = kassa_server::now_ms();
+            let mut order = kassa_core::Order::create(&app, new, ids, now - 10, 1).unwrap();
+            order.route_to("sandbox", "sandbox");
+            store.insert_order(&order).await.unwrap();
+        })
+    });
+    for insert in inserts.collect::<Vec<_>>() {
+        insert.await.unwrap();
+    }
+    // An hour between sweeps: only looping while batches come back full can clear 600.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(kassa_server::sweeper::run(
+        server.gateway.clone(),
+        3_600_000,
+        stopped,
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = server.store.expired_orders(kassa_server::now_ms(), 1).await;
+        if left.unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep fell behind"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    sweeper.await.unwrap();
+}
+
 async fn fees_and_local_pay_time(server: Server) {
     let rule = FeeRule::new(150, AmountMinor(25)).unwrap();
     server
@@ -500,7 +604,13 @@ kassa_store::on_both_databases!(
 
 mod expiring {
     use super::orders_expire;
-    kassa_store::on_both_databases!(super::super::short_lived; orders_expire);
+    use super::{overdue_orders_refuse_payment, the_sweep_keeps_up_with_a_backlog};
+    kassa_store::on_both_databases!(
+        super::super::short_lived;
+        orders_expire,
+        overdue_orders_refuse_payment,
+        the_sweep_keeps_up_with_a_backlog,
+    );
 }
 
 mod timezone {
