@@ -782,8 +782,36 @@ mod with_own_server {
     );
 }
 
+/// A value that hides `&key=` of a field the request could carry would let the same signature
+/// stand for a differently split request: refused. Query strings a re-split cannot use pass.
+async fn ambiguous_values_are_refused(server: Server) {
+    let mut hidden = server.apply_body("A-amb");
+    hidden["name"] = json!("Maria&notifyUrl=https://evil.example/hook");
+    hidden.as_object_mut().unwrap().remove("notifyUrl");
+    let reply = server.post("/eur/collect/apply", &hidden).await;
+    assert_error(&reply, 400, "10000005", "notifyUrl");
+    assert!(
+        reply.1["msg"].as_str().unwrap().starts_with("name"),
+        "{}",
+        reply.1
+    );
+    assert!(
+        server
+            .store
+            .order_by_merchant_order_id(server.eur, "A-amb")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut query_string = server.apply_body("A-qs");
+    query_string["callBackUrl"] = json!("https://shop.example/ok?order=A-qs&orderId=7&x=1");
+    let (status, reply) = server.post("/eur/collect/apply", &query_string).await;
+    assert_eq!(status, 200, "{reply}");
+}
+
 kassa_store::on_both_databases!(
     super::Server::start;
+    ambiguous_values_are_refused,
     apply_and_query,
     non_cashier_methods,
     replays_and_duplicates,

@@ -46,6 +46,7 @@ static ECHO_WORDS: Words = Words {
     success_url: "returnUrl",
     fail_url: "returnUrl",
     notify_url: "hookUrl",
+    fields: &["appId", "ref", "amount", "hookUrl"],
 };
 
 async fn echo_create(State(gateway): State<Arc<Gateway>>, incoming: Incoming) -> Response {

@@ -156,6 +156,39 @@ pub fn parse_signed_object(json: &str) -> Result<SignedObject<'_>, CanonicalErro
     })
 }
 
+/// Where a received object's canonical string could be split into other fields: the field
+/// whose string value holds `&KEY=` and that `KEY`, when `KEY` is a key of the message or one of
+/// `known_keys` (the dialect's) and sorts between that field and the next one. Such a value
+/// makes the signature stand for two requests (`name` = `Jane&notifyUrl=URL` signs alike with a
+/// separate `notifyUrl`), so it is refused. `&KEY=` that no re-split can use (an unknown key,
+/// or one that would fall out of order) is allowed: query strings in URLs stay usable.
+pub fn ambiguous_split(object: &SignedObject, known_keys: &[&str]) -> Option<(String, String)> {
+    let signed: Vec<(&str, Cow<'_, str>)> = object
+        .fields
+        .iter()
+        .filter(|(key, _)| *key != SIGN_FIELD)
+        .filter_map(|(key, raw)| match part_of_raw(key, raw.get()) {
+            Ok(Part::Text(text)) => Some((key.as_str(), text)),
+            _ => None,
+        })
+        .collect();
+    for (index, (key, value)) in signed.iter().enumerate() {
+        let next = signed.get(index + 1).map(|(next, _)| *next);
+        for (at, _) in value.match_indices('&') {
+            let rest = &value[at + 1..];
+            let Some(candidate) = rest.split_once('=').map(|(candidate, _)| candidate) else {
+                continue;
+            };
+            let is_key = known_keys.contains(&candidate) || object.fields.contains_key(candidate);
+            let in_order = candidate > *key && next.is_none_or(|next| candidate < next);
+            if is_key && in_order {
+                return Some((key.to_string(), candidate.to_string()));
+            }
+        }
+    }
+    None
+}
+
 /// The canonical string of an object kassa builds itself (replies, callbacks).
 pub fn canonical_of_map(
     map: &serde_json::Map<String, serde_json::Value>,
@@ -173,6 +206,37 @@ pub fn canonical_of_map(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn values_that_re_split_into_other_fields_are_found() {
+        let known = ["amount", "name", "notifyUrl", "subject"];
+        let split = |json: &str| ambiguous_split(&parse_signed_object(json).unwrap(), &known);
+        // A separate notifyUrl and one hidden in the name sign alike: refused.
+        let hidden = r#"{"amount":"1","name":"Jane&notifyUrl=https://evil.example/x"}"#;
+        assert_eq!(split(hidden), Some(("name".into(), "notifyUrl".into())));
+        assert_eq!(
+            parse_signed_object(hidden).unwrap().canonical,
+            parse_signed_object(
+                r#"{"amount":"1","name":"Jane","notifyUrl":"https://evil.example/x"}"#
+            )
+            .unwrap()
+            .canonical
+        );
+        // Query strings whose keys no re-split can use stay allowed.
+        assert_eq!(
+            split(r#"{"notifyUrl":"https://shop.example/?a=1&b=2&zz=3"}"#),
+            None
+        );
+        assert_eq!(split(r#"{"name":"Tom&Jerry","subject":"x"}"#), None);
+        // Out of order (a key before the field) or taken by the next field: no re-split.
+        assert_eq!(split(r#"{"name":"x&amount=5"}"#), None);
+        assert_eq!(split(r#"{"name":"x&notifyUrl=u","notifyUrl":"v"}"#), None);
+        // The last field can swallow any later key.
+        assert_eq!(
+            split(r#"{"amount":"1","name":"x&subject=free"}"#),
+            Some(("name".into(), "subject".into()))
+        );
+    }
 
     fn canonical(json: &str) -> String {
         parse_signed_object(json).unwrap().canonical

@@ -11,7 +11,9 @@ pub mod canonical;
 pub mod keys;
 pub mod webhook;
 
-pub use canonical::{CanonicalError, SignedObject, canonical_of_map, parse_signed_object};
+pub use canonical::{
+    CanonicalError, SignedObject, ambiguous_split, canonical_of_map, parse_signed_object,
+};
 pub use keys::{KeyError, SigningKey, VerifyError, VerifyingKey};
 
 /// Lowercase hex SHA-256 of `data`.

@@ -53,6 +53,24 @@ static WORDS: Words = Words {
     success_url: "callBackUrl",
     fail_url: "callBackFailUrl",
     notify_url: "notifyUrl",
+    fields: &[
+        "appId",
+        "orderId",
+        "orderNo",
+        "name",
+        "phone",
+        "email",
+        "amount",
+        "payType",
+        "inBankCode",
+        "callBackUrl",
+        "callBackFailUrl",
+        "notifyUrl",
+        "subject",
+        "country",
+        "body",
+        "partnerUserId",
+    ],
 };
 
 /// The `status` integer of the seed for a core status.

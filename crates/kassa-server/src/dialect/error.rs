@@ -66,6 +66,9 @@ pub struct Words {
     pub success_url: &'static str,
     pub fail_url: &'static str,
     pub notify_url: &'static str,
+    /// Every field a request of the dialect may carry: a value that hides `&FIELD=` where a
+    /// re-split could use it is refused (see `kassa_signature::ambiguous_split`).
+    pub fields: &'static [&'static str],
 }
 
 impl ApiError {
@@ -152,6 +155,16 @@ impl ApiError {
             other => other.to_string(),
         };
         ApiError::new(kind, msg)
+    }
+
+    /// A value whose `&key=` would let the signature stand for a differently split request.
+    pub fn ambiguous(field: &str, key: &str) -> Self {
+        ApiError::new(
+            ErrorKind::InvalidField,
+            format!(
+                "{field} holds \"&{key}=\", which would let its signature stand for a request with a separate {key}; write & as %26 there"
+            ),
+        )
     }
 
     pub fn rate_limited(wait: RetryAfterS) -> Self {

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use kassa_core::validate::FieldError;
 use kassa_core::{App, AppId, NewOrder, Order, OrderStatus};
-use kassa_signature::{SignedObject, digest_hex, parse_signed_object};
+use kassa_signature::{SignedObject, ambiguous_split, digest_hex, parse_signed_object};
 use kassa_store::{InsertOutcome, StoreError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -193,6 +193,9 @@ pub async fn authenticate<'a>(
     incoming: &'a Incoming,
 ) -> Result<Authenticated<'a>, ApiError> {
     let object = parse_signed_object(body_text(&incoming.body)?)?;
+    if let Some((field, key)) = ambiguous_split(&object, dialect.words().fields) {
+        return Err(ApiError::ambiguous(&field, &key));
+    }
     let (app_id, sign) = dialect.identify_app(gateway, incoming, &object).await?;
     let app = verified_app(gateway, dialect.words(), app_id, &object.canonical, &sign).await?;
     dialect.check_app(&app, incoming)?;

@@ -51,6 +51,13 @@ static WORDS: Words = Words {
     success_url: "callBackUrl",
     fail_url: "callBackFailUrl",
     notify_url: "notifyUrl",
+    fields: &[
+        "userOrderNumber",
+        "submitAmount",
+        "paymentType",
+        "currencyType",
+        "notifyUrl",
+    ],
 };
 
 /// The seed's `orderState` for a core status.
