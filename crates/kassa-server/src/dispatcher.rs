@@ -41,6 +41,8 @@ pub struct DispatcherConfig {
     pub idle_poll_ms: u64,
     /// Deliver to private, loopback and other forbidden addresses (sandboxes and tests only).
     pub allow_private_targets: bool,
+    /// The only ports a callback may go to; empty: any port.
+    pub allowed_ports: Vec<u16>,
     /// This node's name in leases and in the attempt log.
     pub node_id: String,
 }
@@ -53,6 +55,7 @@ impl Default for DispatcherConfig {
             max_concurrency: 32,
             idle_poll_ms: 1_000,
             allow_private_targets: false,
+            allowed_ports: Vec::new(),
             node_id: format!("node-{}", crate::ids::new_callback_id()),
         }
     }
@@ -261,6 +264,7 @@ impl Dispatcher {
         started_at_ms: i64,
     ) -> Result<(u16, String), String> {
         let url = url::Url::parse(&callback.url).map_err(|e| format!("bad URL: {e}"))?;
+        ssrf::check_port(&url, &self.config.allowed_ports)?;
         if !self.config.allow_private_targets {
             ssrf::check_literal(&url)?;
         }

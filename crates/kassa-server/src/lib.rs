@@ -152,6 +152,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Accept callback and redirect targets on private and loopback addresses (sandboxes, tests).
     pub allow_private_targets: bool,
+    /// The only ports callback and redirect targets may use; empty: any port.
+    pub allowed_target_ports: Vec<u16>,
     /// How long an app row is reused before it is read again: an operator's change to an app
     /// takes effect within this time. 0 reads it on every request.
     pub app_cache_ttl_ms: u64,
@@ -170,6 +172,7 @@ impl Default for ServerConfig {
             pix_order_lifetime_ms: 24 * 60 * 60 * 1000,
             request_timeout_ms: 30_000,
             allow_private_targets: false,
+            allowed_target_ports: Vec::new(),
             app_cache_ttl_ms: 1_000,
             max_in_flight: 1_024,
             app_rate_limit_per_s: 0,

@@ -36,6 +36,21 @@ pub fn check_literal(url: &url::Url) -> Result<(), String> {
     }
 }
 
+/// Refuses a target on a port outside the operator's allowlist (an empty list allows all).
+pub fn check_port(url: &url::Url, allowed_ports: &[u16]) -> Result<(), String> {
+    let Some(port) = url.port_or_known_default() else {
+        return Err("has no port kassa can use".into());
+    };
+    if allowed_ports.is_empty() || allowed_ports.contains(&port) {
+        return Ok(());
+    }
+    let allowed: Vec<String> = allowed_ports.iter().map(u16::to_string).collect();
+    Err(format!(
+        "uses port {port}; callbacks and redirects may use ports {} only",
+        allowed.join(", ")
+    ))
+}
+
 /// How long a host's verdict is reused: merchants send the same few hosts with every order,
 /// and a slow DNS server must not slow every order down.
 const VERDICT_TTL: Duration = Duration::from_secs(60);

@@ -513,6 +513,27 @@ async fn private_targets_are_refused_at_delivery(setup: Setup) {
     task.await.unwrap();
 }
 
+/// A port outside the operator's allowlist is refused at delivery too: nothing is sent.
+async fn ports_outside_the_allowlist_are_refused_at_delivery(setup: Setup) {
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
+    let order = setup.settled_order("M-port", &receiver.url, paid()).await;
+    let (stop, task) = setup.dispatcher(DispatcherConfig {
+        allowed_ports: vec![443],
+        ..fast(true)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.state_of(&order).await.1.is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let (_, attempts) = setup.state_of(&order).await;
+    let error = attempts[0].error.as_deref().unwrap();
+    assert!(error.contains("port") && error.contains("443"), "{error}");
+    assert!(receiver.requests().is_empty(), "nothing was sent");
+}
+
 /// Every forbidden class is refused at delivery too (the guard refuses before connecting, so no
 /// packet leaves for these addresses). Creation-time refusal is tested in `collect_api.rs`.
 async fn every_forbidden_class_is_refused_at_delivery(setup: Setup) {
@@ -676,6 +697,7 @@ kassa_store::on_both_databases!(
     two_dispatchers_share_the_work,
     private_targets_are_refused_at_delivery,
     every_forbidden_class_is_refused_at_delivery,
+    ports_outside_the_allowlist_are_refused_at_delivery,
     orders_without_notify_url_or_not_settled_send_nothing,
     pix_callbacks_carry_x_sign,
 );

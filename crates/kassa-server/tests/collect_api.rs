@@ -726,7 +726,7 @@ async fn cashier_page_escapes_and_hides(server: Server) {
     );
 }
 
-const FORBIDDEN_TARGETS: [(&str, &str); 9] = [
+const FORBIDDEN_TARGETS: [(&str, &str); 20] = [
     ("http://127.0.0.1:9/notify", "loopback"),
     ("http://[::1]/notify", "loopback"),
     ("http://localhost:9/notify", "loopback"),
@@ -736,6 +736,18 @@ const FORBIDDEN_TARGETS: [(&str, &str); 9] = [
     ("http://[fe80::1]/notify", "link-local"),
     ("http://[fd00::1]/notify", "unique-local"),
     ("http://224.0.0.1/notify", "multicast"),
+    // The IPv6 forms that carry an IPv4 address, and the rest of IANA's special registries.
+    ("http://[::127.0.0.1]/notify", "loopback"),
+    ("http://[::ffff:0:7f00:1]/notify", "loopback"),
+    ("http://[2002:7f00:1::]/notify", "loopback"),
+    ("http://[fec0::1]/notify", "site-local"),
+    ("http://192.0.0.8/notify", "IETF protocol assignments"),
+    ("http://198.18.0.1/notify", "benchmarking"),
+    ("http://192.0.2.1/notify", "documentation"),
+    ("http://198.51.100.1/notify", "documentation"),
+    ("http://203.0.113.1/notify", "documentation"),
+    ("http://240.0.0.1/notify", "reserved"),
+    ("http://255.255.255.255/notify", "broadcast"),
 ];
 
 async fn private_targets_are_refused_at_creation(server: Server) {
@@ -763,6 +775,27 @@ async fn private_targets_are_refused_at_creation(server: Server) {
     }
 }
 
+/// With a port allowlist, targets on other ports are refused at creation, private or not.
+async fn target_ports_can_be_restricted(db: TestDatabase) {
+    let server = Server::start_configured(db, |config| {
+        config.allowed_target_ports = vec![443];
+    })
+    .await;
+    let mut body = server.apply_body("PORT-1");
+    body["callBackUrl"] = json!("https://shop.example:8443/ok");
+    let reply = server.post("/eur/collect/apply", &body).await;
+    assert_error(&reply, 400, "30000006", "callBackUrl");
+    assert!(
+        reply.1["msg"].as_str().unwrap().contains("8443"),
+        "{}",
+        reply.1
+    );
+    let (status, reply) = server
+        .post("/eur/collect/apply", &server.apply_body("PORT-2"))
+        .await;
+    assert_eq!(status, 200, "https on 443 passes: {reply}");
+}
+
 async fn private_targets_are_allowed_with_the_flag(db: TestDatabase) {
     let server = Server::start_allowing_private_targets(db).await;
     for (i, (target, _)) in FORBIDDEN_TARGETS.iter().enumerate() {
@@ -775,10 +808,11 @@ async fn private_targets_are_allowed_with_the_flag(db: TestDatabase) {
 
 /// Tests that build their own server take the bare database.
 mod with_own_server {
-    use super::private_targets_are_allowed_with_the_flag;
+    use super::{private_targets_are_allowed_with_the_flag, target_ports_can_be_restricted};
     kassa_store::on_both_databases!(
         kassa_store::testing::database;
-        private_targets_are_allowed_with_the_flag
+        private_targets_are_allowed_with_the_flag,
+        target_ports_can_be_restricted,
     );
 }
 

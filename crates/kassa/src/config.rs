@@ -78,6 +78,9 @@ pub struct ServeOptions {
     /// Allow callback and redirect targets on loopback and private addresses (sandboxes, tests).
     #[arg(long, env = "KASSA_ALLOW_PRIVATE_CALLBACKS")]
     pub allow_private_callbacks: bool,
+    /// The only ports callback and redirect targets may use, e.g. 443,8443. [default: any]
+    #[arg(long, env = "KASSA_ALLOWED_TARGET_PORTS", value_delimiter = ',')]
+    pub allowed_target_ports: Vec<u16>,
     /// The operator's time zone (IANA name) for times shown to merchants, such as payTime. Kept
     /// in the database, so every node and every command dates alike. [default: the zone kept
     /// there, else UTC]

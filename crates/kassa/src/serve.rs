@@ -219,6 +219,7 @@ fn server_config(options: &ServeOptions, public_url: String, allow_private: bool
         pix_order_lifetime_ms: options.pix_order_lifetime.ms as i64,
         request_timeout_ms: options.request_timeout.ms,
         allow_private_targets: allow_private,
+        allowed_target_ports: options.allowed_target_ports.clone(),
         max_in_flight: options.max_in_flight.max(1),
         app_rate_limit_per_s: options.app_rate_limit,
         ..ServerConfig::default()
@@ -259,6 +260,7 @@ impl Background {
                 },
                 request_timeout_ms: options.callback_timeout.ms,
                 allow_private_targets: allow_private,
+                allowed_ports: options.allowed_target_ports.clone(),
                 ..DispatcherConfig::default()
             },
             gateway.dispatcher_wake.clone(),

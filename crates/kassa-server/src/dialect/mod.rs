@@ -253,25 +253,26 @@ pub fn url_field(
     Ok(value)
 }
 
-/// Refuses callback and redirect targets on private, loopback and similar addresses (SSRF),
-/// unless the operator allowed them.
+/// Refuses callback and redirect targets on ports outside the operator's allowlist, and on
+/// private, loopback and similar addresses (SSRF) unless the operator allowed them.
 async fn check_targets(gateway: &Gateway, words: &Words, new: &NewOrder) -> Result<(), ApiError> {
-    if gateway.config.allow_private_targets {
-        return Ok(());
-    }
     let targets = [
         (words.success_url, &new.callback_url),
         (words.fail_url, &new.callback_fail_url),
         (words.notify_url, &new.notify_url),
     ];
+    let forbidden = |field: &str, why: String| {
+        ApiError::new(ErrorKind::ForbiddenTarget, format!("{field} {why}"))
+    };
     for (field, target) in targets {
         let Some(target) = target else { continue };
         let url = url::Url::parse(target).map_err(|e| FieldError::invalid(field, e.to_string()))?;
-        gateway
-            .targets
-            .check(&url)
-            .await
-            .map_err(|why| ApiError::new(ErrorKind::ForbiddenTarget, format!("{field} {why}")))?;
+        crate::ssrf::check_port(&url, &gateway.config.allowed_target_ports)
+            .map_err(|why| forbidden(field, why))?;
+        if !gateway.config.allow_private_targets {
+            let verdict = gateway.targets.check(&url).await;
+            verdict.map_err(|why| forbidden(field, why))?;
+        }
     }
     Ok(())
 }
