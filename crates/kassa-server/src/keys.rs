@@ -86,6 +86,18 @@ pub struct MerchantKeys {
     cache: RwLock<HashMap<AppId, (String, Arc<VerifyingKey>)>>,
 }
 
+/// The key an unknown app's request is checked against, so that it costs what a known app's
+/// does and fails alike: nobody holds its private half (it is drawn once per process).
+pub fn decoy_key() -> &'static VerifyingKey {
+    static DECOY: std::sync::OnceLock<VerifyingKey> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        SigningKey::generate()
+            .expect("the operating system's random source failed")
+            .verifying_key()
+            .clone()
+    })
+}
+
 impl MerchantKeys {
     /// The app's key, `None` if none is registered.
     pub fn for_app(&self, app: &App) -> Result<Option<Arc<VerifyingKey>>, KeyError> {

@@ -214,11 +214,11 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
             "callBackUrl",
         ),
         (
-            "unknown appId",
+            "unknown appId: answered like a wrong sign",
             "eur",
             set("appId", json!(999_999)),
             401,
-            "20000004",
+            "20000003",
             "999999",
         ),
         (

@@ -499,8 +499,23 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
             &text,
             vec![("x-app-id", "999999"), ("x-sign", good.as_str())],
             401,
-            2004,
+            2003,
             "999999",
+        ),
+        (
+            &text,
+            vec![("x-app-id", &format!("0{brl}")), ("x-sign", good.as_str())],
+            401,
+            2004,
+            "leading zeros",
+        ),
+        (
+            &text,
+            // (Spaces around a header value never reach kassa: HTTP strips them.)
+            vec![("x-app-id", &format!("{brl} 1")), ("x-sign", good.as_str())],
+            401,
+            2004,
+            "spaces",
         ),
         (
             &text,

@@ -32,13 +32,9 @@ use std::sync::Arc;
 /// in the body; replies are the signed data alone; errors are `{"echoError":KIND,"msg":…}`.
 struct Echo;
 
-fn unknown_echo_app(app_id: AppId) -> String {
-    format!("no echo app {app_id}")
-}
-
 static ECHO_WORDS: Words = Words {
     app: "app",
-    unknown_app: unknown_echo_app,
+    app_id: "appId",
     sign: "sign",
     order_id: "ref",
     order_id_max_chars: 40,

@@ -15,8 +15,8 @@ crate::dialect::error_table! {
     BodyTooLarge = "10000006", PAYLOAD_TOO_LARGE, "The body is larger than 64 KiB.";
     MissingSign = "20000001", UNAUTHORIZED, "sign is missing or empty.";
     MalformedSign = "20000002", UNAUTHORIZED, "sign is not standard base64 with padding.";
-    WrongSign = "20000003", UNAUTHORIZED, "sign does not verify with the app's registered public key.";
-    UnknownApp = "20000004", UNAUTHORIZED, "No app has this appId.";
+    WrongSign = "20000003", UNAUTHORIZED, "sign does not verify with the app's registered public key, or no app has this appId (one answer for both).";
+    UnknownApp = "20000004", UNAUTHORIZED, "Not answered any more: an unknown appId is answered like a wrong sign (20000003), so that app ids cannot be probed without a key.";
     NoKeyRegistered = "20000005", UNAUTHORIZED, "The app has no usable public key registered.";
     WrongCurrency = "30000001", BAD_REQUEST, "The appId belongs to an app of another currency than the URL's.";
     MethodNotForCurrency = "30000002", BAD_REQUEST, "The inBankCode does not collect this currency.";

@@ -39,13 +39,9 @@ const MAX_BODY_FIELD_CHARS: usize = 1024;
 /// The `collect` dialect.
 pub struct Collect;
 
-fn unknown_app(app_id: AppId) -> String {
-    format!("appId {app_id} is unknown")
-}
-
 static WORDS: Words = Words {
     app: "appId",
-    unknown_app,
+    app_id: "appId",
     sign: "sign",
     order_id: "orderId",
     order_id_max_chars: MAX_ORDER_ID_CHARS,

@@ -53,8 +53,8 @@ pub struct ApiError {
 pub struct Words {
     /// The app in "… has no usable public key registered": `appId`, `app`.
     pub app: &'static str,
-    /// The message for an app id that names no app.
-    pub unknown_app: fn(AppId) -> String,
+    /// Where the app id travels: `appId`, `X-App-Id`.
+    pub app_id: &'static str,
     /// Where the signature travels: `sign`, `X-Sign`.
     pub sign: &'static str,
     /// The merchant's order id field: `orderId`, `userOrderNumber`, and its longest length.
@@ -97,8 +97,15 @@ impl ApiError {
         )
     }
 
-    pub fn unknown_app(words: &Words, app_id: AppId) -> Self {
-        ApiError::new(ErrorKind::UnknownApp, (words.unknown_app)(app_id))
+    /// A signature that does not verify, or an app that does not exist: one answer for both.
+    pub fn wrong_sign(words: &Words, app_id: AppId) -> Self {
+        ApiError::new(
+            ErrorKind::WrongSign,
+            format!(
+                "{} does not verify for {} {app_id} (unknown app or another key)",
+                words.sign, words.app_id
+            ),
+        )
     }
 
     pub fn no_key(words: &Words, app_id: AppId) -> Self {

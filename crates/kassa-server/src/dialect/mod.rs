@@ -24,7 +24,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use kassa_core::validate::FieldError;
 use kassa_core::{App, AppId, NewOrder, Order, OrderStatus};
-use kassa_signature::{SignedObject, ambiguous_split, digest_hex, parse_signed_object};
+use kassa_signature::{
+    SignedObject, VerifyError, ambiguous_split, digest_hex, parse_signed_object,
+};
 use kassa_store::{InsertOutcome, StoreError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -202,7 +204,9 @@ pub async fn authenticate<'a>(
     Ok(Authenticated { app, object })
 }
 
-/// The app whose registered key verifies `sign` over `canonical`.
+/// The app whose registered key verifies `sign` over `canonical`. An unknown app is answered
+/// exactly like a wrong signature — same code, message and work (its request is checked
+/// against a decoy key) — so that app ids cannot be probed without a merchant's key.
 async fn verified_app(
     gateway: &Gateway,
     words: &Words,
@@ -210,21 +214,32 @@ async fn verified_app(
     canonical: &str,
     sign: &str,
 ) -> Result<App, ApiError> {
-    let app = gateway
-        .apps
-        .get(gateway.store.as_ref(), app_id)
-        .await?
-        .ok_or_else(|| ApiError::unknown_app(words, app_id))?;
-    let key = gateway
-        .merchant_keys
-        .for_app(&app)
-        .map_err(|e| {
-            tracing::error!(app_id = app_id.0, error = %e, "registered public key unusable");
-            ApiError::no_key(words, app_id)
-        })?
-        .ok_or_else(|| ApiError::no_key(words, app_id))?;
-    key.verify_base64(canonical.as_bytes(), sign)
-        .map_err(|e| ApiError::signature(words, e))?;
+    let app = gateway.apps.get(gateway.store.as_ref(), app_id).await?;
+    let registered = match &app {
+        Some(app) => Some(
+            gateway
+                .merchant_keys
+                .for_app(app)
+                .map_err(|e| {
+                    tracing::error!(app_id = app_id.0, error = %e, "registered public key unusable");
+                    ApiError::no_key(words, app_id)
+                })?
+                .ok_or_else(|| ApiError::no_key(words, app_id))?,
+        ),
+        None => None,
+    };
+    let key: &kassa_signature::VerifyingKey = match registered.as_deref() {
+        Some(key) => key,
+        None => crate::keys::decoy_key(),
+    };
+    let verified = key.verify_base64(canonical.as_bytes(), sign);
+    let app = match (verified, app) {
+        (Ok(()), Some(app)) => app,
+        (Err(e @ (VerifyError::MissingSign | VerifyError::Base64)), _) => {
+            return Err(ApiError::signature(words, e));
+        }
+        _ => return Err(ApiError::wrong_sign(words, app_id)),
+    };
     let per_s = gateway.config.app_rate_limit_per_s;
     if per_s > 0 {
         gateway

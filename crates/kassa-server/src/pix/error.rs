@@ -15,8 +15,8 @@ crate::dialect::error_table! {
     BodyTooLarge = 1006, PAYLOAD_TOO_LARGE, "The body is larger than 64 KiB.";
     MissingSign = 2001, UNAUTHORIZED, "The X-Sign header is missing or empty.";
     MalformedSign = 2002, UNAUTHORIZED, "X-Sign is not standard base64 with padding.";
-    WrongSign = 2003, UNAUTHORIZED, "X-Sign does not verify with the app's registered public key.";
-    UnknownApp = 2004, UNAUTHORIZED, "The X-App-Id header is missing, not a positive integer, or names no app.";
+    WrongSign = 2003, UNAUTHORIZED, "X-Sign does not verify with the app's registered public key, or X-App-Id names no app (one answer for both).";
+    UnknownApp = 2004, UNAUTHORIZED, "The X-App-Id header is missing, or not a positive integer written as plain digits (no spaces, no leading zeros).";
     NoKeyRegistered = 2005, UNAUTHORIZED, "The app has no usable public key registered.";
     WrongCurrency = 3001, BAD_REQUEST, "The app collects another currency than BRL.";
     AmountOutOfLimits = 3002, BAD_REQUEST, "submitAmount is zero or outside the app's limits.";

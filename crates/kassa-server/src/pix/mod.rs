@@ -37,13 +37,9 @@ const MAX_MESSAGE_CHARS: usize = 200;
 /// The `pix` dialect.
 pub struct Pix;
 
-fn unknown_app(app_id: AppId) -> String {
-    format!("X-App-Id {app_id} names no app")
-}
-
 static WORDS: Words = Words {
     app: "app",
-    unknown_app,
+    app_id: "X-App-Id",
     sign: "X-Sign",
     order_id: "userOrderNumber",
     order_id_max_chars: MAX_ORDER_NUMBER_CHARS,
@@ -271,24 +267,25 @@ impl Dialect for Pix {
         incoming: &Incoming,
         _object: &SignedObject<'_>,
     ) -> Result<(AppId, String), ApiError> {
-        let header_text = |name: &str| {
-            incoming
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
+        let header_text = |name: &str| incoming.headers.get(name).and_then(|v| v.to_str().ok());
+        // Exactly the digits of a positive integer: no spaces, no leading zeros (one app, one
+        // spelling).
         let app_id = header_text("x-app-id")
-            .filter(|v| !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 18
+                    && !v.starts_with('0')
+                    && v.bytes().all(|b| b.is_ascii_digit())
+            })
             .and_then(|v| v.parse::<i64>().ok())
             .filter(|id| *id > 0)
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::UnknownApp,
-                    "the X-App-Id header must be a positive integer",
+                    "the X-App-Id header must be a positive integer, without spaces or leading zeros",
                 )
             })?;
-        let sign = header_text("x-sign").unwrap_or("").to_string();
+        let sign = header_text("x-sign").unwrap_or("").trim().to_string();
         Ok((AppId(app_id), sign))
     }
 
