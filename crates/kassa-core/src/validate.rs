@@ -76,7 +76,30 @@ pub fn text(field: &'static str, value: &str, max_chars: usize) -> Result<(), Fi
     if value.chars().any(char::is_control) {
         return Err(FieldError::invalid(field, "contains control characters"));
     }
+    if let Some(c) = value.chars().find(|c| is_bidi_control_or_separator(*c)) {
+        return Err(FieldError::invalid(
+            field,
+            format!(
+                "contains U+{:04X}, a text-direction control or line separator",
+                u32::from(c)
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Characters that reorder or break the text around them when it is shown (Trojan Source):
+/// the bidirectional embeddings, overrides, isolates and marks, and the Unicode line and
+/// paragraph separators. Refused in every text a merchant sends.
+pub fn is_bidi_control_or_separator(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}' | '\u{061C}')
+}
+
+/// Characters a terminal shows as nothing (zero-width, soft hyphen, byte-order mark, other
+/// format characters): escaped wherever kassa prints merchant text for a person.
+pub fn is_invisible(c: char) -> bool {
+    is_bidi_control_or_separator(c)
+        || matches!(c, '\u{00AD}' | '\u{034F}' | '\u{180E}' | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
 /// A merchant's order id: printable ASCII without spaces, at most `max_chars`.
@@ -185,6 +208,24 @@ pub fn http_url(field: &'static str, value: &str) -> Result<url::Url, FieldError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direction_controls_and_line_separators_are_refused() {
+        for bad in [
+            "Jane\u{202E}gnp.exe",
+            "a\u{2028}b",
+            "x\u{2067}y",
+            "\u{200F}",
+        ] {
+            let refused = text("name", bad, 100).unwrap_err();
+            assert!(matches!(refused.problem, Problem::Invalid(_)), "{bad:?}");
+            assert!(refused.to_string().contains("U+"), "{refused}");
+        }
+        // Zero-width and format characters pass (scripts need some) but count as invisible.
+        assert!(text("name", "Ma\u{200B}ria", 100).is_ok());
+        assert!(is_invisible('\u{200B}') && is_invisible('\u{FEFF}') && is_invisible('\u{202E}'));
+        assert!(!is_invisible('é') && !is_invisible(' '));
+    }
 
     #[test]
     fn emails() {

@@ -214,6 +214,22 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
             "callBackUrl",
         ),
         (
+            "name with a direction override",
+            "eur",
+            set("name", json!("Jane\u{202E}gnp.exe")),
+            400,
+            "10000005",
+            "name",
+        ),
+        (
+            "subject with a line separator",
+            "eur",
+            set("subject", json!("one\u{2028}two")),
+            400,
+            "10000005",
+            "subject",
+        ),
+        (
             "unknown appId: answered like a wrong sign",
             "eur",
             set("appId", json!(999_999)),

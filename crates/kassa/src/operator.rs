@@ -203,10 +203,23 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values always serialise")
-    );
+    let text = serde_json::to_string_pretty(value).expect("JSON values always serialise");
+    println!("{}", escape_invisible(&text));
+}
+
+/// JSON text with every invisible or direction-changing character written as its `\uXXXX`
+/// escape, so a terminal shows what is there (still the same JSON to a program). Such
+/// characters appear only inside strings, where the escape is valid.
+fn escape_invisible(json: &str) -> String {
+    json.chars()
+        .map(|c| {
+            if kassa_core::validate::is_invisible(c) {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn app_json(app: &App) -> Value {
@@ -669,6 +682,15 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_are_escaped_in_output() {
+        let value = json!({"name": "Ma\u{200B}ria\u{FEFF}", "plain": "é"});
+        let shown = escape_invisible(&serde_json::to_string(&value).unwrap());
+        assert_eq!(shown, r#"{"name":"Ma\u200bria\ufeff","plain":"é"}"#);
+        let read: Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(read, value, "still the same JSON");
+    }
 
     #[test]
     fn redacts_passwords() {
