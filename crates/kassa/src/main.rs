@@ -110,12 +110,28 @@ fn init_logging(serving: bool) {
         .init();
 }
 
+/// One-shot commands end like any Unix tool when their reader goes away (`kassa … | head`):
+/// by SIGPIPE, silently, instead of a panic about a failed print. The server keeps Rust's
+/// default (the signal ignored), so a client that hangs up never stops it.
+fn die_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; restores the default disposition of one
+    // signal, which has no memory-safety effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     // The matches are kept: they tell which options the command line or environment set, so
     // the config file fills in only the others.
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    init_logging(matches!(cli.command, Command::Serve(_)));
+    let serving = matches!(cli.command, Command::Serve(_));
+    if !serving {
+        die_quietly_on_a_closed_pipe();
+    }
+    init_logging(serving);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1063,3 +1063,23 @@ async fn operator_commands_date_in_the_operators_zone() {
     let later_at_ms = later["paidAtMs"].as_i64().unwrap();
     assert_eq!(callback_pay_time(&url, &later_no), in_tokyo(later_at_ms));
 }
+
+/// A one-shot command whose reader goes away (`kassa … | head`) ends by SIGPIPE, silently,
+/// not with a panic and a backtrace.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    run_ok(&mut kassa(&["openapi"]));
+    let mut child = kassa(&["openapi", "--database-url", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first write
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}
