@@ -156,6 +156,20 @@ fn unavailable() -> Response {
     )
 }
 
+/// Whether a path is one of the payer's (pages, forms, their assets).
+pub fn owns_path(path: &str) -> bool {
+    path.starts_with("/pay/") || path.starts_with("/assets/")
+}
+
+/// The payer's "try again" page for an overloaded server, with `Retry-After`.
+pub fn unavailable_page(retry_after_s: u64) -> Response {
+    let mut response = unavailable();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after_s.into());
+    response
+}
+
 /// The order behind a page token, or the response to give instead.
 async fn order_for(gateway: &Gateway, token: &str) -> Result<Order, Response> {
     if !ids::is_cashier_token(token) {

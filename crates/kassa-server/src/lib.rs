@@ -150,6 +150,11 @@ pub struct ServerConfig {
     pub pix_order_lifetime_ms: i64,
     /// The longest a request may take end to end.
     pub request_timeout_ms: u64,
+    /// The longest a request's body may take to arrive (never more than the request timeout);
+    /// until it has, the request holds no slot of `max_in_flight`.
+    pub body_read_timeout_ms: u64,
+    /// Bodies one client address may be sending at once; more are answered 503.
+    pub max_uploads_per_address: usize,
     /// Accept callback and redirect targets on private and loopback addresses (sandboxes, tests).
     pub allow_private_targets: bool,
     /// The only ports callback and redirect targets may use; empty: any port.
@@ -157,7 +162,8 @@ pub struct ServerConfig {
     /// How long an app row is reused before it is read again: an operator's change to an app
     /// takes effect within this time. 0 reads it on every request.
     pub app_cache_ttl_ms: u64,
-    /// Most requests handled at once; more are answered 503 with `Retry-After`.
+    /// Most requests handled at once, counted apart for the merchant APIs and for the rest
+    /// (payer pages, health); more are answered 503 with `Retry-After`.
     pub max_in_flight: usize,
     /// Verified merchant-API requests each app may make per second (bursts of as many);
     /// above it, 429 with `Retry-After`. 0: no limit.
@@ -171,6 +177,8 @@ impl Default for ServerConfig {
             collect_order_lifetime_ms: 30 * 60 * 1000,
             pix_order_lifetime_ms: 24 * 60 * 60 * 1000,
             request_timeout_ms: 30_000,
+            body_read_timeout_ms: 10_000,
+            max_uploads_per_address: 16,
             allow_private_targets: false,
             allowed_target_ports: Vec::new(),
             app_cache_ttl_ms: 1_000,
@@ -197,21 +205,44 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     routes
         .merge(cashier::routes())
         .route("/healthz", get(health))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document))
+        .merge(docs(document))
         .fallback(dialect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(
             dialect::MAX_BODY_BYTES,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            shed::InFlight::new(
-                gateway.config.max_in_flight,
-                gateway.config.request_timeout_ms,
-                gateway.dialects.clone(),
-            ),
+            shed::InFlight::new(&gateway.config, gateway.dialects.clone()),
             shed::limit,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(gateway)
+}
+
+/// Only kassa's own files for Swagger UI (scripts and styles it serves itself; the inline
+/// styles and `data:` icons Swagger UI draws with); no framing.
+const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Swagger UI at `/docs` and the description at `/openapi.json`, under a strict CSP.
+fn docs(document: utoipa::openapi::OpenApi) -> Router<Arc<Gateway>> {
+    let swagger = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", document);
+    Router::new()
+        .merge(swagger)
+        .layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                let headers = response.headers_mut();
+                headers.insert(
+                    axum::http::header::CONTENT_SECURITY_POLICY,
+                    axum::http::HeaderValue::from_static(DOCS_CONTENT_SECURITY_POLICY),
+                );
+                headers.insert(
+                    axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                    axum::http::HeaderValue::from_static("nosniff"),
+                );
+                response
+            },
+        ))
 }
 
 /// `GET /healthz`: whether this node can reach its database.

@@ -1,53 +1,190 @@
-//! Load shedding: at most `max_in_flight` requests are handled at once; past that kassa answers
-//! 503 with `Retry-After` at once, in the dialect's envelope, instead of queueing without bound
-//! and collapsing under overload. A request that takes longer than the request timeout (a slow
-//! upload, a stuck database) is cut off the same way, so no client holds a slot for long.
+//! Load shedding and slow clients. A request first has its body read in full — under a deadline,
+//! within its own budget of concurrent uploads, at most `max_uploads_per_address` from one client
+//! address — and only then takes a request slot: so a slow upload holds no slot that fast,
+//! authenticated clients need. Slots come from two budgets: the merchant APIs (the paths a
+//! dialect owns) and everything else (the payer's pages, health, docs), so a saturated API leaves
+//! payers and load balancers served. Past a budget kassa answers 503 with `Retry-After` at once,
+//! in the dialect's envelope (an HTML page on the payer's pages), instead of queueing without
+//! bound; a request that takes longer than the request timeout is cut off the same way.
 
-use crate::dialect::{ApiError, Dialects, ErrorKind};
+use crate::ServerConfig;
+use crate::dialect::{ApiError, Dialects, ErrorKind, MAX_BODY_BYTES};
+use crate::listen::PerAddress;
 use crate::ratelimit::RetryAfterS;
-use axum::extract::{Request, State};
-use axum::http::Uri;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Seconds a shed client is asked to wait.
 const RETRY_AFTER_S: u64 = 1;
+/// Bodies received at once, at the least: uploads cost a buffer, not a handler, so their budget
+/// is set apart from (and is never smaller than) the request slots. With the per-address cap,
+/// exhausting it takes this many / `max_uploads_per_address` addresses.
+const MIN_UPLOADS: usize = 1_024;
 
 #[derive(Clone)]
 pub struct InFlight {
-    slots: Arc<Semaphore>,
+    /// Requests of the merchant APIs handled at once.
+    api_slots: Arc<Semaphore>,
+    /// Requests of the payer's pages, health and docs handled at once.
+    page_slots: Arc<Semaphore>,
+    /// Bodies being received at once.
+    uploads: Arc<Semaphore>,
+    uploads_by_address: PerAddress,
+    max_uploads_per_address: usize,
     request_timeout: Duration,
+    body_read_timeout: Duration,
     /// Whose envelope a refusal is written in, by path.
     dialects: Arc<Dialects>,
 }
 
+/// Why a body could not be received.
+enum Unreceived {
+    TooLarge,
+    Broken,
+    Late,
+    Busy(&'static str),
+}
+
 impl InFlight {
-    pub fn new(max_in_flight: usize, request_timeout_ms: u64, dialects: Arc<Dialects>) -> InFlight {
+    pub fn new(config: &ServerConfig, dialects: Arc<Dialects>) -> InFlight {
+        let slots = config.max_in_flight.max(1);
+        let request_timeout_ms = config.request_timeout_ms.max(1);
         InFlight {
-            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
-            request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
+            api_slots: Arc::new(Semaphore::new(slots)),
+            page_slots: Arc::new(Semaphore::new(slots)),
+            uploads: Arc::new(Semaphore::new(slots.max(MIN_UPLOADS))),
+            uploads_by_address: PerAddress::default(),
+            max_uploads_per_address: config.max_uploads_per_address.max(1),
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            // The body is part of the request: its deadline is never the later one.
+            body_read_timeout: Duration::from_millis(
+                config.body_read_timeout_ms.clamp(1, request_timeout_ms),
+            ),
             dialects,
         }
     }
 
-    /// 503 with `Retry-After`, in the envelope of the dialect the path belongs to.
+    /// 503 with `Retry-After`: an HTML page on the payer's pages, else the envelope of the
+    /// dialect the path belongs to.
     fn unavailable(&self, uri: &Uri, msg: String) -> Response {
         tracing::warn!(path = %uri.path(), "{msg}");
+        if crate::cashier::owns_path(uri.path()) {
+            return crate::cashier::unavailable_page(RETRY_AFTER_S);
+        }
         let error =
             ApiError::new(ErrorKind::Unavailable, msg).retry_after(RetryAfterS(RETRY_AFTER_S));
         self.dialects.for_path(uri.path()).error_response(error)
     }
+
+    fn refusal(&self, uri: &Uri, why: Unreceived) -> Response {
+        match why {
+            Unreceived::TooLarge if self.dialects.owner_of(uri.path()).is_some() => self
+                .dialects
+                .for_path(uri.path())
+                .error_response(ApiError::body_too_large()),
+            Unreceived::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload too large\n").into_response()
+            }
+            Unreceived::Broken => {
+                (StatusCode::BAD_REQUEST, "the body could not be read\n").into_response()
+            }
+            Unreceived::Late => {
+                let ms = self.body_read_timeout.as_millis();
+                let msg = format!(
+                    "the body did not arrive within {ms} ms; retry it unchanged (a retried create gets the original reply)"
+                );
+                self.unavailable(uri, msg)
+            }
+            Unreceived::Busy(msg) => self.unavailable(uri, msg.to_string()),
+        }
+    }
+
+    /// The request with its body read in full, within the upload budgets and the deadline.
+    async fn receive(&self, request: Request) -> Result<Request, Unreceived> {
+        if !carries_body(&request) {
+            return Ok(request);
+        }
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(Unreceived::TooLarge);
+        }
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let _address_slot = match peer {
+            Some(ip) => Some(
+                self.uploads_by_address
+                    .take(ip, self.max_uploads_per_address)
+                    .ok_or(Unreceived::Busy(
+                        "too many uploads from your address at once; retry shortly",
+                    ))?,
+            ),
+            None => None,
+        };
+        let _upload: OwnedSemaphorePermit =
+            self.uploads.clone().try_acquire_owned().map_err(|_| {
+                Unreceived::Busy("kassa is receiving too many uploads; retry shortly")
+            })?;
+        let (parts, body) = request.into_parts();
+        let bytes = tokio::time::timeout(self.body_read_timeout, read_limited(body))
+            .await
+            .map_err(|_| Unreceived::Late)??;
+        Ok(Request::from_parts(parts, Body::from(bytes)))
+    }
+}
+
+/// Whether a request announces a body (a length above zero, or chunks).
+fn carries_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// The whole body, refused past [`MAX_BODY_BYTES`].
+async fn read_limited(mut body: Body) -> Result<Bytes, Unreceived> {
+    use hyper::body::Body as _;
+    let mut received = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|_| Unreceived::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if received.len() + data.len() > MAX_BODY_BYTES {
+                return Err(Unreceived::TooLarge);
+            }
+            received.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(received))
 }
 
 pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
-    let Ok(permit) = in_flight.slots.clone().try_acquire_owned() else {
-        return in_flight.unavailable(request.uri(), "kassa is overloaded; retry shortly".into());
-    };
-    // Kept for the answer to a request cut off below (a cheap, reference-counted copy).
+    // Kept for the answers below (a cheap, reference-counted copy).
     let uri = request.uri().clone();
+    let request = match in_flight.receive(request).await {
+        Ok(request) => request,
+        Err(why) => return in_flight.refusal(&uri, why),
+    };
+    let slots = match in_flight.dialects.owner_of(uri.path()) {
+        Some(_) => &in_flight.api_slots,
+        None => &in_flight.page_slots,
+    };
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        return in_flight.unavailable(&uri, "kassa is overloaded; retry shortly".into());
+    };
     let response = tokio::time::timeout(in_flight.request_timeout, next.run(request)).await;
     drop(permit);
     response.unwrap_or_else(|_| {

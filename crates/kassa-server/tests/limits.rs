@@ -1,7 +1,8 @@
-//! Limits under load and against slow or greedy clients: past `max_in_flight` requests kassa
-//! sheds load with 503 and `Retry-After` in the dialect's envelope; slow headers, idle
-//! connections and slow bodies are cut off by their timeouts; oversized headers are refused;
-//! an app over its rate limit gets 429 with `Retry-After` while other apps go on.
+//! Limits under load and against slow or greedy clients: past its budgets kassa sheds load with
+//! 503 and `Retry-After` in the dialect's envelope (an HTML page for payers); slow uploads hold
+//! no request slot and one address gets a bounded share of uploads and connections; slow
+//! headers, idle connections and slow bodies are cut off by their timeouts; oversized headers
+//! are refused; an app over its rate limit gets 429 with `Retry-After` while other apps go on.
 
 mod common;
 
@@ -12,17 +13,33 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Opens a connection from another loopback address than the tests' own 127.0.0.1.
+async fn connect_from(source: &str, server: &Server) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket
+        .connect(address(server).parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Starts an upload that never finishes: headers, then one byte of a 100-byte body.
+async fn start_slow_upload(stream: &mut TcpStream, path: &str) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: kassa\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_with_retry_after() {
-    let server =
-        Server::start_configured(TestDatabase::sqlite().await, |c| c.max_in_flight = 1).await;
-    // A slow client: headers sent, body withheld; it holds the only slot.
-    let address = server.base.trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = format!(
-        "POST /eur/collect/apply HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
+    let server = Server::start_configured(TestDatabase::sqlite().await, |c| {
+        c.max_uploads_per_address = 1
+    })
+    .await;
+    // A slow client: headers sent, body withheld; it holds its address's only upload.
+    let mut slow = TcpStream::connect(address(&server)).await.unwrap();
+    start_slow_upload(&mut slow, "/eur/collect/apply").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     for (path, field, code) in [
         ("/eur/collect/query", "error", Value::from("90000002")),
@@ -40,11 +57,111 @@ async fn overload_is_shed_with_retry_after() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body[field], code, "{path}: {body}");
     }
+    // A payer's form is told in a page, not in a merchant API's JSON.
+    let page = server
+        .client
+        .post(format!("{}/pay/{}/outcome", server.base, "t".repeat(43)))
+        .form(&[("outcome", "paid")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 
     drop(slow);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _) = server.post_raw("/eur/collect/query", "{}").await;
-    assert_eq!(status, 400, "served again once the slot is free");
+    assert_eq!(status, 400, "served again once the upload is gone");
+}
+
+/// Slow uploads from one address hold no request slot: with a single slot and hundreds of
+/// stalled uploads, a merchant's request, the payer's pages and the health check are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_hold_no_request_slot() {
+    let server = Server::start_configured(TestDatabase::sqlite().await, |c| {
+        c.max_in_flight = 1;
+        c.max_uploads_per_address = 8;
+    })
+    .await;
+    let mut stalled = Vec::new();
+    for i in 0..200 {
+        let mut stream = connect_from("127.0.0.2", &server).await;
+        let path = if i % 2 == 0 {
+            "/eur/collect/apply"
+        } else {
+            "/accountProxyCollect/initCollect"
+        };
+        start_slow_upload(&mut stream, path).await;
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let body = json!({"appId": server.eur.0, "orderId": "none"});
+    let (status, reply) = server.post("/eur/collect/query", &body).await;
+    assert_eq!(status, 404, "a fast, signed request is answered: {reply}");
+    let health = server
+        .client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let page = server
+        .client
+        .get(format!("{}/pay/{}", server.base, "t".repeat(43)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404, "the payer's pages answer");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}
+
+/// One address gets a bounded share of the connections; others are still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_from_one_address_leaves_room_for_others() {
+    let server = Server::start_full(
+        TestDatabase::sqlite().await,
+        |_| {},
+        jiff::tz::TimeZone::UTC,
+        ConnectionLimits {
+            max_connections_per_address: 20,
+            ..ConnectionLimits::default()
+        },
+    )
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        flood.push(connect_from("127.0.0.2", &server).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past its share, the flooding address's connections were closed at once.
+    let mut closed = 0;
+    for stream in &mut flood[20..] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut byte)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 180, "every connection past the share is closed");
+    let started = std::time::Instant::now();
+    let (status, _) = server.post_raw("/eur/collect/query", "{}").await;
+    assert_eq!(status, 400, "another address is served");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn address(server: &Server) -> String {

@@ -46,6 +46,29 @@ async fn the_served_description_is_the_checked_in_one() {
     }
 }
 
+/// `/docs` comes with a content security policy that allows kassa's own files only.
+#[tokio::test]
+async fn swagger_ui_has_a_strict_content_security_policy() {
+    let server = Server::start(TestDatabase::sqlite().await).await;
+    for path in ["/docs/", "/docs/swagger-initializer.js"] {
+        let response = server
+            .client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        let policy = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(policy.contains("default-src 'self'"), "{path}: {policy}");
+        assert!(policy.contains("script-src 'self';"), "{path}: {policy}");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn swagger_ui_is_served_without_a_cdn() {
     let server = Server::start(TestDatabase::sqlite().await).await;

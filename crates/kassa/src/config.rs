@@ -99,9 +99,19 @@ pub struct ServeOptions {
     /// Time one request may take, body upload included, e.g. 30s.
     #[arg(long, env = "KASSA_REQUEST_TIMEOUT", default_value = "30s")]
     pub request_timeout: Span,
+    /// Time a request's body may take to arrive, e.g. 10s (at most the request timeout). A
+    /// request holds no slot of --max-in-flight until its body is in.
+    #[arg(long, env = "KASSA_BODY_READ_TIMEOUT", default_value = "10s")]
+    pub body_read_timeout: Span,
+    /// Request bodies one client address may be sending at once; more are answered 503.
+    #[arg(long, env = "KASSA_MAX_UPLOADS_PER_ADDRESS", default_value_t = 16)]
+    pub max_uploads_per_address: usize,
     /// Open client connections at once; more wait to be accepted.
     #[arg(long, env = "KASSA_MAX_CONNECTIONS", default_value_t = 4_096)]
     pub max_connections: usize,
+    /// Open connections from one client address; more are closed at once.
+    #[arg(long, env = "KASSA_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
     /// Requests per second each app may make to the merchant APIs (bursts of as many); above
     /// it, 429 with Retry-After. 0 turns the limit off.
     #[arg(long, env = "KASSA_APP_RATE_LIMIT", default_value_t = 0)]
@@ -151,6 +161,7 @@ impl ServeOptions {
             ("expiry-sweep-interval", self.expiry_sweep_interval),
             ("header-read-timeout", self.header_read_timeout),
             ("request-timeout", self.request_timeout),
+            ("body-read-timeout", self.body_read_timeout),
         ];
         match spans.iter().find(|(_, span)| span.ms == 0) {
             Some((flag, _)) => Err(format!("--{flag} must be above zero")),
@@ -334,6 +345,15 @@ mod tests {
             limits.header_read_timeout_ms
         );
         assert_eq!(options.max_connections, limits.max_connections);
+        assert_eq!(
+            options.max_connections_per_address,
+            limits.max_connections_per_address
+        );
+        assert_eq!(options.body_read_timeout.ms, server.body_read_timeout_ms);
+        assert_eq!(
+            options.max_uploads_per_address,
+            server.max_uploads_per_address
+        );
         let retry = kassa_core::RetryPolicy::default();
         assert_eq!(options.callback_retry_interval.ms, retry.retry_interval_ms);
         assert_eq!(options.callback_max_age.ms, retry.max_age_ms);

@@ -197,6 +197,7 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     let limits = ConnectionLimits {
         header_read_timeout_ms: options.header_read_timeout.ms,
         max_connections: options.max_connections,
+        max_connections_per_address: options.max_connections_per_address,
         ..ConnectionLimits::default()
     };
     kassa_server::listen::serve(listener, router(gateway), limits, shutdown_signal()).await?;
@@ -218,6 +219,8 @@ fn server_config(options: &ServeOptions, public_url: String, allow_private: bool
         collect_order_lifetime_ms: options.collect_order_lifetime.ms as i64,
         pix_order_lifetime_ms: options.pix_order_lifetime.ms as i64,
         request_timeout_ms: options.request_timeout.ms,
+        body_read_timeout_ms: options.body_read_timeout.ms,
+        max_uploads_per_address: options.max_uploads_per_address,
         allow_private_targets: allow_private,
         allowed_target_ports: options.allowed_target_ports.clone(),
         max_in_flight: options.max_in_flight.max(1),

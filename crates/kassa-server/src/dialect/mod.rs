@@ -160,10 +160,14 @@ impl Dialects {
         self.iter().find(|d| d.name() == name)
     }
 
+    /// The dialect whose path this is, if any.
+    pub fn owner_of(&self, path: &str) -> Option<&dyn Dialect> {
+        self.iter().find(|d| d.owns_path(path))
+    }
+
     /// The dialect whose path this is, else the first registered.
     pub fn for_path(&self, path: &str) -> &dyn Dialect {
-        self.iter()
-            .find(|d| d.owns_path(path))
+        self.owner_of(path)
             .or_else(|| self.iter().next())
             .expect("a gateway speaks at least one dialect")
     }
