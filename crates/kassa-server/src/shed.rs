@@ -83,7 +83,18 @@ impl InFlight {
         self.dialects.for_path(uri.path()).error_response(error)
     }
 
+    /// The answer to a request whose body was not received. Its connection cannot carry another
+    /// request (the rest of the body is unread), so it is closed, and the client told so.
     fn refusal(&self, uri: &Uri, why: Unreceived) -> Response {
+        let mut response = self.refusal_body(uri, why);
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        response
+    }
+
+    fn refusal_body(&self, uri: &Uri, why: Unreceived) -> Response {
         match why {
             Unreceived::TooLarge if self.dialects.owner_of(uri.path()).is_some() => self
                 .dialects

@@ -674,7 +674,7 @@ async fn pix_callbacks_carry_x_sign(setup: Setup) {
         serde_json::from_str(&request.body).unwrap();
     assert_eq!(
         serde_json::Value::Object(body.clone()),
-        serde_json::json!({"serialNo": "PIX-1", "orderNo": order.order_no.as_str(), "amount": "12.34", "arrivalAmount": "12.34", "orderState": 20})
+        serde_json::json!({"appId": order.app_id.0, "serialNo": "PIX-1", "orderNo": order.order_no.as_str(), "amount": "12.34", "arrivalAmount": "12.34", "orderState": 20})
     );
     let x_sign = request.headers["x-sign"].to_str().unwrap();
     let canonical = kassa_signature::canonical_of_map(&body).unwrap();

@@ -832,6 +832,30 @@ mod with_own_server {
     );
 }
 
+/// Every signed reply names its app, so that one merchant's signed data (the same orderId and
+/// amount at another app included) can never pass for another merchant's.
+async fn signed_data_names_its_app(server: Server) {
+    let mut created = Vec::new();
+    for (app, key) in [
+        (server.eur, merchant_key()),
+        (server.other_eur, other_key()),
+    ] {
+        let mut body = server.apply_body("SAME-ID");
+        body["appId"] = json!(app.0);
+        let (status, reply) = server
+            .post_json("/eur/collect/apply", signed(&body, key))
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        let data = server.verified_data(&reply);
+        assert_eq!(data["appId"], json!(app.0));
+        created.push(data);
+    }
+    assert_ne!(created[0]["appId"], created[1]["appId"]);
+    let query = json!({"appId": server.eur.0, "orderId": "SAME-ID"});
+    let (_, reply) = server.post("/eur/collect/query", &query).await;
+    assert_eq!(server.verified_data(&reply)["appId"], json!(server.eur.0));
+}
+
 /// A value that hides `&key=` of a field the request could carry would let the same signature
 /// stand for a differently split request: refused. Query strings a re-split cannot use pass.
 async fn ambiguous_values_are_refused(server: Server) {
@@ -862,6 +886,7 @@ async fn ambiguous_values_are_refused(server: Server) {
 kassa_store::on_both_databases!(
     super::Server::start;
     ambiguous_values_are_refused,
+    signed_data_names_its_app,
     apply_and_query,
     non_cashier_methods,
     replays_and_duplicates,

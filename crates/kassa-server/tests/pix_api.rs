@@ -273,6 +273,7 @@ async fn the_pix_page_pays_and_callbacks_follow(server: Server) {
         keys,
         [
             "amount",
+            "appId",
             "arrivalAmount",
             "orderNo",
             "orderState",

@@ -244,10 +244,13 @@ fn new_order(fields: &Fields, app: &App, merchant_order_id: String) -> Result<Ne
     })
 }
 
-/// The signed state of an order, as query replies and callbacks carry it: `orderId, orderNo,
-/// amount, actualAmount, fee, status, payTime, errorMsg`.
+/// The signed state of an order, as query replies and callbacks carry it: `appId, orderId,
+/// orderNo, amount, actualAmount, fee, status, payTime, errorMsg`. `appId` binds the signature
+/// to the app: every app's data is signed by the one platform key, and an order id is unique
+/// only per app, so without it one merchant's callback would verify at another's.
 fn order_data(notary: &Notary, order: &Order) -> Map<String, Value> {
     let mut data = Map::new();
+    data.insert("appId".into(), order.app_id.0.into());
     data.insert("orderId".into(), order.merchant_order_id.clone().into());
     data.insert("orderNo".into(), order.order_no.as_str().into());
     data.insert(
@@ -407,6 +410,7 @@ impl Dialect for Collect {
 
     fn created(&self, gateway: &Gateway, _app: &App, order: &mut Order) -> Map<String, Value> {
         let mut data = Map::new();
+        data.insert("appId".into(), order.app_id.0.into());
         data.insert("orderId".into(), order.merchant_order_id.clone().into());
         data.insert("orderNo".into(), order.order_no.as_str().into());
         data.insert(

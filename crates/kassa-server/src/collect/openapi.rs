@@ -132,6 +132,9 @@ pub enum FailureStatus {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplyData {
+    /// The app the data belongs to: check it is yours before trusting the rest.
+    #[schema(example = 1001)]
+    pub app_id: i64,
     pub order_id: String,
     pub order_no: String,
     /// The payer's page.
@@ -152,6 +155,9 @@ pub struct ApplyReply {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderData {
+    /// The app the data belongs to: check it is yours before trusting the rest.
+    #[schema(example = 1001)]
+    pub app_id: i64,
     pub order_id: String,
     pub order_no: String,
     pub amount: String,

@@ -176,9 +176,11 @@ async fn query_reply(gateway: &Gateway, incoming: &Incoming) -> Result<Signed, A
     }))
 }
 
-/// The fields of an order's state that query replies and callbacks share.
+/// The fields of an order's state that query replies and callbacks share; `appId` binds the
+/// signature to the app (see the `collect` dialect's `order_data`).
 fn order_state_data(order: &Order) -> Map<String, Value> {
     let mut data = Map::new();
+    data.insert("appId".into(), order.app_id.0.into());
     data.insert("serialNo".into(), order.merchant_order_id.clone().into());
     data.insert("orderNo".into(), order.order_no.as_str().into());
     data.insert(
@@ -322,6 +324,7 @@ impl Dialect for Pix {
             order.pix_code = Some(receiver.brcode(order.amount_minor, order.order_no.as_str()));
         }
         let mut data = Map::new();
+        data.insert("appId".into(), order.app_id.0.into());
         data.insert("orderNo".into(), order.order_no.as_str().into());
         data.insert(
             "url".into(),

@@ -72,6 +72,9 @@ pub enum PixSuccessMsg {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InitCollectData {
+    /// The app the data belongs to: check it is yours before trusting the rest.
+    #[schema(example = 1001)]
+    pub app_id: i64,
     pub order_no: String,
     /// The payer's page.
     pub url: String,
@@ -93,6 +96,9 @@ pub struct InitCollectReply {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PixOrderData {
+    /// The app the data belongs to: check it is yours before trusting the rest.
+    #[schema(example = 1001)]
+    pub app_id: i64,
     pub serial_no: String,
     pub order_no: String,
     pub amount: String,
