@@ -10,6 +10,7 @@ pub mod cashier;
 pub mod collect;
 pub mod dialect;
 pub mod dispatcher;
+pub mod health;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;
@@ -55,6 +56,8 @@ pub struct Gateway {
     pub replies: cache::ReplyCache,
     /// Per-app request budgets (see `ServerConfig::app_rate_limit_per_s`).
     pub app_rates: ratelimit::AppRates,
+    /// Whether the database answers, as last checked (see [`health`]).
+    pub database: Arc<health::DatabaseHealth>,
 }
 
 /// What a gateway is built from; everything else it holds starts empty.
@@ -86,6 +89,7 @@ impl Gateway {
             apps: cache::AppCache::new(app_cache_ttl),
             replies: cache::ReplyCache::default(),
             app_rates: ratelimit::AppRates::default(),
+            database: Arc::default(),
         }
     }
 
@@ -204,14 +208,18 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let document = openapi::document_of(&gateway.dialects);
     routes
         .merge(cashier::routes())
-        .route("/healthz", get(health))
+        .route("/healthz", get(health::healthz))
         .merge(docs(document))
         .fallback(dialect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(
             dialect::MAX_BODY_BYTES,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            shed::InFlight::new(&gateway.config, gateway.dialects.clone()),
+            shed::InFlight::new(
+                &gateway.config,
+                gateway.dialects.clone(),
+                gateway.database.clone(),
+            ),
             shed::limit,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -243,30 +251,4 @@ fn docs(document: utoipa::openapi::OpenApi) -> Router<Arc<Gateway>> {
                 response
             },
         ))
-}
-
-/// `GET /healthz`: whether this node can reach its database.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    summary = "Health check",
-    responses(
-        (status = 200, description = "Ready.", body = String, content_type = "text/plain"),
-        (status = 503, description = "The database is unreachable.", body = String, content_type = "text/plain"),
-    )
-)]
-async fn health(
-    axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
-) -> (axum::http::StatusCode, &'static str) {
-    match gateway.store.setting(keys::PLATFORM_KEY_SETTING).await {
-        Ok(_) => (axum::http::StatusCode::OK, "ok\n"),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: database unreachable");
-            (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "database unreachable\n",
-            )
-        }
-    }
 }

@@ -9,6 +9,7 @@
 
 use crate::ServerConfig;
 use crate::dialect::{ApiError, Dialects, ErrorKind, MAX_BODY_BYTES};
+use crate::health::DatabaseHealth;
 use crate::listen::PerAddress;
 use crate::ratelimit::RetryAfterS;
 use axum::body::{Body, Bytes};
@@ -42,6 +43,8 @@ pub struct InFlight {
     body_read_timeout: Duration,
     /// Whose envelope a refusal is written in, by path.
     dialects: Arc<Dialects>,
+    /// While the database is known to be down, requests that need it fail at once.
+    database: Arc<DatabaseHealth>,
 }
 
 /// Why a body could not be received.
@@ -53,7 +56,11 @@ enum Unreceived {
 }
 
 impl InFlight {
-    pub fn new(config: &ServerConfig, dialects: Arc<Dialects>) -> InFlight {
+    pub fn new(
+        config: &ServerConfig,
+        dialects: Arc<Dialects>,
+        database: Arc<DatabaseHealth>,
+    ) -> InFlight {
         let slots = config.max_in_flight.max(1);
         let request_timeout_ms = config.request_timeout_ms.max(1);
         InFlight {
@@ -68,6 +75,7 @@ impl InFlight {
                 config.body_read_timeout_ms.clamp(1, request_timeout_ms),
             ),
             dialects,
+            database,
         }
     }
 
@@ -189,9 +197,16 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
         Ok(request) => request,
         Err(why) => return in_flight.refusal(&uri, why),
     };
-    let slots = match in_flight.dialects.owner_of(uri.path()) {
-        Some(_) => &in_flight.api_slots,
-        None => &in_flight.page_slots,
+    let api = in_flight.dialects.owner_of(uri.path()).is_some();
+    // Merchants and payers need the database: while it is known to be down, say so at once.
+    if (api || crate::cashier::owns_path(uri.path())) && !in_flight.database.is_up() {
+        let msg = "the database is temporarily unavailable; retry shortly".to_string();
+        return in_flight.unavailable(&uri, msg);
+    }
+    let slots = if api {
+        &in_flight.api_slots
+    } else {
+        &in_flight.page_slots
     };
     let Ok(permit) = slots.clone().try_acquire_owned() else {
         return in_flight.unavailable(&uri, "kassa is overloaded; retry shortly".into());

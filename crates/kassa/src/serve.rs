@@ -242,7 +242,11 @@ async fn start_demo(
     Ok(())
 }
 
-/// The tasks that run beside the HTTP server: the callback dispatcher and the expiry sweep.
+/// How often the database is asked whether it answers (see `kassa_server::health`).
+const PROBE_INTERVAL_MS: u64 = 1_000;
+
+/// The tasks that run beside the HTTP server: the callback dispatcher, the expiry sweep and
+/// the database prober.
 struct Background {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -274,7 +278,13 @@ impl Background {
             options.expiry_sweep_interval.ms,
             stop.subscribe(),
         );
-        let tasks = vec![tokio::spawn(dispatcher.run(stopped)), tokio::spawn(sweeper)];
+        let prober =
+            kassa_server::health::run(gateway.clone(), PROBE_INTERVAL_MS, stop.subscribe());
+        let tasks = vec![
+            tokio::spawn(dispatcher.run(stopped)),
+            tokio::spawn(sweeper),
+            tokio::spawn(prober),
+        ];
         Ok(Background { stop, tasks })
     }
 
