@@ -4,9 +4,12 @@
 //! callback is sent by one node at a time; a node that dies releases its leases by letting them
 //! expire. Every attempt is recorded. A callback is acknowledged only by HTTP 2xx with the body
 //! `success` (any case, surrounding whitespace ignored); otherwise it is retried as the core's
-//! [`RetryPolicy`] says, then marked dead.
+//! [`RetryPolicy`] says, then marked dead. Delivery is fair ([`crate::fairness`]): each
+//! endpoint and app gets a bounded share of the slots, and a failing endpoint backs off as a
+//! whole, so one merchant's dead endpoint does not delay the others.
 
-use crate::{now_ms, ssrf};
+use crate::fairness::{Admission, Fairness};
+use crate::{fairness, now_ms, ssrf};
 use kassa_core::callback::{RetryPolicy, is_acknowledgement};
 use kassa_core::{AppId, Secret};
 use kassa_signature::webhook;
@@ -27,6 +30,9 @@ const MAX_ERROR_CHARS: usize = 500;
 const RECORD_QUEUE: usize = 1_024;
 /// Most attempts recorded in one transaction.
 const MAX_RECORD_BATCH: usize = 256;
+/// The longest a connection to a merchant may take to open: a host that does not answer is
+/// given up on quickly, not after the whole request timeout.
+const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Extra lease time beyond the request timeout, so a lease never expires mid-attempt.
 const LEASE_MARGIN_MS: u64 = 10_000;
 
@@ -37,6 +43,10 @@ pub struct DispatcherConfig {
     pub request_timeout_ms: u64,
     /// Most deliveries in flight at once.
     pub max_concurrency: usize,
+    /// Most deliveries in flight to one endpoint (scheme, host, port), and for one app: one
+    /// merchant's slow endpoint never takes every slot.
+    pub max_per_endpoint: usize,
+    pub max_per_app: usize,
     /// How often an idle dispatcher looks for due callbacks (other nodes and commands add them).
     pub idle_poll_ms: u64,
     /// Deliver to private, loopback and other forbidden addresses (sandboxes and tests only).
@@ -53,6 +63,8 @@ impl Default for DispatcherConfig {
             retry: RetryPolicy::default(),
             request_timeout_ms: 10_000,
             max_concurrency: 32,
+            max_per_endpoint: 8,
+            max_per_app: 16,
             idle_poll_ms: 1_000,
             allow_private_targets: false,
             allowed_ports: Vec::new(),
@@ -63,6 +75,8 @@ impl Default for DispatcherConfig {
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
+    /// Each endpoint's and app's share of the slots, and failing endpoints' backoff.
+    fairness: Fairness,
     client: reqwest::Client,
     config: DispatcherConfig,
     /// Poked when this process queues a callback, so delivery starts without waiting a poll.
@@ -78,7 +92,7 @@ impl Dispatcher {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .connect_timeout(timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)))
             // A redirect could lead anywhere, private networks included: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -88,6 +102,11 @@ impl Dispatcher {
         }
         Ok(Dispatcher {
             store,
+            fairness: Fairness::new(
+                config.max_per_endpoint,
+                config.max_per_app,
+                config.retry.retry_interval_ms,
+            ),
             client: builder.build()?,
             config,
             wake,
@@ -116,19 +135,8 @@ impl Dispatcher {
                 {
                     Ok(batch) => {
                         claimed_all = batch.len() == free;
-                        let secrets = self.secrets_for(&batch).await;
-                        for callback in batch {
-                            let permit =
-                                permits.clone().acquire_owned().await.expect("never closed");
-                            let secret = secrets.get(&callback.app_id).cloned();
-                            let (this, records) = (self.clone(), records.clone());
-                            in_flight.spawn(async move {
-                                let finished = this.deliver(callback, secret).await;
-                                // Waits when the recorder is behind: back-pressure, bounded memory.
-                                let _ = records.send(finished).await;
-                                drop(permit);
-                            });
-                        }
+                        self.dispatch(batch, &permits, &mut in_flight, &records)
+                            .await;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot claim callbacks; retrying"),
                 }
@@ -148,6 +156,47 @@ impl Dispatcher {
         drop(records);
         let _ = recorder.await;
         tracing::info!(node = %self.config.node_id, "callback dispatcher stopped");
+    }
+
+    /// Sends what fairness lets go now, each in its own task; gives the rest back for later.
+    async fn dispatch(
+        self: &Arc<Self>,
+        batch: Vec<Callback>,
+        permits: &Arc<Semaphore>,
+        in_flight: &mut JoinSet<()>,
+        records: &mpsc::Sender<FinishedAttempt>,
+    ) {
+        let secrets = self.secrets_for(&batch).await;
+        let now = now_ms();
+        let mut later = Vec::new();
+        for callback in batch {
+            let endpoint = fairness::endpoint_of(&callback.url);
+            let app_id = callback.app_id;
+            if let Admission::Later { at_ms } = self.fairness.admit(&endpoint, app_id, now) {
+                later.push((callback.callback_id, at_ms));
+                continue;
+            }
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let secret = secrets.get(&app_id).cloned();
+            let (this, records) = (self.clone(), records.clone());
+            in_flight.spawn(async move {
+                let finished = this.deliver(callback, secret).await;
+                let acknowledged = finished.attempt.acknowledged;
+                this.fairness
+                    .finished(&endpoint, app_id, acknowledged, now_ms());
+                // Waits when the recorder is behind: back-pressure, bounded memory.
+                let _ = records.send(finished).await;
+                drop(permit);
+            });
+        }
+        if let Err(e) = self
+            .store
+            .release_callbacks(&self.config.node_id, &later)
+            .await
+        {
+            // The leases expire by themselves; the callbacks come back then.
+            tracing::warn!(error = %e, "cannot release deferred callbacks");
+        }
     }
 
     /// The task that records finished attempts, many per transaction.

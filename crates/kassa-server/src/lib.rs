@@ -10,6 +10,7 @@ pub mod cashier;
 pub mod collect;
 pub mod dialect;
 pub mod dispatcher;
+pub mod fairness;
 pub mod health;
 pub mod ids;
 pub mod keys;

@@ -534,6 +534,36 @@ async fn ports_outside_the_allowlist_are_refused_at_delivery(setup: Setup) {
     assert!(receiver.requests().is_empty(), "nothing was sent");
 }
 
+/// One merchant's endpoint that never answers does not delay another's callbacks: each endpoint
+/// gets a bounded share of the delivery slots (the rest of its backlog waits its turn).
+async fn a_hanging_endpoint_does_not_delay_others(setup: Setup) {
+    let hanging = Receiver::start(Arc::new(|_| (200, "success", 60_000))).await;
+    let healthy = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
+    for i in 0..200 {
+        setup
+            .settled_order(&format!("M-hang-{i}"), &hanging.url, paid())
+            .await;
+    }
+    let order = setup.settled_order("M-healthy", &healthy.url, paid()).await;
+    let started = Instant::now();
+    let (stop, task) = setup.dispatcher(fast(true));
+    setup
+        .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the healthy callback took {took:?}"
+    );
+    let at_once = hanging.log.lock().unwrap().requests.len();
+    assert!(
+        at_once <= 8,
+        "{at_once} requests hung at once at one endpoint"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
 /// Every forbidden class is refused at delivery too (the guard refuses before connecting, so no
 /// packet leaves for these addresses). Creation-time refusal is tested in `collect_api.rs`.
 async fn every_forbidden_class_is_refused_at_delivery(setup: Setup) {
@@ -698,6 +728,7 @@ kassa_store::on_both_databases!(
     private_targets_are_refused_at_delivery,
     every_forbidden_class_is_refused_at_delivery,
     ports_outside_the_allowlist_are_refused_at_delivery,
+    a_hanging_endpoint_does_not_delay_others,
     orders_without_notify_url_or_not_settled_send_nothing,
     pix_callbacks_carry_x_sign,
 );

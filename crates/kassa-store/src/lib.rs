@@ -299,6 +299,10 @@ pub trait CallbackStore: Send + Sync + 'static {
         finished: &[FinishedAttempt],
     ) -> StoreResult<Vec<bool>>;
 
+    /// Gives back leases of `owner` without an attempt, each callback offered again at its
+    /// given time (fair delivery: its endpoint or app is at its share, or suspended).
+    async fn release_callbacks(&self, owner: &str, released: &[(String, i64)]) -> StoreResult<()>;
+
     /// [`CallbackStore::finish_attempts`] for one attempt.
     async fn finish_attempt(
         &self,

@@ -618,6 +618,41 @@ async fn finish(store: &SqlStore, owner: &str, acknowledged: bool, after: AfterA
         .unwrap()
 }
 
+/// A lease given back without an attempt: offered again at the given time, no attempt counted,
+/// and only by the node that holds it.
+async fn released_callbacks_come_back_later_without_an_attempt(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let created = order(app, "M1", 1);
+    store.insert_order(&created).await.unwrap();
+    settle(&store, &created, OrderEvent::Expired, "msg_1", 100).await;
+    assert_eq!(claim(&store, 100, "a", 1_000).await, 1);
+    // Another node cannot release what it does not hold.
+    store
+        .release_callbacks("b", &[("msg_1".to_string(), 150)])
+        .await
+        .unwrap();
+    assert_eq!(claim(&store, 200, "c", 2_000).await, 0, "still leased to a");
+    store
+        .release_callbacks("a", &[("msg_1".to_string(), 400)])
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&store, 399, "c", 2_000).await,
+        0,
+        "not before its new time"
+    );
+    let again = store
+        .claim_due_callbacks(400, 10, "c", 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.len(), again[0].attempts),
+        (1, 0),
+        "no attempt was counted"
+    );
+}
+
 async fn leases_attempts_and_retries(db: TestDatabase) {
     let store = db.store().await;
     let app = eur_app(&store).await;
@@ -859,6 +894,7 @@ kassa_store::on_both_databases!(
     orders_need_an_existing_app,
     transitions_write_their_callback_atomically,
     leases_attempts_and_retries,
+    released_callbacks_come_back_later_without_an_attempt,
     dead_callbacks_can_be_resent,
     concurrent_claims_are_disjoint,
     expiry_scan_and_chosen_method,

@@ -213,6 +213,29 @@ impl CallbackStore for SqlStore {
         Ok(kept)
     }
 
+    async fn release_callbacks(&self, owner: &str, released: &[(String, i64)]) -> StoreResult<()> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        // One lock order for every node, as in `finish_attempts`.
+        let mut sorted: Vec<&(String, i64)> = released.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tx = self.begin_write().await?;
+        for (callback_id, next_attempt_at_ms) in sorted {
+            sqlx::query(
+                "UPDATE callbacks SET next_attempt_at_ms = $1, lease_owner = NULL, \
+                 lease_until_ms = NULL WHERE callback_id = $2 AND lease_owner = $3",
+            )
+            .bind(*next_attempt_at_ms)
+            .bind(callback_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>> {
         // Two queries whatever the number of callbacks: the callbacks, then all their attempts.
         let callbacks = sqlx::query(SELECT_CALLBACKS_OF_ORDER.as_str())
