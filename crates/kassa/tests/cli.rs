@@ -1083,3 +1083,26 @@ fn a_closed_pipe_ends_a_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
 }
+
+/// A database kassa cannot reach is reported at once with its cause, not after the pool's
+/// timeout as "pool timed out".
+#[test]
+fn an_unreachable_database_is_reported_with_its_cause() {
+    let started = std::time::Instant::now();
+    let out = kassa(&[
+        "migrate",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/test",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("timed out"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

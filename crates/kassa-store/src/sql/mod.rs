@@ -104,6 +104,32 @@ fn prepare_sqlite_file(path: &Path) -> StoreResult<()> {
         .map_err(|e| StoreError::File(format!("{}: {e}", path.display())))
 }
 
+/// Every SQLite connection: WAL, durable commits, foreign keys, a busy timeout, a page cache.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    let pragmas = format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+         PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// One direct connection before the pool: a pool retries a failing connection until its
+/// acquire timeout and then says only that it timed out; this says why, at once (connection
+/// refused, authentication, a folder SQLite cannot write its journal in).
+async fn probe(url: &str, backend: Backend) -> StoreResult<()> {
+    use sqlx::Connection;
+    let cause = |e: sqlx::Error| StoreError::Unavailable(format!("cannot connect: {e}"));
+    let mut conn = sqlx::AnyConnection::connect(url).await.map_err(cause)?;
+    if backend == Backend::Sqlite {
+        sqlite_pragmas(&mut conn).await.map_err(cause)?;
+    }
+    conn.close().await.map_err(cause)
+}
+
 impl SqlStore {
     /// Connects to `sqlite://PATH` (file created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> StoreResult<SqlStore> {
@@ -121,20 +147,9 @@ impl SqlStore {
             if let Some(path) = sqlite_path(url) {
                 prepare_sqlite_file(path)?;
             }
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    let pragmas = format!(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
-                         PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
-                    );
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            });
+            options = options.after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)));
         }
+        probe(url, backend).await?;
         let pool = options.connect(url).await?;
         let writer =
             (backend == Backend::Sqlite).then(|| writer::InsertWriter::start(pool.clone()));
