@@ -1,5 +1,6 @@
 //! Whether this node can reach its database, known at all times: a prober asks every second
-//! (each ask bounded to [`CHECK_TIMEOUT_MS`]); `/healthz` answers from its own bounded ask; and
+//! (each ask bounded to [`CHECK_TIMEOUT_MS`]); `/healthz` answers from its own bounded ask;
+//! `/readyz` also says whether the node should get traffic (schema current, not draining); and
 //! while the database is known to be down, merchant and payer requests are answered 503 with
 //! `Retry-After` at once (see `shed`) instead of each waiting out the pool's timeout. When the
 //! database answers again, everything recovers by itself.
@@ -14,21 +15,33 @@ use tokio::sync::watch;
 /// The longest one ask of the database may take before it counts as down.
 pub const CHECK_TIMEOUT_MS: u64 = 800;
 
-/// The last verdict on the database; up until a check says otherwise.
+/// The last verdict on the database; up until a check says otherwise. And whether the node is
+/// draining: shutting down, so that load balancers stop sending to it before it stops.
 #[derive(Debug)]
 pub struct DatabaseHealth {
     up: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Default for DatabaseHealth {
     fn default() -> Self {
         DatabaseHealth {
             up: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
         }
     }
 }
 
 impl DatabaseHealth {
+    /// From now on `/readyz` answers 503: the node is going away.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
@@ -88,5 +101,37 @@ pub async fn healthz(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "database unreachable\n",
         )
+    }
+}
+
+/// `GET /readyz`: whether this node should get traffic: not draining, the database answers,
+/// and its schema is the one this build expects. The platform key is loaded before a node
+/// serves at all.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness check",
+    operation_id = "ready",
+    responses(
+        (status = 200, description = "Ready for traffic.", body = String, content_type = "text/plain"),
+        (status = 503, description = "Draining, the database is unreachable, or migrations are pending.", body = String, content_type = "text/plain"),
+    )
+)]
+pub async fn readyz(
+    axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
+) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    if gateway.database.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+    }
+    if !gateway.database.check(gateway.store.as_ref()).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n");
+    }
+    let pending = gateway.store.pending_migrations();
+    match tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), pending).await {
+        Ok(Ok(0)) => (StatusCode::OK, "ready\n"),
+        Ok(Ok(_)) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
     }
 }

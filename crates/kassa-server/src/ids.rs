@@ -29,6 +29,14 @@ pub fn new_callback_id() -> String {
     format!("msg_{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
 }
 
+/// A request id (`X-Request-Id`): 16 random hexadecimal digits.
+pub fn new_request_id() -> String {
+    random_bytes::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Whether `token` could be a page token at all (checked before any database look-up).
 pub fn is_cashier_token(token: &str) -> bool {
     token.len() == CASHIER_TOKEN_LEN

@@ -22,6 +22,7 @@ pub mod pix;
 pub mod qr;
 pub mod rails;
 pub mod ratelimit;
+pub mod request_id;
 pub mod shed;
 pub mod ssrf;
 pub mod sweeper;
@@ -210,6 +211,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     routes
         .merge(cashier::routes())
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .merge(docs(document))
         .fallback(dialect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -224,6 +226,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             shed::limit,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: every log line of a request, the layers' included, carries its id.
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(gateway)
 }
 

@@ -51,7 +51,7 @@ struct FrontMatter;
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(crate::cashier::status, crate::health::healthz),
+    paths(crate::cashier::status, crate::health::healthz, crate::health::readyz),
     tags(
         (name = "cashier", description = "JSON endpoints of the payer's pages."),
         (name = "operations", description = "For load balancers and monitoring."),

@@ -8,11 +8,12 @@
 //! bound; a request that takes longer than the request timeout is cut off the same way.
 
 use crate::ServerConfig;
-use crate::dialect::{ApiError, Dialects, ErrorKind, MAX_BODY_BYTES};
+use crate::dialect::{ApiError, Dialects, ErrorKind};
 use crate::health::DatabaseHealth;
 use crate::listen::PerAddress;
 use crate::ratelimit::RetryAfterS;
-use axum::body::{Body, Bytes};
+use crate::wire::{BodyError, MAX_BODY_BYTES, read_body};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -156,9 +157,14 @@ impl InFlight {
                 Unreceived::Busy("kassa is receiving too many uploads; retry shortly")
             })?;
         let (parts, body) = request.into_parts();
-        let bytes = tokio::time::timeout(self.body_read_timeout, read_limited(body))
+        let expected = declared.map(|length| length as usize);
+        let bytes = tokio::time::timeout(self.body_read_timeout, read_body(body, expected))
             .await
-            .map_err(|_| Unreceived::Late)??;
+            .map_err(|_| Unreceived::Late)?
+            .map_err(|e| match e {
+                BodyError::TooLarge => Unreceived::TooLarge,
+                BodyError::Broken => Unreceived::Broken,
+            })?;
         Ok(Request::from_parts(parts, Body::from(bytes)))
     }
 }
@@ -170,24 +176,6 @@ fn carries_body(request: &Request) -> bool {
         || headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0")
-}
-
-/// The whole body, refused past [`MAX_BODY_BYTES`].
-async fn read_limited(mut body: Body) -> Result<Bytes, Unreceived> {
-    use hyper::body::Body as _;
-    let mut received = Vec::new();
-    while let Some(frame) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-    {
-        let frame = frame.map_err(|_| Unreceived::Broken)?;
-        if let Ok(data) = frame.into_data() {
-            if received.len() + data.len() > MAX_BODY_BYTES {
-                return Err(Unreceived::TooLarge);
-            }
-            received.extend_from_slice(&data);
-        }
-    }
-    Ok(Bytes::from(received))
 }
 
 pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {

@@ -1,9 +1,54 @@
-//! Reading typed fields out of a received JSON object, shared by the dialects. Every error
+//! Reading what a merchant sent: the body within its size limit, and typed fields out of the
+//! received JSON object, shared by the dialects and the shedding layer. Every field error
 //! names its field; the dialect turns it into its own error code.
 
+use axum::body::{Body, Bytes};
 use kassa_core::validate::{self, FieldError};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
+
+/// Largest request body accepted by every dialect.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why a body could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// The whole body, refused past [`MAX_BODY_BYTES`]; `expected` is its declared length. A body
+/// that arrives in one piece (or was read before) is passed on without a copy.
+pub async fn read_body(mut body: Body, expected: Option<usize>) -> Result<Bytes, BodyError> {
+    use hyper::body::Body as _;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut length = 0;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        length += data.len();
+        if length > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            earlier => {
+                if joined.is_empty() {
+                    joined.reserve(expected.unwrap_or(0).min(MAX_BODY_BYTES));
+                }
+                if let Some(earlier) = earlier {
+                    joined.extend_from_slice(&earlier);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
+}
 
 /// The fields of a received object, as raw JSON text (see `kassa_signature::SignedObject`).
 pub struct Fields<'a> {

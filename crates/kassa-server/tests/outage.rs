@@ -133,3 +133,33 @@ async fn a_database_outage_is_answered_at_once_and_recovered_from() {
     prober.await.unwrap();
     relay.stop();
 }
+
+/// `/readyz` is ready on a current schema, and not when the database lacks a migration this
+/// build expects (a node deployed ahead of its database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_needs_a_current_schema() {
+    let server = Server::start(TestDatabase::sqlite().await).await;
+    let ready = || async {
+        let response = server
+            .client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(ready().await, (200, "ready\n".to_string()));
+    let pool = sqlx::AnyPool::connect(&server.database_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM kassa_migrations WHERE version = (SELECT MAX(version) FROM kassa_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(ready().await, (503, "migrations pending\n".to_string()));
+    server.gateway.database.start_draining();
+    assert_eq!(ready().await.0, 503);
+}

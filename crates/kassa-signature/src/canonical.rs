@@ -163,16 +163,21 @@ pub fn parse_signed_object(json: &str) -> Result<SignedObject<'_>, CanonicalErro
 /// separate `notifyUrl`), so it is refused. `&KEY=` that no re-split can use (an unknown key,
 /// or one that would fall out of order) is allowed: query strings in URLs stay usable.
 pub fn ambiguous_split(object: &SignedObject, known_keys: &[&str]) -> Option<(String, String)> {
-    let signed: Vec<(&str, Cow<'_, str>)> = object
+    // The signed keys in canonical order: `null` and `""` are left out of the string.
+    let signed: Vec<(&str, &str)> = object
         .fields
         .iter()
-        .filter(|(key, _)| *key != SIGN_FIELD)
-        .filter_map(|(key, raw)| match part_of_raw(key, raw.get()) {
-            Ok(Part::Text(text)) => Some((key.as_str(), text)),
-            _ => None,
-        })
+        .filter(|(key, raw)| *key != SIGN_FIELD && !matches!(raw.get(), "null" | "\"\""))
+        .map(|(key, raw)| (key.as_str(), raw.get()))
         .collect();
-    for (index, (key, value)) in signed.iter().enumerate() {
+    for (index, (key, raw)) in signed.iter().enumerate() {
+        // Only a value holding `&` (raw or escaped) can be split; most hold none.
+        if !raw.contains('&') && !raw.contains("\\u0026") {
+            continue;
+        }
+        let Ok(Part::Text(value)) = part_of_raw(key, raw) else {
+            continue;
+        };
         let next = signed.get(index + 1).map(|(next, _)| *next);
         for (at, _) in value.match_indices('&') {
             let rest = &value[at + 1..];
@@ -222,6 +227,9 @@ mod tests {
             .unwrap()
             .canonical
         );
+        // An escaped ampersand is the same character once decoded.
+        let escaped = r#"{"amount":"1","name":"Jane\u0026notifyUrl=https://evil.example/x"}"#;
+        assert_eq!(split(escaped), Some(("name".into(), "notifyUrl".into())));
         // Query strings whose keys no re-split can use stay allowed.
         assert_eq!(
             split(r#"{"notifyUrl":"https://shop.example/?a=1&b=2&zz=3"}"#),

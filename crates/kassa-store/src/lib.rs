@@ -151,6 +151,10 @@ pub struct MerchantWithApps {
 pub trait Store: SettingStore + MerchantStore + OrderStore + CallbackStore {
     /// Brings the schema up to date. Safe to run from several nodes at once.
     async fn migrate(&self) -> StoreResult<()>;
+
+    /// How many migrations this build knows that the database has not applied (a node that
+    /// runs ahead of its database is not ready).
+    async fn pending_migrations(&self) -> StoreResult<usize>;
 }
 
 /// Named settings every node shares (platform keys, the operator's time zone).

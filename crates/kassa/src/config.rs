@@ -106,6 +106,10 @@ pub struct ServeOptions {
     /// Request bodies one client address may be sending at once; more are answered 503.
     #[arg(long, env = "KASSA_MAX_UPLOADS_PER_ADDRESS", default_value_t = 16)]
     pub max_uploads_per_address: usize,
+    /// On SIGTERM or Ctrl-C, how long kassa keeps serving with /readyz answering 503, so that a
+    /// load balancer stops sending it traffic before it stops, e.g. 2s (0s: stop at once).
+    #[arg(long, env = "KASSA_DRAIN_PERIOD", default_value = "2s")]
+    pub drain_period: Span,
     /// Open client connections at once; more wait to be accepted.
     #[arg(long, env = "KASSA_MAX_CONNECTIONS", default_value_t = 4_096)]
     pub max_connections: usize,

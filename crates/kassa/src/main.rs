@@ -27,6 +27,16 @@ struct Cli {
     #[arg(long, global = true, env = "KASSA_CONFIG")]
     config: Option<PathBuf>,
 
+    /// Log lines as text for people, or as JSON objects (one per line) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "KASSA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -99,15 +109,30 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 pub type Outcome = Result<(), Failure>;
 
-fn init_logging(serving: bool) {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(serving: bool, format: LogFormat) {
     // The server logs at info; one-shot commands stay quiet unless asked.
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KASSA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        // One object per line: RFC 3339 time, level, target, message, fields, and every span
+        // the line is in (a request's carries its request_id).
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// One-shot commands end like any Unix tool when their reader goes away (`kassa … | head`):
@@ -131,7 +156,7 @@ fn main() -> ExitCode {
     if !serving {
         die_quietly_on_a_closed_pipe();
     }
-    init_logging(serving);
+    init_logging(serving, cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

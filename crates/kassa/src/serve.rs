@@ -158,6 +158,18 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Waits for SIGTERM or Ctrl-C, then drains: `/readyz` answers 503 while requests are still
+/// served for `drain_ms`, so a load balancer moves traffic away before the listener closes.
+async fn drain_then_stop(health: Arc<kassa_server::health::DatabaseHealth>, drain_ms: u64) {
+    shutdown_signal().await;
+    health.start_draining();
+    tracing::info!(
+        drain_ms,
+        "draining: /readyz answers 503, requests are still served"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(drain_ms)).await;
+}
+
 pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     options.check().map_err(Failure)?;
     let allow_private = options.allow_private_callbacks || options.demo;
@@ -200,7 +212,8 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         max_connections_per_address: options.max_connections_per_address,
         ..ConnectionLimits::default()
     };
-    kassa_server::listen::serve(listener, router(gateway), limits, shutdown_signal()).await?;
+    let drain = drain_then_stop(gateway.database.clone(), options.drain_period.ms);
+    kassa_server::listen::serve(listener, router(gateway), limits, drain).await?;
     background.stop().await;
     Ok(())
 }

@@ -1106,3 +1106,110 @@ fn an_unreachable_database_is_reported_with_its_cause() {
         started.elapsed()
     );
 }
+
+/// `/readyz` says whether a node should get traffic: ready when serving; on SIGTERM it turns
+/// 503 first while requests are still served (`--drain-period`), then the node stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_off_before_the_node_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    let args = ["serve", "--listen", "127.0.0.1:0", "--database-url", &url];
+    let server = serve(&[&args[..], &["--drain-period", "3s"]].concat(), dir.path());
+    let client = reqwest::Client::new();
+    let get = async |path: &str| {
+        let response = client.get(format!("{}{path}", server.base)).send().await;
+        response.map(|r| r.status().as_u16()).unwrap_or(0)
+    };
+    assert_eq!((get("/readyz").await, get("/healthz").await), (200, 200));
+    // SAFETY: a signal to a child process this test started and still owns.
+    unsafe {
+        libc::kill(server.child.id() as i32, libc::SIGTERM);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(get("/readyz").await, 503, "draining");
+    assert_eq!(get("/healthz").await, 200, "still serving while draining");
+}
+
+/// `--log-format json`: every line is one JSON object; every line of a request carries its
+/// request id (the client's when sane, echoed in `X-Request-Id`; a fresh one otherwise); no
+/// payer's data appears unmasked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_request_ids_and_no_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (app_id, key) = create_shop(&url, "EUR", dir.path());
+    let log_path = dir.path().join("server.log");
+    let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
+    command
+        .args(["--log-format", "json"])
+        .env("KASSA_LOG", "debug");
+    let server = serve_with(
+        command,
+        dir.path(),
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let (name, email, phone) = ("Johanna Blaauwbroek", "johanna@example.nl", "+31612398765");
+    let mut body = serde_json::json!({
+        "appId": app_id, "orderId": "JSON-1", "name": name, "phone": phone, "email": email,
+        "amount": "25.00", "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
+        "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
+        "partnerUserId": "u1",
+    })
+    .as_object()
+    .unwrap()
+    .clone();
+    kassa_signature::sign_map(&key, &mut body);
+    let client = reqwest::Client::new();
+    let post = |request_id: String| {
+        client
+            .post(format!("{}/eur/collect/apply", server.base))
+            .header("x-request-id", request_id)
+            .json(&body)
+            .send()
+    };
+    let created = post("shop-req-42".into()).await.unwrap();
+    assert_eq!(created.headers()["x-request-id"], "shop-req-42");
+    let insane = post("x".repeat(200)).await.unwrap();
+    let replaced = insane.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        replaced.len() <= 128 && !replaced.contains("xxxx"),
+        "{replaced}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(server);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let mut of_the_request = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "target"] {
+            assert!(entry.get(field).is_some(), "{field} missing: {line}");
+        }
+        let ids: Vec<&str> = entry["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|span| span["request_id"].as_str())
+            .collect();
+        if ids.contains(&"shop-req-42") {
+            of_the_request += 1;
+        }
+        if entry["fields"]["message"] == "order created" {
+            assert_eq!(
+                ids,
+                ["shop-req-42"],
+                "the creation is logged with its request: {line}"
+            );
+        }
+        for secret in [name, "Blaauwbroek", email, phone, "612398765"] {
+            assert!(!line.contains(secret), "{secret} in {line}");
+        }
+    }
+    assert!(
+        of_the_request >= 2,
+        "the request's lines carry its id:\n{log}"
+    );
+}

@@ -19,7 +19,6 @@ use crate::{Gateway, ServerConfig, ids, now_ms};
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use kassa_core::validate::FieldError;
@@ -31,8 +30,7 @@ use kassa_store::{InsertOutcome, StoreError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// Largest request body accepted by every dialect.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::wire::MAX_BODY_BYTES;
 /// Fresh order numbers tried before giving up (a collision is a 1 in 10^15 event).
 const ORDER_NO_ATTEMPTS: usize = 3;
 
@@ -41,7 +39,7 @@ const ORDER_NO_ATTEMPTS: usize = 3;
 pub struct Incoming {
     pub uri: Uri,
     pub headers: HeaderMap,
-    pub body: Result<Bytes, BytesRejection>,
+    pub body: Result<Bytes, ApiError>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
@@ -49,13 +47,24 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
 
     async fn from_request(
         request: axum::extract::Request,
-        state: &S,
+        _state: &S,
     ) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
-        let request = axum::extract::Request::from_parts(parts, body);
-        let body = Bytes::from_request(request, state).await;
-        Ok(Incoming { uri, headers, body })
+        // The same reading, and the same limit, as the shedding layer's (which has usually
+        // read the body already; then this only takes the buffer).
+        let body = crate::wire::read_body(body, None)
+            .await
+            .map_err(|why| match why {
+                crate::wire::BodyError::TooLarge => ApiError::body_too_large(),
+                crate::wire::BodyError::Broken => {
+                    ApiError::new(ErrorKind::MalformedJson, "the body could not be read")
+                }
+            });
+        Ok(Incoming {
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
     }
 }
 
@@ -174,19 +183,8 @@ impl Dialects {
 }
 
 /// The request body as text, within the size limit.
-pub fn body_text(body: &Result<Bytes, BytesRejection>) -> Result<&str, ApiError> {
-    let bytes = match body {
-        Ok(bytes) => bytes,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::body_too_large());
-        }
-        Err(rejection) => {
-            return Err(ApiError::new(
-                ErrorKind::MalformedJson,
-                rejection.body_text(),
-            ));
-        }
-    };
+pub fn body_text(body: &Result<Bytes, ApiError>) -> Result<&str, ApiError> {
+    let bytes = body.as_ref().map_err(Clone::clone)?;
     std::str::from_utf8(bytes)
         .map_err(|_| ApiError::new(ErrorKind::MalformedJson, "the body is not UTF-8"))
 }

@@ -224,6 +224,25 @@ impl Store for SqlStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn pending_migrations(&self) -> StoreResult<usize> {
+        let applied = self.applied_migrations().await?;
+        Ok(schema::migrations(self.backend)
+            .filter(|(version, _)| !applied.contains(version))
+            .count())
+    }
+}
+
+impl SqlStore {
+    async fn applied_migrations(&self) -> StoreResult<Vec<i64>> {
+        let rows = sqlx::query("SELECT version FROM kassa_migrations")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
 }
 
 fn now_ms() -> i64 {

@@ -1,0 +1,57 @@
+//! Request ids: every request gets one — the client's `X-Request-Id` when it is sane (1 to 128
+//! printable ASCII characters without spaces), else a fresh random one — returned in the
+//! response's `X-Request-Id` and carried by every log line of the request (a tracing span), so
+//! an operator can follow one request through the logs. An insane incoming id is replaced,
+//! never echoed.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const HEADER: &str = "x-request-id";
+/// The longest incoming id kept.
+pub const MAX_CHARS: usize = 128;
+
+/// The incoming id, if it is one kassa may log and echo.
+fn sane(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    let ok =
+        !text.is_empty() && text.len() <= MAX_CHARS && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(text)
+}
+
+pub async fn assign(request: Request, next: Next) -> Response {
+    let id = match request.headers().get(HEADER).and_then(sane) {
+        Some(id) => id.to_string(),
+        None => crate::ids::new_request_id(),
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_are_kept() {
+        let keep = |text: &str| sane(&HeaderValue::from_str(text).unwrap()).is_some();
+        assert!(keep("abc-123_XYZ.42"));
+        assert!(keep(&"a".repeat(128)));
+        assert!(!keep(&"a".repeat(129)));
+        assert!(!keep("two words"));
+        assert!(!keep(""));
+        assert!(sane(&HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()).is_none());
+    }
+}
