@@ -311,7 +311,7 @@ async fn start(
         .change(order_no, |order| Ok(order.choose_method(method, now_ms())?))
         .await;
     match started {
-        Ok(order) => match start_on_rail(gateway, &order, method).await {
+        Ok(order) => match gateway.rails.start(&order, method).await {
             Ok(RailStart::OwnPage) => Ok(order),
             Ok(RailStart::Redirect(url)) => Err(Redirect::to(&url).into_response()),
             Err(e) => {
@@ -334,15 +334,6 @@ async fn start(
             Err(unavailable())
         }
     }
-}
-
-/// Asks the order's rail to start paying it.
-async fn start_on_rail(
-    gateway: &Gateway,
-    order: &Order,
-    method: &'static PaymentMethod,
-) -> Result<RailStart, crate::rails::RailError> {
-    gateway.rails.of(order)?.start(order, method).await
 }
 
 /// Refuses posts from other sites, as far as the browser tells: `Sec-Fetch-Site` where it is

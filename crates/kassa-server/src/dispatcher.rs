@@ -9,6 +9,7 @@
 //! whole, so one merchant's dead endpoint does not delay the others.
 
 use crate::fairness::{Admission, Fairness};
+use crate::telemetry::{self, AttemptOutcome};
 use crate::{fairness, now_ms, ssrf};
 use kassa_core::callback::{RetryPolicy, is_acknowledgement};
 use kassa_core::{AppId, Secret};
@@ -180,7 +181,9 @@ impl Dispatcher {
             let secret = secrets.get(&app_id).cloned();
             let (this, records) = (self.clone(), records.clone());
             in_flight.spawn(async move {
+                let level = telemetry::Level::callback_in_flight();
                 let finished = this.deliver(callback, secret).await;
+                drop(level);
                 let acknowledged = finished.attempt.acknowledged;
                 this.fairness
                     .finished(&endpoint, app_id, acknowledged, now_ms());
@@ -260,22 +263,26 @@ impl Dispatcher {
         let result = self.send(&callback, secret.as_ref(), started_at_ms).await;
         let latency_ms = clock.elapsed().as_millis() as i64;
         let finished_at_ms = started_at_ms + latency_ms;
-        let (http_status, response_excerpt, acknowledged, error) = match result {
+        let (http_status, response_excerpt, outcome, error) = match result {
             Ok((status, body)) => {
-                let acknowledged = is_acknowledgement(status, &body);
-                (
-                    Some(i64::from(status)),
-                    Some(excerpt(&body)),
-                    acknowledged,
-                    None,
-                )
+                let outcome = if is_acknowledgement(status, &body) {
+                    AttemptOutcome::Acknowledged
+                } else {
+                    AttemptOutcome::Refused
+                };
+                let excerpt = Some(excerpt(&body));
+                (Some(i64::from(status)), excerpt, outcome, None)
             }
-            Err(error) => (None, None, false, Some(error)),
+            Err((outcome, error)) => (None, None, outcome, Some(error)),
         };
+        let acknowledged = outcome == AttemptOutcome::Acknowledged;
         let after =
             self.config
                 .retry
                 .after_attempt(acknowledged, callback.first_due_at_ms, finished_at_ms);
+        let queued_for_s = (finished_at_ms - callback.created_at_ms) as f64 / 1000.0;
+        let died = matches!(after, AfterAttempt::Dead { .. });
+        telemetry::callback_attempt(outcome, queued_for_s, died);
         let attempt = Attempt {
             attempt_no: 0,
             started_at_ms,
@@ -311,13 +318,15 @@ impl Dispatcher {
         callback: &Callback,
         secret: Option<&Secret>,
         started_at_ms: i64,
-    ) -> Result<(u16, String), String> {
-        let url = url::Url::parse(&callback.url).map_err(|e| format!("bad URL: {e}"))?;
-        ssrf::check_port(&url, &self.config.allowed_ports)?;
+    ) -> Result<(u16, String), (AttemptOutcome, String)> {
+        let failed = |error: String| (AttemptOutcome::Error, error);
+        let blocked = |error: String| (AttemptOutcome::Blocked, error);
+        let url = url::Url::parse(&callback.url).map_err(|e| failed(format!("bad URL: {e}")))?;
+        ssrf::check_port(&url, &self.config.allowed_ports).map_err(blocked)?;
         if !self.config.allow_private_targets {
-            ssrf::check_literal(&url)?;
+            ssrf::check_literal(&url).map_err(blocked)?;
         }
-        let secret = secret.ok_or("the app has no webhook secret")?;
+        let secret = secret.ok_or_else(|| failed("the app has no webhook secret".into()))?;
         let timestamp_s = started_at_ms / 1000;
         let signature = webhook::signature_header(
             secret.expose(),
@@ -325,7 +334,7 @@ impl Dispatcher {
             timestamp_s,
             callback.body.as_bytes(),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e.to_string()))?;
         let mut request = self
             .client
             .post(url)
@@ -339,19 +348,34 @@ impl Dispatcher {
             .body(callback.body.clone())
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| classified(&e))?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         while body.len() < MAX_RESPONSE_READ {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
-                Err(e) => return Err(error_chain(&e)),
+                Err(e) => return Err(classified(&e)),
             }
         }
         body.truncate(MAX_RESPONSE_READ);
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// Why a request failed, for the attempt metrics, and its error chain for the attempt log.
+fn classified(error: &reqwest::Error) -> (AttemptOutcome, String) {
+    let text = error_chain(error);
+    let outcome = if text.contains(ssrf::REFUSAL_MARK) {
+        AttemptOutcome::Blocked
+    } else if error.is_timeout() {
+        AttemptOutcome::Timeout
+    } else if error.is_connect() {
+        AttemptOutcome::ConnectError
+    } else {
+        AttemptOutcome::Error
+    };
+    (outcome, text)
 }
 
 /// The first [`RESPONSE_EXCERPT`] bytes, cut at a character boundary.

@@ -121,17 +121,24 @@ pub async fn healthz(
 pub async fn readyz(
     axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
 ) -> (axum::http::StatusCode, &'static str) {
-    use axum::http::StatusCode;
+    match readiness(&gateway).await {
+        Ok(()) => (axum::http::StatusCode::OK, "ready\n"),
+        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+/// Ready, or why not (the text `/readyz` answers).
+pub async fn readiness(gateway: &Gateway) -> Result<(), &'static str> {
     if gateway.database.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+        return Err("draining\n");
     }
     if !gateway.database.check(gateway.store.as_ref()).await {
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n");
+        return Err("database unreachable\n");
     }
     let pending = gateway.store.pending_migrations();
     match tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), pending).await {
-        Ok(Ok(0)) => (StatusCode::OK, "ready\n"),
-        Ok(Ok(_)) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending\n"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
+        Ok(Ok(0)) => Ok(()),
+        Ok(Ok(_)) => Err("migrations pending\n"),
+        _ => Err("database unreachable\n"),
     }
 }

@@ -5,6 +5,7 @@
 //! (where money moves) and `kassa_store::Store` (the database). Handlers stay thin: parse and
 //! check the wire format, call the core, store, sign, reply.
 
+pub mod admin;
 pub mod cache;
 pub mod cashier;
 pub mod collect;
@@ -12,6 +13,7 @@ pub mod dialect;
 pub mod dispatcher;
 pub mod fairness;
 pub mod health;
+pub mod http_metrics;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;
@@ -19,6 +21,7 @@ pub mod listen;
 pub mod notary;
 pub mod openapi;
 pub mod pix;
+pub mod process_stats;
 pub mod qr;
 pub mod rails;
 pub mod ratelimit;
@@ -26,6 +29,7 @@ pub mod request_id;
 pub mod shed;
 pub mod ssrf;
 pub mod sweeper;
+pub mod telemetry;
 pub mod wire;
 
 use axum::Router;
@@ -213,6 +217,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(docs(document))
+        .route_layer(axum::middleware::from_fn(http_metrics::mark_route))
         .fallback(dialect::unknown_endpoint)
         .layer(axum::extract::DefaultBodyLimit::max(
             dialect::MAX_BODY_BYTES,
@@ -226,6 +231,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             shed::limit,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.dialects.clone(),
+            http_metrics::measure,
+        ))
         // Outermost: every log line of a request, the layers' included, carries its id.
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(gateway)

@@ -103,10 +103,15 @@ impl Lifecycle<'_> {
     ) -> Result<Order, LifecycleError> {
         // The expiry itself is the one change an overdue order takes.
         let expire_first = *event != OrderEvent::Expired;
-        self.change_with(order_no, now_ms, expire_first, |order| {
-            Ok(order.apply(event, now_ms)?)
-        })
-        .await
+        let changed = self
+            .change_with(order_no, now_ms, expire_first, |order| {
+                Ok(order.apply(event, now_ms)?)
+            })
+            .await?;
+        if !expire_first {
+            crate::telemetry::order_expired(&changed.dialect);
+        }
+        Ok(changed)
     }
 
     async fn change_with<F>(
@@ -129,6 +134,7 @@ impl Lifecycle<'_> {
                 let mut expired = current.clone();
                 expired.apply(&OrderEvent::Expired, now_ms)?;
                 if self.store_change(&current, &mut expired, now_ms).await? {
+                    crate::telemetry::order_expired(&current.dialect);
                     return Err(LifecycleError::Expired(order_no.clone()));
                 }
                 continue;
@@ -165,6 +171,12 @@ impl Lifecycle<'_> {
             .transition_order(next, current.status, callback.as_ref())
             .await?;
         if stored {
+            crate::telemetry::order_changed(
+                current.status,
+                next.status,
+                next.currency,
+                next.actual_amount_minor.0,
+            );
             tracing::info!(
                 order_no = %next.order_no,
                 from = current.status.as_str(),

@@ -35,6 +35,8 @@ pub struct ConnectionLimits {
     pub max_connections_per_address: usize,
     /// Time open connections get to finish on shutdown before they are dropped.
     pub shutdown_grace_ms: u64,
+    /// The listener's name in the metrics (`public`, `admin`).
+    pub name: &'static str,
 }
 
 impl Default for ConnectionLimits {
@@ -45,6 +47,7 @@ impl Default for ConnectionLimits {
             max_connections: 4_096,
             max_connections_per_address: 256,
             shutdown_grace_ms: 10_000,
+            name: "public",
         }
     }
 }
@@ -141,7 +144,9 @@ pub async fn serve(
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
+        let level = crate::telemetry::Level::connection(limits.name);
         tokio::spawn(async move {
+            let _open = level;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }

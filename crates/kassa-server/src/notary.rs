@@ -102,6 +102,7 @@ impl Notary {
 
     /// Signs a flat object (sets `sign`) and serialises it.
     pub fn sign(&self, mut data: Map<String, Value>) -> String {
+        crate::telemetry::signed();
         sign_map(&self.key, &mut data);
         serde_json::to_string(&data).expect("a JSON map always serialises")
     }
@@ -112,6 +113,7 @@ impl Notary {
         let canonical =
             kassa_signature::canonical_of_map(data).expect("kassa signs only flat objects");
         let json = serde_json::to_string(data).expect("a JSON map always serialises");
+        crate::telemetry::signed();
         (json, self.key.sign_base64(canonical.as_bytes()))
     }
 

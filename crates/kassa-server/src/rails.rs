@@ -107,6 +107,20 @@ impl Rails {
             })
     }
 
+    /// Starts paying `order` on its rail, timed and counted per rail and channel.
+    pub async fn start(
+        &self,
+        order: &Order,
+        method: &'static PaymentMethod,
+    ) -> Result<RailStart, RailError> {
+        let rail = self.of(order)?;
+        let started = std::time::Instant::now();
+        let result = rail.start(order, method).await;
+        let seconds = started.elapsed().as_secs_f64();
+        crate::telemetry::rail_call(rail.name(), &order.channel, "start", result.is_ok(), seconds);
+        result
+    }
+
     /// The rail that serves an order, as recorded with it.
     pub fn of(&self, order: &Order) -> Result<&dyn Rail, RailError> {
         self.by_name(&order.rail).ok_or_else(|| {

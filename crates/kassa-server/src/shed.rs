@@ -8,6 +8,7 @@
 //! bound; a request that takes longer than the request timeout is cut off the same way.
 
 use crate::ServerConfig;
+use crate::telemetry::{self, Level, Shed};
 use crate::dialect::{ApiError, Dialects, ErrorKind};
 use crate::health::DatabaseHealth;
 use crate::listen::PerAddress;
@@ -53,7 +54,7 @@ enum Unreceived {
     TooLarge,
     Broken,
     Late,
-    Busy(&'static str),
+    Busy(Shed, &'static str),
 }
 
 impl InFlight {
@@ -116,13 +117,17 @@ impl InFlight {
                 (StatusCode::BAD_REQUEST, "the body could not be read\n").into_response()
             }
             Unreceived::Late => {
+                telemetry::timed_out("body");
                 let ms = self.body_read_timeout.as_millis();
                 let msg = format!(
                     "the body did not arrive within {ms} ms; retry it unchanged (a retried create gets the original reply)"
                 );
                 self.unavailable(uri, msg)
             }
-            Unreceived::Busy(msg) => self.unavailable(uri, msg.to_string()),
+            Unreceived::Busy(reason, msg) => {
+                telemetry::shed(reason);
+                self.unavailable(uri, msg.to_string())
+            }
         }
     }
 
@@ -147,6 +152,7 @@ impl InFlight {
                 self.uploads_by_address
                     .take(ip, self.max_uploads_per_address)
                     .ok_or(Unreceived::Busy(
+                        Shed::AddressUploads,
                         "too many uploads from your address at once; retry shortly",
                     ))?,
             ),
@@ -154,7 +160,7 @@ impl InFlight {
         };
         let _upload: OwnedSemaphorePermit =
             self.uploads.clone().try_acquire_owned().map_err(|_| {
-                Unreceived::Busy("kassa is receiving too many uploads; retry shortly")
+                Unreceived::Busy(Shed::Uploads, "kassa is receiving too many uploads; retry shortly")
             })?;
         let (parts, body) = request.into_parts();
         let expected = declared.map(|length| length as usize);
@@ -188,6 +194,7 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
     let api = in_flight.dialects.owner_of(uri.path()).is_some();
     // Merchants and payers need the database: while it is known to be down, say so at once.
     if (api || crate::cashier::owns_path(uri.path())) && !in_flight.database.is_up() {
+        telemetry::shed(Shed::DatabaseDown);
         let msg = "the database is temporarily unavailable; retry shortly".to_string();
         return in_flight.unavailable(&uri, msg);
     }
@@ -197,11 +204,14 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
         &in_flight.page_slots
     };
     let Ok(permit) = slots.clone().try_acquire_owned() else {
+        telemetry::shed(Shed::Overloaded);
         return in_flight.unavailable(&uri, "kassa is overloaded; retry shortly".into());
     };
+    let level = Level::in_flight(if api { "api" } else { "pages" });
     let response = tokio::time::timeout(in_flight.request_timeout, next.run(request)).await;
-    drop(permit);
+    drop((level, permit));
     response.unwrap_or_else(|_| {
+        telemetry::timed_out("request");
         let msg = format!(
             "the request took longer than {} ms; retry it unchanged (a retried create gets the original reply)",
             in_flight.request_timeout.as_millis()

@@ -21,8 +21,12 @@ fn host_ip(url: &url::Url) -> Option<IpAddr> {
     }
 }
 
+/// Ends every refusal of an address, so that a refusal found deep in a client's error chain
+/// is still told apart from a network failure.
+pub const REFUSAL_MARK: &str = "callbacks and redirects must go to public hosts";
+
 fn refusal(ip: IpAddr, why: &str) -> String {
-    format!("points at {ip}, a {why} address; callbacks and redirects must go to public hosts")
+    format!("points at {ip}, a {why} address; {REFUSAL_MARK}")
 }
 
 /// The check of a URL whose host is written as an IP address (no DNS is asked for those).

@@ -76,6 +76,16 @@ pub(crate) fn violated_rule(db: &dyn sqlx::error::DatabaseError) -> String {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
+        let converted = Self::convert(error);
+        if converted.is_transient() {
+            crate::telemetry::transient_error();
+        }
+        converted
+    }
+}
+
+impl StoreError {
+    fn convert(error: sqlx::Error) -> Self {
         use sqlx::Error as E;
         let text = error.to_string();
         match &error {

@@ -10,6 +10,7 @@
 pub mod bench;
 mod error;
 mod sql;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -145,6 +146,27 @@ pub struct MerchantWithApps {
     pub apps: Vec<App>,
 }
 
+/// What an operator watches of the stored state, read when metrics are scraped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Callbacks waiting whose next attempt is due.
+    pub callbacks_due: i64,
+    /// Callbacks given up after their maximum age (until an operator resends them).
+    pub callbacks_dead: i64,
+    /// When the oldest callback not yet delivered was queued (its order's status change).
+    pub oldest_pending_callback_ms: Option<i64>,
+    /// Orders waiting for the operator (status exception).
+    pub orders_in_exception: i64,
+}
+
+/// The connection pool as it is now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The storage port: every aggregate's trait, and the schema. Implementations must pass
 /// `tests/conformance.rs`.
 #[async_trait]
@@ -155,6 +177,11 @@ pub trait Store: SettingStore + MerchantStore + OrderStore + CallbackStore {
     /// How many migrations this build knows that the database has not applied (a node that
     /// runs ahead of its database is not ready).
     async fn pending_migrations(&self) -> StoreResult<usize>;
+
+    /// The backlog at `now_ms`, in one round trip.
+    async fn backlog(&self, now_ms: i64) -> StoreResult<Backlog>;
+
+    fn pool_status(&self) -> PoolStatus;
 }
 
 /// Named settings every node shares (platform keys, the operator's time zone).

@@ -144,6 +144,8 @@ impl Server {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--allow-private-callbacks",
             ])
             .args([

@@ -120,6 +120,18 @@ pub struct ServeOptions {
     /// it, 429 with Retry-After. 0 turns the limit off.
     #[arg(long, env = "KASSA_APP_RATE_LIMIT", default_value_t = 0)]
     pub app_rate_limit: u32,
+    /// Address of the admin listener: /metrics (Prometheus), /healthz and /readyz, apart from
+    /// the public port. Must be a loopback address unless --admin-listen-public is given.
+    #[arg(long, env = "KASSA_ADMIN_LISTEN", default_value = "127.0.0.1:9464")]
+    pub admin_listen: SocketAddr,
+    /// Allow --admin-listen on an address other hosts can reach (behind a firewall that only
+    /// lets the monitoring in: the admin listener asks nobody for credentials).
+    #[arg(long, env = "KASSA_ADMIN_LISTEN_PUBLIC")]
+    pub admin_listen_public: bool,
+    /// Record and export metrics on the admin listener (false: nothing is recorded and
+    /// /metrics answers 404; health stays).
+    #[arg(long, env = "KASSA_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
 }
 
 impl ServeOptions {
@@ -167,10 +179,18 @@ impl ServeOptions {
             ("request-timeout", self.request_timeout),
             ("body-read-timeout", self.body_read_timeout),
         ];
-        match spans.iter().find(|(_, span)| span.ms == 0) {
-            Some((flag, _)) => Err(format!("--{flag} must be above zero")),
-            None => Ok(()),
+        if let Some((flag, _)) = spans.iter().find(|(_, span)| span.ms == 0) {
+            return Err(format!("--{flag} must be above zero"));
         }
+        if !self.admin_listen.ip().is_loopback() && !self.admin_listen_public {
+            return Err(format!(
+                "--admin-listen {} is not a loopback address; the admin listener (metrics, \
+                 health) asks for no credentials, so say --admin-listen-public if other hosts \
+                 are meant to reach it",
+                self.admin_listen
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -172,6 +172,8 @@ async fn drain_then_stop(health: Arc<kassa_server::health::DatabaseHealth>, drai
 
 pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     options.check().map_err(Failure)?;
+    // Before anything else, so that start-up is measured too.
+    let exporter = options.metrics.then(kassa_server::telemetry::install);
     let allow_private = options.allow_private_callbacks || options.demo;
     let store = open_store(database_url).await?;
     tracing::info!(backend = store.backend().name(), "database ready");
@@ -185,6 +187,10 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         .await
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", options.listen)))?;
     let bound = listener.local_addr()?;
+    let admin_listener = tokio::net::TcpListener::bind(options.admin_listen)
+        .await
+        .map_err(|e| Failure(format!("cannot listen on {} (--admin-listen): {e}", options.admin_listen)))?;
+    let admin_bound = admin_listener.local_addr()?;
     let public_url = public_url(&options, bound)?;
     if options.demo {
         let data_dir =
@@ -201,11 +207,14 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         rails: Rails::standard(),
         dispatcher_wake: Arc::default(),
     }));
-    let background = Background::start(&gateway, &options, allow_private)?;
+    let background = Background::start(&gateway, &options, allow_private, exporter.clone())?;
     if allow_private {
         tracing::warn!("callbacks and redirects to private and loopback addresses are allowed");
     }
+    // The public line comes last: scripts wait for it and may stop reading there.
+    println!("kassa admin listening on http://{admin_bound} (/metrics, /healthz, /readyz)");
     println!("kassa listening on http://{bound} (public URL {public_url})");
+    let admin = Admin::start(admin_listener, kassa_server::admin::router(gateway.clone(), exporter));
     let limits = ConnectionLimits {
         header_read_timeout_ms: options.header_read_timeout.ms,
         max_connections: options.max_connections,
@@ -215,7 +224,44 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     let drain = drain_then_stop(gateway.database.clone(), options.drain_period.ms);
     kassa_server::listen::serve(listener, router(gateway), limits, drain).await?;
     background.stop().await;
+    admin.stop().await;
     Ok(())
+}
+
+/// The admin listener's task; it serves through the drain period and stops after the public one.
+struct Admin {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Admin {
+    /// Monitoring needs few connections; a handful of scrapers and probes at most.
+    const MAX_CONNECTIONS: usize = 64;
+
+    fn start(listener: tokio::net::TcpListener, router: axum::Router) -> Admin {
+        let (stop, mut stopped) = watch::channel(false);
+        let limits = ConnectionLimits {
+            max_connections: Self::MAX_CONNECTIONS,
+            max_connections_per_address: Self::MAX_CONNECTIONS,
+            shutdown_grace_ms: 1_000,
+            name: "admin",
+            ..ConnectionLimits::default()
+        };
+        let stopping = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let task = tokio::spawn(async move {
+            if let Err(e) = kassa_server::listen::serve(listener, router, limits, stopping).await {
+                tracing::error!(error = %e, "the admin listener failed");
+            }
+        });
+        Admin { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 /// The base URL payers reach kassa at: the option, else the address bound.
@@ -270,6 +316,7 @@ impl Background {
         gateway: &Arc<Gateway>,
         options: &ServeOptions,
         allow_private: bool,
+        exporter: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Result<Background, Failure> {
         let dispatcher = Arc::new(Dispatcher::new(
             gateway.store.clone(),
@@ -293,11 +340,15 @@ impl Background {
         );
         let prober =
             kassa_server::health::run(gateway.clone(), PROBE_INTERVAL_MS, stop.subscribe());
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(dispatcher.run(stopped)),
             tokio::spawn(sweeper),
             tokio::spawn(prober),
         ];
+        if let Some(exporter) = exporter {
+            let upkeep = kassa_server::telemetry::run_upkeep(exporter, stop.subscribe());
+            tasks.push(tokio::spawn(upkeep));
+        }
         Ok(Background { stop, tasks })
     }
 

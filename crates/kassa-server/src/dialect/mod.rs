@@ -15,7 +15,7 @@ pub use error::{ApiError, ErrorKind, Words};
 
 use crate::notary::{Notary, Signature, Signed};
 use crate::wire::Fields;
-use crate::{Gateway, ServerConfig, ids, now_ms};
+use crate::{Gateway, ServerConfig, ids, now_ms, telemetry};
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
@@ -201,7 +201,7 @@ pub async fn authenticate<'a>(
         return Err(ApiError::ambiguous(&field, &key));
     }
     let (app_id, sign) = dialect.identify_app(gateway, incoming, &object).await?;
-    let app = verified_app(gateway, dialect.words(), app_id, &object.canonical, &sign).await?;
+    let app = verified_app(gateway, dialect, app_id, &object.canonical, &sign).await?;
     dialect.check_app(&app, incoming)?;
     Ok(Authenticated { app, object })
 }
@@ -211,11 +211,12 @@ pub async fn authenticate<'a>(
 /// against a decoy key) — so that app ids cannot be probed without a merchant's key.
 async fn verified_app(
     gateway: &Gateway,
-    words: &Words,
+    dialect: &dyn Dialect,
     app_id: AppId,
     canonical: &str,
     sign: &str,
 ) -> Result<App, ApiError> {
+    let words = dialect.words();
     let app = gateway.apps.get(gateway.store.as_ref(), app_id).await?;
     let registered = match &app {
         Some(app) => Some(
@@ -238,16 +239,24 @@ async fn verified_app(
     let app = match (verified, app) {
         (Ok(()), Some(app)) => app,
         (Err(e @ (VerifyError::MissingSign | VerifyError::Base64)), _) => {
+            telemetry::verified("malformed");
             return Err(ApiError::signature(words, e));
         }
-        _ => return Err(ApiError::wrong_sign(words, app_id)),
+        _ => {
+            telemetry::verified("wrong");
+            return Err(ApiError::wrong_sign(words, app_id));
+        }
     };
+    telemetry::verified("ok");
     let per_s = gateway.config.app_rate_limit_per_s;
     if per_s > 0 {
         gateway
             .app_rates
             .admit(app_id, per_s, now_ms())
-            .map_err(ApiError::rate_limited)?;
+            .map_err(|wait| {
+                telemetry::rate_limited(dialect.name());
+                ApiError::rate_limited(wait)
+            })?;
     }
     Ok(app)
 }
@@ -393,6 +402,7 @@ async fn insert_new_order(
         order.create_reply = reply.to_stored();
         match gateway.store.insert_order(&order).await {
             Ok(InsertOutcome::Inserted) => {
+                telemetry::order_created(dialect.name(), order.currency, order.method.code);
                 tracing::info!(
                     app_id = order.app_id.0,
                     order_no = %order.order_no,

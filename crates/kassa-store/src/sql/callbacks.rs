@@ -177,23 +177,26 @@ impl CallbackStore for SqlStore {
         owner: &str,
         lease_until_ms: i64,
     ) -> StoreResult<Vec<Callback>> {
-        let sql = match self.backend {
-            Backend::Sqlite => CLAIM_CALLBACKS_SQLITE.as_str(),
-            Backend::Postgres => CLAIM_CALLBACKS_POSTGRES.as_str(),
-        };
-        let rows = sqlx::query(sql)
-            .bind(owner)
-            .bind(lease_until_ms)
-            .bind(now_ms)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claimed: Vec<Callback> = rows
-            .iter()
-            .map(callback_from_row)
-            .collect::<Result<_, _>>()?;
-        claimed.sort_by_key(|c| c.next_attempt_at_ms);
-        Ok(claimed)
+        crate::telemetry::timed("claim_due_callbacks", async move {
+            let sql = match self.backend {
+                Backend::Sqlite => CLAIM_CALLBACKS_SQLITE.as_str(),
+                Backend::Postgres => CLAIM_CALLBACKS_POSTGRES.as_str(),
+            };
+            let rows = sqlx::query(sql)
+                .bind(owner)
+                .bind(lease_until_ms)
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            let mut claimed: Vec<Callback> = rows
+                .iter()
+                .map(callback_from_row)
+                .collect::<Result<_, _>>()?;
+            claimed.sort_by_key(|c| c.next_attempt_at_ms);
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn finish_attempts(
@@ -201,39 +204,45 @@ impl CallbackStore for SqlStore {
         owner: &str,
         finished: &[FinishedAttempt],
     ) -> StoreResult<Vec<bool>> {
-        // One lock order for every node, so two batches never deadlock on PostgreSQL.
-        let mut order: Vec<usize> = (0..finished.len()).collect();
-        order.sort_by(|a, b| finished[*a].callback_id.cmp(&finished[*b].callback_id));
-        let mut kept = vec![false; finished.len()];
-        let mut tx = self.begin_write().await?;
-        for i in order {
-            kept[i] = record_attempt(&mut tx, owner, &finished[i]).await?;
-        }
-        tx.commit().await?;
-        Ok(kept)
+        crate::telemetry::timed("finish_attempts", async move {
+            // One lock order for every node, so two batches never deadlock on PostgreSQL.
+            let mut order: Vec<usize> = (0..finished.len()).collect();
+            order.sort_by(|a, b| finished[*a].callback_id.cmp(&finished[*b].callback_id));
+            let mut kept = vec![false; finished.len()];
+            let mut tx = self.begin_write().await?;
+            for i in order {
+                kept[i] = record_attempt(&mut tx, owner, &finished[i]).await?;
+            }
+            tx.commit().await?;
+            Ok(kept)
+        })
+        .await
     }
 
     async fn release_callbacks(&self, owner: &str, released: &[(String, i64)]) -> StoreResult<()> {
-        if released.is_empty() {
-            return Ok(());
-        }
-        // One lock order for every node, as in `finish_attempts`.
-        let mut sorted: Vec<&(String, i64)> = released.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut tx = self.begin_write().await?;
-        for (callback_id, next_attempt_at_ms) in sorted {
-            sqlx::query(
-                "UPDATE callbacks SET next_attempt_at_ms = $1, lease_owner = NULL, \
-                 lease_until_ms = NULL WHERE callback_id = $2 AND lease_owner = $3",
-            )
-            .bind(*next_attempt_at_ms)
-            .bind(callback_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        crate::telemetry::timed("release_callbacks", async move {
+            if released.is_empty() {
+                return Ok(());
+            }
+            // One lock order for every node, as in `finish_attempts`.
+            let mut sorted: Vec<&(String, i64)> = released.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut tx = self.begin_write().await?;
+            for (callback_id, next_attempt_at_ms) in sorted {
+                sqlx::query(
+                    "UPDATE callbacks SET next_attempt_at_ms = $1, lease_owner = NULL, \
+                     lease_until_ms = NULL WHERE callback_id = $2 AND lease_owner = $3",
+                )
+                .bind(*next_attempt_at_ms)
+                .bind(callback_id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>> {

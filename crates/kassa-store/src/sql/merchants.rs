@@ -170,11 +170,14 @@ impl MerchantStore for SqlStore {
     }
 
     async fn app(&self, app_id: AppId) -> StoreResult<Option<App>> {
-        let row = sqlx::query(SELECT_APP.as_str())
-            .bind(app_id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(app_from_row).transpose()
+        crate::telemetry::timed("app", async move {
+            let row = sqlx::query(SELECT_APP.as_str())
+                .bind(app_id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(app_from_row).transpose()
+        })
+        .await
     }
 
     async fn merchant_of_app(&self, app_id: AppId) -> StoreResult<Option<Merchant>> {

@@ -13,7 +13,7 @@ mod schema;
 mod settings;
 mod writer;
 
-use crate::{Store, StoreError, StoreResult};
+use crate::{Backlog, PoolStatus, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
@@ -223,6 +223,33 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn backlog(&self, now_ms: i64) -> StoreResult<Backlog> {
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM callbacks WHERE state = 'pending' AND next_attempt_at_ms <= $1), \
+             (SELECT COUNT(*) FROM callbacks WHERE state = 'dead'), \
+             (SELECT MIN(created_at_ms) FROM callbacks WHERE state = 'pending'), \
+             (SELECT COUNT(*) FROM orders WHERE status = 'exception')",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            callbacks_due: row.try_get(0)?,
+            callbacks_dead: row.try_get(1)?,
+            oldest_pending_callback_ms: row.try_get(2)?,
+            orders_in_exception: row.try_get(3)?,
+        })
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            open: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn pending_migrations(&self) -> StoreResult<usize> {

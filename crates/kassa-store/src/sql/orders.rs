@@ -202,18 +202,21 @@ impl SqlStore {
 #[async_trait]
 impl OrderStore for SqlStore {
     async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome> {
-        let inserted = match &self.writer {
-            Some(writer) => writer.insert(order.clone()).await,
-            None => insert_result(insert_statement(order).execute(&self.pool).await),
-        };
-        if inserted? == 1 {
-            return Ok(InsertOutcome::Inserted);
-        }
-        let existing = self
-            .order_by_merchant_order_id(order.app_id, &order.merchant_order_id)
-            .await?
-            .ok_or_else(|| corrupt("conflicting order vanished"))?;
-        Ok(InsertOutcome::Existing(Box::new(existing)))
+        crate::telemetry::timed("insert_order", async move {
+            let inserted = match &self.writer {
+                Some(writer) => writer.insert(order.clone()).await,
+                None => insert_result(insert_statement(order).execute(&self.pool).await),
+            };
+            if inserted? == 1 {
+                return Ok(InsertOutcome::Inserted);
+            }
+            let existing = self
+                .order_by_merchant_order_id(order.app_id, &order.merchant_order_id)
+                .await?
+                .ok_or_else(|| corrupt("conflicting order vanished"))?;
+            Ok(InsertOutcome::Existing(Box::new(existing)))
+        })
+        .await
     }
 
     async fn order_by_merchant_order_id(
@@ -221,22 +224,31 @@ impl OrderStore for SqlStore {
         app_id: AppId,
         merchant_order_id: &str,
     ) -> StoreResult<Option<Order>> {
-        let row = sqlx::query(SELECT_ORDER_BY_MERCHANT_ID.as_str())
-            .bind(app_id.0)
-            .bind(merchant_order_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(order_from_row).transpose()
+        crate::telemetry::timed("order_by_merchant_order_id", async move {
+            let row = sqlx::query(SELECT_ORDER_BY_MERCHANT_ID.as_str())
+                .bind(app_id.0)
+                .bind(merchant_order_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(order_from_row).transpose()
+        })
+        .await
     }
 
     async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>> {
-        self.one_order(SELECT_ORDER_BY_NO.as_str(), &[order_no.as_str()])
-            .await
+        crate::telemetry::timed("order_by_no", async move {
+            self.one_order(SELECT_ORDER_BY_NO.as_str(), &[order_no.as_str()])
+                .await
+        })
+        .await
     }
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
-        self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &[token])
-            .await
+        crate::telemetry::timed("order_by_cashier_token", async move {
+            self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &[token])
+                .await
+        })
+        .await
     }
 
     async fn orders_of_app(
@@ -261,43 +273,49 @@ impl OrderStore for SqlStore {
         from: OrderStatus,
         callback: Option<&NewCallback>,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
-             paid_at_ms = $4, error_msg = $5, updated_at_ms = $6, chosen_method = $9 \
-             WHERE order_no = $7 AND status = $8",
-        )
-        .bind(order.status.as_str())
-        .bind(order.actual_amount_minor.0)
-        .bind(order.fee_minor.0)
-        .bind(order.paid_at_ms)
-        .bind(order.error_msg.as_deref())
-        .bind(order.updated_at_ms)
-        .bind(order.order_no.as_str())
-        .bind(from.as_str())
-        .bind(order.chosen_method.map(|m| m.code))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        if let Some(callback) = callback {
-            callbacks::insert(&mut tx, callback).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        crate::telemetry::timed("transition_order", async move {
+            let mut tx = self.begin_write().await?;
+            let changed = sqlx::query(
+                "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
+                 paid_at_ms = $4, error_msg = $5, updated_at_ms = $6, chosen_method = $9 \
+                 WHERE order_no = $7 AND status = $8",
+            )
+            .bind(order.status.as_str())
+            .bind(order.actual_amount_minor.0)
+            .bind(order.fee_minor.0)
+            .bind(order.paid_at_ms)
+            .bind(order.error_msg.as_deref())
+            .bind(order.updated_at_ms)
+            .bind(order.order_no.as_str())
+            .bind(from.as_str())
+            .bind(order.chosen_method.map(|m| m.code))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            if let Some(callback) = callback {
+                callbacks::insert(&mut tx, callback).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>> {
-        let rows = sqlx::query(SELECT_EXPIRED.as_str())
-            .bind(now_ms)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| order_no_of(&row.try_get::<String, _>(0)?))
-            .collect()
+        crate::telemetry::timed("expired_orders", async move {
+            let rows = sqlx::query(SELECT_EXPIRED.as_str())
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|row| order_no_of(&row.try_get::<String, _>(0)?))
+                .collect()
+        })
+        .await
     }
 }

@@ -33,6 +33,7 @@ impl InsertWriter {
                         Err(_) => break,
                     }
                 }
+                crate::telemetry::write_batch(batch.len(), queue.len());
                 Self::commit(&pool, batch).await;
             }
         });

@@ -13,7 +13,9 @@ pub fn kassa(args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("KASSA_DATABASE_URL")
-        .env_remove("KASSA_CONFIG");
+        .env_remove("KASSA_CONFIG")
+        // Servers of parallel tests must not compete for the admin listener's default port.
+        .env("KASSA_ADMIN_LISTEN", "127.0.0.1:0");
     command
 }
 
@@ -51,6 +53,8 @@ pub fn json(text: &str) -> Value {
 pub struct Served {
     pub child: Child,
     pub base: String,
+    /// The admin listener's base URL (metrics, health).
+    pub admin: String,
     pub stdout_lines: Vec<String>,
 }
 
@@ -77,6 +81,7 @@ pub fn serve_with(mut command: Command, dir: &Path, stderr: impl Into<Stdio>) ->
     let mut served = Served {
         child,
         base: String::new(),
+        admin: String::new(),
         stdout_lines: Vec::new(),
     };
     let mut reader = BufReader::new(served.child.stdout.take().unwrap());
@@ -87,6 +92,9 @@ pub fn serve_with(mut command: Command, dir: &Path, stderr: impl Into<Stdio>) ->
                 "kassa serve exited early; it printed: {:#?}",
                 served.stdout_lines
             );
+        }
+        if let Some(rest) = line.strip_prefix("kassa admin listening on ") {
+            served.admin = rest.split_whitespace().next().unwrap().to_string();
         }
         if let Some(rest) = line.strip_prefix("kassa listening on ") {
             served.base = rest.split_whitespace().next().unwrap().to_string();

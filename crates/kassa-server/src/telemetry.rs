@@ -1,0 +1,372 @@
+//! Metrics: every metric kassa exports is named and described here, and recorded through the
+//! small functions below, so that names, labels and units live in one place.
+//!
+//! kassa records through the `metrics` facade and exports with `metrics-exporter-prometheus`
+//! (without its HTTP listener: the admin listener serves `/metrics`). Why this pair: the facade
+//! costs a branch when no recorder is installed (metrics off), the store crate records without
+//! depending on an exporter, and the exporter writes the classic Prometheus text format that
+//! `promtool check metrics` and every Prometheus read. Gauges of stored state (callbacks due,
+//! exceptions) and of the process are read when Prometheus scrapes, not on the hot path.
+//!
+//! Labels are low-cardinality only: dialect, route template, method, status class, currency,
+//! payment method, rail, channel, outcome. Never an order id or an app id.
+
+use kassa_core::{Currency, OrderStatus};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const HTTP_REQUESTS: &str = "kassa_http_requests_total";
+pub const HTTP_SECONDS: &str = "kassa_http_request_duration_seconds";
+pub const HTTP_SHED: &str = "kassa_http_shed_total";
+pub const HTTP_TIMEOUTS: &str = "kassa_http_timeouts_total";
+pub const HTTP_RATE_LIMITED: &str = "kassa_http_rate_limited_total";
+pub const HTTP_IN_FLIGHT: &str = "kassa_http_requests_in_flight";
+pub const HTTP_CONNECTIONS: &str = "kassa_http_connections_open";
+pub const ORDERS_CREATED: &str = "kassa_orders_created_total";
+pub const ORDER_TRANSITIONS: &str = "kassa_order_transitions_total";
+pub const COLLECTED_MINOR: &str = "kassa_collected_amount_minor_total";
+pub const ORDERS_EXPIRED: &str = "kassa_orders_expired_total";
+pub const ORDERS_IN_EXCEPTION: &str = "kassa_orders_in_exception";
+pub const CALLBACKS_DUE: &str = "kassa_callbacks_due";
+pub const CALLBACKS_DEAD: &str = "kassa_callbacks_dead";
+pub const CALLBACKS_DIED: &str = "kassa_callbacks_died_total";
+pub const CALLBACKS_IN_FLIGHT: &str = "kassa_callbacks_in_flight";
+pub const CALLBACK_OLDEST_AGE: &str = "kassa_callback_oldest_pending_age_seconds";
+pub const CALLBACK_ATTEMPTS: &str = "kassa_callback_attempts_total";
+pub const CALLBACK_DELIVERY_SECONDS: &str = "kassa_callback_delivery_seconds";
+pub const RAIL_CALLS: &str = "kassa_rail_calls_total";
+pub const RAIL_SECONDS: &str = "kassa_rail_call_duration_seconds";
+pub const POOL_CONNECTIONS: &str = "kassa_store_pool_connections";
+pub const POOL_MAX: &str = "kassa_store_pool_max_connections";
+pub const SIGNATURES: &str = "kassa_signatures_total";
+pub const VERIFICATIONS: &str = "kassa_signature_verifications_total";
+pub const BUILD_INFO: &str = "kassa_build_info";
+pub const DATABASE_UP: &str = "kassa_database_up";
+pub const READY: &str = "kassa_ready";
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
+pub const PROCESS_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START: &str = "process_start_time_seconds";
+
+/// Latency buckets in seconds: from a cached query (~100 µs) to a request cut at its timeout.
+const SECONDS_BUCKETS: [f64; 16] = [
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+];
+/// Callback delivery, from the status change to the acknowledgement: seconds to a day.
+const DELIVERY_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 3_600.0, 86_400.0,
+];
+/// SQLite group-commit batch sizes (the writer takes at most 128).
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 96.0, 128.0];
+
+/// The installed exporter: one per process, as the facade's recorder is.
+static EXPORTER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the exporter (once per process; later calls return the same handle) and describes
+/// every metric. Until this is called, recording costs next to nothing: metrics are off.
+pub fn install() -> PrometheusHandle {
+    EXPORTER
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(CALLBACK_DELIVERY_SECONDS.into()),
+                        &DELIVERY_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(kassa_store::telemetry::WRITE_BATCH_SIZE.into()),
+                        &BATCH_BUCKETS,
+                    )
+                })
+                .expect("the bucket lists are not empty")
+                .install_recorder()
+                .expect("the only recorder of this process");
+            describe();
+            build_info();
+            handle
+        })
+        .clone()
+}
+
+/// Keeps histogram memory bounded between scrapes: samples are folded into buckets every few
+/// seconds, whether or not anyone scrapes.
+pub async fn run_upkeep(handle: PrometheusHandle, mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        handle.run_upkeep();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+fn build_info() {
+    let commit = option_env!("KASSA_BUILD_COMMIT").unwrap_or("unknown");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => commit).set(1.0);
+}
+
+fn describe() {
+    kassa_store::telemetry::describe();
+    let counters: [(&'static str, &'static str); 13] = [
+        (HTTP_REQUESTS, "HTTP requests answered, by dialect, route, method and status class."),
+        (HTTP_SHED, "Requests answered 503 at once because a budget was full or the database down, by reason."),
+        (HTTP_TIMEOUTS, "Requests cut off by a deadline (body upload or whole request), by phase."),
+        (HTTP_RATE_LIMITED, "Merchant requests answered 429 because their app was over its rate limit, by dialect."),
+        (ORDERS_CREATED, "Orders created (not replays), by dialect, currency and method."),
+        (ORDER_TRANSITIONS, "Order status changes, by from and to."),
+        (COLLECTED_MINOR, "Amounts received on orders that succeeded, in minor units, by currency."),
+        (ORDERS_EXPIRED, "Orders failed because their time ran out, by dialect."),
+        (CALLBACKS_DIED, "Callbacks given up after their maximum age."),
+        (CALLBACK_ATTEMPTS, "Callback attempts, by outcome: acknowledged, refused, timeout, connect_error, blocked (SSRF or port rules), error."),
+        (RAIL_CALLS, "Calls to rails, by rail, channel, call and outcome (ok or error)."),
+        (SIGNATURES, "Signatures made with the platform key (replies and callbacks)."),
+        (VERIFICATIONS, "Merchant signatures checked, by result: ok, malformed, wrong (a wrong signature or an unknown app)."),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, Unit::Count, help);
+    }
+    let gauges: [(&'static str, &'static str); 12] = [
+        (HTTP_IN_FLIGHT, "Requests being handled now, by budget (api or pages)."),
+        (HTTP_CONNECTIONS, "Open client connections, by listener."),
+        (ORDERS_IN_EXCEPTION, "Orders waiting for the operator (status exception)."),
+        (CALLBACKS_DUE, "Callbacks whose next attempt is due."),
+        (CALLBACKS_DEAD, "Callbacks given up and not resent."),
+        (CALLBACKS_IN_FLIGHT, "Callback attempts in flight from this node."),
+        (CALLBACK_OLDEST_AGE, "Age of the oldest callback not yet delivered, in seconds (0 when none)."),
+        (POOL_CONNECTIONS, "Database connections of the pool, by state (open or idle)."),
+        (POOL_MAX, "Most database connections the pool may open."),
+        (BUILD_INFO, "kassa's version and commit; always 1."),
+        (DATABASE_UP, "1 while the database answers this node's probe, else 0."),
+        (READY, "1 while /readyz answers 200, else 0."),
+    ];
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+    }
+    describe_histogram!(HTTP_SECONDS, Unit::Seconds, "Time from a request's arrival to its answer, by dialect and route.");
+    describe_histogram!(CALLBACK_DELIVERY_SECONDS, Unit::Seconds, "Time from the status change that queued a callback to its acknowledgement.");
+    describe_histogram!(RAIL_SECONDS, Unit::Seconds, "Time a rail call took, by rail and call.");
+}
+
+/// `2xx`, `4xx`, …: the status class label.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// A method label from a closed list.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match *method {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::HEAD => "HEAD",
+        _ => "other",
+    }
+}
+
+pub fn http_request(
+    dialect: &'static str,
+    route: String,
+    method: &axum::http::Method,
+    status: u16,
+    seconds: f64,
+) {
+    histogram!(HTTP_SECONDS, "dialect" => dialect, "route" => route.clone()).record(seconds);
+    counter!(
+        HTTP_REQUESTS,
+        "dialect" => dialect,
+        "route" => route,
+        "method" => method_label(method),
+        "status_class" => status_class(status),
+    )
+    .increment(1);
+}
+
+/// Why a request was answered 503 at once.
+#[derive(Clone, Copy, Debug)]
+pub enum Shed {
+    Overloaded,
+    Uploads,
+    AddressUploads,
+    DatabaseDown,
+}
+
+pub fn shed(reason: Shed) {
+    let reason = match reason {
+        Shed::Overloaded => "overloaded",
+        Shed::Uploads => "uploads",
+        Shed::AddressUploads => "address_uploads",
+        Shed::DatabaseDown => "database_down",
+    };
+    counter!(HTTP_SHED, "reason" => reason).increment(1);
+}
+
+/// A deadline cut a request: `body` (upload) or `request` (the whole request).
+pub fn timed_out(phase: &'static str) {
+    counter!(HTTP_TIMEOUTS, "phase" => phase).increment(1);
+}
+
+pub fn rate_limited(dialect: &'static str) {
+    counter!(HTTP_RATE_LIMITED, "dialect" => dialect).increment(1);
+}
+
+/// Counts one up in a gauge while it lives: requests in flight, open connections, deliveries.
+pub struct Level(metrics::Gauge);
+
+impl Level {
+    pub fn in_flight(budget: &'static str) -> Level {
+        Level::up(gauge!(HTTP_IN_FLIGHT, "budget" => budget))
+    }
+
+    pub fn connection(listener: &'static str) -> Level {
+        Level::up(gauge!(HTTP_CONNECTIONS, "listener" => listener))
+    }
+
+    pub fn callback_in_flight() -> Level {
+        Level::up(gauge!(CALLBACKS_IN_FLIGHT))
+    }
+
+    fn up(gauge: metrics::Gauge) -> Level {
+        gauge.increment(1.0);
+        Level(gauge)
+    }
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+pub fn order_created(dialect: &'static str, currency: Currency, method: &'static str) {
+    counter!(ORDERS_CREATED, "dialect" => dialect, "currency" => currency.code(), "method" => method)
+        .increment(1);
+}
+
+/// A stored status change; a success adds what was received to the collected sum.
+pub fn order_changed(from: OrderStatus, to: OrderStatus, currency: Currency, received_minor: i64) {
+    if from == to {
+        return;
+    }
+    counter!(ORDER_TRANSITIONS, "from" => from.as_str(), "to" => to.as_str()).increment(1);
+    if to == OrderStatus::Succeeded {
+        counter!(COLLECTED_MINOR, "currency" => currency.code())
+            .increment(received_minor.max(0) as u64);
+    }
+}
+
+pub fn order_expired(dialect: &str) {
+    counter!(ORDERS_EXPIRED, "dialect" => dialect.to_string()).increment(1);
+}
+
+/// How a callback attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// 2xx with `success`.
+    Acknowledged,
+    /// An answer that was not an acknowledgement.
+    Refused,
+    Timeout,
+    ConnectError,
+    /// Refused by kassa itself: a forbidden address or port.
+    Blocked,
+    /// Anything else (no webhook secret, a broken answer).
+    Error,
+}
+
+impl AttemptOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            AttemptOutcome::Acknowledged => "acknowledged",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::ConnectError => "connect_error",
+            AttemptOutcome::Blocked => "blocked",
+            AttemptOutcome::Error => "error",
+        }
+    }
+}
+
+/// One finished attempt; `queued_for_s` is the time since the status change, for acknowledged
+/// ones.
+pub fn callback_attempt(outcome: AttemptOutcome, queued_for_s: f64, died: bool) {
+    counter!(CALLBACK_ATTEMPTS, "outcome" => outcome.label()).increment(1);
+    if outcome == AttemptOutcome::Acknowledged {
+        histogram!(CALLBACK_DELIVERY_SECONDS).record(queued_for_s.max(0.0));
+    }
+    if died {
+        counter!(CALLBACKS_DIED).increment(1);
+    }
+}
+
+pub fn rail_call(rail: &'static str, channel: &str, call: &'static str, ok: bool, seconds: f64) {
+    let outcome = if ok { "ok" } else { "error" };
+    counter!(RAIL_CALLS, "rail" => rail, "channel" => channel.to_string(), "call" => call, "outcome" => outcome)
+        .increment(1);
+    histogram!(RAIL_SECONDS, "rail" => rail, "call" => call).record(seconds);
+}
+
+pub fn signed() {
+    counter!(SIGNATURES).increment(1);
+}
+
+/// A merchant signature checked: `ok`, `malformed` (missing or not base64) or `wrong`.
+pub fn verified(result: &'static str) {
+    counter!(VERIFICATIONS, "result" => result).increment(1);
+}
+
+/// Gauges read at scrape time: the stored backlog, the pool, the node's health.
+pub fn scraped_state(
+    backlog: Option<&kassa_store::Backlog>,
+    pool: kassa_store::PoolStatus,
+    database_up: bool,
+    ready: bool,
+    now_ms: i64,
+) {
+    if let Some(backlog) = backlog {
+        gauge!(CALLBACKS_DUE).set(backlog.callbacks_due as f64);
+        gauge!(CALLBACKS_DEAD).set(backlog.callbacks_dead as f64);
+        gauge!(ORDERS_IN_EXCEPTION).set(backlog.orders_in_exception as f64);
+        let age_ms = backlog
+            .oldest_pending_callback_ms
+            .map_or(0, |queued_ms| (now_ms - queued_ms).max(0));
+        gauge!(CALLBACK_OLDEST_AGE).set(age_ms as f64 / 1000.0);
+    }
+    gauge!(POOL_CONNECTIONS, "state" => "open").set(f64::from(pool.open));
+    gauge!(POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
+    gauge!(POOL_MAX).set(f64::from(pool.max));
+    gauge!(DATABASE_UP).set(if database_up { 1.0 } else { 0.0 });
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+/// The process's own lines of the exposition (CPU, memory, file descriptors, start), written
+/// straight from `/proc` at scrape time: CPU seconds are a fractional counter, which the facade's
+/// integer counters cannot carry. Empty where there is no `/proc`.
+pub fn process_exposition() -> String {
+    let Some(process) = crate::process_stats::read() else {
+        return String::new();
+    };
+    let lines: [(&str, &str, &str, f64); 5] = [
+        (PROCESS_CPU, "counter", "CPU time of the process, user and system, in seconds.", process.cpu_seconds),
+        (PROCESS_RSS, "gauge", "Resident memory of the process, in bytes.", process.rss_bytes as f64),
+        (PROCESS_FDS, "gauge", "Open file descriptors of the process.", process.open_fds as f64),
+        (PROCESS_MAX_FDS, "gauge", "Most file descriptors the process may open.", process.max_fds as f64),
+        (PROCESS_START, "gauge", "When the process started, in seconds since the Unix epoch.", process.start_time_s),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in lines {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    out
+}
