@@ -85,8 +85,14 @@ mod tests {
         }
         let stats = read().unwrap();
         assert!(stats.rss_bytes > 1024 * 1024, "{stats:?}");
-        assert!(stats.open_fds >= 3 && stats.max_fds >= stats.open_fds, "{stats:?}");
+        assert!(
+            stats.open_fds >= 3 && stats.max_fds >= stats.open_fds,
+            "{stats:?}"
+        );
         let now_s = crate::now_ms() as f64 / 1000.0;
-        assert!(stats.start_time_s <= now_s + 1.0 && stats.start_time_s > now_s - 86_400.0, "{stats:?}");
+        assert!(
+            stats.start_time_s <= now_s + 1.0 && stats.start_time_s > now_s - 86_400.0,
+            "{stats:?}"
+        );
     }
 }

@@ -117,7 +117,13 @@ impl Rails {
         let started = std::time::Instant::now();
         let result = rail.start(order, method).await;
         let seconds = started.elapsed().as_secs_f64();
-        crate::telemetry::rail_call(rail.name(), &order.channel, "start", result.is_ok(), seconds);
+        crate::telemetry::rail_call(
+            rail.name(),
+            &order.channel,
+            "start",
+            result.is_ok(),
+            seconds,
+        );
         result
     }
 

@@ -8,11 +8,11 @@
 //! bound; a request that takes longer than the request timeout is cut off the same way.
 
 use crate::ServerConfig;
-use crate::telemetry::{self, Level, Shed};
 use crate::dialect::{ApiError, Dialects, ErrorKind};
 use crate::health::DatabaseHealth;
 use crate::listen::PerAddress;
 use crate::ratelimit::RetryAfterS;
+use crate::telemetry::{self, Level, Shed};
 use crate::wire::{BodyError, MAX_BODY_BYTES, read_body};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -160,7 +160,10 @@ impl InFlight {
         };
         let _upload: OwnedSemaphorePermit =
             self.uploads.clone().try_acquire_owned().map_err(|_| {
-                Unreceived::Busy(Shed::Uploads, "kassa is receiving too many uploads; retry shortly")
+                Unreceived::Busy(
+                    Shed::Uploads,
+                    "kassa is receiving too many uploads; retry shortly",
+                )
             })?;
         let (parts, body) = request.into_parts();
         let expected = declared.map(|length| length as usize);

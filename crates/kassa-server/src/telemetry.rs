@@ -12,7 +12,9 @@
 //! payment method, rail, channel, outcome. Never an order id or an app id.
 
 use kassa_core::{Currency, OrderStatus};
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -53,8 +55,8 @@ pub const PROCESS_START: &str = "process_start_time_seconds";
 
 /// Latency buckets in seconds: from a cached query (~100 µs) to a request cut at its timeout.
 const SECONDS_BUCKETS: [f64; 16] = [
-    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0,
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
 ];
 /// Callback delivery, from the status change to the acknowledgement: seconds to a day.
 const DELIVERY_BUCKETS: [f64; 12] = [
@@ -112,47 +114,142 @@ fn build_info() {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => commit).set(1.0);
 }
 
+/// Counters with their help text.
+const COUNTERS: [(&str, &str); 13] = [
+    (
+        HTTP_REQUESTS,
+        "HTTP requests answered, by dialect, route, method and status class.",
+    ),
+    (
+        HTTP_SHED,
+        "Requests answered 503 at once because a budget was full or the database down, by reason.",
+    ),
+    (
+        HTTP_TIMEOUTS,
+        "Requests cut off by a deadline (body upload or whole request), by phase.",
+    ),
+    (
+        HTTP_RATE_LIMITED,
+        "Merchant requests answered 429 because their app was over its rate limit, by dialect.",
+    ),
+    (
+        ORDERS_CREATED,
+        "Orders created (not replays), by dialect, currency and method.",
+    ),
+    (ORDER_TRANSITIONS, "Order status changes, by from and to."),
+    (
+        COLLECTED_MINOR,
+        "Amounts received on orders that succeeded, in minor units, by currency.",
+    ),
+    (
+        ORDERS_EXPIRED,
+        "Orders failed because their time ran out, by dialect.",
+    ),
+    (
+        CALLBACKS_DIED,
+        "Callbacks given up after their maximum age.",
+    ),
+    (
+        CALLBACK_ATTEMPTS,
+        "Callback attempts, by outcome: acknowledged, refused, timeout, connect_error, blocked (SSRF or port rules), error.",
+    ),
+    (
+        RAIL_CALLS,
+        "Calls to rails, by rail, channel, call and outcome (ok or error).",
+    ),
+    (
+        SIGNATURES,
+        "Signatures made with the platform key (replies and callbacks).",
+    ),
+    (
+        VERIFICATIONS,
+        "Merchant signatures checked, by result: ok, malformed, wrong (a wrong signature or an unknown app).",
+    ),
+];
+
+/// Gauges with their help text.
+const GAUGES: [(&str, &str); 12] = [
+    (
+        HTTP_IN_FLIGHT,
+        "Requests being handled now, by budget (api or pages).",
+    ),
+    (HTTP_CONNECTIONS, "Open client connections, by listener."),
+    (
+        ORDERS_IN_EXCEPTION,
+        "Orders waiting for the operator (status exception).",
+    ),
+    (CALLBACKS_DUE, "Callbacks whose next attempt is due."),
+    (CALLBACKS_DEAD, "Callbacks given up and not resent."),
+    (
+        CALLBACKS_IN_FLIGHT,
+        "Callback attempts in flight from this node.",
+    ),
+    (
+        CALLBACK_OLDEST_AGE,
+        "Age of the oldest callback not yet delivered, in seconds (0 when none).",
+    ),
+    (
+        POOL_CONNECTIONS,
+        "Database connections of the pool, by state (open or idle).",
+    ),
+    (POOL_MAX, "Most database connections the pool may open."),
+    (BUILD_INFO, "kassa's version and commit; always 1."),
+    (
+        DATABASE_UP,
+        "1 while the database answers this node's probe, else 0.",
+    ),
+    (READY, "1 while /readyz answers 200, else 0."),
+];
+
+/// Histograms with their help text.
+const HISTOGRAMS: [(&str, &str); 3] = [
+    (
+        HTTP_SECONDS,
+        "Time from a request's arrival to its answer, by dialect and route.",
+    ),
+    (
+        CALLBACK_DELIVERY_SECONDS,
+        "Time from the status change that queued a callback to its acknowledgement.",
+    ),
+    (RAIL_SECONDS, "Time a rail call took, by rail and call."),
+];
+
 fn describe() {
     kassa_store::telemetry::describe();
-    let counters: [(&'static str, &'static str); 13] = [
-        (HTTP_REQUESTS, "HTTP requests answered, by dialect, route, method and status class."),
-        (HTTP_SHED, "Requests answered 503 at once because a budget was full or the database down, by reason."),
-        (HTTP_TIMEOUTS, "Requests cut off by a deadline (body upload or whole request), by phase."),
-        (HTTP_RATE_LIMITED, "Merchant requests answered 429 because their app was over its rate limit, by dialect."),
-        (ORDERS_CREATED, "Orders created (not replays), by dialect, currency and method."),
-        (ORDER_TRANSITIONS, "Order status changes, by from and to."),
-        (COLLECTED_MINOR, "Amounts received on orders that succeeded, in minor units, by currency."),
-        (ORDERS_EXPIRED, "Orders failed because their time ran out, by dialect."),
-        (CALLBACKS_DIED, "Callbacks given up after their maximum age."),
-        (CALLBACK_ATTEMPTS, "Callback attempts, by outcome: acknowledged, refused, timeout, connect_error, blocked (SSRF or port rules), error."),
-        (RAIL_CALLS, "Calls to rails, by rail, channel, call and outcome (ok or error)."),
-        (SIGNATURES, "Signatures made with the platform key (replies and callbacks)."),
-        (VERIFICATIONS, "Merchant signatures checked, by result: ok, malformed, wrong (a wrong signature or an unknown app)."),
-    ];
-    for (name, help) in counters {
+    for (name, help) in COUNTERS {
         describe_counter!(name, Unit::Count, help);
     }
-    let gauges: [(&'static str, &'static str); 12] = [
-        (HTTP_IN_FLIGHT, "Requests being handled now, by budget (api or pages)."),
-        (HTTP_CONNECTIONS, "Open client connections, by listener."),
-        (ORDERS_IN_EXCEPTION, "Orders waiting for the operator (status exception)."),
-        (CALLBACKS_DUE, "Callbacks whose next attempt is due."),
-        (CALLBACKS_DEAD, "Callbacks given up and not resent."),
-        (CALLBACKS_IN_FLIGHT, "Callback attempts in flight from this node."),
-        (CALLBACK_OLDEST_AGE, "Age of the oldest callback not yet delivered, in seconds (0 when none)."),
-        (POOL_CONNECTIONS, "Database connections of the pool, by state (open or idle)."),
-        (POOL_MAX, "Most database connections the pool may open."),
-        (BUILD_INFO, "kassa's version and commit; always 1."),
-        (DATABASE_UP, "1 while the database answers this node's probe, else 0."),
-        (READY, "1 while /readyz answers 200, else 0."),
-    ];
-    for (name, help) in gauges {
+    for (name, help) in GAUGES {
         describe_gauge!(name, help);
     }
-    describe_histogram!(HTTP_SECONDS, Unit::Seconds, "Time from a request's arrival to its answer, by dialect and route.");
-    describe_histogram!(CALLBACK_DELIVERY_SECONDS, Unit::Seconds, "Time from the status change that queued a callback to its acknowledgement.");
-    describe_histogram!(RAIL_SECONDS, Unit::Seconds, "Time a rail call took, by rail and call.");
+    for (name, help) in HISTOGRAMS {
+        describe_histogram!(name, Unit::Seconds, help);
+    }
 }
+
+/// Every series name kassa may export (a histogram's as `_bucket`, `_sum` and `_count`): what
+/// dashboards and alerts may refer to.
+pub fn exported_names() -> Vec<String> {
+    let histograms = HISTOGRAMS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(kassa_store::telemetry::HISTOGRAMS);
+    let mut names: Vec<String> = histograms
+        .flat_map(|name| ["_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}")))
+        .collect();
+    let plain = COUNTERS.iter().chain(GAUGES.iter()).map(|(name, _)| *name);
+    names.extend(plain.chain(kassa_store::telemetry::PLAIN).map(String::from));
+    names.extend(PROCESS_NAMES.map(String::from));
+    names
+}
+
+const PROCESS_NAMES: [&str; 5] = [
+    PROCESS_CPU,
+    PROCESS_RSS,
+    PROCESS_FDS,
+    PROCESS_MAX_FDS,
+    PROCESS_START,
+];
 
 /// `2xx`, `4xx`, …: the status class label.
 fn status_class(status: u16) -> &'static str {
@@ -358,15 +455,42 @@ pub fn process_exposition() -> String {
         return String::new();
     };
     let lines: [(&str, &str, &str, f64); 5] = [
-        (PROCESS_CPU, "counter", "CPU time of the process, user and system, in seconds.", process.cpu_seconds),
-        (PROCESS_RSS, "gauge", "Resident memory of the process, in bytes.", process.rss_bytes as f64),
-        (PROCESS_FDS, "gauge", "Open file descriptors of the process.", process.open_fds as f64),
-        (PROCESS_MAX_FDS, "gauge", "Most file descriptors the process may open.", process.max_fds as f64),
-        (PROCESS_START, "gauge", "When the process started, in seconds since the Unix epoch.", process.start_time_s),
+        (
+            PROCESS_CPU,
+            "counter",
+            "CPU time of the process, user and system, in seconds.",
+            process.cpu_seconds,
+        ),
+        (
+            PROCESS_RSS,
+            "gauge",
+            "Resident memory of the process, in bytes.",
+            process.rss_bytes as f64,
+        ),
+        (
+            PROCESS_FDS,
+            "gauge",
+            "Open file descriptors of the process.",
+            process.open_fds as f64,
+        ),
+        (
+            PROCESS_MAX_FDS,
+            "gauge",
+            "Most file descriptors the process may open.",
+            process.max_fds as f64,
+        ),
+        (
+            PROCESS_START,
+            "gauge",
+            "When the process started, in seconds since the Unix epoch.",
+            process.start_time_s,
+        ),
     ];
     let mut out = String::new();
     for (name, kind, help, value) in lines {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
     }
     out
 }

@@ -10,6 +10,9 @@ pub const OPERATION_SECONDS: &str = "kassa_store_operation_duration_seconds";
 pub const WRITE_BATCH_SIZE: &str = "kassa_store_write_batch_size";
 pub const WRITE_QUEUE_DEPTH: &str = "kassa_store_write_queue_depth";
 pub const TRANSIENT_ERRORS: &str = "kassa_store_transient_errors_total";
+/// This crate's histograms, and its counters and gauges.
+pub const HISTOGRAMS: [&str; 2] = [OPERATION_SECONDS, WRITE_BATCH_SIZE];
+pub const PLAIN: [&str; 2] = [WRITE_QUEUE_DEPTH, TRANSIENT_ERRORS];
 
 /// Every metric of this crate, with its help text, for the exporter.
 pub fn describe() {

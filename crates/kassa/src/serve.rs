@@ -189,7 +189,12 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     let bound = listener.local_addr()?;
     let admin_listener = tokio::net::TcpListener::bind(options.admin_listen)
         .await
-        .map_err(|e| Failure(format!("cannot listen on {} (--admin-listen): {e}", options.admin_listen)))?;
+        .map_err(|e| {
+            Failure(format!(
+                "cannot listen on {} (--admin-listen): {e}",
+                options.admin_listen
+            ))
+        })?;
     let admin_bound = admin_listener.local_addr()?;
     let public_url = public_url(&options, bound)?;
     if options.demo {
@@ -214,7 +219,10 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     // The public line comes last: scripts wait for it and may stop reading there.
     println!("kassa admin listening on http://{admin_bound} (/metrics, /healthz, /readyz)");
     println!("kassa listening on http://{bound} (public URL {public_url})");
-    let admin = Admin::start(admin_listener, kassa_server::admin::router(gateway.clone(), exporter));
+    let admin = Admin::start(
+        admin_listener,
+        kassa_server::admin::router(gateway.clone(), exporter),
+    );
     let limits = ConnectionLimits {
         header_read_timeout_ms: options.header_read_timeout.ms,
         max_connections: options.max_connections,
