@@ -293,9 +293,11 @@ impl Dispatcher {
             acknowledged,
             node: self.config.node_id.clone(),
         };
+        let request_id = request_id_of(&callback);
         tracing::debug!(
             callback_id = %callback.callback_id,
             order_no = %callback.order_no,
+            request_id,
             http_status,
             error = error.as_deref().unwrap_or(""),
             acknowledged,
@@ -303,7 +305,7 @@ impl Dispatcher {
             "callback attempt"
         );
         if let AfterAttempt::Dead { .. } = after {
-            tracing::warn!(callback_id = %callback.callback_id, order_no = %callback.order_no, "callback dead after its maximum age");
+            tracing::warn!(callback_id = %callback.callback_id, order_no = %callback.order_no, request_id, "callback dead after its maximum age");
         }
         FinishedAttempt {
             callback_id: callback.callback_id,
@@ -361,6 +363,15 @@ impl Dispatcher {
         body.truncate(MAX_RESPONSE_READ);
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// The id of the request that caused a callback (sent with it as `X-Request-Id`), or "".
+fn request_id_of(callback: &Callback) -> &str {
+    callback
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(crate::request_id::HEADER))
+        .map_or("", |(_, value)| value.as_str())
 }
 
 /// Why a request failed, for the attempt metrics, and its error chain for the attempt log.

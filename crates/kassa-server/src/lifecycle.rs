@@ -63,7 +63,11 @@ impl Lifecycle<'_> {
         if !dialect.notifies(order.status) {
             return Ok(None);
         }
-        let (body, headers) = dialect.callback(self.notary, order);
+        let (body, mut headers) = dialect.callback(self.notary, order);
+        // The merchant (and the attempt log) can tie the callback to the request that caused it.
+        if let Some(request_id) = crate::request_id::current() {
+            headers.push((crate::request_id::HEADER.to_string(), request_id));
+        }
         Ok(Some(NewCallback {
             callback_id: ids::new_callback_id(),
             order_no: order.order_no.clone(),

@@ -2,7 +2,7 @@
 //! printable ASCII characters without spaces), else a fresh random one — returned in the
 //! response's `X-Request-Id` and carried by every log line of the request (a tracing span), so
 //! an operator can follow one request through the logs. An insane incoming id is replaced,
-//! never echoed.
+//! never echoed. A callback that a request causes carries its id (see [`current`]).
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -13,6 +13,17 @@ use tracing::Instrument;
 pub const HEADER: &str = "x-request-id";
 /// The longest incoming id kept.
 pub const MAX_CHARS: usize = 128;
+
+tokio::task_local! {
+    /// The id of the request being handled on this task.
+    static CURRENT: String;
+}
+
+/// The id of the request this code runs for, if it runs for one (not in background tasks or
+/// one-shot commands).
+pub fn current() -> Option<String> {
+    CURRENT.try_with(Clone::clone).ok()
+}
 
 /// The incoming id, if it is one kassa may log and echo.
 fn sane(value: &HeaderValue) -> Option<&str> {
@@ -33,7 +44,8 @@ pub async fn assign(request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
     );
-    let mut response = next.run(request).instrument(span).await;
+    let handled = CURRENT.scope(id.clone(), next.run(request));
+    let mut response = handled.instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

@@ -494,3 +494,52 @@ pub fn process_exposition() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for (name, help) in COUNTERS {
+            assert!(name.starts_with("kassa_") && name.ends_with("_total"), "{name}");
+            assert!(!help.is_empty());
+        }
+        for (name, _) in GAUGES {
+            assert!(name.starts_with("kassa_") && !name.ends_with("_total"), "{name}");
+        }
+        for (name, _) in HISTOGRAMS {
+            assert!(name.starts_with("kassa_") && name.ends_with("_seconds"), "{name}");
+        }
+        let names = exported_names();
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "a name is declared twice");
+    }
+
+    #[test]
+    fn recorded_events_appear_in_the_exposition() {
+        let exporter = install();
+        order_created("collect", Currency::Eur, "IDEAL_EUR");
+        order_changed(OrderStatus::InProgress, OrderStatus::Succeeded, Currency::Eur, 2_500);
+        order_changed(OrderStatus::Created, OrderStatus::Created, Currency::Eur, 0);
+        callback_attempt(AttemptOutcome::Acknowledged, 1.5, false);
+        http_request("pix", "/v1/orders".into(), &axum::http::Method::POST, 201, 0.003);
+        {
+            let _level = Level::in_flight("api");
+        }
+        let text = exporter.render();
+        for line in [
+            r#"kassa_orders_created_total{dialect="collect",currency="EUR",method="IDEAL_EUR"} 1"#,
+            r#"kassa_order_transitions_total{from="in_progress",to="succeeded"} 1"#,
+            r#"kassa_collected_amount_minor_total{currency="EUR"} 2500"#,
+            r#"kassa_callback_attempts_total{outcome="acknowledged"} 1"#,
+            r#"kassa_callback_delivery_seconds_bucket{le="2.5"} 1"#,
+            r#"kassa_http_requests_total{dialect="pix",route="/v1/orders",method="POST",status_class="2xx"} 1"#,
+            r#"kassa_http_requests_in_flight{budget="api"} 0"#,
+            "kassa_build_info{",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains(r#"from="created",to="created""#), "no change, no transition");
+    }
+}

@@ -149,7 +149,7 @@ pub struct MerchantWithApps {
 /// What an operator watches of the stored state, read when metrics are scraped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backlog {
-    /// Callbacks waiting whose next attempt is due.
+    /// Callbacks waiting whose next attempt is due (those being attempted now included).
     pub callbacks_due: i64,
     /// Callbacks given up after their maximum age (until an operator resends them).
     pub callbacks_dead: i64,

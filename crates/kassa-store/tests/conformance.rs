@@ -8,8 +8,8 @@ use kassa_core::{
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{
-    AfterAttempt, Attempt, CallbackState, InsertOutcome, NewApp, NewCallback, SqlStore, Store,
-    StoreError,
+    AfterAttempt, Attempt, Backlog, CallbackState, InsertOutcome, NewApp, NewCallback, SqlStore,
+    Store, StoreError,
 };
 use std::sync::Arc;
 
@@ -600,6 +600,53 @@ async fn transitions_write_their_callback_atomically(db: TestDatabase) {
     );
 }
 
+/// What the metrics read at each scrape: due, dead and the oldest undelivered callback, and
+/// orders in exception.
+async fn the_backlog_counts_what_waits(db: TestDatabase) {
+    let store = db.store().await;
+    assert_eq!(store.backlog(0).await.unwrap(), Backlog::default());
+    let app = eur_app(&store).await;
+    let first = order(app, "M1", 1);
+    store.insert_order(&first).await.unwrap();
+    settle(&store, &first, OrderEvent::Expired, "msg_1", 100).await;
+    let second = order(app, "M2", 2);
+    store.insert_order(&second).await.unwrap();
+    let reason = "unconfirmed".to_string();
+    settle(
+        &store,
+        &second,
+        OrderEvent::RailException { reason },
+        "msg_2",
+        300,
+    )
+    .await;
+    let seen = store.backlog(200).await.unwrap();
+    let expected = Backlog {
+        callbacks_due: 1, // msg_2 is due only at 300
+        callbacks_dead: 0,
+        oldest_pending_callback_ms: Some(100),
+        orders_in_exception: 1,
+    };
+    assert_eq!(seen, expected);
+    assert_eq!(store.backlog(300).await.unwrap().callbacks_due, 2);
+    // msg_1 given up: dead, no longer pending or due.
+    assert_eq!(claim(&store, 300, "a", 1_000).await, 2);
+    assert!(finish(&store, "a", false, AfterAttempt::Dead { at_ms: 400 }).await);
+    let seen = store.backlog(500).await.unwrap();
+    // msg_2 is being attempted (leased): still due until it is acknowledged.
+    assert_eq!((seen.callbacks_due, seen.callbacks_dead), (1, 1));
+    assert_eq!(
+        seen.oldest_pending_callback_ms,
+        Some(300),
+        "msg_2, leased, is still undelivered"
+    );
+    let pool = store.pool_status();
+    assert!(
+        pool.max >= 1 && pool.open <= pool.max && pool.idle <= pool.open,
+        "{pool:?}"
+    );
+}
+
 /// How many callbacks `owner` leases at `now_ms` (until `until_ms`).
 async fn claim(store: &SqlStore, now_ms: i64, owner: &str, until_ms: i64) -> usize {
     store
@@ -899,4 +946,5 @@ kassa_store::on_both_databases!(
     concurrent_claims_are_disjoint,
     expiry_scan_and_chosen_method,
     fee_rules,
+    the_backlog_counts_what_waits,
 );

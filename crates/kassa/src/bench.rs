@@ -31,6 +31,9 @@ pub enum Scenario {
     Callbacks,
     /// Create and query over a database that already holds `--preload` orders.
     Preloaded,
+    /// The cost of metrics: create and query against a server with metrics on and one with
+    /// metrics off, alternated over `--rounds` rounds; medians and their ratios.
+    MetricsCost,
     /// Every scenario above, one after another.
     All,
 }
@@ -62,6 +65,9 @@ pub struct BenchArgs {
     /// One JSON object per scenario instead of a table.
     #[arg(long)]
     json: bool,
+    /// Rounds of the metrics-cost scenario (each measures both servers, in alternating order).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
 }
 
 /// Most request bodies signed ahead of a run.
@@ -137,7 +143,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(database_url: &str) -> Result<Server, Failure> {
+    fn start(database_url: &str, metrics: bool) -> Result<Server, Failure> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args([
@@ -153,6 +159,8 @@ impl Server {
                 "1s",
                 "--database-url",
                 database_url,
+                "--metrics",
+                if metrics { "true" } else { "false" },
             ])
             .env("KASSA_LOG", "info")
             .stdout(Stdio::piped())
@@ -432,6 +440,7 @@ fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[index]) / 1000.0
 }
 
+#[derive(Clone)]
 struct Report {
     scenario: String,
     database: &'static str,
@@ -517,7 +526,7 @@ async fn http_run(
         .await?;
     let server = match &args.target {
         Some(_) => None,
-        None => Some(Server::start(&db.url)?),
+        None => Some(Server::start(&db.url, true)?),
     };
     let base = args
         .target
@@ -536,28 +545,131 @@ async fn http_run(
         vec![(scenario.to_string(), create_share)]
     };
     for (name, share) in phases {
-        let pid = server.as_ref().map(Server::pid);
-        let cpu_before = pid.and_then(cpu_seconds);
-        let run = drive(
-            &base,
-            args.connections,
-            Duration::from_secs(args.duration),
-            args.rate,
-            creates.clone(),
-            queries.clone(),
-            share,
-        )
-        .await;
-        let cpu = cpu_before
-            .zip(pid.and_then(cpu_seconds))
-            .map(|(b, a)| a - b);
-        let rss = pid.and_then(peak_rss_mb);
-        reports.push(report(&name, &db, args, run, cpu, rss, floor));
+        let bodies = (creates.clone(), queries.clone());
+        let measured = measure(server.as_ref(), &base, args, bodies, share).await;
+        reports.push(report(
+            &name, &db, args, measured.0, measured.1, measured.2, floor,
+        ));
     }
     drop(server);
     store.close().await;
     db.drop_schema().await;
     Ok(reports)
+}
+
+/// One measured run against `base`: what the load saw, and the server's CPU seconds and peak
+/// RSS when kassa started it.
+async fn measure(
+    server: Option<&Server>,
+    base: &str,
+    args: &BenchArgs,
+    (creates, queries): (Arc<Vec<String>>, Arc<Vec<String>>),
+    create_share: usize,
+) -> (Measured, Option<f64>, Option<f64>) {
+    let pid = server.map(Server::pid);
+    let cpu_before = pid.and_then(cpu_seconds);
+    let duration = Duration::from_secs(args.duration);
+    let connections = args.connections;
+    let run = drive(
+        base,
+        connections,
+        duration,
+        args.rate,
+        creates,
+        queries,
+        create_share,
+    )
+    .await;
+    let cpu = cpu_before
+        .zip(pid.and_then(cpu_seconds))
+        .map(|(b, a)| a - b);
+    (run, cpu, pid.and_then(peak_rss_mb))
+}
+
+/// The metrics-cost scenario: the same create and query runs against a server with metrics on
+/// and one with metrics off, in rounds that alternate which goes first (A B, B A, …) so that
+/// the machine's drift falls on both; each figure is the median over the rounds.
+async fn metrics_cost_run(
+    args: &BenchArgs,
+    base_url: Option<&str>,
+) -> Result<Vec<Report>, Failure> {
+    if args.target.is_some() {
+        let why = "--scenario metrics-cost starts its own two servers; drop --target";
+        return Err(Failure(why.into()));
+    }
+    let db = BenchDatabase::fresh(base_url).await?;
+    let store = SqlStore::connect(&db.url).await?;
+    store.migrate().await?;
+    let shop = set_up_shop(&store).await?;
+    store
+        .bench_preload_orders(shop.app_id, QUERY_ORDERS, now_ms())
+        .await?;
+    let servers = [
+        Server::start(&db.url, true)?,
+        Server::start(&db.url, false)?,
+    ];
+    let floor = crypto_floor_us(&shop.key, &shop.platform);
+    // (phase, metrics on?) → reports of every round.
+    let mut runs: Vec<((&str, bool), Vec<Report>)> = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for (phase, share) in [("create", 100), ("query", 0)] {
+            for &which in &order {
+                let server = &servers[which];
+                let bodies = signed_bodies(&shop, args, share).await;
+                let (run, cpu, rss) =
+                    measure(Some(server), &server.base, args, bodies, share).await;
+                let on = which == 0;
+                let name = format!("{phase}-metrics-{}", if on { "on" } else { "off" });
+                let report = report(&name, &db, args, run, cpu, rss, floor);
+                match runs.iter_mut().find(|(key, _)| *key == (phase, on)) {
+                    Some((_, reports)) => reports.push(report),
+                    None => runs.push(((phase, on), vec![report])),
+                }
+            }
+        }
+    }
+    drop(servers);
+    store.close().await;
+    db.drop_schema().await;
+    Ok(metrics_cost_medians(runs))
+}
+
+/// The median run of each (phase, setting), and on each "on" line its ratios to "off".
+fn metrics_cost_medians(runs: Vec<((&str, bool), Vec<Report>)>) -> Vec<Report> {
+    let median = |reports: &[Report], field: &str| {
+        let mut values: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| r.fields[field].as_f64())
+            .collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    let mut out = Vec::new();
+    for ((phase, on), reports) in &runs {
+        let Some(rps) = median(reports, "requests_per_second") else {
+            continue;
+        };
+        let cpu = median(reports, "server_cpu_us_per_request");
+        let index = reports
+            .iter()
+            .position(|r| r.fields["requests_per_second"].as_f64() == Some(rps))
+            .unwrap_or(0);
+        let mut line = reports[index].clone();
+        line.fields["server_cpu_us_per_request"] = json!(cpu);
+        line.fields["rounds"] = json!(reports.len());
+        if *on && let Some((_, off)) = runs.iter().find(|(key, _)| *key == (*phase, false)) {
+            let ratio = |a: Option<f64>, b: Option<f64>| {
+                a.zip(b).map(|(a, b)| (a / b * 1000.0).round() / 1000.0)
+            };
+            line.fields["rps_on_to_off"] =
+                json!(ratio(Some(rps), median(off, "requests_per_second")));
+            line.fields["cpu_on_to_off"] =
+                json!(ratio(cpu, median(off, "server_cpu_us_per_request")));
+        }
+        out.push(line);
+    }
+    out
 }
 
 /// The callbacks scenario: a backlog of due callbacks, drained by a fresh server.
@@ -574,7 +686,7 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
         .bench_queue_callbacks(shop.app_id, &receiver, args.backlog, now_ms())
         .await?;
     let floor = crypto_floor_us(&shop.key, &shop.platform);
-    let server = Server::start(&db.url)?;
+    let server = Server::start(&db.url, true)?;
     let start = Instant::now();
     let cpu_before = cpu_seconds(server.pid());
     let limit = Duration::from_secs(600);
@@ -649,6 +761,13 @@ fn print_table(reports: &[Report]) {
                 .as_f64()
                 .map_or("-".into(), |x| format!("{x:.2}")),
         );
+        if let Some(rps) = f.get("rps_on_to_off") {
+            let cpu = &f["cpu_on_to_off"];
+            println!(
+                "{:<17} metrics on/off: req/s {rps}, cpu µs {cpu} (medians of {} rounds)",
+                "", f["rounds"]
+            );
+        }
         if let Some(drain) = f.get("drain_s") {
             println!("{:<17} drained {} callbacks in {drain} s", "", f["backlog"]);
         }
@@ -686,6 +805,7 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
                 http_run("preloaded", 100, args.preload, &args, database_url).await?
             }
             Scenario::Callbacks => vec![callbacks_run(&args, database_url).await?],
+            Scenario::MetricsCost => metrics_cost_run(&args, database_url).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         for report in produced {

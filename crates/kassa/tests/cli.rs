@@ -1141,8 +1141,23 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
     let log_path = dir.path().join("server.log");
     let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
     command
-        .args(["--log-format", "json"])
+        .args(["--log-format", "json", "--allow-private-callbacks"])
         .env("KASSA_LOG", "debug");
+    // The merchant's endpoint: acknowledges, and keeps the request id each callback carries.
+    let (notify_tx, mut notified) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let receiver = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |headers: axum::http::HeaderMap| async move {
+            let id = headers
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            let _ = notify_tx.send(id.unwrap_or_default());
+            "success"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
     let server = serve_with(
         command,
         dir.path(),
@@ -1153,7 +1168,7 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
         "appId": app_id, "orderId": "JSON-1", "name": name, "phone": phone, "email": email,
         "amount": "25.00", "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
         "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
-        "partnerUserId": "u1",
+        "notifyUrl": notify_url, "partnerUserId": "u1",
     })
     .as_object()
     .unwrap()
@@ -1178,10 +1193,44 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
         replaced.len() <= 128 && !replaced.contains("xxxx"),
         "{replaced}"
     );
+    // The rest of the order's life: the payer opens the page and pays; the merchant is told.
+    let reply: serde_json::Value = created.json().await.unwrap();
+    let pay_url = reply["data"]["payUrl"].as_str().unwrap().to_string();
+    let page = client
+        .get(&pay_url)
+        .header("x-request-id", "payer-view-7")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the bank page has its form");
+    let paid = client
+        .post(format!("{pay_url}/outcome"))
+        .header("x-request-id", "payer-pay-8")
+        .header("origin", &server.base)
+        .form(&[("csrf", csrf), ("outcome", "paid")])
+        .send()
+        .await
+        .unwrap();
+    assert!(paid.status().is_success() || paid.status().is_redirection());
+    let told = tokio::time::timeout(std::time::Duration::from_secs(10), notified.recv())
+        .await
+        .expect("the callback arrives")
+        .unwrap();
+    assert_eq!(
+        told, "payer-pay-8",
+        "the callback carries the paying request's id"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     drop(server);
     let log = std::fs::read_to_string(&log_path).unwrap();
-    let mut of_the_request = 0;
+    let (mut of_the_request, mut changes_seen, mut attempts_seen) = (0, 0, 0);
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         let entry: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -1204,6 +1253,18 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
                 "the creation is logged with its request: {line}"
             );
         }
+        if entry["fields"]["message"] == "order changed" && entry["fields"]["to"] == "succeeded" {
+            assert_eq!(
+                ids,
+                ["payer-pay-8"],
+                "the payment is logged with its request: {line}"
+            );
+            changes_seen += 1;
+        }
+        if entry["fields"]["message"] == "callback attempt" {
+            assert_eq!(entry["fields"]["request_id"], "payer-pay-8", "{line}");
+            attempts_seen += 1;
+        }
         for secret in [name, "Blaauwbroek", email, phone, "612398765"] {
             assert!(!line.contains(secret), "{secret} in {line}");
         }
@@ -1212,4 +1273,5 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
         of_the_request >= 2,
         "the request's lines carry its id:\n{log}"
     );
+    assert_eq!((changes_seen, attempts_seen), (1, 1), "{log}");
 }
