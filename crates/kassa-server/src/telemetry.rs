@@ -502,14 +502,23 @@ mod tests {
     #[test]
     fn names_follow_prometheus_conventions() {
         for (name, help) in COUNTERS {
-            assert!(name.starts_with("kassa_") && name.ends_with("_total"), "{name}");
+            assert!(
+                name.starts_with("kassa_") && name.ends_with("_total"),
+                "{name}"
+            );
             assert!(!help.is_empty());
         }
         for (name, _) in GAUGES {
-            assert!(name.starts_with("kassa_") && !name.ends_with("_total"), "{name}");
+            assert!(
+                name.starts_with("kassa_") && !name.ends_with("_total"),
+                "{name}"
+            );
         }
         for (name, _) in HISTOGRAMS {
-            assert!(name.starts_with("kassa_") && name.ends_with("_seconds"), "{name}");
+            assert!(
+                name.starts_with("kassa_") && name.ends_with("_seconds"),
+                "{name}"
+            );
         }
         let names = exported_names();
         let unique: std::collections::HashSet<&String> = names.iter().collect();
@@ -520,10 +529,21 @@ mod tests {
     fn recorded_events_appear_in_the_exposition() {
         let exporter = install();
         order_created("collect", Currency::Eur, "IDEAL_EUR");
-        order_changed(OrderStatus::InProgress, OrderStatus::Succeeded, Currency::Eur, 2_500);
+        order_changed(
+            OrderStatus::InProgress,
+            OrderStatus::Succeeded,
+            Currency::Eur,
+            2_500,
+        );
         order_changed(OrderStatus::Created, OrderStatus::Created, Currency::Eur, 0);
         callback_attempt(AttemptOutcome::Acknowledged, 1.5, false);
-        http_request("pix", "/v1/orders".into(), &axum::http::Method::POST, 201, 0.003);
+        http_request(
+            "pix",
+            "/v1/orders".into(),
+            &axum::http::Method::POST,
+            201,
+            0.003,
+        );
         {
             let _level = Level::in_flight("api");
         }
@@ -540,6 +560,9 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
-        assert!(!text.contains(r#"from="created",to="created""#), "no change, no transition");
+        assert!(
+            !text.contains(r#"from="created",to="created""#),
+            "no change, no transition"
+        );
     }
 }
