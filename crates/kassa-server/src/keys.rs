@@ -1,13 +1,14 @@
 //! Keys the server holds: the platform signing key, shared by every node through the
 //! database, and a cache of merchants' parsed public keys.
 
+use crate::sealing::{Kek, SealError, secret_setting};
 use kassa_core::{App, AppId};
 use kassa_signature::{KeyError, SigningKey, VerifyingKey};
 use kassa_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// The settings row that holds the platform private key (PKCS#8 PEM).
+/// The settings row that holds the platform private key (PKCS#8 PEM, sealed).
 pub const PLATFORM_KEY_SETTING: &str = "platform_signing_key";
 
 #[derive(Debug, thiserror::Error)]
@@ -16,23 +17,24 @@ pub enum PlatformKeyError {
     Store(#[from] StoreError),
     #[error("the stored platform key is unusable: {0}")]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
 /// The platform key: read from the database, or generated and stored the first time. If two
 /// nodes generate at once, the first stored key wins and both use it.
 pub async fn load_or_create_platform_key(
     store: &dyn Store,
+    kek: &Kek,
     now_ms: i64,
 ) -> Result<SigningKey, PlatformKeyError> {
-    if let Some(pem) = store.setting(PLATFORM_KEY_SETTING).await? {
-        return Ok(SigningKey::parse(&pem)?);
-    }
-    let fresh = SigningKey::generate()?;
-    let stored = store
-        .setting_or_insert(PLATFORM_KEY_SETTING, &fresh.to_pkcs8_pem(), now_ms)
-        .await?;
-    tracing::info!("platform signing key ready");
-    Ok(SigningKey::parse(&stored)?)
+    let fresh = || {
+        SigningKey::generate()
+            .expect("the operating system's random source failed")
+            .to_pkcs8_pem()
+    };
+    let pem = secret_setting(store, kek, PLATFORM_KEY_SETTING, fresh, now_ms).await?;
+    Ok(SigningKey::parse(&pem)?)
 }
 
 /// The settings row with the key that signs the cashier pages' form tokens (CSRF).
@@ -43,16 +45,17 @@ pub const CASHIER_KEY_SETTING: &str = "cashier_form_key";
 pub struct FormKey(aws_lc_rs::hmac::Key);
 
 impl FormKey {
-    pub async fn load_or_create(store: &dyn Store, now_ms: i64) -> Result<FormKey, StoreError> {
-        use aws_lc_rs::rand::SecureRandom;
-        let mut fresh = [0u8; 32];
-        aws_lc_rs::rand::SystemRandom::new()
-            .fill(&mut fresh)
-            .expect("the operating system's random source failed");
-        let fresh_hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-        let stored = store
-            .setting_or_insert(CASHIER_KEY_SETTING, &fresh_hex, now_ms)
-            .await?;
+    pub async fn load_or_create(
+        store: &dyn Store,
+        kek: &Kek,
+        now_ms: i64,
+    ) -> Result<FormKey, SealError> {
+        let fresh = || {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes).expect("the operating system's random source failed");
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let stored = secret_setting(store, kek, CASHIER_KEY_SETTING, fresh, now_ms).await?;
         Ok(FormKey(aws_lc_rs::hmac::Key::new(
             aws_lc_rs::hmac::HMAC_SHA256,
             stored.as_bytes(),

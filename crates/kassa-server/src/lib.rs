@@ -26,6 +26,7 @@ pub mod qr;
 pub mod rails;
 pub mod ratelimit;
 pub mod request_id;
+pub mod sealing;
 pub mod shed;
 pub mod ssrf;
 pub mod sweeper;

@@ -8,7 +8,6 @@
 use crate::{Failure, Outcome};
 use clap::{Args, ValueEnum};
 use kassa_core::{AppId, Currency, Secret};
-use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::now_ms;
 use kassa_signature::{SigningKey, sign_map, webhook};
 use kassa_store::prelude::*;
@@ -163,6 +162,7 @@ impl Server {
                 if metrics { "true" } else { "false" },
             ])
             .env("KASSA_LOG", "info")
+            .env("KASSA_KEK", crate::kek::bench_kek())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -245,7 +245,7 @@ struct Shop {
 
 async fn set_up_shop(store: &SqlStore) -> Result<Shop, Failure> {
     let key = SigningKey::generate()?;
-    let platform = load_or_create_platform_key(store, now_ms()).await?;
+    let platform = crate::kek::platform_key(store).await?;
     let apps = [NewApp {
         currency: Currency::Eur,
         webhook_secret: Secret::new(webhook::generate_secret()),
@@ -779,6 +779,10 @@ fn print_table(reports: &[Report]) {
 }
 
 pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
+    if args.target.is_none() {
+        // The databases the bench makes are sealed with a KEK of its own, given to its servers.
+        crate::kek::bench_kek();
+    }
     if args.target.is_some() && database_url.is_none() {
         return Err(Failure(
             "--target needs --database-url of that server's database".into(),

@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod kek;
 mod keyfiles;
 mod operator;
 mod serve;
@@ -36,6 +37,12 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+
+    /// A file holding the key-encryption key of the database's secrets (base64 of 32 bytes;
+    /// KASSA_KEK may hold the key itself). [default: `kek` beside a SQLite database, created
+    /// there the first time; required for PostgreSQL]
+    #[arg(long, global = true, env = "KASSA_KEK_FILE")]
+    kek_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -174,11 +181,17 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
     let file = config::ConfigFile::load(cli.config.as_deref()).map_err(Failure)?;
     let named_database = cli.database_url.or(file.database_url().map_err(Failure)?);
+    let database_url =
+        (named_database.clone()).unwrap_or_else(|| config::DEFAULT_DATABASE_URL.to_string());
+    kek::configure(kek::Source {
+        text: std::env::var("KASSA_KEK").ok(),
+        file: cli.kek_file.clone(),
+        database_url: database_url.clone(),
+    });
     if let Command::Bench(args) = cli.command {
         // A bench makes its own fresh database unless one is named.
         return bench::run(args, named_database.as_deref()).await;
     }
-    let database_url = named_database.unwrap_or_else(|| config::DEFAULT_DATABASE_URL.to_string());
     match cli.command {
         Command::Serve(options) => {
             let serve_matches = matches

@@ -11,7 +11,6 @@ use kassa_core::{
     PaymentMethod, Personal, Secret,
 };
 use kassa_server::dialect::Dialects;
-use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::lifecycle::Lifecycle;
 use kassa_server::notary::{Notary, operator_timezone};
 use kassa_server::now_ms;
@@ -301,7 +300,7 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                 None => None,
             };
             let store = open_store(database_url).await?;
-            let platform = load_or_create_platform_key(&store, now_ms()).await?;
+            let platform = crate::kek::platform_key(&store).await?;
             let mut key_files = Value::Null;
             if let Some(dir) = &generate_keys {
                 let (private_path, public_path, key) = write_key_pair(dir)?;
@@ -488,7 +487,7 @@ pub async fn keys(command: KeysCommand, database_url: &str) -> Outcome {
     match command {
         KeysCommand::Platform => {
             let store = open_store(database_url).await?;
-            let key = load_or_create_platform_key(&store, now_ms()).await?;
+            let key = crate::kek::platform_key(&store).await?;
             print!("{}", key.public_key_pem());
             Ok(())
         }
@@ -552,7 +551,7 @@ pub async fn callback(command: CallbackCommand, database_url: &str) -> Outcome {
 /// The notary of one-shot commands: the platform key, times in the operator's stored zone,
 /// as the server dates them.
 async fn notary(store: &SqlStore) -> Result<Notary, Failure> {
-    let key = load_or_create_platform_key(store, now_ms()).await?;
+    let key = crate::kek::platform_key(store).await?;
     Ok(Notary::new(key, operator_timezone(store).await?))
 }
 

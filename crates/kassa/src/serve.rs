@@ -177,7 +177,8 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     let allow_private = options.allow_private_callbacks || options.demo;
     let store = open_store(database_url).await?;
     tracing::info!(backend = store.backend().name(), "database ready");
-    let platform_key = load_or_create_platform_key(&store, now_ms()).await?;
+    let kek = crate::kek::unlock(&store).await?;
+    let platform_key = load_or_create_platform_key(&store, &kek, now_ms()).await?;
     let timezone = match &options.timezone {
         Some(name) => set_operator_timezone(&store, name, now_ms()).await,
         None => operator_timezone(&store).await,
@@ -202,7 +203,7 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
             (options.data_dir.clone()).unwrap_or_else(|| config::default_data_dir(database_url));
         start_demo(&store, &data_dir.join("demo"), &platform_key, &public_url).await?;
     }
-    let form_key = FormKey::load_or_create(&store, now_ms()).await?;
+    let form_key = FormKey::load_or_create(&store, &kek, now_ms()).await?;
     let gateway = Arc::new(Gateway::new(GatewayParts {
         store: Arc::new(store),
         notary: Notary::new(platform_key, timezone),

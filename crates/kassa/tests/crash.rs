@@ -91,7 +91,12 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
     // Settle the first 20 while the server runs: two with the sandbox command, the rest
     // through the core directly.
     let store = SqlStore::connect(&db.url).await.unwrap();
-    let notary = Notary::utc(load_or_create_platform_key(&store, now_ms()).await.unwrap());
+    let kek = kassa_server::sealing::Kek::parse(common::TEST_KEK).unwrap();
+    let notary = Notary::utc(
+        load_or_create_platform_key(&store, &kek, now_ms())
+            .await
+            .unwrap(),
+    );
     let dialects = Dialects::standard();
     let lifecycle = Lifecycle {
         store: &store,

@@ -106,10 +106,11 @@ impl Server {
         (dialects, rails): (Dialects, Rails),
     ) -> Server {
         let store = Arc::new(db.store().await);
-        let platform_key = load_or_create_platform_key(store.as_ref(), now_ms())
+        let (kek, _) = kassa_server::sealing::Kek::generate();
+        let platform_key = load_or_create_platform_key(store.as_ref(), &kek, now_ms())
             .await
             .unwrap();
-        let form_key = FormKey::load_or_create(store.as_ref(), now_ms())
+        let form_key = FormKey::load_or_create(store.as_ref(), &kek, now_ms())
             .await
             .unwrap();
         let platform = platform_key.verifying_key().clone();

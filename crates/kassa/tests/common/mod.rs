@@ -7,6 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 pub const KASSA: &str = env!("CARGO_BIN_EXE_kassa");
+/// The key-encryption key every command of the tests is given (so that commands and servers
+/// on one PostgreSQL schema agree); `kek.rs`'s own tests remove it.
+pub const TEST_KEK: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
 pub fn kassa(args: &[&str]) -> Command {
     let mut command = Command::new(KASSA);
@@ -14,6 +17,8 @@ pub fn kassa(args: &[&str]) -> Command {
         .args(args)
         .env_remove("KASSA_DATABASE_URL")
         .env_remove("KASSA_CONFIG")
+        .env_remove("KASSA_KEK_FILE")
+        .env("KASSA_KEK", TEST_KEK)
         // Servers of parallel tests must not compete for the admin listener's default port.
         .env("KASSA_ADMIN_LISTEN", "127.0.0.1:0");
     command
