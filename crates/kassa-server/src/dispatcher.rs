@@ -56,6 +56,8 @@ pub struct DispatcherConfig {
     pub allowed_ports: Vec<u16>,
     /// This node's name in leases and in the attempt log.
     pub node_id: String,
+    /// Opens the apps' sealed webhook secrets.
+    pub kek: Arc<crate::sealing::Kek>,
 }
 
 impl Default for DispatcherConfig {
@@ -70,6 +72,8 @@ impl Default for DispatcherConfig {
             allow_private_targets: false,
             allowed_ports: Vec::new(),
             node_id: format!("node-{}", crate::ids::new_callback_id()),
+            // A key of its own opens only secrets stored in clear: give the database's KEK.
+            kek: Arc::new(crate::sealing::Kek::generate().0),
         }
     }
 }
@@ -247,7 +251,15 @@ impl Dispatcher {
             }
             match self.store.app(callback.app_id).await {
                 Ok(Some(app)) => {
-                    secrets.insert(callback.app_id, app.webhook_secret);
+                    let stored = app.webhook_secret.expose();
+                    match self.config.kek.open(crate::sealing::WEBHOOK_SECRET, stored) {
+                        Ok(secret) => {
+                            secrets.insert(callback.app_id, Secret::new(secret));
+                        }
+                        Err(e) => {
+                            tracing::error!(app_id = callback.app_id.0, error = %e, "cannot open the webhook secret")
+                        }
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read webhook secret"),

@@ -15,6 +15,8 @@ use kassa_store::{SettingStore, StoreError};
 /// How a sealed value starts; anything else is a value from before sealing.
 const SEALED_PREFIX: &str = "sealed:v1:";
 const NONCE_BYTES: usize = 12;
+/// What an app's webhook secret is sealed as.
+pub const WEBHOOK_SECRET: &str = "webhook_secret";
 /// The setting holding the check value, and what it seals.
 const CHECK_SETTING: &str = "kek_check";
 const CHECK_TEXT: &[u8] = b"kassa key-encryption key";
@@ -91,6 +93,18 @@ impl Kek {
             .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut in_out)
             .map_err(|_| wrong())?;
         Ok(plaintext.to_vec())
+    }
+}
+
+impl Kek {
+    /// A stored text secret in clear: unsealed, or as it is if an earlier version stored it in
+    /// clear.
+    pub fn open(&self, purpose: &str, stored: &str) -> Result<String, SealError> {
+        if !is_sealed(stored) {
+            return Ok(stored.to_string());
+        }
+        let plaintext = self.unseal(purpose, stored)?;
+        String::from_utf8(plaintext).map_err(|_| SealError::WrongKek(purpose.to_string()))
     }
 }
 

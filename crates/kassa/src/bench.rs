@@ -7,9 +7,9 @@
 
 use crate::{Failure, Outcome};
 use clap::{Args, ValueEnum};
-use kassa_core::{AppId, Currency, Secret};
+use kassa_core::{AppId, Currency};
 use kassa_server::now_ms;
-use kassa_signature::{SigningKey, sign_map, webhook};
+use kassa_signature::{SigningKey, sign_map};
 use kassa_store::prelude::*;
 use kassa_store::{CallbackState, NewApp, SqlStore, Store};
 use serde_json::{Value, json};
@@ -248,7 +248,7 @@ async fn set_up_shop(store: &SqlStore) -> Result<Shop, Failure> {
     let platform = crate::kek::platform_key(store).await?;
     let apps = [NewApp {
         currency: Currency::Eur,
-        webhook_secret: Secret::new(webhook::generate_secret()),
+        webhook_secret: crate::operator::sealed_webhook_secret(&crate::kek::unlock(store).await?),
     }];
     let created = store
         .create_merchant("Bench Shop", &apps, Some(&key.public_key_pem()), now_ms())

@@ -7,10 +7,12 @@
 //! `kassa_server::sealing`).
 
 use crate::Failure;
+use kassa_core::Secret;
 use kassa_server::now_ms;
 use kassa_server::sealing::{self, Kek};
 use kassa_signature::SigningKey;
 use kassa_store::SqlStore;
+use kassa_store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -75,6 +77,28 @@ pub async fn unlock(store: &SqlStore) -> Result<Kek, Failure> {
 pub async fn platform_key(store: &SqlStore) -> Result<SigningKey, Failure> {
     let kek = unlock(store).await?;
     Ok(kassa_server::keys::load_or_create_platform_key(store, &kek, now_ms()).await?)
+}
+
+/// Seals the webhook secrets an earlier version stored in clear (`serve` calls it at start).
+pub async fn seal_plain_webhook_secrets(store: &SqlStore, kek: &Kek) -> Result<(), Failure> {
+    let mut sealed = 0;
+    for merchant in store.list_merchants().await? {
+        for app in merchant.apps {
+            let stored = app.webhook_secret.expose();
+            if sealing::is_sealed(stored) {
+                continue;
+            }
+            let secret = Secret::new(kek.seal(sealing::WEBHOOK_SECRET, stored.as_bytes()));
+            store
+                .set_webhook_secret(app.app_id, &secret, now_ms())
+                .await?;
+            sealed += 1;
+        }
+    }
+    if sealed > 0 {
+        tracing::info!(apps = sealed, "webhook secrets stored in clear were sealed");
+    }
+    Ok(())
 }
 
 async fn find(source: &Source, store: &SqlStore) -> Result<Kek, Failure> {

@@ -15,6 +15,7 @@ use kassa_server::lifecycle::Lifecycle;
 use kassa_server::notary::{Notary, operator_timezone};
 use kassa_server::now_ms;
 use kassa_server::rails::Rails;
+use kassa_server::sealing::{Kek, WEBHOOK_SECRET};
 use kassa_signature::{VerifyingKey, webhook};
 use kassa_store::prelude::*;
 use kassa_store::{MerchantWithApps, NewApp, SqlStore, Store};
@@ -221,13 +222,19 @@ fn escape_invisible(json: &str) -> String {
         .collect()
 }
 
-fn app_json(app: &App) -> Value {
+/// A new webhook secret, sealed for the database.
+pub fn sealed_webhook_secret(kek: &Kek) -> Secret {
+    Secret::new(kek.seal(WEBHOOK_SECRET, webhook::generate_secret().as_bytes()))
+}
+
+/// An app as JSON; its webhook secret only where the operator asked for that one app.
+fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
     json!({
         "appId": app.app_id.0,
         "merchantId": app.merchant_id.0,
         "currency": app.currency.code(),
         "publicKey": app.public_key,
-        "webhookSecret": app.webhook_secret.expose(),
+        "webhookSecret": webhook_secret,
         "pix": app.pix.as_ref().map(|p| json!({
             "key": p.key.as_str(),
             "keyType": p.key.kind(),
@@ -264,6 +271,7 @@ fn read_public_key(path: &Path) -> Result<String, Failure> {
 
 pub async fn create_merchant(
     store: &SqlStore,
+    kek: &Kek,
     name: &str,
     currencies: &[Currency],
     public_key_pem: Option<&str>,
@@ -278,7 +286,7 @@ pub async fn create_merchant(
         .iter()
         .map(|&currency| NewApp {
             currency,
-            webhook_secret: Secret::new(webhook::generate_secret()),
+            webhook_secret: sealed_webhook_secret(kek),
         })
         .collect();
     Ok(store
@@ -310,8 +318,9 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                     "publicKey": public_path.display().to_string(),
                 });
             }
-            let created =
-                create_merchant(&store, &name, &currencies, public_key_pem.as_deref()).await?;
+            let kek = crate::kek::unlock(&store).await?;
+            let pem = public_key_pem.as_deref();
+            let created = create_merchant(&store, &kek, &name, &currencies, pem).await?;
             let mut out = json!({
                 "merchantId": created.merchant.id.0,
                 "apps": created.apps.iter().map(|a| json!({
@@ -337,7 +346,7 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                             "merchantId": m.merchant.id.0,
                             "name": m.merchant.name,
                             "createdAtMs": m.merchant.created_at_ms,
-                            "apps": m.apps.iter().map(app_json).collect::<Vec<_>>(),
+                            "apps": m.apps.iter().map(|a| app_json(a, None)).collect::<Vec<_>>(),
                         })
                     })
                     .collect(),
@@ -411,7 +420,9 @@ async fn show_app(store: &SqlStore, app_id: AppId) -> Outcome {
         .app(app_id)
         .await?
         .ok_or_else(|| Failure(format!("no app has appId {app_id}")))?;
-    let mut shown = app_json(&app);
+    let kek = crate::kek::unlock(store).await?;
+    let secret = kek.open(WEBHOOK_SECRET, app.webhook_secret.expose())?;
+    let mut shown = app_json(&app, Some(&secret));
     let fees = store.fee_rules(app.app_id).await?;
     shown["fees"] = fees
         .iter()
@@ -473,7 +484,7 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
             AppId(app_id)
         }
         AppCommand::RotateWebhookSecret { app_id } => {
-            let secret = Secret::new(webhook::generate_secret());
+            let secret = sealed_webhook_secret(&crate::kek::unlock(&store).await?);
             store
                 .set_webhook_secret(AppId(app_id), &secret, now_ms())
                 .await?;

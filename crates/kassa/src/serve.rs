@@ -13,6 +13,7 @@ use kassa_server::keys::{FormKey, load_or_create_platform_key};
 use kassa_server::listen::ConnectionLimits;
 use kassa_server::notary::{Notary, operator_timezone, set_operator_timezone};
 use kassa_server::rails::Rails;
+use kassa_server::sealing::Kek;
 use kassa_server::{Gateway, GatewayParts, ServerConfig, now_ms, router};
 use kassa_signature::SigningKey;
 use kassa_store::SqlStore;
@@ -42,7 +43,11 @@ fn demo_key(dir: &Path) -> Result<SigningKey, Failure> {
 }
 
 /// Creates the demo merchant once; on later starts makes sure its apps carry the key on disk.
-async fn ensure_demo(store: &SqlStore, dir: &Path) -> Result<Vec<(Currency, AppId)>, Failure> {
+async fn ensure_demo(
+    store: &SqlStore,
+    kek: &Kek,
+    dir: &Path,
+) -> Result<Vec<(Currency, AppId)>, Failure> {
     let key = demo_key(dir)?;
     let public_pem = key.public_key_pem();
     if let Some(saved) = store.setting(DEMO_SETTING).await? {
@@ -66,6 +71,7 @@ async fn ensure_demo(store: &SqlStore, dir: &Path) -> Result<Vec<(Currency, AppI
     }
     let created = create_merchant(
         store,
+        kek,
         "Demo Shop",
         &[Currency::Eur, Currency::Usd, Currency::Brl],
         Some(&public_pem),
@@ -177,7 +183,8 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     let allow_private = options.allow_private_callbacks || options.demo;
     let store = open_store(database_url).await?;
     tracing::info!(backend = store.backend().name(), "database ready");
-    let kek = crate::kek::unlock(&store).await?;
+    let kek = Arc::new(crate::kek::unlock(&store).await?);
+    crate::kek::seal_plain_webhook_secrets(&store, &kek).await?;
     let platform_key = load_or_create_platform_key(&store, &kek, now_ms()).await?;
     let timezone = match &options.timezone {
         Some(name) => set_operator_timezone(&store, name, now_ms()).await,
@@ -201,7 +208,8 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     if options.demo {
         let data_dir =
             (options.data_dir.clone()).unwrap_or_else(|| config::default_data_dir(database_url));
-        start_demo(&store, &data_dir.join("demo"), &platform_key, &public_url).await?;
+        let demo_dir = data_dir.join("demo");
+        start_demo(&store, &kek, &demo_dir, &platform_key, &public_url).await?;
     }
     let form_key = FormKey::load_or_create(&store, &kek, now_ms()).await?;
     let gateway = Arc::new(Gateway::new(GatewayParts {
@@ -213,7 +221,7 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         rails: Rails::standard(),
         dispatcher_wake: Arc::default(),
     }));
-    let background = Background::start(&gateway, &options, allow_private, exporter.clone())?;
+    let background = Background::start(&gateway, &options, allow_private, (kek, exporter.clone()))?;
     if allow_private {
         tracing::warn!("callbacks and redirects to private and loopback addresses are allowed");
     }
@@ -300,11 +308,12 @@ fn server_config(options: &ServeOptions, public_url: String, allow_private: bool
 /// The demo merchant, its key files and the printed walk-through.
 async fn start_demo(
     store: &SqlStore,
+    kek: &Kek,
     dir: &Path,
     platform_key: &SigningKey,
     public_url: &str,
 ) -> Outcome {
-    let apps = ensure_demo(store, dir).await?;
+    let apps = ensure_demo(store, kek, dir).await?;
     std::fs::write(dir.join("platform.pub.pem"), platform_key.public_key_pem())?;
     print_demo(&apps, dir, public_url);
     Ok(())
@@ -325,7 +334,10 @@ impl Background {
         gateway: &Arc<Gateway>,
         options: &ServeOptions,
         allow_private: bool,
-        exporter: Option<metrics_exporter_prometheus::PrometheusHandle>,
+        (kek, exporter): (
+            Arc<Kek>,
+            Option<metrics_exporter_prometheus::PrometheusHandle>,
+        ),
     ) -> Result<Background, Failure> {
         let dispatcher = Arc::new(Dispatcher::new(
             gateway.store.clone(),
@@ -337,6 +349,7 @@ impl Background {
                 request_timeout_ms: options.callback_timeout.ms,
                 allow_private_targets: allow_private,
                 allowed_ports: options.allowed_target_ports.clone(),
+                kek,
                 ..DispatcherConfig::default()
             },
             gateway.dispatcher_wake.clone(),

@@ -136,3 +136,50 @@ async fn postgresql_needs_its_kek_given() {
     );
     stdout(&platform_key(&db.url, Some(TEST_KEK)));
 }
+
+#[tokio::test]
+async fn webhook_secrets_are_sealed_and_shown_only_for_one_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (app_id, _) = common::create_shop(&url, "EUR", dir.path());
+    let store = SqlStore::connect(&url).await.unwrap();
+    let app = store.app(kassa_core::AppId(app_id)).await.unwrap().unwrap();
+    let stored = app.webhook_secret.expose().to_string();
+    assert!(kassa_server::sealing::is_sealed(&stored), "{stored}");
+    let app_arg = app_id.to_string();
+    let shown = common::json(&common::run_ok(&mut kassa(&[
+        "app",
+        "show",
+        &app_arg,
+        "--database-url",
+        &url,
+    ])));
+    let secret = shown["webhookSecret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    // Listing every merchant shows no secret.
+    let listed = common::run_ok(&mut kassa(&["merchant", "list", "--database-url", &url]));
+    assert!(
+        !listed.contains("whsec_") && !listed.contains("sealed:"),
+        "{listed}"
+    );
+
+    // A secret an earlier version stored in clear is sealed when the server starts, unchanged.
+    let plain = kassa_core::Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let app = kassa_core::AppId(app_id);
+    store.set_webhook_secret(app, &plain, 2).await.unwrap();
+    let server = common::serve(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &url],
+        dir.path(),
+    );
+    drop(server);
+    let stored = store.app(app).await.unwrap().unwrap().webhook_secret;
+    assert!(kassa_server::sealing::is_sealed(stored.expose()));
+    let shown = common::json(&common::run_ok(&mut kassa(&[
+        "app",
+        "show",
+        &app_arg,
+        "--database-url",
+        &url,
+    ])));
+    assert_eq!(shown["webhookSecret"], plain.expose());
+}
