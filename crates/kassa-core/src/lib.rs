@@ -7,6 +7,7 @@
 pub mod app;
 pub mod brcode;
 pub mod callback;
+pub mod channel;
 pub mod fee;
 pub mod method;
 pub mod money;
@@ -21,6 +22,7 @@ pub mod validate;
 
 pub use app::{App, AppId, Merchant, MerchantId};
 pub use callback::{AfterAttempt, RetryPolicy};
+pub use channel::{Channel, ChannelError, ChannelKind, MethodRoute, Upstream};
 pub use fee::{FeeError, FeeRule};
 pub use method::{Country, PayType, PaymentMethod};
 pub use money::{AmountError, AmountLimits, AmountMinor, Currency};

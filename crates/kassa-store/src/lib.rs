@@ -25,7 +25,7 @@ pub use sql::{Backend, SqlStore, sqlite_path};
 
 /// The traits of the port, to bring their methods into scope at once.
 pub mod prelude {
-    pub use crate::{CallbackStore, MerchantStore, OrderStore, SettingStore, Store};
+    pub use crate::{CallbackStore, ChannelStore, MerchantStore, OrderStore, SettingStore, Store};
 }
 
 /// What happened to an order that was offered for insertion.
@@ -170,7 +170,7 @@ pub struct PoolStatus {
 /// The storage port: every aggregate's trait, and the schema. Implementations must pass
 /// `tests/conformance.rs`.
 #[async_trait]
-pub trait Store: SettingStore + MerchantStore + OrderStore + CallbackStore {
+pub trait Store: SettingStore + MerchantStore + OrderStore + CallbackStore + ChannelStore {
     /// Brings the schema up to date. Safe to run from several nodes at once.
     async fn migrate(&self) -> StoreResult<()>;
 
@@ -306,6 +306,24 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Orders that can still expire ([`OrderStatus::EXPIRABLE`]) whose time ran out by
     /// `now_ms`, soonest first, at most `limit`.
     async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>>;
+}
+
+/// The channels rails route orders to. Every node reads them from here, so a change takes
+/// effect everywhere without a restart.
+#[async_trait]
+pub trait ChannelStore: Send + Sync + 'static {
+    /// Adds a channel with its methods; false (and nothing written) if its id is taken.
+    async fn insert_channel(&self, channel: &kassa_core::Channel) -> StoreResult<bool>;
+
+    /// Replaces a channel's settings and methods in one transaction (its creation time is
+    /// kept); false if no channel has its id.
+    async fn update_channel(&self, channel: &kassa_core::Channel) -> StoreResult<bool>;
+
+    /// A channel, its methods by method code.
+    async fn channel(&self, channel_id: &str) -> StoreResult<Option<kassa_core::Channel>>;
+
+    /// Every channel, by priority, then id.
+    async fn channels(&self) -> StoreResult<Vec<kassa_core::Channel>>;
 }
 
 /// Delivering callbacks: leases, attempts, resends.

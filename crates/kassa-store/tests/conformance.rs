@@ -647,6 +647,88 @@ async fn the_backlog_counts_what_waits(db: TestDatabase) {
     );
 }
 
+fn upstream_channel(id: &str, priority: i32) -> kassa_core::Channel {
+    use kassa_core::{Channel, ChannelKind, MethodRoute, Upstream};
+    Channel {
+        channel_id: id.into(),
+        kind: ChannelKind::CollectUpstream,
+        upstream: Some(Upstream {
+            base_url: "https://psp.example".into(),
+            app_id: 1001,
+            merchant_key: Secret::new("sealed:v1:AAAA"),
+            platform_public_key: "-----BEGIN PUBLIC KEY-----".into(),
+        }),
+        // In the order the store gives them back: by method code.
+        methods: vec![
+            MethodRoute {
+                method: PaymentMethod::by_code("CASHIER").unwrap(),
+                upstream_in_bank_code: "CASHIER".into(),
+                upstream_pay_type: "CASHIER".into(),
+            },
+            MethodRoute {
+                method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+                upstream_in_bank_code: "IDEAL".into(),
+                upstream_pay_type: "BANK_TRANSFER".into(),
+            },
+        ],
+        currencies: vec![Currency::Eur, Currency::Usd],
+        limits: Some(AmountLimits::new(AmountMinor(100), AmountMinor(50_000))),
+        priority,
+        weight: 70,
+        enabled: true,
+        connect_timeout_ms: 2_000,
+        request_timeout_ms: 10_000,
+        created_at_ms: 5,
+        updated_at_ms: 5,
+    }
+}
+
+/// Channels round-trip with their methods; an id is taken once; an update replaces settings
+/// and methods together and keeps the creation time.
+async fn channels_round_trip(db: TestDatabase) {
+    let store = db.store().await;
+    assert!(store.channels().await.unwrap().is_empty());
+    let second = upstream_channel("acme-b", 20);
+    let first = upstream_channel("acme-a", 10);
+    assert!(store.insert_channel(&second).await.unwrap());
+    assert!(store.insert_channel(&first).await.unwrap());
+    assert!(
+        !store.insert_channel(&first).await.unwrap(),
+        "the id is taken"
+    );
+    assert_eq!(store.channel("acme-a").await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.channels().await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    let mut sandbox = upstream_channel("sandbox", 0);
+    sandbox.kind = kassa_core::ChannelKind::Sandbox;
+    sandbox.upstream = None;
+    sandbox.methods.clear();
+    sandbox.limits = None;
+    assert!(store.insert_channel(&sandbox).await.unwrap());
+    assert_eq!(store.channel("sandbox").await.unwrap(), Some(sandbox));
+
+    let mut changed = first.clone();
+    changed.enabled = false;
+    changed.methods.truncate(1);
+    changed.methods[0].upstream_in_bank_code = "IDEAL2".into();
+    changed.updated_at_ms = 9;
+    changed.created_at_ms = 999; // not written by an update
+    assert!(store.update_channel(&changed).await.unwrap());
+    let read = store.channel("acme-a").await.unwrap().unwrap();
+    assert_eq!(read.created_at_ms, 5);
+    changed.created_at_ms = 5;
+    assert_eq!(read, changed);
+    assert!(
+        !store
+            .update_channel(&upstream_channel("nobody", 1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.channel("nobody").await.unwrap(), None);
+}
+
 /// How many callbacks `owner` leases at `now_ms` (until `until_ms`).
 async fn claim(store: &SqlStore, now_ms: i64, owner: &str, until_ms: i64) -> usize {
     store
@@ -947,4 +1029,5 @@ kassa_store::on_both_databases!(
     expiry_scan_and_chosen_method,
     fee_rules,
     the_backlog_counts_what_waits,
+    channels_round_trip,
 );

@@ -7,6 +7,7 @@
 //! SQLite's group commit of new orders; [`schema`] holds the migrations.
 
 mod callbacks;
+mod channels;
 mod merchants;
 mod orders;
 mod schema;

@@ -142,6 +142,40 @@ ALTER TABLE orders ADD COLUMN rail TEXT NOT NULL DEFAULT 'sandbox';
 ALTER TABLE orders ADD COLUMN channel TEXT NOT NULL DEFAULT 'sandbox';
 "#,
     ),
+    (
+        5,
+        r#"
+-- The channels rails move money through: the sandbox or an upstream PSP account. The upstream
+-- private key is sealed by kassa before it gets here. Currencies: ISO codes, comma-separated.
+CREATE TABLE channels (
+    channel_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    base_url TEXT,
+    upstream_app_id BIGINT,
+    merchant_key TEXT,
+    platform_public_key TEXT,
+    currencies TEXT NOT NULL,
+    min_minor BIGINT,
+    max_minor BIGINT,
+    priority BIGINT NOT NULL,
+    weight BIGINT NOT NULL,
+    enabled BIGINT NOT NULL,
+    connect_timeout_ms BIGINT NOT NULL,
+    request_timeout_ms BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+
+-- Which of kassa's methods a channel serves, and how its upstream names each.
+CREATE TABLE channel_methods (
+    channel_id TEXT NOT NULL REFERENCES channels (channel_id),
+    method TEXT NOT NULL,
+    upstream_in_bank_code TEXT NOT NULL,
+    upstream_pay_type TEXT NOT NULL,
+    PRIMARY KEY (channel_id, method)
+);
+"#,
+    ),
 ];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {
