@@ -301,7 +301,8 @@ mod tests {
     #[test]
     fn a_valid_channel_passes_and_each_bad_setting_is_named() {
         assert_eq!(upstream_channel().check(), Ok(()));
-        let cases: [(&str, fn(&mut Channel)); 10] = [
+        type Spoil = fn(&mut Channel);
+        let cases: [(&str, Spoil); 10] = [
             ("id", |c| c.channel_id = "Acme".into()),
             ("id", |c| c.channel_id = "-x".into()),
             ("base-url", |c| {
