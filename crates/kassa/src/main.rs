@@ -2,6 +2,7 @@
 //! keys, migrations) and the merchant developer's tools (`sign`, `verify`).
 
 mod bench;
+mod channels;
 mod config;
 mod kek;
 mod keyfiles;
@@ -66,6 +67,9 @@ enum Command {
     /// Inspect and resend callbacks to merchants.
     #[command(subcommand)]
     Callback(operator::CallbackCommand),
+    /// Manage the channels rails move money through (upstream PSP accounts, the sandbox).
+    #[command(subcommand)]
+    Channel(channels::ChannelCommand),
     /// Inspect orders and settle exceptions.
     #[command(subcommand)]
     Order(operator::OrderCommand),
@@ -211,6 +215,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Callback(command) => operator::callback(command, &database_url).await,
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
         Command::Order(command) => operator::order(command, &database_url).await,
+        Command::Channel(command) => {
+            let store = operator::open_store(&database_url).await?;
+            channels::channel(command, &store).await
+        }
         Command::Pix(command) => operator::pix(command),
         Command::Bench(_) => unreachable!("handled above"),
         Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),

@@ -202,7 +202,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     let text = serde_json::to_string_pretty(value).expect("JSON values always serialise");
     println!("{}", escape_invisible(&text));
 }
@@ -249,7 +249,7 @@ fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
     })
 }
 
-fn parse_currencies(codes: &[String]) -> Result<Vec<Currency>, Failure> {
+pub(crate) fn parse_currencies(codes: &[String]) -> Result<Vec<Currency>, Failure> {
     let mut currencies = Vec::new();
     for code in codes {
         let currency = Currency::parse(code)
@@ -263,7 +263,7 @@ fn parse_currencies(codes: &[String]) -> Result<Vec<Currency>, Failure> {
 }
 
 /// Reads and checks a public key file; returns the key as normalised SPKI PEM.
-fn read_public_key(path: &Path) -> Result<String, Failure> {
+pub(crate) fn read_public_key(path: &Path) -> Result<String, Failure> {
     let key = VerifyingKey::parse(&read_key_text(path)?)
         .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
     Ok(key.to_pem())
@@ -361,7 +361,7 @@ fn parse_limit(flag: &str, text: &str) -> Result<AmountMinor, Failure> {
 }
 
 /// The operator's limits of an app, from `--min`/`--max`, or none with `--clear`.
-fn limits_of(
+pub(crate) fn limits_of(
     min: Option<String>,
     max: Option<String>,
     clear: bool,
