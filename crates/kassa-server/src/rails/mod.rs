@@ -6,6 +6,8 @@
 //! The sandbox rail plays the bank: its "bank page" is kassa's own method page, where the payer
 //! (or the `kassa sandbox pay` command) picks the outcome by hand.
 
+pub mod collect_upstream;
+
 use async_trait::async_trait;
 use kassa_core::{AmountMinor, Order, PaymentMethod, RailOutcome};
 use std::sync::Arc;

@@ -1,0 +1,189 @@
+//! The `collect-upstream` connector against a real upstream: a second `kassa serve` (its own
+//! database), reached over HTTP exactly as a PSP would be. Create (and its idempotent replay),
+//! query before and after the payer pays at the upstream, and each way the upstream can fail.
+
+mod common;
+
+use common::{create_shop, json, kassa, run_ok, serve};
+use kassa_core::{
+    AmountMinor, Channel, ChannelKind, Currency, MethodRoute, Payer, PaymentMethod, Personal,
+    RailOutcome, Secret, Upstream,
+};
+use kassa_server::rails::collect_upstream::transformers::{
+    ApplyFields, ReplyError, UpstreamStatus, apply_request,
+};
+use kassa_server::rails::collect_upstream::{CollectUpstream, UpstreamError};
+use kassa_signature::SigningKey;
+
+fn channel(base_url: &str, app_id: i64, upstream_public_key: String) -> Channel {
+    Channel {
+        channel_id: "upstream-a".into(),
+        kind: ChannelKind::CollectUpstream,
+        upstream: Some(Upstream {
+            base_url: base_url.into(),
+            app_id,
+            merchant_key: Secret::new("sealed elsewhere"),
+            platform_public_key: upstream_public_key,
+        }),
+        methods: vec![route()],
+        currencies: vec![Currency::Eur],
+        limits: None,
+        priority: 1,
+        weight: 1,
+        enabled: true,
+        connect_timeout_ms: 1_000,
+        request_timeout_ms: 5_000,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+fn route() -> MethodRoute {
+    MethodRoute {
+        method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+        upstream_in_bank_code: "IDEAL_EUR".into(),
+        upstream_pay_type: "BANK_TRANSFER".into(),
+    }
+}
+
+#[tokio::test]
+async fn kassa_creates_and_follows_an_order_at_a_real_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("upstream.db").display());
+    let (app_id, key_there) = create_shop(&url, "EUR", dir.path());
+    let upstream_platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &url]));
+    let upstream = serve(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &url],
+        dir.path(),
+    );
+    let channel = channel(&upstream.base, app_id, upstream_platform.clone());
+    let connector = CollectUpstream::new(&channel, key_there, true).unwrap();
+
+    let payer = Payer {
+        name: Personal::new("Jane Doe"),
+        phone: Personal::new("+31612345678"),
+        email: Personal::new("jane@example.com"),
+        partner_user_id: "u1".into(),
+    };
+    let route = route();
+    let fields = |order_id: &str, route: &MethodRoute| {
+        apply_request(&ApplyFields {
+            upstream_app_id: app_id,
+            upstream_order_id: order_id.into(),
+            amount: AmountMinor(2_500),
+            payer: &payer,
+            route,
+            return_url: "https://kassa.example/pay/token".into(),
+            notify_url: "https://kassa.example/rails/upstream-a/callback".into(),
+            country: None,
+        })
+    };
+    let created = connector
+        .create(Currency::Eur, fields("kassa-1", &route))
+        .await
+        .unwrap();
+    let pay_url = created
+        .pay_url
+        .clone()
+        .expect("the upstream gives its page");
+    assert!(pay_url.starts_with(&upstream.base), "{pay_url}");
+    // A retried create is a replay at the upstream: the same order.
+    let again = connector
+        .create(Currency::Eur, fields("kassa-1", &route))
+        .await
+        .unwrap();
+    assert_eq!(again, created);
+
+    let before = connector.query(Currency::Eur, "kassa-1").await.unwrap();
+    assert_eq!(before.upstream_order_no, created.upstream_order_no);
+    assert!(matches!(
+        before.status,
+        UpstreamStatus::NotStarted | UpstreamStatus::InProgress
+    ));
+    assert_eq!(before.outcome(), None);
+    // The payer pays at the upstream (its sandbox bank); kassa's query sees it.
+    let paid = json(&run_ok(&mut kassa(&[
+        "sandbox",
+        "pay",
+        &created.upstream_order_no,
+        "--outcome",
+        "paid",
+        "--amount",
+        "24.00",
+        "--database-url",
+        &url,
+    ])));
+    assert_eq!(
+        paid["status"], "exception",
+        "the upstream itself flags the short payment"
+    );
+    let after = connector.query(Currency::Eur, "kassa-1").await.unwrap();
+    assert_eq!(after.status, UpstreamStatus::Exception);
+    assert!(matches!(
+        after.outcome(),
+        Some(RailOutcome::Exception { .. })
+    ));
+    let second = connector
+        .create(Currency::Eur, fields("kassa-2", &route))
+        .await
+        .unwrap();
+    run_ok(&mut kassa(&[
+        "sandbox",
+        "pay",
+        &second.upstream_order_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        &url,
+    ]));
+    let full = connector.query(Currency::Eur, "kassa-2").await.unwrap();
+    assert_eq!(
+        full.outcome(),
+        Some(RailOutcome::Paid {
+            received: AmountMinor(2_500)
+        })
+    );
+
+    // Failures, each its own error.
+    let mut unknown_method = route.clone();
+    unknown_method.upstream_in_bank_code = "NOPE".into();
+    let refused = connector
+        .create(Currency::Eur, fields("kassa-3", &unknown_method))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(UpstreamError::Reply(ReplyError::Refused { .. }))
+        ),
+        "{refused:?}"
+    );
+    let impostor = SigningKey::generate().unwrap().public_key_pem();
+    let wrong_key = CollectUpstream::new(
+        &self::channel(&upstream.base, app_id, impostor),
+        SigningKey::parse(
+            &std::fs::read_to_string(dir.path().join("keys/merchant.key.pem")).unwrap(),
+        )
+        .unwrap(),
+        true,
+    )
+    .unwrap();
+    let forged = wrong_key.query(Currency::Eur, "kassa-1").await;
+    assert!(
+        matches!(forged, Err(UpstreamError::BadSignature)),
+        "{forged:?}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let down = CollectUpstream::new(
+        &self::channel(&closed_url, app_id, upstream_platform),
+        SigningKey::generate().unwrap(),
+        true,
+    )
+    .unwrap();
+    let unreachable = down.query(Currency::Eur, "kassa-1").await;
+    assert!(
+        matches!(unreachable, Err(UpstreamError::Unreachable(_))),
+        "{unreachable:?}"
+    );
+}
