@@ -9,10 +9,11 @@ use kassa_core::{
     AmountMinor, Channel, ChannelKind, Currency, MethodRoute, Payer, PaymentMethod, Personal,
     RailOutcome, Secret, Upstream,
 };
+use kassa_server::rails::collect_upstream::CollectUpstream;
 use kassa_server::rails::collect_upstream::transformers::{
-    ApplyFields, ReplyError, UpstreamStatus, apply_request,
+    ApplyFields, UpstreamStatus, apply_request,
 };
-use kassa_server::rails::collect_upstream::{CollectUpstream, UpstreamError};
+use kassa_server::rails::upstream::UpstreamError;
 use kassa_signature::SigningKey;
 
 fn channel(base_url: &str, app_id: i64, upstream_public_key: String) -> Channel {
@@ -151,10 +152,7 @@ async fn kassa_creates_and_follows_an_order_at_a_real_upstream() {
         .create(Currency::Eur, fields("kassa-3", &unknown_method))
         .await;
     assert!(
-        matches!(
-            refused,
-            Err(UpstreamError::Reply(ReplyError::Refused { .. }))
-        ),
+        matches!(refused, Err(UpstreamError::Refused { .. })),
         "{refused:?}"
     );
     let impostor = SigningKey::generate().unwrap().public_key_pem();
@@ -185,5 +183,78 @@ async fn kassa_creates_and_follows_an_order_at_a_real_upstream() {
     assert!(
         matches!(unreachable, Err(UpstreamError::Unreachable(_))),
         "{unreachable:?}"
+    );
+}
+
+#[tokio::test]
+async fn kassa_creates_and_follows_a_pix_order_at_a_real_upstream() {
+    use kassa_server::rails::pix_upstream::PixUpstream;
+    use kassa_server::rails::pix_upstream::transformers::PixState;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("upstream.db").display());
+    let (app_id, key_there) = create_shop(&url, "BRL", dir.path());
+    let app = app_id.to_string();
+    run_ok(&mut kassa(&[
+        "app",
+        "set-pix",
+        &app,
+        "--key",
+        "00000000-0000-4000-8000-00000000d3e0",
+        "--name",
+        "Upstream Shop",
+        "--city",
+        "Sao Paulo",
+        "--database-url",
+        &url,
+    ]));
+    let upstream_platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &url]));
+    let upstream = serve(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &url],
+        dir.path(),
+    );
+    let mut pix_channel = channel(&upstream.base, app_id, upstream_platform);
+    pix_channel.kind = ChannelKind::PixUpstream;
+    pix_channel.currencies = vec![Currency::Brl];
+    let connector = PixUpstream::new(&pix_channel, key_there, true).unwrap();
+    let notify = "https://kassa.example/rails/upstream-a/callback";
+
+    let created = connector
+        .create("kassa-pix-1", AmountMinor(1_234), notify)
+        .await
+        .unwrap();
+    assert_eq!(created.state, PixState::Processing);
+    assert!(created.qr_code.starts_with("000201"), "{}", created.qr_code);
+    let again = connector
+        .create("kassa-pix-1", AmountMinor(1_234), notify)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.upstream_order_no, created.upstream_order_no,
+        "a replay, not a second order"
+    );
+    assert_eq!(
+        connector.query("kassa-pix-1").await.unwrap().outcome(),
+        None
+    );
+    run_ok(&mut kassa(&[
+        "sandbox",
+        "pay",
+        &created.upstream_order_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        &url,
+    ]));
+    let paid = connector.query("kassa-pix-1").await.unwrap();
+    assert_eq!(
+        paid.outcome(),
+        Some(RailOutcome::Paid {
+            received: AmountMinor(1_234)
+        })
+    );
+    let unknown = connector.query("kassa-pix-none").await;
+    assert!(
+        matches!(unknown, Err(UpstreamError::Refused { .. })),
+        "{unknown:?}"
     );
 }

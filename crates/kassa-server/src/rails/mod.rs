@@ -7,6 +7,8 @@
 //! (or the `kassa sandbox pay` command) picks the outcome by hand.
 
 pub mod collect_upstream;
+pub mod pix_upstream;
+pub mod upstream;
 
 use async_trait::async_trait;
 use kassa_core::{AmountMinor, Order, PaymentMethod, RailOutcome};

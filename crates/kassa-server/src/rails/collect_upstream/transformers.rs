@@ -2,6 +2,7 @@
 //! replies it reads (the envelope, the created order, the queried order), and how the
 //! upstream's statuses map onto the core's [`RailOutcome`]. Pure: no I/O.
 
+use crate::rails::upstream::UpstreamError;
 use kassa_core::{AmountMinor, Currency, MethodRoute, OrderNo, Payer, RailOutcome};
 use serde_json::{Map, Value, json};
 
@@ -68,22 +69,11 @@ pub fn path(currency: Currency, operation: &str) -> String {
     format!("/{}/collect/{operation}", currency.code().to_lowercase())
 }
 
-/// Why an upstream's answer could not be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ReplyError {
-    /// The upstream refused the request with its own code.
-    #[error("the upstream refused: {code} {msg}")]
-    Refused { code: String, msg: String },
-    /// The answer is not what the API promises (not JSON, fields missing or of another type).
-    #[error("the upstream's answer is malformed: {0}")]
-    Malformed(String),
-}
-
 /// The `data` object of a successful envelope (`status` "1", `error` "00000000"), as text for
 /// the signature check; a refusal carries the upstream's code and message.
-pub fn envelope_data(body: &str) -> Result<String, ReplyError> {
-    let envelope: Value =
-        serde_json::from_str(body).map_err(|e| ReplyError::Malformed(format!("not JSON: {e}")))?;
+pub fn envelope_data(body: &str) -> Result<String, UpstreamError> {
+    let envelope: Value = serde_json::from_str(body)
+        .map_err(|e| UpstreamError::Malformed(format!("not JSON: {e}")))?;
     let text = |field: &str| {
         envelope
             .get(field)
@@ -91,14 +81,14 @@ pub fn envelope_data(body: &str) -> Result<String, ReplyError> {
             .unwrap_or_default()
     };
     if text("status") != "1" || text("error") != OK_CODE {
-        return Err(ReplyError::Refused {
+        return Err(UpstreamError::Refused {
             code: text("error").chars().take(16).collect(),
             msg: text("msg").chars().take(200).collect(),
         });
     }
     match envelope.get("data") {
         Some(data @ Value::Object(_)) => Ok(data.to_string()),
-        _ => Err(ReplyError::Malformed("no data object".into())),
+        _ => Err(UpstreamError::Malformed("no data object".into())),
     }
 }
 
@@ -111,9 +101,9 @@ pub struct Created {
 }
 
 impl TryFrom<&Map<String, Value>> for Created {
-    type Error = ReplyError;
+    type Error = UpstreamError;
 
-    fn try_from(data: &Map<String, Value>) -> Result<Created, ReplyError> {
+    fn try_from(data: &Map<String, Value>) -> Result<Created, UpstreamError> {
         let pay_url = string(data, "payUrl").ok().filter(|url| !url.is_empty());
         Ok(Created {
             upstream_order_no: string(data, "orderNo")?,
@@ -159,9 +149,9 @@ pub struct UpstreamOrder {
 }
 
 impl TryFrom<&Map<String, Value>> for UpstreamOrder {
-    type Error = ReplyError;
+    type Error = UpstreamError;
 
-    fn try_from(data: &Map<String, Value>) -> Result<UpstreamOrder, ReplyError> {
+    fn try_from(data: &Map<String, Value>) -> Result<UpstreamOrder, UpstreamError> {
         let code = match data.get("status") {
             Some(Value::Number(n)) => n.as_i64(),
             Some(Value::String(s)) => s.parse().ok(),
@@ -169,7 +159,7 @@ impl TryFrom<&Map<String, Value>> for UpstreamOrder {
         };
         let status = code
             .and_then(UpstreamStatus::from_code)
-            .ok_or_else(|| ReplyError::Malformed(format!("status {:?}", data.get("status"))))?;
+            .ok_or_else(|| UpstreamError::Malformed(format!("status {:?}", data.get("status"))))?;
         Ok(UpstreamOrder {
             upstream_order_id: string(data, "orderId")?,
             upstream_order_no: string(data, "orderNo")?,
@@ -205,18 +195,19 @@ impl UpstreamOrder {
     }
 }
 
-fn string(data: &Map<String, Value>, field: &str) -> Result<String, ReplyError> {
+fn string(data: &Map<String, Value>, field: &str) -> Result<String, UpstreamError> {
     match data.get(field) {
         Some(Value::String(text)) => Ok(text.clone()),
-        _ => Err(ReplyError::Malformed(format!(
+        _ => Err(UpstreamError::Malformed(format!(
             "{field} missing or not a string"
         ))),
     }
 }
 
-fn amount(data: &Map<String, Value>, field: &str) -> Result<AmountMinor, ReplyError> {
+fn amount(data: &Map<String, Value>, field: &str) -> Result<AmountMinor, UpstreamError> {
     let text = string(data, field)?;
-    AmountMinor::parse(&text).map_err(|e| ReplyError::Malformed(format!("{field} {text:?}: {e}")))
+    AmountMinor::parse(&text)
+        .map_err(|e| UpstreamError::Malformed(format!("{field} {text:?}: {e}")))
 }
 
 #[cfg(test)]
@@ -277,19 +268,19 @@ mod tests {
         let refused = r#"{"status":"0","error":"10000005","msg":"amount must be digits"}"#;
         assert_eq!(
             envelope_data(refused),
-            Err(ReplyError::Refused {
+            Err(UpstreamError::Refused {
                 code: "10000005".into(),
                 msg: "amount must be digits".into()
             })
         );
         assert!(matches!(
             envelope_data("<html>"),
-            Err(ReplyError::Malformed(_))
+            Err(UpstreamError::Malformed(_))
         ));
         let no_data = r#"{"status":"1","error":"00000000","msg":""}"#;
         assert!(matches!(
             envelope_data(no_data),
-            Err(ReplyError::Malformed(_))
+            Err(UpstreamError::Malformed(_))
         ));
     }
 

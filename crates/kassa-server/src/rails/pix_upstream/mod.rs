@@ -1,0 +1,76 @@
+//! The connector to an upstream PSP that speaks the `pix` API: creates and queries PIX orders
+//! there with `X-App-Id` and `X-Sign` (kassa's key at the upstream over the body's canonical
+//! string); every reply's `data` is verified against its `X-Sign` with the upstream's platform
+//! key before a field of it is read. The HTTP side and its bounds are the shared
+//! [`UpstreamHttp`].
+//!
+//! Not yet wired into routing (docs/rails.md).
+
+pub mod transformers;
+
+use super::upstream::{UpstreamError, UpstreamHttp};
+use kassa_core::{AmountMinor, Channel};
+use kassa_signature::{SigningKey, canonical_of_map};
+use serde_json::{Map, Value};
+use transformers::{PixCreated, PixOrder};
+
+/// One upstream account (a `pix-upstream` channel), ready to call.
+pub struct PixUpstream {
+    http: UpstreamHttp,
+    key: SigningKey,
+}
+
+impl PixUpstream {
+    pub fn new(
+        channel: &Channel,
+        key: SigningKey,
+        allow_private: bool,
+    ) -> Result<PixUpstream, String> {
+        let http = UpstreamHttp::new(channel, allow_private)?;
+        Ok(PixUpstream { http, key })
+    }
+
+    /// Creates the PIX order at the upstream (a retry with the same order id is a replay).
+    pub async fn create(
+        &self,
+        upstream_order_id: &str,
+        amount: AmountMinor,
+        notify_url: &str,
+    ) -> Result<PixCreated, UpstreamError> {
+        let body = transformers::init_request(upstream_order_id, amount, notify_url);
+        let data = self.call(transformers::INIT_PATH, body).await?;
+        PixCreated::try_from(&data)
+    }
+
+    pub async fn query(&self, upstream_order_id: &str) -> Result<PixOrder, UpstreamError> {
+        let body = transformers::query_request(upstream_order_id);
+        let data = self.call(transformers::QUERY_PATH, body).await?;
+        PixOrder::try_from(&data)
+    }
+
+    /// Posts `body` signed in `X-Sign`; the reply's `data`, verified against its `X-Sign`.
+    async fn call(
+        &self,
+        path: &str,
+        body: Map<String, Value>,
+    ) -> Result<Map<String, Value>, UpstreamError> {
+        let canonical = canonical_of_map(&body).expect("kassa builds flat bodies");
+        let headers = [
+            ("x-app-id", self.http.app_id.to_string()),
+            ("x-sign", self.key.sign_base64(canonical.as_bytes())),
+        ];
+        let (reply_headers, text) = self.http.post(path, &body, &headers).await?;
+        let data = transformers::envelope_data(&text)?;
+        let sign = reply_headers
+            .get("x-sign")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(UpstreamError::BadSignature)?;
+        let canonical =
+            canonical_of_map(&data).map_err(|e| UpstreamError::Malformed(format!("data: {e}")))?;
+        self.http
+            .upstream_key
+            .verify_base64(canonical.as_bytes(), sign)
+            .map_err(|_| UpstreamError::BadSignature)?;
+        Ok(data)
+    }
+}

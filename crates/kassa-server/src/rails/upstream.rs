@@ -1,0 +1,99 @@
+//! What every upstream connector shares: one HTTP client per channel with the channel's
+//! timeouts, no redirects, the SSRF-guarded resolver unless private upstreams are allowed, and
+//! replies read up to [`MAX_REPLY_BYTES`]; and the errors that tell the router what to do next.
+
+use kassa_core::Channel;
+use kassa_signature::VerifyingKey;
+use std::time::Duration;
+
+/// The most of an upstream's reply kassa reads.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// Why a call to the upstream failed. `Unreachable` and `Unavailable` mean another channel may
+/// be tried; the others do not.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// No answer: the connection failed or the call timed out (its outcome is unknown).
+    #[error("the upstream did not answer: {0}")]
+    Unreachable(String),
+    /// The upstream answered 5xx or redirected.
+    #[error("the upstream is unavailable: HTTP {0}")]
+    Unavailable(u16),
+    /// The upstream refused the request with its own code.
+    #[error("the upstream refused: {code} {msg}")]
+    Refused { code: String, msg: String },
+    /// The answer is not what the API promises (not JSON, too large, fields missing).
+    #[error("the upstream's answer is malformed: {0}")]
+    Malformed(String),
+    /// The reply's signature does not verify with the upstream's key.
+    #[error("the upstream's reply is not signed with its platform key")]
+    BadSignature,
+}
+
+/// The HTTP side of one channel.
+pub struct UpstreamHttp {
+    client: reqwest::Client,
+    base_url: String,
+    pub app_id: i64,
+    pub upstream_key: VerifyingKey,
+}
+
+impl UpstreamHttp {
+    pub fn new(channel: &Channel, allow_private: bool) -> Result<UpstreamHttp, String> {
+        let upstream = channel
+            .upstream
+            .as_ref()
+            .ok_or("the channel has no upstream")?;
+        let upstream_key =
+            VerifyingKey::parse(&upstream.platform_public_key).map_err(|e| e.to_string())?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(channel.connect_timeout_ms))
+            .timeout(Duration::from_millis(channel.request_timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("kassa-upstream/", env!("CARGO_PKG_VERSION")));
+        if !allow_private {
+            builder = builder.dns_resolver(std::sync::Arc::new(crate::ssrf::GuardedResolver));
+        }
+        Ok(UpstreamHttp {
+            client: builder.build().map_err(|e| e.to_string())?,
+            base_url: upstream.base_url.clone(),
+            app_id: upstream.app_id,
+            upstream_key,
+        })
+    }
+
+    /// Posts a JSON body with extra headers; the reply's headers and text (at most
+    /// [`MAX_REPLY_BYTES`]), whatever its status below 500.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Map<String, serde_json::Value>,
+        headers: &[(&str, String)],
+    ) -> Result<(reqwest::header::HeaderMap, String), UpstreamError> {
+        let unreachable = |e: reqwest::Error| UpstreamError::Unreachable(e.to_string());
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let mut response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        if status.is_server_error() || status.is_redirection() {
+            return Err(UpstreamError::Unavailable(status.as_u16()));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+                let why = format!("a reply over {MAX_REPLY_BYTES} bytes");
+                return Err(UpstreamError::Malformed(why));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| UpstreamError::Malformed("the reply is not UTF-8".into()))?;
+        Ok((response.headers().clone(), text))
+    }
+}
