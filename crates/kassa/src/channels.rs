@@ -42,6 +42,14 @@ pub enum ChannelCommand {
     Enable { id: String },
     /// Send no new orders to the channel (orders already there still settle).
     Disable { id: String },
+    /// Call the upstream once (a query of an order that does not exist) and report whether it
+    /// answers in its API's format, and how fast.
+    Test {
+        id: String,
+        /// Allow an upstream on a loopback or private address.
+        #[arg(long)]
+        allow_private_upstream: bool,
+    },
 }
 
 #[derive(Args)]
@@ -115,6 +123,13 @@ pub async fn channel(command: ChannelCommand, store: &SqlStore) -> Outcome {
         ChannelCommand::Enable { id } => set_enabled(store, &id, true).await?,
         ChannelCommand::Disable { id } => set_enabled(store, &id, false).await?,
         ChannelCommand::Show { id } => existing(store, &id).await?,
+        ChannelCommand::Test {
+            id,
+            allow_private_upstream,
+        } => {
+            let channel = existing(store, &id).await?;
+            return probe(&channel, &kek, allow_private_upstream).await;
+        }
         ChannelCommand::List => {
             let channels = store.channels().await?;
             let list: Vec<Value> = channels.iter().map(|c| channel_json(c, None)).collect();
@@ -276,6 +291,60 @@ fn check_address(base_url: &str, allow_private: bool) -> Result<(), Failure> {
             "--base-url {why}; add --allow-private-upstream if a private upstream is meant"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// One probe call: an answer in the API's format (a refusal of the unknown order included)
+/// shows the upstream reachable and speaking its API; no answer, a 5xx or a malformed answer
+/// fails the command.
+async fn probe(channel: &Channel, kek: &Kek, allow_private: bool) -> Outcome {
+    use kassa_server::rails::collect_upstream::CollectUpstream;
+    use kassa_server::rails::pix_upstream::PixUpstream;
+    use kassa_server::rails::upstream::UpstreamError;
+    let Some(upstream) = &channel.upstream else {
+        let id = &channel.channel_id;
+        return Err(Failure(format!(
+            "{id} is a sandbox channel: nothing to call"
+        )));
+    };
+    let key = SigningKey::parse(&kek.open(UPSTREAM_KEY, upstream.merchant_key.expose())?)?;
+    let probe_id = format!("kassa-channel-test-{}", now_ms());
+    let started = std::time::Instant::now();
+    let answer = match channel.kind {
+        ChannelKind::PixUpstream => {
+            let connector = PixUpstream::new(channel, key, allow_private).map_err(Failure)?;
+            connector.query(&probe_id).await.map(|_| ())
+        }
+        _ => {
+            let connector = CollectUpstream::new(channel, key, allow_private).map_err(Failure)?;
+            let currency = channel.currencies[0];
+            connector.query(currency, &probe_id).await.map(|_| ())
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let (reachable, said) = match &answer {
+        Ok(()) => (
+            true,
+            "it found an order of that id, yet it answered".to_string(),
+        ),
+        Err(UpstreamError::Refused { code, msg }) => {
+            (true, format!("it refused the unknown order: {code} {msg}"))
+        }
+        Err(e) => (false, e.to_string()),
+    };
+    crate::operator::print_json(&json!({
+        "channelId": channel.channel_id,
+        "reachable": reachable,
+        "latencyMs": latency_ms,
+        "answer": said,
+    }));
+    if reachable {
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "channel {} failed its test",
+            channel.channel_id
+        )))
     }
 }
 

@@ -258,3 +258,76 @@ async fn kassa_creates_and_follows_a_pix_order_at_a_real_upstream() {
         "{unknown:?}"
     );
 }
+
+#[test]
+fn channel_test_calls_the_upstream_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("upstream.db").display());
+    let (app_id, _) = create_shop(&url, "EUR", dir.path());
+    let platform_path = dir.path().join("upstream-platform.pem");
+    let platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &url]));
+    std::fs::write(&platform_path, platform).unwrap();
+    let upstream = serve(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &url],
+        dir.path(),
+    );
+    let gateway = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    let key = dir.path().join("keys/merchant.key.pem");
+    let add = |id: &str, base_url: &str| {
+        run_ok(
+            &mut kassa(&["channel", "add", id, "--kind", "collect-upstream"])
+                .args([
+                    "--base-url",
+                    base_url,
+                    "--upstream-app-id",
+                    &app_id.to_string(),
+                ])
+                .arg("--merchant-key")
+                .arg(&key)
+                .arg("--upstream-public-key")
+                .arg(&platform_path)
+                .args([
+                    "--method",
+                    "IDEAL_EUR=IDEAL_EUR/BANK_TRANSFER",
+                    "--currency",
+                    "EUR",
+                ])
+                .args(["--allow-private-upstream", "--database-url", &gateway]),
+        );
+    };
+    add("up", &upstream.base);
+    let test = |id: &str| {
+        kassa(&[
+            "channel",
+            "test",
+            id,
+            "--allow-private-upstream",
+            "--database-url",
+            &gateway,
+        ])
+        .output()
+        .unwrap()
+    };
+    let tested = test("up");
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&tested.stdout).unwrap();
+    assert_eq!(report["reachable"], true, "{report}");
+    assert!(
+        report["answer"]
+            .as_str()
+            .unwrap()
+            .contains("refused the unknown order")
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    add("down", &closed_url);
+    let failed = test("down");
+    assert!(!failed.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(report["reachable"], false, "{report}");
+}
