@@ -275,7 +275,7 @@ fn channel_test_calls_the_upstream_once() {
     let key = dir.path().join("keys/merchant.key.pem");
     let add = |id: &str, base_url: &str| {
         run_ok(
-            &mut kassa(&["channel", "add", id, "--kind", "collect-upstream"])
+            kassa(&["channel", "add", id, "--kind", "collect-upstream"])
                 .args([
                     "--base-url",
                     base_url,
