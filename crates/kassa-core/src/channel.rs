@@ -4,8 +4,7 @@
 //! operator configures them; the store keeps them, the upstream credentials sealed.
 
 use crate::method::PaymentMethod;
-use crate::money::{AmountLimits, Currency};
-use crate::order::Order;
+use crate::money::{AmountLimits, AmountMinor, Currency};
 use crate::personal::Secret;
 
 /// Longest channel id: lowercase letters, digits and dashes.
@@ -223,18 +222,18 @@ impl Channel {
         Ok(())
     }
 
-    /// Whether this channel can take `order` paid with `method` (enabled, currency, method,
-    /// amount). Health and the circuit breaker are the router's business.
-    pub fn serves(&self, order: &Order, method: &PaymentMethod) -> bool {
+    /// Whether this channel can take an order of `amount` in `currency` paid with `method`
+    /// (enabled, currency, method, amount). Health and the circuit breaker are the router's business.
+    pub fn serves(&self, currency: Currency, amount: AmountMinor, method: &PaymentMethod) -> bool {
         let method_ok = self.methods.is_empty()
             || self
                 .methods
                 .iter()
                 .any(|route| route.method.code == method.code);
-        let amount_ok = self.limits.is_none_or(|limits| {
-            limits.min_minor <= order.amount_minor && order.amount_minor <= limits.max_minor
-        });
-        self.enabled && self.currencies.contains(&order.currency) && method_ok && amount_ok
+        let amount_ok = self
+            .limits
+            .is_none_or(|limits| limits.min_minor <= amount && amount <= limits.max_minor);
+        self.enabled && self.currencies.contains(&currency) && method_ok && amount_ok
     }
 
     /// How the upstream names `method`, if this channel maps it.
@@ -243,6 +242,52 @@ impl Channel {
             .iter()
             .find(|route| route.method.code == method.code)
     }
+}
+
+/// The channels that may take an order of `amount` in `currency` paid with `method`, in the
+/// order routing tries them:
+/// those that serve it (enabled, currency, method, amount) and are `healthy`, by priority
+/// (lower first); within one priority a weighted draw decides who goes first — `roll` is a
+/// uniform number in `[0, 1)` drawn by the caller, so the rule itself stays deterministic — and
+/// the rest follow by weight, heaviest first (the failover order).
+pub fn candidates<'a>(
+    channels: &'a [Channel],
+    (currency, amount): (Currency, AmountMinor),
+    method: &PaymentMethod,
+    healthy: impl Fn(&Channel) -> bool,
+    roll: f64,
+) -> Vec<&'a Channel> {
+    let mut eligible: Vec<&Channel> = channels
+        .iter()
+        .filter(|channel| channel.serves(currency, amount, method) && healthy(channel))
+        .collect();
+    eligible.sort_by(|a, b| {
+        (a.priority, std::cmp::Reverse(a.weight), &a.channel_id).cmp(&(
+            b.priority,
+            std::cmp::Reverse(b.weight),
+            &b.channel_id,
+        ))
+    });
+    let Some(first) = eligible.first() else {
+        return eligible;
+    };
+    let top = eligible
+        .iter()
+        .take_while(|c| c.priority == first.priority)
+        .count();
+    let total: u64 = eligible[..top].iter().map(|c| u64::from(c.weight)).sum();
+    let mut point = (roll.clamp(0.0, 1.0 - f64::EPSILON) * total as f64) as u64;
+    let drawn = eligible[..top]
+        .iter()
+        .position(|c| {
+            let hit = point < u64::from(c.weight);
+            point = point.saturating_sub(u64::from(c.weight));
+            hit
+        })
+        .unwrap_or(0);
+    let chosen = eligible.remove(drawn);
+    eligible.insert(0, chosen);
+    eligible
 }
 
 /// A channel id: 1 to 40 lowercase letters, digits and dashes, not starting with a dash. It
@@ -269,7 +314,6 @@ pub fn check_id(id: &str) -> Result<(), ChannelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::AmountMinor;
 
     fn upstream_channel() -> Channel {
         Channel {
@@ -337,6 +381,58 @@ mod tests {
         let shown = format!("{:?}", upstream_channel());
         assert!(!shown.contains("BEGIN PRIVATE KEY"), "{shown}");
         assert!(shown.contains("acme-eu"));
+    }
+
+    #[test]
+    fn routing_filters_then_orders_by_priority_and_draws_by_weight() {
+        let order = (Currency::Eur, AmountMinor(2_500));
+        let ideal = PaymentMethod::by_code("IDEAL_EUR").unwrap();
+        let with = |id: &str, priority: i32, weight: u32| {
+            let mut channel = upstream_channel();
+            channel.channel_id = id.into();
+            channel.priority = priority;
+            channel.weight = weight;
+            channel
+        };
+        let mut off = with("off", 0, 100);
+        off.enabled = false;
+        let mut small = with("small", 0, 100);
+        small.limits = Some(AmountLimits::new(AmountMinor(100), AmountMinor(1_000)));
+        let channels = vec![
+            with("b70", 1, 70),
+            with("a30", 1, 30),
+            with("late", 5, 100),
+            off,
+            small,
+        ];
+        let ids = |roll: f64, healthy: &dyn Fn(&Channel) -> bool| -> Vec<String> {
+            candidates(&channels, order, ideal, healthy, roll)
+                .iter()
+                .map(|c| c.channel_id.clone())
+                .collect()
+        };
+        let all = |_: &Channel| true;
+        // Disabled and out-of-range channels never appear; priority 1 before 5.
+        assert_eq!(ids(0.0, &all), ["b70", "a30", "late"]);
+        assert_eq!(ids(0.69, &all), ["b70", "a30", "late"]);
+        assert_eq!(
+            ids(0.70, &all),
+            ["a30", "b70", "late"],
+            "the draw puts a30 first 30 % of the time"
+        );
+        assert_eq!(ids(0.999, &all), ["a30", "b70", "late"]);
+        // An unhealthy channel (open circuit) is skipped; failover follows the order.
+        assert_eq!(
+            ids(0.0, &|c: &Channel| c.channel_id != "b70"),
+            ["a30", "late"]
+        );
+        let none = |_: &Channel| false;
+        assert!(ids(0.5, &none).is_empty());
+        // Over many rolls, the shares follow the weights.
+        let firsts = (0..1_000)
+            .filter(|i| ids(f64::from(*i) / 1_000.0, &all)[0] == "b70")
+            .count();
+        assert_eq!(firsts, 700);
     }
 
     #[test]
