@@ -331,3 +331,166 @@ fn channel_test_calls_the_upstream_once() {
     let report: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(report["reachable"], false, "{report}");
 }
+
+/// A merchant endpoint at kassa's side of the hop: keeps each callback's `X-Sign` and body.
+async fn callback_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Option<String>, String)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: String| async move {
+                let sign = headers
+                    .get("x-sign")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let _ = tx.send((sign, body));
+                "success"
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/callback", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn upstream_callbacks_are_verified_before_they_are_believed() {
+    use kassa_server::rails::pix_upstream::PixUpstream;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("upstream.db").display());
+    let (eur_app, eur_key) = create_shop(&url, "EUR", dir.path().join("eur").as_path());
+    let (brl_app, brl_key) = create_shop(&url, "BRL", dir.path().join("brl").as_path());
+    run_ok(&mut kassa(&[
+        "app",
+        "set-pix",
+        &brl_app.to_string(),
+        "--key",
+        "00000000-0000-4000-8000-00000000d3e0",
+        "--name",
+        "Upstream Shop",
+        "--city",
+        "Sao Paulo",
+        "--database-url",
+        &url,
+    ]));
+    let platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &url]));
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--allow-private-callbacks",
+        "--callback-retry-interval",
+        "1s",
+    ];
+    let upstream = serve(&args, dir.path());
+    let (notify_url, mut callbacks) = callback_receiver().await;
+
+    // collect: the upstream's callback verifies with its key and names kassa's account.
+    let collect = CollectUpstream::new(
+        &channel(&upstream.base, eur_app, platform.clone()),
+        eur_key,
+        true,
+    )
+    .unwrap();
+    let payer = Payer {
+        name: Personal::new("Jane Doe"),
+        phone: Personal::new("+31612345678"),
+        email: Personal::new("jane@example.com"),
+        partner_user_id: "u1".into(),
+    };
+    let route = route();
+    let request = apply_request(&ApplyFields {
+        upstream_app_id: eur_app,
+        upstream_order_id: "kassa-cb-1".into(),
+        amount: AmountMinor(2_500),
+        payer: &payer,
+        route: &route,
+        return_url: "https://kassa.example/pay/token".into(),
+        notify_url: notify_url.clone(),
+        country: None,
+    });
+    let created = collect.create(Currency::Eur, request).await.unwrap();
+    run_ok(&mut kassa(&[
+        "sandbox",
+        "pay",
+        &created.upstream_order_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        &url,
+    ]));
+    let (_, body) = next_callback(&mut callbacks).await;
+    let told = collect.verify_callback(&body).unwrap();
+    assert_eq!(told.upstream_order_id, "kassa-cb-1");
+    assert_eq!(
+        told.outcome(),
+        Some(RailOutcome::Paid {
+            received: AmountMinor(2_500)
+        })
+    );
+    let forged = body.replace("25.00", "2500.00");
+    assert_eq!(
+        collect.verify_callback(&forged),
+        Err(UpstreamError::BadSignature)
+    );
+    // Another account's genuine callback is not kassa's.
+    let elsewhere = CollectUpstream::new(
+        &channel(&upstream.base, eur_app + 1, platform.clone()),
+        SigningKey::generate().unwrap(),
+        true,
+    )
+    .unwrap();
+    assert!(matches!(
+        elsewhere.verify_callback(&body),
+        Err(UpstreamError::Malformed(_))
+    ));
+
+    // pix: the callback's X-Sign verifies; without it, or altered, it does not.
+    let mut pix_channel = channel(&upstream.base, brl_app, platform);
+    pix_channel.kind = ChannelKind::PixUpstream;
+    pix_channel.currencies = vec![Currency::Brl];
+    let pix = PixUpstream::new(&pix_channel, brl_key, true).unwrap();
+    let created = pix
+        .create("kassa-cb-2", AmountMinor(1_234), &notify_url)
+        .await
+        .unwrap();
+    run_ok(&mut kassa(&[
+        "sandbox",
+        "pay",
+        &created.upstream_order_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        &url,
+    ]));
+    let (sign, body) = next_callback(&mut callbacks).await;
+    let told = pix.verify_callback(&body, sign.as_deref()).unwrap();
+    assert_eq!(told.upstream_order_id, "kassa-cb-2");
+    assert_eq!(
+        told.outcome(),
+        Some(RailOutcome::Paid {
+            received: AmountMinor(1_234)
+        })
+    );
+    assert_eq!(
+        pix.verify_callback(&body, None),
+        Err(UpstreamError::BadSignature)
+    );
+    let forged = body.replace("12.34", "99.99");
+    assert_eq!(
+        pix.verify_callback(&forged, sign.as_deref()),
+        Err(UpstreamError::BadSignature)
+    );
+}
+
+async fn next_callback(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Option<String>, String)>,
+) -> (Option<String>, String) {
+    let wait = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv());
+    wait.await.expect("the upstream calls back").unwrap()
+}

@@ -30,6 +30,26 @@ pub enum UpstreamError {
     BadSignature,
 }
 
+/// Refuses signed data about another account at the upstream than kassa's (`appId`).
+pub fn check_app_id(
+    data: &serde_json::Map<String, serde_json::Value>,
+    app_id: i64,
+) -> Result<(), UpstreamError> {
+    let named = match data.get("appId") {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    if named == Some(app_id) {
+        Ok(())
+    } else {
+        Err(UpstreamError::Malformed(format!(
+            "signed for appId {:?}, not kassa's {app_id}",
+            data.get("appId")
+        )))
+    }
+}
+
 /// The HTTP side of one channel.
 pub struct UpstreamHttp {
     client: reqwest::Client,

@@ -60,6 +60,14 @@ impl CollectUpstream {
         UpstreamOrder::try_from(&data)
     }
 
+    /// An upstream callback's order, if the upstream's key verifies its `sign` and it is about
+    /// kassa's own account there (its `appId`); forged or misdirected callbacks are refused.
+    pub fn verify_callback(&self, body: &str) -> Result<UpstreamOrder, UpstreamError> {
+        let data = self.verified(body)?;
+        super::upstream::check_app_id(&data, self.http.app_id)?;
+        UpstreamOrder::try_from(&data)
+    }
+
     /// Signs and posts `request`; the verified `data` of the reply.
     async fn call(
         &self,
@@ -68,15 +76,19 @@ impl CollectUpstream {
     ) -> Result<Map<String, Value>, UpstreamError> {
         sign_map(&self.key, &mut request);
         let (_, text) = self.http.post(path, &request, &[]).await?;
-        let data_text = transformers::envelope_data(&text)?;
-        let object = parse_signed_object(&data_text)
+        self.verified(&transformers::envelope_data(&text)?)
+    }
+
+    /// A signed object's fields, if the upstream's key verifies its `sign`.
+    fn verified(&self, text: &str) -> Result<Map<String, Value>, UpstreamError> {
+        let object = parse_signed_object(text)
             .map_err(|e| UpstreamError::Malformed(format!("data: {e}")))?;
         let sign = object.sign.as_deref().ok_or(UpstreamError::BadSignature)?;
         self.http
             .upstream_key
             .verify_base64(object.canonical.as_bytes(), sign)
             .map_err(|_| UpstreamError::BadSignature)?;
-        match serde_json::from_str(&data_text) {
+        match serde_json::from_str(text) {
             Ok(Value::Object(map)) => Ok(map),
             _ => Err(UpstreamError::Malformed("data is not an object".into())),
         }

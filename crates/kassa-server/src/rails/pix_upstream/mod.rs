@@ -48,6 +48,42 @@ impl PixUpstream {
         PixOrder::try_from(&data)
     }
 
+    /// An upstream callback's order, if its `X-Sign` verifies with the upstream's key and it is
+    /// about kassa's own account there (its `appId`, where the upstream sends one).
+    pub fn verify_callback(
+        &self,
+        body: &str,
+        x_sign: Option<&str>,
+    ) -> Result<PixOrder, UpstreamError> {
+        let data = match serde_json::from_str(body) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Err(UpstreamError::Malformed(
+                    "the callback is not a JSON object".into(),
+                ));
+            }
+        };
+        self.check_sign(&data, x_sign)?;
+        if data.contains_key("appId") {
+            super::upstream::check_app_id(&data, self.http.app_id)?;
+        }
+        PixOrder::try_from(&data)
+    }
+
+    fn check_sign(
+        &self,
+        data: &Map<String, Value>,
+        x_sign: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let sign = x_sign.ok_or(UpstreamError::BadSignature)?;
+        let canonical =
+            canonical_of_map(data).map_err(|e| UpstreamError::Malformed(format!("data: {e}")))?;
+        self.http
+            .upstream_key
+            .verify_base64(canonical.as_bytes(), sign)
+            .map_err(|_| UpstreamError::BadSignature)
+    }
+
     /// Posts `body` signed in `X-Sign`; the reply's `data`, verified against its `X-Sign`.
     async fn call(
         &self,
@@ -61,16 +97,8 @@ impl PixUpstream {
         ];
         let (reply_headers, text) = self.http.post(path, &body, &headers).await?;
         let data = transformers::envelope_data(&text)?;
-        let sign = reply_headers
-            .get("x-sign")
-            .and_then(|v| v.to_str().ok())
-            .ok_or(UpstreamError::BadSignature)?;
-        let canonical =
-            canonical_of_map(&data).map_err(|e| UpstreamError::Malformed(format!("data: {e}")))?;
-        self.http
-            .upstream_key
-            .verify_base64(canonical.as_bytes(), sign)
-            .map_err(|_| UpstreamError::BadSignature)?;
+        let sign = reply_headers.get("x-sign").and_then(|v| v.to_str().ok());
+        self.check_sign(&data, sign)?;
         Ok(data)
     }
 }
