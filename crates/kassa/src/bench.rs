@@ -245,10 +245,11 @@ struct Shop {
 
 async fn set_up_shop(store: &SqlStore) -> Result<Shop, Failure> {
     let key = SigningKey::generate()?;
-    let platform = crate::kek::platform_key(store).await?;
+    let kek = crate::kek::unlock(store).await?;
+    let platform = kassa_server::keys::load_or_create_platform_key(store, &kek, now_ms()).await?;
     let apps = [NewApp {
         currency: Currency::Eur,
-        webhook_secret: crate::operator::sealed_webhook_secret(&crate::kek::unlock(store).await?),
+        webhook_secret: crate::operator::sealed_webhook_secret(&kek),
     }];
     let created = store
         .create_merchant("Bench Shop", &apps, Some(&key.public_key_pem()), now_ms())

@@ -11,6 +11,7 @@ use kassa_core::{
     PaymentMethod, Personal, Secret,
 };
 use kassa_server::dialect::Dialects;
+use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::lifecycle::Lifecycle;
 use kassa_server::notary::{Notary, operator_timezone};
 use kassa_server::now_ms;
@@ -308,7 +309,8 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                 None => None,
             };
             let store = open_store(database_url).await?;
-            let platform = crate::kek::platform_key(&store).await?;
+            let kek = crate::kek::unlock(&store).await?;
+            let platform = load_or_create_platform_key(&store, &kek, now_ms()).await?;
             let mut key_files = Value::Null;
             if let Some(dir) = &generate_keys {
                 let (private_path, public_path, key) = write_key_pair(dir)?;
@@ -318,7 +320,6 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                     "publicKey": public_path.display().to_string(),
                 });
             }
-            let kek = crate::kek::unlock(&store).await?;
             let pem = public_key_pem.as_deref();
             let created = create_merchant(&store, &kek, &name, &currencies, pem).await?;
             let mut out = json!({
@@ -415,12 +416,11 @@ async fn set_pix(store: &SqlStore, app_id: AppId, receiver: PixReceiver) -> Outc
 }
 
 /// Prints an app as it now is, with its fee rules (an unknown app changed nothing).
-async fn show_app(store: &SqlStore, app_id: AppId) -> Outcome {
+async fn show_app(store: &SqlStore, kek: &Kek, app_id: AppId) -> Outcome {
     let app = store
         .app(app_id)
         .await?
         .ok_or_else(|| Failure(format!("no app has appId {app_id}")))?;
-    let kek = crate::kek::unlock(store).await?;
     let secret = kek.open(WEBHOOK_SECRET, app.webhook_secret.expose())?;
     let mut shown = app_json(&app, Some(&secret));
     let fees = store.fee_rules(app.app_id).await?;
@@ -440,6 +440,8 @@ async fn show_app(store: &SqlStore, app_id: AppId) -> Outcome {
 
 pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
     let store = open_store(database_url).await?;
+    // Every app command shows the app afterwards, its webhook secret unsealed.
+    let kek = crate::kek::unlock(&store).await?;
     let app_id = match command {
         AppCommand::Show { app_id } => AppId(app_id),
         AppCommand::SetKey { app_id, public_key } => {
@@ -484,14 +486,14 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
             AppId(app_id)
         }
         AppCommand::RotateWebhookSecret { app_id } => {
-            let secret = sealed_webhook_secret(&crate::kek::unlock(&store).await?);
+            let secret = sealed_webhook_secret(&kek);
             store
                 .set_webhook_secret(AppId(app_id), &secret, now_ms())
                 .await?;
             AppId(app_id)
         }
     };
-    show_app(&store, app_id).await
+    show_app(&store, &kek, app_id).await
 }
 
 pub async fn keys(command: KeysCommand, database_url: &str) -> Outcome {
