@@ -117,3 +117,68 @@ impl UpstreamHttp {
         Ok((response.headers().clone(), text))
     }
 }
+
+/// Reading fields of an upstream's signed data, shared by the connectors' `transformers.rs`:
+/// anything missing or out of shape is a named `Malformed` refusal, never a panic, and no text
+/// longer than [`MAX_TEXT_CHARS`](fields::MAX_TEXT_CHARS) or holding control characters gets
+/// further (it would end up in kassa's database and logs).
+pub mod fields {
+    use super::UpstreamError;
+    use kassa_core::AmountMinor;
+    use serde_json::{Map, Value};
+
+    pub const MAX_TEXT_CHARS: usize = 255;
+    /// Failure reasons kept from an upstream.
+    const MAX_REASON_CHARS: usize = 200;
+
+    fn malformed(field: &str, why: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::Malformed(format!("{field}: {why}"))
+    }
+
+    pub fn text(data: &Map<String, Value>, field: &str) -> Result<String, UpstreamError> {
+        let Some(Value::String(text)) = data.get(field) else {
+            return Err(malformed(field, "missing or not a string"));
+        };
+        if text.chars().count() > MAX_TEXT_CHARS || text.chars().any(char::is_control) {
+            return Err(malformed(field, "too long or holding control characters"));
+        }
+        Ok(text.clone())
+    }
+
+    pub fn amount(data: &Map<String, Value>, field: &str) -> Result<AmountMinor, UpstreamError> {
+        let text = text(data, field)?;
+        AmountMinor::parse(&text).map_err(|e| malformed(field, format!("{text:?}: {e}")))
+    }
+
+    /// A status code, written as a number or as digits.
+    pub fn code(data: &Map<String, Value>, field: &str) -> Result<i64, UpstreamError> {
+        let code = match data.get(field) {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        code.ok_or_else(|| malformed(field, format!("{:?}", data.get(field))))
+    }
+
+    /// A page the payer may be sent to: an http(s) URL, or `None` when the upstream gives none.
+    pub fn page_url(
+        data: &Map<String, Value>,
+        field: &str,
+    ) -> Result<Option<String>, UpstreamError> {
+        let text = match data.get(field) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(_) => text(data, field)?,
+        };
+        if text.is_empty() {
+            return Ok(None);
+        }
+        kassa_core::validate::http_url("payUrl", &text).map_err(|e| malformed(field, e))?;
+        Ok(Some(text))
+    }
+
+    /// The reason of a failure as kassa keeps it.
+    pub fn failure_reason(message: Option<&str>) -> String {
+        let message = message.unwrap_or("failed at the upstream");
+        message.chars().take(MAX_REASON_CHARS).collect()
+    }
+}

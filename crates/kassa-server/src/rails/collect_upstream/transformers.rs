@@ -2,7 +2,7 @@
 //! replies it reads (the envelope, the created order, the queried order), and how the
 //! upstream's statuses map onto the core's [`RailOutcome`]. Pure: no I/O.
 
-use crate::rails::upstream::UpstreamError;
+use crate::rails::upstream::{UpstreamError, fields};
 use kassa_core::{AmountMinor, Currency, MethodRoute, OrderNo, Payer, RailOutcome};
 use serde_json::{Map, Value, json};
 
@@ -104,10 +104,9 @@ impl TryFrom<&Map<String, Value>> for Created {
     type Error = UpstreamError;
 
     fn try_from(data: &Map<String, Value>) -> Result<Created, UpstreamError> {
-        let pay_url = string(data, "payUrl").ok().filter(|url| !url.is_empty());
         Ok(Created {
-            upstream_order_no: string(data, "orderNo")?,
-            pay_url,
+            upstream_order_no: fields::text(data, "orderNo")?,
+            pay_url: fields::page_url(data, "payUrl")?,
         })
     }
 }
@@ -152,21 +151,18 @@ impl TryFrom<&Map<String, Value>> for UpstreamOrder {
     type Error = UpstreamError;
 
     fn try_from(data: &Map<String, Value>) -> Result<UpstreamOrder, UpstreamError> {
-        let code = match data.get("status") {
-            Some(Value::Number(n)) => n.as_i64(),
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        let status = code
-            .and_then(UpstreamStatus::from_code)
-            .ok_or_else(|| UpstreamError::Malformed(format!("status {:?}", data.get("status"))))?;
+        let code = fields::code(data, "status")?;
+        let status = UpstreamStatus::from_code(code)
+            .ok_or_else(|| UpstreamError::Malformed(format!("status {code}")))?;
         Ok(UpstreamOrder {
-            upstream_order_id: string(data, "orderId")?,
-            upstream_order_no: string(data, "orderNo")?,
+            upstream_order_id: fields::text(data, "orderId")?,
+            upstream_order_no: fields::text(data, "orderNo")?,
             status,
-            amount: amount(data, "amount")?,
-            actual_amount: amount(data, "actualAmount").unwrap_or(AmountMinor(0)),
-            error_msg: string(data, "errorMsg").ok().filter(|m| !m.is_empty()),
+            amount: fields::amount(data, "amount")?,
+            actual_amount: fields::amount(data, "actualAmount").unwrap_or(AmountMinor(0)),
+            error_msg: fields::text(data, "errorMsg")
+                .ok()
+                .filter(|m| !m.is_empty()),
         })
     }
 }
@@ -182,32 +178,13 @@ impl UpstreamOrder {
                 received: self.actual_amount,
             }),
             UpstreamStatus::Failed => Some(RailOutcome::Failed {
-                reason: (self.error_msg.clone())
-                    .unwrap_or_else(|| "failed at the upstream".into())
-                    .chars()
-                    .take(200)
-                    .collect(),
+                reason: fields::failure_reason(self.error_msg.as_deref()),
             }),
             UpstreamStatus::Exception => Some(RailOutcome::Exception {
                 reason: "the upstream awaits its own confirmation".into(),
             }),
         }
     }
-}
-
-fn string(data: &Map<String, Value>, field: &str) -> Result<String, UpstreamError> {
-    match data.get(field) {
-        Some(Value::String(text)) => Ok(text.clone()),
-        _ => Err(UpstreamError::Malformed(format!(
-            "{field} missing or not a string"
-        ))),
-    }
-}
-
-fn amount(data: &Map<String, Value>, field: &str) -> Result<AmountMinor, UpstreamError> {
-    let text = string(data, field)?;
-    AmountMinor::parse(&text)
-        .map_err(|e| UpstreamError::Malformed(format!("{field} {text:?}: {e}")))
 }
 
 #[cfg(test)]
@@ -277,6 +254,21 @@ mod tests {
             envelope_data("<html>"),
             Err(UpstreamError::Malformed(_))
         ));
+        let created = |fields: Value| Created::try_from(&data(fields));
+        let with_page = created(json!({"orderNo": "6023", "payUrl": "https://psp.example/pay/1"}));
+        assert_eq!(
+            with_page.unwrap().pay_url.as_deref(),
+            Some("https://psp.example/pay/1")
+        );
+        assert!(created(json!({"orderNo": "6023", "payUrl": "javascript:alert(1)"})).is_err());
+        assert!(
+            created(json!({"orderNo": "6\n023"})).is_err(),
+            "control characters"
+        );
+        assert!(
+            created(json!({"orderNo": "6".repeat(256)})).is_err(),
+            "over-long texts"
+        );
         let no_data = r#"{"status":"1","error":"00000000","msg":""}"#;
         assert!(matches!(
             envelope_data(no_data),

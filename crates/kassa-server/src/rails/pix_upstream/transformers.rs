@@ -3,7 +3,7 @@
 //! anyone is shown it) and the order states 10/20/30 mapped onto the core's [`RailOutcome`].
 //! Pure: no I/O.
 
-use crate::rails::upstream::UpstreamError;
+use crate::rails::upstream::{UpstreamError, fields};
 use kassa_core::{AmountMinor, RailOutcome};
 use serde_json::{Map, Value, json};
 
@@ -88,12 +88,13 @@ impl TryFrom<&Map<String, Value>> for PixCreated {
     type Error = UpstreamError;
 
     fn try_from(data: &Map<String, Value>) -> Result<PixCreated, UpstreamError> {
-        let qr_code = string(data, "qrCode")?;
+        let qr_code = fields::text(data, "qrCode")?;
         kassa_core::brcode::decode(&qr_code)
             .map_err(|e| UpstreamError::Malformed(format!("qrCode is not a valid BR Code: {e}")))?;
         Ok(PixCreated {
-            upstream_order_no: string(data, "orderNo")?,
-            url: string(data, "url")?,
+            upstream_order_no: fields::text(data, "orderNo")?,
+            url: fields::page_url(data, "url")?
+                .ok_or_else(|| UpstreamError::Malformed("url: missing".into()))?,
             qr_code,
             state: state(data)?,
         })
@@ -116,12 +117,12 @@ impl TryFrom<&Map<String, Value>> for PixOrder {
 
     fn try_from(data: &Map<String, Value>) -> Result<PixOrder, UpstreamError> {
         Ok(PixOrder {
-            upstream_order_id: string(data, "serialNo")?,
-            upstream_order_no: string(data, "orderNo")?,
+            upstream_order_id: fields::text(data, "serialNo")?,
+            upstream_order_no: fields::text(data, "orderNo")?,
             state: state(data)?,
-            amount: amount(data, "amount")?,
-            arrival_amount: amount(data, "arrivalAmount").unwrap_or(AmountMinor(0)),
-            message: string(data, "message").ok().filter(|m| !m.is_empty()),
+            amount: fields::amount(data, "amount")?,
+            arrival_amount: fields::amount(data, "arrivalAmount").unwrap_or(AmountMinor(0)),
+            message: fields::text(data, "message").ok().filter(|m| !m.is_empty()),
         })
     }
 }
@@ -135,39 +136,15 @@ impl PixOrder {
                 received: self.arrival_amount,
             }),
             PixState::Failed => Some(RailOutcome::Failed {
-                reason: (self.message.clone())
-                    .unwrap_or_else(|| "failed at the upstream".into())
-                    .chars()
-                    .take(200)
-                    .collect(),
+                reason: fields::failure_reason(self.message.as_deref()),
             }),
         }
     }
 }
 
 fn state(data: &Map<String, Value>) -> Result<PixState, UpstreamError> {
-    let code = match data.get("orderState") {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
-    };
-    code.and_then(PixState::from_code)
-        .ok_or_else(|| UpstreamError::Malformed(format!("orderState {:?}", data.get("orderState"))))
-}
-
-fn string(data: &Map<String, Value>, field: &str) -> Result<String, UpstreamError> {
-    match data.get(field) {
-        Some(Value::String(text)) => Ok(text.clone()),
-        _ => Err(UpstreamError::Malformed(format!(
-            "{field} missing or not a string"
-        ))),
-    }
-}
-
-fn amount(data: &Map<String, Value>, field: &str) -> Result<AmountMinor, UpstreamError> {
-    let text = string(data, field)?;
-    AmountMinor::parse(&text)
-        .map_err(|e| UpstreamError::Malformed(format!("{field} {text:?}: {e}")))
+    let code = fields::code(data, "orderState")?;
+    PixState::from_code(code).ok_or_else(|| UpstreamError::Malformed(format!("orderState {code}")))
 }
 
 #[cfg(test)]
@@ -231,6 +208,16 @@ mod tests {
             if valid.ends_with('0') { "1" } else { "0" },
         );
         assert!(created(&broken_crc).is_err());
+        let page = |url: &str| {
+            PixCreated::try_from(&data(json!({
+                "orderNo": "7001", "url": url, "qrCode": valid, "orderState": 10,
+            })))
+        };
+        assert!(
+            page("javascript:alert(1)").is_err(),
+            "the payer is sent only to http(s) pages"
+        );
+        assert!(page("").is_err(), "the seed's url is required");
     }
 
     #[test]
