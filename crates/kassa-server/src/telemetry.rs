@@ -211,7 +211,10 @@ const HISTOGRAMS: [(&str, &str); 3] = [
         CALLBACK_DELIVERY_SECONDS,
         "Time from the status change that queued a callback to its acknowledgement.",
     ),
-    (RAIL_SECONDS, "Time a rail call took, by rail and call."),
+    (
+        RAIL_SECONDS,
+        "Time a rail call took, by rail, channel and call.",
+    ),
 ];
 
 fn describe() {
@@ -411,7 +414,8 @@ pub fn rail_call(rail: &'static str, channel: &str, call: &'static str, ok: bool
     let outcome = if ok { "ok" } else { "error" };
     counter!(RAIL_CALLS, "rail" => rail, "channel" => channel.to_string(), "call" => call, "outcome" => outcome)
         .increment(1);
-    histogram!(RAIL_SECONDS, "rail" => rail, "call" => call).record(seconds);
+    histogram!(RAIL_SECONDS, "rail" => rail, "channel" => channel.to_string(), "call" => call)
+        .record(seconds);
 }
 
 pub fn signed() {

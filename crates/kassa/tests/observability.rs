@@ -397,6 +397,9 @@ async fn a_real_prometheus_sees_orders_callbacks_and_latency() {
         1.0,
     )
     .await;
+    let rail =
+        r#"kassa_rail_call_duration_seconds_count{rail="sandbox",channel="sandbox",call="start"}"#;
+    wait_for(&client, p, rail, 1.0).await;
     wait_for(&client, p, r#"kassa_build_info{job="kassa"}"#, 1.0).await;
     wait_for(
         &client,
