@@ -47,6 +47,31 @@ fn route() -> MethodRoute {
     }
 }
 
+/// A create for 25.00 EUR at the upstream, as the rail will make it.
+fn create_request(
+    app_id: i64,
+    order_id: &str,
+    route: &MethodRoute,
+    notify_url: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let payer = Payer {
+        name: Personal::new("Jane Doe"),
+        phone: Personal::new("+31612345678"),
+        email: Personal::new("jane@example.com"),
+        partner_user_id: "u1".into(),
+    };
+    apply_request(&ApplyFields {
+        upstream_app_id: app_id,
+        upstream_order_id: order_id.into(),
+        amount: AmountMinor(2_500),
+        payer: &payer,
+        route,
+        return_url: "https://kassa.example/pay/token".into(),
+        notify_url: notify_url.into(),
+        country: None,
+    })
+}
+
 #[tokio::test]
 async fn kassa_creates_and_follows_an_order_at_a_real_upstream() {
     let dir = tempfile::tempdir().unwrap();
@@ -60,25 +85,10 @@ async fn kassa_creates_and_follows_an_order_at_a_real_upstream() {
     let channel = channel(&upstream.base, app_id, upstream_platform.clone());
     let connector = CollectUpstream::new(&channel, key_there, true).unwrap();
 
-    let payer = Payer {
-        name: Personal::new("Jane Doe"),
-        phone: Personal::new("+31612345678"),
-        email: Personal::new("jane@example.com"),
-        partner_user_id: "u1".into(),
-    };
     let route = route();
-    let fields = |order_id: &str, route: &MethodRoute| {
-        apply_request(&ApplyFields {
-            upstream_app_id: app_id,
-            upstream_order_id: order_id.into(),
-            amount: AmountMinor(2_500),
-            payer: &payer,
-            route,
-            return_url: "https://kassa.example/pay/token".into(),
-            notify_url: "https://kassa.example/rails/upstream-a/callback".into(),
-            country: None,
-        })
-    };
+    let notify_url = "https://kassa.example/rails/upstream-a/callback";
+    let fields =
+        |order_id: &str, route: &MethodRoute| create_request(app_id, order_id, route, notify_url);
     let created = connector
         .create(Currency::Eur, fields("kassa-1", &route))
         .await
@@ -397,23 +407,7 @@ async fn upstream_callbacks_are_verified_before_they_are_believed() {
         true,
     )
     .unwrap();
-    let payer = Payer {
-        name: Personal::new("Jane Doe"),
-        phone: Personal::new("+31612345678"),
-        email: Personal::new("jane@example.com"),
-        partner_user_id: "u1".into(),
-    };
-    let route = route();
-    let request = apply_request(&ApplyFields {
-        upstream_app_id: eur_app,
-        upstream_order_id: "kassa-cb-1".into(),
-        amount: AmountMinor(2_500),
-        payer: &payer,
-        route: &route,
-        return_url: "https://kassa.example/pay/token".into(),
-        notify_url: notify_url.clone(),
-        country: None,
-    });
+    let request = create_request(eur_app, "kassa-cb-1", &route(), &notify_url);
     let created = collect.create(Currency::Eur, request).await.unwrap();
     run_ok(&mut kassa(&[
         "sandbox",
