@@ -25,7 +25,9 @@ pub use sql::{Backend, SqlStore, sqlite_path};
 
 /// The traits of the port, to bring their methods into scope at once.
 pub mod prelude {
-    pub use crate::{CallbackStore, ChannelStore, MerchantStore, OrderStore, SettingStore, Store};
+    pub use crate::{
+        CallbackStore, ChannelStore, MerchantStore, OrderStore, SettingStore, Store, UpstreamStore,
+    };
 }
 
 /// What happened to an order that was offered for insertion.
@@ -170,7 +172,9 @@ pub struct PoolStatus {
 /// The storage port: every aggregate's trait, and the schema. Implementations must pass
 /// `tests/conformance.rs`.
 #[async_trait]
-pub trait Store: SettingStore + MerchantStore + OrderStore + CallbackStore + ChannelStore {
+pub trait Store:
+    SettingStore + MerchantStore + OrderStore + CallbackStore + ChannelStore + UpstreamStore
+{
     /// Brings the schema up to date. Safe to run from several nodes at once.
     async fn migrate(&self) -> StoreResult<()>;
 
@@ -304,7 +308,8 @@ pub trait OrderStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     /// Orders that can still expire ([`OrderStatus::EXPIRABLE`]) whose time ran out by
-    /// `now_ms`, soonest first, at most `limit`.
+    /// `now_ms`, soonest first, at most `limit`. Orders opened at an upstream
+    /// ([`UpstreamStore`]) are not listed: reconciliation settles them.
     async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>>;
 }
 
@@ -324,6 +329,77 @@ pub trait ChannelStore: Send + Sync + 'static {
 
     /// Every channel, by priority, then id.
     async fn channels(&self) -> StoreResult<Vec<kassa_core::Channel>>;
+}
+
+/// An order's account at an upstream channel (see [`UpstreamStore`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamOrder {
+    pub order_no: OrderNo,
+    pub channel_id: String,
+    /// The upstream's number for the order; `None` until it has answered a create (or a query
+    /// found the order there).
+    pub upstream_order_no: Option<String>,
+    /// When reconciliation next asks the upstream about the order.
+    pub next_check_at_ms: i64,
+    /// How many times reconciliation has asked (its backoff grows with it).
+    pub checks: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One channel tried for an order, as routing records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingAttempt {
+    pub attempt_no: i64,
+    pub channel_id: String,
+    /// `created`, `unreachable`, `unavailable`, `refused`, `malformed`, `bad_signature`,
+    /// `skipped` (circuit open) …
+    pub outcome: String,
+    /// Why, in a sentence (bounded by the caller).
+    pub detail: String,
+    pub latency_ms: i64,
+    pub at_ms: i64,
+}
+
+/// Orders at upstream channels: which channel holds each, its number there, when
+/// reconciliation asks next; and the routing record of every order.
+#[async_trait]
+pub trait UpstreamStore: Send + Sync + 'static {
+    /// Records that `upstream.order_no` is being opened at `upstream.channel_id` before the
+    /// upstream is called; false (nothing written) if the order already has a row.
+    async fn open_upstream(&self, upstream: &UpstreamOrder) -> StoreResult<bool>;
+
+    /// Writes the row (inserted or replaced) and moves the order, if it exists, to `rail` and
+    /// the row's channel, in one transaction.
+    async fn save_upstream(&self, upstream: &UpstreamOrder, rail: &str) -> StoreResult<()>;
+
+    async fn upstream_order(&self, order_no: &OrderNo) -> StoreResult<Option<UpstreamOrder>>;
+
+    /// Rows whose next check is due at `now_ms` and whose order is not final, soonest first.
+    async fn upstream_orders_due(&self, now_ms: i64, limit: i64)
+    -> StoreResult<Vec<UpstreamOrder>>;
+
+    /// Sets when reconciliation asks next and how often it has asked.
+    async fn reschedule_upstream(
+        &self,
+        order_no: &OrderNo,
+        next_check_at_ms: i64,
+        checks: i64,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Appends one routing attempt (numbered by the caller, from 1).
+    async fn add_routing_attempt(
+        &self,
+        order_no: &OrderNo,
+        attempt: &RoutingAttempt,
+    ) -> StoreResult<()>;
+
+    /// An order's routing attempts, in order.
+    async fn routing_attempts(&self, order_no: &OrderNo) -> StoreResult<Vec<RoutingAttempt>>;
+
+    /// Orders at upstream channels that are not final (reconciliation's backlog).
+    async fn upstream_orders_open(&self) -> StoreResult<i64>;
 }
 
 /// Delivering callbacks: leases, attempts, resends.

@@ -8,8 +8,8 @@ use kassa_core::{
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{
-    AfterAttempt, Attempt, Backlog, CallbackState, InsertOutcome, NewApp, NewCallback, SqlStore,
-    Store, StoreError,
+    AfterAttempt, Attempt, Backlog, CallbackState, InsertOutcome, NewApp, NewCallback,
+    RoutingAttempt, SqlStore, Store, StoreError, UpstreamOrder,
 };
 use std::sync::Arc;
 
@@ -1007,6 +1007,134 @@ async fn fee_rules(db: TestDatabase) {
     );
 }
 
+/// An order's upstream row is opened once, saved with the order's rail and channel, listed for
+/// reconciliation while the order is open and due, and hides the order from the expiry scan;
+/// routing attempts come back in order.
+async fn upstream_orders_and_routing_attempts(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let mut placed = order(app, "M-up", 1);
+    placed.expires_at_ms = 1_000;
+    let local = order(app, "M-local", 2);
+    store.insert_order(&placed).await.unwrap();
+    store.insert_order(&local).await.unwrap();
+    let mut upstream = UpstreamOrder {
+        order_no: placed.order_no.clone(),
+        channel_id: "acme-a".into(),
+        upstream_order_no: None,
+        next_check_at_ms: 5_000,
+        checks: 0,
+        created_at_ms: 10,
+        updated_at_ms: 10,
+    };
+    assert!(store.open_upstream(&upstream).await.unwrap());
+    assert!(
+        !store.open_upstream(&upstream).await.unwrap(),
+        "opened once"
+    );
+    assert_eq!(
+        store
+            .expired_orders(1_000_000_000_000_000, 10)
+            .await
+            .unwrap(),
+        [local.order_no.clone()],
+        "reconciliation, not the expiry scan, settles upstream orders"
+    );
+    upstream.channel_id = "acme-b".into();
+    upstream.upstream_order_no = Some("U-1".into());
+    store
+        .save_upstream(&upstream, "collect-upstream")
+        .await
+        .unwrap();
+    let moved = store.order_by_no(&placed.order_no).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.rail.as_str(), moved.channel.as_str()),
+        ("collect-upstream", "acme-b")
+    );
+    assert_eq!(
+        store.upstream_order(&placed.order_no).await.unwrap(),
+        Some(upstream.clone())
+    );
+    assert!(
+        store
+            .upstream_orders_due(4_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.upstream_orders_due(5_000, 10).await.unwrap(),
+        [upstream.clone()]
+    );
+    assert_eq!(store.upstream_orders_open().await.unwrap(), 1);
+    store
+        .reschedule_upstream(&placed.order_no, 9_000, 1, 20)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .upstream_orders_due(8_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.upstream_orders_due(9_000, 10).await.unwrap()[0].checks,
+        1
+    );
+    // A final order is no longer followed.
+    settle(
+        &store,
+        &moved,
+        OrderEvent::Failed { reason: "x".into() },
+        "msg_up",
+        30,
+    )
+    .await;
+    assert!(
+        store
+            .upstream_orders_due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.upstream_orders_open().await.unwrap(), 0);
+
+    let attempt = |attempt_no: i64, channel_id: &str, outcome: &str| RoutingAttempt {
+        attempt_no,
+        channel_id: channel_id.into(),
+        outcome: outcome.into(),
+        detail: format!("{outcome} at {channel_id}"),
+        latency_ms: 12,
+        at_ms: 40 + attempt_no,
+    };
+    let second = attempt(2, "acme-b", "created");
+    let first = attempt(1, "acme-a", "unavailable");
+    store
+        .add_routing_attempt(&placed.order_no, &second)
+        .await
+        .unwrap();
+    store
+        .add_routing_attempt(&placed.order_no, &first)
+        .await
+        .unwrap();
+    store
+        .add_routing_attempt(&placed.order_no, &first)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.routing_attempts(&placed.order_no).await.unwrap(),
+        [first, second]
+    );
+    assert!(
+        store
+            .routing_attempts(&local.order_no)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1030,4 +1158,5 @@ kassa_store::on_both_databases!(
     fee_rules,
     the_backlog_counts_what_waits,
     channels_round_trip,
+    upstream_orders_and_routing_attempts,
 );

@@ -12,6 +12,7 @@ mod merchants;
 mod orders;
 mod schema;
 mod settings;
+mod upstreams;
 mod writer;
 
 use crate::{Backlog, PoolStatus, Store, StoreError, StoreResult};

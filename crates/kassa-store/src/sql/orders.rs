@@ -52,10 +52,12 @@ statement!(
     SELECT_ORDER_BY_TOKEN,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE cashier_token = $1"
 );
-// The states that can expire come from the core's one list.
+// The states that can expire come from the core's one list. Orders opened at an upstream are
+// left to reconciliation: the upstream, not kassa's clock, says whether they were paid.
 statement!(
     SELECT_EXPIRED,
     "SELECT order_no FROM orders WHERE status IN ({}) AND expires_at_ms <= $1 \
+     AND NOT EXISTS (SELECT 1 FROM upstream_orders u WHERE u.order_no = orders.order_no) \
      ORDER BY expires_at_ms LIMIT $2",
     OrderStatus::EXPIRABLE
         .iter()
@@ -68,7 +70,7 @@ fn method_of(code: &str) -> StoreResult<&'static PaymentMethod> {
     PaymentMethod::by_code(code).ok_or_else(|| corrupt(format!("unknown method {code}")))
 }
 
-pub(super) fn order_no_of(text: &str) -> StoreResult<OrderNo> {
+pub(crate) fn order_no_of(text: &str) -> StoreResult<OrderNo> {
     OrderNo::parse(text).ok_or_else(|| corrupt(format!("order no {text}")))
 }
 

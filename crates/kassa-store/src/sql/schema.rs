@@ -176,6 +176,37 @@ CREATE TABLE channel_methods (
 );
 "#,
     ),
+    (
+        6,
+        r#"
+-- An order's account at an upstream channel. Written before the upstream is called (its
+-- upstream order number unknown until it answers), so that a crash between the two is found by
+-- reconciliation, which queries the upstream for every row of an order not yet final whose
+-- next check is due.
+CREATE TABLE upstream_orders (
+    order_no TEXT PRIMARY KEY,
+    channel_id TEXT NOT NULL,
+    upstream_order_no TEXT,
+    next_check_at_ms BIGINT NOT NULL,
+    checks BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+CREATE INDEX upstream_orders_due ON upstream_orders (next_check_at_ms);
+
+-- How each order was routed: every channel tried, in order, with what came of it.
+CREATE TABLE routing_attempts (
+    order_no TEXT NOT NULL,
+    attempt_no BIGINT NOT NULL,
+    channel_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    PRIMARY KEY (order_no, attempt_no)
+);
+"#,
+    ),
 ];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {
