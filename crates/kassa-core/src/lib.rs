@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod brcode;
+pub mod breaker;
 pub mod callback;
 pub mod channel;
 pub mod fee;
@@ -21,6 +22,7 @@ pub mod time;
 pub mod validate;
 
 pub use app::{App, AppId, Merchant, MerchantId};
+pub use breaker::{Breaker, BreakerPolicy, BreakerState};
 pub use callback::{AfterAttempt, RetryPolicy};
 pub use channel::{Channel, ChannelError, ChannelKind, MethodRoute, Upstream};
 pub use fee::{FeeError, FeeRule};

@@ -11,7 +11,7 @@
 //! nothing is loaded from elsewhere (strict CSP).
 
 use crate::lifecycle::LifecycleError;
-use crate::rails::{ManualOutcome, RailStart};
+use crate::rails::{ManualOutcome, RailError, RailStart};
 use crate::{Gateway, ServerConfig, ids, now_ms};
 use askama::Template;
 use axum::Form;
@@ -210,8 +210,10 @@ pub async fn serve_page(
         Ok(order) => order,
         Err(response) => return response,
     };
-    // Time ran out but the sweep has not come by yet: expire it now.
+    // Time ran out but the sweep has not come by yet: expire it now (unless its rail reports
+    // the outcome itself: an upstream may have been paid in time).
     if order.is_overdue(now_ms())
+        && !gateway.rails.reports_outcomes(&order)
         && let Ok(expired) = gateway
             .change_order(&order.order_no, &OrderEvent::Expired)
             .await
@@ -278,6 +280,14 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
                 },
             )
         }
+        // Paid elsewhere (an upstream's page): kassa waits for the rail's word.
+        OrderStatus::InProgress if manual_outcomes(gateway, &order).is_empty() => html(
+            StatusCode::OK,
+            PendingPage {
+                title: "Confirming your payment",
+                summary,
+            },
+        ),
         OrderStatus::InProgress => html(
             StatusCode::OK,
             MethodPage {
@@ -314,9 +324,23 @@ async fn start(
         Ok(order) => match gateway.rails.start(&order, method).await {
             Ok(RailStart::OwnPage) => Ok(order),
             Ok(RailStart::Redirect(url)) => Err(Redirect::to(&url).into_response()),
-            Err(e) => {
-                tracing::warn!(error = %e, "rail refused to start");
+            // The rail may hold the payment: the page says it is being confirmed.
+            Err(RailError::Pending(why)) => {
+                tracing::warn!(order_no = %order.order_no, why, "payment start pending at the rail");
+                Ok(order)
+            }
+            Err(e @ RailError::NotRunning(_)) => {
+                tracing::warn!(order_no = %order.order_no, error = %e, "rail not running here");
                 Err(unavailable())
+            }
+            // No channel took it: the order fails, and the merchant hears so.
+            Err(e) => {
+                tracing::warn!(order_no = %order.order_no, error = %e, "rail refused to start");
+                let failed = kassa_core::RailOutcome::Failed {
+                    reason: "no payment channel could take the payment".into(),
+                };
+                (gateway.settle_from_rail(&order.order_no, &failed).await)
+                    .map_err(|_| unavailable())
             }
         },
         // Someone else started or settled it meanwhile: show what is there now.

@@ -24,6 +24,11 @@ pub fn new_order_ids() -> OrderIds {
     }
 }
 
+/// A uniform draw in `[0, 1)` for the weighted split of routing.
+pub fn routing_roll() -> f64 {
+    (u64::from_le_bytes(random_bytes()) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A callback's `webhook-id`: `msg_` and 128 random bits.
 pub fn new_callback_id() -> String {
     format!("msg_{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()))

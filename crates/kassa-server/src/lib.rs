@@ -124,6 +124,21 @@ impl Gateway {
         Ok(order)
     }
 
+    /// Applies what a rail reported (see [`lifecycle::Lifecycle::apply_rail_outcome`]) and
+    /// wakes the dispatcher.
+    pub async fn settle_from_rail(
+        &self,
+        order_no: &kassa_core::OrderNo,
+        outcome: &kassa_core::RailOutcome,
+    ) -> Result<kassa_core::Order, lifecycle::LifecycleError> {
+        let order = self
+            .lifecycle()
+            .apply_rail_outcome(order_no, outcome, now_ms())
+            .await?;
+        self.dispatcher_wake.notify_one();
+        Ok(order)
+    }
+
     /// Changes an order with `edit` (see [`lifecycle::Lifecycle::change`]) and wakes the
     /// dispatcher.
     pub async fn change<F>(
@@ -215,6 +230,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let document = openapi::document_of(&gateway.dialects);
     routes
         .merge(cashier::routes())
+        .merge(rails::callback::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(docs(document))

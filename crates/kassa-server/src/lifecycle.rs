@@ -8,7 +8,9 @@
 use crate::dialect::Dialects;
 use crate::ids;
 use crate::notary::Notary;
-use kassa_core::{IllegalTransition, Order, OrderError, OrderEvent, OrderNo, OrderStatus};
+use kassa_core::{
+    IllegalTransition, Order, OrderError, OrderEvent, OrderNo, OrderStatus, RailOutcome,
+};
 use kassa_store::{NewCallback, Store, StoreError};
 
 /// Attempts before giving up when other writers keep changing the same order.
@@ -116,6 +118,20 @@ impl Lifecycle<'_> {
             crate::telemetry::order_expired(&changed.dialect);
         }
         Ok(changed)
+    }
+
+    /// Applies what a rail reported of an order. The rail's word holds even past the order's
+    /// expiry: an upstream that took the payment in time may tell kassa late.
+    pub async fn apply_rail_outcome(
+        &self,
+        order_no: &OrderNo,
+        outcome: &RailOutcome,
+        now_ms: i64,
+    ) -> Result<Order, LifecycleError> {
+        self.change_with(order_no, now_ms, false, |order| {
+            Ok(order.apply(&outcome.event(order.amount_minor), now_ms)?)
+        })
+        .await
     }
 
     async fn change_with<F>(

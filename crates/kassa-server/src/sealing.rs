@@ -17,6 +17,8 @@ const SEALED_PREFIX: &str = "sealed:v1:";
 const NONCE_BYTES: usize = 12;
 /// What an app's webhook secret is sealed as.
 pub const WEBHOOK_SECRET: &str = "webhook_secret";
+/// What kassa's private key at an upstream channel is sealed as.
+pub const CHANNEL_MERCHANT_KEY: &str = "channel_merchant_key";
 /// The setting holding the check value, and what it seals.
 const CHECK_SETTING: &str = "kek_check";
 const CHECK_TEXT: &[u8] = b"kassa key-encryption key";

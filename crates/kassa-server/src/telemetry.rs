@@ -40,6 +40,9 @@ pub const CALLBACK_ATTEMPTS: &str = "kassa_callback_attempts_total";
 pub const CALLBACK_DELIVERY_SECONDS: &str = "kassa_callback_delivery_seconds";
 pub const RAIL_CALLS: &str = "kassa_rail_calls_total";
 pub const RAIL_SECONDS: &str = "kassa_rail_call_duration_seconds";
+pub const RAIL_CALLBACKS: &str = "kassa_rail_callbacks_total";
+pub const RAIL_RECONCILIATIONS: &str = "kassa_rail_reconciliations_total";
+pub const RAIL_CIRCUIT_OPEN: &str = "kassa_rail_circuit_open";
 pub const POOL_CONNECTIONS: &str = "kassa_store_pool_connections";
 pub const POOL_MAX: &str = "kassa_store_pool_max_connections";
 pub const SIGNATURES: &str = "kassa_signatures_total";
@@ -115,7 +118,7 @@ fn build_info() {
 }
 
 /// Counters with their help text.
-const COUNTERS: [(&str, &str); 13] = [
+const COUNTERS: [(&str, &str); 15] = [
     (
         HTTP_REQUESTS,
         "HTTP requests answered, by dialect, route, method and status class.",
@@ -158,6 +161,14 @@ const COUNTERS: [(&str, &str); 13] = [
         "Calls to rails, by rail, channel, call and outcome (ok or error).",
     ),
     (
+        RAIL_CALLBACKS,
+        "Callbacks from upstream channels, by result (applied, duplicate, in_progress, conflict, forged, malformed, unknown_channel, unknown_order, store_error).",
+    ),
+    (
+        RAIL_RECONCILIATIONS,
+        "Upstream orders checked by reconciliation, by result (settled, in_progress, not_found, unreachable, …).",
+    ),
+    (
         SIGNATURES,
         "Signatures made with the platform key (replies and callbacks).",
     ),
@@ -168,7 +179,11 @@ const COUNTERS: [(&str, &str); 13] = [
 ];
 
 /// Gauges with their help text.
-const GAUGES: [(&str, &str); 12] = [
+const GAUGES: [(&str, &str); 13] = [
+    (
+        RAIL_CIRCUIT_OPEN,
+        "1 while a channel's circuit is open (routing passes it by), else 0; by channel.",
+    ),
     (
         HTTP_IN_FLIGHT,
         "Requests being handled now, by budget (api or pages).",
@@ -416,6 +431,26 @@ pub fn rail_call(rail: &'static str, channel: &str, call: &'static str, ok: bool
         .increment(1);
     histogram!(RAIL_SECONDS, "rail" => rail, "channel" => channel.to_string(), "call" => call)
         .record(seconds);
+}
+
+/// An upstream callback received, by what came of it.
+pub fn rail_callback(result: &'static str) {
+    counter!(RAIL_CALLBACKS, "result" => result).increment(1);
+}
+
+/// An upstream order checked by reconciliation, by what came of it.
+pub fn reconciled(result: &'static str) {
+    counter!(RAIL_RECONCILIATIONS, "result" => result).increment(1);
+}
+
+/// A channel's circuit as it is after a call.
+pub fn circuit(channel: &str, state: kassa_core::BreakerState) {
+    let open = if state == kassa_core::BreakerState::Open {
+        1.0
+    } else {
+        0.0
+    };
+    gauge!(RAIL_CIRCUIT_OPEN, "channel" => channel.to_string()).set(open);
 }
 
 pub fn signed() {

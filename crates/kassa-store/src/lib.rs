@@ -365,12 +365,9 @@ pub struct RoutingAttempt {
 /// reconciliation asks next; and the routing record of every order.
 #[async_trait]
 pub trait UpstreamStore: Send + Sync + 'static {
-    /// Records that `upstream.order_no` is being opened at `upstream.channel_id` before the
-    /// upstream is called; false (nothing written) if the order already has a row.
-    async fn open_upstream(&self, upstream: &UpstreamOrder) -> StoreResult<bool>;
-
     /// Writes the row (inserted or replaced) and moves the order, if it exists, to `rail` and
-    /// the row's channel, in one transaction.
+    /// the row's channel, in one transaction. Written before each upstream is called, so that a
+    /// crash mid-call leaves a row for reconciliation.
     async fn save_upstream(&self, upstream: &UpstreamOrder, rail: &str) -> StoreResult<()>;
 
     async fn upstream_order(&self, order_no: &OrderNo) -> StoreResult<Option<UpstreamOrder>>;

@@ -1007,7 +1007,7 @@ async fn fee_rules(db: TestDatabase) {
     );
 }
 
-/// An order's upstream row is opened once, saved with the order's rail and channel, listed for
+/// An order's upstream row is saved (and replaced) with the order's rail and channel, listed for
 /// reconciliation while the order is open and due, and hides the order from the expiry scan;
 /// routing attempts come back in order.
 async fn upstream_orders_and_routing_attempts(db: TestDatabase) {
@@ -1027,17 +1027,16 @@ async fn upstream_orders_and_routing_attempts(db: TestDatabase) {
         created_at_ms: 10,
         updated_at_ms: 10,
     };
-    assert!(store.open_upstream(&upstream).await.unwrap());
-    assert!(
-        !store.open_upstream(&upstream).await.unwrap(),
-        "opened once"
-    );
+    store
+        .save_upstream(&upstream, "collect-upstream")
+        .await
+        .unwrap();
     assert_eq!(
         store
             .expired_orders(1_000_000_000_000_000, 10)
             .await
             .unwrap(),
-        [local.order_no.clone()],
+        std::slice::from_ref(&local.order_no),
         "reconciliation, not the expiry scan, settles upstream orders"
     );
     upstream.channel_id = "acme-b".into();

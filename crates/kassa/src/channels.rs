@@ -17,9 +17,6 @@ use kassa_store::prelude::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-/// What kassa's upstream private key is sealed as.
-pub const UPSTREAM_KEY: &str = "channel_merchant_key";
-
 #[derive(Subcommand)]
 pub enum ChannelCommand {
     /// Add a channel.
@@ -230,9 +227,10 @@ impl Settings {
             Some(path) => {
                 let key = SigningKey::parse(&read_key_text(path)?)
                     .map_err(|e| Failure(format!("--merchant-key {}: {e}", path.display())))?;
-                Some(Secret::new(
-                    kek.seal(UPSTREAM_KEY, key.to_pkcs8_pem().as_bytes()),
-                ))
+                Some(Secret::new(kek.seal(
+                    kassa_server::sealing::CHANNEL_MERCHANT_KEY,
+                    key.to_pkcs8_pem().as_bytes(),
+                )))
             }
             None => None,
         };
@@ -298,34 +296,26 @@ fn check_address(base_url: &str, allow_private: bool) -> Result<(), Failure> {
 /// shows the upstream reachable and speaking its API; no answer, a 5xx or a malformed answer
 /// fails the command.
 async fn probe(channel: &Channel, kek: &Kek, allow_private: bool) -> Outcome {
-    use kassa_server::rails::collect_upstream::CollectUpstream;
-    use kassa_server::rails::pix_upstream::PixUpstream;
+    use kassa_server::rails::connector::Connector;
     use kassa_server::rails::upstream::UpstreamError;
-    let Some(upstream) = &channel.upstream else {
+    if channel.upstream.is_none() {
         let id = &channel.channel_id;
         return Err(Failure(format!(
             "{id} is a sandbox channel: nothing to call"
         )));
-    };
-    let key = SigningKey::parse(&kek.open(UPSTREAM_KEY, upstream.merchant_key.expose())?)?;
-    let probe_id = format!("kassa-channel-test-{}", now_ms());
+    }
+    let connector = Connector::build_with(channel, kek, allow_private).map_err(Failure)?;
     let started = std::time::Instant::now();
-    let answer = match channel.kind {
-        ChannelKind::PixUpstream => {
-            let connector = PixUpstream::new(channel, key, allow_private).map_err(Failure)?;
-            connector.query(&probe_id).await.map(|_| ())
-        }
-        _ => {
-            let connector = CollectUpstream::new(channel, key, allow_private).map_err(Failure)?;
-            let currency = channel.currencies[0];
-            connector.query(currency, &probe_id).await.map(|_| ())
-        }
-    };
+    let answer = connector.probe(channel).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     let (reachable, said) = match &answer {
         Ok(()) => (
             true,
             "it found an order of that id, yet it answered".to_string(),
+        ),
+        Err(UpstreamError::NotFound) => (
+            true,
+            "it answered that it does not know the probe's order".to_string(),
         ),
         Err(UpstreamError::Refused { code, msg }) => {
             (true, format!("it refused the unknown order: {code} {msg}"))
@@ -350,7 +340,10 @@ async fn probe(channel: &Channel, kek: &Kek, allow_private: bool) -> Outcome {
 
 /// The public half of kassa's key at the upstream, to register there.
 fn public_half(kek: &Kek, upstream: &Upstream) -> Result<String, Failure> {
-    let pem = kek.open(UPSTREAM_KEY, upstream.merchant_key.expose())?;
+    let pem = kek.open(
+        kassa_server::sealing::CHANNEL_MERCHANT_KEY,
+        upstream.merchant_key.expose(),
+    )?;
     Ok(SigningKey::parse(&pem)?.public_key_pem())
 }
 

@@ -72,6 +72,27 @@ pub struct ServeOptions {
     /// How long a callback is retried before it is marked dead, e.g. 24h.
     #[arg(long, env = "KASSA_CALLBACK_MAX_AGE", default_value = "24h")]
     pub callback_max_age: Span,
+    /// How often the channels are read again from the database (a change made on any node
+    /// takes effect within this time), e.g. 5s.
+    #[arg(long, env = "KASSA_CHANNEL_REFRESH_INTERVAL", default_value = "5s")]
+    pub channel_refresh_interval: Span,
+    /// How long after an order is opened at an upstream kassa first asks the upstream about it
+    /// (if no callback came); the pause doubles after each check, e.g. 60s.
+    #[arg(long, env = "KASSA_RECONCILE_AFTER", default_value = "60s")]
+    pub reconcile_after: Span,
+    /// The longest pause between two checks of one upstream order, e.g. 10m.
+    #[arg(long, env = "KASSA_RECONCILE_MAX_INTERVAL", default_value = "10m")]
+    pub reconcile_max_interval: Span,
+    /// How long past kassa's expiry an upstream may still call an order in progress before it
+    /// becomes an exception for the operator, e.g. 1h.
+    #[arg(long, env = "KASSA_RECONCILE_GRACE", default_value = "1h")]
+    pub reconcile_grace: Span,
+    /// Consecutive failed calls after which a channel's circuit opens (routing passes it by).
+    #[arg(long, env = "KASSA_CIRCUIT_FAILURES", default_value_t = 5)]
+    pub circuit_failures: u32,
+    /// How long an open circuit stays open before one call probes the channel again, e.g. 30s.
+    #[arg(long, env = "KASSA_CIRCUIT_COOL_DOWN", default_value = "30s")]
+    pub circuit_cool_down: Span,
     /// How long one callback request may take, e.g. 10s.
     #[arg(long, env = "KASSA_CALLBACK_TIMEOUT", default_value = "10s")]
     pub callback_timeout: Span,
@@ -178,9 +199,16 @@ impl ServeOptions {
             ("header-read-timeout", self.header_read_timeout),
             ("request-timeout", self.request_timeout),
             ("body-read-timeout", self.body_read_timeout),
+            ("channel-refresh-interval", self.channel_refresh_interval),
+            ("reconcile-after", self.reconcile_after),
+            ("reconcile-max-interval", self.reconcile_max_interval),
+            ("circuit-cool-down", self.circuit_cool_down),
         ];
         if let Some((flag, _)) = spans.iter().find(|(_, span)| span.ms == 0) {
             return Err(format!("--{flag} must be above zero"));
+        }
+        if self.circuit_failures == 0 {
+            return Err("--circuit-failures must be above zero".into());
         }
         if !self.admin_listen.ip().is_loopback() && !self.admin_listen_public {
             return Err(format!(

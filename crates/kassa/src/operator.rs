@@ -623,6 +623,38 @@ fn order_json(order: &Order, reveal_personal_data: bool) -> Value {
     })
 }
 
+/// Where an order was routed: its rail and channel, its order at the upstream (and when
+/// reconciliation asks next), and every channel tried.
+async fn routing_json(store: &SqlStore, order: &Order) -> Result<Value, Failure> {
+    let upstream = store.upstream_order(&order.order_no).await?.map(|u| {
+        json!({
+            "channelId": u.channel_id,
+            "upstreamOrderNo": u.upstream_order_no,
+            "nextCheckAtMs": u.next_check_at_ms,
+            "checks": u.checks,
+        })
+    });
+    let attempts: Vec<Value> = (store.routing_attempts(&order.order_no).await?)
+        .iter()
+        .map(|a| {
+            json!({
+                "attempt": a.attempt_no,
+                "channelId": a.channel_id,
+                "outcome": a.outcome,
+                "detail": a.detail,
+                "latencyMs": a.latency_ms,
+                "atMs": a.at_ms,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "rail": order.rail,
+        "channel": order.channel,
+        "upstream": upstream,
+        "attempts": attempts,
+    }))
+}
+
 pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
     let SandboxCommand::Pay {
         order_no,
@@ -668,7 +700,9 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
                 .order_by_no(&order_no)
                 .await?
                 .ok_or_else(|| Failure(format!("no order has number {order_no}")))?;
-            print_json(&order_json(&order, show_personal_data));
+            let mut shown = order_json(&order, show_personal_data);
+            shown["routing"] = routing_json(&store, &order).await?;
+            print_json(&shown);
         }
         OrderCommand::Resolve {
             order_no,

@@ -6,6 +6,7 @@ use crate::config::{self, ServeOptions};
 use crate::keyfiles::{PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, read_key_text, write_key_pair};
 use crate::operator::{create_merchant, open_store};
 use crate::{Failure, Outcome};
+use kassa_core::BreakerPolicy;
 use kassa_core::{AppId, Currency, RetryPolicy};
 use kassa_server::dialect::Dialects;
 use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
@@ -13,6 +14,9 @@ use kassa_server::keys::{FormKey, load_or_create_platform_key};
 use kassa_server::listen::ConnectionLimits;
 use kassa_server::notary::{Notary, operator_timezone, set_operator_timezone};
 use kassa_server::rails::Rails;
+use kassa_server::rails::book::ChannelBook;
+use kassa_server::rails::reconcile::ReconcilePolicy;
+use kassa_server::rails::upstream_rail::UpstreamContext;
 use kassa_server::sealing::Kek;
 use kassa_server::{Gateway, GatewayParts, ServerConfig, now_ms, router};
 use kassa_signature::SigningKey;
@@ -212,16 +216,37 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         start_demo(&store, &kek, &demo_dir, &platform_key, &public_url).await?;
     }
     let form_key = FormKey::load_or_create(&store, &kek, now_ms()).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let book = Arc::new(ChannelBook::new(
+        store.clone(),
+        kek.clone(),
+        BreakerPolicy {
+            failures_to_open: options.circuit_failures,
+            cool_down_ms: options.circuit_cool_down.ms as i64,
+        },
+    ));
+    book.refresh().await?;
+    let rails = Rails::with_channels(UpstreamContext {
+        book: book.clone(),
+        store: store.clone(),
+        public_url: public_url.clone(),
+        reconcile_after_ms: options.reconcile_after.ms as i64,
+    });
     let gateway = Arc::new(Gateway::new(GatewayParts {
-        store: Arc::new(store),
+        store,
         notary: Notary::new(platform_key, timezone),
         form_key,
         config: server_config(&options, public_url.clone(), allow_private),
         dialects: Dialects::standard(),
-        rails: Rails::standard(),
+        rails,
         dispatcher_wake: Arc::default(),
     }));
-    let background = Background::start(&gateway, &options, allow_private, (kek, exporter.clone()))?;
+    let background = Background::start(
+        (&gateway, book),
+        &options,
+        allow_private,
+        (kek, exporter.clone()),
+    )?;
     if allow_private {
         tracing::warn!("callbacks and redirects to private and loopback addresses are allowed");
     }
@@ -331,7 +356,7 @@ struct Background {
 
 impl Background {
     fn start(
-        gateway: &Arc<Gateway>,
+        (gateway, book): (&Arc<Gateway>, Arc<ChannelBook>),
         options: &ServeOptions,
         allow_private: bool,
         (kek, exporter): (
@@ -362,10 +387,27 @@ impl Background {
         );
         let prober =
             kassa_server::health::run(gateway.clone(), PROBE_INTERVAL_MS, stop.subscribe());
+        let refresher = kassa_server::rails::book::run(
+            book,
+            options.channel_refresh_interval.ms,
+            stop.subscribe(),
+        );
+        let reconciler = kassa_server::rails::reconcile::run(
+            gateway.clone(),
+            ReconcilePolicy {
+                first_interval_ms: options.reconcile_after.ms as i64,
+                max_interval_ms: options.reconcile_max_interval.ms as i64,
+                grace_ms: options.reconcile_grace.ms as i64,
+            },
+            options.expiry_sweep_interval.ms,
+            stop.subscribe(),
+        );
         let mut tasks = vec![
             tokio::spawn(dispatcher.run(stopped)),
             tokio::spawn(sweeper),
             tokio::spawn(prober),
+            tokio::spawn(refresher),
+            tokio::spawn(reconciler),
         ];
         if let Some(exporter) = exporter {
             let upkeep = kassa_server::telemetry::run_upkeep(exporter, stop.subscribe());

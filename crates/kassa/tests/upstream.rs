@@ -264,7 +264,7 @@ async fn kassa_creates_and_follows_a_pix_order_at_a_real_upstream() {
     );
     let unknown = connector.query("kassa-pix-none").await;
     assert!(
-        matches!(unknown, Err(UpstreamError::Refused { .. })),
+        matches!(unknown, Err(UpstreamError::NotFound)),
         "{unknown:?}"
     );
 }
@@ -330,7 +330,8 @@ fn channel_test_calls_the_upstream_once() {
         report["answer"]
             .as_str()
             .unwrap()
-            .contains("refused the unknown order")
+            .contains("does not know the probe's order"),
+        "{report}"
     );
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}", closed.local_addr().unwrap());

@@ -347,7 +347,7 @@ pub async fn create(
     .await
     {
         // The insert finds an earlier order with this id by itself (and replays or refuses).
-        Ok(order) => insert_new_order(dialect, gateway, &app, order).await,
+        Ok((order, opened)) => insert_new_order(dialect, gateway, &app, order, opened).await,
         // A retry gets its original answer even if limits or rules changed since.
         Err(refusal) => match gateway
             .store
@@ -360,8 +360,8 @@ pub async fn create(
     }
 }
 
-/// A new order, checked by the dialect's syntax, the targets rule and the core's rules, and
-/// routed to a rail.
+/// A new order, checked by the dialect's syntax, the targets rule and the core's rules, routed
+/// to a rail and opened there (true if the rail opened it elsewhere: its number must stay).
 async fn prepare(
     dialect: &dyn Dialect,
     gateway: &Gateway,
@@ -369,7 +369,7 @@ async fn prepare(
     fields: &Fields<'_>,
     merchant_order_id: &str,
     fingerprint: &str,
-) -> Result<Order, ApiError> {
+) -> Result<(Order, bool), ApiError> {
     let mut new = dialect.new_order(app, fields, merchant_order_id.to_string())?;
     new.request_fingerprint = fingerprint.to_string();
     new.dialect = dialect.name();
@@ -385,7 +385,14 @@ async fn prepare(
         )
     })?;
     order.route_to(rail.name(), &channel);
-    Ok(order)
+    let opened = gateway.rails.open(&mut order).await.map_err(|e| {
+        tracing::warn!(error = %e, "the rail could not open the order");
+        ApiError::new(
+            ErrorKind::Unavailable,
+            "the payment rail did not answer; retry later with the same request",
+        )
+    })?;
+    Ok((order, opened))
 }
 
 /// Stores a new order with its signed reply, drawing a new number on the rare collision; a
@@ -395,6 +402,7 @@ async fn insert_new_order(
     gateway: &Gateway,
     app: &App,
     mut order: Order,
+    opened: bool,
 ) -> Result<Signed, ApiError> {
     for _ in 0..ORDER_NO_ATTEMPTS {
         let data = dialect.created(gateway, app, &mut order);
@@ -418,7 +426,11 @@ async fn insert_new_order(
             Ok(InsertOutcome::Existing(existing)) => {
                 return replay(dialect, gateway, &existing, &order.request_fingerprint);
             }
+            // An order opened at an upstream keeps its number (the upstream knows it by it):
+            // the merchant's retry draws a new one.
+            Err(StoreError::OrderNoTaken) if opened => break,
             Err(StoreError::OrderNoTaken) => {
+                order.pix_code = None;
                 let fresh = ids::new_order_ids();
                 order.order_no = fresh.order_no;
                 order.cashier_token = fresh.cashier_token;

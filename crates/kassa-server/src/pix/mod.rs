@@ -320,7 +320,8 @@ impl Dialect for Pix {
 
     /// The BR Code (its txid ties a payment to its order: the order number) and the reply.
     fn created(&self, gateway: &Gateway, app: &App, order: &mut Order) -> Map<String, Value> {
-        if let Some(receiver) = &app.pix {
+        // A rail that opened the order elsewhere gave its own BR Code.
+        if let (Some(receiver), None) = (&app.pix, &order.pix_code) {
             order.pix_code = Some(receiver.brcode(order.amount_minor, order.order_no.as_str()));
         }
         let mut data = Map::new();

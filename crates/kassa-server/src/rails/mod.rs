@@ -3,12 +3,23 @@
 //! routes each new order to one of them (and a channel of it); the order records both, and every
 //! later step finds its rail by that name. Nothing outside this module names a rail.
 //!
+//! With channels configured ([`book`]), routing follows them: each channel belongs to the rail
+//! of its kind. Without any, every order goes to the built-in sandbox.
+//!
 //! The sandbox rail plays the bank: its "bank page" is kassa's own method page, where the payer
-//! (or the `kassa sandbox pay` command) picks the outcome by hand.
+//! (or the `kassa sandbox pay` command) picks the outcome by hand. The upstream rails
+//! ([`upstream_rail`]) open orders at other PSPs, hear from them at
+//! `/rails/{channel_id}/callback` ([`callback`]) and ask them about orders that went quiet
+//! ([`reconcile`]).
 
+pub mod book;
+pub mod callback;
 pub mod collect_upstream;
+pub mod connector;
 pub mod pix_upstream;
+pub mod reconcile;
 pub mod upstream;
+pub mod upstream_rail;
 
 use async_trait::async_trait;
 use kassa_core::{AmountMinor, Order, PaymentMethod, RailOutcome};
@@ -27,6 +38,12 @@ pub enum RailStart {
 pub enum RailError {
     #[error("the rail is unavailable: {0}")]
     Unavailable(String),
+    /// The order's rail does not run on this node (it was routed by another).
+    #[error("{0}")]
+    NotRunning(String),
+    /// The rail may have taken the payment but cannot say yet; reconciliation will tell.
+    #[error("the rail's answer is pending: {0}")]
+    Pending(String),
     /// The rail takes no outcomes by hand (only the sandbox does).
     #[error("the {0} rail takes no outcomes by hand")]
     NotManual(&'static str),
@@ -45,12 +62,26 @@ pub trait Rail: Send + Sync + 'static {
     /// The channel of this rail that takes `order`, or `None` if the rail does not take it.
     fn channel_for(&self, order: &Order) -> Option<String>;
 
+    /// Opens `order` at the rail when it is created, before it is stored: for rails whose
+    /// answer is part of the merchant's reply (a PIX upstream's BR Code). True if it was opened
+    /// elsewhere (its number may not change then); most rails do nothing.
+    async fn open(&self, _order: &mut Order) -> Result<bool, RailError> {
+        Ok(false)
+    }
+
     /// Starts paying `order` with `method`.
     async fn start(
         &self,
         order: &Order,
         method: &'static PaymentMethod,
     ) -> Result<RailStart, RailError>;
+
+    /// Whether the rail reports its orders' outcomes by itself (callbacks, reconciliation): an
+    /// order it has started is then not expired by kassa's clock, since the rail may have taken
+    /// the payment in time and say so late.
+    fn reports_outcomes(&self) -> bool {
+        false
+    }
 
     /// The outcomes a person may report by hand for this rail's orders, in the order a page
     /// shows them: the sandbox bank's buttons. Real rails report by themselves: none.
@@ -70,14 +101,29 @@ pub trait Rail: Send + Sync + 'static {
     }
 }
 
-/// The rails of a gateway, in the order routing tries them.
+/// The rails of a gateway, in the order routing tries them, and the channels they serve.
 #[derive(Clone, Default)]
-pub struct Rails(Vec<Arc<dyn Rail>>);
+pub struct Rails {
+    rails: Vec<Arc<dyn Rail>>,
+    book: Option<Arc<book::ChannelBook>>,
+}
 
 impl Rails {
     /// The built-in rails: the sandbox.
     pub fn standard() -> Rails {
         Rails::default().with(SandboxRail)
+    }
+
+    /// The built-in sandbox and the upstream rails over the channels of `context.book`.
+    pub fn with_channels(context: upstream_rail::UpstreamContext) -> Rails {
+        let book = context.book.clone();
+        let context = Arc::new(context);
+        let upstream = |kind| upstream_rail::UpstreamRail::new(kind, context.clone());
+        let mut rails = Rails::standard()
+            .with(upstream(kassa_core::ChannelKind::CollectUpstream))
+            .with(upstream(kassa_core::ChannelKind::PixUpstream));
+        rails.book = Some(book);
+        rails
     }
 
     /// Registers one more rail (tried after those before it).
@@ -87,28 +133,51 @@ impl Rails {
             "rail {} registered twice",
             rail.name()
         );
-        self.0.push(Arc::new(rail));
+        self.rails.push(Arc::new(rail));
         self
     }
 
     fn by_name(&self, name: &str) -> Option<&dyn Rail> {
-        self.0.iter().map(|r| r.as_ref()).find(|r| r.name() == name)
+        self.rails
+            .iter()
+            .map(|r| r.as_ref())
+            .find(|r| r.name() == name)
     }
 
-    /// The rail and channel that take a new order: the first rail that has a channel for it.
+    /// The channels, where the operator configured any.
+    pub fn book(&self) -> Option<&Arc<book::ChannelBook>> {
+        self.book.as_ref().filter(|book| !book.is_empty())
+    }
+
+    /// The rail and channel that take a new order: through the channels where there are any,
+    /// else the first rail that has a channel for it.
     pub fn route(&self, order: &Order) -> Result<(&dyn Rail, String), RailError> {
-        self.0
+        if let Some(book) = self.book() {
+            let (kind, channel) = book
+                .route(order, crate::now_ms(), crate::ids::routing_roll())
+                .ok_or_else(|| no_rail(order))?;
+            let rail = self.by_name(kind.code()).ok_or_else(|| no_rail(order))?;
+            return Ok((rail, channel));
+        }
+        self.rails
             .iter()
             .find_map(|rail| {
                 rail.channel_for(order)
                     .map(|channel| (rail.as_ref(), channel))
             })
-            .ok_or_else(|| {
-                RailError::Unavailable(format!(
-                    "no rail takes {} orders paid by {}",
-                    order.currency, order.method.code
-                ))
-            })
+            .ok_or_else(|| no_rail(order))
+    }
+
+    /// Whether `order` is started at a rail that reports its outcome itself (see
+    /// [`Rail::reports_outcomes`]).
+    pub fn reports_outcomes(&self, order: &Order) -> bool {
+        order.status == kassa_core::OrderStatus::InProgress
+            && self.of(order).is_ok_and(|rail| rail.reports_outcomes())
+    }
+
+    /// Opens a new order at its rail (see [`Rail::open`]).
+    pub async fn open(&self, order: &mut Order) -> Result<bool, RailError> {
+        self.of(order)?.open(order).await
     }
 
     /// Starts paying `order` on its rail, timed and counted per rail and channel.
@@ -134,12 +203,19 @@ impl Rails {
     /// The rail that serves an order, as recorded with it.
     pub fn of(&self, order: &Order) -> Result<&dyn Rail, RailError> {
         self.by_name(&order.rail).ok_or_else(|| {
-            RailError::Unavailable(format!(
+            RailError::NotRunning(format!(
                 "order {} is served by rail {:?}, which this node does not run",
                 order.order_no, order.rail
             ))
         })
     }
+}
+
+fn no_rail(order: &Order) -> RailError {
+    RailError::Unavailable(format!(
+        "no rail takes {} orders paid by {}",
+        order.currency, order.method.code
+    ))
 }
 
 /// The built-in rail that plays the bank.
@@ -273,7 +349,7 @@ mod tests {
         order.route_to(rail.name(), &channel);
         assert_eq!(rails.of(&order).unwrap().name(), "sandbox");
         order.route_to("gone", "x");
-        assert!(matches!(rails.of(&order), Err(RailError::Unavailable(_))));
+        assert!(matches!(rails.of(&order), Err(RailError::NotRunning(_))));
         assert!(matches!(
             Rails::default().route(&order),
             Err(RailError::Unavailable(_))

@@ -2,7 +2,7 @@
 //! timeouts, no redirects, the SSRF-guarded resolver unless private upstreams are allowed, and
 //! replies read up to [`MAX_REPLY_BYTES`]; and the errors that tell the router what to do next.
 
-use kassa_core::Channel;
+use kassa_core::{Channel, OrderNo};
 use kassa_signature::VerifyingKey;
 use std::time::Duration;
 
@@ -28,6 +28,58 @@ pub enum UpstreamError {
     /// The reply's signature does not verify with the upstream's key.
     #[error("the upstream's reply is not signed with its platform key")]
     BadSignature,
+    /// A query found no such order at the upstream.
+    #[error("the upstream has no such order")]
+    NotFound,
+}
+
+impl UpstreamError {
+    /// The label of this error in metrics and routing records.
+    pub fn label(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable(_) => "unreachable",
+            UpstreamError::Unavailable(_) => "unavailable",
+            UpstreamError::Refused { .. } => "refused",
+            UpstreamError::Malformed(_) => "malformed",
+            UpstreamError::BadSignature => "bad_signature",
+            UpstreamError::NotFound => "not_found",
+        }
+    }
+
+    /// Whether the upstream may have acted on the call although kassa cannot tell: no answer,
+    /// or an answer kassa cannot believe. Such a create is reconciled by a query before any
+    /// other channel is tried.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Unreachable(_)
+                | UpstreamError::Malformed(_)
+                | UpstreamError::BadSignature
+        )
+    }
+
+    /// A query's refusal with the API's "no such order" code is [`UpstreamError::NotFound`].
+    pub fn not_found_if(self, not_found_code: &str) -> UpstreamError {
+        match self {
+            UpstreamError::Refused { code, .. } if code == not_found_code => {
+                UpstreamError::NotFound
+            }
+            other => other,
+        }
+    }
+}
+
+/// kassa's order id at an upstream for one of its orders: derived from the order alone, so a
+/// retried create is an idempotent replay at the upstream, never a second live order.
+pub fn upstream_order_id(order_no: &OrderNo) -> String {
+    format!("{UPSTREAM_ORDER_ID_PREFIX}{order_no}")
+}
+
+const UPSTREAM_ORDER_ID_PREFIX: &str = "kassa-";
+
+/// kassa's order behind an upstream order id (as an upstream's callback names it).
+pub fn order_no_of(upstream_order_id: &str) -> Option<OrderNo> {
+    OrderNo::parse(upstream_order_id.strip_prefix(UPSTREAM_ORDER_ID_PREFIX)?)
 }
 
 /// Refuses signed data about another account at the upstream than kassa's (`appId`).
@@ -180,5 +232,19 @@ pub mod fields {
     pub fn failure_reason(message: Option<&str>) -> String {
         let message = message.unwrap_or("failed at the upstream");
         message.chars().take(MAX_REASON_CHARS).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_order_ids_are_derived_and_read_back() {
+        let order_no = OrderNo::parse("6023071013539074").unwrap();
+        assert_eq!(upstream_order_id(&order_no), "kassa-6023071013539074");
+        assert_eq!(order_no_of("kassa-6023071013539074"), Some(order_no));
+        assert_eq!(order_no_of("6023071013539074"), None);
+        assert_eq!(order_no_of("kassa-x"), None);
     }
 }

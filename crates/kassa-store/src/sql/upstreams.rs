@@ -22,11 +22,6 @@ fn open_statuses() -> String {
 }
 
 statement!(
-    INSERT_UPSTREAM,
-    "INSERT INTO upstream_orders ({UPSTREAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (order_no) DO NOTHING"
-);
-statement!(
     UPSERT_UPSTREAM,
     "INSERT INTO upstream_orders ({UPSTREAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (order_no) DO UPDATE SET channel_id = excluded.channel_id, \
@@ -84,19 +79,6 @@ fn upstream_from_row(row: &AnyRow) -> StoreResult<UpstreamOrder> {
 
 #[async_trait]
 impl UpstreamStore for SqlStore {
-    async fn open_upstream(&self, upstream: &UpstreamOrder) -> StoreResult<bool> {
-        crate::telemetry::timed("open_upstream", async move {
-            let mut tx = self.begin_write().await?;
-            let inserted = bind_upstream(sqlx::query(INSERT_UPSTREAM.as_str()), upstream)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            Ok(inserted == 1)
-        })
-        .await
-    }
-
     async fn save_upstream(&self, upstream: &UpstreamOrder, rail: &str) -> StoreResult<()> {
         crate::telemetry::timed("save_upstream", async move {
             let mut tx = self.begin_write().await?;

@@ -2,9 +2,6 @@
 //! there, signed with kassa's key at the upstream (`sign` in the body), every reply's `data`
 //! verified with the upstream's platform key before a field of it is read. The HTTP side and
 //! its bounds are the shared [`UpstreamHttp`].
-//!
-//! Not yet wired into routing: the next step makes it a `Rail` over the stored channels, with
-//! upstream callbacks and reconciliation (docs/rails.md).
 
 pub mod transformers;
 
@@ -56,7 +53,8 @@ impl CollectUpstream {
         let request = transformers::query_request(self.http.app_id, upstream_order_id);
         let data = self
             .call(&transformers::path(currency, "query"), request)
-            .await?;
+            .await
+            .map_err(|e| e.not_found_if(transformers::ORDER_NOT_FOUND))?;
         UpstreamOrder::try_from(&data)
     }
 

@@ -3,17 +3,13 @@
 //! upstream's statuses map onto the core's [`RailOutcome`]. Pure: no I/O.
 
 use crate::rails::upstream::{UpstreamError, fields};
-use kassa_core::{AmountMinor, Currency, MethodRoute, OrderNo, Payer, RailOutcome};
+use kassa_core::{AmountMinor, Currency, MethodRoute, Payer, RailOutcome};
 use serde_json::{Map, Value, json};
 
 /// The upstream's "no error" code.
 const OK_CODE: &str = "00000000";
-
-/// kassa's `orderId` at the upstream for one of its orders: derived from the order alone, so a
-/// retried create is an idempotent replay at the upstream, never a second live order.
-pub fn upstream_order_id(order_no: &OrderNo) -> String {
-    format!("kassa-{order_no}")
-}
+/// The upstream's "no order of this app has this orderId" code.
+pub const ORDER_NOT_FOUND: &str = "40000001";
 
 /// What a create at the upstream is made of.
 pub struct ApplyFields<'a> {
@@ -277,9 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn the_upstream_order_id_is_derived_and_paths_follow_the_currency() {
-        let order_no = OrderNo::parse("6023071013539074").unwrap();
-        assert_eq!(upstream_order_id(&order_no), "kassa-6023071013539074");
+    fn paths_follow_the_currency() {
         assert_eq!(path(Currency::Eur, "apply"), "/eur/collect/apply");
     }
 }

@@ -3,8 +3,6 @@
 //! string); every reply's `data` is verified against its `X-Sign` with the upstream's platform
 //! key before a field of it is read. The HTTP side and its bounds are the shared
 //! [`UpstreamHttp`].
-//!
-//! Not yet wired into routing (docs/rails.md).
 
 pub mod transformers;
 
@@ -44,7 +42,10 @@ impl PixUpstream {
 
     pub async fn query(&self, upstream_order_id: &str) -> Result<PixOrder, UpstreamError> {
         let body = transformers::query_request(upstream_order_id);
-        let data = self.call(transformers::QUERY_PATH, body).await?;
+        let data = self
+            .call(transformers::QUERY_PATH, body)
+            .await
+            .map_err(|e| e.not_found_if(transformers::ORDER_NOT_FOUND))?;
         PixOrder::try_from(&data)
     }
 
