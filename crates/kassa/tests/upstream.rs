@@ -191,7 +191,7 @@ async fn kassa_creates_and_follows_an_order_at_a_real_upstream() {
     .unwrap();
     let unreachable = down.query(Currency::Eur, "kassa-1").await;
     assert!(
-        matches!(unreachable, Err(UpstreamError::Unreachable(_))),
+        matches!(unreachable, Err(UpstreamError::NotConnected(_))),
         "{unreachable:?}"
     );
 }

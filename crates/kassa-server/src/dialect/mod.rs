@@ -139,6 +139,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// How long its orders wait for the payer.
     fn order_lifetime_ms(&self, config: &ServerConfig) -> i64;
 
+    /// Refuses a routed, opened order that this dialect's reply cannot be made for.
+    fn check_opened(&self, _app: &App, _order: &Order) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// Fills in what depends on the order's number (a BR Code) and returns the create reply's
     /// data, to be signed.
     fn created(&self, gateway: &Gateway, app: &App, order: &mut Order) -> Map<String, Value>;
@@ -392,6 +397,7 @@ async fn prepare(
             "the payment rail did not answer; retry later with the same request",
         )
     })?;
+    dialect.check_opened(app, &order)?;
     Ok((order, opened))
 }
 

@@ -9,11 +9,15 @@ use std::time::Duration;
 /// The most of an upstream's reply kassa reads.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// Why a call to the upstream failed. `Unreachable` and `Unavailable` mean another channel may
-/// be tried; the others do not.
+/// Why a call to the upstream failed. After a create, routing tries the next channel unless the
+/// upstream may have acted on it ([`UpstreamError::outcome_unknown`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
-    /// No answer: the connection failed or the call timed out (its outcome is unknown).
+    /// The connection could not be made: the request was never sent.
+    #[error("cannot connect to the upstream: {0}")]
+    NotConnected(String),
+    /// No answer after the request was sent (a timeout, a dropped connection): its outcome is
+    /// unknown.
     #[error("the upstream did not answer: {0}")]
     Unreachable(String),
     /// The upstream answered 5xx or redirected.
@@ -37,6 +41,7 @@ impl UpstreamError {
     /// The label of this error in metrics and routing records.
     pub fn label(&self) -> &'static str {
         match self {
+            UpstreamError::NotConnected(_) => "not_connected",
             UpstreamError::Unreachable(_) => "unreachable",
             UpstreamError::Unavailable(_) => "unavailable",
             UpstreamError::Refused { .. } => "refused",
@@ -151,7 +156,13 @@ impl UpstreamHttp {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let mut response = request.send().await.map_err(unreachable)?;
+        let mut response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                UpstreamError::NotConnected(e.to_string())
+            } else {
+                UpstreamError::Unreachable(e.to_string())
+            }
+        })?;
         let status = response.status();
         if status.is_server_error() || status.is_redirection() {
             return Err(UpstreamError::Unavailable(status.as_u16()));
