@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{create_shop, json, kassa, run_ok, serve};
+use common::{create_shop, json, kassa, run_ok, serve, set_upstream_pix};
 use kassa_core::{
     AmountMinor, Channel, ChannelKind, Currency, MethodRoute, Payer, PaymentMethod, Personal,
     RailOutcome, Secret, Upstream,
@@ -203,20 +203,7 @@ async fn kassa_creates_and_follows_a_pix_order_at_a_real_upstream() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("upstream.db").display());
     let (app_id, key_there) = create_shop(&url, "BRL", dir.path());
-    let app = app_id.to_string();
-    run_ok(&mut kassa(&[
-        "app",
-        "set-pix",
-        &app,
-        "--key",
-        "00000000-0000-4000-8000-00000000d3e0",
-        "--name",
-        "Upstream Shop",
-        "--city",
-        "Sao Paulo",
-        "--database-url",
-        &url,
-    ]));
+    set_upstream_pix(&url, app_id);
     let upstream_platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &url]));
     let upstream = serve(
         &["serve", "--listen", "127.0.0.1:0", "--database-url", &url],
@@ -374,19 +361,7 @@ async fn upstream_callbacks_are_verified_before_they_are_believed() {
     let url = format!("sqlite://{}", dir.path().join("upstream.db").display());
     let (eur_app, eur_key) = create_shop(&url, "EUR", dir.path().join("eur").as_path());
     let (brl_app, brl_key) = create_shop(&url, "BRL", dir.path().join("brl").as_path());
-    run_ok(&mut kassa(&[
-        "app",
-        "set-pix",
-        &brl_app.to_string(),
-        "--key",
-        "00000000-0000-4000-8000-00000000d3e0",
-        "--name",
-        "Upstream Shop",
-        "--city",
-        "Sao Paulo",
-        "--database-url",
-        &url,
-    ]));
+    set_upstream_pix(&url, brl_app);
     let platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &url]));
     let args = [
         "serve",

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Served, create_shop, json, kassa, run_ok, serve};
+use common::{Served, create_shop, json, kassa, run_ok, serve, set_upstream_pix};
 use kassa_signature::{SigningKey, parse_signed_object, sign_map};
 use kassa_store::testing::TestDatabase;
 use serde_json::{Value, json};
@@ -37,19 +37,7 @@ fn upstream(dir: &Path, name: &str, currency: &str) -> Upstream {
     let db = format!("sqlite://{}", home.join("kassa.db").display());
     let (app_id, _) = create_shop(&db, currency, &home);
     if currency == "BRL" {
-        run_ok(&mut kassa(&[
-            "app",
-            "set-pix",
-            &app_id.to_string(),
-            "--key",
-            "00000000-0000-4000-8000-00000000d3e0",
-            "--name",
-            "Upstream Shop",
-            "--city",
-            "Sao Paulo",
-            "--database-url",
-            &db,
-        ]));
+        set_upstream_pix(&db, app_id);
     }
     let platform_path = home.join("platform.pub.pem");
     let platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &db]));

@@ -136,3 +136,20 @@ pub fn create_shop(
         kassa_signature::SigningKey::parse(&key_text).unwrap(),
     )
 }
+
+/// Gives a BRL app a receiving PIX key ("Upstream Shop" in São Paulo), so that it can collect.
+pub fn set_upstream_pix(database_url: &str, app_id: i64) {
+    run_ok(&mut kassa(&[
+        "app",
+        "set-pix",
+        &app_id.to_string(),
+        "--key",
+        "00000000-0000-4000-8000-00000000d3e0",
+        "--name",
+        "Upstream Shop",
+        "--city",
+        "Sao Paulo",
+        "--database-url",
+        database_url,
+    ]));
+}
