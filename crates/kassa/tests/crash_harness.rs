@@ -17,7 +17,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{create_shop, kassa, run_ok, serve};
+use common::{Random, create_shop, kassa, run_ok, serve};
 use kassa_core::fee::FeeRule;
 use kassa_core::{AmountMinor, AppId, Order, OrderStatus};
 use kassa_signature::{SigningKey, parse_signed_object, sign_map};
@@ -36,22 +36,6 @@ const FEE_BASIS_POINTS: u32 = 150;
 const FEE_FIXED: &str = "0.30";
 /// The BRL app's receiving key: a random (EVP) key that belongs to nobody.
 const PIX_KEY: &str = "00000000-0000-4000-8000-00000000c4a5";
-
-/// A small deterministic generator (xorshift64*), so a failing run's choices can be replayed.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Dialect {

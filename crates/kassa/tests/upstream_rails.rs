@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::{Served, create_shop, json, kassa, run_ok, serve, set_upstream_pix};
+use common::upstreams::{Upstream, add_channel, upstream};
+use common::{Served, create_shop, json, kassa, run_ok, serve};
 use kassa_signature::{SigningKey, parse_signed_object, sign_map};
 use kassa_store::testing::TestDatabase;
 use serde_json::{Value, json};
@@ -19,67 +20,6 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Every wait of these tests ends by itself.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// An upstream PSP: a `kassa serve` with one merchant app (kassa's account there).
-struct Upstream {
-    served: Served,
-    db: String,
-    app_id: i64,
-    /// kassa's private key at the upstream (PEM file).
-    key_path: PathBuf,
-    /// The upstream's platform public key (PEM file).
-    platform_path: PathBuf,
-}
-
-fn upstream(dir: &Path, name: &str, currency: &str) -> Upstream {
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    let db = format!("sqlite://{}", home.join("kassa.db").display());
-    let (app_id, _) = create_shop(&db, currency, &home);
-    if currency == "BRL" {
-        set_upstream_pix(&db, app_id);
-    }
-    let platform_path = home.join("platform.pub.pem");
-    let platform = run_ok(&mut kassa(&["keys", "platform", "--database-url", &db]));
-    std::fs::write(&platform_path, platform).unwrap();
-    let args = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        &db,
-        "--allow-private-callbacks",
-        "--callback-retry-interval",
-        "1s",
-    ];
-    Upstream {
-        served: serve(&args, &home),
-        db,
-        app_id,
-        key_path: home.join("keys/merchant.key.pem"),
-        platform_path,
-    }
-}
-
-impl Upstream {
-    /// The payer pays at the upstream's sandbox bank (`amount` differs from the order's when
-    /// given).
-    fn pay(&self, upstream_order_no: &str, amount: Option<&str>) -> Value {
-        let mut command = kassa(&["sandbox", "pay", upstream_order_no, "--outcome", "paid"]);
-        if let Some(amount) = amount {
-            command.args(["--amount", amount]);
-        }
-        json(&run_ok(command.args(["--database-url", &self.db])))
-    }
-
-    /// How many orders kassa's account at the upstream has.
-    async fn order_count(&self) -> usize {
-        use kassa_store::prelude::*;
-        let store = kassa_store::SqlStore::connect(&self.db).await.unwrap();
-        let app = kassa_core::AppId(self.app_id);
-        store.orders_of_app(app, None, 100).await.unwrap().len()
-    }
-}
 
 /// The gateway under test and the merchant that uses it.
 struct Gateway {
@@ -112,22 +52,7 @@ impl Gateway {
 
     /// Adds a channel to `base_url` (the upstream's, or a relay's in front of it).
     fn add_channel(&self, id: &str, kind: &str, base_url: &str, up: &Upstream, extra: &[&str]) {
-        let (method, currency) = match kind {
-            "pix-upstream" => ("PIX=PIX/PIX", "BRL"),
-            _ => ("IDEAL_EUR=IDEAL_EUR/BANK_TRANSFER", "EUR"),
-        };
-        let mut command = kassa(&["channel", "add", id, "--kind", kind, "--base-url", base_url]);
-        command
-            .args(["--upstream-app-id", &up.app_id.to_string()])
-            .arg("--merchant-key")
-            .arg(&up.key_path)
-            .arg("--upstream-public-key")
-            .arg(&up.platform_path)
-            .args(["--method", method, "--currency", currency])
-            .args(["--connect-timeout", "1s", "--request-timeout", "1s"])
-            .args(extra)
-            .args(["--allow-private-upstream", "--database-url", &self.db]);
-        run_ok(&mut command);
+        add_channel(&self.db, (id, kind, base_url), up, extra);
     }
 
     fn serve(&self, extra: &[&str]) -> Served {

@@ -1,6 +1,8 @@
 //! Helpers shared by the binary's test suites: running `kassa` commands and servers.
 #![allow(dead_code)] // each suite uses its own subset
 
+pub mod upstreams;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -152,4 +154,20 @@ pub fn set_upstream_pix(database_url: &str, app_id: i64) {
         "--database-url",
         database_url,
     ]));
+}
+
+/// A small deterministic generator (xorshift64*), so a failing run's choices can be replayed.
+pub struct Random(pub u64);
+
+impl Random {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
 }
