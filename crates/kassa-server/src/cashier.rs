@@ -101,10 +101,20 @@ struct PixPage {
 }
 
 #[derive(Template)]
+#[template(path = "cashier/handoff.html")]
+struct HandoffPage {
+    title: &'static str,
+    url: String,
+}
+
+#[derive(Template)]
 #[template(path = "cashier/pending.html")]
 struct PendingPage {
     title: &'static str,
     summary: Summary,
+    /// Look again now and then: the rail's word is expected (not so for an exception, which
+    /// waits for the operator).
+    refresh: bool,
 }
 
 #[derive(Template)]
@@ -222,7 +232,8 @@ pub async fn serve_page(
     }
     if order.starts_on_view() {
         match start(&gateway, &order.order_no, order.method).await {
-            Ok(started) => order = started,
+            Ok(Started::Here(started)) => order = *started,
+            Ok(Started::Elsewhere(url)) => return Redirect::to(&url).into_response(),
             Err(response) => return response,
         }
     }
@@ -252,6 +263,7 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
             PendingPage {
                 title: "Confirming your payment",
                 summary,
+                refresh: false,
             },
         ),
         OrderStatus::Created => html(
@@ -260,7 +272,7 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
                 title: "Choose how to pay",
                 csrf: gateway.form_key.token_for(token),
                 token: token.to_string(),
-                methods: order.offered_methods(),
+                methods: gateway.rails.payable_methods(&order),
                 summary,
             },
         ),
@@ -286,6 +298,7 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
             PendingPage {
                 title: "Confirming your payment",
                 summary,
+                refresh: true,
             },
         ),
         OrderStatus::InProgress => html(
@@ -312,22 +325,30 @@ fn manual_outcomes(gateway: &Gateway, order: &Order) -> &'static [ManualOutcome]
 }
 
 /// Starts paying with `method`: the rail is asked first, then the order moves to in progress.
+/// Where the payer goes once a payment has started.
+enum Started {
+    /// kassa's own page of the order.
+    Here(Box<Order>),
+    /// The rail's page elsewhere (an upstream PSP's).
+    Elsewhere(String),
+}
+
 async fn start(
     gateway: &Gateway,
     order_no: &kassa_core::OrderNo,
     method: &'static PaymentMethod,
-) -> Result<Order, Response> {
+) -> Result<Started, Response> {
     let started = gateway
         .change(order_no, |order| Ok(order.choose_method(method, now_ms())?))
         .await;
     match started {
         Ok(order) => match gateway.rails.start(&order, method).await {
-            Ok(RailStart::OwnPage) => Ok(order),
-            Ok(RailStart::Redirect(url)) => Err(Redirect::to(&url).into_response()),
+            Ok(RailStart::OwnPage) => Ok(Started::Here(Box::new(order))),
+            Ok(RailStart::Redirect(url)) => Ok(Started::Elsewhere(url)),
             // The rail may hold the payment: the page says it is being confirmed.
             Err(RailError::Pending(why)) => {
                 tracing::warn!(order_no = %order.order_no, why, "payment start pending at the rail");
-                Ok(order)
+                Ok(Started::Here(Box::new(order)))
             }
             Err(e @ RailError::NotRunning(_)) => {
                 tracing::warn!(order_no = %order.order_no, error = %e, "rail not running here");
@@ -340,6 +361,7 @@ async fn start(
                     reason: "no payment channel could take the payment".into(),
                 };
                 (gateway.settle_from_rail(&order.order_no, &failed).await)
+                    .map(|order| Started::Here(Box::new(order)))
                     .map_err(|_| unavailable())
             }
         },
@@ -352,6 +374,7 @@ async fn start(
             .await
             .ok()
             .flatten()
+            .map(|order| Started::Here(Box::new(order)))
             .ok_or_else(not_found),
         Err(e) => {
             tracing::error!(error = %e, "cannot start a payment");
@@ -497,7 +520,16 @@ pub async fn choose_method(
         );
     };
     match start(&gateway, &order.order_no, method).await {
-        Ok(_) => back_to_page(&token, false),
+        Ok(Started::Here(_)) => back_to_page(&token, false),
+        // A page, not a redirect: browsers hold a form's redirect to another site to the
+        // page's `form-action 'self'`.
+        Ok(Started::Elsewhere(url)) => html(
+            StatusCode::OK,
+            HandoffPage {
+                title: "Continue to your bank",
+                url,
+            },
+        ),
         Err(response) => response,
     }
 }

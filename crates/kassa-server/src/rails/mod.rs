@@ -175,6 +175,17 @@ impl Rails {
             && self.of(order).is_ok_and(|rail| rail.reports_outcomes())
     }
 
+    /// The methods a cashier page offers for `order`: those of its currency and country that a
+    /// channel can take now (all of them without channels: the sandbox takes every one).
+    pub fn payable_methods(&self, order: &Order) -> Vec<&'static PaymentMethod> {
+        let mut methods = order.offered_methods();
+        if let Some(book) = self.book() {
+            let now_ms = crate::now_ms();
+            methods.retain(|method| !book.candidates(order, method, now_ms, 0.0).is_empty());
+        }
+        methods
+    }
+
     /// Opens a new order at its rail (see [`Rail::open`]).
     pub async fn open(&self, order: &mut Order) -> Result<bool, RailError> {
         self.of(order)?.open(order).await

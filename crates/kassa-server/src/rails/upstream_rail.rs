@@ -35,7 +35,8 @@ pub struct UpstreamContext {
 impl UpstreamContext {
     pub fn return_urls(&self, order: &Order, channel_id: &str) -> ReturnUrls {
         ReturnUrls {
-            payer: format!("{}/pay/{}", self.public_url, order.cashier_token),
+            // `done=1`: once the outcome is known, kassa's page sends the payer on to the shop.
+            payer: format!("{}/pay/{}?done=1", self.public_url, order.cashier_token),
             notify: format!("{}/rails/{channel_id}/callback", self.public_url),
         }
     }
