@@ -5,6 +5,8 @@
 //! `/proc/PID/stat`), its peak RSS, and the crypto floor (one verify plus one sign with the same
 //! keys and library), measured in the same run.
 
+mod upstream;
+
 use crate::{Failure, Outcome};
 use clap::{Args, ValueEnum};
 use kassa_core::{AppId, Currency};
@@ -33,6 +35,9 @@ pub enum Scenario {
     /// The cost of metrics: create and query against a server with metrics on and one with
     /// metrics off, alternated over `--rounds` rounds; medians and their ratios.
     MetricsCost,
+    /// PIX creates through one upstream hop: a second `kassa serve` as the upstream PSP; then
+    /// the gateway's memory with 10,000 orders awaiting reconciliation.
+    Upstream,
     /// Every scenario above, one after another.
     All,
 }
@@ -67,6 +72,9 @@ pub struct BenchArgs {
     /// Rounds of the metrics-cost scenario (each measures both servers, in alternating order).
     #[arg(long, default_value_t = 4)]
     rounds: usize,
+    /// Orders left awaiting reconciliation for the upstream scenario's memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    awaiting: usize,
 }
 
 /// Most request bodies signed ahead of a run.
@@ -143,6 +151,11 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str, metrics: bool) -> Result<Server, Failure> {
+        Server::start_with(database_url, metrics, &[])
+    }
+
+    /// `kassa serve` with `extra` options besides the bench's own.
+    fn start_with(database_url: &str, metrics: bool, extra: &[&str]) -> Result<Server, Failure> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args([
@@ -161,6 +174,7 @@ impl Server {
                 "--metrics",
                 if metrics { "true" } else { "false" },
             ])
+            .args(extra)
             .env("KASSA_LOG", "info")
             .env("KASSA_KEK", crate::kek::bench_kek())
             .stdout(Stdio::piped())
@@ -244,11 +258,16 @@ struct Shop {
 }
 
 async fn set_up_shop(store: &SqlStore) -> Result<Shop, Failure> {
+    set_up_app(store, Currency::Eur).await
+}
+
+/// A merchant with one app of `currency`, and the platform key of the database.
+async fn set_up_app(store: &SqlStore, currency: Currency) -> Result<Shop, Failure> {
     let key = SigningKey::generate()?;
     let kek = crate::kek::unlock(store).await?;
     let platform = kassa_server::keys::load_or_create_platform_key(store, &kek, now_ms()).await?;
     let apps = [NewApp {
-        currency: Currency::Eur,
+        currency,
         webhook_secret: crate::operator::sealed_webhook_secret(&kek),
     }];
     let created = store
@@ -815,6 +834,7 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
             }
             Scenario::Callbacks => vec![callbacks_run(&args, database_url).await?],
             Scenario::MetricsCost => metrics_cost_run(&args, database_url).await?,
+            Scenario::Upstream => upstream::run(&args, database_url).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         for report in produced {

@@ -706,6 +706,14 @@ fn bench_reports_every_promised_field() {
         vec!["--scenario", "create", "--rate", "40"],
         vec!["--scenario", "query", "--connections", "2"],
         vec!["--scenario", "callbacks", "--backlog", "200"],
+        vec![
+            "--scenario",
+            "upstream",
+            "--connections",
+            "2",
+            "--awaiting",
+            "50",
+        ],
     ] {
         let mut command = kassa(&["bench", "--duration", "1", "--json"]);
         command.args(&args).current_dir(dir.path());
@@ -737,6 +745,21 @@ fn bench_reports_every_promised_field() {
             report["server_peak_rss_mb"].as_f64().unwrap() > 1.0,
             "{report}"
         );
+        if report["scenario"] == "upstream-create" {
+            assert!(
+                report["awaiting_reconciliation"].as_i64().unwrap() >= 50,
+                "{report}"
+            );
+            assert!(
+                report["upstream_cpu_us_per_request"].is_number(),
+                "{report}"
+            );
+            let memory = &report["gateway_rss_mb_awaiting"];
+            assert!(
+                memory["after_reconciling"].as_f64().unwrap() > 1.0,
+                "{report}"
+            );
+        }
     }
 }
 
