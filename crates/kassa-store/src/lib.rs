@@ -366,9 +366,15 @@ pub struct RoutingAttempt {
 #[async_trait]
 pub trait UpstreamStore: Send + Sync + 'static {
     /// Writes the row (inserted or replaced) and moves the order, if it exists, to `rail` and
-    /// the row's channel, in one transaction. Written before each upstream is called, so that a
-    /// crash mid-call leaves a row for reconciliation.
-    async fn save_upstream(&self, upstream: &UpstreamOrder, rail: &str) -> StoreResult<()>;
+    /// the row's channel — with `attempt`, if given — in one transaction. Written before each
+    /// upstream is called, so that a crash mid-call leaves a row for reconciliation, and again
+    /// with the upstream's number and the attempt that got it.
+    async fn save_upstream(
+        &self,
+        upstream: &UpstreamOrder,
+        rail: &str,
+        attempt: Option<&RoutingAttempt>,
+    ) -> StoreResult<()>;
 
     async fn upstream_order(&self, order_no: &OrderNo) -> StoreResult<Option<UpstreamOrder>>;
 

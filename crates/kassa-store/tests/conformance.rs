@@ -1028,7 +1028,7 @@ async fn upstream_orders_and_routing_attempts(db: TestDatabase) {
         updated_at_ms: 10,
     };
     store
-        .save_upstream(&upstream, "collect-upstream")
+        .save_upstream(&upstream, "collect-upstream", None)
         .await
         .unwrap();
     assert_eq!(
@@ -1039,10 +1039,20 @@ async fn upstream_orders_and_routing_attempts(db: TestDatabase) {
         std::slice::from_ref(&local.order_no),
         "reconciliation, not the expiry scan, settles upstream orders"
     );
+    let attempt = |attempt_no: i64, channel_id: &str, outcome: &str| RoutingAttempt {
+        attempt_no,
+        channel_id: channel_id.into(),
+        outcome: outcome.into(),
+        detail: format!("{outcome} at {channel_id}"),
+        latency_ms: 12,
+        at_ms: 40 + attempt_no,
+    };
+    let second = attempt(2, "acme-b", "created");
+    let first = attempt(1, "acme-a", "unavailable");
     upstream.channel_id = "acme-b".into();
     upstream.upstream_order_no = Some("U-1".into());
     store
-        .save_upstream(&upstream, "collect-upstream")
+        .save_upstream(&upstream, "collect-upstream", Some(&second))
         .await
         .unwrap();
     let moved = store.order_by_no(&placed.order_no).await.unwrap().unwrap();
@@ -1099,20 +1109,6 @@ async fn upstream_orders_and_routing_attempts(db: TestDatabase) {
     );
     assert_eq!(store.upstream_orders_open().await.unwrap(), 0);
 
-    let attempt = |attempt_no: i64, channel_id: &str, outcome: &str| RoutingAttempt {
-        attempt_no,
-        channel_id: channel_id.into(),
-        outcome: outcome.into(),
-        detail: format!("{outcome} at {channel_id}"),
-        latency_ms: 12,
-        at_ms: 40 + attempt_no,
-    };
-    let second = attempt(2, "acme-b", "created");
-    let first = attempt(1, "acme-a", "unavailable");
-    store
-        .add_routing_attempt(&placed.order_no, &second)
-        .await
-        .unwrap();
     store
         .add_routing_attempt(&placed.order_no, &first)
         .await

@@ -111,7 +111,7 @@ async fn check(gateway: &Gateway, row: &UpstreamOrder, policy: ReconcilePolicy) 
             if row.upstream_order_no.is_none() {
                 let mut found = row.clone();
                 found.upstream_order_no = Some(report.upstream_order_no.clone());
-                let _ = store.save_upstream(&found, &order.rail).await;
+                let _ = store.save_upstream(&found, &order.rail, None).await;
             }
             match report.outcome {
                 Some(outcome) => outcome,

@@ -89,13 +89,19 @@ impl UpstreamRail {
         list
     }
 
-    /// Opens `order` at the first channel that takes it.
-    async fn place(&self, order: &Order, method: &PaymentMethod) -> Result<Opened, RailError> {
+    /// Opens `order` at the first channel that takes it. `stored`: the order is in the store
+    /// already (and may have attempts from before); a PIX order being created is not.
+    async fn place(
+        &self,
+        order: &Order,
+        method: &PaymentMethod,
+        stored: bool,
+    ) -> Result<Opened, RailError> {
         let store = &self.context.store;
-        let mut attempt_no = store
-            .routing_attempts(&order.order_no)
-            .await
-            .map_or(0, |a| a.len()) as i64;
+        let mut attempt_no = match stored {
+            true => (store.routing_attempts(&order.order_no).await).map_or(0, |a| a.len()) as i64,
+            false => 0,
+        };
         let mut refusals = Vec::new();
         for entry in self.failover_list(order, method) {
             attempt_no += 1;
@@ -113,18 +119,31 @@ impl UpstreamRail {
                 ),
                 Err(step) => (step.label(), step.to_string()),
             };
-            self.record(
-                order,
-                attempt_no,
-                &channel_id,
-                (outcome, detail.clone()),
-                started,
-            )
-            .await;
+            let attempt = attempt(attempt_no, &channel_id, (outcome, &detail), started);
+            tracing::info!(order_no = %order.order_no, channel = %channel_id, outcome, detail = %attempt.detail, "routing attempt");
             match result {
-                Ok(opened) => return Ok(opened),
-                Err(Step::Unknown(e)) => return Err(RailError::Pending(e.to_string())),
-                Err(_) => refusals.push(format!("{channel_id}: {detail}")),
+                // The upstream's number and the attempt, in one transaction.
+                Ok(opened) => {
+                    let row = self.context.row(order, &channel_id, Some(&opened));
+                    return match store
+                        .save_upstream(&row, self.kind.code(), Some(&attempt))
+                        .await
+                    {
+                        Ok(()) => Ok(opened),
+                        Err(e) => Err(RailError::Pending(format!(
+                            "opened at {channel_id}, but not stored: {e}"
+                        ))),
+                    };
+                }
+                Err(step) => {
+                    if let Err(e) = store.add_routing_attempt(&order.order_no, &attempt).await {
+                        tracing::warn!(order_no = %order.order_no, error = %e, "cannot record a routing attempt");
+                    }
+                    if let Step::Unknown(e) = step {
+                        return Err(RailError::Pending(e.to_string()));
+                    }
+                    refusals.push(format!("{channel_id}: {detail}"));
+                }
             }
         }
         if refusals.is_empty() {
@@ -133,7 +152,8 @@ impl UpstreamRail {
         Err(RailError::Unavailable(refusals.join("; ")))
     }
 
-    /// One channel: its row first, then the create (repeated once if unanswered, then a query).
+    /// One channel: its row first (so that a crash mid-call is reconciled), then the create
+    /// (repeated once if unanswered, then a query).
     async fn try_channel(
         &self,
         entry: &Entry,
@@ -148,7 +168,7 @@ impl UpstreamRail {
         let kind = self.kind.code();
         context
             .store
-            .save_upstream(&context.row(order, &channel.channel_id, None), kind)
+            .save_upstream(&context.row(order, &channel.channel_id, None), kind, None)
             .await
             .map_err(|e| Step::Store(e.to_string()))?;
         let urls = context.return_urls(order, &channel.channel_id);
@@ -172,54 +192,31 @@ impl UpstreamRail {
         }
         let alive = matches!(result, Ok(_) | Err(UpstreamError::Refused { .. }));
         context.book.record(&channel.channel_id, alive, now_ms());
-        let opened = match result {
-            Ok(opened) => opened,
+        match result {
+            Ok(opened) => Ok(opened),
             Err(e) if e.outcome_unknown() => match connector.query(order).await {
-                Err(UpstreamError::NotFound) => return Err(Step::Failed(e)),
-                _ => return Err(Step::Unknown(e)),
+                Err(UpstreamError::NotFound) => Err(Step::Failed(e)),
+                _ => Err(Step::Unknown(e)),
             },
-            Err(e) => return Err(Step::Failed(e)),
-        };
-        context
-            .store
-            .save_upstream(
-                &context.row(order, &channel.channel_id, Some(&opened)),
-                kind,
-            )
-            .await
-            .map_err(|e| {
-                Step::Unknown(UpstreamError::Unreachable(format!(
-                    "opened, but not stored: {e}"
-                )))
-            })?;
-        Ok(opened)
-    }
-
-    async fn record(
-        &self,
-        order: &Order,
-        attempt_no: i64,
-        channel_id: &str,
-        (outcome, detail): (&str, String),
-        started: std::time::Instant,
-    ) {
-        let attempt = RoutingAttempt {
-            attempt_no,
-            channel_id: channel_id.to_string(),
-            outcome: outcome.to_string(),
-            detail: detail.chars().take(MAX_DETAIL_CHARS).collect(),
-            latency_ms: started.elapsed().as_millis() as i64,
-            at_ms: now_ms(),
-        };
-        tracing::info!(order_no = %order.order_no, channel = %channel_id, outcome, detail = %attempt.detail, "routing attempt");
-        if let Err(e) = self
-            .context
-            .store
-            .add_routing_attempt(&order.order_no, &attempt)
-            .await
-        {
-            tracing::warn!(order_no = %order.order_no, error = %e, "cannot record a routing attempt");
+            Err(e) => Err(Step::Failed(e)),
         }
+    }
+}
+
+/// One routing attempt as it is recorded.
+fn attempt(
+    attempt_no: i64,
+    channel_id: &str,
+    (outcome, detail): (&str, &str),
+    started: std::time::Instant,
+) -> RoutingAttempt {
+    RoutingAttempt {
+        attempt_no,
+        channel_id: channel_id.to_string(),
+        outcome: outcome.to_string(),
+        detail: detail.chars().take(MAX_DETAIL_CHARS).collect(),
+        latency_ms: started.elapsed().as_millis() as i64,
+        at_ms: now_ms(),
     }
 }
 
@@ -277,7 +274,7 @@ impl Rail for UpstreamRail {
         if existing.is_some() {
             return Ok(false);
         }
-        let opened = self.place(order, order.method).await?;
+        let opened = self.place(order, order.method, false).await?;
         order.pix_code = opened.qr_code;
         Ok(true)
     }
@@ -290,7 +287,7 @@ impl Rail for UpstreamRail {
         if self.kind == ChannelKind::PixUpstream {
             return Ok(RailStart::OwnPage);
         }
-        let opened = self.place(order, method).await?;
+        let opened = self.place(order, method, true).await?;
         Ok(match opened.pay_url {
             Some(url) => RailStart::Redirect(url),
             None => RailStart::OwnPage,

@@ -65,6 +65,21 @@ fn bind_upstream<'q>(query: Query<'q>, upstream: &'q UpstreamOrder) -> Query<'q>
         .bind(upstream.updated_at_ms)
 }
 
+fn insert_attempt<'q>(order_no: &'q OrderNo, attempt: &'q RoutingAttempt) -> Query<'q> {
+    sqlx::query(
+        "INSERT INTO routing_attempts (order_no, attempt_no, channel_id, outcome, detail, \
+         latency_ms, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (order_no, attempt_no) DO NOTHING",
+    )
+    .bind(order_no.as_str())
+    .bind(attempt.attempt_no)
+    .bind(&attempt.channel_id)
+    .bind(&attempt.outcome)
+    .bind(&attempt.detail)
+    .bind(attempt.latency_ms)
+    .bind(attempt.at_ms)
+}
+
 fn upstream_from_row(row: &AnyRow) -> StoreResult<UpstreamOrder> {
     Ok(UpstreamOrder {
         order_no: order_no_of(&row.try_get::<String, _>("order_no")?)?,
@@ -79,7 +94,12 @@ fn upstream_from_row(row: &AnyRow) -> StoreResult<UpstreamOrder> {
 
 #[async_trait]
 impl UpstreamStore for SqlStore {
-    async fn save_upstream(&self, upstream: &UpstreamOrder, rail: &str) -> StoreResult<()> {
+    async fn save_upstream(
+        &self,
+        upstream: &UpstreamOrder,
+        rail: &str,
+        attempt: Option<&RoutingAttempt>,
+    ) -> StoreResult<()> {
         crate::telemetry::timed("save_upstream", async move {
             let mut tx = self.begin_write().await?;
             bind_upstream(sqlx::query(UPSERT_UPSTREAM.as_str()), upstream)
@@ -91,6 +111,11 @@ impl UpstreamStore for SqlStore {
                 .bind(&upstream.channel_id)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(attempt) = attempt {
+                insert_attempt(&upstream.order_no, attempt)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(())
         })
@@ -149,20 +174,7 @@ impl UpstreamStore for SqlStore {
         attempt: &RoutingAttempt,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO routing_attempts (order_no, attempt_no, channel_id, outcome, detail, \
-             latency_ms, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (order_no, attempt_no) DO NOTHING",
-        )
-        .bind(order_no.as_str())
-        .bind(attempt.attempt_no)
-        .bind(&attempt.channel_id)
-        .bind(&attempt.outcome)
-        .bind(&attempt.detail)
-        .bind(attempt.latency_ms)
-        .bind(attempt.at_ms)
-        .execute(&mut *tx)
-        .await?;
+        insert_attempt(order_no, attempt).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
