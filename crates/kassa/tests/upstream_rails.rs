@@ -211,6 +211,7 @@ fn closed_port_url() -> String {
 const PASS: u8 = 0;
 const HOLD: u8 = 1;
 const BAD_GATEWAY: u8 = 2;
+const REDIRECT: u8 = 3;
 
 /// A TCP relay in front of a real upstream: passes traffic, holds the upstream's answers back
 /// for 3 s (the request reaches the upstream, which acts on it), or answers 502 itself. A change
@@ -239,7 +240,7 @@ async fn relay(target: &str) -> (String, tokio::sync::watch::Sender<u8>) {
 
 async fn relay_one(mut client: tokio::net::TcpStream, target: &str, mode: u8) {
     use tokio::io::AsyncWriteExt;
-    if mode == BAD_GATEWAY {
+    if mode == BAD_GATEWAY || mode == REDIRECT {
         // The whole request first (until the client pauses), so the answer is read as one.
         use tokio::io::AsyncReadExt;
         let mut buffer = vec![0u8; 64 * 1024];
@@ -249,7 +250,11 @@ async fn relay_one(mut client: tokio::net::TcpStream, target: &str, mode: u8) {
                 break;
             }
         }
-        let answer = "HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let answer = if mode == REDIRECT {
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        } else {
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        };
         let _ = client.write_all(answer.as_bytes()).await;
         return;
     }
@@ -581,6 +586,17 @@ async fn unknown_outcomes_are_reconciled_and_circuits_open_and_close(db: TestDat
     assert_eq!(
         attempts(&gateway.show(&no)),
         [("slow".into(), "created".into())]
+    );
+    // A redirect is never followed: the next channel takes the order.
+    mode.send_replace(REDIRECT);
+    let (no, url) = gateway.collect_order(&served, "U-5", &notify_url).await;
+    assert_eq!(gateway.open_page(&served, &url).await.status(), 303);
+    assert_eq!(
+        attempts(&gateway.show(&no)),
+        [
+            ("slow".into(), "unavailable".into()),
+            ("spare".into(), "created".into())
+        ]
     );
 }
 
