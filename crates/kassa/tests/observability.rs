@@ -418,6 +418,11 @@ async fn a_real_prometheus_sees_orders_callbacks_and_latency() {
             .unwrap_or_else(|e| panic!("Prometheus refuses the dashboard's {expr}: {e}"));
     }
     // The alert rules load and evaluate without error against live data.
+    let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
+    let alert_count = alerts
+        .lines()
+        .filter(|l| l.trim().starts_with("- alert: "))
+        .count();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rules: Value = client
@@ -435,7 +440,7 @@ async fn a_real_prometheus_sees_orders_callbacks_and_latency() {
             .flat_map(|group| group["rules"].as_array().unwrap())
             .collect();
         let healthy = rules.iter().filter(|rule| rule["health"] == "ok").count();
-        if rules.len() == 7 && healthy == 7 {
+        if rules.len() == alert_count && healthy == alert_count {
             break;
         }
         assert!(
