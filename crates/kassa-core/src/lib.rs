@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod callback;
 pub mod channel;
 pub mod fee;
+pub mod ledger;
 pub mod method;
 pub mod money;
 pub mod order;

@@ -1,6 +1,6 @@
-//! Moving an order through its life: change it with the core's rules, charge the fee when it
-//! succeeds, let the order's dialect render the callback the change causes, and store both in
-//! one transaction.
+//! Moving an order through its life: change it with the core's rules, charge the fee and post
+//! its journal when it succeeds, let the order's dialect render the callback the change causes,
+//! and store all of it in one transaction.
 //!
 //! Everything that changes an order goes through [`Lifecycle::change`]: the payer's pages, the
 //! rails, the expiry sweep and the operator's commands.
@@ -176,10 +176,13 @@ impl Lifecycle<'_> {
         next: &mut Order,
         now_ms: i64,
     ) -> Result<bool, LifecycleError> {
-        // Only success carries a fee: no rule is read for any other change.
+        // Only success carries a fee (no rule is read for any other change) and posts to the
+        // books, in the same transaction as the change.
+        let mut journal = None;
         if OrderStatus::charges_fee(current.status, next.status) {
             let method = next.paying_method().code;
             next.charge_fee(self.store.fee_rule_for(next.app_id, method).await?);
+            journal = kassa_core::ledger::Journal::of_success(next, now_ms);
         }
         let callback = if next.status != current.status {
             self.render_callback(next, now_ms)?
@@ -188,7 +191,7 @@ impl Lifecycle<'_> {
         };
         let stored = self
             .store
-            .transition_order(next, current.status, callback.as_ref())
+            .transition_order(next, current.status, callback.as_ref(), journal.as_ref())
             .await?;
         if stored {
             crate::telemetry::order_changed(

@@ -26,7 +26,8 @@ pub use sql::{Backend, SqlStore, sqlite_path};
 /// The traits of the port, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::{
-        CallbackStore, ChannelStore, MerchantStore, OrderStore, SettingStore, Store, UpstreamStore,
+        CallbackStore, ChannelStore, LedgerStore, MerchantStore, OrderStore, SettingStore, Store,
+        UpstreamStore,
     };
 }
 
@@ -173,7 +174,13 @@ pub struct PoolStatus {
 /// `tests/conformance.rs`.
 #[async_trait]
 pub trait Store:
-    SettingStore + MerchantStore + OrderStore + CallbackStore + ChannelStore + UpstreamStore
+    SettingStore
+    + MerchantStore
+    + OrderStore
+    + CallbackStore
+    + ChannelStore
+    + UpstreamStore
+    + LedgerStore
 {
     /// Brings the schema up to date. Safe to run from several nodes at once.
     async fn migrate(&self) -> StoreResult<()>;
@@ -305,6 +312,7 @@ pub trait OrderStore: Send + Sync + 'static {
         order: &Order,
         from: OrderStatus,
         callback: Option<&NewCallback>,
+        journal: Option<&kassa_core::ledger::Journal>,
     ) -> StoreResult<bool>;
 
     /// Orders that can still expire ([`OrderStatus::EXPIRABLE`]) whose time ran out by
@@ -329,6 +337,74 @@ pub trait ChannelStore: Send + Sync + 'static {
 
     /// Every channel, by priority, then id.
     async fn channels(&self) -> StoreResult<Vec<kassa_core::Channel>>;
+}
+
+/// One app's books in one currency against its orders (see [`LedgerStore::ledger_check`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppBooks {
+    pub app_id: AppId,
+    pub currency: String,
+    /// What the books say kassa owes the merchant, not yet settled and settled.
+    pub pending_minor: i64,
+    pub available_minor: i64,
+    /// What its succeeded orders say: their gross less their fees (less payouts: none yet).
+    pub expected_owed_minor: i64,
+    pub succeeded_orders: i64,
+}
+
+impl AppBooks {
+    fn new(app_id: i64, currency: &str) -> AppBooks {
+        AppBooks {
+            app_id: AppId(app_id),
+            currency: currency.to_string(),
+            pending_minor: 0,
+            available_minor: 0,
+            expected_owed_minor: 0,
+            succeeded_orders: 0,
+        }
+    }
+
+    pub fn agrees(&self) -> bool {
+        self.pending_minor + self.available_minor == self.expected_owed_minor
+    }
+}
+
+/// The ledger's invariants, as found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerCheck {
+    /// Currencies whose entries do not sum to zero, with their sums.
+    pub currencies_unbalanced: Vec<(String, i64)>,
+    /// Journals whose entries do not sum to zero (the first 100).
+    pub journals_unbalanced: Vec<String>,
+    /// Success journals of orders that have not succeeded (the first 100).
+    pub journals_without_success: Vec<String>,
+    pub apps: Vec<AppBooks>,
+}
+
+impl LedgerCheck {
+    pub fn holds(&self) -> bool {
+        self.currencies_unbalanced.is_empty()
+            && self.journals_unbalanced.is_empty()
+            && self.journals_without_success.is_empty()
+            && self.apps.iter().all(AppBooks::agrees)
+    }
+}
+
+/// The books: balances and invariants. Journals are written by the changes they record
+/// ([`OrderStore::transition_order`]).
+#[async_trait]
+pub trait LedgerStore: Send + Sync + 'static {
+    /// Sums per account and currency: `(account key, currency code, sum)`, of one app's accounts
+    /// or of all.
+    async fn balances(&self, app_id: Option<AppId>) -> StoreResult<Vec<(String, String, i64)>>;
+
+    /// Verifies the invariants: entries sum to zero per currency and per journal; success
+    /// journals only for succeeded orders; each app's pending + available equal the gross of
+    /// its succeeded orders less their fees.
+    async fn ledger_check(&self) -> StoreResult<LedgerCheck>;
+
+    /// The fees an app's orders paid the platform, per currency code.
+    async fn fees_of_app(&self, app_id: AppId) -> StoreResult<Vec<(String, i64)>>;
 }
 
 /// An order's account at an upstream channel (see [`UpstreamStore`]).

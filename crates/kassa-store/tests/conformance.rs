@@ -502,7 +502,12 @@ async fn settle(store: &SqlStore, order: &Order, event: OrderEvent, id: &str, at
     next.apply(&event, at_ms).unwrap();
     assert!(
         store
-            .transition_order(&next, order.status, Some(&callback_for(&next, id, at_ms)))
+            .transition_order(
+                &next,
+                order.status,
+                Some(&callback_for(&next, id, at_ms)),
+                None
+            )
             .await
             .unwrap()
     );
@@ -559,7 +564,8 @@ async fn transitions_write_their_callback_atomically(db: TestDatabase) {
             .transition_order(
                 &stale,
                 OrderStatus::Created,
-                Some(&callback_for(&stale, "msg_2", 200))
+                Some(&callback_for(&stale, "msg_2", 200)),
+                None
             )
             .await
             .unwrap()
@@ -587,7 +593,7 @@ async fn transitions_write_their_callback_atomically(db: TestDatabase) {
     started.apply(&OrderEvent::PayerStarted, 300).unwrap();
     assert!(
         store
-            .transition_order(&started, OrderStatus::Created, None)
+            .transition_order(&started, OrderStatus::Created, None, None)
             .await
             .unwrap()
     );
@@ -947,7 +953,7 @@ async fn expiry_scan_and_chosen_method(db: TestDatabase) {
         .unwrap();
     assert!(
         store
-            .transition_order(&started, OrderStatus::Created, None)
+            .transition_order(&started, OrderStatus::Created, None, None)
             .await
             .unwrap()
     );
@@ -1130,6 +1136,76 @@ async fn upstream_orders_and_routing_attempts(db: TestDatabase) {
     );
 }
 
+/// A success journal is written with the change it records, only once per order; the books then
+/// hold and show what the merchant is owed; a journal that cannot be written takes the change
+/// with it.
+async fn journals_post_with_their_change(db: TestDatabase) {
+    use kassa_core::ledger::Journal;
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let created = order(app, "L-1", 1);
+    store.insert_order(&created).await.unwrap();
+    let mut started = created.clone();
+    started.apply(&OrderEvent::PayerStarted, 10).unwrap();
+    assert!(
+        store
+            .transition_order(&started, OrderStatus::Created, None, None)
+            .await
+            .unwrap()
+    );
+    let mut paid = started.clone();
+    paid.apply(
+        &OrderEvent::Paid {
+            requested: paid.amount_minor,
+            received: paid.amount_minor,
+        },
+        20,
+    )
+    .unwrap();
+    paid.fee_minor = AmountMinor(105);
+    let journal = Journal::of_success(&paid, 20).unwrap();
+    assert!(
+        store
+            .transition_order(&paid, OrderStatus::InProgress, None, Some(&journal))
+            .await
+            .unwrap()
+    );
+    let check = store.ledger_check().await.unwrap();
+    assert!(check.holds(), "{check:?}");
+    assert_eq!(check.apps[0].pending_minor, 5_000 - 105);
+    assert_eq!(
+        store.fees_of_app(app).await.unwrap(),
+        [("EUR".to_string(), 105)]
+    );
+    let balances = store.balances(Some(app)).await.unwrap();
+    assert_eq!(
+        balances,
+        [(
+            format!("app:{}:pending", app.0),
+            "EUR".to_string(),
+            -(5_000 - 105)
+        )]
+    );
+
+    // The same journal again (a second success of one order) cannot be written: the change it
+    // came with is not made either.
+    let second = order(app, "L-2", 2);
+    store.insert_order(&second).await.unwrap();
+    let mut failed = second.clone();
+    failed
+        .apply(&OrderEvent::Failed { reason: "x".into() }, 30)
+        .unwrap();
+    assert!(
+        store
+            .transition_order(&failed, OrderStatus::Created, None, Some(&journal))
+            .await
+            .is_err()
+    );
+    let still = store.order_by_no(&second.order_no).await.unwrap().unwrap();
+    assert_eq!(still.status, OrderStatus::Created);
+    assert!(store.ledger_check().await.unwrap().holds());
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1154,4 +1230,5 @@ kassa_store::on_both_databases!(
     the_backlog_counts_what_waits,
     channels_round_trip,
     upstream_orders_and_routing_attempts,
+    journals_post_with_their_change,
 );

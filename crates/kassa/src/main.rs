@@ -6,6 +6,7 @@ mod channels;
 mod config;
 mod kek;
 mod keyfiles;
+mod ledger;
 mod operator;
 mod serve;
 
@@ -70,6 +71,11 @@ enum Command {
     /// Manage the channels rails move money through (upstream PSP accounts, the sandbox).
     #[command(subcommand)]
     Channel(channels::ChannelCommand),
+    /// What the books say an app's merchant is owed (pending, available) and paid in fees.
+    Balance { app_id: i64 },
+    /// The books: verify their invariants.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Inspect orders and settle exceptions.
     #[command(subcommand)]
     Order(operator::OrderCommand),
@@ -218,6 +224,14 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Channel(command) => {
             let store = operator::open_store(&database_url).await?;
             channels::channel(command, &store).await
+        }
+        Command::Balance { app_id } => {
+            let store = operator::open_store(&database_url).await?;
+            ledger::balance(app_id, &store).await
+        }
+        Command::Ledger(command) => {
+            let store = operator::open_store(&database_url).await?;
+            ledger::ledger(command, &store).await
         }
         Command::Pix(command) => operator::pix(command),
         Command::Bench(_) => unreachable!("handled above"),

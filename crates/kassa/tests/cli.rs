@@ -587,6 +587,24 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
         ),
         (Some("succeeded"), Some("20.00"), Some("0.50"))
     );
+    // Two successes are in the books: the paid order and the resolved exception.
+    let balance = json(&run_ok(&mut kassa(&[
+        "balance",
+        &app,
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(balance["balances"][0]["currency"], "EUR", "{balance}");
+    assert_eq!(balance["balances"][0]["pending"], "39.00", "{balance}");
+    assert_eq!(balance["balances"][0]["available"], "0.00", "{balance}");
+    assert_eq!(balance["feesPaid"]["EUR"], "1.00", "{balance}");
+    let books = json(&run_ok(&mut kassa(&[
+        "ledger",
+        "check",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(books["holds"], true, "{books}");
     let short = insert_order(url, app_id, "S-short").await;
     let failed = json(&run_ok(&mut kassa(&[
         "order",

@@ -757,6 +757,16 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
         );
     }
     assert!(resolved_exceptions > 0, "no exception was resolved");
+    // The books agree with the orders after every kill.
+    let books = kassa(&["ledger", "check", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        books.status.success(),
+        "kassa ledger check: {}{}",
+        String::from_utf8_lossy(&books.stdout),
+        String::from_utf8_lossy(&books.stderr)
+    );
     println!("{resolved_exceptions} exceptions resolved by the operator, each called back twice");
 }
 

@@ -443,6 +443,16 @@ async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
     assert!(ledger.lost > 0, "no request was ever cut by a kill");
     let succeeded = counts.get(&OrderStatus::Succeeded).copied().unwrap_or(0);
     assert!(succeeded >= 5, "too few paid through the upstreams");
+    // The books agree with the orders after every kill.
+    let books = kassa(&["ledger", "check", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        books.status.success(),
+        "kassa ledger check: {}{}",
+        String::from_utf8_lossy(&books.stdout),
+        String::from_utf8_lossy(&books.stderr)
+    );
 }
 
 kassa_store::on_both_databases!(kassa_store::testing::database; survives_gateway_sigkill_across_the_upstream_hop);

@@ -8,6 +8,7 @@
 
 mod callbacks;
 mod channels;
+mod ledger;
 mod merchants;
 mod orders;
 mod schema;

@@ -274,6 +274,7 @@ impl OrderStore for SqlStore {
         order: &Order,
         from: OrderStatus,
         callback: Option<&NewCallback>,
+        journal: Option<&kassa_core::ledger::Journal>,
     ) -> StoreResult<bool> {
         crate::telemetry::timed("transition_order", async move {
             let mut tx = self.begin_write().await?;
@@ -300,6 +301,9 @@ impl OrderStore for SqlStore {
             }
             if let Some(callback) = callback {
                 callbacks::insert(&mut tx, callback).await?;
+            }
+            if let Some(journal) = journal {
+                super::ledger::post(&mut tx, journal).await?;
             }
             tx.commit().await?;
             Ok(true)

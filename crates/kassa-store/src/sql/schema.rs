@@ -207,6 +207,52 @@ CREATE TABLE routing_attempts (
 );
 "#,
     ),
+    (
+        7,
+        r#"
+-- The books (kassa-core::ledger): journals, each a balanced set of entries, never changed.
+-- Amounts in minor units, debits positive, credits negative. An order's success journal is
+-- `success:ORDER_NO`: the key makes a second posting for one order impossible.
+CREATE TABLE ledger_journals (
+    journal_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    order_no TEXT,
+    app_id BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    posted_at_ms BIGINT NOT NULL
+);
+CREATE INDEX ledger_journals_by_app ON ledger_journals (app_id, posted_at_ms);
+
+CREATE TABLE ledger_entries (
+    journal_id TEXT NOT NULL REFERENCES ledger_journals (journal_id),
+    entry_no BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    amount_minor BIGINT NOT NULL CHECK (amount_minor <> 0),
+    PRIMARY KEY (journal_id, entry_no)
+);
+CREATE INDEX ledger_entries_by_account ON ledger_entries (account, currency);
+
+-- Orders that succeeded before the books existed get their success journals now.
+INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms)
+SELECT 'success:' || order_no, 'success', order_no, app_id, currency, COALESCE(paid_at_ms, updated_at_ms)
+FROM orders WHERE status = 'succeeded' AND actual_amount_minor > 0;
+INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor)
+SELECT 'success:' || order_no, 1, 'channel:' || channel || ':receivable', currency, actual_amount_minor
+FROM orders WHERE status = 'succeeded' AND actual_amount_minor > 0;
+INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor)
+SELECT 'success:' || order_no, 2, 'app:' || CAST(app_id AS TEXT) || ':pending', currency, -actual_amount_minor
+FROM orders WHERE status = 'succeeded' AND actual_amount_minor > 0;
+INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor)
+SELECT 'success:' || order_no, 3, 'app:' || CAST(app_id AS TEXT) || ':pending', currency,
+    CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END
+FROM orders WHERE status = 'succeeded' AND actual_amount_minor > 0 AND fee_minor > 0;
+INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor)
+SELECT 'success:' || order_no, 4, 'platform:fees', currency,
+    -(CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END)
+FROM orders WHERE status = 'succeeded' AND actual_amount_minor > 0 AND fee_minor > 0;
+"#,
+    ),
 ];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {

@@ -1,0 +1,360 @@
+//! The books: a double-entry ledger in minor units. Every movement of money is a journal of
+//! entries that sum to zero per currency; entries are never changed. Debits are positive,
+//! credits negative: the channel's receivable (an asset) grows with a debit, what kassa owes a
+//! merchant (a liability) and what it has earned (income) grow with credits.
+//!
+//! The journals, each built here from an order and checked before it is written:
+//! - an order's **success**: the gross received is owed by the channel and owed to the
+//!   merchant (pending); the fee moves from the merchant's pending to the platform's fees;
+//! - a **settlement**: pending becomes available to the merchant.
+
+use crate::app::AppId;
+use crate::money::{AmountMinor, Currency};
+use crate::order::{Order, OrderNo};
+use crate::status::OrderStatus;
+use std::collections::BTreeMap;
+
+/// An account of the books.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Account {
+    /// What kassa owes an app's merchant, not yet settled.
+    MerchantPending(AppId),
+    /// What kassa owes an app's merchant, settled: theirs to be paid out.
+    MerchantAvailable(AppId),
+    /// What kassa has earned in fees.
+    FeesEarned,
+    /// What a channel (the sandbox, an upstream PSP) holds for kassa.
+    ChannelReceivable(String),
+}
+
+impl Account {
+    /// The account's key in the store: `app:1001:pending`, `platform:fees`, `channel:ID:receivable`.
+    pub fn key(&self) -> String {
+        match self {
+            Account::MerchantPending(app) => format!("app:{}:pending", app.0),
+            Account::MerchantAvailable(app) => format!("app:{}:available", app.0),
+            Account::FeesEarned => "platform:fees".into(),
+            Account::ChannelReceivable(channel) => format!("channel:{channel}:receivable"),
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Account> {
+        let parts: Vec<&str> = key.split(':').collect();
+        match parts.as_slice() {
+            ["app", id, kind] => {
+                let app = AppId(id.parse().ok()?);
+                match *kind {
+                    "pending" => Some(Account::MerchantPending(app)),
+                    "available" => Some(Account::MerchantAvailable(app)),
+                    _ => None,
+                }
+            }
+            ["platform", "fees"] => Some(Account::FeesEarned),
+            ["channel", id, "receivable"] => Some(Account::ChannelReceivable(id.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// One line of a journal: a debit (positive) or a credit (negative) to an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub account: Account,
+    pub currency: Currency,
+    pub amount_minor: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalKind {
+    Success,
+    Settlement,
+}
+
+impl JournalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalKind::Success => "success",
+            JournalKind::Settlement => "settlement",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JournalKind> {
+        [JournalKind::Success, JournalKind::Settlement]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A balanced set of entries, posted at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Journal {
+    /// Unique, and derived from what it records: an order's success journal is
+    /// `success:ORDER_NO`, so it can never be posted twice.
+    pub journal_id: String,
+    pub kind: JournalKind,
+    pub order_no: Option<OrderNo>,
+    pub app_id: AppId,
+    pub currency: Currency,
+    pub posted_at_ms: i64,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("journal {0} has fewer than two entries")]
+    TooFewEntries(String),
+    #[error("journal {journal_id} does not balance in {currency}: its entries sum to {sum}")]
+    Unbalanced {
+        journal_id: String,
+        currency: Currency,
+        sum: i64,
+    },
+    #[error("journal {0} has an entry of zero")]
+    ZeroEntry(String),
+}
+
+impl Journal {
+    /// Refuses a journal that does not balance per currency, or that records nothing.
+    pub fn check(&self) -> Result<(), LedgerError> {
+        if self.entries.len() < 2 {
+            return Err(LedgerError::TooFewEntries(self.journal_id.clone()));
+        }
+        if self.entries.iter().any(|e| e.amount_minor == 0) {
+            return Err(LedgerError::ZeroEntry(self.journal_id.clone()));
+        }
+        let mut sums: BTreeMap<&str, (Currency, i64)> = BTreeMap::new();
+        for entry in &self.entries {
+            let sum = sums
+                .entry(entry.currency.code())
+                .or_insert((entry.currency, 0));
+            sum.1 += entry.amount_minor;
+        }
+        match sums.into_values().find(|(_, sum)| *sum != 0) {
+            Some((currency, sum)) => Err(LedgerError::Unbalanced {
+                journal_id: self.journal_id.clone(),
+                currency,
+                sum,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The journal of an order's success, if it has one: the gross received owed by its
+    /// channel and to its merchant; the fee from the merchant's pending to the platform's fees.
+    /// `None` for an order that has not succeeded or received nothing.
+    pub fn of_success(order: &Order, posted_at_ms: i64) -> Option<Journal> {
+        if order.status != OrderStatus::Succeeded || order.actual_amount_minor.0 <= 0 {
+            return None;
+        }
+        let gross = order.actual_amount_minor.0;
+        let fee = order.fee_minor.0.min(gross);
+        let currency = order.currency;
+        let entry = |account, amount_minor| Entry {
+            account,
+            currency,
+            amount_minor,
+        };
+        let mut entries = vec![
+            entry(Account::ChannelReceivable(order.channel.clone()), gross),
+            entry(Account::MerchantPending(order.app_id), -gross),
+        ];
+        if fee > 0 {
+            entries.push(entry(Account::MerchantPending(order.app_id), fee));
+            entries.push(entry(Account::FeesEarned, -fee));
+        }
+        Some(Journal {
+            journal_id: format!("success:{}", order.order_no),
+            kind: JournalKind::Success,
+            order_no: Some(order.order_no.clone()),
+            app_id: order.app_id,
+            currency,
+            posted_at_ms,
+            entries,
+        })
+    }
+}
+
+/// What an account's entries add up to: positive for an asset's debit balance; what kassa owes
+/// (a merchant's pending or available) and what it earned come out negative.
+pub fn balance(entries: &[Entry], account: &Account, currency: Currency) -> AmountMinor {
+    AmountMinor(
+        entries
+            .iter()
+            .filter(|e| &e.account == account && e.currency == currency)
+            .map(|e| e.amount_minor)
+            .sum(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{App, MerchantId};
+    use crate::method::PaymentMethod;
+    use crate::order::{NewOrder, OrderIds};
+    use crate::status::OrderEvent;
+
+    fn order(amount: i64, seed: u64) -> Order {
+        let app = App {
+            app_id: AppId(1001),
+            merchant_id: MerchantId(1),
+            currency: Currency::Eur,
+            public_key: None,
+            limits_override: None,
+            webhook_secret: Default::default(),
+            pix: None,
+            created_at_ms: 0,
+        };
+        let new = NewOrder {
+            app_id: app.app_id,
+            merchant_order_id: format!("M-{seed}"),
+            amount_minor: AmountMinor(amount),
+            method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
+            country: None,
+            payer: None,
+            subject: None,
+            body: None,
+            callback_url: None,
+            callback_fail_url: None,
+            notify_url: None,
+            request_fingerprint: "fp".into(),
+            dialect: "collect",
+        };
+        let ids = OrderIds {
+            order_no: OrderNo::from_random(seed),
+            cashier_token: "t".into(),
+        };
+        let mut order = Order::create(&app, new, ids, 0, 1_000_000).unwrap();
+        order.route_to("sandbox", "sandbox");
+        order
+    }
+
+    #[test]
+    fn account_keys_round_trip() {
+        for account in [
+            Account::MerchantPending(AppId(1001)),
+            Account::MerchantAvailable(AppId(7)),
+            Account::FeesEarned,
+            Account::ChannelReceivable("acme-eu".into()),
+        ] {
+            assert_eq!(Account::parse(&account.key()), Some(account));
+        }
+        assert_eq!(Account::parse("app:x:pending"), None);
+        assert_eq!(Account::parse("platform:other"), None);
+    }
+
+    #[test]
+    fn unbalanced_or_empty_journals_are_refused() {
+        let mut paid = order(2_500, 1);
+        paid.apply(&OrderEvent::PayerStarted, 1).unwrap();
+        paid.apply(
+            &OrderEvent::Paid {
+                requested: paid.amount_minor,
+                received: paid.amount_minor,
+            },
+            2,
+        )
+        .unwrap();
+        paid.fee_minor = AmountMinor(68);
+        let journal = Journal::of_success(&paid, 3).unwrap();
+        assert_eq!(journal.check(), Ok(()));
+        assert_eq!(journal.journal_id, format!("success:{}", paid.order_no));
+        let mut broken = journal.clone();
+        broken.entries[0].amount_minor += 1;
+        assert!(matches!(
+            broken.check(),
+            Err(LedgerError::Unbalanced { sum: 1, .. })
+        ));
+        broken.entries.truncate(1);
+        assert!(matches!(broken.check(), Err(LedgerError::TooFewEntries(_))));
+        let mut zero = journal;
+        zero.entries[0].amount_minor = 0;
+        zero.entries[1].amount_minor = 0;
+        assert!(matches!(zero.check(), Err(LedgerError::ZeroEntry(_))));
+    }
+
+    /// Any sequence of events on any orders leaves the books balanced and equal to the orders:
+    /// the merchants are owed the gross of their succeeded orders less the fees, the platform
+    /// earned the fees, the channel holds the gross — and only succeeded orders post.
+    #[test]
+    fn any_sequence_of_events_keeps_the_books_equal_to_the_orders() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..200 {
+            let mut orders: Vec<Order> = (0..8)
+                .map(|i| order(100 + next(10_000) as i64, round * 100 + i + 1))
+                .collect();
+            let mut posted: Vec<Journal> = Vec::new();
+            for step in 0..40 {
+                let i = next(orders.len() as u64) as usize;
+                let before = orders[i].status;
+                let requested = orders[i].amount_minor;
+                let event = match next(7) {
+                    0 => OrderEvent::PayerStarted,
+                    1 | 2 => OrderEvent::Paid {
+                        requested,
+                        received: if next(4) == 0 {
+                            AmountMinor(requested.0 - 1)
+                        } else {
+                            requested
+                        },
+                    },
+                    3 => OrderEvent::Failed { reason: "x".into() },
+                    4 => OrderEvent::Expired,
+                    5 => OrderEvent::OperatorSucceeded,
+                    _ => OrderEvent::RailException { reason: "x".into() },
+                };
+                if orders[i].apply(&event, step).is_err() {
+                    continue;
+                }
+                if OrderStatus::charges_fee(before, orders[i].status) {
+                    orders[i].fee_minor =
+                        AmountMinor(orders[i].actual_amount_minor.0 * 15 / 1_000 + 30);
+                    let journal = Journal::of_success(&orders[i], step).unwrap();
+                    journal.check().unwrap();
+                    assert!(
+                        posted.iter().all(|j| j.journal_id != journal.journal_id),
+                        "posted twice"
+                    );
+                    posted.push(journal);
+                }
+            }
+            let entries: Vec<Entry> = posted.into_iter().flat_map(|j| j.entries).collect();
+            assert_eq!(entries.iter().map(|e| e.amount_minor).sum::<i64>(), 0);
+            let succeeded: Vec<&Order> = orders
+                .iter()
+                .filter(|o| o.status == OrderStatus::Succeeded)
+                .collect();
+            let gross: i64 = succeeded.iter().map(|o| o.actual_amount_minor.0).sum();
+            let fees: i64 = succeeded
+                .iter()
+                .map(|o| o.fee_minor.0.min(o.actual_amount_minor.0))
+                .sum();
+            let owed = -balance(
+                &entries,
+                &Account::MerchantPending(AppId(1001)),
+                Currency::Eur,
+            )
+            .0;
+            assert_eq!(owed, gross - fees);
+            assert_eq!(
+                -balance(&entries, &Account::FeesEarned, Currency::Eur).0,
+                fees
+            );
+            assert_eq!(
+                balance(
+                    &entries,
+                    &Account::ChannelReceivable("sandbox".into()),
+                    Currency::Eur
+                )
+                .0,
+                gross
+            );
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The books: journals written with the order changes they record (inside the same
+//! transaction), balances, and the invariants `kassa ledger check` verifies.
+
+use super::merchants::currency_of;
+use super::{SqlStore, statement};
+use crate::{AppBooks, LedgerCheck, LedgerStore, StoreResult};
+use async_trait::async_trait;
+use kassa_core::AppId;
+use kassa_core::ledger::Journal;
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+/// Writes a journal (checked by the core first) and its entries into `tx`.
+pub(super) async fn post(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    journal: &Journal,
+) -> StoreResult<()> {
+    journal
+        .check()
+        .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&journal.journal_id)
+    .bind(journal.kind.as_str())
+    .bind(journal.order_no.as_ref().map(|n| n.as_str()))
+    .bind(journal.app_id.0)
+    .bind(journal.currency.code())
+    .bind(journal.posted_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    for (i, entry) in journal.entries.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&journal.journal_id)
+        .bind(i as i64 + 1)
+        .bind(entry.account.key())
+        .bind(entry.currency.code())
+        .bind(entry.amount_minor)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+// What each app's merchant is owed by its succeeded orders: the gross less the fees (a fee
+// never above the gross), per currency.
+statement!(
+    SELECT_EXPECTED,
+    "SELECT app_id, currency, CAST(SUM(actual_amount_minor - \
+     CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END) \
+     AS BIGINT) AS owed_minor, COUNT(*) AS orders FROM orders \
+     WHERE status = 'succeeded' AND actual_amount_minor > 0 GROUP BY app_id, currency"
+);
+
+#[async_trait]
+impl LedgerStore for SqlStore {
+    async fn balances(&self, app_id: Option<AppId>) -> StoreResult<Vec<(String, String, i64)>> {
+        let pattern = app_id.map_or_else(|| "%".to_string(), |app| format!("app:{}:%", app.0));
+        let rows = sqlx::query(
+            "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS sum_minor FROM ledger_entries \
+             WHERE account LIKE $1 GROUP BY account, currency ORDER BY account, currency",
+        )
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("account")?,
+                    row.try_get("currency")?,
+                    row.try_get("sum_minor")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn ledger_check(&self) -> StoreResult<LedgerCheck> {
+        let mut check = LedgerCheck::default();
+        let totals = sqlx::query(
+            "SELECT currency, CAST(SUM(amount_minor) AS BIGINT) AS sum_minor FROM ledger_entries \
+             GROUP BY currency HAVING SUM(amount_minor) <> 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &totals {
+            check
+                .currencies_unbalanced
+                .push((row.try_get("currency")?, row.try_get("sum_minor")?));
+        }
+        let journals = sqlx::query(
+            "SELECT journal_id FROM ledger_entries GROUP BY journal_id, currency \
+             HAVING SUM(amount_minor) <> 0 ORDER BY journal_id LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &journals {
+            check.journals_unbalanced.push(row.try_get("journal_id")?);
+        }
+        let strays = sqlx::query(
+            "SELECT j.journal_id FROM ledger_journals j LEFT JOIN orders o ON o.order_no = j.order_no \
+             WHERE j.kind = 'success' AND (o.order_no IS NULL OR o.status <> 'succeeded') \
+             ORDER BY j.journal_id LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &strays {
+            check
+                .journals_without_success
+                .push(row.try_get("journal_id")?);
+        }
+        check.apps = self.app_books().await?;
+        Ok(check)
+    }
+
+    async fn fees_of_app(&self, app_id: AppId) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT j.currency, CAST(-SUM(e.amount_minor) AS BIGINT) AS fees_minor FROM ledger_entries e \
+             JOIN ledger_journals j ON j.journal_id = e.journal_id \
+             WHERE j.app_id = $1 AND e.account = 'platform:fees' \
+             GROUP BY j.currency ORDER BY j.currency",
+        )
+        .bind(app_id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("currency")?, row.try_get("fees_minor")?)))
+            .collect()
+    }
+}
+
+impl SqlStore {
+    /// Every app's books against its orders, per currency.
+    async fn app_books(&self) -> StoreResult<Vec<AppBooks>> {
+        let mut books: BTreeMap<(i64, String), AppBooks> = BTreeMap::new();
+        for row in sqlx::query(SELECT_EXPECTED.as_str())
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let key = (
+                row.try_get::<i64, _>("app_id")?,
+                row.try_get::<String, _>("currency")?,
+            );
+            let entry = books
+                .entry(key.clone())
+                .or_insert_with(|| AppBooks::new(key.0, &key.1));
+            entry.expected_owed_minor = row.try_get("owed_minor")?;
+            entry.succeeded_orders = row.try_get("orders")?;
+        }
+        let owed = sqlx::query(
+            "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS sum_minor FROM ledger_entries \
+             WHERE account LIKE 'app:%' GROUP BY account, currency",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &owed {
+            let account: String = row.try_get("account")?;
+            let currency: String = row.try_get("currency")?;
+            let Some(app) = account
+                .split(':')
+                .nth(1)
+                .and_then(|id| id.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            currency_of(&currency)?;
+            let entry = books
+                .entry((app, currency.clone()))
+                .or_insert_with(|| AppBooks::new(app, &currency));
+            let credit = -row.try_get::<i64, _>("sum_minor")?;
+            if account.ends_with(":pending") {
+                entry.pending_minor += credit;
+            } else {
+                entry.available_minor += credit;
+            }
+        }
+        Ok(books.into_values().collect())
+    }
+}

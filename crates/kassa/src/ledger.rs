@@ -1,0 +1,84 @@
+//! `kassa balance` and `kassa ledger check`: what the books say each merchant is owed, and
+//! whether the books hold their invariants (the command fails when one is broken, for scripts
+//! and monitoring).
+
+use crate::operator::print_json;
+use crate::{Failure, Outcome};
+use clap::Subcommand;
+use kassa_core::AmountMinor;
+use kassa_core::AppId;
+use kassa_store::SqlStore;
+use kassa_store::prelude::*;
+use serde_json::{Value, json};
+
+#[derive(Subcommand)]
+pub enum LedgerCommand {
+    /// Verify the books: every currency and journal balances, success journals only for
+    /// succeeded orders, each app's balances equal to its succeeded orders less their fees.
+    /// Exits non-zero on any break.
+    Check,
+}
+
+/// `kassa balance APP_ID`: pending, available and the fees it paid, per currency.
+pub async fn balance(app_id: i64, store: &SqlStore) -> Outcome {
+    let app = AppId(app_id);
+    if store.app(app).await?.is_none() {
+        return Err(Failure(format!("no app has id {app_id}")));
+    }
+    let books = store.ledger_check().await?;
+    let shown: Vec<Value> = books
+        .apps
+        .iter()
+        .filter(|b| b.app_id == app)
+        .map(|b| {
+            json!({
+                "currency": b.currency,
+                "pending": AmountMinor(b.pending_minor).to_decimal_string(),
+                "available": AmountMinor(b.available_minor).to_decimal_string(),
+                "succeededOrders": b.succeeded_orders,
+            })
+        })
+        .collect();
+    let fees = fees_of(store, app).await?;
+    print_json(&json!({"appId": app_id, "balances": shown, "feesPaid": fees}));
+    Ok(())
+}
+
+/// The fees an app's orders paid the platform, per currency.
+async fn fees_of(store: &SqlStore, app: AppId) -> Result<Value, Failure> {
+    let mut fees = serde_json::Map::new();
+    for (currency, fee_minor) in store.fees_of_app(app).await? {
+        fees.insert(currency, AmountMinor(fee_minor).to_decimal_string().into());
+    }
+    Ok(Value::Object(fees))
+}
+
+pub async fn ledger(command: LedgerCommand, store: &SqlStore) -> Outcome {
+    let LedgerCommand::Check = command;
+    let check = store.ledger_check().await?;
+    let disagreeing: Vec<Value> = check
+        .apps
+        .iter()
+        .filter(|b| !b.agrees())
+        .map(|b| {
+            json!({
+                "appId": b.app_id.0, "currency": b.currency,
+                "booksOwed": AmountMinor(b.pending_minor + b.available_minor).to_decimal_string(),
+                "ordersOwed": AmountMinor(b.expected_owed_minor).to_decimal_string(),
+            })
+        })
+        .collect();
+    print_json(&json!({
+        "holds": check.holds(),
+        "apps": check.apps.len(),
+        "currenciesUnbalanced": check.currencies_unbalanced,
+        "journalsUnbalanced": check.journals_unbalanced,
+        "journalsWithoutSuccess": check.journals_without_success,
+        "appsDisagreeing": disagreeing,
+    }));
+    if check.holds() {
+        Ok(())
+    } else {
+        Err(Failure("the books do not hold: see above".into()))
+    }
+}
