@@ -17,9 +17,9 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{Random, create_shop, kassa, run_ok, serve};
+use common::{Random, crash, create_shop, kassa, run_ok, serve};
 use kassa_core::fee::FeeRule;
-use kassa_core::{AmountMinor, AppId, Order, OrderStatus};
+use kassa_core::{AmountMinor, Order, OrderStatus};
 use kassa_signature::{SigningKey, parse_signed_object, sign_map};
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
@@ -464,22 +464,6 @@ async fn worker(shop: Arc<Shop>, index: usize, seed: u64, stop: Arc<AtomicBool>)
     }
 }
 
-/// Every order of an app, page by page.
-async fn all_orders(store: &SqlStore, app_id: i64) -> Vec<Order> {
-    let mut orders: Vec<Order> = Vec::new();
-    loop {
-        let after = orders.last().map(|o| o.order_no.clone());
-        let page = store
-            .orders_of_app(AppId(app_id), after.as_ref(), 500)
-            .await
-            .unwrap();
-        if page.is_empty() {
-            return orders;
-        }
-        orders.extend(page);
-    }
-}
-
 /// The state a dialect reports for an order (collect `status`, pix `orderState`).
 fn wire_state(order: &Order) -> i64 {
     match Dialect::of(&order.merchant_order_id) {
@@ -524,11 +508,7 @@ fn calls_back(order: &Order) -> bool {
 }
 
 async fn survives_sigkill_under_load(db: TestDatabase) {
-    let seed = std::env::var("KASSA_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| kassa_server::now_ms() as u64 | 1);
-    println!("crash harness seed {seed} (KASSA_CRASH_SEED={seed} to replay its choices)");
+    let seed = crash::seed("crash harness");
     let mut random = Random(seed);
 
     let dir = tempfile::tempdir().unwrap();
@@ -556,13 +536,7 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
     let fee_rule = FeeRule::new(FEE_BASIS_POINTS, AmountMinor::parse(FEE_FIXED).unwrap()).unwrap();
     let (notify_url, receiver) = start_receiver().await;
 
-    // A fixed port, so clients find each restarted server where the last one was; below the
-    // ephemeral range, so no outgoing connection takes it while the server is down.
-    let port = (0..1_000)
-        .map(|_| 20_000 + random.below(12_000) as u16)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port below the ephemeral range");
-    let listen = format!("127.0.0.1:{port}");
+    let listen = crash::fixed_listen(&mut random);
     let args = [
         "serve",
         "--listen",
@@ -591,17 +565,18 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
         ledger: Mutex::default(),
     });
 
-    let mut server = serve(&args, dir.path());
+    let server = serve(&args, dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..WORKERS)
         .map(|i| tokio::spawn(worker(shop.clone(), i, seed, stop.clone())))
         .collect();
-    for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(250 + random.below(750))).await;
-        drop(server); // SIGKILL, then reap
-        tokio::time::sleep(Duration::from_millis(random.below(200))).await;
-        server = tokio::task::block_in_place(|| serve(&args, dir.path()));
-    }
+    let server = crash::kill_and_restart(
+        server,
+        (KILLS, &mut random),
+        (250, 750, 200),
+        (&args, dir.path()),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
@@ -653,8 +628,8 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
     );
     assert!(receiver.refused.load(Ordering::Relaxed) > 0);
 
-    let mut orders = all_orders(&store, eur_app).await;
-    orders.extend(all_orders(&store, brl_app).await);
+    let mut orders = crash::all_orders(&store, eur_app).await;
+    orders.extend(crash::all_orders(&store, brl_app).await);
     let mut by_id = HashMap::new();
     let mut numbers = HashSet::new();
     for order in &orders {
@@ -758,15 +733,7 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
     }
     assert!(resolved_exceptions > 0, "no exception was resolved");
     // The books agree with the orders after every kill.
-    let books = kassa(&["ledger", "check", "--database-url", &db.url])
-        .output()
-        .unwrap();
-    assert!(
-        books.status.success(),
-        "kassa ledger check: {}{}",
-        String::from_utf8_lossy(&books.stdout),
-        String::from_utf8_lossy(&books.stderr)
-    );
+    crash::assert_books_hold(&db.url);
     println!("{resolved_exceptions} exceptions resolved by the operator, each called back twice");
 }
 

@@ -16,8 +16,8 @@
 mod common;
 
 use common::upstreams::{Upstream, add_channel, upstream};
-use common::{Random, create_shop, kassa, serve};
-use kassa_core::{AppId, Order, OrderNo, OrderStatus};
+use common::{Random, crash, create_shop, kassa, serve};
+use kassa_core::{Order, OrderNo, OrderStatus};
 use kassa_signature::{SigningKey, parse_signed_object, sign_map};
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
@@ -225,21 +225,6 @@ async fn merchant_endpoint() -> (String, Arc<AtomicU64>) {
     (url, heard)
 }
 
-async fn all_orders(store: &SqlStore, app_id: i64) -> Vec<Order> {
-    let mut orders: Vec<Order> = Vec::new();
-    loop {
-        let after = orders.last().map(|o| o.order_no.clone());
-        let page = (store
-            .orders_of_app(AppId(app_id), after.as_ref(), 500)
-            .await)
-            .unwrap();
-        if page.is_empty() {
-            return orders;
-        }
-        orders.extend(page);
-    }
-}
-
 /// Where a gateway order and its upstream order disagree, if they do (`None`: they agree).
 fn disagreement(order: &Order, upstream: Option<&Order>) -> Option<String> {
     let order_no = &order.order_no;
@@ -267,13 +252,13 @@ fn disagreement(order: &Order, upstream: Option<&Order>) -> Option<String> {
 
 /// Every gateway order of an app against its upstream order; the disagreements.
 async fn compare(gateway: &SqlStore, psp: &SqlStore, app_id: i64, psp_app: i64) -> Vec<String> {
-    let upstream_orders: HashMap<String, Order> = all_orders(psp, psp_app)
+    let upstream_orders: HashMap<String, Order> = crash::all_orders(psp, psp_app)
         .await
         .into_iter()
         .map(|o| (o.merchant_order_id.clone(), o))
         .collect();
     let mut problems = Vec::new();
-    for order in all_orders(gateway, app_id).await {
+    for order in crash::all_orders(gateway, app_id).await {
         let upstream = upstream_orders.get(&format!("kassa-{}", order.order_no));
         problems.extend(disagreement(&order, upstream));
     }
@@ -281,11 +266,7 @@ async fn compare(gateway: &SqlStore, psp: &SqlStore, app_id: i64, psp_app: i64) 
 }
 
 async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
-    let seed = std::env::var("KASSA_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| kassa_server::now_ms() as u64 | 1);
-    println!("upstream crash harness seed {seed} (KASSA_CRASH_SEED={seed} to replay its choices)");
+    let seed = crash::seed("upstream crash harness");
     let mut random = Random(seed);
     let dir = tempfile::tempdir().unwrap();
     let eur_psp = upstream(dir.path(), "eur-psp", "EUR");
@@ -306,13 +287,7 @@ async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
     );
     let (notify_url, heard) = merchant_endpoint().await;
 
-    // A fixed port below the ephemeral range, so the upstreams' callbacks and the merchant find
-    // each restarted gateway where the last one was.
-    let port = (0..1_000)
-        .map(|_| 20_000 + random.below(12_000) as u16)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port below the ephemeral range");
-    let listen = format!("127.0.0.1:{port}");
+    let listen = crash::fixed_listen(&mut random);
     let args = [
         "serve",
         "--listen",
@@ -346,17 +321,18 @@ async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
             .unwrap(),
         ledger: Mutex::default(),
     });
-    let mut server = serve(&args, dir.path());
+    let server = serve(&args, dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..WORKERS)
         .map(|i| tokio::spawn(worker(shop.clone(), i, seed, stop.clone())))
         .collect();
-    for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(400 + random.below(800))).await;
-        drop(server); // SIGKILL, then reap
-        tokio::time::sleep(Duration::from_millis(random.below(300))).await;
-        server = tokio::task::block_in_place(|| serve(&args, dir.path()));
-    }
+    let server = crash::kill_and_restart(
+        server,
+        (KILLS, &mut random),
+        (400, 800, 300),
+        (&args, dir.path()),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
@@ -389,8 +365,8 @@ async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
     drop(server);
 
     let ledger = std::mem::take(&mut *shop.ledger.lock().unwrap());
-    let mut gateway_orders = all_orders(&gateway, shop.eur.0).await;
-    gateway_orders.extend(all_orders(&gateway, shop.brl.0).await);
+    let mut gateway_orders = crash::all_orders(&gateway, shop.eur.0).await;
+    gateway_orders.extend(crash::all_orders(&gateway, shop.brl.0).await);
     let by_id: HashMap<&str, &Order> = gateway_orders
         .iter()
         .map(|o| (o.merchant_order_id.as_str(), o))
@@ -411,7 +387,7 @@ async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
         (&eur_store, shop.eur_psp.app_id),
         (&brl_store, shop.brl_psp.app_id),
     ] {
-        for upstream in all_orders(store, app).await {
+        for upstream in crash::all_orders(store, app).await {
             if !numbers.contains_key(&upstream.merchant_order_id) {
                 orphans += 1;
                 assert!(
@@ -444,15 +420,7 @@ async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
     let succeeded = counts.get(&OrderStatus::Succeeded).copied().unwrap_or(0);
     assert!(succeeded >= 5, "too few paid through the upstreams");
     // The books agree with the orders after every kill.
-    let books = kassa(&["ledger", "check", "--database-url", &db.url])
-        .output()
-        .unwrap();
-    assert!(
-        books.status.success(),
-        "kassa ledger check: {}{}",
-        String::from_utf8_lossy(&books.stdout),
-        String::from_utf8_lossy(&books.stderr)
-    );
+    crash::assert_books_hold(&db.url);
 }
 
 kassa_store::on_both_databases!(kassa_store::testing::database; survives_gateway_sigkill_across_the_upstream_hop);

@@ -1,6 +1,7 @@
 //! Helpers shared by the binary's test suites: running `kassa` commands and servers.
 #![allow(dead_code)] // each suite uses its own subset
 
+pub mod crash;
 pub mod upstreams;
 
 use serde_json::Value;
