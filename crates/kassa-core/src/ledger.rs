@@ -96,6 +96,8 @@ pub struct Journal {
     pub app_id: AppId,
     pub currency: Currency,
     pub posted_at_ms: i64,
+    /// For a success journal: when its funds become available to the merchant.
+    pub settles_at_ms: Option<i64>,
     pub entries: Vec<Entry>,
 }
 
@@ -141,8 +143,9 @@ impl Journal {
 
     /// The journal of an order's success, if it has one: the gross received owed by its
     /// channel and to its merchant; the fee from the merchant's pending to the platform's fees.
-    /// `None` for an order that has not succeeded or received nothing.
-    pub fn of_success(order: &Order, posted_at_ms: i64) -> Option<Journal> {
+    /// `None` for an order that has not succeeded or received nothing. Its funds settle at
+    /// `settles_at_ms` (see [`settles_at_ms`]).
+    pub fn of_success(order: &Order, posted_at_ms: i64, settles_at_ms: i64) -> Option<Journal> {
         if order.status != OrderStatus::Succeeded || order.actual_amount_minor.0 <= 0 {
             return None;
         }
@@ -169,9 +172,60 @@ impl Journal {
             app_id: order.app_id,
             currency,
             posted_at_ms,
+            settles_at_ms: Some(settles_at_ms),
             entries,
         })
     }
+
+    /// The settlement of a success journal whose merchant was owed `net_minor` by it: pending
+    /// becomes available. Its id is derived from the success journal's, so it is posted once.
+    pub fn settlement(
+        success_journal_id: &str,
+        (app_id, currency): (AppId, Currency),
+        net_minor: i64,
+        posted_at_ms: i64,
+    ) -> Option<Journal> {
+        if net_minor <= 0 {
+            return None;
+        }
+        let entry = |account, amount_minor| Entry {
+            account,
+            currency,
+            amount_minor,
+        };
+        Some(Journal {
+            journal_id: format!("settle:{success_journal_id}"),
+            kind: JournalKind::Settlement,
+            order_no: None,
+            app_id,
+            currency,
+            posted_at_ms,
+            settles_at_ms: None,
+            entries: vec![
+                entry(Account::MerchantPending(app_id), net_minor),
+                entry(Account::MerchantAvailable(app_id), -net_minor),
+            ],
+        })
+    }
+}
+
+/// Longest settlement delay an app may have, in days.
+pub const MAX_SETTLEMENT_DELAY_DAYS: i64 = 30;
+
+/// When funds posted at `posted_at_ms` settle after `delay_days` (T+N): at the start of the
+/// N-th day after the posting's day, in the zone whose UTC offset at a moment is
+/// `offset_seconds_at` (the operator's; days begin at local midnight, DST included).
+pub fn settles_at_ms(
+    posted_at_ms: i64,
+    delay_days: i64,
+    offset_seconds_at: impl Fn(i64) -> i32,
+) -> i64 {
+    let local_day =
+        (posted_at_ms + i64::from(offset_seconds_at(posted_at_ms)) * 1000).div_euclid(86_400_000);
+    let local_midnight = (local_day + delay_days.clamp(0, MAX_SETTLEMENT_DELAY_DAYS)) * 86_400_000;
+    // The offset in force at that local midnight: try the one before and after the day's start.
+    let guess = local_midnight - i64::from(offset_seconds_at(local_midnight)) * 1000;
+    local_midnight - i64::from(offset_seconds_at(guess)) * 1000
 }
 
 /// What an account's entries add up to: positive for an asset's debit balance; what kassa owes
@@ -230,6 +284,47 @@ mod tests {
     }
 
     #[test]
+    fn settlement_moves_pending_to_available_once() {
+        let settled =
+            Journal::settlement("success:1", (AppId(1001), Currency::Eur), 2_432, 9).unwrap();
+        assert_eq!(settled.journal_id, "settle:success:1");
+        assert_eq!(settled.check(), Ok(()));
+        assert_eq!(
+            balance(
+                &settled.entries,
+                &Account::MerchantAvailable(AppId(1001)),
+                Currency::Eur
+            )
+            .0,
+            -2_432
+        );
+        assert!(Journal::settlement("success:2", (AppId(1001), Currency::Eur), 0, 9).is_none());
+    }
+
+    #[test]
+    fn settlement_days_start_at_local_midnight() {
+        // 2026-11-21 23:30 UTC is 2026-11-22 00:30 in Amsterdam (UTC+1): T+1 is 2026-11-23
+        // 00:00 there, 2026-11-22 23:00 UTC.
+        let posted = 1_795_303_800_000; // 2026-11-21T23:30:00Z
+        let amsterdam_winter = |_: i64| 3_600;
+        assert_eq!(
+            settles_at_ms(posted, 1, amsterdam_winter),
+            1_795_388_400_000
+        );
+        // In UTC the same moment is still 2026-11-21: T+1 is 2026-11-22 00:00, T+0 its own day.
+        assert_eq!(settles_at_ms(posted, 1, |_| 0), 1_795_305_600_000);
+        assert_eq!(settles_at_ms(posted, 0, |_| 0), 1_795_219_200_000);
+        // Across the end of summer time (2026-10-25 in Europe: 03:00 +02 → 02:00 +01), T+1 of
+        // 2026-10-24 12:00 local is 2026-10-25 00:00 +02 = 2026-10-24 22:00 UTC.
+        let switch = 1_792_890_000_000; // 2026-10-25T01:00:00Z
+        let europe = move |ms: i64| if ms < switch { 7_200 } else { 3_600 };
+        let noon = 1_792_836_000_000; // 2026-10-24T10:00:00Z = 12:00 +02
+        assert_eq!(settles_at_ms(noon, 1, europe), 1_792_879_200_000);
+        // T+2 is 2026-10-26 00:00 +01 = 2026-10-25 23:00 UTC.
+        assert_eq!(settles_at_ms(noon, 2, europe), 1_792_969_200_000);
+    }
+
+    #[test]
     fn account_keys_round_trip() {
         for account in [
             Account::MerchantPending(AppId(1001)),
@@ -256,7 +351,7 @@ mod tests {
         )
         .unwrap();
         paid.fee_minor = AmountMinor(68);
-        let journal = Journal::of_success(&paid, 3).unwrap();
+        let journal = Journal::of_success(&paid, 3, 4).unwrap();
         assert_eq!(journal.check(), Ok(()));
         assert_eq!(journal.journal_id, format!("success:{}", paid.order_no));
         let mut broken = journal.clone();
@@ -315,7 +410,7 @@ mod tests {
                 if OrderStatus::charges_fee(before, orders[i].status) {
                     orders[i].fee_minor =
                         AmountMinor(orders[i].actual_amount_minor.0 * 15 / 1_000 + 30);
-                    let journal = Journal::of_success(&orders[i], step).unwrap();
+                    let journal = Journal::of_success(&orders[i], step, step).unwrap();
                     journal.check().unwrap();
                     assert!(
                         posted.iter().all(|j| j.journal_id != journal.journal_id),

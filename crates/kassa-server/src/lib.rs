@@ -27,6 +27,7 @@ pub mod rails;
 pub mod ratelimit;
 pub mod request_id;
 pub mod sealing;
+pub mod settlement;
 pub mod shed;
 pub mod ssrf;
 pub mod sweeper;

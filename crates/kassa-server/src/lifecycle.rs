@@ -182,7 +182,11 @@ impl Lifecycle<'_> {
         if OrderStatus::charges_fee(current.status, next.status) {
             let method = next.paying_method().code;
             next.charge_fee(self.store.fee_rule_for(next.app_id, method).await?);
-            journal = kassa_core::ledger::Journal::of_success(next, now_ms);
+            let delay_days = self.store.settlement_delay_days(next.app_id).await?;
+            let settles_at_ms = kassa_core::ledger::settles_at_ms(now_ms, delay_days, |ms| {
+                self.notary.offset_seconds_at(ms)
+            });
+            journal = kassa_core::ledger::Journal::of_success(next, now_ms, settles_at_ms);
         }
         let callback = if next.status != current.status {
             self.render_callback(next, now_ms)?

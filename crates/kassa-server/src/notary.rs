@@ -119,10 +119,14 @@ impl Notary {
 
     /// `yyyy-MM-dd HH:mm:ss` of an instant in the operator's time zone.
     pub fn local_datetime(&self, ms: i64) -> String {
-        let offset_seconds = jiff::Timestamp::from_millisecond(ms)
+        kassa_core::time::format_datetime(ms, self.offset_seconds_at(ms))
+    }
+
+    /// The operator's time zone's offset from UTC at an instant, in seconds.
+    pub fn offset_seconds_at(&self, ms: i64) -> i32 {
+        jiff::Timestamp::from_millisecond(ms)
             .map(|t| self.timezone.to_offset(t).seconds())
-            .unwrap_or(0);
-        kassa_core::time::format_datetime(ms, offset_seconds)
+            .unwrap_or(0)
     }
 }
 

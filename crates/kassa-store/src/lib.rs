@@ -405,6 +405,29 @@ pub trait LedgerStore: Send + Sync + 'static {
 
     /// The fees an app's orders paid the platform, per currency code.
     async fn fees_of_app(&self, app_id: AppId) -> StoreResult<Vec<(String, i64)>>;
+
+    /// An app's settlement delay in days (T+N).
+    async fn settlement_delay_days(&self, app_id: AppId) -> StoreResult<i64>;
+
+    /// Sets an app's settlement delay; false if the app does not exist. Checked by the caller.
+    async fn set_settlement_delay_days(&self, app_id: AppId, days: i64) -> StoreResult<bool>;
+
+    /// Success journals due to settle at `now_ms` and not settled yet, soonest first.
+    async fn settlements_due(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<DueSettlement>>;
+
+    /// Posts a journal on its own; false (nothing written) if its id is taken — by another
+    /// node's sweep, say.
+    async fn post_journal(&self, journal: &kassa_core::ledger::Journal) -> StoreResult<bool>;
+}
+
+/// A success journal whose funds are due to become available.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueSettlement {
+    pub journal_id: String,
+    pub app_id: AppId,
+    pub currency: Currency,
+    /// What the journal left owed to the merchant (gross less fee).
+    pub net_minor: i64,
 }
 
 /// An order's account at an upstream channel (see [`UpstreamStore`]).

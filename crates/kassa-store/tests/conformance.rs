@@ -1163,7 +1163,7 @@ async fn journals_post_with_their_change(db: TestDatabase) {
     )
     .unwrap();
     paid.fee_minor = AmountMinor(105);
-    let journal = Journal::of_success(&paid, 20).unwrap();
+    let journal = Journal::of_success(&paid, 20, 25).unwrap();
     assert!(
         store
             .transition_order(&paid, OrderStatus::InProgress, None, Some(&journal))
@@ -1204,6 +1204,42 @@ async fn journals_post_with_their_change(db: TestDatabase) {
     let still = store.order_by_no(&second.order_no).await.unwrap().unwrap();
     assert_eq!(still.status, OrderStatus::Created);
     assert!(store.ledger_check().await.unwrap().holds());
+
+    // Settlement: due from its time on, posted once however many nodes race for it.
+    assert!(store.settlements_due(24, 10).await.unwrap().is_empty());
+    let due = store.settlements_due(25, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].app_id, due[0].net_minor), (app, 5_000 - 105));
+    let settlement = Journal::settlement(
+        &due[0].journal_id,
+        (app, due[0].currency),
+        due[0].net_minor,
+        30,
+    )
+    .unwrap();
+    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let (a, b) = tokio::join!(
+        store.post_journal(&settlement),
+        other_node.post_journal(&settlement)
+    );
+    let posted = [a, b].into_iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(posted, 1, "exactly one node settles it");
+    assert!(
+        store
+            .settlements_due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let check = store.ledger_check().await.unwrap();
+    assert!(check.holds(), "{check:?}");
+    assert_eq!(
+        (check.apps[0].pending_minor, check.apps[0].available_minor),
+        (0, 5_000 - 105)
+    );
+    assert_eq!(store.settlement_delay_days(app).await.unwrap(), 1);
+    assert!(store.set_settlement_delay_days(app, 3).await.unwrap());
+    assert_eq!(store.settlement_delay_days(app).await.unwrap(), 3);
 }
 
 kassa_store::on_both_databases!(

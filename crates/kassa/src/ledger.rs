@@ -17,6 +17,8 @@ pub enum LedgerCommand {
     /// succeeded orders, each app's balances equal to its succeeded orders less their fees.
     /// Exits non-zero on any break.
     Check,
+    /// Settle every success whose day has come now (`kassa serve` does this by itself).
+    Settle,
 }
 
 /// `kassa balance APP_ID`: pending, available and the fees it paid, per currency.
@@ -54,7 +56,11 @@ async fn fees_of(store: &SqlStore, app: AppId) -> Result<Value, Failure> {
 }
 
 pub async fn ledger(command: LedgerCommand, store: &SqlStore) -> Outcome {
-    let LedgerCommand::Check = command;
+    if let LedgerCommand::Settle = command {
+        let settled = kassa_server::settlement::settle_due(store, kassa_server::now_ms()).await?;
+        print_json(&json!({ "settled": settled }));
+        return Ok(());
+    }
     let check = store.ledger_check().await?;
     let disagreeing: Vec<Value> = check
         .apps

@@ -97,6 +97,13 @@ pub enum AppCommand {
         #[arg(long, conflicts_with_all = ["basis_points", "fixed"])]
         clear: bool,
     },
+    /// Set after how many days an app's successes settle (T+N, from the start of the day in
+    /// the operator's zone; 0 to 30).
+    SetSettlement {
+        app_id: i64,
+        #[arg(long)]
+        days: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -434,6 +441,7 @@ async fn show_app(store: &SqlStore, kek: &Kek, app_id: AppId) -> Outcome {
             })
         })
         .collect();
+    shown["settlementDelayDays"] = store.settlement_delay_days(app.app_id).await?.into();
     print_json(&shown);
     Ok(())
 }
@@ -474,6 +482,14 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
             store
                 .set_fee_rule(AppId(app_id), &method, rule, now_ms())
                 .await?;
+            AppId(app_id)
+        }
+        AppCommand::SetSettlement { app_id, days } => {
+            let most = kassa_core::ledger::MAX_SETTLEMENT_DELAY_DAYS;
+            if !(0..=most).contains(&days) {
+                return Err(Failure(format!("--days must be 0 to {most}, not {days}")));
+            }
+            store.set_settlement_delay_days(AppId(app_id), days).await?;
             AppId(app_id)
         }
         AppCommand::SetPix {

@@ -402,7 +402,13 @@ impl Background {
             options.expiry_sweep_interval.ms,
             stop.subscribe(),
         );
+        let settler = kassa_server::settlement::run(
+            gateway.store.clone(),
+            options.expiry_sweep_interval.ms,
+            stop.subscribe(),
+        );
         let mut tasks = vec![
+            tokio::spawn(settler),
             tokio::spawn(dispatcher.run(stopped)),
             tokio::spawn(sweeper),
             tokio::spawn(prober),

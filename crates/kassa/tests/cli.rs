@@ -605,6 +605,64 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
         url,
     ])));
     assert_eq!(books["holds"], true, "{books}");
+    // T+1 by default: nothing settles today. At T+0 a new success settles at once, once.
+    let settle = || {
+        json(&run_ok(&mut kassa(&[
+            "ledger",
+            "settle",
+            "--database-url",
+            url,
+        ])))
+    };
+    assert_eq!(settle()["settled"], 0);
+    let absurd = [
+        "app",
+        "set-settlement",
+        &app,
+        "--days",
+        "-1",
+        "--database-url",
+        url,
+    ];
+    assert!(!kassa(&absurd).output().unwrap().status.success());
+    let set = [
+        "app",
+        "set-settlement",
+        &app,
+        "--days",
+        "0",
+        "--database-url",
+        url,
+    ];
+    assert_eq!(json(&run_ok(&mut kassa(&set)))["settlementDelayDays"], 0);
+    let today = insert_order(url, app_id, "S-today").await;
+    let pay = [
+        "sandbox",
+        "pay",
+        &today,
+        "--outcome",
+        "paid",
+        "--database-url",
+        url,
+    ];
+    run_ok(&mut kassa(&pay));
+    assert_eq!(settle()["settled"], 1);
+    assert_eq!(settle()["settled"], 0, "settled once");
+    let balance = json(&run_ok(&mut kassa(&[
+        "balance",
+        &app,
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(balance["balances"][0]["pending"], "39.00", "{balance}");
+    assert_eq!(balance["balances"][0]["available"], "19.50", "{balance}");
+    let books = json(&run_ok(&mut kassa(&[
+        "ledger",
+        "check",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(books["holds"], true, "{books}");
     let short = insert_order(url, app_id, "S-short").await;
     let failed = json(&run_ok(&mut kassa(&[
         "order",

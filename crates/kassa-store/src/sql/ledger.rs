@@ -3,7 +3,7 @@
 
 use super::merchants::currency_of;
 use super::{SqlStore, statement};
-use crate::{AppBooks, LedgerCheck, LedgerStore, StoreResult};
+use crate::{AppBooks, DueSettlement, LedgerCheck, LedgerStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use kassa_core::AppId;
 use kassa_core::ledger::Journal;
@@ -19,8 +19,8 @@ pub(super) async fn post(
         .check()
         .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
-        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms, \
+         settles_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&journal.journal_id)
     .bind(journal.kind.as_str())
@@ -28,6 +28,7 @@ pub(super) async fn post(
     .bind(journal.app_id.0)
     .bind(journal.currency.code())
     .bind(journal.posted_at_ms)
+    .bind(journal.settles_at_ms)
     .execute(&mut **tx)
     .await?;
     for (i, entry) in journal.entries.iter().enumerate() {
@@ -54,6 +55,18 @@ statement!(
      CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END) \
      AS BIGINT) AS owed_minor, COUNT(*) AS orders FROM orders \
      WHERE status = 'succeeded' AND actual_amount_minor > 0 GROUP BY app_id, currency"
+);
+
+// Success journals due and not settled: what each left owed on its app's pending account.
+statement!(
+    SELECT_DUE_SETTLEMENTS,
+    "SELECT j.journal_id, j.app_id, j.currency, CAST(-SUM(e.amount_minor) AS BIGINT) AS net_minor \
+     FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.journal_id \
+     WHERE j.kind = 'success' AND j.settles_at_ms <= $1 \
+     AND e.account = 'app:' || CAST(j.app_id AS TEXT) || ':pending' \
+     AND NOT EXISTS (SELECT 1 FROM ledger_journals s WHERE s.journal_id = 'settle:' || j.journal_id) \
+     GROUP BY j.journal_id, j.app_id, j.currency, j.settles_at_ms \
+     HAVING SUM(e.amount_minor) < 0 ORDER BY j.settles_at_ms LIMIT $2"
 );
 
 #[async_trait]
@@ -114,6 +127,56 @@ impl LedgerStore for SqlStore {
         }
         check.apps = self.app_books().await?;
         Ok(check)
+    }
+
+    async fn settlement_delay_days(&self, app_id: AppId) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT settlement_delay_days FROM apps WHERE app_id = $1")
+            .bind(app_id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map_or(Ok(1), |row| Ok(row.try_get(0)?))
+    }
+
+    async fn set_settlement_delay_days(&self, app_id: AppId, days: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query("UPDATE apps SET settlement_delay_days = $2 WHERE app_id = $1")
+            .bind(app_id.0)
+            .bind(days)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    async fn settlements_due(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<DueSettlement>> {
+        let rows = sqlx::query(SELECT_DUE_SETTLEMENTS.as_str())
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DueSettlement {
+                    journal_id: row.try_get("journal_id")?,
+                    app_id: AppId(row.try_get("app_id")?),
+                    currency: currency_of(&row.try_get::<String, _>("currency")?)?,
+                    net_minor: row.try_get("net_minor")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn post_journal(&self, journal: &Journal) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        match post(&mut tx, journal).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn fees_of_app(&self, app_id: AppId) -> StoreResult<Vec<(String, i64)>> {

@@ -253,6 +253,18 @@ SELECT 'success:' || order_no, 4, 'platform:fees', currency,
 FROM orders WHERE status = 'succeeded' AND actual_amount_minor > 0 AND fee_minor > 0;
 "#,
     ),
+    (
+        8,
+        r#"
+-- Settlement: a success journal's funds become available to the merchant from settles_at_ms
+-- (T+N days of the app, from the start of the day in the operator's zone).
+ALTER TABLE ledger_journals ADD COLUMN settles_at_ms BIGINT;
+CREATE INDEX ledger_journals_to_settle ON ledger_journals (settles_at_ms);
+ALTER TABLE apps ADD COLUMN settlement_delay_days BIGINT NOT NULL DEFAULT 1;
+-- Successes posted before: a day after they were posted.
+UPDATE ledger_journals SET settles_at_ms = posted_at_ms + 86400000 WHERE kind = 'success';
+"#,
+    ),
 ];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {
