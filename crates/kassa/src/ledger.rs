@@ -10,6 +10,7 @@ use kassa_core::AppId;
 use kassa_store::SqlStore;
 use kassa_store::prelude::*;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 #[derive(Subcommand)]
 pub enum LedgerCommand {
@@ -21,23 +22,30 @@ pub enum LedgerCommand {
     Settle,
 }
 
-/// `kassa balance APP_ID`: pending, available and the fees it paid, per currency.
+/// `kassa balance APP_ID`: pending, available and the fees it paid, per currency (from the
+/// app's own accounts: no scan of the whole ledger).
 pub async fn balance(app_id: i64, store: &SqlStore) -> Outcome {
     let app = AppId(app_id);
     if store.app(app).await?.is_none() {
         return Err(Failure(format!("no app has id {app_id}")));
     }
-    let books = store.ledger_check().await?;
-    let shown: Vec<Value> = books
-        .apps
-        .iter()
-        .filter(|b| b.app_id == app)
-        .map(|b| {
+    let mut owed: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for (account, currency, sum_minor) in store.balances(Some(app)).await? {
+        let entry = owed.entry(currency).or_default();
+        // What kassa owes sits on the credit side: the negative of the sum.
+        match account.rsplit(':').next() {
+            Some("pending") => entry.0 -= sum_minor,
+            Some("available") => entry.1 -= sum_minor,
+            _ => {}
+        }
+    }
+    let shown: Vec<Value> = owed
+        .into_iter()
+        .map(|(currency, (pending, available))| {
             json!({
-                "currency": b.currency,
-                "pending": AmountMinor(b.pending_minor).to_decimal_string(),
-                "available": AmountMinor(b.available_minor).to_decimal_string(),
-                "succeededOrders": b.succeeded_orders,
+                "currency": currency,
+                "pending": AmountMinor(pending).to_decimal_string(),
+                "available": AmountMinor(available).to_decimal_string(),
             })
         })
         .collect();
