@@ -304,6 +304,16 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Order>>;
 
+    /// An app's orders that succeeded (were paid) in `[from_ms, to_ms)`, by order number after
+    /// `after`, at most `limit`: a report's pages.
+    async fn orders_paid_between(
+        &self,
+        app_id: AppId,
+        between_ms: (i64, i64),
+        after: Option<&OrderNo>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>>;
+
     /// Stores an order's new state if it is still in state `from`, together with the callback
     /// the change causes, in one transaction. False (and nothing written) if the order moved
     /// on in the meantime.

@@ -96,3 +96,206 @@ pub async fn ledger(command: LedgerCommand, store: &SqlStore) -> Outcome {
         Err(Failure("the books do not hold: see above".into()))
     }
 }
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// One app's settlement report for one day of the operator's time zone: every order that
+    /// succeeded that day (gross, fee, net), then the totals and the count by method. Streamed:
+    /// a day of a million orders takes bounded memory.
+    Settlement {
+        #[arg(long)]
+        app: i64,
+        /// The day, YYYY-MM-DD, in the operator's time zone.
+        #[arg(long)]
+        date: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Json,
+}
+
+/// Orders read per page of a report.
+const REPORT_PAGE: i64 = 1_000;
+
+/// Totals of a report: count, gross, fee per method (and all).
+#[derive(Default)]
+struct Totals {
+    count: i64,
+    gross_minor: i64,
+    fee_minor: i64,
+}
+
+impl Totals {
+    fn add(&mut self, order: &kassa_core::Order) {
+        self.count += 1;
+        self.gross_minor += order.actual_amount_minor.0;
+        self.fee_minor += order.fee_minor.0;
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "orders": self.count,
+            "gross": AmountMinor(self.gross_minor).to_decimal_string(),
+            "fee": AmountMinor(self.fee_minor).to_decimal_string(),
+            "net": AmountMinor(self.gross_minor - self.fee_minor).to_decimal_string(),
+        })
+    }
+}
+
+pub async fn report(command: ReportCommand, store: &SqlStore) -> Outcome {
+    let ReportCommand::Settlement { app, date, format } = command;
+    let app_id = AppId(app);
+    let found = store.app(app_id).await?;
+    let app_row = found.ok_or_else(|| Failure(format!("no app has id {app}")))?;
+    let zone = kassa_server::notary::operator_timezone(store).await?;
+    let (from_ms, to_ms) = day_bounds(&date, &zone)?;
+    if from_ms > kassa_server::now_ms() {
+        return Err(Failure(format!("{date} has not begun yet")));
+    }
+    if to_ms <= app_row.created_at_ms {
+        return Err(Failure(format!("app {app} did not exist on {date}")));
+    }
+    let currency = app_row.currency.code();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut all, mut by_method) = (Totals::default(), BTreeMap::<&str, Totals>::new());
+    use std::io::Write;
+    match format {
+        ReportFormat::Csv => writeln!(
+            out,
+            "orderNo,orderId,method,currency,gross,fee,net,paidAtMs"
+        )?,
+        ReportFormat::Json => write!(
+            out,
+            "{{\"appId\":{app},\"date\":{},\"currency\":\"{currency}\",\"orders\":[",
+            json!(date)
+        )?,
+    }
+    let mut after = None;
+    loop {
+        let page = store
+            .orders_paid_between(app_id, (from_ms, to_ms), after.as_ref(), REPORT_PAGE)
+            .await?;
+        for order in &page {
+            let method = order.paying_method().code;
+            let (gross, fee) = (order.actual_amount_minor, order.fee_minor);
+            let net = AmountMinor(gross.0 - fee.0);
+            match format {
+                ReportFormat::Csv => writeln!(
+                    out,
+                    "{},{},{method},{currency},{gross},{fee},{net},{}",
+                    order.order_no,
+                    csv_field(&order.merchant_order_id),
+                    order.paid_at_ms.unwrap_or_default()
+                )?,
+                ReportFormat::Json => write!(
+                    out,
+                    "{}{}",
+                    if all.count > 0 { "," } else { "" },
+                    json!({
+                        "orderNo": order.order_no.as_str(), "orderId": order.merchant_order_id,
+                        "method": method, "gross": gross.to_decimal_string(),
+                        "fee": fee.to_decimal_string(), "net": net.to_decimal_string(),
+                        "paidAtMs": order.paid_at_ms,
+                    })
+                )?,
+            }
+            all.add(order);
+            by_method.entry(method).or_default().add(order);
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == REPORT_PAGE => after = Some(last.order_no.clone()),
+            _ => break,
+        }
+    }
+    match format {
+        ReportFormat::Csv => {
+            let total = |label: &str, t: &Totals| {
+                let net = AmountMinor(t.gross_minor - t.fee_minor);
+                format!(
+                    "{label},{} orders,,{currency},{},{},{net},",
+                    t.count,
+                    AmountMinor(t.gross_minor),
+                    AmountMinor(t.fee_minor)
+                )
+            };
+            for (method, totals) in &by_method {
+                writeln!(out, "{}", total(&format!("total:{method}"), totals))?;
+            }
+            writeln!(out, "{}", total("total", &all))?;
+        }
+        ReportFormat::Json => {
+            let methods: serde_json::Map<String, Value> = by_method
+                .iter()
+                .map(|(m, t)| (m.to_string(), t.json()))
+                .collect();
+            writeln!(
+                out,
+                "],\"total\":{},\"byMethod\":{}}}",
+                all.json(),
+                Value::Object(methods)
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The first and the next day's first millisecond of `date` in `zone` (23 or 25 hours apart
+/// across a change of summer time).
+fn day_bounds(date: &str, zone: &jiff::tz::TimeZone) -> Result<(i64, i64), Failure> {
+    let day: jiff::civil::Date = date
+        .parse()
+        .map_err(|_| Failure(format!("--date {date:?} is not a date such as 2026-11-21")))?;
+    let start = |d: jiff::civil::Date| -> Result<i64, Failure> {
+        let zoned = d
+            .to_zoned(zone.clone())
+            .map_err(|e| Failure(e.to_string()))?;
+        Ok(zoned.timestamp().as_millisecond())
+    };
+    let next = day.tomorrow().map_err(|e| Failure(e.to_string()))?;
+    Ok((start(day)?, start(next)?))
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break (order ids are printable
+/// ASCII, but the report must stay a table whatever they hold).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_days_follow_the_operators_zone_across_summer_time() {
+        let amsterdam = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
+        let hours = |date: &str| {
+            let (from, to) = day_bounds(date, &amsterdam).unwrap();
+            (to - from) / 3_600_000
+        };
+        assert_eq!(hours("2026-10-25"), 25, "summer time ends");
+        assert_eq!(hours("2026-03-29"), 23, "summer time begins");
+        assert_eq!(hours("2026-11-21"), 24);
+        // 2026-11-21 starts at 23:00 UTC the day before.
+        assert_eq!(
+            day_bounds("2026-11-21", &amsterdam).unwrap().0,
+            1_795_215_600_000
+        );
+        assert!(day_bounds("21-11-2026", &amsterdam).is_err());
+    }
+
+    #[test]
+    fn csv_fields_stay_one_column() {
+        assert_eq!(csv_field("M-1"), "M-1");
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+}

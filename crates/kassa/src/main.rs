@@ -73,9 +73,12 @@ enum Command {
     Channel(channels::ChannelCommand),
     /// What the books say an app's merchant is owed (pending, available) and paid in fees.
     Balance { app_id: i64 },
-    /// The books: verify their invariants.
+    /// The books: verify their invariants, settle what is due.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Reports from the books.
+    #[command(subcommand)]
+    Report(ledger::ReportCommand),
     /// Inspect orders and settle exceptions.
     #[command(subcommand)]
     Order(operator::OrderCommand),
@@ -232,6 +235,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Ledger(command) => {
             let store = operator::open_store(&database_url).await?;
             ledger::ledger(command, &store).await
+        }
+        Command::Report(command) => {
+            let store = operator::open_store(&database_url).await?;
+            ledger::report(command, &store).await
         }
         Command::Pix(command) => operator::pix(command),
         Command::Bench(_) => unreachable!("handled above"),

@@ -663,6 +663,40 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
         url,
     ])));
     assert_eq!(books["holds"], true, "{books}");
+    // Today's settlement report: the three successes, as CSV and as JSON.
+    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
+    let report = |format: &str, date: &str| {
+        kassa(&[
+            "report",
+            "settlement",
+            "--app",
+            &app,
+            "--date",
+            date,
+            "--format",
+            format,
+            "--database-url",
+            url,
+        ])
+        .output()
+        .unwrap()
+    };
+    let csv = String::from_utf8(report("csv", &today).stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "orderNo,orderId,method,currency,gross,fee,net,paidAtMs"
+    );
+    assert_eq!(lines.len(), 1 + 3 + 1 + 1, "{csv}");
+    assert_eq!(lines[4], "total:IDEAL_EUR,3 orders,,EUR,60.00,1.50,58.50,");
+    assert_eq!(lines[5], "total,3 orders,,EUR,60.00,1.50,58.50,");
+    let json_report = json(&String::from_utf8(report("json", &today).stdout).unwrap());
+    assert_eq!(json_report["orders"].as_array().unwrap().len(), 3);
+    assert_eq!(json_report["total"]["net"], "58.50");
+    for refused in ["2999-01-01", "2000-01-01", "yesterday"] {
+        let out = report("csv", refused);
+        assert!(!out.status.success(), "{refused}");
+    }
     let short = insert_order(url, app_id, "S-short").await;
     let failed = json(&run_ok(&mut kassa(&[
         "order",

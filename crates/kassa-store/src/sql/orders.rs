@@ -48,6 +48,12 @@ statement!(
     "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND order_no > $2 \
      ORDER BY order_no LIMIT $3"
 );
+// A day's succeeded orders of an app, page by page in order-number order (settlement reports).
+statement!(
+    SELECT_PAID_BETWEEN,
+    "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND status = 'succeeded' \
+     AND paid_at_ms >= $2 AND paid_at_ms < $3 AND order_no > $4 ORDER BY order_no LIMIT $5"
+);
 statement!(
     SELECT_ORDER_BY_TOKEN,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE cashier_token = $1"
@@ -262,6 +268,24 @@ impl OrderStore for SqlStore {
         // Order numbers are 16 digits, so "" sorts before every one of them.
         let rows = sqlx::query(SELECT_ORDERS_OF_APP.as_str())
             .bind(app_id.0)
+            .bind(after.map_or("", |n| n.as_str()))
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    async fn orders_paid_between(
+        &self,
+        app_id: AppId,
+        (from_ms, to_ms): (i64, i64),
+        after: Option<&OrderNo>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>> {
+        let rows = sqlx::query(SELECT_PAID_BETWEEN.as_str())
+            .bind(app_id.0)
+            .bind(from_ms)
+            .bind(to_ms)
             .bind(after.map_or("", |n| n.as_str()))
             .bind(limit.max(0))
             .fetch_all(&self.pool)
