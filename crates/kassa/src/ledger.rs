@@ -11,6 +11,7 @@ use kassa_store::SqlStore;
 use kassa_store::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::io::Write;
 
 #[derive(Subcommand)]
 pub enum LedgerCommand {
@@ -137,6 +138,16 @@ impl Totals {
         self.fee_minor += order.fee_minor.0;
     }
 
+    /// `LABEL,N orders,,CURRENCY,gross,fee,net,`
+    fn csv(&self, label: &str, currency: &str) -> String {
+        let (gross, fee) = (AmountMinor(self.gross_minor), AmountMinor(self.fee_minor));
+        let net = AmountMinor(self.gross_minor - self.fee_minor);
+        format!(
+            "{label},{} orders,,{currency},{gross},{fee},{net},",
+            self.count
+        )
+    }
+
     fn json(&self) -> Value {
         json!({
             "orders": self.count,
@@ -160,89 +171,118 @@ pub async fn report(command: ReportCommand, store: &SqlStore) -> Outcome {
     if to_ms <= app_row.created_at_ms {
         return Err(Failure(format!("app {app} did not exist on {date}")));
     }
-    let currency = app_row.currency.code();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let (mut all, mut by_method) = (Totals::default(), BTreeMap::<&str, Totals>::new());
-    use std::io::Write;
-    match format {
-        ReportFormat::Csv => writeln!(
-            out,
-            "orderNo,orderId,method,currency,gross,fee,net,paidAtMs"
-        )?,
-        ReportFormat::Json => write!(
-            out,
-            "{{\"appId\":{app},\"date\":{},\"currency\":\"{currency}\",\"orders\":[",
-            json!(date)
-        )?,
-    }
+    let stdout = std::io::stdout().lock();
+    let mut report = Report::new(format, app_row.currency.code(), stdout);
+    report.begin(app, &date)?;
     let mut after = None;
     loop {
-        let page = store
-            .orders_paid_between(app_id, (from_ms, to_ms), after.as_ref(), REPORT_PAGE)
-            .await?;
+        let between = (from_ms, to_ms);
+        let page =
+            (store.orders_paid_between(app_id, between, after.as_ref(), REPORT_PAGE)).await?;
         for order in &page {
-            let method = order.paying_method().code;
-            let (gross, fee) = (order.actual_amount_minor, order.fee_minor);
-            let net = AmountMinor(gross.0 - fee.0);
-            match format {
-                ReportFormat::Csv => writeln!(
-                    out,
-                    "{},{},{method},{currency},{gross},{fee},{net},{}",
-                    order.order_no,
-                    csv_field(&order.merchant_order_id),
-                    order.paid_at_ms.unwrap_or_default()
-                )?,
-                ReportFormat::Json => write!(
-                    out,
-                    "{}{}",
-                    if all.count > 0 { "," } else { "" },
-                    json!({
-                        "orderNo": order.order_no.as_str(), "orderId": order.merchant_order_id,
-                        "method": method, "gross": gross.to_decimal_string(),
-                        "fee": fee.to_decimal_string(), "net": net.to_decimal_string(),
-                        "paidAtMs": order.paid_at_ms,
-                    })
-                )?,
-            }
-            all.add(order);
-            by_method.entry(method).or_default().add(order);
+            report.order(order)?;
         }
         match page.last() {
             Some(last) if page.len() as i64 == REPORT_PAGE => after = Some(last.order_no.clone()),
             _ => break,
         }
     }
-    match format {
-        ReportFormat::Csv => {
-            let total = |label: &str, t: &Totals| {
-                let net = AmountMinor(t.gross_minor - t.fee_minor);
-                format!(
-                    "{label},{} orders,,{currency},{},{},{net},",
-                    t.count,
-                    AmountMinor(t.gross_minor),
-                    AmountMinor(t.fee_minor)
-                )
-            };
-            for (method, totals) in &by_method {
-                writeln!(out, "{}", total(&format!("total:{method}"), totals))?;
-            }
-            writeln!(out, "{}", total("total", &all))?;
-        }
-        ReportFormat::Json => {
-            let methods: serde_json::Map<String, Value> = by_method
-                .iter()
-                .map(|(m, t)| (m.to_string(), t.json()))
-                .collect();
-            writeln!(
-                out,
-                "],\"total\":{},\"byMethod\":{}}}",
-                all.json(),
-                Value::Object(methods)
-            )?;
+    report.end()
+}
+
+/// A settlement report being written: its format, and the totals so far.
+struct Report<W: std::io::Write> {
+    format: ReportFormat,
+    currency: &'static str,
+    out: std::io::BufWriter<W>,
+    all: Totals,
+    by_method: BTreeMap<&'static str, Totals>,
+}
+
+impl<W: std::io::Write> Report<W> {
+    fn new(format: ReportFormat, currency: &'static str, out: W) -> Report<W> {
+        Report {
+            format,
+            currency,
+            out: std::io::BufWriter::new(out),
+            all: Totals::default(),
+            by_method: BTreeMap::new(),
         }
     }
-    out.flush()?;
-    Ok(())
+
+    fn begin(&mut self, app: i64, date: &str) -> std::io::Result<()> {
+        let currency = self.currency;
+        match self.format {
+            ReportFormat::Csv => writeln!(
+                self.out,
+                "orderNo,orderId,method,currency,gross,fee,net,paidAtMs"
+            ),
+            ReportFormat::Json => write!(
+                self.out,
+                "{{\"appId\":{app},\"date\":{},\"currency\":\"{currency}\",\"orders\":[",
+                json!(date)
+            ),
+        }
+    }
+
+    fn order(&mut self, order: &kassa_core::Order) -> std::io::Result<()> {
+        let method = order.paying_method().code;
+        let (gross, fee) = (order.actual_amount_minor, order.fee_minor);
+        let net = AmountMinor(gross.0 - fee.0);
+        match self.format {
+            ReportFormat::Csv => writeln!(
+                self.out,
+                "{},{},{method},{},{gross},{fee},{net},{}",
+                order.order_no,
+                csv_field(&order.merchant_order_id),
+                self.currency,
+                order.paid_at_ms.unwrap_or_default()
+            )?,
+            ReportFormat::Json => write!(
+                self.out,
+                "{}{}",
+                if self.all.count > 0 { "," } else { "" },
+                json!({
+                    "orderNo": order.order_no.as_str(), "orderId": order.merchant_order_id,
+                    "method": method, "gross": gross.to_decimal_string(),
+                    "fee": fee.to_decimal_string(), "net": net.to_decimal_string(),
+                    "paidAtMs": order.paid_at_ms,
+                })
+            )?,
+        }
+        self.all.add(order);
+        self.by_method.entry(method).or_default().add(order);
+        Ok(())
+    }
+
+    /// The totals, by method and for all, and the end of the document.
+    fn end(mut self) -> Outcome {
+        match self.format {
+            ReportFormat::Csv => {
+                for (method, totals) in &self.by_method {
+                    writeln!(
+                        self.out,
+                        "{}",
+                        totals.csv(&format!("total:{method}"), self.currency)
+                    )?;
+                }
+                writeln!(self.out, "{}", self.all.csv("total", self.currency))?;
+            }
+            ReportFormat::Json => {
+                let methods: serde_json::Map<String, Value> = self
+                    .by_method
+                    .iter()
+                    .map(|(m, t)| (m.to_string(), t.json()))
+                    .collect();
+                let end = json!({"total": self.all.json(), "byMethod": methods});
+                let end = end.to_string();
+                // The closing object's fields, after the orders' array.
+                writeln!(self.out, "],{}", &end[1..])?;
+            }
+        }
+        std::io::Write::flush(&mut self.out)?;
+        Ok(())
+    }
 }
 
 /// The first and the next day's first millisecond of `date` in `zone` (23 or 25 hours apart
