@@ -243,44 +243,10 @@ pub fn balance(entries: &[Entry], account: &Account, currency: Currency) -> Amou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::{App, MerchantId};
-    use crate::method::PaymentMethod;
-    use crate::order::{NewOrder, OrderIds};
     use crate::status::OrderEvent;
 
     fn order(amount: i64, seed: u64) -> Order {
-        let app = App {
-            app_id: AppId(1001),
-            merchant_id: MerchantId(1),
-            currency: Currency::Eur,
-            public_key: None,
-            limits_override: None,
-            webhook_secret: Default::default(),
-            pix: None,
-            created_at_ms: 0,
-        };
-        let new = NewOrder {
-            app_id: app.app_id,
-            merchant_order_id: format!("M-{seed}"),
-            amount_minor: AmountMinor(amount),
-            method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
-            country: None,
-            payer: None,
-            subject: None,
-            body: None,
-            callback_url: None,
-            callback_fail_url: None,
-            notify_url: None,
-            request_fingerprint: "fp".into(),
-            dialect: "collect",
-        };
-        let ids = OrderIds {
-            order_no: OrderNo::from_random(seed),
-            cashier_token: "t".into(),
-        };
-        let mut order = Order::create(&app, new, ids, 0, 1_000_000).unwrap();
-        order.route_to("sandbox", "sandbox");
-        order
+        crate::fixtures::order(&format!("M-{seed}"), amount, seed, 1_000_000)
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod breaker;
 pub mod callback;
 pub mod channel;
 pub mod fee;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod ledger;
 pub mod method;
 pub mod money;

@@ -101,7 +101,7 @@ impl ReplyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kassa_core::{AmountMinor, NewOrder, OrderEvent, OrderIds, PaymentMethod};
+    use kassa_core::OrderEvent;
     use kassa_store::prelude::*;
 
     /// The public key an app cache gives for an app.
@@ -145,36 +145,7 @@ mod tests {
 
     #[test]
     fn replies_follow_the_order_state() {
-        let app = App {
-            app_id: AppId(1),
-            merchant_id: kassa_core::MerchantId(1),
-            currency: kassa_core::Currency::Eur,
-            public_key: None,
-            limits_override: None,
-            webhook_secret: Default::default(),
-            pix: None,
-            created_at_ms: 0,
-        };
-        let new = NewOrder {
-            app_id: AppId(1),
-            merchant_order_id: "M".into(),
-            amount_minor: AmountMinor(500),
-            method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
-            country: None,
-            payer: None,
-            subject: None,
-            body: None,
-            callback_url: None,
-            callback_fail_url: None,
-            notify_url: None,
-            request_fingerprint: "f".into(),
-            dialect: "collect",
-        };
-        let ids = OrderIds {
-            order_no: OrderNo::from_random(7),
-            cashier_token: "t".into(),
-        };
-        let mut order = Order::create(&app, new, ids, 0, 1_000).unwrap();
+        let mut order = kassa_core::fixtures::order("M", 500, 7, 1_000);
         let cache = ReplyCache::default();
         let mut renders = 0;
         for _ in 0..3 {

@@ -290,39 +290,9 @@ impl Rail for SandboxRail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kassa_core::{App, AppId, Currency, MerchantId, NewOrder, OrderIds, OrderNo};
 
     fn order() -> Order {
-        let app = App {
-            app_id: AppId(1001),
-            merchant_id: MerchantId(1),
-            currency: Currency::Eur,
-            public_key: None,
-            limits_override: None,
-            webhook_secret: Default::default(),
-            pix: None,
-            created_at_ms: 0,
-        };
-        let new = NewOrder {
-            app_id: app.app_id,
-            merchant_order_id: "M-1".into(),
-            amount_minor: AmountMinor(1_000),
-            method: PaymentMethod::by_code("IDEAL_EUR").unwrap(),
-            country: None,
-            payer: None,
-            subject: None,
-            body: None,
-            callback_url: None,
-            callback_fail_url: None,
-            notify_url: None,
-            request_fingerprint: "fp".into(),
-            dialect: "collect",
-        };
-        let ids = OrderIds {
-            order_no: OrderNo::from_random(7),
-            cashier_token: "t".into(),
-        };
-        Order::create(&app, new, ids, 0, 1_000).unwrap()
+        kassa_core::fixtures::order("M-1", 1_000, 7, 1_000)
     }
 
     #[test]
