@@ -334,88 +334,71 @@ mod tests {
         assert!(matches!(zero.check(), Err(LedgerError::ZeroEntry(_))));
     }
 
-    /// Any sequence of events on any orders leaves the books balanced and equal to the orders:
-    /// the merchants are owed the gross of their succeeded orders less the fees, the platform
-    /// earned the fees, the channel holds the gross — and only succeeded orders post.
-    #[test]
-    fn any_sequence_of_events_keeps_the_books_equal_to_the_orders() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        for round in 0..200 {
-            let mut orders: Vec<Order> = (0..8)
-                .map(|i| order(100 + next(10_000) as i64, round * 100 + i + 1))
+    /// One step of a generated history: which order, which event, whether a payment is short.
+    fn event(kind: u8, requested: AmountMinor, short: bool) -> OrderEvent {
+        match kind % 6 {
+            0 => OrderEvent::PayerStarted,
+            1 => OrderEvent::Paid {
+                requested,
+                received: AmountMinor(requested.0 - i64::from(short)),
+            },
+            2 => OrderEvent::Failed { reason: "x".into() },
+            3 => OrderEvent::Expired,
+            4 => OrderEvent::OperatorSucceeded,
+            _ => OrderEvent::RailException { reason: "x".into() },
+        }
+    }
+
+    proptest::proptest! {
+        /// Any sequence of events on any orders, with settlements between them, leaves the
+        /// books balanced and equal to the orders: the merchant is owed (pending + available)
+        /// the gross of its succeeded orders less the fees, the platform earned the fees, the
+        /// channel holds the gross — and only succeeded orders post, each once.
+        #[test]
+        fn any_sequence_of_events_keeps_the_books_equal_to_the_orders(
+            amounts in proptest::collection::vec(100i64..=50_000, 1..8),
+            steps in proptest::collection::vec((0usize..8, 0u8..6, proptest::bool::ANY, proptest::bool::ANY), 0..60),
+        ) {
+            let mut orders: Vec<Order> = amounts.iter().enumerate()
+                .map(|(i, amount)| order(*amount, i as u64 + 1))
                 .collect();
-            let mut posted: Vec<Journal> = Vec::new();
-            for step in 0..40 {
-                let i = next(orders.len() as u64) as usize;
-                let before = orders[i].status;
-                let requested = orders[i].amount_minor;
-                let event = match next(7) {
-                    0 => OrderEvent::PayerStarted,
-                    1 | 2 => OrderEvent::Paid {
-                        requested,
-                        received: if next(4) == 0 {
-                            AmountMinor(requested.0 - 1)
-                        } else {
-                            requested
-                        },
-                    },
-                    3 => OrderEvent::Failed { reason: "x".into() },
-                    4 => OrderEvent::Expired,
-                    5 => OrderEvent::OperatorSucceeded,
-                    _ => OrderEvent::RailException { reason: "x".into() },
-                };
-                if orders[i].apply(&event, step).is_err() {
-                    continue;
+            let (mut posted, mut settled): (Vec<Journal>, Vec<String>) = (Vec::new(), Vec::new());
+            for (at, (which, kind, short, settle)) in steps.into_iter().enumerate() {
+                let i = which % orders.len();
+                let (before, requested) = (orders[i].status, orders[i].amount_minor);
+                if orders[i].apply(&event(kind, requested, short), at as i64).is_ok()
+                    && OrderStatus::charges_fee(before, orders[i].status)
+                {
+                    orders[i].fee_minor = AmountMinor(orders[i].actual_amount_minor.0 * 15 / 1_000 + 30);
+                    if let Some(journal) = Journal::of_success(&orders[i], at as i64, at as i64) {
+                        proptest::prop_assert_eq!(journal.check(), Ok(()));
+                        proptest::prop_assert!(posted.iter().all(|j| j.journal_id != journal.journal_id));
+                        posted.push(journal);
+                    }
                 }
-                if OrderStatus::charges_fee(before, orders[i].status) {
-                    orders[i].fee_minor =
-                        AmountMinor(orders[i].actual_amount_minor.0 * 15 / 1_000 + 30);
-                    let journal = Journal::of_success(&orders[i], step, step).unwrap();
-                    journal.check().unwrap();
-                    assert!(
-                        posted.iter().all(|j| j.journal_id != journal.journal_id),
-                        "posted twice"
-                    );
-                    posted.push(journal);
+                // Now and then every success not settled yet settles.
+                if settle {
+                    let due: Vec<(String, i64)> = posted.iter()
+                        .filter(|j| j.kind == JournalKind::Success && !settled.contains(&j.journal_id))
+                        .map(|j| (j.journal_id.clone(), -balance(&j.entries, &Account::MerchantPending(AppId(1001)), Currency::Eur).0))
+                        .collect();
+                    for (id, net) in due {
+                        settled.push(id.clone());
+                        posted.extend(Journal::settlement(&id, (AppId(1001), Currency::Eur), net, at as i64));
+                    }
                 }
             }
             let entries: Vec<Entry> = posted.into_iter().flat_map(|j| j.entries).collect();
-            assert_eq!(entries.iter().map(|e| e.amount_minor).sum::<i64>(), 0);
-            let succeeded: Vec<&Order> = orders
-                .iter()
-                .filter(|o| o.status == OrderStatus::Succeeded)
-                .collect();
-            let gross: i64 = succeeded.iter().map(|o| o.actual_amount_minor.0).sum();
-            let fees: i64 = succeeded
-                .iter()
-                .map(|o| o.fee_minor.0.min(o.actual_amount_minor.0))
-                .sum();
-            let owed = -balance(
-                &entries,
-                &Account::MerchantPending(AppId(1001)),
-                Currency::Eur,
-            )
-            .0;
-            assert_eq!(owed, gross - fees);
-            assert_eq!(
-                -balance(&entries, &Account::FeesEarned, Currency::Eur).0,
-                fees
-            );
-            assert_eq!(
-                balance(
-                    &entries,
-                    &Account::ChannelReceivable("sandbox".into()),
-                    Currency::Eur
-                )
-                .0,
-                gross
-            );
+            proptest::prop_assert_eq!(entries.iter().map(|e| e.amount_minor).sum::<i64>(), 0);
+            let succeeded = orders.iter().filter(|o| o.status == OrderStatus::Succeeded && o.actual_amount_minor.0 > 0);
+            let (gross, fees) = succeeded.fold((0, 0), |(g, f), o| {
+                (g + o.actual_amount_minor.0, f + o.fee_minor.0.min(o.actual_amount_minor.0))
+            });
+            let owed = |account| -balance(&entries, &account, Currency::Eur).0;
+            let merchant = owed(Account::MerchantPending(AppId(1001))) + owed(Account::MerchantAvailable(AppId(1001)));
+            proptest::prop_assert_eq!(merchant, gross - fees);
+            proptest::prop_assert_eq!(owed(Account::FeesEarned), fees);
+            proptest::prop_assert_eq!(-owed(Account::ChannelReceivable("sandbox".into())), gross);
         }
     }
 }
