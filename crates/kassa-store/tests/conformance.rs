@@ -1242,6 +1242,123 @@ async fn journals_post_with_their_change(db: TestDatabase) {
     assert_eq!(store.settlement_delay_days(app).await.unwrap(), 3);
 }
 
+/// The database holds the books too, whatever writes to it: a journal that does not balance,
+/// an entry added to a written journal, a change or a removal are all refused.
+async fn the_database_refuses_to_break_the_books(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let entry = |journal: &str, no: i64, account: &str, currency: &str, amount: i64| {
+        format!(
+            "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
+             VALUES ('{journal}', {no}, '{account}', '{currency}', {amount});"
+        )
+    };
+    let journal = |journal: &str| {
+        format!(
+            "INSERT INTO ledger_journals (journal_id, kind, app_id, currency, posted_at_ms) \
+             VALUES ('{journal}', 'success', {}, 'EUR', 1);",
+            app.0
+        )
+    };
+    let write = |statements: Vec<String>| {
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            if db.backend == kassa_store::Backend::Sqlite {
+                sqlx::raw_sql("PRAGMA defer_foreign_keys = ON")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            for statement in statements {
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await
+                {
+                    return Err(e.to_string());
+                }
+            }
+            tx.commit().await.map_err(|e| e.to_string())
+        }
+    };
+    let pending = format!("app:{}:pending", app.0);
+    let refused = [
+        (
+            "unbalanced",
+            vec![
+                entry("j1", 1, "platform:fees", "EUR", 5),
+                entry("j1", 2, &pending, "EUR", -4),
+                journal("j1"),
+            ],
+        ),
+        (
+            "one entry",
+            vec![entry("j2", 1, "platform:fees", "EUR", 1), journal("j2")],
+        ),
+        (
+            "two currencies",
+            vec![
+                entry("j3", 1, "platform:fees", "EUR", 5),
+                entry("j3", 2, &pending, "USD", -5),
+                journal("j3"),
+            ],
+        ),
+        (
+            "no journal",
+            vec![
+                entry("j4", 1, "platform:fees", "EUR", 5),
+                entry("j4", 2, &pending, "EUR", -5),
+            ],
+        ),
+    ];
+    for (case, statements) in refused {
+        let error = write(statements).await.expect_err(case);
+        assert!(
+            error.contains("ledger")
+                || error.contains("FOREIGN KEY")
+                || error.contains("foreign key"),
+            "{case}: {error}"
+        );
+    }
+    write(vec![
+        entry("ok", 1, "platform:fees", "EUR", 5),
+        entry("ok", 2, &pending, "EUR", -5),
+        journal("ok"),
+    ])
+    .await
+    .unwrap();
+    for (case, statement) in [
+        ("a third entry", entry("ok", 3, "platform:fees", "EUR", 1)),
+        (
+            "a change",
+            "UPDATE ledger_entries SET amount_minor = 6 WHERE journal_id = 'ok' AND entry_no = 1"
+                .to_string(),
+        ),
+        (
+            "a removal",
+            "DELETE FROM ledger_entries WHERE journal_id = 'ok'".to_string(),
+        ),
+        (
+            "a changed journal",
+            "UPDATE ledger_journals SET app_id = 1 WHERE journal_id = 'ok'".to_string(),
+        ),
+        (
+            "a removed journal",
+            "DELETE FROM ledger_journals WHERE journal_id = 'ok'".to_string(),
+        ),
+    ] {
+        let error = write(vec![statement]).await.expect_err(case);
+        assert!(error.contains("ledger"), "{case}: {error}");
+    }
+    let check = store.ledger_check().await.unwrap();
+    assert!(
+        check.currencies_unbalanced.is_empty() && check.journals_unbalanced.is_empty(),
+        "{check:?}"
+    );
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1267,4 +1384,5 @@ kassa_store::on_both_databases!(
     channels_round_trip,
     upstream_orders_and_routing_attempts,
     journals_post_with_their_change,
+    the_database_refuses_to_break_the_books,
 );

@@ -2,7 +2,7 @@
 //! transaction), balances, and the invariants `kassa ledger check` verifies.
 
 use super::merchants::currency_of;
-use super::{SqlStore, statement};
+use super::{Backend, SqlStore, statement};
 use crate::{AppBooks, DueSettlement, LedgerCheck, LedgerStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use kassa_core::AppId;
@@ -10,27 +10,22 @@ use kassa_core::ledger::Journal;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// Writes a journal (checked by the core first) and its entries into `tx`.
+/// Writes a journal (checked by the core first) into `tx`: its entries, then the journal
+/// itself, which the database's own rules check against them (migration 9).
 pub(super) async fn post(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     journal: &Journal,
 ) -> StoreResult<()> {
     journal
         .check()
         .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms, \
-         settles_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&journal.journal_id)
-    .bind(journal.kind.as_str())
-    .bind(journal.order_no.as_ref().map(|n| n.as_str()))
-    .bind(journal.app_id.0)
-    .bind(journal.currency.code())
-    .bind(journal.posted_at_ms)
-    .bind(journal.settles_at_ms)
-    .execute(&mut **tx)
-    .await?;
+    if backend == Backend::Sqlite {
+        // PostgreSQL's key is declared deferred; SQLite's is deferred per transaction.
+        sqlx::query("PRAGMA defer_foreign_keys = ON")
+            .execute(&mut **tx)
+            .await?;
+    }
     for (i, entry) in journal.entries.iter().enumerate() {
         sqlx::query(
             "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
@@ -44,6 +39,19 @@ pub(super) async fn post(
         .execute(&mut **tx)
         .await?;
     }
+    sqlx::query(
+        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms, \
+         settles_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&journal.journal_id)
+    .bind(journal.kind.as_str())
+    .bind(journal.order_no.as_ref().map(|n| n.as_str()))
+    .bind(journal.app_id.0)
+    .bind(journal.currency.code())
+    .bind(journal.posted_at_ms)
+    .bind(journal.settles_at_ms)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -169,7 +177,7 @@ impl LedgerStore for SqlStore {
 
     async fn post_journal(&self, journal: &Journal) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        match post(&mut tx, journal).await {
+        match post(&mut tx, self.backend, journal).await {
             Ok(()) => {
                 tx.commit().await?;
                 Ok(true)

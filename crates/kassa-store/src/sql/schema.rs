@@ -1,7 +1,8 @@
 //! The schema and its migrations, applied in order and recorded in `kassa_migrations`.
 //!
-//! One text serves both databases; the only difference, identity columns, is filled in per
-//! backend. A migration is never edited once released: add a new one.
+//! One text serves both databases; identity columns are filled in per backend, and the few
+//! rules only a backend's own language can state (triggers) come from [`BACKEND_MIGRATIONS`].
+//! A migration is never edited once released: add a new one.
 
 use super::Backend;
 
@@ -267,8 +268,88 @@ UPDATE ledger_journals SET settles_at_ms = posted_at_ms + 86400000 WHERE kind = 
     ),
 ];
 
+/// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
+const BACKEND_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    9,
+    r#"
+-- Reports read one app's succeeded orders of a day, in pages, by payment time.
+CREATE INDEX orders_paid_by_app ON orders (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
+
+-- The books, held by the database too. Entries are written first, their journal last (the
+-- foreign key waits for the commit): the journal can only be written when its entries, at
+-- least two, all in its currency, sum to zero; no entry joins a journal already written;
+-- nothing written is ever changed or removed. A repeated entry still fails on the key (a
+-- second posting is a conflict, as before).
+CREATE TRIGGER ledger_journals_balanced BEFORE INSERT ON ledger_journals
+WHEN (SELECT COUNT(*) FROM ledger_entries WHERE journal_id = NEW.journal_id) < 2
+  OR EXISTS (SELECT 1 FROM ledger_entries WHERE journal_id = NEW.journal_id AND currency <> NEW.currency)
+  OR (SELECT SUM(amount_minor) FROM ledger_entries WHERE journal_id = NEW.journal_id) <> 0
+BEGIN SELECT RAISE(ABORT, 'ledger: a journal must balance: two entries or more, one currency, summing to zero'); END;
+CREATE TRIGGER ledger_entries_closed BEFORE INSERT ON ledger_entries
+WHEN EXISTS (SELECT 1 FROM ledger_journals WHERE journal_id = NEW.journal_id)
+  AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE journal_id = NEW.journal_id AND entry_no = NEW.entry_no)
+BEGIN SELECT RAISE(ABORT, 'ledger: a written journal takes no more entries'); END;
+CREATE TRIGGER ledger_entries_unchanged BEFORE UPDATE ON ledger_entries
+BEGIN SELECT RAISE(ABORT, 'ledger: entries are never changed'); END;
+CREATE TRIGGER ledger_entries_kept BEFORE DELETE ON ledger_entries
+BEGIN SELECT RAISE(ABORT, 'ledger: entries are never removed'); END;
+CREATE TRIGGER ledger_journals_unchanged BEFORE UPDATE ON ledger_journals
+BEGIN SELECT RAISE(ABORT, 'ledger: journals are never changed'); END;
+CREATE TRIGGER ledger_journals_kept BEFORE DELETE ON ledger_journals
+BEGIN SELECT RAISE(ABORT, 'ledger: journals are never removed'); END;
+"#,
+    r#"
+CREATE INDEX orders_paid_by_app ON orders (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
+
+-- See the SQLite text: the same rules in PL/pgSQL.
+ALTER TABLE ledger_entries ALTER CONSTRAINT ledger_entries_journal_id_fkey
+    DEFERRABLE INITIALLY DEFERRED;
+CREATE FUNCTION kassa_ledger_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT COUNT(*) FROM ledger_entries WHERE journal_id = NEW.journal_id) < 2
+       OR EXISTS (SELECT 1 FROM ledger_entries WHERE journal_id = NEW.journal_id AND currency <> NEW.currency)
+       OR (SELECT SUM(amount_minor) FROM ledger_entries WHERE journal_id = NEW.journal_id) <> 0 THEN
+        RAISE EXCEPTION 'ledger: journal % must balance: two entries or more, one currency, summing to zero',
+            NEW.journal_id USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER ledger_journals_balanced BEFORE INSERT ON ledger_journals
+    FOR EACH ROW EXECUTE FUNCTION kassa_ledger_balanced();
+CREATE FUNCTION kassa_ledger_closed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ledger_journals WHERE journal_id = NEW.journal_id)
+       AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE journal_id = NEW.journal_id AND entry_no = NEW.entry_no) THEN
+        RAISE EXCEPTION 'ledger: journal % is written and takes no more entries', NEW.journal_id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER ledger_entries_closed BEFORE INSERT ON ledger_entries
+    FOR EACH ROW EXECUTE FUNCTION kassa_ledger_closed();
+CREATE FUNCTION kassa_ledger_unchangeable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger: % rows are never changed or removed', TG_TABLE_NAME
+        USING ERRCODE = 'check_violation';
+END $$;
+CREATE TRIGGER ledger_entries_unchangeable BEFORE UPDATE OR DELETE ON ledger_entries
+    FOR EACH ROW EXECUTE FUNCTION kassa_ledger_unchangeable();
+CREATE TRIGGER ledger_journals_unchangeable BEFORE UPDATE OR DELETE ON ledger_journals
+    FOR EACH ROW EXECUTE FUNCTION kassa_ledger_unchangeable();
+"#,
+)];
+
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {
-    MIGRATIONS.iter().map(move |(version, sql)| {
+    let own = BACKEND_MIGRATIONS
+        .iter()
+        .map(move |(version, sqlite, postgres)| {
+            let sql = match backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            (*version, sql.to_string())
+        });
+    let shared = MIGRATIONS.iter().map(move |(version, sql)| {
         let (from_1, from_1001) = match backend {
             Backend::Sqlite => (
                 "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -287,5 +368,8 @@ pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)
             sql.push_str("INSERT INTO sqlite_sequence (name, seq) VALUES ('apps', 1000);\n");
         }
         (*version, sql)
-    })
+    });
+    let mut all: Vec<(i64, String)> = shared.chain(own).collect();
+    all.sort_by_key(|(version, _)| *version);
+    all.into_iter()
 }
