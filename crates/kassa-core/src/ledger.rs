@@ -115,6 +115,14 @@ pub enum LedgerError {
     ZeroEntry(String),
 }
 
+impl Order {
+    /// The fee the books take for this order: its fee, never more than what was paid (a
+    /// fixed fee on a tiny payment takes the payment, not more). Reports show the same.
+    pub fn booked_fee_minor(&self) -> AmountMinor {
+        AmountMinor(self.fee_minor.0.min(self.actual_amount_minor.0))
+    }
+}
+
 impl Journal {
     /// Refuses a journal that does not balance per currency, or that records nothing.
     pub fn check(&self) -> Result<(), LedgerError> {
@@ -150,7 +158,7 @@ impl Journal {
             return None;
         }
         let gross = order.actual_amount_minor.0;
-        let fee = order.fee_minor.0.min(gross);
+        let fee = order.booked_fee_minor().0;
         let currency = order.currency;
         let entry = |account, amount_minor| Entry {
             account,

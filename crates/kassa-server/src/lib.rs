@@ -25,6 +25,7 @@ pub mod process_stats;
 pub mod qr;
 pub mod rails;
 pub mod ratelimit;
+pub mod report;
 pub mod request_id;
 pub mod sealing;
 pub mod settlement;

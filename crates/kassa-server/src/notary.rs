@@ -79,6 +79,11 @@ impl Notary {
         Notary::new(key, TimeZone::UTC)
     }
 
+    /// The operator's time zone, in which the seeds' times and reports' days are written.
+    pub fn timezone(&self) -> &TimeZone {
+        &self.timezone
+    }
+
     pub fn key(&self) -> &SigningKey {
         &self.key
     }

@@ -883,6 +883,170 @@ async fn ambiguous_values_are_refused(server: Server) {
     assert_eq!(status, 200, "{reply}");
 }
 
+/// Succeeded orders of `app` paid at `paid_at_ms`, written straight to the store (a report
+/// reads what the store holds; paying a thousand orders through the API would only be slower).
+async fn paid_orders(server: &Server, app: kassa_core::AppId, count: u64, paid_at_ms: i64) {
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let mut order = kassa_core::fixtures::order(&format!("R-{i}"), 1_000, 7_000 + i, 60_000);
+        order.app_id = app;
+        order.cashier_token = format!("report-{i}");
+        order.status = kassa_core::OrderStatus::Succeeded;
+        order.actual_amount_minor = kassa_core::AmountMinor(1_000);
+        order.fee_minor = kassa_core::AmountMinor(45);
+        order.paid_at_ms = Some(paid_at_ms + i as i64 % 7);
+        let store = server.store.clone();
+        writes.spawn(async move { store.insert_order(&order).await.unwrap() });
+    }
+    writes.join_all().await;
+}
+
+/// The day's settlement report, a signed page of 1,000 lines at a time, and every request it
+/// refuses.
+async fn settlement_reports_in_pages(server: Server) {
+    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
+    let report = |date: &str, after: Option<&str>| {
+        let mut body = json!({"appId": server.eur.0, "date": date});
+        if let Some(after) = after {
+            body["after"] = json!(after);
+        }
+        body
+    };
+    // An empty day: totals of zero, the header alone, no next page.
+    let (status, reply) = server
+        .post("/eur/collect/report", &report(&today, None))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let data = server.verified_data(&reply);
+    assert_eq!(
+        (data["orders"].as_i64(), data["net"].as_str()),
+        (Some(0), Some("0.00"))
+    );
+    assert_eq!(
+        data["lines"],
+        format!("{}\n", kassa_server::report::CSV_HEADER)
+    );
+    assert!(data.get("next").is_none());
+
+    paid_orders(&server, server.eur, 1_001, kassa_server::now_ms() - 1_000).await;
+    let (status, reply) = server
+        .post("/eur/collect/report", &report(&today, None))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let first = server.verified_data(&reply);
+    assert_eq!(
+        (
+            first["appId"].as_i64(),
+            first["date"].as_str(),
+            first["currency"].as_str()
+        ),
+        (Some(server.eur.0), Some(today.as_str()), Some("EUR"))
+    );
+    assert_eq!(
+        (
+            first["orders"].as_i64(),
+            first["gross"].as_str(),
+            first["fee"].as_str(),
+            first["net"].as_str()
+        ),
+        (
+            Some(1_001),
+            Some("10010.00"),
+            Some("450.45"),
+            Some("9559.55")
+        )
+    );
+    assert_eq!(
+        first["methods"],
+        format!(
+            "{}\ntotal,,,IDEAL_EUR,EUR,1001,10010.00,450.45,9559.55,,,,\n",
+            kassa_server::report::CSV_HEADER
+        )
+    );
+    let order_nos = |data: &serde_json::Map<String, Value>| -> Vec<String> {
+        let lines = data["lines"].as_str().unwrap().lines().skip(1);
+        lines
+            .map(|l| l.split(',').nth(1).unwrap().to_string())
+            .collect()
+    };
+    let mut seen = order_nos(&first);
+    assert_eq!(seen.len(), 1_000);
+    let next = first["next"].as_str().unwrap();
+    assert_eq!(next, seen.last().unwrap());
+    let (status, reply) = server
+        .post("/eur/collect/report", &report(&today, Some(next)))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let second = server.verified_data(&reply);
+    assert!(second.get("next").is_none(), "the last page");
+    seen.extend(order_nos(&second));
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), distinct.len()),
+        (1_001, 1_001),
+        "every order once"
+    );
+
+    // What is refused, in the dialect's envelope: days not begun or before the app, dates
+    // that are none, pages of another report, another app's id, a wrong signature.
+    for (date, named) in [
+        ("2999-01-01", "not begun"),
+        ("1969-12-30", "before app"),
+        ("21-11-2026", "date"),
+        ("2026-02-30", "date"),
+    ] {
+        let refused = server
+            .post("/eur/collect/report", &report(date, None))
+            .await;
+        assert_error(&refused, 400, "10000005", named);
+    }
+    let missing = json!({"appId": server.eur.0});
+    assert_error(
+        &server.post("/eur/collect/report", &missing).await,
+        400,
+        "10000003",
+        "date",
+    );
+    for after in ["1234567890123456", "12ab", next] {
+        let yesterday = kassa_core::time::format_datetime(kassa_server::now_ms() - 86_400_000, 0);
+        let date = if after == next {
+            &yesterday[..10]
+        } else {
+            today.as_str()
+        };
+        let refused = server
+            .post("/eur/collect/report", &report(date, Some(after)))
+            .await;
+        assert_error(&refused, 400, "10000005", "after");
+    }
+    let other_app = json!({"appId": server.other_eur.0, "date": today});
+    assert_error(
+        &server.post("/eur/collect/report", &other_app).await,
+        401,
+        "20000003",
+        "",
+    );
+    let mut forged: Value =
+        serde_json::from_str(&signed(&report(&today, None), merchant_key())).unwrap();
+    forged["date"] = json!("2026-01-01");
+    assert_error(
+        &server
+            .post_json("/eur/collect/report", forged.to_string())
+            .await,
+        401,
+        "20000003",
+        "",
+    );
+    assert_error(
+        &server
+            .post("/usd/collect/report", &report(&today, None))
+            .await,
+        400,
+        "30000001",
+        "EUR",
+    );
+}
+
 kassa_store::on_both_databases!(
     super::Server::start;
     ambiguous_values_are_refused,
@@ -897,4 +1061,5 @@ kassa_store::on_both_databases!(
     replaced_keys_take_effect,
     cashier_page_escapes_and_hides,
     private_targets_are_refused_at_creation,
+    settlement_reports_in_pages,
 );

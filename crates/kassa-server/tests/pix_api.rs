@@ -574,10 +574,81 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
     pix_error(&reply, 400, 1003, "userOrderNumber");
 }
 
+/// The day's settlement report in the pix style: `X-Sign` over its data, the dialect's errors.
+async fn settlement_report(server: Server) {
+    let reply = server
+        .pix(
+            "/accountProxyCollect/initCollect",
+            &init_body("P-report", "12.34"),
+        )
+        .await;
+    let order_no = server.pix_data(&reply)["orderNo"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let order_no = kassa_core::OrderNo::parse(&order_no).unwrap();
+    let paid = kassa_core::OrderEvent::Paid {
+        requested: kassa_core::AmountMinor(1_234),
+        received: kassa_core::AmountMinor(1_234),
+    };
+    server.gateway.change_order(&order_no, &paid).await.unwrap();
+    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
+    let reply = server
+        .pix("/proxyCollectQuery/report", &json!({"date": today}))
+        .await;
+    let data = server.pix_data(&reply);
+    assert_eq!(
+        (
+            data["appId"].as_i64(),
+            data["currency"].as_str(),
+            data["orders"].as_i64(),
+            data["gross"].as_str()
+        ),
+        (Some(server.brl.0), Some("BRL"), Some(1), Some("12.34"))
+    );
+    let lines: Vec<&str> = data["lines"].as_str().unwrap().lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[1].starts_with(&format!("order,{order_no},P-report,PIX,BRL,1,12.34,")),
+        "{}",
+        lines[1]
+    );
+    assert!(data.get("next").is_none());
+
+    for date in ["2999-01-01", "1969-12-30", "2026/11/21"] {
+        let refused = server
+            .pix("/proxyCollectQuery/report", &json!({"date": date}))
+            .await;
+        pix_error(&refused, 400, 1005, "date");
+    }
+    let body = json!({"date": today}).to_string();
+    let sign = x_sign(&body, merchant_key());
+    let other = server.other_brl.0.to_string();
+    let as_other = server
+        .pix_raw(
+            "/proxyCollectQuery/report",
+            &body,
+            &[("x-app-id", &other), ("x-sign", &sign)],
+        )
+        .await;
+    pix_error(&as_other, 401, 2003, &other);
+    let brl = server.brl.0.to_string();
+    let wrong = x_sign(&json!({"date": "2026-01-01"}).to_string(), merchant_key());
+    let forged = server
+        .pix_raw(
+            "/proxyCollectQuery/report",
+            &body,
+            &[("x-app-id", &brl), ("x-sign", &wrong)],
+        )
+        .await;
+    pix_error(&forged, 401, 2003, &brl);
+}
+
 kassa_store::on_both_databases!(
     super::Server::start;
     create_and_query,
     the_pix_page_pays_and_callbacks_follow,
     other_amounts_need_the_operator,
     bad_inputs_are_refused_and_nothing_is_stored,
+    settlement_report,
 );

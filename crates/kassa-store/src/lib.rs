@@ -304,15 +304,23 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Order>>;
 
-    /// An app's orders that succeeded (were paid) in `[from_ms, to_ms)`, by order number after
-    /// `after`, at most `limit`: a report's pages.
+    /// An app's orders that succeeded (were paid) in `[from_ms, to_ms)`, by payment time and
+    /// order number, after `after` (the payment time and number of the last order of the
+    /// previous page), at most `limit`: a report's pages.
     async fn orders_paid_between(
         &self,
         app_id: AppId,
         between_ms: (i64, i64),
-        after: Option<&OrderNo>,
+        after: Option<(i64, &OrderNo)>,
         limit: i64,
     ) -> StoreResult<Vec<Order>>;
+
+    /// The totals of those orders by payment method (the method the payer paid with).
+    async fn paid_totals_between(
+        &self,
+        app_id: AppId,
+        between_ms: (i64, i64),
+    ) -> StoreResult<Vec<MethodTotals>>;
 
     /// Stores an order's new state if it is still in state `from`, together with the callback
     /// the change causes, in one transaction. False (and nothing written) if the order moved
@@ -428,6 +436,25 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Posts a journal on its own; false (nothing written) if its id is taken — by another
     /// node's sweep, say.
     async fn post_journal(&self, journal: &kassa_core::ledger::Journal) -> StoreResult<bool>;
+
+    /// An app's journals posted in `[from_ms, to_ms)`, with their entries, by posting time and
+    /// id after `after` (those of the last journal of the previous page), at most `limit`.
+    async fn journals_between(
+        &self,
+        app_id: AppId,
+        between_ms: (i64, i64),
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<kassa_core::ledger::Journal>>;
+}
+
+/// Succeeded orders of one payment method: how many, what was paid, the fees booked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MethodTotals {
+    pub method: String,
+    pub orders: i64,
+    pub gross_minor: i64,
+    pub fee_minor: i64,
 }
 
 /// A success journal whose funds are due to become available.

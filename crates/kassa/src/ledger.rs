@@ -7,11 +7,11 @@ use crate::{Failure, Outcome};
 use clap::Subcommand;
 use kassa_core::AmountMinor;
 use kassa_core::AppId;
+use kassa_server::report::{self, Day, Format};
 use kassa_store::SqlStore;
 use kassa_store::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::Write;
 
 #[derive(Subcommand)]
 pub enum LedgerCommand {
@@ -100,9 +100,9 @@ pub async fn ledger(command: LedgerCommand, store: &SqlStore) -> Outcome {
 
 #[derive(Subcommand)]
 pub enum ReportCommand {
-    /// One app's settlement report for one day of the operator's time zone: every order that
-    /// succeeded that day (gross, fee, net), then the totals and the count by method. Streamed:
-    /// a day of a million orders takes bounded memory.
+    /// One app's settlement report for one day of the operator's time zone: the totals by
+    /// method and for all, every order that succeeded that day (gross, fee, net) and every
+    /// journal posted that day. Streamed: a day of a million orders takes bounded memory.
     Settlement {
         #[arg(long)]
         app: i64,
@@ -120,222 +120,19 @@ pub enum ReportFormat {
     Json,
 }
 
-/// Orders read per page of a report.
-const REPORT_PAGE: i64 = 1_000;
-
-/// Totals of a report: count, gross, fee per method (and all).
-#[derive(Default)]
-struct Totals {
-    count: i64,
-    gross_minor: i64,
-    fee_minor: i64,
-}
-
-impl Totals {
-    fn add(&mut self, order: &kassa_core::Order) {
-        self.count += 1;
-        self.gross_minor += order.actual_amount_minor.0;
-        self.fee_minor += order.fee_minor.0;
-    }
-
-    /// `LABEL,N orders,,CURRENCY,gross,fee,net,`
-    fn csv(&self, label: &str, currency: &str) -> String {
-        let (gross, fee) = (AmountMinor(self.gross_minor), AmountMinor(self.fee_minor));
-        let net = AmountMinor(self.gross_minor - self.fee_minor);
-        format!(
-            "{label},{} orders,,{currency},{gross},{fee},{net},",
-            self.count
-        )
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "orders": self.count,
-            "gross": AmountMinor(self.gross_minor).to_decimal_string(),
-            "fee": AmountMinor(self.fee_minor).to_decimal_string(),
-            "net": AmountMinor(self.gross_minor - self.fee_minor).to_decimal_string(),
-        })
-    }
-}
-
 pub async fn report(command: ReportCommand, store: &SqlStore) -> Outcome {
     let ReportCommand::Settlement { app, date, format } = command;
-    let app_id = AppId(app);
-    let found = store.app(app_id).await?;
+    let found = store.app(AppId(app)).await?;
     let app_row = found.ok_or_else(|| Failure(format!("no app has id {app}")))?;
     let zone = kassa_server::notary::operator_timezone(store).await?;
-    let (from_ms, to_ms) = day_bounds(&date, &zone)?;
-    if from_ms > kassa_server::now_ms() {
-        return Err(Failure(format!("{date} has not begun yet")));
-    }
-    if to_ms <= app_row.created_at_ms {
-        return Err(Failure(format!("app {app} did not exist on {date}")));
-    }
-    let stdout = std::io::stdout().lock();
-    let mut report = Report::new(format, app_row.currency.code(), stdout);
-    report.begin(app, &date)?;
-    let mut after = None;
-    loop {
-        let between = (from_ms, to_ms);
-        let page =
-            (store.orders_paid_between(app_id, between, after.as_ref(), REPORT_PAGE)).await?;
-        for order in &page {
-            report.order(order)?;
-        }
-        match page.last() {
-            Some(last) if page.len() as i64 == REPORT_PAGE => after = Some(last.order_no.clone()),
-            _ => break,
-        }
-    }
-    report.end()
-}
-
-/// A settlement report being written: its format, and the totals so far.
-struct Report<W: std::io::Write> {
-    format: ReportFormat,
-    currency: &'static str,
-    out: std::io::BufWriter<W>,
-    all: Totals,
-    by_method: BTreeMap<&'static str, Totals>,
-}
-
-impl<W: std::io::Write> Report<W> {
-    fn new(format: ReportFormat, currency: &'static str, out: W) -> Report<W> {
-        Report {
-            format,
-            currency,
-            out: std::io::BufWriter::new(out),
-            all: Totals::default(),
-            by_method: BTreeMap::new(),
-        }
-    }
-
-    fn begin(&mut self, app: i64, date: &str) -> std::io::Result<()> {
-        let currency = self.currency;
-        match self.format {
-            ReportFormat::Csv => writeln!(
-                self.out,
-                "orderNo,orderId,method,currency,gross,fee,net,paidAtMs"
-            ),
-            ReportFormat::Json => write!(
-                self.out,
-                "{{\"appId\":{app},\"date\":{},\"currency\":\"{currency}\",\"orders\":[",
-                json!(date)
-            ),
-        }
-    }
-
-    fn order(&mut self, order: &kassa_core::Order) -> std::io::Result<()> {
-        let method = order.paying_method().code;
-        let (gross, fee) = (order.actual_amount_minor, order.fee_minor);
-        let net = AmountMinor(gross.0 - fee.0);
-        match self.format {
-            ReportFormat::Csv => writeln!(
-                self.out,
-                "{},{},{method},{},{gross},{fee},{net},{}",
-                order.order_no,
-                csv_field(&order.merchant_order_id),
-                self.currency,
-                order.paid_at_ms.unwrap_or_default()
-            )?,
-            ReportFormat::Json => write!(
-                self.out,
-                "{}{}",
-                if self.all.count > 0 { "," } else { "" },
-                json!({
-                    "orderNo": order.order_no.as_str(), "orderId": order.merchant_order_id,
-                    "method": method, "gross": gross.to_decimal_string(),
-                    "fee": fee.to_decimal_string(), "net": net.to_decimal_string(),
-                    "paidAtMs": order.paid_at_ms,
-                })
-            )?,
-        }
-        self.all.add(order);
-        self.by_method.entry(method).or_default().add(order);
-        Ok(())
-    }
-
-    /// The totals, by method and for all, and the end of the document.
-    fn end(mut self) -> Outcome {
-        match self.format {
-            ReportFormat::Csv => {
-                for (method, totals) in &self.by_method {
-                    writeln!(
-                        self.out,
-                        "{}",
-                        totals.csv(&format!("total:{method}"), self.currency)
-                    )?;
-                }
-                writeln!(self.out, "{}", self.all.csv("total", self.currency))?;
-            }
-            ReportFormat::Json => {
-                let methods: serde_json::Map<String, Value> = self
-                    .by_method
-                    .iter()
-                    .map(|(m, t)| (m.to_string(), t.json()))
-                    .collect();
-                let end = json!({"total": self.all.json(), "byMethod": methods});
-                let end = end.to_string();
-                // The closing object's fields, after the orders' array.
-                writeln!(self.out, "],{}", &end[1..])?;
-            }
-        }
-        std::io::Write::flush(&mut self.out)?;
-        Ok(())
-    }
-}
-
-/// The first and the next day's first millisecond of `date` in `zone` (23 or 25 hours apart
-/// across a change of summer time).
-fn day_bounds(date: &str, zone: &jiff::tz::TimeZone) -> Result<(i64, i64), Failure> {
-    let day: jiff::civil::Date = date
-        .parse()
-        .map_err(|_| Failure(format!("--date {date:?} is not a date such as 2026-11-21")))?;
-    let start = |d: jiff::civil::Date| -> Result<i64, Failure> {
-        let zoned = d
-            .to_zoned(zone.clone())
-            .map_err(|e| Failure(e.to_string()))?;
-        Ok(zoned.timestamp().as_millisecond())
+    let day = Day::of_app(&date, &zone, &app_row, kassa_server::now_ms())
+        .map_err(|e| Failure(e.to_string()))?;
+    let format = match format {
+        ReportFormat::Csv => Format::Csv,
+        ReportFormat::Json => Format::Json,
     };
-    let next = day.tomorrow().map_err(|e| Failure(e.to_string()))?;
-    Ok((start(day)?, start(next)?))
-}
-
-/// A CSV field, quoted when it holds a comma, a quote or a line break (order ids are printable
-/// ASCII, but the report must stay a table whatever they hold).
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_days_follow_the_operators_zone_across_summer_time() {
-        let amsterdam = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
-        let hours = |date: &str| {
-            let (from, to) = day_bounds(date, &amsterdam).unwrap();
-            (to - from) / 3_600_000
-        };
-        assert_eq!(hours("2026-10-25"), 25, "summer time ends");
-        assert_eq!(hours("2026-03-29"), 23, "summer time begins");
-        assert_eq!(hours("2026-11-21"), 24);
-        // 2026-11-21 starts at 23:00 UTC the day before.
-        assert_eq!(
-            day_bounds("2026-11-21", &amsterdam).unwrap().0,
-            1_795_215_600_000
-        );
-        assert!(day_bounds("21-11-2026", &amsterdam).is_err());
-    }
-
-    #[test]
-    fn csv_fields_stay_one_column() {
-        assert_eq!(csv_field("M-1"), "M-1");
-        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
-    }
+    let stdout = std::io::stdout().lock();
+    report::write_day(store, &app_row, &day, &zone, format, stdout)
+        .await
+        .map_err(|e| Failure(e.to_string()))
 }

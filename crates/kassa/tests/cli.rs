@@ -683,16 +683,22 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
     };
     let csv = String::from_utf8(report("csv", &today).stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], kassa_server::report::CSV_HEADER);
+    assert_eq!(lines[1], "total,,,IDEAL_EUR,EUR,3,60.00,1.50,58.50,,,,");
+    assert_eq!(lines[2], "total,,,,EUR,3,60.00,1.50,58.50,,,,");
+    let records = |kind: &str| lines.iter().filter(|l| l.starts_with(kind)).count();
+    // Three successes of 4 entries each (gross, fee), one settlement of 2.
     assert_eq!(
-        lines[0],
-        "orderNo,orderId,method,currency,gross,fee,net,paidAtMs"
+        (records("order,"), records("entry,")),
+        (3, 3 * 4 + 2),
+        "{csv}"
     );
-    assert_eq!(lines.len(), 1 + 3 + 1 + 1, "{csv}");
-    assert_eq!(lines[4], "total:IDEAL_EUR,3 orders,,EUR,60.00,1.50,58.50,");
-    assert_eq!(lines[5], "total,3 orders,,EUR,60.00,1.50,58.50,");
+    assert_eq!(lines.len(), 3 + 3 + 14, "{csv}");
     let json_report = json(&String::from_utf8(report("json", &today).stdout).unwrap());
     assert_eq!(json_report["orders"].as_array().unwrap().len(), 3);
+    assert_eq!(json_report["journals"].as_array().unwrap().len(), 4);
     assert_eq!(json_report["total"]["net"], "58.50");
+    assert_eq!(json_report["byMethod"]["IDEAL_EUR"]["orders"], 3);
     for refused in ["2999-01-01", "2000-01-01", "yesterday"] {
         let out = report("csv", refused);
         assert!(!out.status.success(), "{refused}");

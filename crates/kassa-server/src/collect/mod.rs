@@ -1,4 +1,5 @@
-//! The `collect` dialect (seed 000): `POST /{usd|eur}/collect/apply` and `/query`.
+//! The `collect` dialect (seed 000): `POST /{usd|eur}/collect/apply` and `/query`, and
+//! kassa's own `/report` (a day's settlement report) in the same style.
 //!
 //! Each request is a flat JSON object with `appId` and `sign`; each reply is the envelope
 //! `{"status","error","msg","data"}` whose `data` kassa signs with the platform key. This module
@@ -132,6 +133,31 @@ pub async fn query(
 ) -> Response {
     let reply = match path_currency(&currency) {
         Ok(_) => query_reply(&gateway, &incoming).await,
+        Err(e) => Err(e),
+    };
+    dialect::respond(&Collect, reply)
+}
+
+#[utoipa::path(
+    post,
+    path = "/{currency}/collect/report",
+    tag = "collect",
+    summary = "A day's settlement report",
+    description = "The app's orders that succeeded on one day of the operator's time zone: totals, totals by method and the order lines, 1,000 a page. See docs/ledger.md for the columns.",
+    params(("currency" = openapi::CollectCurrency, Path, description = "The app's currency")),
+    request_body(content = openapi::ReportRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One page of the report, signed.", body = openapi::ReportReply),
+        openapi::CollectErrors,
+    )
+)]
+pub async fn report(
+    State(gateway): State<Arc<Gateway>>,
+    Path(currency): Path<String>,
+    incoming: Incoming,
+) -> Response {
+    let reply = match path_currency(&currency) {
+        Ok(_) => crate::report::page_reply(&Collect, &gateway, &incoming).await,
         Err(e) => Err(e),
     };
     dialect::respond(&Collect, reply)
@@ -322,6 +348,7 @@ impl Dialect for Collect {
         Router::new()
             .route("/{currency}/collect/apply", post(apply))
             .route("/{currency}/collect/query", post(query))
+            .route("/{currency}/collect/report", post(report))
     }
 
     fn owns_path(&self, path: &str) -> bool {

@@ -8,7 +8,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(super::apply, super::query),
+    paths(super::apply, super::query, super::report),
     components(schemas(CollectCurrency)),
     tags((name = "collect", description = "The collect dialect: cashier, bank-transfer and e-wallet orders in USD and EUR.")),
 )]
@@ -105,6 +105,38 @@ pub struct QueryRequest {
     pub order_no: Option<String>,
     #[schema(min_length = 1, example = "c2lnbmF0dXJl")]
     pub sign: String,
+}
+
+/// `POST /{currency}/collect/report`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportRequest {
+    #[schema(minimum = 1, example = 1001)]
+    pub app_id: i64,
+    /// The day, `yyyy-MM-dd` in the operator's time zone: begun, and not before the app.
+    #[schema(min_length = 10, max_length = 10, example = "2026-11-21")]
+    pub date: String,
+    /// The `next` of the previous page; absent for the first.
+    #[schema(max_length = 16, pattern = "^([0-9]{16})?$")]
+    pub after: Option<String>,
+    #[schema(min_length = 1, example = "c2lnbmF0dXJl")]
+    pub sign: String,
+}
+
+/// A report page's `data`, with the platform's `sign`.
+#[derive(Serialize, ToSchema)]
+pub struct ReportData {
+    #[serde(flatten)]
+    pub report: crate::report::openapi::ReportData,
+    pub sign: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReportReply {
+    pub status: SuccessStatus,
+    pub error: NoError,
+    pub msg: String,
+    pub data: ReportData,
 }
 
 /// `"1"`: the request succeeded.

@@ -1,5 +1,6 @@
 //! The `pix` dialect (seed 004): `POST /accountProxyCollect/initCollect` and
-//! `POST /proxyCollectQuery/query` for BRL collections paid by PIX.
+//! `POST /proxyCollectQuery/query` for BRL collections paid by PIX, and kassa's own
+//! `POST /proxyCollectQuery/report` (a day's settlement report) in the same style.
 //!
 //! The body carries no `appId` or `sign`: the app is named by the `X-App-Id` header and the
 //! body is signed in `X-Sign` (PRODUCT.md). Replies are `{"code":0,"msg":"success","data":…}`
@@ -103,6 +104,26 @@ pub async fn query(State(gateway): State<Arc<Gateway>>, incoming: Incoming) -> R
     dialect::respond(&Pix, query_reply(&gateway, &incoming).await)
 }
 
+#[utoipa::path(
+    post,
+    path = "/proxyCollectQuery/report",
+    tag = "pix",
+    summary = "A day's settlement report",
+    description = "The app's orders that succeeded on one day of the operator's time zone: totals, totals by method and the order lines, 1,000 a page. See docs/ledger.md for the columns.",
+    params(openapi::PixAuthHeaders),
+    request_body(content = openapi::PixReportRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One page of the report.", body = openapi::PixReportReply, headers(("X-Sign" = String, description = "The platform's signature of data"))),
+        openapi::PixErrors,
+    )
+)]
+pub async fn report(State(gateway): State<Arc<Gateway>>, incoming: Incoming) -> Response {
+    dialect::respond(
+        &Pix,
+        crate::report::page_reply(&Pix, &gateway, &incoming).await,
+    )
+}
+
 /// A required field that must hold exactly `expected`.
 fn fixed(
     fields: &Fields,
@@ -202,6 +223,7 @@ impl Dialect for Pix {
         Router::new()
             .route("/accountProxyCollect/initCollect", post(init_collect))
             .route("/proxyCollectQuery/query", post(query))
+            .route("/proxyCollectQuery/report", post(report))
     }
 
     fn owns_path(&self, path: &str) -> bool {

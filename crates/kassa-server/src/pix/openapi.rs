@@ -8,7 +8,7 @@ use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(super::init_collect, super::query),
+    paths(super::init_collect, super::query, super::report),
     tags((name = "pix", description = "The pix dialect: BRL orders paid by PIX.")),
 )]
 pub struct PixApi;
@@ -54,6 +54,25 @@ pub struct InitCollectRequest {
 pub struct PixQueryRequest {
     #[schema(min_length = 1, max_length = 50, example = "P-10042")]
     pub user_order_number: String,
+}
+
+/// `POST /proxyCollectQuery/report`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PixReportRequest {
+    /// The day, `yyyy-MM-dd` in the operator's time zone: begun, and not before the app.
+    #[schema(min_length = 10, max_length = 10, example = "2026-11-21")]
+    pub date: String,
+    /// The `next` of the previous page; absent for the first.
+    #[schema(max_length = 16, pattern = "^([0-9]{16})?$")]
+    pub after: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PixReportReply {
+    pub code: PixSuccessCode,
+    pub msg: PixSuccessMsg,
+    pub data: crate::report::openapi::ReportData,
 }
 
 /// `0`: success.

@@ -5,8 +5,8 @@ use super::merchants::currency_of;
 use super::{Backend, SqlStore, statement};
 use crate::{AppBooks, DueSettlement, LedgerCheck, LedgerStore, StoreError, StoreResult};
 use async_trait::async_trait;
-use kassa_core::AppId;
-use kassa_core::ledger::Journal;
+use kassa_core::ledger::{Account, Entry, Journal, JournalKind};
+use kassa_core::{AppId, OrderNo};
 use sqlx::Row;
 use std::collections::BTreeMap;
 
@@ -76,6 +76,41 @@ statement!(
      GROUP BY j.journal_id, j.app_id, j.currency, j.settles_at_ms \
      HAVING SUM(e.amount_minor) < 0 ORDER BY j.settles_at_ms LIMIT $2"
 );
+
+// A page of an app's journals (by time and id) with their entries, in order.
+statement!(
+    SELECT_JOURNALS_BETWEEN,
+    "SELECT j.journal_id, j.kind, j.order_no, j.app_id, j.currency, j.posted_at_ms, \
+     j.settles_at_ms, e.account, e.currency AS entry_currency, e.amount_minor FROM \
+     (SELECT * FROM ledger_journals WHERE app_id = $1 AND posted_at_ms >= $2 AND posted_at_ms < $3 \
+     AND (posted_at_ms > $4 OR (posted_at_ms = $4 AND journal_id > $5)) \
+     ORDER BY posted_at_ms, journal_id LIMIT $6) j \
+     JOIN ledger_entries e ON e.journal_id = j.journal_id \
+     ORDER BY j.posted_at_ms, j.journal_id, e.entry_no"
+);
+
+/// A journal's own fields from a row of [`SELECT_JOURNALS_BETWEEN`]; entries are added after.
+fn journal_of_row(row: &sqlx::any::AnyRow, journal_id: String) -> StoreResult<Journal> {
+    let kind: String = row.try_get("kind")?;
+    let order_no: Option<String> = row.try_get("order_no")?;
+    Ok(Journal {
+        kind: JournalKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("journal kind {kind:?}")))?,
+        order_no: match order_no {
+            Some(text) => Some(
+                OrderNo::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("journal order {text:?}")))?,
+            ),
+            None => None,
+        },
+        app_id: AppId(row.try_get("app_id")?),
+        currency: currency_of(&row.try_get::<String, _>("currency")?)?,
+        posted_at_ms: row.try_get("posted_at_ms")?,
+        settles_at_ms: row.try_get("settles_at_ms")?,
+        entries: Vec::new(),
+        journal_id,
+    })
+}
 
 #[async_trait]
 impl LedgerStore for SqlStore {
@@ -185,6 +220,44 @@ impl LedgerStore for SqlStore {
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn journals_between(
+        &self,
+        app_id: AppId,
+        (from_ms, to_ms): (i64, i64),
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<Journal>> {
+        // As for orders: the page is read from the last one's time on.
+        let from_ms = after.map_or(from_ms, |(posted_at_ms, _)| posted_at_ms.max(from_ms));
+        let rows = sqlx::query(SELECT_JOURNALS_BETWEEN.as_str())
+            .bind(app_id.0)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(after.map_or(i64::MIN, |(posted_at_ms, _)| posted_at_ms))
+            .bind(after.map_or("", |(_, id)| id))
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut journals: Vec<Journal> = Vec::new();
+        for row in &rows {
+            let journal_id: String = row.try_get("journal_id")?;
+            if journals.last().is_none_or(|j| j.journal_id != journal_id) {
+                journals.push(journal_of_row(row, journal_id)?);
+            }
+            let account: String = row.try_get("account")?;
+            let entry = Entry {
+                account: Account::parse(&account)
+                    .ok_or_else(|| StoreError::Corrupt(format!("ledger account {account:?}")))?,
+                currency: currency_of(&row.try_get::<String, _>("entry_currency")?)?,
+                amount_minor: row.try_get("amount_minor")?,
+            };
+            if let Some(journal) = journals.last_mut() {
+                journal.entries.push(entry);
+            }
+        }
+        Ok(journals)
     }
 
     async fn fees_of_app(&self, app_id: AppId) -> StoreResult<Vec<(String, i64)>> {

@@ -4,7 +4,7 @@
 use super::merchants::currency_of;
 use super::{SqlStore, callbacks, statement};
 use crate::error::corrupt;
-use crate::{InsertOutcome, NewCallback, OrderStore, StoreError, StoreResult};
+use crate::{InsertOutcome, MethodTotals, NewCallback, OrderStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use kassa_core::{AmountMinor, AppId, Order, OrderNo, OrderStatus, Payer, PaymentMethod, Personal};
 use sqlx::Row;
@@ -52,7 +52,18 @@ statement!(
 statement!(
     SELECT_PAID_BETWEEN,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND status = 'succeeded' \
-     AND paid_at_ms >= $2 AND paid_at_ms < $3 AND order_no > $4 ORDER BY order_no LIMIT $5"
+     AND paid_at_ms >= $2 AND paid_at_ms < $3 AND (paid_at_ms > $4 OR (paid_at_ms = $4 AND order_no > $5)) \
+     ORDER BY paid_at_ms, order_no LIMIT $6"
+);
+// The fee as the books take it: never above what was paid (Order::booked_fee_minor).
+statement!(
+    SELECT_PAID_TOTALS,
+    "SELECT COALESCE(chosen_method, method) AS paid_method, COUNT(*) AS orders, \
+     CAST(SUM(actual_amount_minor) AS BIGINT) AS gross_minor, \
+     CAST(SUM(CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END) \
+     AS BIGINT) AS fee_minor FROM orders WHERE app_id = $1 AND status = 'succeeded' \
+     AND paid_at_ms >= $2 AND paid_at_ms < $3 GROUP BY COALESCE(chosen_method, method) \
+     ORDER BY paid_method"
 );
 statement!(
     SELECT_ORDER_BY_TOKEN,
@@ -279,18 +290,45 @@ impl OrderStore for SqlStore {
         &self,
         app_id: AppId,
         (from_ms, to_ms): (i64, i64),
-        after: Option<&OrderNo>,
+        after: Option<(i64, &OrderNo)>,
         limit: i64,
     ) -> StoreResult<Vec<Order>> {
+        // The page starts at the last one's payment time: the index is read from there, not
+        // from the start of the day each time.
+        let from_ms = after.map_or(from_ms, |(paid_at_ms, _)| paid_at_ms.max(from_ms));
         let rows = sqlx::query(SELECT_PAID_BETWEEN.as_str())
             .bind(app_id.0)
             .bind(from_ms)
             .bind(to_ms)
-            .bind(after.map_or("", |n| n.as_str()))
+            .bind(after.map_or(i64::MIN, |(paid_at_ms, _)| paid_at_ms))
+            .bind(after.map_or("", |(_, n)| n.as_str()))
             .bind(limit.max(0))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(order_from_row).collect()
+    }
+
+    async fn paid_totals_between(
+        &self,
+        app_id: AppId,
+        (from_ms, to_ms): (i64, i64),
+    ) -> StoreResult<Vec<MethodTotals>> {
+        let rows = sqlx::query(SELECT_PAID_TOTALS.as_str())
+            .bind(app_id.0)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MethodTotals {
+                    method: row.try_get("paid_method")?,
+                    orders: row.try_get("orders")?,
+                    gross_minor: row.try_get("gross_minor")?,
+                    fee_minor: row.try_get("fee_minor")?,
+                })
+            })
+            .collect()
     }
 
     async fn transition_order(
