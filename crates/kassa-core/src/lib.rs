@@ -19,6 +19,7 @@ pub mod order;
 pub mod personal;
 pub mod pix;
 pub mod rail;
+pub mod reconciliation;
 pub mod ssrf;
 pub mod status;
 pub mod time;

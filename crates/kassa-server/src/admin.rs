@@ -52,6 +52,12 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         }
         Err(_) => None,
     };
+    let differences = gateway.store.reconciliation_differences();
+    match tokio::time::timeout(timeout, differences).await {
+        Ok(Ok(counts)) => telemetry::reconciliation_differences(&counts),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read reconciliation differences"),
+        Err(_) => {}
+    }
     let ready = health::readiness(gateway).await.is_ok();
     let pool = gateway.store.pool_status();
     let database_up = gateway.database.is_up();

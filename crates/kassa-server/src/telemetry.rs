@@ -43,6 +43,7 @@ pub const RAIL_SECONDS: &str = "kassa_rail_call_duration_seconds";
 pub const RAIL_CALLBACKS: &str = "kassa_rail_callbacks_total";
 pub const RAIL_RECONCILIATIONS: &str = "kassa_rail_reconciliations_total";
 pub const RAIL_CIRCUIT_OPEN: &str = "kassa_rail_circuit_open";
+pub const RECONCILIATION_DIFFERENCES: &str = "kassa_reconciliation_differences";
 pub const POOL_CONNECTIONS: &str = "kassa_store_pool_connections";
 pub const POOL_MAX: &str = "kassa_store_pool_max_connections";
 pub const SIGNATURES: &str = "kassa_signatures_total";
@@ -179,10 +180,14 @@ const COUNTERS: [(&str, &str); 15] = [
 ];
 
 /// Gauges with their help text.
-const GAUGES: [(&str, &str); 13] = [
+const GAUGES: [(&str, &str); 14] = [
     (
         RAIL_CIRCUIT_OPEN,
         "1 while a channel's circuit is open (routing passes it by), else 0; by channel.",
+    ),
+    (
+        RECONCILIATION_DIFFERENCES,
+        "Differences with the upstream found by the last reconciliation of each channel's days (kassa reconcile), by channel and kind.",
     ),
     (
         HTTP_IN_FLIGHT,
@@ -451,6 +456,27 @@ pub fn circuit(channel: &str, state: kassa_core::BreakerState) {
         0.0
     };
     gauge!(RAIL_CIRCUIT_OPEN, "channel" => channel.to_string()).set(open);
+}
+
+/// The differences stored by the last reconciliations, `(channel, kind, count)`; pairs seen
+/// before and gone now read 0.
+pub fn reconciliation_differences(counts: &[(String, String, i64)]) {
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<(String, String)>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (channel, kind) in seen.iter() {
+        if !counts.iter().any(|(c, k, _)| c == channel && k == kind) {
+            let labels = [("channel", channel.clone()), ("kind", kind.clone())];
+            gauge!(RECONCILIATION_DIFFERENCES, &labels).set(0.0);
+        }
+    }
+    for (channel, kind, count) in counts {
+        let labels = [("channel", channel.clone()), ("kind", kind.clone())];
+        gauge!(RECONCILIATION_DIFFERENCES, &labels).set(*count as f64);
+        seen.insert((channel.clone(), kind.clone()));
+    }
 }
 
 pub fn signed() {

@@ -539,6 +539,50 @@ pub trait UpstreamStore: Send + Sync + 'static {
 
     /// Orders at upstream channels that are not final (reconciliation's backlog).
     async fn upstream_orders_open(&self) -> StoreResult<i64>;
+
+    /// A channel's orders of a day: opened there in `[from_ms, to_ms)` (or the day before and
+    /// paid in it), by number after `after`, at most `limit`.
+    async fn channel_orders_between(
+        &self,
+        channel_id: &str,
+        between_ms: (i64, i64),
+        after: Option<&OrderNo>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>>;
+
+    /// Stores a reconciliation run of a channel's day and its differences, replacing the last
+    /// run of that channel and day.
+    async fn save_reconciliation(
+        &self,
+        run: &ReconciliationRun,
+        differences: &[ReconciliationDifference],
+    ) -> StoreResult<()>;
+
+    /// The differences of every channel's last runs: `(channel, kind, count)`.
+    async fn reconciliation_differences(&self) -> StoreResult<Vec<(String, String, i64)>>;
+}
+
+/// One reconciliation of a channel's day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconciliationRun {
+    pub channel_id: String,
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// `report` (the upstream's day report) or `query` (order by order).
+    pub mode: String,
+    pub orders_compared: i64,
+    pub ran_at_ms: i64,
+}
+
+/// One order on which kassa and a channel disagree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconciliationDifference {
+    pub upstream_order_id: String,
+    pub order_no: Option<OrderNo>,
+    pub kind: kassa_core::reconciliation::DifferenceKind,
+    /// What each side says (`succeeded 20.00`, `failed`, `no such order`).
+    pub kassa: String,
+    pub upstream: String,
 }
 
 /// Delivering callbacks: leases, attempts, resends.

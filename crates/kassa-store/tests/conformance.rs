@@ -1359,6 +1359,107 @@ async fn the_database_refuses_to_break_the_books(db: TestDatabase) {
     );
 }
 
+/// A channel's orders of a day (opened that day, or the day before and paid in it), and the
+/// reconciliation runs that replace each other.
+async fn channel_days_and_reconciliation_runs(db: TestDatabase) {
+    use kassa_core::reconciliation::DifferenceKind;
+    use kassa_store::{ReconciliationDifference, ReconciliationRun};
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let day_ms = 86_400_000;
+    let (from, to) = (10 * day_ms, 11 * day_ms);
+    let mut opened = Vec::new();
+    for (i, (channel, created_at_ms, paid_at_ms)) in [
+        ("acme", from + 5, None),           // opened that day
+        ("acme", from - 5, Some(from + 1)), // the day before, paid that day
+        ("acme", from - 5, None),           // the day before, not paid
+        ("acme", to, None),                 // the next day
+        ("other", from + 5, None),          // another channel
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut placed = order(app, &format!("C-{i}"), 100 + i as u64);
+        if let Some(paid_at_ms) = paid_at_ms {
+            placed.status = OrderStatus::Succeeded;
+            placed.actual_amount_minor = placed.amount_minor;
+            placed.paid_at_ms = Some(paid_at_ms);
+        }
+        store.insert_order(&placed).await.unwrap();
+        let row = UpstreamOrder {
+            order_no: placed.order_no.clone(),
+            channel_id: channel.into(),
+            upstream_order_no: None,
+            next_check_at_ms: i64::MAX,
+            checks: 0,
+            created_at_ms,
+            updated_at_ms: created_at_ms,
+        };
+        store
+            .save_upstream(&row, "collect-upstream", None)
+            .await
+            .unwrap();
+        opened.push(placed.order_no);
+    }
+    let day = store
+        .channel_orders_between("acme", (from, to), None, 10)
+        .await
+        .unwrap();
+    let mut expected = vec![opened[0].clone(), opened[1].clone()];
+    expected.sort();
+    assert_eq!(
+        day.iter().map(|o| o.order_no.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    let paged = store
+        .channel_orders_between("acme", (from, to), Some(&expected[0]), 10)
+        .await
+        .unwrap();
+    assert_eq!(paged.len(), 1);
+
+    let run = |day: &str| ReconciliationRun {
+        channel_id: "acme".into(),
+        day: day.into(),
+        mode: "report".into(),
+        orders_compared: 2,
+        ran_at_ms: 1,
+    };
+    let difference = |id: &str, kind| ReconciliationDifference {
+        upstream_order_id: id.into(),
+        order_no: None,
+        kind,
+        kassa: "no such order".into(),
+        upstream: "succeeded 7.00".into(),
+    };
+    let two = [
+        difference("x-1", DifferenceKind::MissingAtKassa),
+        difference("x-2", DifferenceKind::MissingAtKassa),
+    ];
+    store
+        .save_reconciliation(&run("2026-11-20"), &two)
+        .await
+        .unwrap();
+    store
+        .save_reconciliation(&run("2026-11-21"), &two[..1])
+        .await
+        .unwrap();
+    let counts = store.reconciliation_differences().await.unwrap();
+    assert_eq!(
+        counts,
+        [("acme".to_string(), "missing_at_kassa".to_string(), 3)]
+    );
+    // A run again replaces the day's last one.
+    store
+        .save_reconciliation(&run("2026-11-20"), &[])
+        .await
+        .unwrap();
+    let counts = store.reconciliation_differences().await.unwrap();
+    assert_eq!(
+        counts,
+        [("acme".to_string(), "missing_at_kassa".to_string(), 1)]
+    );
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1385,4 +1486,5 @@ kassa_store::on_both_databases!(
     upstream_orders_and_routing_attempts,
     journals_post_with_their_change,
     the_database_refuses_to_break_the_books,
+    channel_days_and_reconciliation_runs,
 );

@@ -378,3 +378,60 @@ fn channel_json(channel: &Channel, merchant_public_key: Option<&str>) -> Value {
         "upstream": upstream,
     })
 }
+
+#[derive(clap::Args)]
+pub struct ReconcileArgs {
+    /// The channel (an upstream one).
+    #[arg(long)]
+    channel: String,
+    /// The day, YYYY-MM-DD, in the operator's time zone (the upstream is asked for the same
+    /// date, in its own).
+    #[arg(long)]
+    date: String,
+}
+
+/// `kassa reconcile`: the channel's day against the upstream's word, every difference printed
+/// and stored (for the metrics), and a failing exit when there is one.
+pub async fn reconcile(args: ReconcileArgs, store: &SqlStore) -> Outcome {
+    use kassa_server::rails::connector::Connector;
+    use kassa_server::rails::reconcile_day::reconcile_day;
+    let channel = existing(store, &args.channel).await?;
+    if channel.upstream.is_none() {
+        let id = &channel.channel_id;
+        return Err(Failure(format!(
+            "{id} is a sandbox channel: kassa is its own record"
+        )));
+    }
+    let kek = crate::kek::unlock(store).await?;
+    let connector = std::sync::Arc::new(Connector::build(&channel, &kek).map_err(Failure)?);
+    let zone = kassa_server::notary::operator_timezone(store).await?;
+    let day =
+        kassa_server::report::Day::parse(&args.date, &zone).map_err(|e| Failure(e.to_string()))?;
+    if day.from_ms > now_ms() {
+        return Err(Failure(format!("{} has not begun yet", args.date)));
+    }
+    let found = reconcile_day(store, &channel, &connector, &day, now_ms())
+        .await
+        .map_err(|e| Failure(e.to_string()))?;
+    let differences: Vec<Value> = found
+        .differences
+        .iter()
+        .map(|d| {
+            json!({
+                "kind": d.kind.as_str(), "upstreamOrderId": d.upstream_order_id,
+                "orderNo": d.order_no.as_ref().map(|n| n.as_str()),
+                "kassa": d.kassa, "upstream": d.upstream,
+            })
+        })
+        .collect();
+    crate::operator::print_json(&json!({
+        "channelId": found.run.channel_id, "date": found.run.day, "mode": found.run.mode,
+        "ordersCompared": found.run.orders_compared, "differences": differences,
+    }));
+    match found.differences.len() {
+        0 => Ok(()),
+        n => Err(Failure(format!(
+            "{n} differences with the upstream: see above"
+        ))),
+    }
+}

@@ -79,6 +79,9 @@ enum Command {
     /// Reports from the books.
     #[command(subcommand)]
     Report(ledger::ReportCommand),
+    /// Compare a channel's day with what the upstream says of it and list every difference
+    /// (exits non-zero when there is one).
+    Reconcile(channels::ReconcileArgs),
     /// Inspect orders and settle exceptions.
     #[command(subcommand)]
     Order(operator::OrderCommand),
@@ -239,6 +242,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Report(command) => {
             let store = operator::open_store(&database_url).await?;
             ledger::report(command, &store).await
+        }
+        Command::Reconcile(args) => {
+            let store = operator::open_store(&database_url).await?;
+            channels::reconcile(args, &store).await
         }
         Command::Pix(command) => operator::pix(command),
         Command::Bench(_) => unreachable!("handled above"),

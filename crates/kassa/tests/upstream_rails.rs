@@ -600,9 +600,201 @@ async fn unknown_outcomes_are_reconciled_and_circuits_open_and_close(db: TestDat
     );
 }
 
+/// A PSP without a report endpoint: the upstream behind it, answering 404 in the collect
+/// envelope for any `/report` path (as an upstream that is not a kassa does).
+async fn without_reports(target: &str) -> String {
+    let target = target.to_string();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |uri: axum::http::Uri, body: String| {
+            let (client, target) = (client.clone(), target.clone());
+            async move {
+                if uri.path().ends_with("/report") {
+                    let refused = r#"{"status":"0","error":"40400000","msg":"no such endpoint"}"#;
+                    return (axum::http::StatusCode::NOT_FOUND, refused.to_string());
+                }
+                let url = format!("{target}{}", uri.path());
+                let sent = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body);
+                let answer = sent.send().await.unwrap();
+                let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                (status, answer.text().await.unwrap())
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// `kassa reconcile`: a channel's day against the upstream's report (or, where it has none,
+/// order by order): a short payment the upstream's operator settled as paid while kassa's still
+/// waits for its own, and a payment kassa never heard of, are differences; agreeing orders are
+/// not; kassa's operator settling the order for another amount is one; the metrics show them.
+async fn days_are_reconciled_with_the_upstream(db: TestDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let psp = upstream(dir.path(), "psp", "EUR");
+    let gateway = Gateway::new(&db, dir.path());
+    gateway.add_channel(
+        "psp",
+        "collect-upstream",
+        &psp.served.base,
+        &psp,
+        &["--priority", "1"],
+    );
+    let older = without_reports(&psp.served.base).await;
+    gateway.add_channel(
+        "older",
+        "collect-upstream",
+        &older,
+        &psp,
+        &["--priority", "2"],
+    );
+    let served = gateway.serve(&[]);
+    let (notify_url, _merchant) = merchant_endpoint().await;
+    let pay = |gateway: &Gateway, order_no: &str, amount: Option<&str>| {
+        psp.pay(&upstream_order_no(&gateway.show(order_no)), amount);
+    };
+    let mut orders = Vec::new();
+    for (id, amount) in [("A", None), ("B", Some("24.00"))] {
+        let (order_no, url) = gateway.collect_order(&served, id, &notify_url).await;
+        assert_eq!(gateway.open_page(&served, &url).await.status(), 303);
+        pay(&gateway, &order_no, amount);
+        orders.push(order_no);
+    }
+    // A payment to kassa's account at the upstream that kassa did not ask for.
+    let mut stray = json!({
+        "appId": psp.app_id, "orderId": "kassa-9000000000000001", "name": "Jane Doe",
+        "phone": "+31612345678", "email": "jane@example.com", "amount": "7.00",
+        "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
+        "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
+        "partnerUserId": "u1",
+    });
+    let key = SigningKey::parse(&std::fs::read_to_string(&psp.key_path).unwrap()).unwrap();
+    sign_map(&key, stray.as_object_mut().unwrap());
+    let created = gateway
+        .post(&psp.served, "/eur/collect/apply", stray.to_string(), &[])
+        .await;
+    psp.pay(created["data"]["orderNo"].as_str().unwrap(), None);
+    // Later orders through the upstream without reports.
+    run_ok(&mut kassa(&[
+        "channel",
+        "disable",
+        "psp",
+        "--database-url",
+        &gateway.db,
+    ]));
+    tokio::time::sleep(Duration::from_millis(600)).await; // the channel book's refresh
+    for (id, amount) in [("C", None), ("D", Some("20.00"))] {
+        let (order_no, url) = gateway.collect_order(&served, id, &notify_url).await;
+        assert_eq!(gateway.open_page(&served, &url).await.status(), 303);
+        assert_eq!(attempts(&gateway.show(&order_no))[0].0, "older");
+        pay(&gateway, &order_no, amount);
+        orders.push(order_no);
+    }
+    gateway.until_status(&orders[0], "succeeded").await;
+    gateway.until_status(&orders[1], "exception").await;
+    gateway.until_status(&orders[2], "succeeded").await;
+    gateway.until_status(&orders[3], "exception").await;
+    // A short payment waits for an operator on both sides; the upstream's settles it as paid.
+    for order_no in [&orders[1], &orders[3]] {
+        let upstream_no = upstream_order_no(&gateway.show(order_no));
+        run_ok(&mut kassa(&[
+            "order",
+            "resolve",
+            &upstream_no,
+            "--succeed",
+            "--database-url",
+            &psp.db,
+        ]));
+    }
+
+    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
+    let reconcile = |channel: &str| {
+        let mut command = kassa(&["reconcile", "--channel", channel, "--date", &today]);
+        let out = command
+            .args(["--database-url", &gateway.db])
+            .output()
+            .unwrap();
+        let found = json(&String::from_utf8(out.stdout).unwrap());
+        let kinds: Vec<(String, String)> = (found["differences"].as_array().unwrap().iter())
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap().into(),
+                    d["upstreamOrderId"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        (
+            out.status.success(),
+            found["mode"].as_str().unwrap().to_string(),
+            kinds,
+        )
+    };
+    let kassa_id = |order_no: &str| format!("kassa-{order_no}");
+    let (clean, mode, found) = reconcile("psp");
+    assert_eq!((clean, mode.as_str()), (false, "report"));
+    assert_eq!(
+        found,
+        [
+            ("status_differs".to_string(), kassa_id(&orders[1])),
+            (
+                "missing_at_kassa".to_string(),
+                "kassa-9000000000000001".to_string()
+            ),
+        ]
+    );
+    let (clean, mode, found) = reconcile("older");
+    assert_eq!((clean, mode.as_str()), (false, "query"));
+    assert_eq!(
+        found,
+        [("status_differs".to_string(), kassa_id(&orders[3]))]
+    );
+
+    // kassa's operator settles the order without looking: as paid in full (kassa heard of no
+    // amount), which is not what the upstream received.
+    run_ok(&mut kassa(&[
+        "order",
+        "resolve",
+        &orders[1],
+        "--succeed",
+        "--database-url",
+        &gateway.db,
+    ]));
+    let (_, _, found) = reconcile("psp");
+    assert_eq!(
+        found,
+        [
+            ("amount_differs".to_string(), kassa_id(&orders[1])),
+            (
+                "missing_at_kassa".to_string(),
+                "kassa-9000000000000001".to_string()
+            ),
+        ]
+    );
+    let metrics = reqwest::get(format!("{}/metrics", served.admin))
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for line in [
+        r#"kassa_reconciliation_differences{channel="psp",kind="missing_at_kassa"} 1"#,
+        r#"kassa_reconciliation_differences{channel="psp",kind="amount_differs"} 1"#,
+        r#"kassa_reconciliation_differences{channel="older",kind="status_differs"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let mut refused = kassa(&["reconcile", "--channel", "psp", "--date", "2999-01-01"]);
+    refused.args(["--database-url", &gateway.db]);
+    assert!(!refused.output().unwrap().status.success());
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_are_paid_through_upstreams,
     lost_callbacks_are_reconciled_and_forged_ones_refused,
     unknown_outcomes_are_reconciled_and_circuits_open_and_close,
+    days_are_reconciled_with_the_upstream,
 );

@@ -7,6 +7,7 @@ use super::collect_upstream::CollectUpstream;
 use super::collect_upstream::transformers::{ApplyFields, UpstreamOrder, apply_request};
 use super::pix_upstream::PixUpstream;
 use super::pix_upstream::transformers::PixOrder;
+use super::upstream::day_report::ReportPage;
 use super::upstream::{UpstreamError, upstream_order_id};
 use crate::sealing::{CHANNEL_MERCHANT_KEY, Kek};
 use kassa_core::{Channel, ChannelKind, Order, PaymentMethod, RailOutcome};
@@ -152,13 +153,38 @@ impl Connector {
 
     /// The upstream's word on kassa's order ([`UpstreamError::NotFound`] if it has none).
     pub async fn query(&self, order: &Order) -> Result<UpstreamReport, UpstreamError> {
-        let id = upstream_order_id(&order.order_no);
+        self.query_id(order.currency, &upstream_order_id(&order.order_no))
+            .await
+    }
+
+    /// The upstream's word on the order of `upstream_order_id` (of `currency`, which picks the
+    /// `collect` API's path).
+    pub async fn query_id(
+        &self,
+        currency: kassa_core::Currency,
+        id: &str,
+    ) -> Result<UpstreamReport, UpstreamError> {
         match self {
-            Connector::Pix(pix) => pix.query(&id).await.map(UpstreamReport::from),
-            Connector::Collect(collect) => collect
-                .query(order.currency, &id)
-                .await
-                .map(UpstreamReport::from),
+            Connector::Pix(pix) => pix.query(id).await.map(UpstreamReport::from),
+            Connector::Collect(collect) => {
+                collect.query(currency, id).await.map(UpstreamReport::from)
+            }
+        }
+    }
+
+    /// A page of the upstream's report of a day (upstreams that are kassas serve one; others
+    /// refuse the call, and reconciliation asks order by order instead).
+    pub async fn report_page(
+        &self,
+        channel: &Channel,
+        date: &str,
+        after: Option<&str>,
+    ) -> Result<ReportPage, UpstreamError> {
+        match self {
+            Connector::Pix(pix) => pix.report_page(date, after).await,
+            Connector::Collect(collect) => {
+                (collect.report_page(currency_of(channel), date, after)).await
+            }
         }
     }
 
@@ -166,17 +192,9 @@ impl Connector {
     /// format shows the upstream reachable and speaking it.
     pub async fn probe(&self, channel: &Channel) -> Result<(), UpstreamError> {
         let probe_id = format!("kassa-channel-test-{}", crate::now_ms());
-        match self {
-            Connector::Pix(pix) => pix.query(&probe_id).await.map(drop),
-            Connector::Collect(collect) => {
-                let currency = channel
-                    .currencies
-                    .first()
-                    .copied()
-                    .unwrap_or(kassa_core::Currency::Eur);
-                collect.query(currency, &probe_id).await.map(drop)
-            }
-        }
+        self.query_id(currency_of(channel), &probe_id)
+            .await
+            .map(drop)
     }
 
     /// A callback's report, if it is signed by the upstream and about kassa's account there.
@@ -190,4 +208,11 @@ impl Connector {
             Connector::Collect(collect) => collect.verify_callback(body).map(UpstreamReport::from),
         }
     }
+}
+
+/// The currency of a channel's account at the upstream (the `collect` API has one path per
+/// currency; an upstream account collects one).
+pub fn currency_of(channel: &Channel) -> kassa_core::Currency {
+    let first = channel.currencies.first().copied();
+    first.unwrap_or(kassa_core::Currency::Eur)
 }

@@ -18,6 +18,7 @@ pub mod collect_upstream;
 pub mod connector;
 pub mod pix_upstream;
 pub mod reconcile;
+pub mod reconcile_day;
 pub mod upstream;
 pub mod upstream_rail;
 

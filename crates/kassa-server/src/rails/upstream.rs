@@ -8,6 +8,8 @@ use std::time::Duration;
 
 /// The most of an upstream's reply kassa reads.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// The most of a page of an upstream's day report (1,000 lines of ~120 bytes, signed).
+pub const MAX_REPORT_REPLY_BYTES: usize = 1024 * 1024;
 
 /// Why a call to the upstream failed. After a create, routing tries the next channel unless the
 /// upstream may have acted on it ([`UpstreamError::outcome_unknown`]).
@@ -141,12 +143,13 @@ impl UpstreamHttp {
     }
 
     /// Posts a JSON body with extra headers; the reply's headers and text (at most
-    /// [`MAX_REPLY_BYTES`]), whatever its status below 500.
+    /// `max_reply_bytes`), whatever its status below 500.
     pub async fn post(
         &self,
         path: &str,
         body: &serde_json::Map<String, serde_json::Value>,
         headers: &[(&str, String)],
+        max_reply_bytes: usize,
     ) -> Result<(reqwest::header::HeaderMap, String), UpstreamError> {
         let unreachable = |e: reqwest::Error| UpstreamError::Unreachable(e.to_string());
         let mut request = self
@@ -169,8 +172,8 @@ impl UpstreamHttp {
         }
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
-                let why = format!("a reply over {MAX_REPLY_BYTES} bytes");
+            if bytes.len() + chunk.len() > max_reply_bytes {
+                let why = format!("a reply over {max_reply_bytes} bytes");
                 return Err(UpstreamError::Malformed(why));
             }
             bytes.extend_from_slice(&chunk);
@@ -243,6 +246,71 @@ pub mod fields {
     pub fn failure_reason(message: Option<&str>) -> String {
         let message = message.unwrap_or("failed at the upstream");
         message.chars().take(MAX_REASON_CHARS).collect()
+    }
+}
+
+/// An upstream's day report (kassa's report endpoints, which an upstream kassa serves): the
+/// request, and the order lines of a page as reconciliation reads them.
+pub mod day_report {
+    use super::UpstreamError;
+    use kassa_core::AmountMinor;
+    use serde_json::{Map, Value};
+
+    /// One order the upstream reports paid that day.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ReportLine {
+        pub upstream_order_no: String,
+        pub upstream_order_id: String,
+        pub gross: AmountMinor,
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct ReportPage {
+        pub lines: Vec<ReportLine>,
+        /// Where the next page starts; `None` on the last.
+        pub next: Option<String>,
+    }
+
+    /// The request's fields (the connector adds the app and the signature as its API does).
+    pub fn request(date: &str, after: Option<&str>) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("date".into(), date.into());
+        if let Some(after) = after {
+            map.insert("after".into(), after.into());
+        }
+        map
+    }
+
+    fn malformed(why: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::Malformed(format!("report: {why}"))
+    }
+
+    /// The `order` lines of a verified report page (`lines`, CSV in kassa's report columns).
+    pub fn page(data: &Map<String, Value>) -> Result<ReportPage, UpstreamError> {
+        let Some(Value::String(lines)) = data.get("lines") else {
+            return Err(malformed("no lines"));
+        };
+        let mut page = ReportPage::default();
+        for line in lines.lines().skip(1).filter(|l| l.starts_with("order,")) {
+            let columns: Vec<&str> = line.split(',').collect();
+            // record,orderNo,orderId,method,currency,orders,gross,…: 13 columns in all.
+            if columns.len() != 13 {
+                return Err(malformed(format!("a line of {} columns", columns.len())));
+            }
+            let gross = AmountMinor::parse(columns[6]).map_err(malformed)?;
+            let text = |s: &str| s.chars().take(super::fields::MAX_TEXT_CHARS).collect();
+            page.lines.push(ReportLine {
+                upstream_order_no: text(columns[1]),
+                upstream_order_id: text(columns[2]),
+                gross,
+            });
+        }
+        page.next = match data.get("next") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(next)) if next.len() <= 64 => Some(next.clone()),
+            Some(_) => return Err(malformed("next is not a page key")),
+        };
+        Ok(page)
     }
 }
 

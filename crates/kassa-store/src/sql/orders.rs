@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 /// Every column of an order, in the order [`insert_statement`] binds them.
-const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
+pub(super) const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
     country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
     callback_fail_url, notify_url, status, actual_amount_minor, fee_minor, paid_at_ms, error_msg, \
     request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms, \
@@ -108,7 +108,7 @@ fn payer_from_row(row: &AnyRow) -> StoreResult<Option<Payer>> {
     }))
 }
 
-fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
+pub(super) fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
     let status: String = row.try_get("status")?;
     Ok(Order {
         order_no: order_no_of(&row.try_get::<String, _>("order_no")?)?,

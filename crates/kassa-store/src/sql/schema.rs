@@ -266,6 +266,34 @@ ALTER TABLE apps ADD COLUMN settlement_delay_days BIGINT NOT NULL DEFAULT 1;
 UPDATE ledger_journals SET settles_at_ms = posted_at_ms + 86400000 WHERE kind = 'success';
 "#,
     ),
+    (
+        10,
+        r#"
+-- Reconciliation of a channel's day (`kassa reconcile`): the orders opened at a channel by
+-- day, the last run of each channel and day, and every difference it found (a run replaces
+-- the previous one's). The metrics and the back office read them.
+CREATE INDEX upstream_orders_by_channel ON upstream_orders (channel_id, created_at_ms);
+CREATE TABLE reconciliation_runs (
+    channel_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    orders_compared BIGINT NOT NULL,
+    differences BIGINT NOT NULL,
+    ran_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (channel_id, day)
+);
+CREATE TABLE reconciliation_differences (
+    channel_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    upstream_order_id TEXT NOT NULL,
+    order_no TEXT,
+    kind TEXT NOT NULL,
+    kassa TEXT NOT NULL,
+    upstream TEXT NOT NULL,
+    PRIMARY KEY (channel_id, day, upstream_order_id)
+);
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.

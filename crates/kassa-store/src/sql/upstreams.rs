@@ -2,9 +2,12 @@
 
 use super::orders::order_no_of;
 use super::{SqlStore, statement};
-use crate::{RoutingAttempt, StoreResult, UpstreamOrder, UpstreamStore};
+use crate::{
+    ReconciliationDifference, ReconciliationRun, RoutingAttempt, StoreResult, UpstreamOrder,
+    UpstreamStore,
+};
 use async_trait::async_trait;
-use kassa_core::{OrderNo, OrderStatus};
+use kassa_core::{Order, OrderNo, OrderStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -50,6 +53,20 @@ statement!(
     "SELECT COUNT(*) FROM upstream_orders u JOIN orders o ON o.order_no = u.order_no \
      WHERE o.status IN ({})",
     open_statuses()
+);
+
+// Orders opened at a channel on a day, and those opened the day before that were paid on it.
+statement!(
+    SELECT_CHANNEL_DAY,
+    "SELECT {} FROM upstream_orders u JOIN orders o ON o.order_no = u.order_no \
+     WHERE u.channel_id = $1 AND u.created_at_ms >= $2 - 86400000 AND u.created_at_ms < $3 \
+     AND (u.created_at_ms >= $2 OR (o.status = 'succeeded' AND o.paid_at_ms >= $2 AND o.paid_at_ms < $3)) \
+     AND o.order_no > $4 ORDER BY o.order_no LIMIT $5",
+    super::orders::ORDER_COLUMNS
+        .split(", ")
+        .map(|c| format!("o.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 );
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
@@ -206,5 +223,81 @@ impl UpstreamStore for SqlStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn channel_orders_between(
+        &self,
+        channel_id: &str,
+        (from_ms, to_ms): (i64, i64),
+        after: Option<&OrderNo>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>> {
+        let rows = sqlx::query(SELECT_CHANNEL_DAY.as_str())
+            .bind(channel_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(after.map_or("", |n| n.as_str()))
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(super::orders::order_from_row).collect()
+    }
+
+    async fn save_reconciliation(
+        &self,
+        run: &ReconciliationRun,
+        differences: &[ReconciliationDifference],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        for table in ["reconciliation_runs", "reconciliation_differences"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE channel_id = $1 AND day = $2"
+            )))
+            .bind(&run.channel_id)
+            .bind(&run.day)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO reconciliation_runs (channel_id, day, mode, orders_compared, \
+             differences, ran_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&run.channel_id)
+        .bind(&run.day)
+        .bind(&run.mode)
+        .bind(run.orders_compared)
+        .bind(differences.len() as i64)
+        .bind(run.ran_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        for difference in differences {
+            sqlx::query(
+                "INSERT INTO reconciliation_differences (channel_id, day, upstream_order_id, \
+                 order_no, kind, kassa, upstream) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&run.channel_id)
+            .bind(&run.day)
+            .bind(&difference.upstream_order_id)
+            .bind(difference.order_no.as_ref().map(|n| n.as_str()))
+            .bind(difference.kind.as_str())
+            .bind(&difference.kassa)
+            .bind(&difference.upstream)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reconciliation_differences(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT channel_id, kind, COUNT(*) AS n FROM reconciliation_differences \
+             GROUP BY channel_id, kind ORDER BY channel_id, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect()
     }
 }

@@ -5,7 +5,8 @@
 
 pub mod transformers;
 
-use super::upstream::{UpstreamError, UpstreamHttp};
+use super::upstream::day_report::{self, ReportPage};
+use super::upstream::{MAX_REPLY_BYTES, MAX_REPORT_REPLY_BYTES, UpstreamError, UpstreamHttp};
 use kassa_core::{Channel, Currency};
 use kassa_signature::{SigningKey, parse_signed_object, sign_map};
 use serde_json::{Map, Value};
@@ -39,7 +40,11 @@ impl CollectUpstream {
         request: Map<String, Value>,
     ) -> Result<Created, UpstreamError> {
         let data = self
-            .call(&transformers::path(currency, "apply"), request)
+            .call(
+                &transformers::path(currency, "apply"),
+                request,
+                MAX_REPLY_BYTES,
+            )
             .await?;
         Created::try_from(&data)
     }
@@ -52,10 +57,29 @@ impl CollectUpstream {
     ) -> Result<UpstreamOrder, UpstreamError> {
         let request = transformers::query_request(self.http.app_id, upstream_order_id);
         let data = self
-            .call(&transformers::path(currency, "query"), request)
+            .call(
+                &transformers::path(currency, "query"),
+                request,
+                MAX_REPLY_BYTES,
+            )
             .await
             .map_err(|e| e.not_found_if(transformers::ORDER_NOT_FOUND))?;
         UpstreamOrder::try_from(&data)
+    }
+
+    /// A page of the upstream's report of `date` (its day) for kassa's account there.
+    pub async fn report_page(
+        &self,
+        currency: Currency,
+        date: &str,
+        after: Option<&str>,
+    ) -> Result<ReportPage, UpstreamError> {
+        let mut request = day_report::request(date, after);
+        request.insert("appId".into(), self.http.app_id.into());
+        let path = transformers::path(currency, "report");
+        let data = self.call(&path, request, MAX_REPORT_REPLY_BYTES).await?;
+        super::upstream::check_app_id(&data, self.http.app_id)?;
+        day_report::page(&data)
     }
 
     /// An upstream callback's order, if the upstream's key verifies its `sign` and it is about
@@ -71,9 +95,10 @@ impl CollectUpstream {
         &self,
         path: &str,
         mut request: Map<String, Value>,
+        max_reply_bytes: usize,
     ) -> Result<Map<String, Value>, UpstreamError> {
         sign_map(&self.key, &mut request);
-        let (_, text) = self.http.post(path, &request, &[]).await?;
+        let (_, text) = self.http.post(path, &request, &[], max_reply_bytes).await?;
         self.verified(&transformers::envelope_data(&text)?)
     }
 

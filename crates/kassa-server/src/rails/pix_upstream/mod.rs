@@ -6,7 +6,8 @@
 
 pub mod transformers;
 
-use super::upstream::{UpstreamError, UpstreamHttp};
+use super::upstream::day_report::{self, ReportPage};
+use super::upstream::{MAX_REPLY_BYTES, MAX_REPORT_REPLY_BYTES, UpstreamError, UpstreamHttp};
 use kassa_core::{AmountMinor, Channel};
 use kassa_signature::{SigningKey, canonical_of_map};
 use serde_json::{Map, Value};
@@ -36,17 +37,33 @@ impl PixUpstream {
         notify_url: &str,
     ) -> Result<PixCreated, UpstreamError> {
         let body = transformers::init_request(upstream_order_id, amount, notify_url);
-        let data = self.call(transformers::INIT_PATH, body).await?;
+        let data = self
+            .call(transformers::INIT_PATH, body, MAX_REPLY_BYTES)
+            .await?;
         PixCreated::try_from(&data)
     }
 
     pub async fn query(&self, upstream_order_id: &str) -> Result<PixOrder, UpstreamError> {
         let body = transformers::query_request(upstream_order_id);
         let data = self
-            .call(transformers::QUERY_PATH, body)
+            .call(transformers::QUERY_PATH, body, MAX_REPLY_BYTES)
             .await
             .map_err(|e| e.not_found_if(transformers::ORDER_NOT_FOUND))?;
         PixOrder::try_from(&data)
+    }
+
+    /// A page of the upstream's report of `date` (its day) for kassa's account there.
+    pub async fn report_page(
+        &self,
+        date: &str,
+        after: Option<&str>,
+    ) -> Result<ReportPage, UpstreamError> {
+        let body = day_report::request(date, after);
+        let data = self
+            .call(transformers::REPORT_PATH, body, MAX_REPORT_REPLY_BYTES)
+            .await?;
+        super::upstream::check_app_id(&data, self.http.app_id)?;
+        day_report::page(&data)
     }
 
     /// An upstream callback's order, if its `X-Sign` verifies with the upstream's key and it is
@@ -90,13 +107,17 @@ impl PixUpstream {
         &self,
         path: &str,
         body: Map<String, Value>,
+        max_reply_bytes: usize,
     ) -> Result<Map<String, Value>, UpstreamError> {
         let canonical = canonical_of_map(&body).expect("kassa builds flat bodies");
         let headers = [
             ("x-app-id", self.http.app_id.to_string()),
             ("x-sign", self.key.sign_base64(canonical.as_bytes())),
         ];
-        let (reply_headers, text) = self.http.post(path, &body, &headers).await?;
+        let (reply_headers, text) = self
+            .http
+            .post(path, &body, &headers, max_reply_bytes)
+            .await?;
         let data = transformers::envelope_data(&text)?;
         let sign = reply_headers.get("x-sign").and_then(|v| v.to_str().ok());
         self.check_sign(&data, sign)?;

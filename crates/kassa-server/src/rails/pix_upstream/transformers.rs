@@ -9,6 +9,8 @@ use serde_json::{Map, Value, json};
 
 pub const INIT_PATH: &str = "/accountProxyCollect/initCollect";
 pub const QUERY_PATH: &str = "/proxyCollectQuery/query";
+/// kassa's own day report, where the upstream is a kassa.
+pub const REPORT_PATH: &str = "/proxyCollectQuery/report";
 /// The upstream's "no order of this app has this userOrderNumber" code.
 pub const ORDER_NOT_FOUND: &str = "4001";
 
