@@ -91,4 +91,39 @@ impl SqlStore {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Inserts `count` EUR orders for `app_id`, numbered `7…`, that succeeded (10.00 paid, 0.45
+    /// fee) at times spread evenly over `[from_ms, to_ms)`: a day for the report to read.
+    pub async fn bench_preload_paid_orders(
+        &self,
+        app_id: AppId,
+        count: i64,
+        (from_ms, to_ms): (i64, i64),
+    ) -> StoreResult<()> {
+        let columns = "order_no, app_id, merchant_order_id, currency, amount_minor, method, \
+            status, actual_amount_minor, fee_minor, paid_at_ms, request_fingerprint, create_reply, \
+            cashier_token, created_at_ms, updated_at_ms, expires_at_ms";
+        let paid_at = "$3 + i * ($4 - $3) / $2";
+        let values = "'EUR', 1000, 'IDEAL_EUR', 'succeeded', 1000, 45";
+        let sql = match self.backend() {
+            Backend::Sqlite => format!(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2) \
+                 INSERT INTO orders ({columns}) SELECT printf('7%015d', i), $1, 'paid-' || i, \
+                 {values}, {paid_at}, 'bench', '{{}}', 'paid-' || i, $3, $3, $3 FROM n"
+            ),
+            Backend::Postgres => format!(
+                "INSERT INTO orders ({columns}) SELECT '7' || lpad(i::text, 15, '0'), $1, \
+                 'paid-' || i, {values}, {paid_at}, 'bench', '{{}}', 'paid-' || i, $3, $3, $3 \
+                 FROM generate_series(0, $2 - 1) AS i"
+            ),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(app_id.0)
+            .bind(count)
+            .bind(from_ms)
+            .bind(to_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
 }

@@ -5,6 +5,7 @@
 //! `/proc/PID/stat`), its peak RSS, and the crypto floor (one verify plus one sign with the same
 //! keys and library), measured in the same run.
 
+mod books;
 mod upstream;
 
 use crate::{Failure, Outcome};
@@ -38,6 +39,11 @@ pub enum Scenario {
     /// PIX creates through one upstream hop: a second `kassa serve` as the upstream PSP; then
     /// the gateway's memory with 10,000 orders awaiting reconciliation.
     Upstream,
+    /// The books' cost: orders created and paid at the store with the success journal posted
+    /// and without, alternated over `--rounds` rounds; medians and their ratio.
+    Pay,
+    /// A settlement report of a day of `--preload` succeeded orders: time and peak memory.
+    Report,
     /// Every scenario above, one after another.
     All,
 }
@@ -792,6 +798,19 @@ fn print_table(reports: &[Report]) {
                 "", f["rounds"]
             );
         }
+        if let Some(rps) = f.get("rps_with_to_without_books") {
+            let cpu = &f["cpu_with_to_without_books"];
+            println!(
+                "{:<17} with/without books: orders/s {rps}, cpu µs {cpu} (medians of {} rounds)",
+                "", f["rounds"]
+            );
+        }
+        if let Some(seconds) = f.get("report_seconds") {
+            println!(
+                "{:<17} {} orders reported in {seconds} s, {} bytes, peak {} MB",
+                "", f["requests"], f["report_bytes"], f["server_peak_rss_mb"]
+            );
+        }
         if let Some(drain) = f.get("drain_s") {
             println!("{:<17} drained {} callbacks in {drain} s", "", f["backlog"]);
         }
@@ -835,6 +854,8 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
             Scenario::Callbacks => vec![callbacks_run(&args, database_url).await?],
             Scenario::MetricsCost => metrics_cost_run(&args, database_url).await?,
             Scenario::Upstream => upstream::run(&args, database_url).await?,
+            Scenario::Pay => books::pay(&args, database_url).await?,
+            Scenario::Report => books::settlement_report(&args, database_url).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         for report in produced {

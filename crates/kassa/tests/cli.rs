@@ -830,6 +830,8 @@ fn bench_reports_every_promised_field() {
             "--awaiting",
             "50",
         ],
+        vec!["--scenario", "pay", "--connections", "2", "--rounds", "1"],
+        vec!["--scenario", "report", "--preload", "3000"],
     ] {
         let mut command = kassa(&["bench", "--duration", "1", "--json"]);
         command.args(&args).current_dir(dir.path());
@@ -861,6 +863,17 @@ fn bench_reports_every_promised_field() {
             report["server_peak_rss_mb"].as_f64().unwrap() > 1.0,
             "{report}"
         );
+        if report["scenario"] == "pay-with-books" {
+            let ratio = report["rps_with_to_without_books"].as_f64().unwrap();
+            assert!(ratio > 0.0, "{report}");
+        }
+        if report["scenario"] == "report" {
+            // The header, two totals and a line per order.
+            assert!(
+                report["report_bytes"].as_u64().unwrap() > 3_000 * 60,
+                "{report}"
+            );
+        }
         if report["scenario"] == "upstream-create" {
             assert!(
                 report["awaiting_reconciliation"].as_i64().unwrap() >= 50,
