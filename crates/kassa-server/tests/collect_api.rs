@@ -824,11 +824,15 @@ async fn private_targets_are_allowed_with_the_flag(db: TestDatabase) {
 
 /// Tests that build their own server take the bare database.
 mod with_own_server {
-    use super::{private_targets_are_allowed_with_the_flag, target_ports_can_be_restricted};
+    use super::{
+        a_report_day_follows_the_operators_zone_across_summer_time,
+        private_targets_are_allowed_with_the_flag, target_ports_can_be_restricted,
+    };
     kassa_store::on_both_databases!(
         kassa_store::testing::database;
         private_targets_are_allowed_with_the_flag,
         target_ports_can_be_restricted,
+        a_report_day_follows_the_operators_zone_across_summer_time,
     );
 }
 
@@ -1044,6 +1048,77 @@ async fn settlement_reports_in_pages(server: Server) {
         400,
         "30000001",
         "EUR",
+    );
+}
+
+/// The report of a day is the orders paid in that day of the operator's zone: 25 hours on the
+/// day summer time ends in Amsterdam, the repeated hour included, and nothing of the days around.
+async fn a_report_day_follows_the_operators_zone_across_summer_time(db: TestDatabase) {
+    let amsterdam = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
+    let server = Server::start_in_zone(db, |_| {}, amsterdam).await;
+    let at = |text: &str| -> i64 {
+        let zoned: jiff::Zoned = text.parse().unwrap();
+        zoned.timestamp().as_millisecond()
+    };
+    let paid_at = [
+        (
+            "before",
+            "2026-10-24T23:59:59+02:00[Europe/Amsterdam]",
+            false,
+        ),
+        ("first", "2026-10-25T00:00:00+02:00[Europe/Amsterdam]", true),
+        (
+            "summer",
+            "2026-10-25T02:30:00+02:00[Europe/Amsterdam]",
+            true,
+        ),
+        (
+            "winter",
+            "2026-10-25T02:30:00+01:00[Europe/Amsterdam]",
+            true,
+        ),
+        ("last", "2026-10-25T23:59:59+01:00[Europe/Amsterdam]", true),
+        (
+            "after",
+            "2026-10-26T00:00:00+01:00[Europe/Amsterdam]",
+            false,
+        ),
+    ];
+    for (i, (id, time, _)) in paid_at.iter().enumerate() {
+        let mut order = kassa_core::fixtures::order(id, 1_000, 9_100 + i as u64, 60_000);
+        order.app_id = server.eur;
+        order.cashier_token = format!("dst-{i}");
+        order.status = kassa_core::OrderStatus::Succeeded;
+        order.actual_amount_minor = kassa_core::AmountMinor(1_000);
+        order.paid_at_ms = Some(at(time));
+        server.store.insert_order(&order).await.unwrap();
+    }
+    let body = json!({"appId": server.eur.0, "date": "2026-10-25"});
+    let (status, reply) = server.post("/eur/collect/report", &body).await;
+    assert_eq!(status, 200, "{reply}");
+    let data = server.verified_data(&reply);
+    assert_eq!(data["timeZone"], "Europe/Amsterdam");
+    let lines: Vec<String> = data["lines"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    let ids: Vec<&str> = lines.iter().map(|l| l.split(',').nth(2).unwrap()).collect();
+    let expected: Vec<&str> = paid_at.iter().filter(|p| p.2).map(|p| p.0).collect();
+    assert_eq!(ids, expected, "by payment time, the day's own");
+    assert_eq!(data["orders"], 4);
+    // Each time with its offset: the repeated hour is told apart.
+    assert!(
+        lines[1].contains(",2026-10-25T02:30:00+02:00,"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains(",2026-10-25T02:30:00+01:00,"),
+        "{}",
+        lines[2]
     );
 }
 
