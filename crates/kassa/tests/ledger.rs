@@ -1,0 +1,147 @@
+//! The books with several nodes: two `kassa serve` processes on one database, each paying the
+//! same orders at the same moment (two `kassa sandbox pay` at once per order) and each sweeping
+//! settlements. Every success is booked once, every settlement posted once, and the books agree
+//! with the orders — on SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{create_shop, json, kassa, run_ok, serve};
+use kassa_signature::sign_map;
+use kassa_store::testing::TestDatabase;
+use serde_json::json;
+use std::time::Duration;
+
+/// Every wait of this test ends by itself.
+const WAIT: Duration = Duration::from_secs(30);
+const ORDERS: usize = 12;
+
+async fn two_nodes_pay_once_and_settle_once(db: TestDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url.as_str();
+    let (app_id, key) = create_shop(url, "EUR", dir.path());
+    let app = app_id.to_string();
+    run_ok(&mut kassa(&[
+        "app",
+        "set-fee",
+        &app,
+        "--basis-points",
+        "150",
+        "--fixed",
+        "0.30",
+        "--database-url",
+        url,
+    ]));
+    run_ok(&mut kassa(&[
+        "app",
+        "set-settlement",
+        &app,
+        "--days",
+        "0",
+        "--database-url",
+        url,
+    ]));
+    let node = |name: &str| {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        let sweep = ["--expiry-sweep-interval", "200ms", "--database-url", url];
+        serve(&[&args[..], &sweep[..]].concat(), &home)
+    };
+    let nodes = [node("a"), node("b")];
+    let client = reqwest::Client::new();
+    let mut orders = Vec::new();
+    for i in 0..ORDERS {
+        let mut body = json!({
+            "appId": app_id, "orderId": format!("N-{i}"), "name": "Jane Doe",
+            "phone": "+31612345678", "email": "jane@example.com", "amount": "25.00",
+            "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
+            "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
+            "partnerUserId": "u1",
+        });
+        sign_map(&key, body.as_object_mut().unwrap());
+        let base = &nodes[i % 2].base;
+        let sent = client
+            .post(format!("{base}/eur/collect/apply"))
+            .body(body.to_string());
+        let reply: serde_json::Value = sent.send().await.unwrap().json().await.unwrap();
+        orders.push(reply["data"]["orderNo"].as_str().unwrap().to_string());
+    }
+    // Each order paid twice at the same moment: one payment is taken, the other refused.
+    for order_no in &orders {
+        let pay = || {
+            let mut command = kassa(&["sandbox", "pay", order_no, "--outcome", "paid"]);
+            command
+                .args(["--database-url", url])
+                .stdout(std::process::Stdio::null());
+            command.stderr(std::process::Stdio::null()).spawn().unwrap()
+        };
+        let (mut first, mut second) = (pay(), pay());
+        let taken = [first.wait().unwrap(), second.wait().unwrap()];
+        assert!(taken.iter().any(|s| s.success()), "{order_no} was not paid");
+    }
+    // Both nodes sweep: everything settles, once.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let net_each = 2_500 - (2_500 * 15 + 500) / 1_000 - 30; // 25.00 less 1.5 % and 0.30
+    let expected = kassa_core::AmountMinor(net_each * ORDERS as i64).to_decimal_string();
+    loop {
+        let balance = json(&run_ok(&mut kassa(&[
+            "balance",
+            &app,
+            "--database-url",
+            url,
+        ])));
+        let owed = &balance["balances"][0];
+        if owed["pending"] == "0.00" && owed["available"] == expected.as_str() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {balance}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let books = json(&run_ok(&mut kassa(&[
+        "ledger",
+        "check",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(books["holds"], true, "{books}");
+    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
+    let mut report = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
+    let report = json(&run_ok(report.args([
+        "--format",
+        "json",
+        "--database-url",
+        url,
+    ])));
+    let journals = report["journals"].as_array().unwrap();
+    let kinds = |kind: &str| journals.iter().filter(|j| j["kind"] == kind).count();
+    assert_eq!(
+        (kinds("success"), kinds("settlement")),
+        (ORDERS, ORDERS),
+        "{report}"
+    );
+    assert_eq!(report["total"]["orders"], ORDERS);
+    // A settlement after the last would be a second: none comes.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut again = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
+    let again = json(&run_ok(again.args([
+        "--format",
+        "json",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(again["journals"].as_array().unwrap().len(), 2 * ORDERS);
+}
+
+kassa_store::on_both_databases!(
+    kassa_store::testing::database;
+    two_nodes_pay_once_and_settle_once,
+);
