@@ -180,9 +180,10 @@ impl Lifecycle<'_> {
         // books, in the same transaction as the change.
         let mut journal = None;
         if OrderStatus::charges_fee(current.status, next.status) {
+            let terms = self.store.success_terms(next.app_id).await?;
             let method = next.paying_method().code;
-            next.charge_fee(self.store.fee_rule_for(next.app_id, method).await?);
-            let delay_days = self.store.settlement_delay_days(next.app_id).await?;
+            next.charge_fee(kassa_core::FeeRule::select(&terms.fee_rules, method));
+            let delay_days = terms.settlement_delay_days;
             let settles_at_ms = kassa_core::ledger::settles_at_ms(now_ms, delay_days, |ms| {
                 self.notary.offset_seconds_at(ms)
             });

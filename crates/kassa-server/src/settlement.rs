@@ -1,7 +1,8 @@
 //! Settlement: once a success journal's day has come (T+N of the app, in the operator's zone),
 //! what it left owed on the merchant's pending account becomes available. Every node sweeps;
 //! each settlement journal's id is derived from the success journal it settles, so a journal
-//! settles exactly once however many nodes race for it.
+//! settles exactly once however many nodes race for it. Every node also checks the books'
+//! invariants now and then ([`watch_books`]), for the metrics.
 
 use kassa_core::ledger::Journal;
 use kassa_store::{Store, StoreError};
@@ -49,6 +50,36 @@ pub async fn run(
             Ok(0) => {}
             Ok(settled) => tracing::info!(settled, "settled journals"),
             Err(e) => tracing::warn!(error = %e, "settlement sweep"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Checks the books every `interval_ms` (the invariants of `kassa ledger check`), for the
+/// metrics (`kassa_ledger_breaks`) and the log: a break found is an error to act on at once.
+pub async fn watch_books(
+    store: std::sync::Arc<dyn Store>,
+    interval_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        match store.ledger_check().await {
+            Ok(check) => {
+                crate::telemetry::ledger_breaks(check.breaks());
+                if !check.holds() {
+                    tracing::error!(
+                        breaks = check.breaks(),
+                        currencies = ?check.currencies_unbalanced,
+                        journals = ?check.journals_unbalanced,
+                        strays = ?check.journals_without_success,
+                        "the books do not hold: run kassa ledger check"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ledger check"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}

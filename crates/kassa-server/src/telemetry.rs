@@ -44,6 +44,7 @@ pub const RAIL_CALLBACKS: &str = "kassa_rail_callbacks_total";
 pub const RAIL_RECONCILIATIONS: &str = "kassa_rail_reconciliations_total";
 pub const RAIL_CIRCUIT_OPEN: &str = "kassa_rail_circuit_open";
 pub const RECONCILIATION_DIFFERENCES: &str = "kassa_reconciliation_differences";
+pub const LEDGER_BREAKS: &str = "kassa_ledger_breaks";
 pub const POOL_CONNECTIONS: &str = "kassa_store_pool_connections";
 pub const POOL_MAX: &str = "kassa_store_pool_max_connections";
 pub const SIGNATURES: &str = "kassa_signatures_total";
@@ -180,7 +181,11 @@ const COUNTERS: [(&str, &str); 15] = [
 ];
 
 /// Gauges with their help text.
-const GAUGES: [(&str, &str); 14] = [
+const GAUGES: [(&str, &str); 15] = [
+    (
+        LEDGER_BREAKS,
+        "Breaks of the books' invariants found by the last periodic check (kassa ledger check); 0 when they hold.",
+    ),
     (
         RAIL_CIRCUIT_OPEN,
         "1 while a channel's circuit is open (routing passes it by), else 0; by channel.",
@@ -477,6 +482,10 @@ pub fn reconciliation_differences(counts: &[(String, String, i64)]) {
         gauge!(RECONCILIATION_DIFFERENCES, &labels).set(*count as f64);
         seen.insert((channel.clone(), kind.clone()));
     }
+}
+
+pub fn ledger_breaks(breaks: usize) {
+    gauge!(LEDGER_BREAKS).set(breaks as f64);
 }
 
 pub fn signed() {

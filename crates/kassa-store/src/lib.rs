@@ -406,6 +406,15 @@ impl LedgerCheck {
             && self.journals_without_success.is_empty()
             && self.apps.iter().all(AppBooks::agrees)
     }
+
+    /// How many breaks were found: unbalanced currencies and journals, stray success
+    /// journals, apps whose books disagree with their orders.
+    pub fn breaks(&self) -> usize {
+        self.currencies_unbalanced.len()
+            + self.journals_unbalanced.len()
+            + self.journals_without_success.len()
+            + self.apps.iter().filter(|b| !b.agrees()).count()
+    }
 }
 
 /// The books: balances and invariants. Journals are written by the changes they record
@@ -427,6 +436,10 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// An app's settlement delay in days (T+N).
     async fn settlement_delay_days(&self, app_id: AppId) -> StoreResult<i64>;
 
+    /// What an order's success needs of its app, in one read: its fee rules and its
+    /// settlement delay.
+    async fn success_terms(&self, app_id: AppId) -> StoreResult<SuccessTerms>;
+
     /// Sets an app's settlement delay; false if the app does not exist. Checked by the caller.
     async fn set_settlement_delay_days(&self, app_id: AppId, days: i64) -> StoreResult<bool>;
 
@@ -446,6 +459,13 @@ pub trait LedgerStore: Send + Sync + 'static {
         after: Option<(i64, &str)>,
         limit: i64,
     ) -> StoreResult<Vec<kassa_core::ledger::Journal>>;
+}
+
+/// An app's fee rules and settlement delay, as a success reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuccessTerms {
+    pub fee_rules: Vec<(String, kassa_core::FeeRule)>,
+    pub settlement_delay_days: i64,
 }
 
 /// Succeeded orders of one payment method: how many, what was paid, the fees booked.

@@ -110,6 +110,10 @@ pub struct ServeOptions {
     /// Most requests handled at once; more are answered 503 with Retry-After.
     #[arg(long, env = "KASSA_MAX_IN_FLIGHT", default_value_t = 1_024)]
     pub max_in_flight: usize,
+    /// How often each node checks the books' invariants (the metric kassa_ledger_breaks), e.g.
+    /// 15m; 0s turns the check off. It reads the whole ledger: keep it minutes apart.
+    #[arg(long, env = "KASSA_LEDGER_CHECK_INTERVAL", default_value = "15m")]
+    pub ledger_check_interval: Span,
     /// How often orders past their expiry are failed, e.g. 5s.
     #[arg(long, env = "KASSA_EXPIRY_SWEEP_INTERVAL", default_value = "5s")]
     pub expiry_sweep_interval: Span,

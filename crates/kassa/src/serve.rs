@@ -415,6 +415,14 @@ impl Background {
             tokio::spawn(refresher),
             tokio::spawn(reconciler),
         ];
+        if options.ledger_check_interval.ms > 0 {
+            let watch = kassa_server::settlement::watch_books(
+                gateway.store.clone(),
+                options.ledger_check_interval.ms,
+                stop.subscribe(),
+            );
+            tasks.push(tokio::spawn(watch));
+        }
         if let Some(exporter) = exporter {
             let upkeep = kassa_server::telemetry::run_upkeep(exporter, stop.subscribe());
             tasks.push(tokio::spawn(upkeep));

@@ -1,7 +1,8 @@
 //! The books with several nodes: two `kassa serve` processes on one database, each paying the
 //! same orders at the same moment (two `kassa sandbox pay` at once per order) and each sweeping
 //! settlements. Every success is booked once, every settlement posted once, and the books agree
-//! with the orders — on SQLite and on PostgreSQL.
+//! with the orders — on SQLite and on PostgreSQL. A write under kassa's feet is found by the
+//! nodes' periodic checks and by `kassa ledger check`.
 
 mod common;
 
@@ -50,7 +51,13 @@ async fn two_nodes_pay_once_and_settle_once(db: TestDatabase) {
             "--admin-listen",
             "127.0.0.1:0",
         ];
-        let sweep = ["--expiry-sweep-interval", "200ms", "--database-url", url];
+        let sweep = [
+            "--expiry-sweep-interval",
+            "200ms",
+            "--ledger-check-interval",
+            "300ms",
+        ];
+        let sweep = [&sweep[..], &["--database-url", url][..]].concat();
         serve(&[&args[..], &sweep[..]].concat(), &home)
     };
     let nodes = [node("a"), node("b")];
@@ -139,6 +146,43 @@ async fn two_nodes_pay_once_and_settle_once(db: TestDatabase) {
         url,
     ])));
     assert_eq!(again["journals"].as_array().unwrap().len(), 2 * ORDERS);
+    let breaks = |text: &str| {
+        let line = text.lines().find(|l| l.starts_with("kassa_ledger_breaks "));
+        line.map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    let metrics = |node: usize| {
+        let url = format!("{}/metrics", nodes[node].admin);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    assert_eq!(breaks(&metrics(0).await).as_deref(), Some("0"));
+
+    // A hand that writes under kassa: an order's success undone in the database. The nodes'
+    // checks find the stray journal; so does the command, which fails.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query("UPDATE orders SET status = 'failed' WHERE order_no = $1")
+        .bind(&orders[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while breaks(&metrics(1).await).as_deref() != Some("2") {
+        // The stray success journal, and the app whose books now exceed its orders.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            metrics(1).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let check = kassa(&["ledger", "check", "--database-url", url])
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    let found = json(&String::from_utf8(check.stdout).unwrap());
+    let stray = format!("success:{}", orders[0]);
+    assert_eq!(found["journalsWithoutSuccess"], json!([stray]), "{found}");
 }
 
 kassa_store::on_both_databases!(

@@ -2,43 +2,55 @@
 //! transaction), balances, and the invariants `kassa ledger check` verifies.
 
 use super::merchants::currency_of;
-use super::{Backend, SqlStore, statement};
-use crate::{AppBooks, DueSettlement, LedgerCheck, LedgerStore, StoreError, StoreResult};
+use super::{SqlStore, statement};
+use crate::{
+    AppBooks, DueSettlement, LedgerCheck, LedgerStore, StoreError, StoreResult, SuccessTerms,
+};
 use async_trait::async_trait;
 use kassa_core::ledger::{Account, Entry, Journal, JournalKind};
 use kassa_core::{AppId, OrderNo};
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// Writes a journal (checked by the core first) into `tx`: its entries, then the journal
-/// itself, which the database's own rules check against them (migration 9).
+/// Writes a journal (checked by the core first) into `tx`, begun by `begin_posting`: its
+/// entries, then the journal itself, which the database's own rules check against them
+/// (migration 9).
 pub(super) async fn post(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    backend: Backend,
     journal: &Journal,
 ) -> StoreResult<()> {
     journal
         .check()
         .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-    if backend == Backend::Sqlite {
-        // PostgreSQL's key is declared deferred; SQLite's is deferred per transaction.
-        sqlx::query("PRAGMA defer_foreign_keys = ON")
-            .execute(&mut **tx)
-            .await?;
-    }
+    // All the entries in one statement (one round trip, one hop to SQLite's worker).
+    let rows: Vec<String> = (0..journal.entries.len())
+        .map(|i| {
+            let n = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
+         VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (i, entry) in journal.entries.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&journal.journal_id)
-        .bind(i as i64 + 1)
-        .bind(entry.account.key())
-        .bind(entry.currency.code())
-        .bind(entry.amount_minor)
-        .execute(&mut **tx)
-        .await?;
+        insert = insert
+            .bind(&journal.journal_id)
+            .bind(i as i64 + 1)
+            .bind(entry.account.key())
+            .bind(entry.currency.code())
+            .bind(entry.amount_minor);
     }
+    insert.execute(&mut **tx).await?;
     sqlx::query(
         "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms, \
          settles_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -172,6 +184,27 @@ impl LedgerStore for SqlStore {
         Ok(check)
     }
 
+    async fn success_terms(&self, app_id: AppId) -> StoreResult<SuccessTerms> {
+        let rows = sqlx::query(
+            "SELECT a.settlement_delay_days, f.method, f.basis_points, f.fixed_minor FROM apps a \
+             LEFT JOIN app_fees f ON f.app_id = a.app_id WHERE a.app_id = $1 ORDER BY f.method",
+        )
+        .bind(app_id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut terms = SuccessTerms {
+            fee_rules: Vec::new(),
+            settlement_delay_days: 1,
+        };
+        for row in &rows {
+            terms.settlement_delay_days = row.try_get("settlement_delay_days")?;
+            if row.try_get::<Option<String>, _>("method")?.is_some() {
+                terms.fee_rules.push(super::merchants::fee_from_row(row)?);
+            }
+        }
+        Ok(terms)
+    }
+
     async fn settlement_delay_days(&self, app_id: AppId) -> StoreResult<i64> {
         let row = sqlx::query("SELECT settlement_delay_days FROM apps WHERE app_id = $1")
             .bind(app_id.0)
@@ -211,8 +244,8 @@ impl LedgerStore for SqlStore {
     }
 
     async fn post_journal(&self, journal: &Journal) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        match post(&mut tx, self.backend, journal).await {
+        let mut tx = self.begin_posting().await?;
+        match post(&mut tx, journal).await {
             Ok(()) => {
                 tx.commit().await?;
                 Ok(true)

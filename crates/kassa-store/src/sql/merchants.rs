@@ -70,14 +70,14 @@ fn app_from_row(row: &AnyRow) -> StoreResult<App> {
     })
 }
 
-fn fee_from_row(row: &AnyRow) -> StoreResult<(String, FeeRule)> {
-    let basis_points: i64 = row.try_get(1)?;
+pub(super) fn fee_from_row(row: &AnyRow) -> StoreResult<(String, FeeRule)> {
+    let basis_points: i64 = row.try_get("basis_points")?;
     let rule = FeeRule::new(
         u32::try_from(basis_points).map_err(|_| corrupt("fee basis points"))?,
-        AmountMinor(row.try_get(2)?),
+        AmountMinor(row.try_get("fixed_minor")?),
     )
     .map_err(|e| corrupt(e.to_string()))?;
-    Ok((row.try_get(0)?, rule))
+    Ok((row.try_get("method")?, rule))
 }
 
 impl SqlStore {

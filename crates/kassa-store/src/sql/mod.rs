@@ -186,6 +186,19 @@ impl SqlStore {
             Backend::Postgres => self.pool.begin().await?,
         })
     }
+
+    /// A write transaction that may post journals: their entries go in before the journal
+    /// they belong to, so the entries' foreign key is checked at commit (PostgreSQL's key is
+    /// declared so; SQLite's is deferred here, in the same round trip as the BEGIN).
+    async fn begin_posting(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let begin = "BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON";
+                self.pool.begin_with(begin).await?
+            }
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
 }
 
 #[async_trait]

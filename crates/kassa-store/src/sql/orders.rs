@@ -339,7 +339,10 @@ impl OrderStore for SqlStore {
         journal: Option<&kassa_core::ledger::Journal>,
     ) -> StoreResult<bool> {
         crate::telemetry::timed("transition_order", async move {
-            let mut tx = self.begin_write().await?;
+            let mut tx = match journal {
+                Some(_) => self.begin_posting().await?,
+                None => self.begin_write().await?,
+            };
             let changed = sqlx::query(
                 "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
                  paid_at_ms = $4, error_msg = $5, updated_at_ms = $6, chosen_method = $9 \
@@ -365,7 +368,7 @@ impl OrderStore for SqlStore {
                 callbacks::insert(&mut tx, callback).await?;
             }
             if let Some(journal) = journal {
-                super::ledger::post(&mut tx, self.backend, journal).await?;
+                super::ledger::post(&mut tx, journal).await?;
             }
             tx.commit().await?;
             Ok(true)

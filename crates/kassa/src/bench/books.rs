@@ -148,15 +148,17 @@ async fn one_order(store: &SqlStore, app: &App, n: u64, books: bool) -> Result<(
         received: order.amount_minor,
     };
     order.apply(&paid, now)?;
-    order.charge_fee(
-        store
-            .fee_rule_for(app.app_id, order.paying_method().code)
-            .await?,
-    );
+    // As the lifecycle does: with the books, the fee rules and the settlement delay are read
+    // together; without, the fee rules alone.
     let journal = if books {
-        let delay_days = store.settlement_delay_days(app.app_id).await?;
+        let terms = store.success_terms(app.app_id).await?;
+        let method = order.paying_method().code;
+        order.charge_fee(kassa_core::FeeRule::select(&terms.fee_rules, method));
+        let delay_days = terms.settlement_delay_days;
         Journal::of_success(&order, now, settles_at_ms(now, delay_days, |_| 0))
     } else {
+        let method = order.paying_method().code;
+        order.charge_fee(store.fee_rule_for(app.app_id, method).await?);
         None
     };
     let callback = callback_of(&order, now);
