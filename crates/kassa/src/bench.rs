@@ -317,7 +317,7 @@ async fn presign(
     bodies
 }
 
-fn create_body(app_id: AppId, i: usize) -> Value {
+pub(super) fn create_body(app_id: AppId, i: usize) -> Value {
     json!({
         "appId": app_id.0, "orderId": format!("bench-{}-{i}", now_ms()), "name": "Jane Doe",
         "phone": "+31612345678", "email": "jane@example.com", "amount": "25.00",
@@ -804,6 +804,12 @@ fn print_table(reports: &[Report]) {
                 "{:<17} with/without books: orders/s {rps}, cpu µs {cpu} (medians of {} rounds)",
                 "", f["rounds"]
             );
+            if let Some(share) = f.get("books_cpu_share_of_create_and_pay") {
+                println!(
+                    "{:<17} the books' CPU per order is {share} of a create-and-pay's over HTTP",
+                    ""
+                );
+            }
         }
         if let Some(seconds) = f.get("report_seconds") {
             println!(

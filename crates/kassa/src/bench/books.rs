@@ -4,8 +4,10 @@
 //! without, alternated over `--rounds` rounds on fresh databases; medians and their ratio. The
 //! HTTP and signing work of a real create-and-pay is left out of both, so the ratio is the
 //! books' share of the store's work alone: an upper bound of their share of the whole.
-//! `report`: a day of `--preload` succeeded orders, and `kassa report settlement` of it run as
-//! a child process (its time, its peak memory, the bytes it wrote).
+//! Then one end-to-end run over HTTP (the signed create, the payer's page, the payer's "paid"),
+//! whose server CPU per order the books' extra CPU is set against: their share of a whole
+//! create-and-pay. `report`: a day of `--preload` succeeded orders, and `kassa report settlement`
+//! of it run as a child process (its time, its peak memory, the bytes it wrote).
 
 use super::{BenchArgs, BenchDatabase, Measured, Report, cpu_seconds, peak_rss_mb, report};
 use crate::Failure;
@@ -53,7 +55,128 @@ pub async fn pay(args: &BenchArgs, base_url: Option<&str>) -> Result<Vec<Report>
             db.drop_schema().await;
         }
     }
-    Ok(medians(runs))
+    let mut lines = medians(runs);
+    let whole = pay_over_http(args, base_url).await?;
+    // The books' CPU per order (measured in-process, the store's side) against a whole
+    // create-and-pay's CPU in the server: their share of it.
+    let cpu = |r: &Report| r.fields["server_cpu_us_per_request"].as_f64();
+    if let (Some(with), Some(without)) = (lines.first(), lines.get(1))
+        && let (Some(a), Some(b), Some(e)) = (cpu(with), cpu(without), cpu(&whole))
+    {
+        let share = ((a - b) / e * 1000.0).round() / 1000.0;
+        lines[0].fields["books_cpu_share_of_create_and_pay"] = serde_json::json!(share);
+    }
+    lines.push(whole);
+    Ok(lines)
+}
+
+/// The notification address of the end-to-end run's orders (its receiver, in this process).
+static RECEIVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn pay_body(app_id: kassa_core::AppId, i: usize) -> serde_json::Value {
+    let mut body = super::create_body(app_id, i);
+    let notify = RECEIVER.get().cloned().unwrap_or_default();
+    body["notifyUrl"] = serde_json::json!(notify);
+    body
+}
+
+/// Whole create-and-pays against a `kassa serve`: the merchant's signed create, the payer's
+/// page (which starts the payment) and the payer's "paid" on the sandbox bank's form; the
+/// server signs and sends each callback to a receiver here. Latency is of all three requests.
+async fn pay_over_http(args: &BenchArgs, base_url: Option<&str>) -> Result<Report, Failure> {
+    let db = BenchDatabase::fresh(base_url).await?;
+    let store = SqlStore::connect(&db.url).await?;
+    store.migrate().await?;
+    let shop = super::set_up_shop(&store).await?;
+    let receiver =
+        axum::Router::new().route("/notify", axum::routing::post(|| async { "success" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let _ = RECEIVER.set(format!("http://{}/notify", listener.local_addr()?));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let count = (args.duration as usize * 600).clamp(1_000, super::MAX_PRESIGNED);
+    let bodies = Arc::new(super::presign(&shop.key, count, pay_body, shop.app_id).await);
+    let server = super::Server::start(&db.url, true)?;
+    let cpu_before = cpu_seconds(server.pid());
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.connections {
+        let (base, bodies, next) = (server.base.clone(), bodies.clone(), next.clone());
+        tasks.spawn(async move {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client");
+            let (mut latencies_us, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < deadline {
+                let Some(body) = bodies.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let began = Instant::now();
+                match create_and_pay_over_http(&client, &base, body).await {
+                    Some(()) => latencies_us
+                        .push(began.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                    None => errors += 1,
+                }
+            }
+            (latencies_us, errors)
+        });
+    }
+    let mut run = Measured {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for (latencies, errors) in tasks.join_all().await {
+        run.requests += latencies.len();
+        run.errors += errors;
+        run.latencies_us.extend(latencies);
+    }
+    run.elapsed = started.elapsed();
+    let cpu = cpu_seconds(server.pid())
+        .zip(cpu_before)
+        .map(|(a, b)| a - b);
+    let rss = peak_rss_mb(server.pid());
+    drop(server);
+    store.close().await;
+    db.drop_schema().await;
+    Ok(report("pay-over-http", &db, args, run, cpu, rss, 0.0))
+}
+
+/// One order created, its page opened and paid; `None` if any step failed.
+async fn create_and_pay_over_http(client: &reqwest::Client, base: &str, body: &str) -> Option<()> {
+    let created = client
+        .post(format!("{base}/eur/collect/apply"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .ok()?;
+    let reply: serde_json::Value = created.json().await.ok()?;
+    let pay_url = reply["data"]["payUrl"].as_str()?;
+    let path = &pay_url[pay_url.find("/pay/")?..];
+    let page = client
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let marker = "name=\"csrf\" value=\"";
+    let from = page.find(marker)? + marker.len();
+    let csrf = &page[from..from + page[from..].find('"')?];
+    let paid = client
+        .post(format!("{base}{path}/outcome"))
+        .header("origin", base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&outcome=paid"))
+        .send()
+        .await
+        .ok()?;
+    (paid.status().is_success() || paid.status().is_redirection()).then_some(())
 }
 
 /// A merchant's EUR app with a fee rule, as a live one has.
