@@ -256,16 +256,8 @@ where
             .orders_paid_between(app.app_id, day.bounds(), after_key, PAGE)
             .await?;
         for order in &page {
-            match format {
-                Format::Csv => writeln!(out, "{}", csv_order(order, zone))?,
-                Format::Json => write!(
-                    out,
-                    "{}{}",
-                    if first { "" } else { "," },
-                    order_json(order, zone)
-                )?,
-            }
-            first = false;
+            let csv = || vec![csv_order(order, zone)];
+            write_record(out, format, &mut first, csv, || order_json(order, zone))?;
         }
         match page.last() {
             Some(last) if page.len() as i64 == PAGE => {
@@ -274,6 +266,22 @@ where
             _ => return Ok(()),
         }
     }
+}
+
+/// One record of a report: its CSV lines, or its JSON object (after a comma unless first).
+fn write_record<W: Write>(
+    out: &mut W,
+    format: Format,
+    first: &mut bool,
+    csv: impl FnOnce() -> Vec<String>,
+    json: impl FnOnce() -> Value,
+) -> std::io::Result<()> {
+    match format {
+        Format::Csv => csv().iter().try_for_each(|line| writeln!(out, "{line}"))?,
+        Format::Json => write!(out, "{}{}", if *first { "" } else { "," }, json())?,
+    }
+    *first = false;
+    Ok(())
 }
 
 fn order_json(order: &Order, zone: &TimeZone) -> Value {
@@ -305,20 +313,9 @@ where
             .journals_between(app.app_id, day.bounds(), after_key, PAGE)
             .await?;
         for journal in &page {
-            match format {
-                Format::Csv => {
-                    for entry in &journal.entries {
-                        writeln!(out, "{}", csv_entry(journal, entry, zone))?;
-                    }
-                }
-                Format::Json => write!(
-                    out,
-                    "{}{}",
-                    if first { "" } else { "," },
-                    journal_json(journal, zone)
-                )?,
-            }
-            first = false;
+            let entries = journal.entries.iter();
+            let csv = || entries.map(|e| csv_entry(journal, e, zone)).collect();
+            write_record(out, format, &mut first, csv, || journal_json(journal, zone))?;
         }
         match page.last() {
             Some(last) if page.len() as i64 == PAGE => {
