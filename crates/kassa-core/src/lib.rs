@@ -23,6 +23,7 @@ pub mod reconciliation;
 pub mod ssrf;
 pub mod status;
 pub mod time;
+pub mod user;
 pub mod validate;
 
 pub use app::{App, AppId, Merchant, MerchantId};

@@ -27,7 +27,7 @@ pub use sql::{Backend, SqlStore, sqlite_path};
 pub mod prelude {
     pub use crate::{
         CallbackStore, ChannelStore, LedgerStore, MerchantStore, OrderStore, SettingStore, Store,
-        UpstreamStore,
+        UpstreamStore, UserStore,
     };
 }
 
@@ -181,6 +181,7 @@ pub trait Store:
     + ChannelStore
     + UpstreamStore
     + LedgerStore
+    + UserStore
 {
     /// Brings the schema up to date. Safe to run from several nodes at once.
     async fn migrate(&self) -> StoreResult<()>;
@@ -660,4 +661,85 @@ pub trait CallbackStore: Send + Sync + 'static {
 
     /// How many callbacks are in each state.
     async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>>;
+}
+
+/// A back-office user as stored (the password only as its argon2id hash).
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub user_id: i64,
+    pub email: String,
+    pub role: kassa_core::user::Role,
+    pub merchant_id: Option<kassa_core::MerchantId>,
+    pub password_hash: kassa_core::Secret,
+    pub disabled: bool,
+    pub failed_sign_ins: i64,
+    pub locked_until_ms: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl std::fmt::Debug for User {
+    /// The e-mail is personal data and the hash a secret: neither is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("user_id", &self.user_id)
+            .field("email", &kassa_core::Personal::new(self.email.clone()))
+            .field("role", &self.role)
+            .field("merchant_id", &self.merchant_id)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One entry of the audit log: who did what to what, the state before and after, from where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    /// `user:ID` for a signed-in user, `cli:NAME` for a command run on the server.
+    pub actor: String,
+    /// What was done, such as `user.add`.
+    pub action: String,
+    /// What it was done to, such as `user:3`.
+    pub target: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// Where from: an address, or `cli`.
+    pub source: String,
+}
+
+/// The back office's users and the audit log. Every change to a user is written together with
+/// its audit entry, in one transaction.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Adds a user; [`StoreError::Conflict`] if the e-mail is taken.
+    async fn add_user(
+        &self,
+        user: &kassa_core::user::NewUser,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<User>;
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+
+    async fn users(&self) -> StoreResult<Vec<User>>;
+
+    /// Disables or enables a user; false if there is no such user.
+    async fn set_user_disabled(
+        &self,
+        user_id: i64,
+        disabled: bool,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+
+    /// Replaces a user's password hash and clears their failed sign-ins and lock; false if
+    /// there is no such user.
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+
+    /// The newest audit entries first, at most `limit`.
+    async fn audit_entries(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
 }

@@ -1460,6 +1460,109 @@ async fn channel_days_and_reconciliation_runs(db: TestDatabase) {
     );
 }
 
+/// Users and the audit log: one e-mail per user, every change with its audit entry, and an
+/// audit log nobody can edit.
+async fn users_and_their_audit_log(db: TestDatabase) {
+    use kassa_core::user::{NewUser, Role};
+    use kassa_store::AuditEntry;
+    let store = db.store().await;
+    let merchant = store
+        .create_merchant("Shop", &[], None, 1)
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    let entry = |action: &str| AuditEntry {
+        at_ms: 5,
+        actor: "cli:ops".into(),
+        action: action.into(),
+        target: String::new(),
+        before: None,
+        after: Some("{}".into()),
+        source: "cli".into(),
+    };
+    let admin = NewUser::new("Ops@PSP.example", Role::OperatorAdmin, None).unwrap();
+    let added = store
+        .add_user(&admin, "$argon2id$hash", &entry("user.add"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (added.email.as_str(), added.role, added.disabled),
+        ("ops@psp.example", Role::OperatorAdmin, false)
+    );
+    let again = store
+        .add_user(&admin, "$argon2id$other", &entry("user.add"))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let dev = NewUser::new("dev@shop.example", Role::MerchantDeveloper, Some(merchant)).unwrap();
+    store
+        .add_user(&dev, "$argon2id$dev", &entry("user.add"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_user_disabled(added.user_id, true, &entry("user.disable"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_password_hash(
+                added.user_id,
+                "$argon2id$new",
+                &entry("user.reset-password")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_user_disabled(999, true, &entry("user.disable"))
+            .await
+            .unwrap()
+    );
+    let found = store
+        .user_by_email(" OPS@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.disabled, found.password_hash.expose()),
+        (true, "$argon2id$new")
+    );
+    assert!(
+        !format!("{found:?}").contains("ops@psp"),
+        "the e-mail is masked in Debug"
+    );
+    assert_eq!(store.users().await.unwrap().len(), 2);
+    let log = store.audit_entries(10).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "user.reset-password",
+            "user.disable",
+            "user.add",
+            "user.add"
+        ]
+    );
+    assert_eq!(log[3].target, format!("user:{}", added.user_id));
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    for statement in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+    ] {
+        let refused = sqlx::raw_sql(statement).execute(&pool).await;
+        assert!(
+            refused.unwrap_err().to_string().contains("audit"),
+            "{statement}"
+        );
+    }
+    assert_eq!(store.audit_entries(10).await.unwrap(), log);
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1487,4 +1590,5 @@ kassa_store::on_both_databases!(
     journals_post_with_their_change,
     the_database_refuses_to_break_the_books,
     channel_days_and_reconciliation_runs,
+    users_and_their_audit_log,
 );

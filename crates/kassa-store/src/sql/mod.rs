@@ -14,6 +14,7 @@ mod orders;
 mod schema;
 mod settings;
 mod upstreams;
+mod users;
 mod writer;
 
 use crate::{Backlog, PoolStatus, Store, StoreError, StoreResult};

@@ -1,0 +1,178 @@
+//! The back office's users and the audit log: each change to a user written in one
+//! transaction with its audit entry.
+
+use super::SqlStore;
+use crate::error::corrupt;
+use crate::{AuditEntry, StoreResult, User, UserStore};
+use async_trait::async_trait;
+use kassa_core::user::{NewUser, Role};
+use kassa_core::{MerchantId, Secret};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+const USER_COLUMNS: &str = "user_id, email, role, merchant_id, password_hash, disabled, \
+    failed_sign_ins, locked_until_ms, created_at_ms, updated_at_ms";
+
+fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(format!("user role {role:?}")))?,
+        merchant_id: row
+            .try_get::<Option<i64>, _>("merchant_id")?
+            .map(MerchantId),
+        password_hash: Secret::new(row.try_get::<String, _>("password_hash")?),
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        failed_sign_ins: row.try_get("failed_sign_ins")?,
+        locked_until_ms: row.try_get("locked_until_ms")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+/// Appends `entry` inside `tx`.
+async fn audit(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: &AuditEntry,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at_ms, actor, action, target, before_state, after_state, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(entry.at_ms)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(entry.before.as_deref())
+    .bind(entry.after.as_deref())
+    .bind(&entry.source)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl SqlStore {
+    /// Runs one update of a user (`$1` is its id, then `values`) with its audit entry; false
+    /// (nothing written) if there is no such user.
+    async fn update_user(
+        &self,
+        sql: &'static str,
+        user_id: i64,
+        values: (Option<&str>, i64, i64),
+        entry: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let mut query = sqlx::query(sql).bind(user_id);
+        if let Some(text) = values.0 {
+            query = query.bind(text);
+        }
+        let changed = query
+            .bind(values.1)
+            .bind(values.2)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn add_user(
+        &self,
+        user: &NewUser,
+        password_hash: &str,
+        entry: &AuditEntry,
+    ) -> StoreResult<User> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO users (email, role, merchant_id, password_hash, disabled, \
+             failed_sign_ins, locked_until_ms, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, 0, 0, 0, $5, $5) RETURNING {USER_COLUMNS}"
+        )))
+        .bind(&user.email)
+        .bind(user.role.as_str())
+        .bind(user.merchant_id.map(|m| m.0))
+        .bind(password_hash)
+        .bind(entry.at_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let added = user_from_row(&row)?;
+        let entry = AuditEntry {
+            target: format!("user:{}", added.user_id),
+            ..entry.clone()
+        };
+        audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(email.trim().to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY user_id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_disabled(
+        &self,
+        user_id: i64,
+        disabled: bool,
+        entry: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let sql = "UPDATE users SET disabled = $2, updated_at_ms = $3 WHERE user_id = $1";
+        let values = (None, i64::from(disabled), entry.at_ms);
+        self.update_user(sql, user_id, values, entry).await
+    }
+
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        entry: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let sql = "UPDATE users SET password_hash = $2, failed_sign_ins = $3, \
+                   locked_until_ms = 0, updated_at_ms = $4 WHERE user_id = $1";
+        let values = (Some(password_hash), 0, entry.at_ms);
+        self.update_user(sql, user_id, values, entry).await
+    }
+
+    async fn audit_entries(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, action, target, before_state, after_state, source \
+             FROM audit_log ORDER BY audit_id DESC LIMIT $1",
+        )
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    at_ms: row.try_get("at_ms")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    before: row.try_get("before_state")?,
+                    after: row.try_get("after_state")?,
+                    source: row.try_get("source")?,
+                })
+            })
+            .collect()
+    }
+}
