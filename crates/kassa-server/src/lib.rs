@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod listen;
 pub mod notary;
 pub mod openapi;
+pub mod passwords;
 pub mod pix;
 pub mod process_stats;
 pub mod qr;

@@ -9,6 +9,7 @@ mod keyfiles;
 mod ledger;
 mod operator;
 mod serve;
+mod users;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ enum Command {
     /// Inspect orders and settle exceptions.
     #[command(subcommand)]
     Order(operator::OrderCommand),
+    /// The back office's users: add (the first operator too), list, disable, reset a password.
+    #[command(subcommand)]
+    User(users::UserCommand),
     /// PIX tools.
     #[command(subcommand)]
     Pix(operator::PixCommand),
@@ -246,6 +250,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Reconcile(args) => {
             let store = operator::open_store(&database_url).await?;
             channels::reconcile(args, &store).await
+        }
+        Command::User(command) => {
+            let store = operator::open_store(&database_url).await?;
+            users::user(command, &store).await
         }
         Command::Pix(command) => operator::pix(command),
         Command::Bench(_) => unreachable!("handled above"),

@@ -757,12 +757,174 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
     assert!(String::from_utf8_lossy(&malformed.stderr).contains("16-digit"));
 }
 
+/// `kassa user`: the first operator and merchant users from the command line, passwords shown
+/// once and stored as argon2id hashes, every change in the audit log.
+async fn users_from_the_command_line(db: TestDatabase) {
+    use kassa_store::prelude::*;
+    let url = db.url.as_str();
+    let user = |args: &[&str]| {
+        let mut command = kassa(&[&["user"][..], args, &["--database-url", url][..]].concat());
+        command.output().unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = user(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&String::from_utf8(out.stdout).unwrap())
+    };
+    let admin = ok(&[
+        "add",
+        "--email",
+        "Ops@PSP.example",
+        "--role",
+        "operator-admin",
+    ]);
+    assert_eq!(
+        (admin["email"].as_str(), admin["role"].as_str()),
+        (Some("ops@psp.example"), Some("operator-admin"))
+    );
+    let password = admin["password"].as_str().unwrap().to_string();
+    assert_eq!(password.len(), 20);
+    let store = kassa_store::SqlStore::connect(url).await.unwrap();
+    let stored = store
+        .user_by_email("ops@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.password_hash.expose().starts_with("$argon2id$"));
+    assert!(kassa_server::passwords::verify(
+        &password,
+        stored.password_hash.expose()
+    ));
+
+    let shop = json(&run_ok(&mut kassa(&[
+        "merchant",
+        "create",
+        "--name",
+        "Shop",
+        "--currency",
+        "EUR",
+        "--database-url",
+        url,
+    ])));
+    let merchant = shop["merchantId"].to_string();
+    for refused in [
+        vec![
+            "add",
+            "--email",
+            "ops@psp.example",
+            "--role",
+            "operator-support",
+        ],
+        vec![
+            "add",
+            "--email",
+            "dev@shop.example",
+            "--role",
+            "merchant-developer",
+        ],
+        vec![
+            "add",
+            "--email",
+            "dev@shop.example",
+            "--role",
+            "merchant-developer",
+            "--merchant",
+            "999",
+        ],
+        vec!["add", "--email", "dev@shop.example", "--role", "root"],
+        vec![
+            "add",
+            "--email",
+            "not-an-address",
+            "--role",
+            "operator-support",
+        ],
+        vec!["disable", "999"],
+    ] {
+        assert!(!user(&refused).status.success(), "{refused:?}");
+    }
+    let mut add_dev = kassa(&[
+        "user",
+        "add",
+        "--email",
+        "dev@shop.example",
+        "--role",
+        "merchant-developer",
+    ]);
+    add_dev.args([
+        "--merchant",
+        &merchant,
+        "--password-stdin",
+        "--database-url",
+        url,
+    ]);
+    assert!(!run_with_stdin(&mut add_dev, "too short\n").status.success());
+    let out = run_with_stdin(&mut add_dev, "a long enough passphrase\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        dev["password"],
+        serde_json::Value::Null,
+        "a password typed in is not shown"
+    );
+
+    let id = admin["userId"].to_string();
+    ok(&["disable", &id]);
+    let reset = ok(&["reset-password", &id]);
+    let new_password = reset["password"].as_str().unwrap();
+    let stored = store
+        .user_by_email("ops@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.disabled);
+    assert!(kassa_server::passwords::verify(
+        new_password,
+        stored.password_hash.expose()
+    ));
+    assert!(!kassa_server::passwords::verify(
+        &password,
+        stored.password_hash.expose()
+    ));
+    let listed = user(&["list"]);
+    let text = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        !text.contains("argon2") && !text.contains(new_password),
+        "{text}"
+    );
+    assert_eq!(json(&text).as_array().unwrap().len(), 2);
+    let log = store.audit_entries(10).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "user.reset-password",
+            "user.disable",
+            "user.add",
+            "user.add"
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|e| e.actor.starts_with("cli:") && e.source == "cli")
+    );
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     operator_commands,
     demo_flow,
     order_and_sandbox_commands,
-    pix_settings
+    pix_settings,
+    users_from_the_command_line,
 );
 
 #[test]
