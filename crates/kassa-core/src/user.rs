@@ -110,6 +110,49 @@ pub fn check_password(password: &str) -> Result<(), UserError> {
     Ok(())
 }
 
+/// How failed sign-ins lock an account: the first `free_failures` in a row cost nothing; each
+/// one after locks the account for `first_lock_ms`, doubled with every further failure, at most
+/// `max_lock_ms`. A success (or a password reset) clears the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub free_failures: i64,
+    pub first_lock_ms: i64,
+    pub max_lock_ms: i64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            free_failures: 5,
+            first_lock_ms: 30_000,
+            max_lock_ms: 3_600_000,
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// The count of failures in a row and the end of the lock after one more failure at
+    /// `now_ms` (0: not locked).
+    pub fn after_failure(&self, failures_before: i64, now_ms: i64) -> (i64, i64) {
+        let failures = failures_before.saturating_add(1);
+        let beyond = failures - self.free_failures;
+        if beyond <= 0 {
+            return (failures, 0);
+        }
+        let doublings = u32::try_from(beyond - 1).unwrap_or(u32::MAX).min(32);
+        let lock_ms = self
+            .first_lock_ms
+            .saturating_mul(1_i64 << doublings)
+            .min(self.max_lock_ms);
+        (failures, now_ms.saturating_add(lock_ms))
+    }
+}
+
+/// Whether an account locked until `locked_until_ms` is still locked at `now_ms`.
+pub fn is_locked(locked_until_ms: i64, now_ms: i64) -> bool {
+    now_ms < locked_until_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +195,26 @@ mod tests {
             Err(UserError::PasswordCharacters)
         );
         assert_eq!(check_password("correct horse battery"), Ok(()));
+    }
+
+    #[test]
+    fn failures_lock_longer_each_time_up_to_the_most() {
+        let policy = LockoutPolicy::default();
+        let mut failures = 0;
+        let mut locks = Vec::new();
+        for _ in 0..12 {
+            let (count, until) = policy.after_failure(failures, 1_000);
+            failures = count;
+            locks.push(if until == 0 { 0 } else { until - 1_000 });
+        }
+        assert_eq!(
+            locks,
+            [
+                0, 0, 0, 0, 0, 30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000
+            ]
+        );
+        assert_eq!(policy.after_failure(40, 0).1, 3_600_000, "at most an hour");
+        assert_eq!(policy.after_failure(i64::MAX, 0).1, 3_600_000);
+        assert!(is_locked(2_000, 1_999) && !is_locked(2_000, 2_000));
     }
 }

@@ -34,6 +34,7 @@ pub mod shed;
 pub mod ssrf;
 pub mod sweeper;
 pub mod telemetry;
+pub mod totp;
 pub mod wire;
 
 use axum::Router;
