@@ -742,4 +742,42 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// The newest audit entries first, at most `limit`.
     async fn audit_entries(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Stores a new session (by its token's hash).
+    async fn start_session(&self, session: &Session) -> StoreResult<()>;
+
+    /// The session of `token_hash` and its user, if it is still alive at `now_ms` (neither
+    /// idle too long nor past its end) and its user not disabled; its idle clock restarts.
+    async fn live_session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(Session, User)>>;
+
+    /// Ends a session (signing out); false if there was none.
+    async fn end_session(&self, token_hash: &str) -> StoreResult<bool>;
+
+    /// Ends every session of a user (disabled, password reset); how many ended.
+    async fn end_sessions_of(&self, user_id: i64) -> StoreResult<u64>;
+}
+
+/// A back-office session, known by the SHA-256 of the token its cookie carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub token_hash: String,
+    pub user_id: i64,
+    pub created_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    /// How long it may sit unused.
+    pub idle_ms: i64,
+    /// When it ends whatever its use.
+    pub ends_at_ms: i64,
+    /// Where it was opened from.
+    pub source: String,
+}
+
+impl Session {
+    pub fn is_alive(&self, now_ms: i64) -> bool {
+        now_ms < self.ends_at_ms && now_ms < self.last_seen_at_ms.saturating_add(self.idle_ms)
+    }
 }

@@ -1563,6 +1563,70 @@ async fn users_and_their_audit_log(db: TestDatabase) {
     assert_eq!(store.audit_entries(10).await.unwrap(), log);
 }
 
+/// Sessions live until idle too long or past their end, not for a disabled user, and end when
+/// signed out or when their user is disabled or given a new password.
+async fn sessions_end_when_they_should(db: TestDatabase) {
+    use kassa_core::user::{NewUser, Role};
+    use kassa_store::{AuditEntry, Session};
+    let store = db.store().await;
+    let entry = AuditEntry {
+        at_ms: 1,
+        actor: "cli:ops".into(),
+        action: "user.add".into(),
+        target: String::new(),
+        before: None,
+        after: None,
+        source: "cli".into(),
+    };
+    let new = NewUser::new("ops@psp.example", Role::OperatorAdmin, None).unwrap();
+    let user = store.add_user(&new, "$argon2id$h", &entry).await.unwrap();
+    let session = |token: &str| Session {
+        token_hash: token.into(),
+        user_id: user.user_id,
+        created_at_ms: 1_000,
+        last_seen_at_ms: 1_000,
+        idle_ms: 100,
+        ends_at_ms: 1_250,
+        source: "127.0.0.1".into(),
+    };
+    for token in ["a", "b", "c"] {
+        store.start_session(&session(token)).await.unwrap();
+    }
+    let (alive, owner) = store.live_session("a", 1_090).await.unwrap().unwrap();
+    assert_eq!(
+        (alive.last_seen_at_ms, owner.user_id),
+        (1_090, user.user_id)
+    );
+    assert!(
+        store.live_session("a", 1_180).await.unwrap().is_some(),
+        "the idle clock restarted"
+    );
+    assert!(
+        store.live_session("b", 1_100).await.unwrap().is_none(),
+        "idle too long"
+    );
+    assert!(
+        store.live_session("a", 1_250).await.unwrap().is_none(),
+        "past its end"
+    );
+    assert!(store.live_session("nobody", 1_001).await.unwrap().is_none());
+    assert!(store.end_session("c").await.unwrap());
+    assert!(!store.end_session("c").await.unwrap());
+    store.start_session(&session("d")).await.unwrap();
+    assert!(
+        store
+            .set_user_disabled(user.user_id, true, &entry)
+            .await
+            .unwrap()
+    );
+    assert!(store.live_session("d", 1_001).await.unwrap().is_none());
+    assert_eq!(
+        store.end_sessions_of(user.user_id).await.unwrap(),
+        0,
+        "disabling ended them"
+    );
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1591,4 +1655,5 @@ kassa_store::on_both_databases!(
     the_database_refuses_to_break_the_books,
     channel_days_and_reconciliation_runs,
     users_and_their_audit_log,
+    sessions_end_when_they_should,
 );

@@ -294,6 +294,24 @@ CREATE TABLE reconciliation_differences (
 );
 "#,
     ),
+    (
+        12,
+        r#"
+-- Back-office sessions: the cookie carries a random token, the database only its SHA-256, so
+-- a copy of the database opens no session. Each ends when idle too long or at its absolute
+-- end, whichever comes first.
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users (user_id),
+    created_at_ms BIGINT NOT NULL,
+    last_seen_at_ms BIGINT NOT NULL,
+    idle_ms BIGINT NOT NULL,
+    ends_at_ms BIGINT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_id);
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.

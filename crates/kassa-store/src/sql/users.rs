@@ -3,7 +3,7 @@
 
 use super::SqlStore;
 use crate::error::corrupt;
-use crate::{AuditEntry, StoreResult, User, UserStore};
+use crate::{AuditEntry, Session, StoreResult, User, UserStore};
 use async_trait::async_trait;
 use kassa_core::user::{NewUser, Role};
 use kassa_core::{MerchantId, Secret};
@@ -53,8 +53,8 @@ async fn audit(
 }
 
 impl SqlStore {
-    /// Runs one update of a user (`$1` is its id, then `values`) with its audit entry; false
-    /// (nothing written) if there is no such user.
+    /// Runs one update of a user (`$1` is its id, then `values`) with its audit entry, ending
+    /// the user's sessions; false (nothing written) if there is no such user.
     async fn update_user(
         &self,
         sql: &'static str,
@@ -76,6 +76,11 @@ impl SqlStore {
         if changed != 1 {
             return Ok(false);
         }
+        // A user disabled or given a new password signs in again, everywhere.
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         audit(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(true)
@@ -174,5 +179,94 @@ impl UserStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn start_session(&self, session: &Session) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at_ms, last_seen_at_ms, idle_ms, \
+             ends_at_ms, source) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&session.token_hash)
+        .bind(session.user_id)
+        .bind(session.created_at_ms)
+        .bind(session.last_seen_at_ms)
+        .bind(session.idle_ms)
+        .bind(session.ends_at_ms)
+        .bind(&session.source)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn live_session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(Session, User)>> {
+        let columns: Vec<String> = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
+        let sql = format!(
+            "SELECT s.token_hash, s.created_at_ms AS session_created_at_ms, s.last_seen_at_ms, \
+             s.idle_ms, s.ends_at_ms, s.source, {} FROM sessions s \
+             JOIN users u ON u.user_id = s.user_id WHERE s.token_hash = $1",
+            columns.join(", ")
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = user_from_row(&row)?;
+        let session = Session {
+            token_hash: row.try_get("token_hash")?,
+            user_id: user.user_id,
+            created_at_ms: row.try_get("session_created_at_ms")?,
+            last_seen_at_ms: row.try_get("last_seen_at_ms")?,
+            idle_ms: row.try_get("idle_ms")?,
+            ends_at_ms: row.try_get("ends_at_ms")?,
+            source: row.try_get("source")?,
+        };
+        if !session.is_alive(now_ms) || user.disabled {
+            return Ok(None);
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE sessions SET last_seen_at_ms = $2 WHERE token_hash = $1")
+            .bind(token_hash)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some((
+            Session {
+                last_seen_at_ms: now_ms,
+                ..session
+            },
+            user,
+        )))
+    }
+
+    async fn end_session(&self, token_hash: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(ended == 1)
+    }
+
+    async fn end_sessions_of(&self, user_id: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(ended)
     }
 }
