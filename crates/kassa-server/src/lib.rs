@@ -5,6 +5,7 @@
 //! (where money moves) and `kassa_store::Store` (the database). Handlers stay thin: parse and
 //! check the wire format, call the core, store, sign, reply.
 
+pub mod accounts;
 pub mod admin;
 pub mod cache;
 pub mod cashier;

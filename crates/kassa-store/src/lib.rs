@@ -674,6 +674,10 @@ pub struct User {
     pub disabled: bool,
     pub failed_sign_ins: i64,
     pub locked_until_ms: i64,
+    /// The TOTP secret, sealed with the key-encryption key; `None` without a second factor.
+    pub totp_secret: Option<kassa_core::Secret>,
+    /// The last step whose TOTP code was taken.
+    pub totp_last_step: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -743,8 +747,31 @@ pub trait UserStore: Send + Sync + 'static {
     /// The newest audit entries first, at most `limit`.
     async fn audit_entries(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
 
-    /// Stores a new session (by its token's hash).
-    async fn start_session(&self, session: &Session) -> StoreResult<()>;
+    /// A successful sign-in, in one transaction: the new session (by its token's hash), the
+    /// user's failed sign-ins cleared, the TOTP step taken (if a code was), the audit entry.
+    async fn sign_in(
+        &self,
+        session: &Session,
+        totp_step: Option<i64>,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+
+    /// A failed sign-in: the user's count of failures in a row and the end of their lock, with
+    /// the audit entry.
+    async fn sign_in_failed(
+        &self,
+        user_id: i64,
+        (failures, locked_until_ms): (i64, i64),
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+
+    /// Sets (or with `None` removes) a user's sealed TOTP secret.
+    async fn set_totp_secret(
+        &self,
+        user_id: i64,
+        sealed_secret: Option<&str>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
 
     /// The session of `token_hash` and its user, if it is still alive at `now_ms` (neither
     /// idle too long nor past its end) and its user not disabled; its idle clock restarts.

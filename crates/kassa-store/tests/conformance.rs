@@ -1590,8 +1590,45 @@ async fn sessions_end_when_they_should(db: TestDatabase) {
         source: "127.0.0.1".into(),
     };
     for token in ["a", "b", "c"] {
-        store.start_session(&session(token)).await.unwrap();
+        store
+            .sign_in(&session(token), Some(7), &entry)
+            .await
+            .unwrap();
     }
+    let signed_in = store
+        .user_by_email("ops@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(signed_in.totp_last_step, Some(7));
+    store
+        .sign_in_failed(user.user_id, (6, 5_000), &entry)
+        .await
+        .unwrap();
+    let failed = store
+        .user_by_email("ops@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((failed.failed_sign_ins, failed.locked_until_ms), (6, 5_000));
+    assert!(
+        store
+            .set_totp_secret(user.user_id, Some("sealed"), &entry)
+            .await
+            .unwrap()
+    );
+    let enrolled = store
+        .user_by_email("ops@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            enrolled.totp_secret.as_ref().map(|s| s.expose()),
+            enrolled.totp_last_step
+        ),
+        (Some("sealed"), None)
+    );
     let (alive, owner) = store.live_session("a", 1_090).await.unwrap().unwrap();
     assert_eq!(
         (alive.last_seen_at_ms, owner.user_id),
@@ -1612,7 +1649,7 @@ async fn sessions_end_when_they_should(db: TestDatabase) {
     assert!(store.live_session("nobody", 1_001).await.unwrap().is_none());
     assert!(store.end_session("c").await.unwrap());
     assert!(!store.end_session("c").await.unwrap());
-    store.start_session(&session("d")).await.unwrap();
+    store.sign_in(&session("d"), None, &entry).await.unwrap();
     assert!(
         store
             .set_user_disabled(user.user_id, true, &entry)

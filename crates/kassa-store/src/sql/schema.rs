@@ -310,6 +310,11 @@ CREATE TABLE sessions (
     source TEXT NOT NULL
 );
 CREATE INDEX sessions_by_user ON sessions (user_id);
+
+-- A user's second factor: the TOTP secret, sealed with the key-encryption key, and the last
+-- step whose code was taken (a code is never taken twice).
+ALTER TABLE users ADD COLUMN totp_secret TEXT;
+ALTER TABLE users ADD COLUMN totp_last_step BIGINT;
 "#,
     ),
 ];

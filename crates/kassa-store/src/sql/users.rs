@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 const USER_COLUMNS: &str = "user_id, email, role, merchant_id, password_hash, disabled, \
-    failed_sign_ins, locked_until_ms, created_at_ms, updated_at_ms";
+    failed_sign_ins, locked_until_ms, totp_secret, totp_last_step, created_at_ms, updated_at_ms";
 
 fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let role: String = row.try_get("role")?;
@@ -26,6 +26,10 @@ fn user_from_row(row: &AnyRow) -> StoreResult<User> {
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         failed_sign_ins: row.try_get("failed_sign_ins")?,
         locked_until_ms: row.try_get("locked_until_ms")?,
+        totp_secret: row
+            .try_get::<Option<String>, _>("totp_secret")?
+            .map(Secret::new),
+        totp_last_step: row.try_get("totp_last_step")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -181,7 +185,12 @@ impl UserStore for SqlStore {
             .collect()
     }
 
-    async fn start_session(&self, session: &Session) -> StoreResult<()> {
+    async fn sign_in(
+        &self,
+        session: &Session,
+        totp_step: Option<i64>,
+        entry: &AuditEntry,
+    ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at_ms, last_seen_at_ms, idle_ms, \
@@ -196,8 +205,62 @@ impl UserStore for SqlStore {
         .bind(&session.source)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE users SET failed_sign_ins = 0, locked_until_ms = 0, \
+             totp_last_step = COALESCE($2, totp_last_step) WHERE user_id = $1",
+        )
+        .bind(session.user_id)
+        .bind(totp_step)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn sign_in_failed(
+        &self,
+        user_id: i64,
+        (failures, locked_until_ms): (i64, i64),
+        entry: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE users SET failed_sign_ins = $2, locked_until_ms = $3 WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .bind(failures)
+        .bind(locked_until_ms)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_totp_secret(
+        &self,
+        user_id: i64,
+        sealed_secret: Option<&str>,
+        entry: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE users SET totp_secret = $2, totp_last_step = NULL, updated_at_ms = $3 \
+             WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(entry.at_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn live_session(
