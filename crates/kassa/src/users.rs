@@ -34,6 +34,11 @@ pub enum UserCommand {
     Disable { user_id: i64 },
     /// Let a disabled user sign in again.
     Enable { user_id: i64 },
+    /// Give a user a TOTP second factor: prints the otpauth:// URI for an authenticator app
+    /// once (the secret is stored sealed); replaces any earlier one.
+    TotpEnrol { user_id: i64 },
+    /// Remove a user's TOTP second factor.
+    TotpRemove { user_id: i64 },
     /// Give a user a new password (generated and shown once, or read from standard input);
     /// clears their failed sign-ins and lock.
     ResetPassword {
@@ -56,6 +61,8 @@ pub async fn user(command: UserCommand, store: &SqlStore) -> Outcome {
             print_json(&Value::Array(users));
             Ok(())
         }
+        UserCommand::TotpEnrol { user_id } => totp(store, user_id, true).await,
+        UserCommand::TotpRemove { user_id } => totp(store, user_id, false).await,
         UserCommand::Disable { user_id } => set_disabled(store, user_id, true).await,
         UserCommand::Enable { user_id } => set_disabled(store, user_id, false).await,
         UserCommand::ResetPassword {
@@ -109,6 +116,32 @@ async fn add(
     let mut shown_user = user_json(&added);
     shown_user["password"] = json!(shown);
     print_json(&shown_user);
+    Ok(())
+}
+
+/// Enrols (or removes) a user's second factor; the URI is printed once, the secret stored
+/// sealed with the key-encryption key.
+async fn totp(store: &SqlStore, user_id: i64, enrol: bool) -> Outcome {
+    let users = store.users().await?;
+    let found = users.iter().find(|u| u.user_id == user_id);
+    let user = found.ok_or_else(|| Failure(format!("no user has id {user_id}")))?;
+    let (sealed, uri) = if enrol {
+        let kek = crate::kek::unlock(store).await?;
+        let (sealed, uri) = kassa_server::accounts::enrol_totp(&kek, &user.email);
+        (Some(sealed), Some(uri))
+    } else {
+        (None, None)
+    };
+    let action = if enrol {
+        "user.totp-enrol"
+    } else {
+        "user.totp-remove"
+    };
+    let entry = audit(action, user_id, None, None);
+    store
+        .set_totp_secret(user_id, sealed.as_deref(), &entry)
+        .await?;
+    print_json(&json!({"userId": user_id, "totp": enrol, "otpauthUri": uri}));
     Ok(())
 }
 

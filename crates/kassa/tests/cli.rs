@@ -901,11 +901,36 @@ async fn users_from_the_command_line(db: TestDatabase) {
         "{text}"
     );
     assert_eq!(json(&text).as_array().unwrap().len(), 2);
+    // A second factor from the command line: the URI shown once, the secret stored sealed.
+    let enrolled = ok(&["totp-enrol", &id]);
+    let uri = enrolled["otpauthUri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/kassa%3Aops%40psp.example?secret="),
+        "{uri}"
+    );
+    let secret = &uri[uri.find("secret=").unwrap() + 7..uri.find("&issuer").unwrap()];
+    let stored = store
+        .user_by_email("ops@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let sealed = stored.totp_secret.unwrap();
+    assert!(sealed.expose().starts_with("sealed:") && !sealed.expose().contains(secret));
+    assert!(!user(&["totp-enrol", "999"]).status.success());
+    ok(&["totp-remove", &id]);
+    let removed = store
+        .user_by_email("ops@psp.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(removed.totp_secret.is_none());
     let log = store.audit_entries(10).await.unwrap();
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
         [
+            "user.totp-remove",
+            "user.totp-enrol",
             "user.reset-password",
             "user.disable",
             "user.add",
