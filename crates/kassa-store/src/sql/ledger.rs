@@ -2,7 +2,7 @@
 //! transaction), balances, and the invariants `kassa ledger check` verifies.
 
 use super::merchants::currency_of;
-use super::{Backend, SqlStore, statement};
+use super::{SqlStore, statement};
 use crate::{
     AppBooks, DueSettlement, LedgerCheck, LedgerStore, StoreError, StoreResult, SuccessTerms,
 };
@@ -13,72 +13,58 @@ use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// Writes a journal (checked by the core first) into `tx`, begun by `begin_posting`: its
-/// entries, then the journal itself, which the database's own rules check against them
-/// (migration 9). SQLite takes both statements in one call (one hop to its worker thread);
-/// PostgreSQL's extended protocol takes one statement per call.
+/// entries, all in one statement, then the journal itself, which the database's own rules check
+/// against them (migration 9).
 pub(super) async fn post(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    backend: Backend,
     journal: &Journal,
 ) -> StoreResult<()> {
     journal
         .check()
         .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-    let params = |from: usize, count: usize| {
-        let numbers: Vec<String> = (from..from + count).map(|n| format!("${n}")).collect();
-        format!("({})", numbers.join(", "))
-    };
     let rows: Vec<String> = (0..journal.entries.len())
-        .map(|i| params(i * 5 + 1, 5))
+        .map(|i| {
+            let n = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            )
+        })
         .collect();
-    let entries = format!(
+    let sql = format!(
         "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
          VALUES {}",
         rows.join(", ")
     );
-    let first = match backend {
-        Backend::Sqlite => journal.entries.len() * 5 + 1,
-        Backend::Postgres => 1,
-    };
-    let header = format!(
-        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms, \
-         settles_at_ms) VALUES {}",
-        params(first, 7)
-    );
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(match backend {
-        Backend::Sqlite => format!("{entries}; {header}"),
-        Backend::Postgres => entries,
-    }));
+    let mut entries = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (i, entry) in journal.entries.iter().enumerate() {
-        insert = insert
+        entries = entries
             .bind(&journal.journal_id)
             .bind(i as i64 + 1)
             .bind(entry.account.key())
             .bind(entry.currency.code())
             .bind(entry.amount_minor);
     }
-    let mut journal_insert = sqlx::query(sqlx::AssertSqlSafe(header));
-    let bind_header = |query: Query<'static>| {
-        query
-            .bind(journal.journal_id.clone())
-            .bind(journal.kind.as_str())
-            .bind(journal.order_no.as_ref().map(|n| n.to_string()))
-            .bind(journal.app_id.0)
-            .bind(journal.currency.code())
-            .bind(journal.posted_at_ms)
-            .bind(journal.settles_at_ms)
-    };
-    if backend == Backend::Sqlite {
-        bind_header(insert).execute(&mut **tx).await?;
-    } else {
-        insert.execute(&mut **tx).await?;
-        journal_insert = bind_header(journal_insert);
-        journal_insert.execute(&mut **tx).await?;
-    }
+    entries.execute(&mut **tx).await?;
+    sqlx::query(
+        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms, \
+         settles_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&journal.journal_id)
+    .bind(journal.kind.as_str())
+    .bind(journal.order_no.as_ref().map(|n| n.as_str()))
+    .bind(journal.app_id.0)
+    .bind(journal.currency.code())
+    .bind(journal.posted_at_ms)
+    .bind(journal.settles_at_ms)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 // What each app's merchant is owed by its succeeded orders: the gross less the fees (a fee
 // never above the gross), per currency.
@@ -258,7 +244,7 @@ impl LedgerStore for SqlStore {
 
     async fn post_journal(&self, journal: &Journal) -> StoreResult<bool> {
         let mut tx = self.begin_posting().await?;
-        match post(&mut tx, self.backend, journal).await {
+        match post(&mut tx, journal).await {
             Ok(()) => {
                 tx.commit().await?;
                 Ok(true)

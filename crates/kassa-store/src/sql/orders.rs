@@ -368,7 +368,7 @@ impl OrderStore for SqlStore {
                 callbacks::insert(&mut tx, callback).await?;
             }
             if let Some(journal) = journal {
-                super::ledger::post(&mut tx, self.backend, journal).await?;
+                super::ledger::post(&mut tx, journal).await?;
             }
             tx.commit().await?;
             Ok(true)
