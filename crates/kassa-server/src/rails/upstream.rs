@@ -205,10 +205,15 @@ pub mod fields {
         let Some(Value::String(text)) = data.get(field) else {
             return Err(malformed(field, "missing or not a string"));
         };
+        checked(field, text)
+    }
+
+    /// An upstream's text as kassa keeps it: at most [`MAX_TEXT_CHARS`], no control characters.
+    pub fn checked(field: &str, text: &str) -> Result<String, UpstreamError> {
         if text.chars().count() > MAX_TEXT_CHARS || text.chars().any(char::is_control) {
             return Err(malformed(field, "too long or holding control characters"));
         }
-        Ok(text.clone())
+        Ok(text.to_string())
     }
 
     pub fn amount(data: &Map<String, Value>, field: &str) -> Result<AmountMinor, UpstreamError> {
@@ -298,10 +303,9 @@ pub mod day_report {
                 return Err(malformed(format!("a line of {} columns", columns.len())));
             }
             let gross = AmountMinor::parse(columns[6]).map_err(malformed)?;
-            let text = |s: &str| s.chars().take(super::fields::MAX_TEXT_CHARS).collect();
             page.lines.push(ReportLine {
-                upstream_order_no: text(columns[1]),
-                upstream_order_id: text(columns[2]),
+                upstream_order_no: super::fields::checked("report orderNo", columns[1])?,
+                upstream_order_id: super::fields::checked("report orderId", columns[2])?,
                 gross,
             });
         }
@@ -317,6 +321,31 @@ pub mod day_report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_pages_are_read_and_bad_lines_refused() {
+        let header = crate::report::CSV_HEADER;
+        let data = |lines: &str, next: Option<&str>| {
+            let mut map = serde_json::Map::new();
+            map.insert("lines".into(), format!("{header}\n{lines}").into());
+            if let Some(next) = next {
+                map.insert("next".into(), next.into());
+            }
+            map
+        };
+        let good = "order,2611210000000042,kassa-2611210000000041,IDEAL_EUR,EUR,1,20.00,0.50,19.50,2026-11-21T14:03:07+01:00,,,\n";
+        let page = day_report::page(&data(good, Some("2611210000000042"))).unwrap();
+        assert_eq!(page.lines.len(), 1);
+        assert_eq!(page.lines[0].upstream_order_id, "kassa-2611210000000041");
+        assert_eq!(page.lines[0].gross, kassa_core::AmountMinor(2_000));
+        assert_eq!(page.next.as_deref(), Some("2611210000000042"));
+        let control = good.replace("kassa-2611210000000041", "kassa-26112\u{1b}[31m");
+        assert!(day_report::page(&data(&control, None)).is_err());
+        let short = "order,1,2,3\n";
+        assert!(day_report::page(&data(short, None)).is_err());
+        let amount = good.replace(",20.00,", ",20.5x,");
+        assert!(day_report::page(&data(&amount, None)).is_err());
+    }
 
     #[test]
     fn upstream_order_ids_are_derived_and_read_back() {
