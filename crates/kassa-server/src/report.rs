@@ -362,10 +362,10 @@ pub async fn page_reply(
     let mut page = store
         .orders_paid_between(app.app_id, day.bounds(), after_key, PAGE + 1)
         .await?;
-    let next = (page.len() as i64 > PAGE).then(|| {
-        page.truncate(PAGE as usize);
-        page.last().map(|o| o.order_no.to_string())
-    });
+    // One order more than a page was read: if it came, there is a next page after this one.
+    let more = page.len() as i64 > PAGE;
+    page.truncate(PAGE as usize);
+    let next = page.last().filter(|_| more).map(|o| o.order_no.to_string());
     let currency = app.currency.code();
     let all = sum(&by_method);
     let mut methods = format!("{CSV_HEADER}\n");
@@ -394,7 +394,7 @@ pub async fn page_reply(
     data.insert("net".into(), net.to_decimal_string().into());
     data.insert("methods".into(), methods.into());
     data.insert("lines".into(), lines.into());
-    if let Some(Some(next)) = next {
+    if let Some(next) = next {
         data.insert("next".into(), next.into());
     }
     Ok(gateway.notary.sign_as(dialect.signature(), data))
