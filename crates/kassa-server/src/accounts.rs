@@ -50,6 +50,8 @@ pub struct SignedIn {
     pub user: User,
 }
 
+/// Why a sign-in was refused. The page shows [`SignInError::to_the_person`]: one answer for a
+/// wrong e-mail, password or lock, so that accounts cannot be probed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
     /// Unknown e-mail, disabled user or wrong password: one answer for all, so that accounts
@@ -66,6 +68,21 @@ pub enum SignInError {
     Sealing(String),
 }
 
+impl SignInError {
+    /// What the sign-in page says: the same for every refusal a stranger could provoke.
+    pub fn to_the_person(&self) -> &'static str {
+        match self {
+            SignInError::WrongCredentials | SignInError::Locked => {
+                "The e-mail or the password is wrong, or the account is locked for a while."
+            }
+            SignInError::SecondFactor => "The one-time code is missing or wrong.",
+            SignInError::Store(_) | SignInError::Sealing(_) => {
+                "Signing in is not possible just now; try again in a moment."
+            }
+        }
+    }
+}
+
 /// Checks an attempt and, if it holds, begins a session.
 pub async fn sign_in(
     store: &dyn Store,
@@ -75,22 +92,30 @@ pub async fn sign_in(
     now_ms: i64,
 ) -> Result<SignedIn, SignInError> {
     let found = store.user_by_email(attempt.email).await?;
-    let Some(user) = found.filter(|u| !u.disabled) else {
+    let Some(user) = found else {
         // The same work as for a real account: the answer's timing tells nothing either.
         passwords::verify(attempt.password, decoy_hash());
         return Err(SignInError::WrongCredentials);
     };
+    if user.disabled {
+        passwords::verify(attempt.password, decoy_hash());
+        return Err(refused(store, &user, attempt, now_ms, SignInError::WrongCredentials).await);
+    }
     if is_locked(user.locked_until_ms, now_ms) {
-        return Err(SignInError::Locked);
+        return Err(refused(store, &user, attempt, now_ms, SignInError::Locked).await);
     }
     if !passwords::verify(attempt.password, user.password_hash.expose()) {
-        return Err(failed(store, policy, &user, attempt, now_ms, "password").await);
+        let wrong = SignInError::WrongCredentials;
+        return Err(failed(store, policy, &user, attempt, now_ms, wrong).await);
     }
     let totp_step = match &user.totp_secret {
         None => None,
         Some(sealed) => match second_factor(kek, sealed.expose(), &user, attempt, now_ms)? {
             Some(step) => Some(step),
-            None => return Err(failed(store, policy, &user, attempt, now_ms, "totp").await),
+            None => {
+                let wrong = SignInError::SecondFactor;
+                return Err(failed(store, policy, &user, attempt, now_ms, wrong).await);
+            }
         },
     };
     let token = new_token();
@@ -132,18 +157,23 @@ fn second_factor(
     Ok(totp::verify(&secret, code, now_s, last).and_then(|s| i64::try_from(s).ok()))
 }
 
-/// Records a failure (and the lock it may bring); the error to answer with.
+/// Records a failure — a wrong password or code — and the lock it may bring; `error`, to
+/// answer with (or the store's, if the failure could not be recorded).
 async fn failed(
     store: &dyn Store,
     policy: &SignInPolicy,
     user: &User,
     attempt: &Attempt<'_>,
     now_ms: i64,
-    what: &str,
+    error: SignInError,
 ) -> SignInError {
     let counted = policy.lockout.after_failure(user.failed_sign_ins, now_ms);
+    let wrong = match error {
+        SignInError::SecondFactor => "totp",
+        _ => "password",
+    };
     let after =
-        serde_json::json!({"wrong": what, "failures": counted.0, "lockedUntilMs": counted.1});
+        serde_json::json!({"wrong": wrong, "failures": counted.0, "lockedUntilMs": counted.1});
     let entry = entry(
         user,
         "sign-in.failed",
@@ -151,12 +181,27 @@ async fn failed(
         attempt.source,
         now_ms,
     );
-    if let Err(e) = store.sign_in_failed(user.user_id, counted, &entry).await {
-        return SignInError::Store(e);
+    match store.sign_in_failed(user.user_id, counted, &entry).await {
+        Ok(()) => error,
+        Err(e) => SignInError::Store(e),
     }
-    match what {
-        "totp" => SignInError::SecondFactor,
-        _ => SignInError::WrongCredentials,
+}
+
+/// Audits an attempt refused before any check (the user disabled or locked): it counts no
+/// failure — a lock is not lengthened by attempts made during it.
+async fn refused(
+    store: &dyn Store,
+    user: &User,
+    attempt: &Attempt<'_>,
+    now_ms: i64,
+    error: SignInError,
+) -> SignInError {
+    let why = if user.disabled { "disabled" } else { "locked" };
+    let after = serde_json::json!({ "refused": why }).to_string();
+    let entry = entry(user, "sign-in.refused", Some(after), attempt.source, now_ms);
+    match store.append_audit(&entry).await {
+        Ok(()) => error,
+        Err(e) => SignInError::Store(e),
     }
 }
 

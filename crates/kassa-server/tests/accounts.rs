@@ -216,6 +216,20 @@ async fn passwords_lockout_and_sessions(db: TestDatabase) {
             .filter(|e| e.action == "sign-in.failed")
             .all(|e| e.source == "192.0.2.7")
     );
+    // Attempts refused before any check (locked, disabled) are audited without counting as
+    // failures, and the page cannot tell a lock from a wrong password.
+    assert_eq!(count("sign-in.refused"), 2);
+    let refusals: Vec<&str> = (log.iter().filter(|e| e.action == "sign-in.refused"))
+        .filter_map(|e| e.after.as_deref())
+        .collect();
+    assert_eq!(
+        refusals,
+        [r#"{"refused":"disabled"}"#, r#"{"refused":"locked"}"#]
+    );
+    assert_eq!(
+        SignInError::Locked.to_the_person(),
+        SignInError::WrongCredentials.to_the_person()
+    );
 }
 
 fn base32_decode(text: &str) -> Vec<u8> {

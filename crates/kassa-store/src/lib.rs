@@ -744,6 +744,9 @@ pub trait UserStore: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
 
+    /// Appends an audit entry of its own (an action that changes nothing else).
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+
     /// The newest audit entries first, at most `limit`.
     async fn audit_entries(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
 

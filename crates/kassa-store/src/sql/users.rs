@@ -162,6 +162,13 @@ impl UserStore for SqlStore {
         self.update_user(sql, user_id, values, entry).await
     }
 
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn audit_entries(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
             "SELECT at_ms, actor, action, target, before_state, after_state, source \
