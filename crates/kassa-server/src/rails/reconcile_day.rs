@@ -23,6 +23,9 @@ const PAGE: i64 = 1_000;
 const QUERIES_AT_ONCE: usize = 8;
 /// Pages of an upstream's report read at most (1,000 lines each): a bound on a run.
 const MAX_REPORT_PAGES: usize = 10_000;
+/// kassa's orders of one channel and day a run holds at most (each a number and a state,
+/// about 100 bytes): a bound on its memory.
+pub const MAX_DAY_ORDERS: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileDayError {
@@ -30,6 +33,8 @@ pub enum ReconcileDayError {
     Store(#[from] StoreError),
     #[error("asking the upstream: {0}")]
     Upstream(#[from] UpstreamError),
+    #[error("the channel has more than {MAX_DAY_ORDERS} orders that day, more than one run holds")]
+    TooManyOrders,
 }
 
 /// What a run found.
@@ -79,7 +84,7 @@ async fn kassa_side(
     store: &dyn Store,
     channel_id: &str,
     day: &Day,
-) -> Result<BTreeMap<OrderNo, KassaState>, StoreError> {
+) -> Result<BTreeMap<OrderNo, KassaState>, ReconcileDayError> {
     let mut kassa = BTreeMap::new();
     let mut after: Option<OrderNo> = None;
     loop {
@@ -88,6 +93,9 @@ async fn kassa_side(
             .await?;
         for order in &page {
             kassa.insert(order.order_no.clone(), state_of(order));
+        }
+        if kassa.len() > MAX_DAY_ORDERS {
+            return Err(ReconcileDayError::TooManyOrders);
         }
         match page.last() {
             Some(last) if page.len() as i64 == PAGE => after = Some(last.order_no.clone()),
