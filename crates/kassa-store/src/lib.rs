@@ -434,11 +434,8 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// The fees an app's orders paid the platform, per currency code.
     async fn fees_of_app(&self, app_id: AppId) -> StoreResult<Vec<(String, i64)>>;
 
-    /// An app's settlement delay in days (T+N).
-    async fn settlement_delay_days(&self, app_id: AppId) -> StoreResult<i64>;
-
     /// What an order's success needs of its app, in one read: its fee rules and its
-    /// settlement delay.
+    /// settlement delay in days (T+N).
     async fn success_terms(&self, app_id: AppId) -> StoreResult<SuccessTerms>;
 
     /// Sets an app's settlement delay; false if the app does not exist. Checked by the caller.

@@ -1237,9 +1237,23 @@ async fn journals_post_with_their_change(db: TestDatabase) {
         (check.apps[0].pending_minor, check.apps[0].available_minor),
         (0, 5_000 - 105)
     );
-    assert_eq!(store.settlement_delay_days(app).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .success_terms(app)
+            .await
+            .unwrap()
+            .settlement_delay_days,
+        1
+    );
     assert!(store.set_settlement_delay_days(app, 3).await.unwrap());
-    assert_eq!(store.settlement_delay_days(app).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .success_terms(app)
+            .await
+            .unwrap()
+            .settlement_delay_days,
+        3
+    );
 }
 
 /// The database holds the books too, whatever writes to it: a journal that does not balance,

@@ -441,7 +441,11 @@ async fn show_app(store: &SqlStore, kek: &Kek, app_id: AppId) -> Outcome {
             })
         })
         .collect();
-    shown["settlementDelayDays"] = store.settlement_delay_days(app.app_id).await?.into();
+    shown["settlementDelayDays"] = store
+        .success_terms(app.app_id)
+        .await?
+        .settlement_delay_days
+        .into();
     print_json(&shown);
     Ok(())
 }

@@ -204,14 +204,6 @@ impl LedgerStore for SqlStore {
         Ok(terms)
     }
 
-    async fn settlement_delay_days(&self, app_id: AppId) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT settlement_delay_days FROM apps WHERE app_id = $1")
-            .bind(app_id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map_or(Ok(1), |row| Ok(row.try_get(0)?))
-    }
-
     async fn set_settlement_delay_days(&self, app_id: AppId, days: i64) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query("UPDATE apps SET settlement_delay_days = $2 WHERE app_id = $1")
