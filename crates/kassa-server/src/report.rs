@@ -339,9 +339,10 @@ fn journal_json(journal: &Journal, zone: &TimeZone) -> Value {
     })
 }
 
-/// A report endpoint's answer: the day's totals and one page of its order lines, signed like
-/// every reply of the dialect. The request names `date` and, for the pages after the first,
-/// `after` — the `next` of the page before.
+/// A report endpoint's answer: one page of the day's order lines and, on the first page, the
+/// day's totals (read once, not again for every page of a large day), signed like every reply
+/// of the dialect. The request names `date` and, for the pages after the first, `after` — the
+/// `next` of the page before.
 pub async fn page_reply(
     dialect: &dyn Dialect,
     gateway: &Gateway,
@@ -357,7 +358,6 @@ pub async fn page_reply(
         Some(text) => Some(page_start(gateway, app, &day, &text).await?),
     };
     let store = gateway.store.as_ref();
-    let by_method = store.paid_totals_between(app.app_id, day.bounds()).await?;
     let after_key = after.as_ref().map(|(ms, no)| (*ms, no));
     let mut page = store
         .orders_paid_between(app.app_id, day.bounds(), after_key, PAGE + 1)
@@ -365,14 +365,8 @@ pub async fn page_reply(
     // One order more than a page was read: if it came, there is a next page after this one.
     let more = page.len() as i64 > PAGE;
     page.truncate(PAGE as usize);
-    let next = page.last().filter(|_| more).map(|o| o.order_no.to_string());
     let currency = app.currency.code();
-    let all = sum(&by_method);
-    let mut methods = format!("{CSV_HEADER}\n");
-    let mut lines = methods.clone();
-    for totals in &by_method {
-        methods.push_str(&(csv_total(totals, currency) + "\n"));
-    }
+    let mut lines = format!("{CSV_HEADER}\n");
     for order in &page {
         lines.push_str(&(csv_order(order, zone) + "\n"));
     }
@@ -381,23 +375,31 @@ pub async fn page_reply(
     data.insert("date".into(), day.date.to_string().into());
     data.insert("currency".into(), currency.into());
     data.insert("timeZone".into(), zone.iana_name().unwrap_or("UTC").into());
-    data.insert("orders".into(), all.orders.into());
-    data.insert(
-        "gross".into(),
-        AmountMinor(all.gross_minor).to_decimal_string().into(),
-    );
-    data.insert(
-        "fee".into(),
-        AmountMinor(all.fee_minor).to_decimal_string().into(),
-    );
-    let net = AmountMinor(all.gross_minor - all.fee_minor);
-    data.insert("net".into(), net.to_decimal_string().into());
-    data.insert("methods".into(), methods.into());
+    if after.is_none() {
+        let by_method = store.paid_totals_between(app.app_id, day.bounds()).await?;
+        insert_totals(&mut data, &by_method, currency);
+    }
     data.insert("lines".into(), lines.into());
-    if let Some(next) = next {
-        data.insert("next".into(), next.into());
+    if let Some(next) = page.last().filter(|_| more) {
+        data.insert("next".into(), next.order_no.to_string().into());
     }
     Ok(gateway.notary.sign_as(dialect.signature(), data))
+}
+
+/// The day's totals as a report page carries them: `orders`, `gross`, `fee`, `net`, and
+/// `methods` (CSV of the totals by method).
+fn insert_totals(data: &mut Map<String, Value>, by_method: &[MethodTotals], currency: &str) {
+    let all = sum(by_method);
+    let mut methods = format!("{CSV_HEADER}\n");
+    for totals in by_method {
+        methods.push_str(&(csv_total(totals, currency) + "\n"));
+    }
+    let amount = |minor: i64| Value::from(AmountMinor(minor).to_decimal_string());
+    data.insert("orders".into(), all.orders.into());
+    data.insert("gross".into(), amount(all.gross_minor));
+    data.insert("fee".into(), amount(all.fee_minor));
+    data.insert("net".into(), amount(all.gross_minor - all.fee_minor));
+    data.insert("methods".into(), methods.into());
 }
 
 /// Where the page after `after` starts: that order must be one of this report's.
@@ -450,19 +452,22 @@ pub mod openapi {
         /// The operator's time zone (IANA name), in which the day and every time are written.
         #[schema(example = "Europe/Amsterdam")]
         pub time_zone: String,
-        /// Orders that succeeded that day (all pages).
-        pub orders: i64,
+        /// Orders that succeeded that day (all pages); on the first page only, as are the
+        /// other totals.
+        #[schema(nullable = false)]
+        pub orders: Option<i64>,
         /// What they paid.
-        #[schema(example = "1250.00")]
-        pub gross: String,
+        #[schema(nullable = false, example = "1250.00")]
+        pub gross: Option<String>,
         /// The fees taken (never more than an order paid).
-        #[schema(example = "21.75")]
-        pub fee: String,
+        #[schema(nullable = false, example = "21.75")]
+        pub fee: Option<String>,
         /// Gross less fees: what the day adds to the merchant's balance.
-        #[schema(example = "1228.25")]
-        pub net: String,
+        #[schema(nullable = false, example = "1228.25")]
+        pub net: Option<String>,
         /// CSV: the header line, then one `total` line per payment method.
-        pub methods: String,
+        #[schema(nullable = false)]
+        pub methods: Option<String>,
         /// CSV: the header line, then one `order` line per order of this page (at most
         /// 1,000), by payment time.
         pub lines: String,

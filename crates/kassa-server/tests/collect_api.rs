@@ -983,6 +983,10 @@ async fn settlement_reports_in_pages(server: Server) {
     assert_eq!(status, 200, "{reply}");
     let second = server.verified_data(&reply);
     assert!(second.get("next").is_none(), "the last page");
+    assert!(
+        second.get("orders").is_none() && second.get("methods").is_none(),
+        "totals on the first page only"
+    );
     seen.extend(order_nos(&second));
     let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
     assert_eq!(
