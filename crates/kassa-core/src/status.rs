@@ -25,6 +25,15 @@ impl OrderStatus {
 
     /// The states in which an order's time can run out: the payer has not finished yet. The
     /// expiry sweep, the payer's page and the state machine all ask this one list.
+    /// Every status, in the order of an order's life.
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Created,
+        OrderStatus::InProgress,
+        OrderStatus::Succeeded,
+        OrderStatus::Failed,
+        OrderStatus::Exception,
+    ];
+
     pub const EXPIRABLE: [OrderStatus; 2] = [OrderStatus::Created, OrderStatus::InProgress];
 
     pub fn can_expire(self) -> bool {
@@ -157,13 +166,7 @@ mod tests {
     use OrderEvent as E;
     use OrderStatus as S;
 
-    const ALL: [S; 5] = [
-        S::Created,
-        S::InProgress,
-        S::Succeeded,
-        S::Failed,
-        S::Exception,
-    ];
+    const ALL: [S; 5] = S::ALL;
 
     fn events() -> Vec<E> {
         vec![

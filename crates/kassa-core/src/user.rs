@@ -44,6 +44,42 @@ impl Role {
     }
 }
 
+/// What a user may do in the back office. Merchant roles do it within their own merchant only;
+/// which objects are theirs is checked apart, on every object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// The overview, orders, callbacks, apps and balances, reports.
+    Read,
+    /// See a payer's personal data unmasked (each view audited).
+    ViewPersonalData,
+    /// Queue a callback again.
+    ResendCallbacks,
+    /// Decide an order in exception (succeeded or failed, with a reason).
+    ResolveExceptions,
+    /// Set an app's public key.
+    ManageKeys,
+    /// Every merchant and channel, the audit log.
+    ViewPlatform,
+    /// Users: add, disable, enable.
+    ManageUsers,
+}
+
+impl Role {
+    /// The one table of who may do what.
+    pub fn may(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::OperatorAdmin => true,
+            Role::OperatorSupport => !matches!(permission, ManageKeys | ManageUsers),
+            Role::MerchantAdmin => matches!(
+                permission,
+                Read | ViewPersonalData | ResendCallbacks | ManageKeys
+            ),
+            Role::MerchantDeveloper => matches!(permission, Read | ResendCallbacks | ManageKeys),
+        }
+    }
+}
+
 /// The most characters of a password (argon2 takes any length; a bound keeps hashing cheap to
 /// refuse).
 pub const MAX_PASSWORD_CHARS: usize = 128;

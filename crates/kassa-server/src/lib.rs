@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod backoffice;
 pub mod cache;
 pub mod cashier;
 pub mod collect;

@@ -112,7 +112,7 @@ pub fn csv_order(order: &Order, zone: &TimeZone) -> String {
     format!(
         "order,{},{},{},{},1,{gross},{fee},{},{},,,",
         order.order_no,
-        csv_field(&order.merchant_order_id),
+        csv_text(&order.merchant_order_id),
         order.paying_method().code,
         order.currency,
         AmountMinor(gross.0 - fee.0),
@@ -155,6 +155,17 @@ pub fn csv_field(text: &str) -> String {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
+    }
+}
+
+/// A CSV field of free text (an id a merchant chose, a payer's data): as [`csv_field`], and a
+/// text a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, a tab or a carriage return
+/// first) is kept text with a leading `'`.
+pub fn csv_text(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{text}"))
+    } else {
+        csv_field(text)
     }
 }
 
@@ -516,6 +527,9 @@ mod tests {
     fn csv_fields_stay_one_column() {
         assert_eq!(csv_field("M-1"), "M-1");
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+        assert_eq!(csv_text("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("M-1"), "M-1");
         let columns = CSV_HEADER.split(',').count();
         let totals = MethodTotals {
             method: "IDEAL".into(),

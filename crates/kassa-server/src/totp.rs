@@ -82,6 +82,31 @@ pub fn base32(secret: &[u8]) -> String {
     out
 }
 
+/// The secret from its base32 form (what an authenticator was given); `None` if it is not
+/// base32.
+pub fn from_base32(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.trim_end_matches('=').chars() {
+        buffer = (buffer << 5) | ALPHABET.find(c.to_ascii_uppercase())? as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// The secret of an `otpauth://` URI.
+pub fn secret_of_uri(uri: &str) -> Option<Vec<u8>> {
+    let query = uri.split_once('?')?.1;
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("secret="))?;
+    from_base32(value)
+}
+
 /// The `otpauth://` URI an authenticator app scans (as a QR code) to enrol `account`.
 pub fn enrolment_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
     let label = url::form_urlencoded::byte_serialize(format!("{issuer}:{account}").as_bytes())
@@ -152,5 +177,8 @@ mod tests {
             "otpauth://totp/kassa%3Aops%40psp.example?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
              &issuer=kassa&algorithm=SHA1&digits=6&period=30"
         );
+        assert_eq!(secret_of_uri(&uri).unwrap(), b"12345678901234567890");
+        assert_eq!(from_base32("MZXW6YTBOI").unwrap(), b"foobar");
+        assert_eq!(from_base32("MZ1"), None, "1 is not base32");
     }
 }

@@ -135,6 +135,14 @@ impl VerifyingKey {
         self.bits
     }
 
+    /// The SHA-256 of the key's SPKI DER, as colon-separated hex pairs: what two people
+    /// compare to know they hold the same key.
+    pub fn fingerprint(&self) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.spki_der);
+        let pairs: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        pairs.join(":")
+    }
+
     /// `-----BEGIN PUBLIC KEY-----` (SPKI) PEM.
     pub fn to_pem(&self) -> String {
         pem_of("PUBLIC KEY", &self.spki_der)

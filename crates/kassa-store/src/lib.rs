@@ -225,6 +225,9 @@ pub trait MerchantStore: Send + Sync + 'static {
 
     async fn app(&self, app_id: AppId) -> StoreResult<Option<App>>;
 
+    /// A merchant's apps, by id (none for an unknown merchant).
+    async fn apps_of_merchant(&self, merchant_id: kassa_core::MerchantId) -> StoreResult<Vec<App>>;
+
     /// The merchant that owns an app.
     async fn merchant_of_app(&self, app_id: AppId) -> StoreResult<Option<Merchant>>;
 
@@ -334,10 +337,73 @@ pub trait OrderStore: Send + Sync + 'static {
         journal: Option<&kassa_core::ledger::Journal>,
     ) -> StoreResult<bool>;
 
+    /// Orders matching `filter`, newest first (by creation time, then order number), after
+    /// `before` (the creation time and number of the last order of the previous page), at most
+    /// `limit`: the back office's list, one keyset page at a time.
+    async fn search_orders(
+        &self,
+        filter: &OrderFilter,
+        before: Option<(i64, &OrderNo)>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>>;
+
+    /// Every status change of an order, oldest first (written with the change itself).
+    async fn order_events(&self, order_no: &OrderNo) -> StoreResult<Vec<OrderEventRecord>>;
+
+    /// Orders created in `[from_ms, to_ms)` of the apps in `app_ids` (all with `None`), counted
+    /// by dialect, method paid with, currency and status.
+    async fn order_stats(
+        &self,
+        app_ids: Option<&[AppId]>,
+        between_ms: (i64, i64),
+    ) -> StoreResult<Vec<OrderStats>>;
+
     /// Orders that can still expire ([`OrderStatus::EXPIRABLE`]) whose time ran out by
     /// `now_ms`, soonest first, at most `limit`. Orders opened at an upstream
     /// ([`UpstreamStore`]) are not listed: reconciliation settles them.
     async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>>;
+}
+
+/// What the back office's order list asks for; every part optional. `app_ids` is the caller's
+/// scope (a merchant's apps) and any app filter, already intersected; `Some(empty)` matches
+/// nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub app_ids: Option<Vec<AppId>>,
+    pub status: Option<OrderStatus>,
+    /// The method asked for or paid with.
+    pub method: Option<String>,
+    pub currency: Option<String>,
+    /// Created in `[from, to)`.
+    pub created_from_ms: Option<i64>,
+    pub created_to_ms: Option<i64>,
+    pub amount_min_minor: Option<i64>,
+    pub amount_max_minor: Option<i64>,
+    /// An order number, a merchant's `orderId` or a payer's e-mail, matched exactly.
+    pub search: Option<String>,
+}
+
+/// One status change of an order, as its timeline shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderEventRecord {
+    pub at_ms: i64,
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    /// The reason given with the change (a failure's message), if any.
+    pub detail: Option<String>,
+}
+
+/// Orders of one dialect, method, currency and status: how many, what they asked and what was
+/// paid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderStats {
+    pub dialect: String,
+    pub method: String,
+    pub currency: String,
+    pub status: OrderStatus,
+    pub orders: i64,
+    pub amount_minor: i64,
+    pub paid_minor: i64,
 }
 
 /// The channels rails route orders to. Every node reads them from here, so a change takes
@@ -447,6 +513,12 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Posts a journal on its own; false (nothing written) if its id is taken — by another
     /// node's sweep, say.
     async fn post_journal(&self, journal: &kassa_core::ledger::Journal) -> StoreResult<bool>;
+
+    /// The journals of an order, with their entries, in posting order.
+    async fn journals_of_order(
+        &self,
+        order_no: &OrderNo,
+    ) -> StoreResult<Vec<kassa_core::ledger::Journal>>;
 
     /// An app's journals posted in `[from_ms, to_ms)`, with their entries, by posting time and
     /// id after `after` (those of the last journal of the previous page), at most `limit`.
@@ -655,6 +727,14 @@ pub trait CallbackStore: Send + Sync + 'static {
         order_no: &OrderNo,
         now_ms: i64,
     ) -> StoreResult<Option<String>>;
+
+    /// Callbacks that need a look, newest first: dead ones, and waiting ones that have failed
+    /// at least once; of the apps in `app_ids` (all with `None`), at most `limit`.
+    async fn troubled_callbacks(
+        &self,
+        app_ids: Option<&[AppId]>,
+        limit: i64,
+    ) -> StoreResult<Vec<Callback>>;
 
     /// How many callbacks are in each state.
     async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>>;

@@ -170,6 +170,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--backoffice-listen",
+                "127.0.0.1:0",
                 "--allow-private-callbacks",
             ])
             .args([

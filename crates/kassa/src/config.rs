@@ -153,6 +153,19 @@ pub struct ServeOptions {
     /// lets the monitoring in: the admin listener asks nobody for credentials).
     #[arg(long, env = "KASSA_ADMIN_LISTEN_PUBLIC")]
     pub admin_listen_public: bool,
+    /// Address of the back office (the operator's console and the merchants' portal, under
+    /// /admin/). Loopback by default: put it behind the operator's own network or proxy.
+    #[arg(
+        long,
+        env = "KASSA_BACKOFFICE_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub backoffice_listen: SocketAddr,
+    /// The back office is reached over plain HTTP from other hosts: its cookies then go
+    /// without `Secure` (browsers refuse secure cookies over plain HTTP except on loopback).
+    /// Only on a network you trust; serve it over HTTPS instead where you can.
+    #[arg(long, env = "KASSA_BACKOFFICE_PLAIN_HTTP")]
+    pub backoffice_plain_http: bool,
     /// Record and export metrics on the admin listener (false: nothing is recorded and
     /// /metrics answers 404; health stays).
     #[arg(long, env = "KASSA_METRICS", default_value_t = true, action = clap::ArgAction::Set)]

@@ -8,6 +8,8 @@ use crate::operator::{create_merchant, open_store};
 use crate::{Failure, Outcome};
 use kassa_core::BreakerPolicy;
 use kassa_core::{AppId, Currency, RetryPolicy};
+use kassa_server::accounts::SignInPolicy;
+use kassa_server::backoffice::Backoffice;
 use kassa_server::dialect::Dialects;
 use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
 use kassa_server::keys::{FormKey, load_or_create_platform_key};
@@ -208,6 +210,15 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
             ))
         })?;
     let admin_bound = admin_listener.local_addr()?;
+    let backoffice_listener = tokio::net::TcpListener::bind(options.backoffice_listen)
+        .await
+        .map_err(|e| {
+            Failure(format!(
+                "cannot listen on {} (--backoffice-listen): {e}",
+                options.backoffice_listen
+            ))
+        })?;
+    let backoffice_bound = backoffice_listener.local_addr()?;
     let public_url = public_url(&options, bound)?;
     if options.demo {
         let data_dir =
@@ -241,6 +252,12 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         rails,
         dispatcher_wake: Arc::default(),
     }));
+    let backoffice = Arc::new(Backoffice {
+        gateway: gateway.clone(),
+        kek: kek.clone(),
+        policy: SignInPolicy::default(),
+        secure_cookies: !options.backoffice_plain_http,
+    });
     let background = Background::start(
         (&gateway, book),
         &options,
@@ -252,10 +269,17 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     }
     // The public line comes last: scripts wait for it and may stop reading there.
     println!("kassa admin listening on http://{admin_bound} (/metrics, /healthz, /readyz)");
+    println!("kassa back office on http://{backoffice_bound}/admin/");
     println!("kassa listening on http://{bound} (public URL {public_url})");
-    let admin = Admin::start(
+    let admin = SideListener::start(
         admin_listener,
         kassa_server::admin::router(gateway.clone(), exporter),
+        "admin",
+    );
+    let backoffice = SideListener::start(
+        backoffice_listener,
+        kassa_server::backoffice::router(backoffice),
+        "backoffice",
     );
     let limits = ConnectionLimits {
         header_read_timeout_ms: options.header_read_timeout.ms,
@@ -266,27 +290,33 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     let drain = drain_then_stop(gateway.database.clone(), options.drain_period.ms);
     kassa_server::listen::serve(listener, router(gateway), limits, drain).await?;
     background.stop().await;
+    backoffice.stop().await;
     admin.stop().await;
     Ok(())
 }
 
-/// The admin listener's task; it serves through the drain period and stops after the public one.
-struct Admin {
+/// A listener beside the public one (admin, back office): it serves through the drain period
+/// and stops after the public one.
+struct SideListener {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-impl Admin {
-    /// Monitoring needs few connections; a handful of scrapers and probes at most.
+impl SideListener {
+    /// Monitoring and the back office's staff need few connections.
     const MAX_CONNECTIONS: usize = 64;
 
-    fn start(listener: tokio::net::TcpListener, router: axum::Router) -> Admin {
+    fn start(
+        listener: tokio::net::TcpListener,
+        router: axum::Router,
+        name: &'static str,
+    ) -> SideListener {
         let (stop, mut stopped) = watch::channel(false);
         let limits = ConnectionLimits {
             max_connections: Self::MAX_CONNECTIONS,
             max_connections_per_address: Self::MAX_CONNECTIONS,
             shutdown_grace_ms: 1_000,
-            name: "admin",
+            name,
             ..ConnectionLimits::default()
         };
         let stopping = async move {
@@ -294,10 +324,10 @@ impl Admin {
         };
         let task = tokio::spawn(async move {
             if let Err(e) = kassa_server::listen::serve(listener, router, limits, stopping).await {
-                tracing::error!(error = %e, "the admin listener failed");
+                tracing::error!(error = %e, listener = name, "a listener failed");
             }
         });
-        Admin { stop, task }
+        SideListener { stop, task }
     }
 
     async fn stop(self) {

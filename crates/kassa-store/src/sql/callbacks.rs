@@ -1,7 +1,7 @@
 //! Callbacks (the outbox) and their delivery attempts: inserting one with its status change,
 //! leasing due ones to a node, recording attempts, resending, and the operator's history.
 
-use super::orders::order_no_of;
+use super::orders::{Conditions, bind_all, order_no_of};
 use super::{Backend, SqlStore, statement};
 use crate::error::corrupt;
 use crate::{
@@ -271,6 +271,29 @@ impl CallbackStore for SqlStore {
                 Ok(CallbackHistory { callback, attempts })
             })
             .collect()
+    }
+
+    async fn troubled_callbacks(
+        &self,
+        app_ids: Option<&[AppId]>,
+        limit: i64,
+    ) -> StoreResult<Vec<Callback>> {
+        let mut conditions = Conditions::default();
+        conditions.push(
+            "(state = 'dead' OR (state = 'pending' AND attempts > 0))",
+            vec![],
+        );
+        conditions.apps(app_ids);
+        let (clause, values) = conditions.finish();
+        let sql = format!(
+            "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE {clause} \
+             ORDER BY created_at_ms DESC, callback_id DESC LIMIT {}",
+            limit.clamp(0, 1_000)
+        );
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(callback_from_row).collect()
     }
 
     async fn resend_latest_callback(

@@ -100,6 +100,29 @@ statement!(
      ORDER BY j.posted_at_ms, j.journal_id, e.entry_no"
 );
 
+/// Journals with their entries from rows of [`SELECT_JOURNALS_BETWEEN`]'s shape: a journal's
+/// rows follow one another, one per entry.
+fn journals_of_rows(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<Journal>> {
+    let mut journals: Vec<Journal> = Vec::new();
+    for row in rows {
+        let journal_id: String = row.try_get("journal_id")?;
+        if journals.last().is_none_or(|j| j.journal_id != journal_id) {
+            journals.push(journal_of_row(row, journal_id)?);
+        }
+        let account: String = row.try_get("account")?;
+        let entry = Entry {
+            account: Account::parse(&account)
+                .ok_or_else(|| StoreError::Corrupt(format!("ledger account {account:?}")))?,
+            currency: currency_of(&row.try_get::<String, _>("entry_currency")?)?,
+            amount_minor: row.try_get("amount_minor")?,
+        };
+        if let Some(journal) = journals.last_mut() {
+            journal.entries.push(entry);
+        }
+    }
+    Ok(journals)
+}
+
 /// A journal's own fields from a row of [`SELECT_JOURNALS_BETWEEN`]; entries are added after.
 fn journal_of_row(row: &sqlx::any::AnyRow, journal_id: String) -> StoreResult<Journal> {
     let kind: String = row.try_get("kind")?;
@@ -246,6 +269,19 @@ impl LedgerStore for SqlStore {
         }
     }
 
+    async fn journals_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<Journal>> {
+        let rows = sqlx::query(
+            "SELECT j.journal_id, j.kind, j.order_no, j.app_id, j.currency, j.posted_at_ms, \
+             j.settles_at_ms, e.account, e.currency AS entry_currency, e.amount_minor \
+             FROM ledger_journals j JOIN ledger_entries e ON e.journal_id = j.journal_id \
+             WHERE j.order_no = $1 ORDER BY j.posted_at_ms, j.journal_id, e.entry_no",
+        )
+        .bind(order_no.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        journals_of_rows(&rows)
+    }
+
     async fn journals_between(
         &self,
         app_id: AppId,
@@ -264,24 +300,7 @@ impl LedgerStore for SqlStore {
             .bind(limit.max(0))
             .fetch_all(&self.pool)
             .await?;
-        let mut journals: Vec<Journal> = Vec::new();
-        for row in &rows {
-            let journal_id: String = row.try_get("journal_id")?;
-            if journals.last().is_none_or(|j| j.journal_id != journal_id) {
-                journals.push(journal_of_row(row, journal_id)?);
-            }
-            let account: String = row.try_get("account")?;
-            let entry = Entry {
-                account: Account::parse(&account)
-                    .ok_or_else(|| StoreError::Corrupt(format!("ledger account {account:?}")))?,
-                currency: currency_of(&row.try_get::<String, _>("entry_currency")?)?,
-                amount_minor: row.try_get("amount_minor")?,
-            };
-            if let Some(journal) = journals.last_mut() {
-                journal.entries.push(entry);
-            }
-        }
-        Ok(journals)
+        journals_of_rows(&rows)
     }
 
     async fn fees_of_app(&self, app_id: AppId) -> StoreResult<Vec<(String, i64)>> {

@@ -25,6 +25,10 @@ statement!(
 );
 // Every merchant with its apps in one query (a merchant without apps has one row of NULLs).
 statement!(
+    SELECT_APPS_OF_MERCHANT,
+    "SELECT {APP_COLUMNS} FROM apps WHERE merchant_id = $1 ORDER BY app_id"
+);
+statement!(
     SELECT_MERCHANTS_WITH_APPS,
     "SELECT m.merchant_id AS owner_id, m.name AS owner_name, \
      m.created_at_ms AS owner_created_at_ms, {} FROM merchants m \
@@ -178,6 +182,14 @@ impl MerchantStore for SqlStore {
             row.as_ref().map(app_from_row).transpose()
         })
         .await
+    }
+
+    async fn apps_of_merchant(&self, merchant_id: MerchantId) -> StoreResult<Vec<App>> {
+        let rows = sqlx::query(SELECT_APPS_OF_MERCHANT.as_str())
+            .bind(merchant_id.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(app_from_row).collect()
     }
 
     async fn merchant_of_app(&self, app_id: AppId) -> StoreResult<Option<Merchant>> {

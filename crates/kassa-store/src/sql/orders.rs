@@ -4,7 +4,10 @@
 use super::merchants::currency_of;
 use super::{SqlStore, callbacks, statement};
 use crate::error::corrupt;
-use crate::{InsertOutcome, MethodTotals, NewCallback, OrderStore, StoreError, StoreResult};
+use crate::{
+    InsertOutcome, MethodTotals, NewCallback, OrderEventRecord, OrderFilter, OrderStats,
+    OrderStore, StoreError, StoreResult,
+};
 use async_trait::async_trait;
 use kassa_core::{AmountMinor, AppId, Order, OrderNo, OrderStatus, Payer, PaymentMethod, Personal};
 use sqlx::Row;
@@ -207,6 +210,129 @@ pub(super) fn insert_result(
     }
 }
 
+/// Records a status change on the order's timeline, inside the change's transaction.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    order: &Order,
+    from: OrderStatus,
+) -> StoreResult<()> {
+    let detail = match order.status {
+        OrderStatus::Failed | OrderStatus::Exception => order.error_msg.as_deref(),
+        _ => None,
+    };
+    sqlx::query(
+        "INSERT INTO order_events (order_no, at_ms, from_status, to_status, detail) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(order.order_no.as_str())
+    .bind(order.updated_at_ms)
+    .bind(from.as_str())
+    .bind(order.status.as_str())
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A value bound to a statement built at run time.
+pub(super) enum Bound {
+    Int(i64),
+    Text(String),
+}
+
+/// The conditions of a statement built at run time: fixed text with `?` marks, numbered
+/// `$1`, `$2`… as they are added; every value is bound, none enters the text.
+#[derive(Default)]
+pub(super) struct Conditions {
+    clauses: Vec<String>,
+    values: Vec<Bound>,
+}
+
+impl Conditions {
+    pub(super) fn push(&mut self, clause: &str, bound: Vec<Bound>) {
+        let mut clause = clause.to_string();
+        for value in bound {
+            self.values.push(value);
+            clause = clause.replacen('?', &format!("${}", self.values.len()), 1);
+        }
+        self.clauses.push(clause);
+    }
+
+    /// `app_id IN (…)`, unless every app is meant (`None`); nothing matches `Some(empty)`.
+    pub(super) fn apps(&mut self, app_ids: Option<&[AppId]>) {
+        match app_ids {
+            None => {}
+            Some([]) => self.push("1 = 0", vec![]),
+            Some(ids) => {
+                let marks = vec!["?"; ids.len()].join(", ");
+                let bound = ids.iter().map(|a| Bound::Int(a.0)).collect();
+                self.push(&format!("app_id IN ({marks})"), bound);
+            }
+        }
+    }
+
+    /// The `WHERE` text and the values to bind, in order.
+    pub(super) fn finish(self) -> (String, Vec<Bound>) {
+        let clause = if self.clauses.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            self.clauses.join(" AND ")
+        };
+        (clause, self.values)
+    }
+}
+
+/// The `WHERE` of the back office's order list and what it binds.
+fn filter_clause(filter: &OrderFilter, before: Option<(i64, &OrderNo)>) -> (String, Vec<Bound>) {
+    let mut conditions = Conditions::default();
+    conditions.apps(filter.app_ids.as_deref());
+    let text = |value: &str| Bound::Text(value.to_string());
+    if let Some(status) = filter.status {
+        conditions.push("status = ?", vec![text(status.as_str())]);
+    }
+    if let Some(method) = &filter.method {
+        let clause = "(method = ? OR chosen_method = ?)";
+        conditions.push(clause, vec![text(method), text(method)]);
+    }
+    if let Some(currency) = &filter.currency {
+        conditions.push("currency = ?", vec![text(currency)]);
+    }
+    let bounds = [
+        ("created_at_ms >= ?", filter.created_from_ms),
+        ("created_at_ms < ?", filter.created_to_ms),
+        ("amount_minor >= ?", filter.amount_min_minor),
+        ("amount_minor <= ?", filter.amount_max_minor),
+    ];
+    for (clause, value) in bounds {
+        if let Some(value) = value {
+            conditions.push(clause, vec![Bound::Int(value)]);
+        }
+    }
+    if let Some(search) = &filter.search {
+        let clause = "(order_no = ? OR merchant_order_id = ? OR payer_email = ?)";
+        conditions.push(clause, vec![text(search), text(search), text(search)]);
+    }
+    if let Some((created_at_ms, order_no)) = before {
+        let clause = "(created_at_ms < ? OR (created_at_ms = ? AND order_no < ?))";
+        let at = || Bound::Int(created_at_ms);
+        conditions.push(clause, vec![at(), at(), text(order_no.as_str())]);
+    }
+    conditions.finish()
+}
+
+pub(super) fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    values: Vec<Bound>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for value in values {
+        query = match value {
+            Bound::Int(v) => query.bind(v),
+            Bound::Text(v) => query.bind(v),
+        };
+    }
+    query
+}
+
 impl SqlStore {
     async fn one_order(&self, sql: &'static str, args: &[&str]) -> StoreResult<Option<Order>> {
         let mut query = sqlx::query(sql);
@@ -364,6 +490,7 @@ impl OrderStore for SqlStore {
                 tx.rollback().await?;
                 return Ok(false);
             }
+            insert_event(&mut tx, order, from).await?;
             if let Some(callback) = callback {
                 callbacks::insert(&mut tx, callback).await?;
             }
@@ -374,6 +501,90 @@ impl OrderStore for SqlStore {
             Ok(true)
         })
         .await
+    }
+
+    async fn search_orders(
+        &self,
+        filter: &OrderFilter,
+        before: Option<(i64, &OrderNo)>,
+        limit: i64,
+    ) -> StoreResult<Vec<Order>> {
+        crate::telemetry::timed("search_orders", async move {
+            let (clause, values) = filter_clause(filter, before);
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE {clause} \
+                 ORDER BY created_at_ms DESC, order_no DESC LIMIT {}",
+                limit.clamp(0, 1_000)
+            );
+            let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(order_from_row).collect()
+        })
+        .await
+    }
+
+    async fn order_events(&self, order_no: &OrderNo) -> StoreResult<Vec<OrderEventRecord>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, from_status, to_status, detail FROM order_events \
+             WHERE order_no = $1 ORDER BY at_ms",
+        )
+        .bind(order_no.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let status = |row: &AnyRow, column: &str| -> StoreResult<OrderStatus> {
+            let text: String = row.try_get(column)?;
+            OrderStatus::parse(&text).ok_or_else(|| corrupt(format!("order event status {text}")))
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(OrderEventRecord {
+                    at_ms: row.try_get("at_ms")?,
+                    from: status(row, "from_status")?,
+                    to: status(row, "to_status")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn order_stats(
+        &self,
+        app_ids: Option<&[AppId]>,
+        (from_ms, to_ms): (i64, i64),
+    ) -> StoreResult<Vec<OrderStats>> {
+        let filter = OrderFilter {
+            app_ids: app_ids.map(<[AppId]>::to_vec),
+            created_from_ms: Some(from_ms),
+            created_to_ms: Some(to_ms),
+            ..OrderFilter::default()
+        };
+        let (clause, values) = filter_clause(&filter, None);
+        let sql = format!(
+            "SELECT dialect, COALESCE(chosen_method, method) AS paid_method, currency, status, \
+             COUNT(*) AS orders, CAST(SUM(amount_minor) AS BIGINT) AS amount_minor, \
+             CAST(SUM(actual_amount_minor) AS BIGINT) AS paid_minor FROM orders WHERE {clause} \
+             GROUP BY dialect, COALESCE(chosen_method, method), currency, status \
+             ORDER BY dialect, paid_method, currency, status"
+        );
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                Ok(OrderStats {
+                    dialect: row.try_get("dialect")?,
+                    method: row.try_get("paid_method")?,
+                    currency: row.try_get("currency")?,
+                    status: OrderStatus::parse(&status)
+                        .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
+                    orders: row.try_get("orders")?,
+                    amount_minor: row.try_get("amount_minor")?,
+                    paid_minor: row.try_get("paid_minor")?,
+                })
+            })
+            .collect()
     }
 
     async fn expired_orders(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OrderNo>> {

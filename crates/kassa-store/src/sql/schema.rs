@@ -317,6 +317,31 @@ ALTER TABLE users ADD COLUMN totp_secret TEXT;
 ALTER TABLE users ADD COLUMN totp_last_step BIGINT;
 "#,
     ),
+    (
+        13,
+        r#"
+-- Every status change of an order, written in the transaction of the change: the timeline the
+-- back office shows. An order's creation is its own row in orders.
+CREATE TABLE order_events (
+    order_no TEXT NOT NULL REFERENCES orders (order_no),
+    at_ms BIGINT NOT NULL,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX order_events_by_order ON order_events (order_no, at_ms);
+
+-- The back office's order list: newest first, over all orders or one app's, found by the
+-- merchant's orderId or the payer's e-mail too.
+CREATE INDEX orders_by_time ON orders (created_at_ms, order_no);
+CREATE INDEX orders_by_app_time ON orders (app_id, created_at_ms, order_no);
+CREATE INDEX orders_by_merchant_order_id ON orders (merchant_order_id);
+CREATE INDEX orders_by_payer_email ON orders (payer_email);
+
+-- An order's journals, on its page.
+CREATE INDEX ledger_journals_by_order ON ledger_journals (order_no);
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.

@@ -23,7 +23,8 @@ pub fn kassa(args: &[&str]) -> Command {
         .env_remove("KASSA_KEK_FILE")
         .env("KASSA_KEK", TEST_KEK)
         // Servers of parallel tests must not compete for the admin listener's default port.
-        .env("KASSA_ADMIN_LISTEN", "127.0.0.1:0");
+        .env("KASSA_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("KASSA_BACKOFFICE_LISTEN", "127.0.0.1:0");
     command
 }
 

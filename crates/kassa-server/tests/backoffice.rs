@@ -1,0 +1,610 @@
+//! The back office over HTTP, on SQLite and PostgreSQL: the authorisation matrix over every
+//! route and role (and another merchant's objects by URL), CSRF, escaping, cookies, session
+//! fixation, lockout, and the daily tasks — find an order, see its timeline and callbacks,
+//! resend, resolve an exception, export CSV — each audited.
+
+mod common;
+#[path = "support/office.rs"]
+mod office;
+
+use axum::http::Method;
+use common::*;
+use kassa_core::user::Role;
+use kassa_core::{OrderEvent, OrderNo};
+use kassa_server::backoffice::{Access, route_table};
+use kassa_store::prelude::*;
+use kassa_store::testing::TestDatabase;
+use office::{Office, Session, cookie_pair, csrf_of};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+const ROLES: [Role; 4] = [
+    Role::OperatorAdmin,
+    Role::OperatorSupport,
+    Role::MerchantAdmin,
+    Role::MerchantDeveloper,
+];
+
+/// Who may use each route, written apart from the server's own table: operator admin,
+/// operator support, merchant admin, merchant developer. A route missing here fails the test.
+const MATRIX: &[(&str, &str, [bool; 4])] = &[
+    ("GET", "/admin/", [true; 4]),
+    ("GET", "/admin/assets/backoffice.css", [true; 4]),
+    ("GET", "/admin/sign-in", [true; 4]),
+    ("POST", "/admin/sign-in", [true; 4]),
+    ("POST", "/admin/sign-out", [true; 4]),
+    ("GET", "/admin/overview", [true; 4]),
+    ("GET", "/admin/orders", [true; 4]),
+    ("GET", "/admin/orders.csv", [true; 4]),
+    ("GET", "/admin/orders/{order_no}", [true; 4]),
+    ("POST", "/admin/orders/{order_no}/resend", [true; 4]),
+    (
+        "POST",
+        "/admin/orders/{order_no}/resolve",
+        [true, true, false, false],
+    ),
+    ("GET", "/admin/exceptions", [true, true, false, false]),
+    ("GET", "/admin/callbacks", [true; 4]),
+    ("POST", "/admin/callbacks/resend", [true; 4]),
+    ("GET", "/admin/apps", [true; 4]),
+    ("GET", "/admin/apps/{app_id}", [true; 4]),
+    (
+        "POST",
+        "/admin/apps/{app_id}/key",
+        [true, false, true, true],
+    ),
+    ("GET", "/admin/platform-key.pem", [true; 4]),
+    ("GET", "/admin/merchants", [true, true, false, false]),
+    ("GET", "/admin/audit", [true, true, false, false]),
+    ("GET", "/admin/users", [true, false, false, false]),
+    (
+        "POST",
+        "/admin/users/{user_id}/disable",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
+        "/admin/users/{user_id}/enable",
+        [true, false, false, false],
+    ),
+];
+
+struct World {
+    server: Server,
+    office: Office,
+    shop_merchant: i64,
+    other_merchant: i64,
+}
+
+async fn world(db: TestDatabase) -> World {
+    let server = Server::start(db).await;
+    let office = Office::start(&server).await;
+    let merchant = |app| {
+        let store = server.store.clone();
+        async move { store.merchant_of_app(app).await.unwrap().unwrap().id.0 }
+    };
+    let shop_merchant = merchant(server.eur).await;
+    let other_merchant = merchant(server.other_eur).await;
+    for (role, email) in ROLES.iter().zip(emails()) {
+        let merchant = (!role.is_operator()).then_some(shop_merchant);
+        Office::add_user(&server, &email, *role, merchant).await;
+    }
+    World {
+        server,
+        office,
+        shop_merchant,
+        other_merchant,
+    }
+}
+
+fn emails() -> Vec<String> {
+    ROLES
+        .iter()
+        .map(|r| format!("{}@shop.example", r.as_str()))
+        .collect()
+}
+
+async fn order(server: &Server, order_id: &str) -> OrderNo {
+    let mut body = server.apply_body(order_id);
+    body["notifyUrl"] = json!("https://shop.example/notify");
+    let (status, reply) = server.post("/eur/collect/apply", &body).await;
+    assert_eq!(status, 200, "{reply}");
+    OrderNo::parse(reply["data"]["orderNo"].as_str().unwrap()).unwrap()
+}
+
+fn is_sign_in_redirect(answer: &office::Answer) -> bool {
+    answer.status == 303 && answer.location.starts_with("/admin/sign-in")
+}
+
+/// Every route of the router is in the matrix, and each role gets what the matrix says.
+async fn every_route_is_authorised(world: World) {
+    let served: BTreeSet<(String, String)> = route_table()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let written: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        served, written,
+        "a route is missing from the authorisation matrix"
+    );
+    let (server, office) = (&world.server, &world.office);
+    let order_no = order(server, "AUTH-1").await;
+    let victim = Office::add_user(server, "victim@psp.example", Role::OperatorSupport, None).await;
+    let concrete = |path: &str| {
+        path.replace("{order_no}", order_no.as_str())
+            .replace("{app_id}", &server.eur.0.to_string())
+            .replace("{user_id}", &victim.to_string())
+    };
+    let mut sessions = Vec::new();
+    for email in emails() {
+        sessions.push(office.sign_in(&email).await);
+    }
+    for route in route_table() {
+        let path = concrete(route.path);
+        let anonymous = match route.method {
+            Method::GET => office.get(&path, None).await,
+            _ => office.post_with(&path, None, &[], &[]).await,
+        };
+        match route.access {
+            Access::SignedIn(_) => assert!(
+                is_sign_in_redirect(&anonymous),
+                "{path}: {}",
+                anonymous.status
+            ),
+            Access::Anyone => assert!(!is_sign_in_redirect(&anonymous), "{path}"),
+        }
+        let allowed = MATRIX
+            .iter()
+            .find(|(m, p, _)| *m == route.method.as_str() && *p == route.path)
+            .unwrap()
+            .2;
+        for (i, email) in emails().iter().enumerate() {
+            // Signing out ends a session: that route gets one of its own.
+            let session = match route.path {
+                "/admin/sign-out" => office.sign_in(email).await,
+                _ => sessions[i].clone(),
+            };
+            let answer = match route.method {
+                Method::GET => office.get(&path, Some(&session)).await,
+                _ => office.post(&path, &session, &[]).await,
+            };
+            let what = format!("{} {path} as {email}: {}", route.method, answer.status);
+            if route.path == "/admin/sign-out" {
+                assert_eq!(answer.status, 303, "{what}");
+            } else if allowed[i] {
+                assert!(
+                    answer.status != 403 && !is_sign_in_redirect(&answer),
+                    "{what}"
+                );
+                if route.method == Method::GET && route.path != "/admin/" {
+                    assert_eq!(answer.status, 200, "{what}");
+                }
+            } else {
+                assert_eq!(answer.status, 403, "{what}");
+            }
+        }
+    }
+}
+
+/// A merchant's user reaching another merchant's order, app or callbacks by URL finds nothing.
+async fn another_merchants_objects_are_not_found(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let order_no = order(server, "IDOR-1").await;
+    let outsider = "admin@other.example";
+    Office::add_user(
+        server,
+        outsider,
+        Role::MerchantAdmin,
+        Some(world.other_merchant),
+    )
+    .await;
+    let session = office.sign_in(outsider).await;
+    let order_page = format!("/admin/orders/{order_no}");
+    assert_eq!(office.get(&order_page, Some(&session)).await.status, 404);
+    let app_page = format!("/admin/apps/{}", server.eur.0);
+    assert_eq!(office.get(&app_page, Some(&session)).await.status, 404);
+    let resend = format!("/admin/orders/{order_no}/resend");
+    assert_eq!(office.post(&resend, &session, &[]).await.status, 404);
+    let key = format!("/admin/apps/{}/key", server.eur.0);
+    let pem = other_key().public_key_pem();
+    assert_eq!(
+        office
+            .post(&key, &session, &[("public_key", &pem)])
+            .await
+            .status,
+        404
+    );
+    let bulk = [("order", order_no.as_str())];
+    assert_eq!(
+        office
+            .post("/admin/callbacks/resend", &session, &bulk)
+            .await
+            .status,
+        404
+    );
+    let list = office
+        .get(
+            &format!("/admin/orders?app={}", server.eur.0),
+            Some(&session),
+        )
+        .await;
+    assert!(!list.body.contains(order_no.as_str()), "{}", list.body);
+    let search = office
+        .get(&format!("/admin/orders?q={order_no}"), Some(&session))
+        .await;
+    assert!(
+        !search.body.contains(&format!(">{order_no}<")),
+        "{}",
+        search.body
+    );
+    let csv = office.get("/admin/orders.csv", Some(&session)).await;
+    assert!(!csv.body.contains(order_no.as_str()), "{}", csv.body);
+    // The shop's own admin sees it.
+    let own = office.sign_in("merchant-admin@shop.example").await;
+    assert_eq!(office.get(&order_page, Some(&own)).await.status, 200);
+    assert_ne!(world.shop_merchant, world.other_merchant);
+}
+
+/// Forms need the session's token and a same-origin request; cookies are strict.
+async fn forms_are_protected_and_cookies_strict(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let order_no = order(server, "CSRF-1").await;
+    let answer = office
+        .try_sign_in("operator-admin@shop.example", office::PASSWORD, "")
+        .await;
+    let session_cookie = answer
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-kassa_session="))
+        .unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(session_cookie.contains(flag), "{session_cookie}");
+    }
+    let session = office.sign_in("operator-admin@shop.example").await;
+    let resend = format!("/admin/orders/{order_no}/resend");
+    let without = office.post_with(&resend, Some(&session), &[], &[]).await;
+    assert_eq!(without.status, 403, "no token");
+    let wrong = [("csrf", "AAAA")];
+    assert_eq!(
+        office
+            .post_with(&resend, Some(&session), &wrong, &[])
+            .await
+            .status,
+        403
+    );
+    let token = [("csrf", session.csrf.as_str())];
+    let cross_site = [("sec-fetch-site", "cross-site")];
+    let answer = office
+        .post_with(&resend, Some(&session), &token, &cross_site)
+        .await;
+    assert_eq!(answer.status, 403, "cross-site");
+    let other_origin = [("origin", "https://evil.example")];
+    let answer = office
+        .post_with(&resend, Some(&session), &token, &other_origin)
+        .await;
+    assert_eq!(answer.status, 403, "another origin");
+    // Another session's token is no good either.
+    let other = office.sign_in("operator-support@shop.example").await;
+    let theirs = [("csrf", other.csrf.as_str())];
+    assert_eq!(
+        office
+            .post_with(&resend, Some(&session), &theirs, &[])
+            .await
+            .status,
+        403
+    );
+    // The sign-in form's token is bound to its own cookie.
+    let page = office.get("/admin/sign-in", None).await;
+    let form = [
+        ("csrf", csrf_of(&page.body)),
+        ("email", "operator-admin@shop.example".into()),
+        ("password", office::PASSWORD.into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let answer = office.post_with("/admin/sign-in", None, &form, &[]).await;
+    assert_eq!(answer.status, 403, "sign-in without its cookie");
+    // Every page is served with a strict policy.
+    let overview = reqwest::get(format!("{}/admin/sign-in", office.base))
+        .await
+        .unwrap();
+    let csp = overview.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert_eq!(overview.headers()["x-frame-options"], "DENY");
+}
+
+/// A session the browser brought in is never the one signed in; signing out ends it.
+async fn sessions_are_fresh_and_end(world: World) {
+    let office = &world.office;
+    let first = office.sign_in("operator-support@shop.example").await;
+    let page = office.get("/admin/sign-in", None).await;
+    let nonce = cookie_pair(&page.set_cookies, "kassa_sign_in");
+    let form = [
+        ("csrf", csrf_of(&page.body)),
+        ("email", "operator-support@shop.example".to_string()),
+        ("password", office::PASSWORD.to_string()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cookies = format!("{nonce}; {}", first.cookie);
+    let answer = office
+        .post_with("/admin/sign-in", None, &form, &[("cookie", &cookies)])
+        .await;
+    assert_eq!(answer.status, 303);
+    let second = cookie_pair(&answer.set_cookies, "__Host-kassa_session");
+    assert_ne!(second, first.cookie, "a new token");
+    assert!(
+        is_sign_in_redirect(&office.get("/admin/overview", Some(&first)).await),
+        "the session brought in has ended"
+    );
+    let second = Session {
+        cookie: second,
+        csrf: String::new(),
+    };
+    let overview = office.get("/admin/overview", Some(&second)).await;
+    let second = Session {
+        csrf: csrf_of(&overview.body),
+        ..second
+    };
+    assert_eq!(
+        office.post("/admin/sign-out", &second, &[]).await.status,
+        303
+    );
+    assert!(is_sign_in_redirect(
+        &office.get("/admin/overview", Some(&second)).await
+    ));
+}
+
+/// After five failures, even the right password is refused for a while; the page says the
+/// same as for a wrong password.
+async fn repeated_failures_lock(world: World) {
+    let office = &world.office;
+    let email = "merchant-developer@shop.example";
+    for _ in 0..6 {
+        let answer = office
+            .try_sign_in(email, "not the password at all", "")
+            .await;
+        assert_eq!(answer.status, 401);
+        assert!(answer.body.contains("wrong"), "{}", answer.body);
+    }
+    let answer = office.try_sign_in(email, office::PASSWORD, "").await;
+    assert_eq!(answer.status, 401, "locked");
+    assert!(
+        answer
+            .set_cookies
+            .iter()
+            .all(|c| !c.starts_with("__Host-kassa_session="))
+    );
+}
+
+/// A second factor: without the code no session; with it, one.
+async fn a_second_factor_is_asked_for(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let user = server
+        .store
+        .user_by_email("operator-admin@shop.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let (sealed, uri) = kassa_server::accounts::enrol_totp(&office.kek, &user.email);
+    let entry = kassa_store::AuditEntry {
+        at_ms: 1,
+        actor: "cli:test".into(),
+        action: "user.totp-enrol".into(),
+        target: format!("user:{}", user.user_id),
+        before: None,
+        after: None,
+        source: "cli".into(),
+    };
+    server
+        .store
+        .set_totp_secret(user.user_id, Some(&sealed), &entry)
+        .await
+        .unwrap();
+    let answer = office.try_sign_in(&user.email, office::PASSWORD, "").await;
+    assert_eq!(answer.status, 401);
+    assert!(answer.body.contains("one-time code"), "{}", answer.body);
+    let secret = kassa_server::totp::secret_of_uri(&uri).unwrap();
+    let now_s = (kassa_server::now_ms() / 1_000) as u64;
+    let code = kassa_server::totp::code_at(&secret, now_s);
+    office.sign_in_with_code(&user.email, &code).await;
+}
+
+/// Script in an order's data is shown as text on every page and kept text in the CSV.
+async fn hostile_data_stays_text(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let mut body = server.apply_body("=HYPERLINK(\"http://evil.example\")");
+    body["subject"] = json!("<script>alert('subject')</script>");
+    body["name"] = json!("<img src=x onerror=alert(1)>");
+    body["email"] = json!("mallory@evil.example");
+    let (status, reply) = server.post("/eur/collect/apply", &body).await;
+    assert_eq!(status, 200, "{reply}");
+    let order_no = reply["data"]["orderNo"].as_str().unwrap().to_string();
+    let session = office.sign_in("operator-admin@shop.example").await;
+    for path in [
+        "/admin/orders".to_string(),
+        format!("/admin/orders/{order_no}"),
+        format!("/admin/orders/{order_no}?reveal=1"),
+    ] {
+        let page = office.get(&path, Some(&session)).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(!page.body.contains("<script>alert"), "{path}");
+        assert!(!page.body.contains("<img src=x"), "{path}");
+    }
+    let revealed = office
+        .get(
+            &format!("/admin/orders/{order_no}?reveal=1"),
+            Some(&session),
+        )
+        .await;
+    assert!(revealed.body.contains("&lt;script&gt;") || revealed.body.contains("&#60;script&#62;"));
+    assert!(
+        revealed.body.contains("mallory@evil.example"),
+        "revealed to an operator admin"
+    );
+    let masked = office
+        .get(&format!("/admin/orders/{order_no}"), Some(&session))
+        .await;
+    assert!(
+        !masked.body.contains("mallory@evil.example"),
+        "masked by default"
+    );
+    let csv = office.get("/admin/orders.csv", Some(&session)).await;
+    assert!(
+        csv.body
+            .contains("\"'=HYPERLINK(\"\"http://evil.example\"\")\""),
+        "{}",
+        csv.body
+    );
+    assert!(
+        !csv.body.contains("mallory@evil.example"),
+        "the CSV masks e-mails"
+    );
+    let audit = server.store.audit_entries(50).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "order.view-personal-data"
+                && e.target == format!("order:{order_no}")),
+        "the unmasked view is audited"
+    );
+}
+
+/// The daily tasks: find an order, see its timeline and callbacks, resend, resolve an
+/// exception; each audited.
+async fn an_operator_works_an_order(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let order_no = order(server, "WORK-1").await;
+    let exception = OrderEvent::RailException {
+        reason: "the bank did not answer".into(),
+    };
+    server
+        .gateway
+        .change_order(&order_no, &OrderEvent::PayerStarted)
+        .await
+        .unwrap();
+    server
+        .gateway
+        .change_order(&order_no, &exception)
+        .await
+        .unwrap();
+    let session = office.sign_in("operator-support@shop.example").await;
+    let found = office.get("/admin/orders?q=WORK-1", Some(&session)).await;
+    assert!(found.body.contains(order_no.as_str()), "{}", found.body);
+    let queue = office.get("/admin/exceptions", Some(&session)).await;
+    assert!(queue.body.contains(order_no.as_str()));
+    let path = format!("/admin/orders/{order_no}");
+    let page = office.get(&path, Some(&session)).await;
+    assert!(
+        page.body.contains("in_progress → exception"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("the bank did not answer"));
+    let resolve = format!("{path}/resolve");
+    let no_reason = office
+        .post(&resolve, &session, &[("outcome", "succeeded")])
+        .await;
+    assert_eq!(no_reason.status, 400, "a reason is required");
+    let form = [
+        ("outcome", "succeeded"),
+        ("reason", "bank statement 2026-12-02 shows it"),
+    ];
+    let answer = office.post(&resolve, &session, &form).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let page = office.get(&path, Some(&session)).await;
+    assert!(page.body.contains("exception → succeeded"), "{}", page.body);
+    assert!(
+        page.body.contains("success:"),
+        "the success journal is shown"
+    );
+    assert!(
+        page.body.contains("https://shop.example/notify"),
+        "its callback is shown"
+    );
+    let again = office.post(&resolve, &session, &form).await;
+    assert_eq!(again.status, 400, "a final order cannot be resolved again");
+    let resend = office.post(&format!("{path}/resend"), &session, &[]).await;
+    assert_eq!(resend.status, 303);
+    let audit = server.store.audit_entries(50).await.unwrap();
+    let target = format!("order:{order_no}");
+    let resolved = audit
+        .iter()
+        .find(|e| e.action == "order.resolve" && e.target == target)
+        .expect("the resolution is audited");
+    assert_eq!(resolved.before.as_deref(), Some("exception"));
+    assert!(
+        resolved
+            .after
+            .as_deref()
+            .unwrap()
+            .contains("bank statement")
+    );
+    assert!(resolved.actor.starts_with("user:"));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "callback.resend" && e.target == target)
+    );
+    let log = office.get("/admin/audit", Some(&session)).await;
+    assert!(log.body.contains("order.resolve"));
+}
+
+/// Filters and keyset pages: every order once, newest first.
+async fn orders_page_through_filters(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let mut made = Vec::new();
+    for i in 0..55 {
+        made.push(order(server, &format!("PAGE-{i:02}")).await);
+    }
+    let session = office.sign_in("merchant-developer@shop.example").await;
+    let mut seen = Vec::new();
+    let mut path = format!("/admin/orders?app={}&status=created", server.eur.0);
+    for _ in 0..10 {
+        let page = office.get(&path, Some(&session)).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        for no in &made {
+            if page.body.contains(&format!(">{no}<")) {
+                seen.push(no.clone());
+            }
+        }
+        let Some(at) = page.body.find(r#"rel="next""#) else {
+            break;
+        };
+        let start = page.body[..at].rfind("href=\"").unwrap() + 6;
+        // As a browser reads the link: the HTML entity of `&` decoded.
+        let next = page.body[start..at].split('"').next().unwrap();
+        let next = next.replace("&#38;", "&").replace("&amp;", "&");
+        assert_ne!(next, path, "the next page starts further on");
+        path = next;
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), made.len(), "every order once over the pages");
+    let none = office
+        .get("/admin/orders?status=succeeded", Some(&session))
+        .await;
+    assert!(!none.body.contains("PAGE-"), "filtered");
+    let bad = office.get("/admin/orders?min=lots", Some(&session)).await;
+    assert_eq!(bad.status, 400);
+    let csv = office
+        .get("/admin/orders.csv?min=10.00", Some(&session))
+        .await;
+    assert_eq!(csv.body.lines().count(), 1 + made.len(), "{}", csv.body);
+}
+
+kassa_store::on_both_databases!(
+    crate::world;
+    every_route_is_authorised,
+    another_merchants_objects_are_not_found,
+    forms_are_protected_and_cookies_strict,
+    sessions_are_fresh_and_end,
+    repeated_failures_lock,
+    a_second_factor_is_asked_for,
+    hostile_data_stays_text,
+    an_operator_works_an_order,
+    orders_page_through_filters,
+);
