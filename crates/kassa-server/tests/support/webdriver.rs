@@ -118,8 +118,45 @@ impl Browser {
 
     /// Waits for an element to appear, then clicks it.
     pub async fn click(&self, css: &str) {
+        let element = self.element(css).await;
+        self.session(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// Waits for an element to appear, then types `text` into it.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css).await;
+        let body = json!({"text": text});
+        self.session(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(body),
+        )
+        .await;
+    }
+
+    /// Runs a script in the page; its return value.
+    pub async fn execute(&self, script: &str) -> Value {
+        let body = json!({"script": script, "args": []});
+        self.session(reqwest::Method::POST, "/execute/sync", Some(body))
+            .await
+    }
+
+    /// Runs a script in the page that calls back (its last argument) when done.
+    pub async fn execute_async(&self, script: &str) -> Value {
+        let body = json!({"script": script, "args": []});
+        self.session(reqwest::Method::POST, "/execute/async", Some(body))
+            .await
+    }
+
+    /// The id of the first element matching `css`, once there is one (waits up to 10 s).
+    async fn element(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let element = loop {
+        loop {
             let url = format!("{}/session/{}/element", self.base, self.session);
             let reply: Value = self
                 .http
@@ -132,17 +169,11 @@ impl Browser {
                 .await
                 .unwrap();
             if let Some(id) = reply["value"][ELEMENT_KEY].as_str() {
-                break id.to_string();
+                return id.to_string();
             }
             assert!(Instant::now() < deadline, "no element {css}");
             tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        self.session(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
+        }
     }
 
     /// How many elements match `css` once at least `at_least` do (waits up to 10 s).

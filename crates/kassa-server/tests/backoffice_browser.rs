@@ -1,0 +1,255 @@
+//! The back office in a real browser (headless Chromium through chromedriver): an operator
+//! signs in with a TOTP code, finds an order made through the API, sees its timeline and
+//! callbacks, resends its callback, resolves an exception; a merchant's admin signs in and
+//! uploads a key. axe-core (npm, `tools/axe`) is injected into every page on the way and must
+//! report no serious or critical violation. Screenshots go to `target/test-artifacts/`.
+//!
+//! Without chromium, chromedriver or axe-core the test is skipped with a printed reason;
+//! `.ci/run` installs them, and under `CI=true` a missing piece fails the test instead.
+
+mod common;
+#[path = "support/office.rs"]
+mod office;
+#[path = "support/webdriver.rs"]
+mod webdriver;
+
+use common::*;
+use kassa_core::OrderEvent;
+use kassa_core::user::Role;
+use kassa_store::prelude::*;
+use kassa_store::testing::TestDatabase;
+use office::Office;
+use serde_json::json;
+use std::path::PathBuf;
+use webdriver::{Browser, browser_available};
+
+/// axe-core's script, as `.ci/run` installs it.
+fn axe_source() -> Option<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/axe/node_modules/axe-core/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "axe-core is missing at {}: run npm ci in tools/axe",
+                path.display()
+            )
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: axe-core is not installed (cd tools/axe && npm ci)");
+            None
+        }
+    }
+}
+
+/// Injects axe-core into the page and asserts it finds nothing serious or critical.
+async fn accessible(browser: &Browser, axe: &str, page: &str) {
+    let loaded = browser
+        .execute(&format!("{axe}\n;return typeof axe;"))
+        .await;
+    assert_eq!(loaded, json!("object"), "axe-core did not load on {page}");
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        axe.run(document, { runOnly: { type: 'tag',
+                values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
+            .then(result => done(result.violations
+                .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                .map(v => v.id + ' (' + v.impact + '): ' +
+                     v.nodes.map(n => n.target.join(' ')).join(', '))))
+            .catch(e => done(['axe failed: ' + e]));
+    "#;
+    let violations = browser.execute_async(script).await;
+    assert_eq!(violations, json!([]), "accessibility of {page}");
+}
+
+async fn text(browser: &Browser) -> String {
+    let text = browser.execute("return document.body.innerText;").await;
+    text.as_str().unwrap_or_default().to_string()
+}
+
+/// Opens a page, checks it with axe, keeps a screenshot.
+async fn visit(browser: &Browser, axe: &str, url: &str, name: &str) {
+    browser.open(url).await;
+    browser.wait_for_url(url).await;
+    accessible(browser, axe, name).await;
+    browser.screenshot(&format!("backoffice-{name}.png")).await;
+}
+
+async fn sign_in(browser: &Browser, base: &str, email: &str, code: Option<&str>) {
+    browser.open(&format!("{base}/admin/overview")).await;
+    browser.wait_for_url(&format!("{base}/admin/sign-in")).await;
+    browser.type_into("#email", email).await;
+    browser.type_into("#password", office::PASSWORD).await;
+    if let Some(code) = code {
+        browser.type_into("#code", code).await;
+    }
+    browser.click("button.primary").await;
+    browser
+        .wait_for_url(&format!("{base}/admin/overview"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_and_a_merchant_work_in_a_real_browser() {
+    if !browser_available() {
+        return;
+    }
+    let Some(axe) = axe_source() else {
+        return;
+    };
+    let server = Server::start(TestDatabase::sqlite().await).await;
+    let office = Office::start(&server).await;
+    let base = office.base.clone();
+    let shop = server
+        .store
+        .merchant_of_app(server.eur)
+        .await
+        .unwrap()
+        .unwrap();
+    let ops = Office::add_user(&server, "ops@psp.example", Role::OperatorAdmin, None).await;
+    Office::add_user(
+        &server,
+        "dev@shop.example",
+        Role::MerchantAdmin,
+        Some(shop.id.0),
+    )
+    .await;
+    let (sealed, uri) = kassa_server::accounts::enrol_totp(&office.kek, "ops@psp.example");
+    let enrolled = kassa_store::AuditEntry {
+        at_ms: 1,
+        actor: "cli:test".into(),
+        action: "user.totp-enrol".into(),
+        target: format!("user:{ops}"),
+        before: None,
+        after: None,
+        source: "cli".into(),
+    };
+    server
+        .store
+        .set_totp_secret(ops, Some(&sealed), &enrolled)
+        .await
+        .unwrap();
+    // An order made through the API, and one the rail could not confirm.
+    let mut body = server.apply_body("WEB-1");
+    body["notifyUrl"] = json!("https://shop.example/notify");
+    let (status, reply) = server.post("/eur/collect/apply", &body).await;
+    assert_eq!(status, 200, "{reply}");
+    let paid = kassa_core::OrderNo::parse(reply["data"]["orderNo"].as_str().unwrap()).unwrap();
+    let (_, reply) = server
+        .post("/eur/collect/apply", &server.apply_body("WEB-2"))
+        .await;
+    let stuck = kassa_core::OrderNo::parse(reply["data"]["orderNo"].as_str().unwrap()).unwrap();
+    let paid_event = OrderEvent::Paid {
+        requested: kassa_core::AmountMinor(1_000),
+        received: kassa_core::AmountMinor(1_000),
+    };
+    server
+        .gateway
+        .change_order(&paid, &OrderEvent::PayerStarted)
+        .await
+        .unwrap();
+    let _ = server.gateway.change_order(&paid, &paid_event).await;
+    server
+        .gateway
+        .change_order(&stuck, &OrderEvent::PayerStarted)
+        .await
+        .unwrap();
+    let unsure = OrderEvent::RailException {
+        reason: "no answer from the bank".into(),
+    };
+    server.gateway.change_order(&stuck, &unsure).await.unwrap();
+
+    let browser = Browser::start().await;
+    // The operator: signed out, the sign-in page; then with the second factor.
+    browser.open(&format!("{base}/admin/orders")).await;
+    browser.wait_for_url(&format!("{base}/admin/sign-in")).await;
+    accessible(&browser, &axe, "sign-in").await;
+    browser.screenshot("backoffice-sign-in.png").await;
+    let secret = kassa_server::totp::secret_of_uri(&uri).unwrap();
+    let code = kassa_server::totp::code_at(&secret, (kassa_server::now_ms() / 1_000) as u64);
+    sign_in(&browser, &base, "ops@psp.example", Some(&code)).await;
+    accessible(&browser, &axe, "overview").await;
+    browser.screenshot("backoffice-overview.png").await;
+
+    // Finds the order by its orderId, opens it, resends its callback.
+    visit(&browser, &axe, &format!("{base}/admin/orders"), "orders").await;
+    browser.type_into("#q", "WEB-1").await;
+    browser.click(".filters button.primary").await;
+    browser
+        .wait_for_url(&format!("{base}/admin/orders?q=WEB-1"))
+        .await;
+    browser
+        .click(&format!(r#"a[href="/admin/orders/{paid}"]"#))
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/admin/orders/{paid}"))
+        .await;
+    accessible(&browser, &axe, "order").await;
+    let page = text(&browser).await;
+    assert!(page.contains("in_progress → succeeded"), "{page}");
+    assert!(page.contains("https://shop.example/notify"), "{page}");
+    browser.click(r#"form[action$="/resend"] button"#).await;
+    browser
+        .wait_for_url(&format!("{base}/admin/orders/{paid}"))
+        .await;
+    browser.screenshot("backoffice-order.png").await;
+
+    // Resolves the exception from the queue.
+    visit(
+        &browser,
+        &axe,
+        &format!("{base}/admin/exceptions"),
+        "exceptions",
+    )
+    .await;
+    browser
+        .click(&format!(r#"a[href="/admin/orders/{stuck}"]"#))
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/admin/orders/{stuck}"))
+        .await;
+    accessible(&browser, &axe, "exception").await;
+    browser.click(r#"input[value="succeeded"]"#).await;
+    browser
+        .type_into("#reason", "the bank's statement shows the payment")
+        .await;
+    browser.click(r#"form[action$="/resolve"] button"#).await;
+    browser
+        .wait_for_url(&format!("{base}/admin/orders/{stuck}"))
+        .await;
+    let page = text(&browser).await;
+    assert!(page.contains("exception → succeeded"), "{page}");
+    for (path, name) in [
+        ("/admin/callbacks", "callbacks"),
+        ("/admin/apps", "apps"),
+        (&format!("/admin/apps/{}", server.eur.0) as &str, "app"),
+        ("/admin/merchants", "merchants"),
+        ("/admin/users", "users"),
+        ("/admin/audit", "audit"),
+    ] {
+        visit(&browser, &axe, &format!("{base}{path}"), name).await;
+    }
+    let audit = text(&browser).await;
+    assert!(
+        audit.contains("order.resolve") && audit.contains("callback.resend"),
+        "{audit}"
+    );
+    browser.click(".who button").await;
+    browser.wait_for_url(&format!("{base}/admin/sign-in")).await;
+
+    // The merchant's admin uploads a new key for the app.
+    sign_in(&browser, &base, "dev@shop.example", None).await;
+    let app = format!("{base}/admin/apps/{}", server.eur.0);
+    visit(&browser, &axe, &app, "merchant-app").await;
+    let key = kassa_signature::SigningKey::generate().unwrap();
+    let fingerprint = key.verifying_key().fingerprint();
+    browser
+        .type_into("#public_key", &key.public_key_pem())
+        .await;
+    browser.click(r#"form[action$="/key"] button"#).await;
+    browser.wait_for_url(&app).await;
+    let page = text(&browser).await;
+    assert!(page.contains(&fingerprint), "{page}");
+    browser.screenshot("backoffice-merchant-key.png").await;
+    browser.quit().await;
+}
