@@ -1,5 +1,6 @@
 //! A back-office listener beside a test server, its users, and a client that signs in and
 //! posts forms as a browser would (cookies kept by hand, redirects not followed).
+#![allow(dead_code)] // each suite uses its own subset
 
 use super::common::Server;
 use kassa_core::MerchantId;
