@@ -390,15 +390,7 @@ async fn a_second_factor_is_asked_for(world: World) {
         .unwrap()
         .unwrap();
     let (sealed, uri) = kassa_server::accounts::enrol_totp(&office.kek, &user.email);
-    let entry = kassa_store::AuditEntry {
-        at_ms: 1,
-        actor: "cli:test".into(),
-        action: "user.totp-enrol".into(),
-        target: format!("user:{}", user.user_id),
-        before: None,
-        after: None,
-        source: "cli".into(),
-    };
+    let entry = office::cli_entry("user.totp-enrol", format!("user:{}", user.user_id));
     server
         .store
         .set_totp_secret(user.user_id, Some(&sealed), &entry)

@@ -115,15 +115,7 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
     )
     .await;
     let (sealed, uri) = kassa_server::accounts::enrol_totp(&office.kek, "ops@psp.example");
-    let enrolled = kassa_store::AuditEntry {
-        at_ms: 1,
-        actor: "cli:test".into(),
-        action: "user.totp-enrol".into(),
-        target: format!("user:{ops}"),
-        before: None,
-        after: None,
-        source: "cli".into(),
-    };
+    let enrolled = office::cli_entry("user.totp-enrol", format!("user:{ops}"));
     server
         .store
         .set_totp_secret(ops, Some(&sealed), &enrolled)

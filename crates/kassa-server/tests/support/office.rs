@@ -66,15 +66,7 @@ impl Office {
     }
 
     pub async fn add_user(server: &Server, email: &str, role: Role, merchant: Option<i64>) -> i64 {
-        let entry = AuditEntry {
-            at_ms: 1,
-            actor: "cli:test".into(),
-            action: "user.add".into(),
-            target: String::new(),
-            before: None,
-            after: None,
-            source: "cli".into(),
-        };
+        let entry = cli_entry("user.add", String::new());
         let new = NewUser::new(email, role, merchant.map(MerchantId)).unwrap();
         let hash = passwords::hash(PASSWORD).unwrap();
         server
@@ -191,6 +183,19 @@ impl Office {
             csrf: csrf_of(&overview.body),
             cookie,
         }
+    }
+}
+
+/// An audit entry of a command run on the server, as the CLI writes them.
+pub fn cli_entry(action: &str, target: String) -> AuditEntry {
+    AuditEntry {
+        at_ms: 1,
+        actor: "cli:test".into(),
+        action: action.into(),
+        target,
+        before: None,
+        after: None,
+        source: "cli".into(),
     }
 }
 
