@@ -23,6 +23,12 @@ impl FeeRule {
     /// The method key that applies a rule to every method of an app without its own rule.
     pub const ANY_METHOD: &'static str = "*";
 
+    /// Whether a rule may be set for `method`: a payment method's code, or
+    /// [`FeeRule::ANY_METHOD`].
+    pub fn method_known(method: &str) -> bool {
+        method == Self::ANY_METHOD || crate::PaymentMethod::by_code(method).is_some()
+    }
+
     pub fn new(basis_points: u32, fixed_minor: AmountMinor) -> Result<FeeRule, FeeError> {
         if basis_points > 10_000 {
             return Err(FeeError::BasisPoints);

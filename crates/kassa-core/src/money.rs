@@ -142,6 +142,12 @@ impl AmountLimits {
     pub fn contains(&self, amount: AmountMinor) -> bool {
         self.min_minor <= amount && amount <= self.max_minor
     }
+
+    /// Limits an operator may set on an app: above zero, the least not above the most.
+    pub fn for_operator(min_minor: AmountMinor, max_minor: AmountMinor) -> Option<Self> {
+        (min_minor.0 > 0 && min_minor <= max_minor)
+            .then_some(AmountLimits::new(min_minor, max_minor))
+    }
 }
 
 impl fmt::Display for AmountLimits {

@@ -58,9 +58,11 @@ pub enum Permission {
     ResolveExceptions,
     /// Set an app's public key.
     ManageKeys,
+    /// Set an app's fees and amount limits.
+    ManageTerms,
     /// Every merchant and channel, the audit log.
     ViewPlatform,
-    /// Users: add, disable, enable.
+    /// Users: invite, disable, enable.
     ManageUsers,
 }
 
@@ -70,7 +72,7 @@ impl Role {
         use Permission::*;
         match self {
             Role::OperatorAdmin => true,
-            Role::OperatorSupport => !matches!(permission, ManageKeys | ManageUsers),
+            Role::OperatorSupport => !matches!(permission, ManageKeys | ManageTerms | ManageUsers),
             Role::MerchantAdmin => matches!(
                 permission,
                 Read | ViewPersonalData | ResendCallbacks | ManageKeys
@@ -102,11 +104,22 @@ pub enum UserError {
 
 /// A user about to be added: the e-mail they sign in with (lower-cased), their role, and for a
 /// merchant role the merchant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewUser {
     pub email: String,
     pub role: Role,
     pub merchant_id: Option<MerchantId>,
+}
+
+impl std::fmt::Debug for NewUser {
+    /// The e-mail is personal data: masked.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &crate::Personal::new(self.email.clone()))
+            .field("role", &self.role)
+            .field("merchant_id", &self.merchant_id)
+            .finish()
+    }
 }
 
 impl NewUser {

@@ -53,7 +53,21 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
         "/admin/apps/{app_id}/key",
         [true, false, true, true],
     ),
+    (
+        "POST",
+        "/admin/apps/{app_id}/fees",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
+        "/admin/apps/{app_id}/limits",
+        [true, false, false, false],
+    ),
     ("GET", "/admin/platform-key.pem", [true; 4]),
+    ("GET", "/admin/channels", [true, true, false, false]),
+    ("POST", "/admin/users/invite", [true, false, false, false]),
+    ("GET", "/admin/invitation/{token}", [true; 4]),
+    ("POST", "/admin/invitation/{token}", [true; 4]),
     ("GET", "/admin/merchants", [true, true, false, false]),
     ("GET", "/admin/audit", [true, true, false, false]),
     ("GET", "/admin/users", [true, false, false, false]),
@@ -137,6 +151,7 @@ async fn every_route_is_authorised(world: World) {
         path.replace("{order_no}", order_no.as_str())
             .replace("{app_id}", &server.eur.0.to_string())
             .replace("{user_id}", &victim.to_string())
+            .replace("{token}", "no-such-invitation")
     };
     let mut sessions = Vec::new();
     for email in emails() {
@@ -179,7 +194,9 @@ async fn every_route_is_authorised(world: World) {
                     answer.status != 403 && !is_sign_in_redirect(&answer),
                     "{what}"
                 );
-                if route.method == Method::GET && route.path != "/admin/" {
+                // The invitation of a made-up token is gone (410); the root redirects.
+                let fixed = ["/admin/", "/admin/invitation/{token}"];
+                if route.method == Method::GET && !fixed.contains(&route.path) {
                     assert_eq!(answer.status, 200, "{what}");
                 }
             } else {
@@ -588,6 +605,157 @@ async fn orders_page_through_filters(world: World) {
     assert_eq!(csv.body.lines().count(), 1 + made.len(), "{}", csv.body);
 }
 
+/// An operator invites a merchant's developer; the link makes an account once, before it
+/// expires; the new user signs in.
+async fn invitations_are_taken_once(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let admin = office.sign_in("operator-admin@shop.example").await;
+    let merchant = world.shop_merchant.to_string();
+    let form = [
+        ("email", "New.Dev@Shop.example"),
+        ("role", "merchant-developer"),
+        ("merchant", merchant.as_str()),
+    ];
+    let made = office.post("/admin/users/invite", &admin, &form).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let at = made.body.find("/admin/invitation/").unwrap();
+    let path = made.body[at..].split('"').next().unwrap().to_string();
+    let page = office.get(&path, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("new.dev@shop.example"), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let differ = [
+        ("csrf", csrf.as_str()),
+        ("password", office::PASSWORD),
+        ("again", "something else entirely"),
+    ];
+    assert_eq!(
+        office.post_with(&path, None, &differ, &[]).await.status,
+        400
+    );
+    let short = [
+        ("csrf", csrf.as_str()),
+        ("password", "short"),
+        ("again", "short"),
+    ];
+    assert_eq!(office.post_with(&path, None, &short, &[]).await.status, 400);
+    let forged = [
+        ("csrf", "AAAA"),
+        ("password", office::PASSWORD),
+        ("again", office::PASSWORD),
+    ];
+    assert_eq!(
+        office.post_with(&path, None, &forged, &[]).await.status,
+        403
+    );
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("password", office::PASSWORD),
+        ("again", office::PASSWORD),
+    ];
+    let taken = office.post_with(&path, None, &good, &[]).await;
+    assert_eq!(taken.status, 303, "{}", taken.body);
+    assert_eq!(
+        office.post_with(&path, None, &good, &[]).await.status,
+        410,
+        "once"
+    );
+    assert_eq!(office.get(&path, None).await.status, 410);
+    let session = office.sign_in("new.dev@shop.example").await;
+    let own = office
+        .get(&format!("/admin/apps/{}", server.eur.0), Some(&session))
+        .await;
+    assert_eq!(own.status, 200);
+    let audit = server.store.audit_entries(50).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "user.invite"));
+    assert!(audit.iter().any(|e| e.action == "user.accept-invitation"));
+    // An expired invitation is gone.
+    let token = kassa_server::accounts::new_token();
+    let expired = kassa_store::Invitation {
+        token_hash: kassa_server::accounts::token_hash(&token),
+        user: kassa_core::user::NewUser::new("late@psp.example", Role::OperatorSupport, None)
+            .unwrap(),
+        created_at_ms: 1,
+        expires_at_ms: kassa_server::now_ms() - 1,
+    };
+    let entry = office::cli_entry("user.invite", "invitation:late".into());
+    server.store.add_invitation(&expired, &entry).await.unwrap();
+    let path = format!("/admin/invitation/{token}");
+    assert_eq!(office.get(&path, None).await.status, 410);
+    let late = [
+        ("csrf", "x"),
+        ("password", office::PASSWORD),
+        ("again", office::PASSWORD),
+    ];
+    assert_eq!(office.post_with(&path, None, &late, &[]).await.status, 410);
+}
+
+/// The operator sets an app's fee and limits in the browser's forms; both audited and in
+/// force for the next order.
+async fn fees_and_limits_are_set(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let admin = office.sign_in("operator-admin@shop.example").await;
+    let app = format!("/admin/apps/{}", server.eur.0);
+    let fee = [("method", "*"), ("basis_points", "150"), ("fixed", "0.25")];
+    assert_eq!(
+        office
+            .post(&format!("{app}/fees"), &admin, &fee)
+            .await
+            .status,
+        303
+    );
+    let rules = server.store.fee_rules(server.eur).await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        (rules[0].1.basis_points, rules[0].1.fixed_minor.0),
+        (150, 25)
+    );
+    let wrong = [
+        ("method", "NOT_A_METHOD"),
+        ("basis_points", "1"),
+        ("fixed", "0"),
+    ];
+    assert_eq!(
+        office
+            .post(&format!("{app}/fees"), &admin, &wrong)
+            .await
+            .status,
+        400
+    );
+    let limits = [("min", "5.00"), ("max", "100.00")];
+    assert_eq!(
+        office
+            .post(&format!("{app}/limits"), &admin, &limits)
+            .await
+            .status,
+        303
+    );
+    let upside_down = [("min", "100.00"), ("max", "5.00")];
+    assert_eq!(
+        office
+            .post(&format!("{app}/limits"), &admin, &upside_down)
+            .await
+            .status,
+        400
+    );
+    let mut body = server.apply_body("TOO-BIG");
+    body["amount"] = json!("250.00");
+    let (_, reply) = server.post("/eur/collect/apply", &body).await;
+    assert_ne!(reply["code"], json!(200), "the new limit holds: {reply}");
+    let page = office.get(&app, Some(&admin)).await;
+    assert!(page.body.contains("5.00 to 100.00"), "{}", page.body);
+    let audit = server.store.audit_entries(50).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "app.set-fee" && e.after.is_some())
+    );
+    assert!(audit.iter().any(|e| e.action == "app.set-limits"));
+    let channels = office.get("/admin/channels", Some(&admin)).await;
+    assert_eq!(channels.status, 200);
+    assert!(channels.body.contains("<h1>Channels</h1>"), "{}", channels.body);
+}
+
 kassa_store::on_both_databases!(
     crate::world;
     every_route_is_authorised,
@@ -599,4 +767,6 @@ kassa_store::on_both_databases!(
     hostile_data_stays_text,
     an_operator_works_an_order,
     orders_page_through_filters,
+    invitations_are_taken_once,
+    fees_and_limits_are_set,
 );

@@ -800,6 +800,27 @@ pub trait UserStore: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> StoreResult<User>;
 
+    /// Records an invitation (only its token's hash) with its audit entry.
+    async fn add_invitation(&self, invitation: &Invitation, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// The invitation of `token_hash` if it can still be taken at `now_ms` (not used, not
+    /// expired).
+    async fn open_invitation(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Invitation>>;
+
+    /// Takes an invitation at `audit.at_ms`, in one transaction: marks it used and adds its
+    /// user with `password_hash`, audited. `None` (nothing written) if it was used or expired;
+    /// [`StoreError::Conflict`] if the e-mail has an account by now.
+    async fn accept_invitation(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<User>>;
+
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
 
     async fn users(&self) -> StoreResult<Vec<User>>;
@@ -866,6 +887,26 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Ends every session of a user (disabled, password reset); how many ended.
     async fn end_sessions_of(&self, user_id: i64) -> StoreResult<u64>;
+}
+
+/// An invitation to the back office: who it is for, known by the SHA-256 of the token in its
+/// link; taken once, before it expires.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub token_hash: String,
+    pub user: kassa_core::user::NewUser,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for Invitation {
+    /// The e-mail masked, the token's hash left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invitation")
+            .field("user", &self.user)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A back-office session, known by the SHA-256 of the token its cookie carries.

@@ -8,7 +8,7 @@ use kassa_core::{
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{
-    AfterAttempt, Attempt, Backlog, CallbackState, InsertOutcome, NewApp, NewCallback,
+    AfterAttempt, Attempt, Backlog, CallbackState, InsertOutcome, NewApp, NewCallback, OrderFilter,
     RoutingAttempt, SqlStore, Store, StoreError, UpstreamOrder,
 };
 use std::sync::Arc;
@@ -1678,6 +1678,155 @@ async fn sessions_end_when_they_should(db: TestDatabase) {
     );
 }
 
+/// The back office's reads: filters, search, keyset pages newest first, the timeline, the
+/// day's counts, and callbacks that need a look.
+async fn the_back_office_finds_orders(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let mut made = Vec::new();
+    for i in 0..7u64 {
+        let mut new = order(app, &format!("B{i}"), 100 + i);
+        // Two orders per millisecond: pages must cut between equal times too.
+        new.created_at_ms += (i / 2) as i64;
+        new.amount_minor = AmountMinor(1_000 * (i as i64 + 1));
+        store.insert_order(&new).await.unwrap();
+        made.push(new);
+    }
+    let everything = OrderFilter::default();
+    let mut seen = Vec::new();
+    let mut before: Option<(i64, OrderNo)> = None;
+    loop {
+        let key = before.as_ref().map(|(ms, no)| (*ms, no));
+        let page = store.search_orders(&everything, key, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|o| (o.created_at_ms, o.order_no.clone()));
+        seen.extend(page.into_iter().map(|o| o.merchant_order_id));
+    }
+    let mut expected: Vec<&Order> = made.iter().collect();
+    expected.sort_by(|a, b| (b.created_at_ms, &b.order_no).cmp(&(a.created_at_ms, &a.order_no)));
+    let expected: Vec<&str> = expected
+        .iter()
+        .map(|o| o.merchant_order_id.as_str())
+        .collect();
+    assert_eq!(seen, expected, "newest first, each once");
+    assert_eq!(seen.len(), 7);
+    let find = |filter: OrderFilter| {
+        let store = &store;
+        async move {
+            let found = store.search_orders(&filter, None, 100).await.unwrap();
+            found
+                .into_iter()
+                .map(|o| o.merchant_order_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let by_amount = OrderFilter {
+        amount_min_minor: Some(2_000),
+        amount_max_minor: Some(3_000),
+        ..OrderFilter::default()
+    };
+    assert_eq!(find(by_amount).await, ["B2", "B1"]);
+    for search in ["B3", made[3].order_no.as_str()] {
+        let filter = OrderFilter {
+            search: Some(search.into()),
+            ..OrderFilter::default()
+        };
+        assert_eq!(find(filter).await, ["B3"], "{search}");
+    }
+    let by_email = OrderFilter {
+        search: Some("maria@example.nl".into()),
+        ..OrderFilter::default()
+    };
+    assert_eq!(find(by_email).await.len(), 7);
+    let nobody = OrderFilter {
+        app_ids: Some(Vec::new()),
+        ..OrderFilter::default()
+    };
+    assert!(
+        find(nobody).await.is_empty(),
+        "an empty scope reaches nothing"
+    );
+    let elsewhere = OrderFilter {
+        app_ids: Some(vec![AppId(app.0 + 999)]),
+        ..OrderFilter::default()
+    };
+    assert!(find(elsewhere).await.is_empty());
+    let within = OrderFilter {
+        created_from_ms: Some(made[2].created_at_ms),
+        created_to_ms: Some(made[4].created_at_ms),
+        currency: Some("EUR".into()),
+        ..OrderFilter::default()
+    };
+    let mut within = find(within).await;
+    within.sort();
+    assert_eq!(within, ["B2", "B3"]);
+
+    // A status change is on the timeline, and the order is found by its new status.
+    let failed = OrderEvent::Failed {
+        reason: "card declined".into(),
+    };
+    let started = settle(
+        &store,
+        &made[0],
+        OrderEvent::PayerStarted,
+        "cb-b0",
+        1_700_000_001_000,
+    )
+    .await;
+    settle(&store, &started, failed, "cb-b0-2", 1_700_000_002_000).await;
+    let events = store.order_events(&made[0].order_no).await.unwrap();
+    let steps: Vec<_> = events
+        .iter()
+        .map(|e| (e.from, e.to, e.detail.clone()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (OrderStatus::Created, OrderStatus::InProgress, None),
+            (
+                OrderStatus::InProgress,
+                OrderStatus::Failed,
+                Some("card declined".into())
+            ),
+        ]
+    );
+    let failed = OrderFilter {
+        status: Some(OrderStatus::Failed),
+        ..OrderFilter::default()
+    };
+    assert_eq!(find(failed).await, ["B0"]);
+    let day = (1_699_999_000_000, 1_700_001_000_000);
+    let stats = store.order_stats(Some(&[app]), day).await.unwrap();
+    let count = |status| {
+        stats
+            .iter()
+            .filter(|s| s.status == status)
+            .map(|s| s.orders)
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (count(OrderStatus::Created), count(OrderStatus::Failed)),
+        (6, 1)
+    );
+    assert!(store.order_stats(Some(&[]), day).await.unwrap().is_empty());
+    // Its callbacks have not failed yet: nothing needs a look.
+    assert!(store.troubled_callbacks(None, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .journals_of_order(&made[0].order_no)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let apps = store
+        .apps_of_merchant(kassa_core::MerchantId(1))
+        .await
+        .unwrap();
+    assert!(apps.iter().any(|a| a.app_id == app));
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1707,4 +1856,5 @@ kassa_store::on_both_databases!(
     channel_days_and_reconciliation_runs,
     users_and_their_audit_log,
     sessions_end_when_they_should,
+    the_back_office_finds_orders,
 );

@@ -7,8 +7,8 @@ use crate::{Failure, Outcome};
 use clap::{Subcommand, ValueEnum};
 use kassa_core::pix::PixReceiver;
 use kassa_core::{
-    AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Order, OrderEvent, OrderNo,
-    PaymentMethod, Personal, Secret,
+    AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Order, OrderEvent, OrderNo, Personal,
+    Secret,
 };
 use kassa_server::dialect::Dialects;
 use kassa_server::keys::load_or_create_platform_key;
@@ -379,12 +379,9 @@ pub(crate) fn limits_of(
     }
     let min = parse_limit("--min", min.as_deref().unwrap_or_default())?;
     let max = parse_limit("--max", max.as_deref().unwrap_or_default())?;
-    if min.0 == 0 || min > max {
-        return Err(Failure(
-            "--min must be above zero and not above --max".into(),
-        ));
-    }
-    Ok(Some(AmountLimits::new(min, max)))
+    AmountLimits::for_operator(min, max)
+        .map(Some)
+        .ok_or_else(|| Failure("--min must be above zero and not above --max".into()))
 }
 
 /// A fee rule from `--basis-points`/`--fixed` for a known method (or `*`), or none with `--clear`.
@@ -394,7 +391,7 @@ fn fee_rule_of(
     fixed: &str,
     clear: bool,
 ) -> Result<Option<FeeRule>, Failure> {
-    if method != FeeRule::ANY_METHOD && PaymentMethod::by_code(method).is_none() {
+    if !FeeRule::method_known(method) {
         return Err(Failure(format!(
             "--method {method} is not a payment method"
         )));

@@ -10,6 +10,7 @@
 
 mod chart;
 mod guard;
+mod invitations;
 mod orders;
 mod pages;
 mod platform;
@@ -167,10 +168,28 @@ fn routes() -> Vec<(Route, Handler)> {
             post(platform::set_key),
         ),
         route(
+            Method::POST,
+            "/admin/apps/{app_id}/fees",
+            SignedIn(ManageTerms),
+            post(platform::set_fee),
+        ),
+        route(
+            Method::POST,
+            "/admin/apps/{app_id}/limits",
+            SignedIn(ManageTerms),
+            post(platform::set_limits),
+        ),
+        route(
             Method::GET,
             "/admin/platform-key.pem",
             SignedIn(Read),
             get(platform::platform_key),
+        ),
+        route(
+            Method::GET,
+            "/admin/channels",
+            SignedIn(ViewPlatform),
+            get(platform::channels),
         ),
         route(
             Method::GET,
@@ -189,6 +208,24 @@ fn routes() -> Vec<(Route, Handler)> {
             "/admin/users",
             SignedIn(ManageUsers),
             get(platform::users),
+        ),
+        route(
+            Method::POST,
+            "/admin/users/invite",
+            SignedIn(ManageUsers),
+            post(invitations::invite),
+        ),
+        route(
+            Method::GET,
+            "/admin/invitation/{token}",
+            Anyone,
+            get(invitations::show),
+        ),
+        route(
+            Method::POST,
+            "/admin/invitation/{token}",
+            Anyone,
+            post(invitations::accept),
         ),
         route(
             Method::POST,
@@ -362,6 +399,7 @@ impl Nav {
             ("/admin/callbacks", "Callbacks", Permission::Read),
             ("/admin/apps", "Apps", Permission::Read),
             ("/admin/merchants", "Merchants", Permission::ViewPlatform),
+            ("/admin/channels", "Channels", Permission::ViewPlatform),
             ("/admin/users", "Users", Permission::ManageUsers),
             ("/admin/audit", "Audit log", Permission::ViewPlatform),
         ];

@@ -1,4 +1,5 @@
-//! Apps (keys, limits, balances), and the operator's pages: merchants, users, the audit log.
+//! Apps (keys, fees and limits, balances), and the operator's pages: merchants, channels,
+//! users, the audit log.
 
 use super::{Backoffice, Caller, Error, Nav, Result, local_time, page, see, user_label};
 use crate::now_ms;
@@ -9,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kassa_core::user::Permission;
-use kassa_core::{AmountMinor, App, AppId};
+use kassa_core::{AmountLimits, AmountMinor, App, AppId, FeeRule};
 use kassa_signature::VerifyingKey;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -73,6 +74,9 @@ struct AppPage {
     balances: Vec<(String, String, String)>,
     fees: Vec<(String, String)>,
     may_set_key: bool,
+    may_set_terms: bool,
+    methods: Vec<&'static str>,
+    limits: (String, String),
     error: Option<String>,
 }
 
@@ -139,6 +143,21 @@ async fn app_page(
             .map(|(method, rule)| (method.clone(), rule.to_string()))
             .collect(),
         may_set_key: caller.user.role.may(Permission::ManageKeys),
+        may_set_terms: caller.user.role.may(Permission::ManageTerms),
+        methods: std::iter::once(FeeRule::ANY_METHOD)
+            .chain(
+                kassa_core::method::CATALOGUE
+                    .iter()
+                    .filter(|m| m.allows_currency(app.currency))
+                    .map(|m| m.code),
+            )
+            .collect(),
+        limits: app.limits_override.map_or_else(Default::default, |l| {
+            (
+                l.min_minor.to_decimal_string(),
+                l.max_minor.to_decimal_string(),
+            )
+        }),
         error,
     };
     Ok(page(&shown))
@@ -300,6 +319,7 @@ struct UsersPage {
     title: &'static str,
     nav: Option<Nav>,
     users: Vec<UserLine>,
+    roles: Vec<&'static str>,
 }
 
 pub async fn users(
@@ -310,6 +330,10 @@ pub async fn users(
     let shown = UsersPage {
         title: "Users",
         nav: Some(Nav::of(&caller)),
+        roles: kassa_core::user::Role::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect(),
         users: users
             .iter()
             .map(|u| UserLine {
@@ -362,4 +386,165 @@ pub async fn enable_user(
     Path(user_id): Path<String>,
 ) -> Result<Response> {
     set_disabled(&backoffice, &caller, &user_id, false).await
+}
+
+#[derive(Deserialize)]
+pub struct LimitsForm {
+    #[serde(default)]
+    min: String,
+    #[serde(default)]
+    max: String,
+}
+
+fn amount(field: &str, text: &str) -> Result<AmountMinor> {
+    AmountMinor::parse(text.trim())
+        .map_err(|_| Error::BadInput(format!("{field}: an amount such as 10.00")))
+}
+
+/// Sets the app's amount limits, or with both fields empty goes back to the methods' own.
+pub async fn set_limits(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(app_id): Path<String>,
+    Form(form): Form<LimitsForm>,
+) -> Result<Response> {
+    let app = reachable_app(&backoffice, &caller, &app_id).await?;
+    let limits = match (form.min.trim(), form.max.trim()) {
+        ("", "") => None,
+        (min, max) => Some(
+            AmountLimits::for_operator(amount("least", min)?, amount("most", max)?).ok_or_else(
+                || Error::BadInput("the least must be above zero and not above the most".into()),
+            )?,
+        ),
+    };
+    let shown = |l: Option<AmountLimits>| {
+        l.map_or_else(
+            || "the methods' own".into(),
+            |l| format!("{} to {}", l.min_minor, l.max_minor),
+        )
+    };
+    let store = backoffice.gateway.store.as_ref();
+    store.set_app_limits(app.app_id, limits, now_ms()).await?;
+    let mut audit = caller.audit("app.set-limits", format!("app:{}", app.app_id.0));
+    audit.before = Some(shown(app.limits_override));
+    audit.after = Some(shown(limits));
+    store.append_audit(&audit).await?;
+    Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
+}
+
+#[derive(Deserialize)]
+pub struct FeeForm {
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    basis_points: String,
+    #[serde(default)]
+    fixed: String,
+    #[serde(default)]
+    clear: Option<String>,
+}
+
+/// Sets (or clears) the app's fee rule for a method or for every method (`*`).
+pub async fn set_fee(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(app_id): Path<String>,
+    Form(form): Form<FeeForm>,
+) -> Result<Response> {
+    let app = reachable_app(&backoffice, &caller, &app_id).await?;
+    let method = form.method.trim();
+    if !FeeRule::method_known(method) {
+        return Err(Error::BadInput(format!(
+            "{method:?} is not a payment method or *"
+        )));
+    }
+    let rule = match form.clear {
+        Some(_) => None,
+        None => {
+            let basis_points: u32 = form.basis_points.trim().parse().map_err(|_| {
+                Error::BadInput("basis points: a whole number from 0 to 10000".into())
+            })?;
+            let fixed = amount(
+                "fixed fee",
+                if form.fixed.trim().is_empty() {
+                    "0"
+                } else {
+                    &form.fixed
+                },
+            )?;
+            Some(FeeRule::new(basis_points, fixed).map_err(|e| Error::BadInput(e.to_string()))?)
+        }
+    };
+    let store = backoffice.gateway.store.as_ref();
+    let before = store.fee_rules(app.app_id).await?;
+    let before = before
+        .iter()
+        .find(|(m, _)| m == method)
+        .map(|(_, r)| r.to_string());
+    store
+        .set_fee_rule(app.app_id, method, rule, now_ms())
+        .await?;
+    let mut audit = caller.audit(
+        "app.set-fee",
+        format!("app:{} method:{method}", app.app_id.0),
+    );
+    audit.before = before;
+    audit.after = rule.map(|r| r.to_string());
+    store.append_audit(&audit).await?;
+    Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
+}
+
+pub struct ChannelLine {
+    pub channel_id: String,
+    pub kind: &'static str,
+    pub upstream: String,
+    pub currencies: String,
+    pub methods: String,
+    pub priority: i32,
+    pub weight: u32,
+    pub enabled: bool,
+}
+
+#[derive(Template)]
+#[template(path = "backoffice/channels.html")]
+struct ChannelsPage {
+    title: &'static str,
+    nav: Option<Nav>,
+    channels: Vec<ChannelLine>,
+}
+
+/// The channels rails route to (set with `kassa channel`); no credential is shown.
+pub async fn channels(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response> {
+    let channels = backoffice.gateway.store.channels().await?;
+    let join = |items: Vec<&str>| {
+        if items.is_empty() {
+            "all".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let shown = ChannelsPage {
+        title: "Channels",
+        nav: Some(Nav::of(&caller)),
+        channels: channels
+            .iter()
+            .map(|c| ChannelLine {
+                channel_id: c.channel_id.clone(),
+                kind: c.kind.code(),
+                upstream: c.upstream.as_ref().map_or_else(
+                    || "–".into(),
+                    |u| format!("{} (appId {})", u.base_url, u.app_id),
+                ),
+                currencies: join(c.currencies.iter().map(|c| c.code()).collect()),
+                methods: join(c.methods.iter().map(|m| m.method.code).collect()),
+                priority: c.priority,
+                weight: c.weight,
+                enabled: c.enabled,
+            })
+            .collect(),
+    };
+    Ok(page(&shown))
 }

@@ -342,6 +342,22 @@ CREATE INDEX orders_by_payer_email ON orders (payer_email);
 CREATE INDEX ledger_journals_by_order ON ledger_journals (order_no);
 "#,
     ),
+    (
+        14,
+        r#"
+-- Invitations to the back office: the link carries a random token, the database only its
+-- SHA-256; taken once (used_at_ms), before it expires.
+CREATE TABLE invitations (
+    token_hash TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    role TEXT NOT NULL,
+    merchant_id BIGINT REFERENCES merchants (merchant_id),
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    used_at_ms BIGINT
+);
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.

@@ -3,7 +3,7 @@
 
 use super::SqlStore;
 use crate::error::corrupt;
-use crate::{AuditEntry, Session, StoreResult, User, UserStore};
+use crate::{AuditEntry, Invitation, Session, StoreResult, User, UserStore};
 use async_trait::async_trait;
 use kassa_core::user::{NewUser, Role};
 use kassa_core::{MerchantId, Secret};
@@ -56,6 +56,50 @@ async fn audit(
     Ok(())
 }
 
+/// Inserts a user and its audit entry (its target the new user) inside `tx`.
+async fn insert_user(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user: &NewUser,
+    password_hash: &str,
+    entry: &AuditEntry,
+) -> StoreResult<User> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users (email, role, merchant_id, password_hash, disabled, \
+         failed_sign_ins, locked_until_ms, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, 0, 0, 0, $5, $5) RETURNING {USER_COLUMNS}"
+    )))
+    .bind(&user.email)
+    .bind(user.role.as_str())
+    .bind(user.merchant_id.map(|m| m.0))
+    .bind(password_hash)
+    .bind(entry.at_ms)
+    .fetch_one(&mut **tx)
+    .await?;
+    let added = user_from_row(&row)?;
+    let entry = AuditEntry {
+        target: format!("user:{}", added.user_id),
+        ..entry.clone()
+    };
+    audit(tx, &entry).await?;
+    Ok(added)
+}
+
+fn invitation_from_row(row: &AnyRow) -> StoreResult<Invitation> {
+    let role: String = row.try_get("role")?;
+    Ok(Invitation {
+        token_hash: row.try_get("token_hash")?,
+        user: NewUser {
+            email: row.try_get("email")?,
+            role: Role::parse(&role).ok_or_else(|| corrupt(format!("invitation role {role:?}")))?,
+            merchant_id: row
+                .try_get::<Option<i64>, _>("merchant_id")?
+                .map(MerchantId),
+        },
+        created_at_ms: row.try_get("created_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+    })
+}
+
 impl SqlStore {
     /// Runs one update of a user (`$1` is its id, then `values`) with its audit entry, ending
     /// the user's sessions; false (nothing written) if there is no such user.
@@ -100,26 +144,69 @@ impl UserStore for SqlStore {
         entry: &AuditEntry,
     ) -> StoreResult<User> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO users (email, role, merchant_id, password_hash, disabled, \
-             failed_sign_ins, locked_until_ms, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, 0, 0, 0, $5, $5) RETURNING {USER_COLUMNS}"
-        )))
-        .bind(&user.email)
-        .bind(user.role.as_str())
-        .bind(user.merchant_id.map(|m| m.0))
-        .bind(password_hash)
-        .bind(entry.at_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let added = user_from_row(&row)?;
-        let entry = AuditEntry {
-            target: format!("user:{}", added.user_id),
-            ..entry.clone()
-        };
-        audit(&mut tx, &entry).await?;
+        let added = insert_user(&mut tx, user, password_hash, entry).await?;
         tx.commit().await?;
         Ok(added)
+    }
+
+    async fn add_invitation(&self, invitation: &Invitation, entry: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO invitations (token_hash, email, role, merchant_id, created_at_ms, \
+             expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&invitation.token_hash)
+        .bind(&invitation.user.email)
+        .bind(invitation.user.role.as_str())
+        .bind(invitation.user.merchant_id.map(|m| m.0))
+        .bind(invitation.created_at_ms)
+        .bind(invitation.expires_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn open_invitation(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Invitation>> {
+        let row = sqlx::query(
+            "SELECT token_hash, email, role, merchant_id, created_at_ms, expires_at_ms \
+             FROM invitations WHERE token_hash = $1 AND used_at_ms IS NULL AND expires_at_ms > $2",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(invitation_from_row).transpose()
+    }
+
+    async fn accept_invitation(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        entry: &AuditEntry,
+    ) -> StoreResult<Option<User>> {
+        let mut tx = self.begin_write().await?;
+        // Taken once: the first to mark it used gets the account; expired ones are not taken.
+        let row = sqlx::query(
+            "UPDATE invitations SET used_at_ms = $2 WHERE token_hash = $1 AND used_at_ms IS NULL \
+             AND expires_at_ms > $2 \
+             RETURNING token_hash, email, role, merchant_id, created_at_ms, expires_at_ms",
+        )
+        .bind(token_hash)
+        .bind(entry.at_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(invitation) = row.as_ref().map(invitation_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let added = insert_user(&mut tx, &invitation.user, password_hash, entry).await?;
+        tx.commit().await?;
+        Ok(Some(added))
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
