@@ -62,6 +62,8 @@ pub enum Permission {
     ManageTerms,
     /// Every merchant and channel, the audit log.
     ViewPlatform,
+    /// Merchants: create them with their apps.
+    ManageMerchants,
     /// Users: invite, disable, enable.
     ManageUsers,
 }
@@ -72,7 +74,10 @@ impl Role {
         use Permission::*;
         match self {
             Role::OperatorAdmin => true,
-            Role::OperatorSupport => !matches!(permission, ManageKeys | ManageTerms | ManageUsers),
+            Role::OperatorSupport => !matches!(
+                permission,
+                ManageKeys | ManageTerms | ManageMerchants | ManageUsers
+            ),
             Role::MerchantAdmin => matches!(
                 permission,
                 Read | ViewPersonalData | ResendCallbacks | ManageKeys

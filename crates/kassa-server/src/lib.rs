@@ -21,6 +21,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod listen;
 pub mod notary;
+pub mod onboarding;
 pub mod openapi;
 pub mod passwords;
 pub mod pix;

@@ -1,7 +1,8 @@
 //! The back office in a real browser (headless Chromium through chromedriver): an operator
 //! signs in with a TOTP code, finds an order made through the API, sees its timeline and
-//! callbacks, resends its callback, resolves an exception; a merchant's admin signs in and
-//! uploads a key. axe-core (npm, `tools/axe`) is injected into every page on the way and must
+//! callbacks, resends its callback, resolves an exception, adds a merchant and invites its
+//! admin; the admin takes the invitation, signs in, uploads a key and finds an order made with
+//! it through the API. axe-core (npm, `tools/axe`) is injected into every page on the way and must
 //! report no serious or critical violation. Screenshots go to `target/test-artifacts/`.
 //!
 //! Without chromium, chromedriver or axe-core the test is skipped with a printed reason;
@@ -163,6 +164,56 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
     accessible(&browser, &axe, "overview").await;
     browser.screenshot("backoffice-overview.png").await;
 
+    // A new merchant with a EUR app, and an invitation for its admin.
+    visit(
+        &browser,
+        &axe,
+        &format!("{base}/admin/merchants"),
+        "merchants",
+    )
+    .await;
+    browser.type_into("#merchant-name", "Nieuwe Winkel").await;
+    browser
+        .click(r#"input[name="currency"][value="EUR"]"#)
+        .await;
+    browser
+        .click(r#"form[action="/admin/merchants"] button"#)
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/admin/merchants"))
+        .await;
+    let merchants = server.store.list_merchants().await.unwrap();
+    let winkel = merchants
+        .iter()
+        .find(|m| m.merchant.name == "Nieuwe Winkel")
+        .unwrap();
+    let winkel_app = winkel.apps[0].app_id;
+    visit(&browser, &axe, &format!("{base}/admin/users"), "users").await;
+    browser
+        .type_into("#invite-email", "admin@winkel.example")
+        .await;
+    browser
+        .click(r#"#invite-role option[value="merchant-admin"]"#)
+        .await;
+    browser
+        .type_into("#invite-merchant", &winkel.merchant.id.0.to_string())
+        .await;
+    browser
+        .click(r#"form[action="/admin/users/invite"] button"#)
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/admin/users/invite"))
+        .await;
+    accessible(&browser, &axe, "invited").await;
+    let link = browser
+        .execute("return document.getElementById('link').value;")
+        .await;
+    let link = link.as_str().unwrap().to_string();
+    assert!(
+        link.starts_with(&format!("{base}/admin/invitation/")),
+        "{link}"
+    );
+
     // Finds the order by its orderId, opens it, resends its callback.
     visit(&browser, &axe, &format!("{base}/admin/orders"), "orders").await;
     browser.type_into("#q", "WEB-1").await;
@@ -215,8 +266,7 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
         ("/admin/callbacks", "callbacks"),
         ("/admin/apps", "apps"),
         (&format!("/admin/apps/{}", server.eur.0) as &str, "app"),
-        ("/admin/merchants", "merchants"),
-        ("/admin/users", "users"),
+        ("/admin/channels", "channels"),
         ("/admin/audit", "audit"),
     ] {
         visit(&browser, &axe, &format!("{base}{path}"), name).await;
@@ -229,9 +279,17 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
     browser.click(".who button").await;
     browser.wait_for_url(&format!("{base}/admin/sign-in")).await;
 
-    // The merchant's admin uploads a new key for the app.
-    sign_in(&browser, &base, "dev@shop.example", None).await;
-    let app = format!("{base}/admin/apps/{}", server.eur.0);
+    // The invited admin takes the invitation, signs in and uploads the merchant's key.
+    browser.open(&link).await;
+    browser.wait_for_url(&link).await;
+    accessible(&browser, &axe, "invitation").await;
+    browser.screenshot("backoffice-invitation.png").await;
+    browser.type_into("#password", office::PASSWORD).await;
+    browser.type_into("#again", office::PASSWORD).await;
+    browser.click("button.primary").await;
+    browser.wait_for_url(&format!("{base}/admin/sign-in")).await;
+    sign_in(&browser, &base, "admin@winkel.example", None).await;
+    let app = format!("{base}/admin/apps/{}", winkel_app.0);
     visit(&browser, &axe, &app, "merchant-app").await;
     let key = kassa_signature::SigningKey::generate().unwrap();
     let fingerprint = key.verifying_key().fingerprint();
@@ -243,5 +301,42 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
     let page = text(&browser).await;
     assert!(page.contains(&fingerprint), "{page}");
     browser.screenshot("backoffice-merchant-key.png").await;
+
+    // An order through the API, signed with that key, found by its orderId in the portal.
+    let mut body = server.apply_body("WINKEL-1");
+    body["appId"] = json!(winkel_app.0);
+    let (status, reply) = server
+        .post_json("/eur/collect/apply", signed(&body, &key))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["status"], json!("1"), "{reply}");
+    visit(
+        &browser,
+        &axe,
+        &format!("{base}/admin/orders"),
+        "merchant-orders",
+    )
+    .await;
+    browser.type_into("#q", "WINKEL-1").await;
+    browser.click(".filters button.primary").await;
+    browser
+        .wait_for_url(&format!("{base}/admin/orders?q=WINKEL-1"))
+        .await;
+    let order_no = reply["data"]["orderNo"].as_str().unwrap().to_string();
+    browser
+        .click(&format!(r#"a[href="/admin/orders/{order_no}"]"#))
+        .await;
+    browser
+        .wait_for_url(&format!("{base}/admin/orders/{order_no}"))
+        .await;
+    let page = text(&browser).await;
+    assert!(
+        page.contains("created") && page.contains("WINKEL-1"),
+        "{page}"
+    );
+    // The shop's orders are not the new merchant's to see.
+    browser.open(&format!("{base}/admin/orders/{paid}")).await;
+    let page = text(&browser).await;
+    assert!(page.contains("Not found"), "{page}");
     browser.quit().await;
 }

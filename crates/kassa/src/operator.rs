@@ -8,18 +8,18 @@ use clap::{Subcommand, ValueEnum};
 use kassa_core::pix::PixReceiver;
 use kassa_core::{
     AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Order, OrderEvent, OrderNo, Personal,
-    Secret,
 };
 use kassa_server::dialect::Dialects;
 use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::lifecycle::Lifecycle;
 use kassa_server::notary::{Notary, operator_timezone};
 use kassa_server::now_ms;
+use kassa_server::onboarding::{self, OnboardingError};
 use kassa_server::rails::Rails;
 use kassa_server::sealing::{Kek, WEBHOOK_SECRET};
-use kassa_signature::{VerifyingKey, webhook};
+use kassa_signature::VerifyingKey;
 use kassa_store::prelude::*;
-use kassa_store::{MerchantWithApps, NewApp, SqlStore, Store};
+use kassa_store::{MerchantWithApps, SqlStore, Store};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -230,10 +230,7 @@ fn escape_invisible(json: &str) -> String {
         .collect()
 }
 
-/// A new webhook secret, sealed for the database.
-pub fn sealed_webhook_secret(kek: &Kek) -> Secret {
-    Secret::new(kek.seal(WEBHOOK_SECRET, webhook::generate_secret().as_bytes()))
-}
+pub use kassa_server::onboarding::sealed_webhook_secret;
 
 /// An app as JSON; its webhook secret only where the operator asked for that one app.
 fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
@@ -284,22 +281,13 @@ pub async fn create_merchant(
     currencies: &[Currency],
     public_key_pem: Option<&str>,
 ) -> Result<MerchantWithApps, Failure> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Failure(
-            "--name must be 1 to 100 characters without control characters".into(),
-        ));
-    }
-    let apps: Vec<NewApp> = currencies
-        .iter()
-        .map(|&currency| NewApp {
-            currency,
-            webhook_secret: sealed_webhook_secret(kek),
-        })
-        .collect();
-    Ok(store
-        .create_merchant(name, &apps, public_key_pem, now_ms())
-        .await?)
+    let created = onboarding::create_merchant(store, kek, name, currencies, public_key_pem).await;
+    created.map_err(|e| match e {
+        OnboardingError::Name => {
+            Failure("--name must be 1 to 100 characters without control characters".into())
+        }
+        other => Failure(other.to_string()),
+    })
 }
 
 pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {

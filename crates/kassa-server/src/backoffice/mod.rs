@@ -192,6 +192,12 @@ fn routes() -> Vec<(Route, Handler)> {
             get(platform::channels),
         ),
         route(
+            Method::POST,
+            "/admin/merchants",
+            SignedIn(ManageMerchants),
+            post(platform::create_merchant),
+        ),
+        route(
             Method::GET,
             "/admin/merchants",
             SignedIn(ViewPlatform),

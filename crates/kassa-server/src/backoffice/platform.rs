@@ -234,6 +234,8 @@ struct MerchantsPage {
     title: &'static str,
     nav: Option<Nav>,
     merchants: Vec<MerchantLine>,
+    may_create: bool,
+    currencies: Vec<&'static str>,
 }
 
 pub async fn merchants(
@@ -244,6 +246,8 @@ pub async fn merchants(
     let shown = MerchantsPage {
         title: "Merchants",
         nav: Some(Nav::of(&caller)),
+        may_create: caller.user.role.may(Permission::ManageMerchants),
+        currencies: kassa_core::Currency::ALL.iter().map(|c| c.code()).collect(),
         merchants: merchants
             .iter()
             .map(|m| MerchantLine {
@@ -547,4 +551,44 @@ pub async fn channels(
             .collect(),
     };
     Ok(page(&shown))
+}
+
+/// Creates a merchant with an app per currency ticked (`currency` repeated); audited.
+pub async fn create_merchant(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let mut name = String::new();
+    let mut currencies = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "name" => name = value.into_owned(),
+            "currency" => currencies.push(
+                kassa_core::Currency::parse(&value)
+                    .ok_or_else(|| Error::BadInput(format!("unknown currency {value:?}")))?,
+            ),
+            _ => {}
+        }
+    }
+    let store = backoffice.gateway.store.as_ref();
+    let created =
+        crate::onboarding::create_merchant(store, &backoffice.kek, &name, &currencies, None)
+            .await
+            .map_err(|e| match e {
+                crate::onboarding::OnboardingError::Store(e) => Error::Store(e),
+                refused => Error::BadInput(refused.to_string()),
+            })?;
+    let mut audit = caller.audit(
+        "merchant.create",
+        format!("merchant:{}", created.merchant.id.0),
+    );
+    let apps: Vec<String> = created
+        .apps
+        .iter()
+        .map(|a| format!("{} {}", a.app_id.0, a.currency.code()))
+        .collect();
+    audit.after = Some(format!("{}: {}", created.merchant.name, apps.join(", ")));
+    store.append_audit(&audit).await?;
+    Ok(see("/admin/merchants"))
 }
