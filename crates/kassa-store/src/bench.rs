@@ -93,7 +93,8 @@ impl SqlStore {
     }
 
     /// Inserts `count` EUR orders for `app_id`, numbered `7…`, that succeeded (10.00 paid, 0.45
-    /// fee) at times spread evenly over `[from_ms, to_ms)`: a day for the report to read.
+    /// fee), each created and paid at a time spread evenly over `[from_ms, to_ms)`: a day for
+    /// the report and the back office to read.
     pub async fn bench_preload_paid_orders(
         &self,
         app_id: AppId,
@@ -109,11 +110,12 @@ impl SqlStore {
             Backend::Sqlite => format!(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2) \
                  INSERT INTO orders ({columns}) SELECT printf('7%015d', i), $1, 'paid-' || i, \
-                 {values}, {paid_at}, 'bench', '{{}}', 'paid-' || i, $3, $3, $3 FROM n"
+                 {values}, {paid_at}, 'bench', '{{}}', 'paid-' || i, {paid_at}, {paid_at}, $4 FROM n"
             ),
             Backend::Postgres => format!(
                 "INSERT INTO orders ({columns}) SELECT '7' || lpad(i::text, 15, '0'), $1, \
-                 'paid-' || i, {values}, {paid_at}, 'bench', '{{}}', 'paid-' || i, $3, $3, $3 \
+                 'paid-' || i, {values}, {paid_at}, 'bench', '{{}}', 'paid-' || i, {paid_at}, \
+                 {paid_at}, $4 \
                  FROM generate_series(0, $2 - 1) AS i"
             ),
         };
@@ -124,6 +126,8 @@ impl SqlStore {
             .bind(to_ms)
             .execute(self.pool())
             .await?;
+        // As a database that grew to this size would have: statistics for the planner.
+        sqlx::query("ANALYZE").execute(self.pool()).await?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! `/proc/PID/stat`), its peak RSS, and the crypto floor (one verify plus one sign with the same
 //! keys and library), measured in the same run.
 
+mod backoffice;
 mod books;
 mod upstream;
 
@@ -44,6 +45,9 @@ pub enum Scenario {
     Pay,
     /// A settlement report of a day of `--preload` succeeded orders: time and peak memory.
     Report,
+    /// The back office's orders list over `--preload` orders, filter by filter (one operator,
+    /// requests one after another), then the CSV export of them all: time and peak memory.
+    Backoffice,
     /// Every scenario above, one after another.
     All,
 }
@@ -153,6 +157,8 @@ impl BenchDatabase {
 struct Server {
     child: Child,
     base: String,
+    /// The back office's base URL (its pages are under `/admin/`).
+    backoffice: String,
 }
 
 impl Server {
@@ -190,12 +196,16 @@ impl Server {
             .spawn()?;
         let mut reader = BufReader::new(child.stdout.take().expect("piped"));
         let mut line = String::new();
+        let mut backoffice = String::new();
         loop {
             line.clear();
             if reader.read_line(&mut line)? == 0 {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(Failure("kassa serve exited before listening".into()));
+            }
+            if let Some(rest) = line.strip_prefix("kassa back office on ") {
+                backoffice = rest.trim().trim_end_matches("/admin/").to_string();
             }
             if let Some(rest) = line.strip_prefix("kassa listening on ") {
                 let base = rest
@@ -205,7 +215,11 @@ impl Server {
                     .to_string();
                 // Keep reading (and dropping) its output so it never blocks on a full pipe.
                 std::thread::spawn(move || for _ in reader.lines() {});
-                return Ok(Server { child, base });
+                return Ok(Server {
+                    child,
+                    base,
+                    backoffice,
+                });
             }
         }
     }
@@ -864,6 +878,7 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
             Scenario::Upstream => upstream::run(&args, database_url).await?,
             Scenario::Pay => books::pay(&args, database_url).await?,
             Scenario::Report => books::settlement_report(&args, database_url).await?,
+            Scenario::Backoffice => backoffice::orders_list(&args, database_url).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         for report in produced {

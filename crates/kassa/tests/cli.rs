@@ -1019,6 +1019,7 @@ fn bench_reports_every_promised_field() {
         ],
         vec!["--scenario", "pay", "--connections", "2", "--rounds", "1"],
         vec!["--scenario", "report", "--preload", "3000"],
+        vec!["--scenario", "backoffice", "--preload", "3000"],
     ] {
         let mut command = kassa(&["bench", "--duration", "1", "--json"]);
         command.args(&args).current_dir(dir.path());
@@ -1059,6 +1060,20 @@ fn bench_reports_every_promised_field() {
             assert!(
                 report["report_bytes"].as_u64().unwrap() > 3_000 * 60,
                 "{report}"
+            );
+        }
+        if report["scenario"] == "backoffice-list" {
+            let filters = report["by_filter"].as_object().unwrap();
+            assert_eq!(filters.len(), 10, "{report}");
+            assert!(
+                filters.values().all(|f| f["p99_ms"].is_number()),
+                "{report}"
+            );
+            let export = json(line.lines().nth(1).unwrap());
+            assert_eq!(export["scenario"], "backoffice-export", "{export}");
+            assert!(
+                export["export_bytes"].as_u64().unwrap() > 3_000 * 60,
+                "{export}"
             );
         }
         if report["scenario"] == "upstream-create" {

@@ -288,7 +288,10 @@ fn filter_clause(filter: &OrderFilter, before: Option<(i64, &OrderNo)>) -> (Stri
     conditions.apps(filter.app_ids.as_deref());
     let text = |value: &str| Bound::Text(value.to_string());
     if let Some(status) = filter.status {
-        conditions.push("status = ?", vec![text(status.as_str())]);
+        // Written into the text (one of a fixed set, never the caller's words): PostgreSQL then
+        // plans each status by its own frequency — a generic plan reads a rare status the
+        // way it reads a common one, through the whole table.
+        conditions.push(&format!("status = '{}'", status.as_str()), vec![]);
     }
     if let Some(method) = &filter.method {
         let clause = "(method = ? OR chosen_method = ?)";
@@ -313,9 +316,11 @@ fn filter_clause(filter: &OrderFilter, before: Option<(i64, &OrderNo)>) -> (Stri
         conditions.push(clause, vec![text(search), text(search), text(search)]);
     }
     if let Some((created_at_ms, order_no)) = before {
-        let clause = "(created_at_ms < ? OR (created_at_ms = ? AND order_no < ?))";
+        // The plain bound first lets the index be read from there, not from the newest order.
+        let clause =
+            "created_at_ms <= ? AND (created_at_ms < ? OR (created_at_ms = ? AND order_no < ?))";
         let at = || Bound::Int(created_at_ms);
-        conditions.push(clause, vec![at(), at(), text(order_no.as_str())]);
+        conditions.push(clause, vec![at(), at(), at(), text(order_no.as_str())]);
     }
     conditions.finish()
 }

@@ -358,6 +358,14 @@ CREATE TABLE invitations (
 );
 "#,
     ),
+    (
+        15,
+        r#"
+-- The back office's list of one status (succeeded, exception…), newest first: without it a
+-- common status is read whole and sorted.
+CREATE INDEX orders_by_status_time ON orders (status, created_at_ms, order_no);
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
