@@ -45,6 +45,10 @@ pub struct App {
     pub limits_override: Option<AmountLimits>,
     /// The Standard Webhooks secret (`whsec_…`) that signs this app's callbacks.
     pub webhook_secret: Secret,
+    /// The secret it replaced, and until when (ms) callbacks are signed with it too, so that a
+    /// merchant can switch without rejecting a callback (Standard Webhooks allows several
+    /// signatures).
+    pub retiring_webhook_secret: Option<(Secret, i64)>,
     /// Who receives PIX payments (BRL apps); `None` until the operator sets it.
     pub pix: Option<PixReceiver>,
     pub created_at_ms: i64,

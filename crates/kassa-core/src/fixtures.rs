@@ -15,6 +15,7 @@ pub fn app(currency: Currency) -> App {
         public_key: None,
         limits_override: None,
         webhook_secret: Default::default(),
+        retiring_webhook_secret: None,
         pix: None,
         created_at_ms: 0,
     }

@@ -373,6 +373,7 @@ mod tests {
             public_key: None,
             limits_override: None,
             webhook_secret: Default::default(),
+            retiring_webhook_secret: None,
             pix: None,
             created_at_ms: 0,
         }

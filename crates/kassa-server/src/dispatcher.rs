@@ -182,7 +182,7 @@ impl Dispatcher {
                 continue;
             }
             let permit = permits.clone().acquire_owned().await.expect("never closed");
-            let secret = secrets.get(&app_id).cloned();
+            let secret = secrets.get(&app_id).cloned().unwrap_or_default();
             let (this, records) = (self.clone(), records.clone());
             in_flight.spawn(async move {
                 let level = telemetry::Level::callback_in_flight();
@@ -242,8 +242,9 @@ impl Dispatcher {
         (records, task)
     }
 
-    /// The webhook secrets of the apps in a batch, one look-up per app.
-    async fn secrets_for(&self, batch: &[Callback]) -> HashMap<AppId, Secret> {
+    /// The webhook secrets of the apps in a batch, one look-up per app: the current one, and
+    /// the one it replaced while that still signs.
+    async fn secrets_for(&self, batch: &[Callback]) -> HashMap<AppId, Vec<Secret>> {
         let mut secrets = HashMap::new();
         for callback in batch {
             if secrets.contains_key(&callback.app_id) {
@@ -251,15 +252,14 @@ impl Dispatcher {
             }
             match self.store.app(callback.app_id).await {
                 Ok(Some(app)) => {
-                    let stored = app.webhook_secret.expose();
-                    match self.config.kek.open(crate::sealing::WEBHOOK_SECRET, stored) {
-                        Ok(secret) => {
-                            secrets.insert(callback.app_id, Secret::new(secret));
-                        }
-                        Err(e) => {
-                            tracing::error!(app_id = callback.app_id.0, error = %e, "cannot open the webhook secret")
-                        }
-                    }
+                    let now = now_ms();
+                    let retiring = app.retiring_webhook_secret.as_ref();
+                    let stored = std::iter::once(&app.webhook_secret)
+                        .chain(retiring.filter(|(_, until)| *until > now).map(|(s, _)| s));
+                    let opened: Vec<Secret> = stored
+                        .filter_map(|sealed| self.open_secret(callback.app_id, sealed))
+                        .collect();
+                    secrets.insert(callback.app_id, opened);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read webhook secret"),
@@ -268,11 +268,25 @@ impl Dispatcher {
         secrets
     }
 
+    fn open_secret(&self, app_id: AppId, sealed: &Secret) -> Option<Secret> {
+        match self
+            .config
+            .kek
+            .open(crate::sealing::WEBHOOK_SECRET, sealed.expose())
+        {
+            Ok(secret) => Some(Secret::new(secret)),
+            Err(e) => {
+                tracing::error!(app_id = app_id.0, error = %e, "cannot open the webhook secret");
+                None
+            }
+        }
+    }
+
     /// One attempt: send and judge; the recorder stores the outcome.
-    pub async fn deliver(&self, callback: Callback, secret: Option<Secret>) -> FinishedAttempt {
+    pub async fn deliver(&self, callback: Callback, secrets: Vec<Secret>) -> FinishedAttempt {
         let started_at_ms = now_ms();
         let clock = Instant::now();
-        let result = self.send(&callback, secret.as_ref(), started_at_ms).await;
+        let result = self.send(&callback, &secrets, started_at_ms).await;
         let latency_ms = clock.elapsed().as_millis() as i64;
         let finished_at_ms = started_at_ms + latency_ms;
         let (http_status, response_excerpt, outcome, error) = match result {
@@ -330,7 +344,7 @@ impl Dispatcher {
     async fn send(
         &self,
         callback: &Callback,
-        secret: Option<&Secret>,
+        secrets: &[Secret],
         started_at_ms: i64,
     ) -> Result<(u16, String), (AttemptOutcome, String)> {
         let failed = |error: String| (AttemptOutcome::Error, error);
@@ -340,15 +354,20 @@ impl Dispatcher {
         if !self.config.allow_private_targets {
             ssrf::check_literal(&url).map_err(blocked)?;
         }
-        let secret = secret.ok_or_else(|| failed("the app has no webhook secret".into()))?;
+        if secrets.is_empty() {
+            return Err(failed("the app has no webhook secret".into()));
+        }
         let timestamp_s = started_at_ms / 1000;
-        let signature = webhook::signature_header(
-            secret.expose(),
-            &callback.callback_id,
-            timestamp_s,
-            callback.body.as_bytes(),
-        )
-        .map_err(|e| failed(e.to_string()))?;
+        // One signature per secret, space-separated: either verifies (Standard Webhooks).
+        let signatures = secrets
+            .iter()
+            .map(|secret| {
+                let (id, body) = (&callback.callback_id, callback.body.as_bytes());
+                webhook::signature_header(secret.expose(), id, timestamp_s, body)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed(e.to_string()))?;
+        let signature = signatures.join(" ");
         let mut request = self
             .client
             .post(url)

@@ -18,9 +18,19 @@ pub enum OnboardingError {
     Store(#[from] StoreError),
 }
 
+/// How long a replaced webhook secret keeps signing callbacks beside the new one.
+pub const RETIRING_SECRET_MS: i64 = 24 * 3_600_000;
+
 /// A new webhook secret, sealed for the database.
 pub fn sealed_webhook_secret(kek: &Kek) -> Secret {
-    Secret::new(kek.seal(WEBHOOK_SECRET, webhook::generate_secret().as_bytes()))
+    new_webhook_secret(kek).1
+}
+
+/// A new webhook secret: in clear (to show the merchant once) and sealed for the database.
+pub fn new_webhook_secret(kek: &Kek) -> (Secret, Secret) {
+    let secret = webhook::generate_secret();
+    let sealed = Secret::new(kek.seal(WEBHOOK_SECRET, secret.as_bytes()));
+    (Secret::new(secret), sealed)
 }
 
 /// Creates a merchant with an app per currency (and the merchant's public key, if given).

@@ -55,6 +55,11 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ),
     (
         "POST",
+        "/admin/apps/{app_id}/webhook-secret",
+        [true, false, true, true],
+    ),
+    (
+        "POST",
         "/admin/apps/{app_id}/fees",
         [true, false, false, false],
     ),
@@ -761,6 +766,43 @@ async fn fees_and_limits_are_set(world: World) {
     );
 }
 
+/// A merchant's admin makes a new webhook secret: shown once, the old one still signing for a
+/// day, audited without either secret.
+async fn webhook_secrets_rotate(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let before = server.store.app(server.eur).await.unwrap().unwrap();
+    let session = office.sign_in("merchant-admin@shop.example").await;
+    let path = format!("/admin/apps/{}/webhook-secret", server.eur.0);
+    let answer = office.post(&path, &session, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let at = answer.body.find("whsec_").expect("the new secret is shown");
+    let shown = answer.body[at..].split('"').next().unwrap().to_string();
+    let after = server.store.app(server.eur).await.unwrap().unwrap();
+    assert_ne!(after.webhook_secret, before.webhook_secret);
+    let (retiring, until) = after.retiring_webhook_secret.clone().unwrap();
+    assert_eq!(retiring, before.webhook_secret, "the old secret retires");
+    let day_ms = 24 * 3_600_000;
+    assert!(
+        (until - kassa_server::now_ms() - day_ms).abs() < 60_000,
+        "for a day"
+    );
+    let page = office
+        .get(&format!("/admin/apps/{}", server.eur.0), Some(&session))
+        .await;
+    assert!(
+        page.body.contains("the previous one signs them too until"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(&shown), "shown once only");
+    let audit = server.store.audit_entries(20).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action == "app.rotate-webhook-secret")
+        .unwrap();
+    assert!(!format!("{entry:?}").contains("whsec_"), "{entry:?}");
+}
+
 kassa_store::on_both_databases!(
     crate::world;
     every_route_is_authorised,
@@ -774,4 +816,5 @@ kassa_store::on_both_databases!(
     orders_page_through_filters,
     invitations_are_taken_once,
     fees_and_limits_are_set,
+    webhook_secrets_rotate,
 );

@@ -719,6 +719,61 @@ async fn pix_callbacks_carry_x_sign(setup: Setup) {
         .unwrap();
 }
 
+/// A rotated secret signs beside the new one until its time is up; then only the new one.
+async fn a_rotated_secret_signs_until_it_retires(setup: Setup) {
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
+    let old = setup.app.webhook_secret.clone();
+    let new = Secret::new(kassa_signature::webhook::generate_secret());
+    let (app_id, now) = (setup.app.app_id, now_ms());
+    let rotated = setup
+        .store
+        .rotate_webhook_secret(app_id, &new, now + 3_600_000, now);
+    assert!(rotated.await.unwrap());
+    let order = setup.settled_order("ROTATE-1", &receiver.url, paid()).await;
+    let (stop, task) = setup.dispatcher(fast(true));
+    setup
+        .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))
+        .await;
+    let newest = |requests: Vec<Received>| requests.last().cloned().unwrap();
+    let request = newest(receiver.requests());
+    let signatures = request
+        .headers
+        .get("webhook-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    for secret in [&old, &new] {
+        let verifier = standardwebhooks::Webhook::new(secret.expose()).unwrap();
+        verifier
+            .verify(request.body.as_bytes(), &request.headers)
+            .unwrap();
+    }
+    // Retired: only the newest secret signs.
+    let newer = Secret::new(kassa_signature::webhook::generate_secret());
+    let retired = setup
+        .store
+        .rotate_webhook_secret(app_id, &newer, now - 1, now);
+    assert!(retired.await.unwrap());
+    let order = setup.settled_order("ROTATE-2", &receiver.url, paid()).await;
+    setup
+        .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))
+        .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let request = newest(receiver.requests());
+    let verify = |secret: &Secret| {
+        let verifier = standardwebhooks::Webhook::new(secret.expose()).unwrap();
+        verifier
+            .verify(request.body.as_bytes(), &request.headers)
+            .is_ok()
+    };
+    assert!(
+        verify(&newer) && !verify(&new),
+        "the retired secret no longer signs"
+    );
+}
+
 kassa_store::on_both_databases!(
     super::setup;
     retries_until_acknowledged_then_stops,
@@ -731,4 +786,5 @@ kassa_store::on_both_databases!(
     a_hanging_endpoint_does_not_delay_others,
     orders_without_notify_url_or_not_settled_send_nothing,
     pix_callbacks_carry_x_sign,
+    a_rotated_secret_signs_until_it_retires,
 );

@@ -263,6 +263,16 @@ pub trait MerchantStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<bool>;
 
+    /// Replaces an app's webhook secret, the old one kept to sign callbacks too until
+    /// `retiring_until_ms`. False if the app does not exist.
+    async fn rotate_webhook_secret(
+        &self,
+        app_id: AppId,
+        secret: &kassa_core::Secret,
+        retiring_until_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
     /// Sets (or with `None` removes) the fee rule of an app for a method code, or for
     /// [`FeeRule::ANY_METHOD`]. False if the app does not exist.
     async fn set_fee_rule(

@@ -67,7 +67,8 @@ pub enum AppCommand {
         #[arg(long, conflicts_with_all = ["min", "max"])]
         clear: bool,
     },
-    /// Replace the app's webhook secret (whsec_…) that signs its callbacks.
+    /// Replace the app's webhook secret (whsec_…) that signs its callbacks; the old one signs
+    /// them too for 24 hours, so that the merchant can switch without missing one.
     RotateWebhookSecret { app_id: i64 },
     /// Set who receives the app's PIX payments (BRL apps): the key and the name and city its
     /// BR Codes show (transliterated to ASCII; at most 25 and 15 characters).
@@ -492,8 +493,10 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
         }
         AppCommand::RotateWebhookSecret { app_id } => {
             let secret = sealed_webhook_secret(&kek);
+            let now = now_ms();
+            let until = now + kassa_server::onboarding::RETIRING_SECRET_MS;
             store
-                .set_webhook_secret(AppId(app_id), &secret, now_ms())
+                .rotate_webhook_secret(AppId(app_id), &secret, until, now)
                 .await?;
             AppId(app_id)
         }

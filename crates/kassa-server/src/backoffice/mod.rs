@@ -169,6 +169,12 @@ fn routes() -> Vec<(Route, Handler)> {
         ),
         route(
             Method::POST,
+            "/admin/apps/{app_id}/webhook-secret",
+            SignedIn(ManageKeys),
+            post(platform::rotate_webhook_secret),
+        ),
+        route(
+            Method::POST,
             "/admin/apps/{app_id}/fees",
             SignedIn(ManageTerms),
             post(platform::set_fee),

@@ -75,6 +75,8 @@ struct AppPage {
     fees: Vec<(String, String)>,
     may_set_key: bool,
     may_set_terms: bool,
+    /// Until when the replaced webhook secret still signs, if it does.
+    retiring_until: Option<String>,
     methods: Vec<&'static str>,
     limits: (String, String),
     error: Option<String>,
@@ -144,6 +146,11 @@ async fn app_page(
             .collect(),
         may_set_key: caller.user.role.may(Permission::ManageKeys),
         may_set_terms: caller.user.role.may(Permission::ManageTerms),
+        retiring_until: app
+            .retiring_webhook_secret
+            .as_ref()
+            .filter(|(_, until)| *until > now_ms())
+            .map(|(_, until)| local_time(backoffice, *until)),
         methods: std::iter::once(FeeRule::ANY_METHOD)
             .chain(
                 kassa_core::method::CATALOGUE
@@ -591,4 +598,45 @@ pub async fn create_merchant(
     audit.after = Some(format!("{}: {}", created.merchant.name, apps.join(", ")));
     store.append_audit(&audit).await?;
     Ok(see("/admin/merchants"))
+}
+
+#[derive(Template)]
+#[template(path = "backoffice/webhook_secret.html")]
+struct SecretPage {
+    title: &'static str,
+    nav: Option<Nav>,
+    app_id: i64,
+    secret: String,
+    until: String,
+}
+
+/// A new webhook secret for the app, shown once; the old one keeps signing callbacks beside it
+/// for 24 hours. Audited (without either secret).
+pub async fn rotate_webhook_secret(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(app_id): Path<String>,
+) -> Result<Response> {
+    let app = reachable_app(&backoffice, &caller, &app_id).await?;
+    let (secret, sealed) = crate::onboarding::new_webhook_secret(&backoffice.kek);
+    let now = now_ms();
+    let until = now + crate::onboarding::RETIRING_SECRET_MS;
+    let store = backoffice.gateway.store.as_ref();
+    store
+        .rotate_webhook_secret(app.app_id, &sealed, until, now)
+        .await?;
+    let mut audit = caller.audit("app.rotate-webhook-secret", format!("app:{}", app.app_id.0));
+    audit.after = Some(format!(
+        "the old secret signs too until {}",
+        local_time(&backoffice, until)
+    ));
+    store.append_audit(&audit).await?;
+    let shown = SecretPage {
+        title: "New webhook secret",
+        nav: Some(Nav::of(&caller)),
+        app_id: app.app_id.0,
+        secret: secret.expose().to_string(),
+        until: local_time(&backoffice, until),
+    };
+    Ok(page(&shown))
 }

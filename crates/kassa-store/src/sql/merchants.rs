@@ -12,7 +12,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_secret, \
-    min_amount_minor, max_amount_minor, created_at_ms, pix_key, pix_name, pix_city";
+    min_amount_minor, max_amount_minor, created_at_ms, pix_key, pix_name, pix_city, \
+    retiring_webhook_secret, retiring_secret_until_ms";
 
 statement!(
     SELECT_APP,
@@ -66,6 +67,10 @@ fn app_from_row(row: &AnyRow) -> StoreResult<App> {
         currency: currency_of(&row.try_get::<String, _>("currency")?)?,
         public_key: row.try_get("public_key")?,
         webhook_secret: Secret::new(row.try_get::<String, _>("webhook_secret")?),
+        retiring_webhook_secret: row
+            .try_get::<Option<String>, _>("retiring_webhook_secret")?
+            .map(Secret::new)
+            .zip(row.try_get::<Option<i64>, _>("retiring_secret_until_ms")?),
         pix: pix_from_row(row)?,
         limits_override: min
             .zip(max)
@@ -277,6 +282,28 @@ impl MerchantStore for SqlStore {
             now_ms,
         )
         .await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        app_id: AppId,
+        secret: &Secret,
+        retiring_until_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "UPDATE apps SET retiring_webhook_secret = webhook_secret, \
+             retiring_secret_until_ms = $2, webhook_secret = $1, updated_at_ms = $3 \
+             WHERE app_id = $4",
+        )
+        .bind(secret.expose())
+        .bind(retiring_until_ms)
+        .bind(now_ms)
+        .bind(app_id.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
     }
 
     async fn set_fee_rule(

@@ -366,6 +366,15 @@ CREATE TABLE invitations (
 CREATE INDEX orders_by_status_time ON orders (status, created_at_ms, order_no);
 "#,
     ),
+    (
+        16,
+        r#"
+-- A rotated webhook secret keeps signing callbacks (beside the new one) for a while, sealed
+-- as the current one is.
+ALTER TABLE apps ADD COLUMN retiring_webhook_secret TEXT;
+ALTER TABLE apps ADD COLUMN retiring_secret_until_ms BIGINT;
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
