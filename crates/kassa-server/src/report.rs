@@ -15,7 +15,7 @@ use kassa_core::{AmountMinor, App, Order, OrderNo, OrderStatus};
 use kassa_store::prelude::*;
 use kassa_store::{MethodTotals, StoreError};
 use serde_json::{Map, Value, json};
-use std::io::Write;
+use std::fmt::Write;
 
 /// Orders (or journals) read per page; also the lines of one page of a report endpoint.
 pub const PAGE: i64 = 1_000;
@@ -197,28 +197,30 @@ pub enum Format {
     Json,
 }
 
-/// Writes `app`'s report of `day` to `out`: totals first (one query), then the orders and the
-/// journals page by page.
-pub async fn write_day<S, W>(
+/// Writes `app`'s report of `day` through `emit`: totals first (one query), then the orders
+/// and the journals page by page. Each piece of text is handed to `emit` as it is made and
+/// awaited, so a slow reader holds back the reading and memory stays one page.
+pub async fn write_day<S, E, F>(
     store: &S,
     app: &App,
     day: &Day,
     zone: &TimeZone,
     format: Format,
-    out: W,
+    mut emit: E,
 ) -> Result<(), ReportError>
 where
     S: OrderStore + LedgerStore + ?Sized,
-    W: Write,
+    E: FnMut(String) -> F,
+    F: Future<Output = std::io::Result<()>>,
 {
     let by_method = store.paid_totals_between(app.app_id, day.bounds()).await?;
-    let mut out = std::io::BufWriter::new(out);
+    let mut text = String::new();
     let currency = app.currency.code();
     match format {
         Format::Csv => {
-            writeln!(out, "{CSV_HEADER}")?;
+            let _ = writeln!(text, "{CSV_HEADER}");
             for totals in by_method.iter().chain([&sum(&by_method)]) {
-                writeln!(out, "{}", csv_total(totals, currency))?;
+                let _ = writeln!(text, "{}", csv_total(totals, currency));
             }
         }
         Format::Json => {
@@ -233,32 +235,33 @@ where
             })
             .to_string();
             // The head's fields, then the two arrays written as they are read.
-            write!(out, "{},\"orders\":[", &head[..head.len() - 1])?;
+            let _ = write!(text, "{},\"orders\":[", &head[..head.len() - 1]);
         }
     }
-    write_orders(store, app, day, zone, format, &mut out).await?;
+    emit(text).await?;
+    write_orders(store, app, day, zone, format, &mut emit).await?;
     if format == Format::Json {
-        write!(out, "],\"journals\":[")?;
+        emit("],\"journals\":[".into()).await?;
     }
-    write_journals(store, app, day, zone, format, &mut out).await?;
+    write_journals(store, app, day, zone, format, &mut emit).await?;
     if format == Format::Json {
-        writeln!(out, "]}}")?;
+        emit("]}\n".into()).await?;
     }
-    out.flush()?;
     Ok(())
 }
 
-async fn write_orders<S, W>(
+async fn write_orders<S, E, F>(
     store: &S,
     app: &App,
     day: &Day,
     zone: &TimeZone,
     format: Format,
-    out: &mut W,
+    emit: &mut E,
 ) -> Result<(), ReportError>
 where
     S: OrderStore + ?Sized,
-    W: Write,
+    E: FnMut(String) -> F,
+    F: Future<Output = std::io::Result<()>>,
 {
     let (mut after, mut first) = (None, true);
     loop {
@@ -266,10 +269,14 @@ where
         let page = store
             .orders_paid_between(app.app_id, day.bounds(), after_key, PAGE)
             .await?;
+        let mut text = String::new();
         for order in &page {
             let csv = || vec![csv_order(order, zone)];
-            write_record(out, format, &mut first, csv, || order_json(order, zone))?;
+            write_record(&mut text, format, &mut first, csv, || {
+                order_json(order, zone)
+            });
         }
+        emit(text).await?;
         match page.last() {
             Some(last) if page.len() as i64 == PAGE => {
                 after = Some((last.paid_at_ms.unwrap_or_default(), last.order_no.clone()));
@@ -280,19 +287,22 @@ where
 }
 
 /// One record of a report: its CSV lines, or its JSON object (after a comma unless first).
-fn write_record<W: Write>(
-    out: &mut W,
+fn write_record(
+    out: &mut String,
     format: Format,
     first: &mut bool,
     csv: impl FnOnce() -> Vec<String>,
     json: impl FnOnce() -> Value,
-) -> std::io::Result<()> {
+) {
     match format {
-        Format::Csv => csv().iter().try_for_each(|line| writeln!(out, "{line}"))?,
-        Format::Json => write!(out, "{}{}", if *first { "" } else { "," }, json())?,
+        Format::Csv => csv().iter().for_each(|line| {
+            let _ = writeln!(out, "{line}");
+        }),
+        Format::Json => {
+            let _ = write!(out, "{}{}", if *first { "" } else { "," }, json());
+        }
     }
     *first = false;
-    Ok(())
 }
 
 fn order_json(order: &Order, zone: &TimeZone) -> Value {
@@ -305,17 +315,18 @@ fn order_json(order: &Order, zone: &TimeZone) -> Value {
     })
 }
 
-async fn write_journals<S, W>(
+async fn write_journals<S, E, F>(
     store: &S,
     app: &App,
     day: &Day,
     zone: &TimeZone,
     format: Format,
-    out: &mut W,
+    emit: &mut E,
 ) -> Result<(), ReportError>
 where
     S: LedgerStore + ?Sized,
-    W: Write,
+    E: FnMut(String) -> F,
+    F: Future<Output = std::io::Result<()>>,
 {
     let (mut after, mut first): (Option<(i64, String)>, bool) = (None, true);
     loop {
@@ -323,11 +334,15 @@ where
         let page = store
             .journals_between(app.app_id, day.bounds(), after_key, PAGE)
             .await?;
+        let mut text = String::new();
         for journal in &page {
             let entries = journal.entries.iter();
             let csv = || entries.map(|e| csv_entry(journal, e, zone)).collect();
-            write_record(out, format, &mut first, csv, || journal_json(journal, zone))?;
+            write_record(&mut text, format, &mut first, csv, || {
+                journal_json(journal, zone)
+            });
         }
+        emit(text).await?;
         match page.last() {
             Some(last) if page.len() as i64 == PAGE => {
                 after = Some((last.posted_at_ms, last.journal_id.clone()));

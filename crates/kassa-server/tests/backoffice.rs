@@ -53,6 +53,7 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
         "/admin/apps/{app_id}/key",
         [true, false, true, true],
     ),
+    ("GET", "/admin/apps/{app_id}/report.csv", [true; 4]),
     (
         "POST",
         "/admin/apps/{app_id}/webhook-secret",
@@ -153,11 +154,13 @@ async fn every_route_is_authorised(world: World) {
     let (server, office) = (&world.server, &world.office);
     let order_no = order(server, "AUTH-1").await;
     let victim = Office::add_user(server, "victim@psp.example", Role::OperatorSupport, None).await;
+    let today = &kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10];
     let concrete = |path: &str| {
         path.replace("{order_no}", order_no.as_str())
             .replace("{app_id}", &server.eur.0.to_string())
             .replace("{user_id}", &victim.to_string())
             .replace("{token}", "no-such-invitation")
+            .replace("report.csv", &format!("report.csv?date={today}"))
     };
     let mut sessions = Vec::new();
     for email in emails() {
@@ -803,6 +806,56 @@ async fn webhook_secrets_rotate(world: World) {
     assert!(!format!("{entry:?}").contains("whsec_"), "{entry:?}");
 }
 
+/// An app's settlement report of a day, downloaded as CSV: its paid orders, totals and
+/// journals; a bad day is refused, another merchant's app not found.
+async fn settlement_reports_download(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let order_no = order(server, "REPORT-1").await;
+    let gateway = &server.gateway;
+    gateway
+        .change_order(&order_no, &OrderEvent::PayerStarted)
+        .await
+        .unwrap();
+    let amount = kassa_core::AmountMinor(2_500);
+    let paid = OrderEvent::Paid {
+        requested: amount,
+        received: amount,
+    };
+    gateway.change_order(&order_no, &paid).await.unwrap();
+    let session = office.sign_in("merchant-developer@shop.example").await;
+    let today = &kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10];
+    let path = format!("/admin/apps/{}/report.csv?date={today}", server.eur.0);
+    let csv = office.get(&path, Some(&session)).await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[0].starts_with("record,orderNo,orderId"),
+        "{}",
+        csv.body
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("order,{order_no},REPORT-1,"))),
+        "{}",
+        csv.body
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("total,")),
+        "{}",
+        csv.body
+    );
+    assert!(
+        csv.body.contains(&format!("success:{order_no}")),
+        "the journal: {}",
+        csv.body
+    );
+    let bad = format!("/admin/apps/{}/report.csv?date=yesterday", server.eur.0);
+    assert_eq!(office.get(&bad, Some(&session)).await.status, 400);
+    let theirs = format!("/admin/apps/{}/report.csv?date={today}", server.other_eur.0);
+    assert_eq!(office.get(&theirs, Some(&session)).await.status, 404);
+}
+
 kassa_store::on_both_databases!(
     crate::world;
     every_route_is_authorised,
@@ -817,4 +870,5 @@ kassa_store::on_both_databases!(
     invitations_are_taken_once,
     fees_and_limits_are_set,
     webhook_secrets_rotate,
+    settlement_reports_download,
 );

@@ -12,6 +12,7 @@ use kassa_store::SqlStore;
 use kassa_store::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::io::Write;
 
 #[derive(Subcommand)]
 pub enum LedgerCommand {
@@ -131,8 +132,10 @@ pub async fn report(command: ReportCommand, store: &SqlStore) -> Outcome {
         ReportFormat::Csv => Format::Csv,
         ReportFormat::Json => Format::Json,
     };
-    let stdout = std::io::stdout().lock();
-    report::write_day(store, &app_row, &day, &zone, format, stdout)
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let emit = |text: String| std::future::ready(stdout.write_all(text.as_bytes()));
+    report::write_day(store, &app_row, &day, &zone, format, emit)
         .await
-        .map_err(|e| Failure(e.to_string()))
+        .map_err(|e| Failure(e.to_string()))?;
+    stdout.flush().map_err(|e| Failure(e.to_string()))
 }

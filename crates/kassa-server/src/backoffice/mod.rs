@@ -168,6 +168,12 @@ fn routes() -> Vec<(Route, Handler)> {
             post(platform::set_key),
         ),
         route(
+            Method::GET,
+            "/admin/apps/{app_id}/report.csv",
+            SignedIn(Read),
+            get(platform::report),
+        ),
+        route(
             Method::POST,
             "/admin/apps/{app_id}/webhook-secret",
             SignedIn(ManageKeys),

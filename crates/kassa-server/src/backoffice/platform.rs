@@ -77,6 +77,8 @@ struct AppPage {
     may_set_terms: bool,
     /// Until when the replaced webhook secret still signs, if it does.
     retiring_until: Option<String>,
+    /// Today in the operator's zone, the report form's first choice.
+    today: String,
     methods: Vec<&'static str>,
     limits: (String, String),
     error: Option<String>,
@@ -146,6 +148,7 @@ async fn app_page(
             .collect(),
         may_set_key: caller.user.role.may(Permission::ManageKeys),
         may_set_terms: caller.user.role.may(Permission::ManageTerms),
+        today: local_time(backoffice, now_ms())[..10].to_string(),
         retiring_until: app
             .retiring_webhook_secret
             .as_ref()
@@ -639,4 +642,65 @@ pub async fn rotate_webhook_secret(
         until: local_time(&backoffice, until),
     };
     Ok(page(&shown))
+}
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    #[serde(default)]
+    date: String,
+}
+
+/// Chunks of a report on their way to the browser: a few pages at most wait here.
+const REPORT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The app's settlement report of a day as CSV (the columns of `kassa report settlement`),
+/// streamed page by page: a slow download holds back the reading, memory stays a few pages.
+pub async fn report(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(app_id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ReportQuery>,
+) -> Result<Response> {
+    use crate::report::{Day, Format, write_day};
+    let app = reachable_app(&backoffice, &caller, &app_id).await?;
+    let zone = backoffice.gateway.notary.timezone().clone();
+    let day = Day::of_app(query.date.trim(), &zone, &app, now_ms())
+        .map_err(|e| Error::BadInput(e.to_string()))?;
+    let (chunks, mut received) = tokio::sync::mpsc::channel(REPORT_CHUNKS_IN_FLIGHT);
+    let store = backoffice.gateway.store.clone();
+    let app_row = app.clone();
+    tokio::spawn(async move {
+        let emit = |text: String| {
+            let chunks = chunks.clone();
+            async move {
+                let chunk = Ok::<_, std::io::Error>(axum::body::Bytes::from(text));
+                chunks
+                    .send(chunk)
+                    .await
+                    .map_err(|_| std::io::Error::other("the reader left"))
+            }
+        };
+        if let Err(e) = write_day(store.as_ref(), &app_row, &day, &zone, Format::Csv, emit).await {
+            tracing::warn!(error = %e, app_id = app_row.app_id.0, "back office: the report stopped");
+            let _ = chunks
+                .send(Err(std::io::Error::other("the report stopped")))
+                .await;
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| received.poll_recv(cx));
+    let name = format!(
+        "attachment; filename=\"settlement-{}-{}.csv\"",
+        app.app_id.0,
+        query.date.trim()
+    );
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        "text/csv; charset=utf-8".parse().expect("a header"),
+    );
+    if let Ok(value) = name.parse() {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
 }
