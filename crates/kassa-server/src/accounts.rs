@@ -148,11 +148,23 @@ fn second_factor(
     let Some(code) = attempt.totp_code else {
         return Ok(None);
     };
+    code_step(kek, sealed, code, user.totp_last_step, now_ms)
+}
+
+/// The TOTP step of `code` under the sealed secret, if the code is right at `now_ms` and
+/// later than `last_step`; for signing in and for confirming an enrolment.
+pub fn code_step(
+    kek: &Kek,
+    sealed: &str,
+    code: &str,
+    last_step: Option<i64>,
+    now_ms: i64,
+) -> Result<Option<i64>, SignInError> {
     let hex = kek
         .open(USER_TOTP_SECRET, sealed)
         .map_err(|e| SignInError::Sealing(e.to_string()))?;
     let secret = decode_hex(&hex).ok_or_else(|| SignInError::Sealing("not hex".into()))?;
-    let last = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
+    let last = last_step.and_then(|s| u64::try_from(s).ok());
     let now_s = u64::try_from(now_ms / 1_000).unwrap_or(0);
     Ok(totp::verify(&secret, code, now_s, last).and_then(|s| i64::try_from(s).ok()))
 }
@@ -242,6 +254,12 @@ pub fn enrol_totp(kek: &Kek, email: &str) -> (String, String) {
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     let sealed = kek.seal(USER_TOTP_SECRET, hex.as_bytes());
     (sealed, totp::enrolment_uri("kassa", email, &secret))
+}
+
+/// The enrolment URI of a sealed secret (to show its QR code again).
+pub fn enrolment_uri_of(kek: &Kek, sealed: &str, email: &str) -> Option<String> {
+    let hex = kek.open(USER_TOTP_SECRET, sealed).ok()?;
+    Some(totp::enrolment_uri("kassa", email, &decode_hex(&hex)?))
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {

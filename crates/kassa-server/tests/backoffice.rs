@@ -34,6 +34,13 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ("POST", "/admin/sign-in", [true; 4]),
     ("POST", "/admin/sign-out", [true; 4]),
     ("GET", "/admin/overview", [true; 4]),
+    ("GET", "/admin/account", [true; 4]),
+    ("POST", "/admin/account/second-factor", [true; 4]),
+    (
+        "POST",
+        "/admin/users/second-factor",
+        [true, false, false, false],
+    ),
     ("GET", "/admin/orders", [true; 4]),
     ("GET", "/admin/orders.csv", [true; 4]),
     ("GET", "/admin/orders/{order_no}", [true; 4]),
@@ -856,6 +863,82 @@ async fn settlement_reports_download(world: World) {
     assert_eq!(office.get(&theirs, Some(&session)).await.status, 404);
 }
 
+/// The operator requires a second factor: a user without one can only enrol it, in the
+/// browser, confirmed by a first code; then every page opens and signing in asks for a code.
+async fn a_second_factor_can_be_required(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let admin = office.sign_in("operator-admin@shop.example").await;
+    let require = [("required", "yes")];
+    assert_eq!(
+        office
+            .post("/admin/users/second-factor", &admin, &require)
+            .await
+            .status,
+        303
+    );
+    let email = "operator-support@shop.example";
+    let answer = office.try_sign_in(email, office::PASSWORD, "").await;
+    let cookie = cookie_pair(&answer.set_cookies, "__Host-kassa_session");
+    let bare = Session {
+        cookie,
+        csrf: String::new(),
+    };
+    let orders = office.get("/admin/orders", Some(&bare)).await;
+    assert_eq!(
+        (orders.status, orders.location.as_str()),
+        (303, "/admin/account")
+    );
+    let page = office.get("/admin/account", Some(&bare)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<svg"), "a QR code");
+    let session = Session {
+        csrf: csrf_of(&page.body),
+        ..bare
+    };
+    let sealed_at = page.body.find(r#"name="sealed" value=""#).unwrap() + 21;
+    let sealed = page.body[sealed_at..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let key_at = page.body.find("Key: <code>").unwrap() + 11;
+    let key = page.body[key_at..].split('<').next().unwrap();
+    let secret = kassa_server::totp::from_base32(key).unwrap();
+    let now_s = (kassa_server::now_ms() / 1_000) as u64;
+    let wrong = [("sealed", sealed.as_str()), ("code", "000000")];
+    let code = kassa_server::totp::code_at(&secret, now_s);
+    if code != "000000" {
+        let refused = office
+            .post("/admin/account/second-factor", &session, &wrong)
+            .await;
+        assert_eq!(refused.status, 400);
+    }
+    let right = [("sealed", sealed.as_str()), ("code", code.as_str())];
+    let enrolled = office
+        .post("/admin/account/second-factor", &session, &right)
+        .await;
+    assert_eq!(enrolled.status, 303, "{}", enrolled.body);
+    assert_eq!(
+        office.get("/admin/orders", Some(&session)).await.status,
+        200
+    );
+    let user = server.store.user_by_email(email).await.unwrap().unwrap();
+    assert!(user.totp_secret.is_some());
+    let without = office.try_sign_in(email, office::PASSWORD, "").await;
+    assert_eq!(without.status, 401, "a code is asked now");
+    let audit = server.store.audit_entries(50).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "user.totp-enrol" && e.actor == format!("user:{}", user.user_id))
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "backoffice.require-second-factor")
+    );
+}
+
 kassa_store::on_both_databases!(
     crate::world;
     every_route_is_authorised,
@@ -871,4 +954,5 @@ kassa_store::on_both_databases!(
     fees_and_limits_are_set,
     webhook_secrets_rotate,
     settlement_reports_download,
+    a_second_factor_can_be_required,
 );

@@ -289,6 +289,7 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
     browser.click("button.primary").await;
     browser.wait_for_url(&format!("{base}/admin/sign-in")).await;
     sign_in(&browser, &base, "admin@winkel.example", None).await;
+    visit(&browser, &axe, &format!("{base}/admin/account"), "account").await;
     let app = format!("{base}/admin/apps/{}", winkel_app.0);
     visit(&browser, &axe, &app, "merchant-app").await;
     let key = kassa_signature::SigningKey::generate().unwrap();

@@ -22,6 +22,13 @@ pub const PLAIN_SESSION_COOKIE: &str = "kassa_session";
 /// The sign-in form's own cookie (a nonce its CSRF token is bound to).
 pub const SIGN_IN_COOKIE: &str = "kassa_sign_in";
 
+/// What a user without a second factor may still reach where one is required.
+const ENROLMENT_PATHS: &[&str] = &[
+    "/admin/account",
+    "/admin/account/second-factor",
+    "/admin/sign-out",
+];
+
 /// The largest form the back office takes (a PEM key is ~1 KiB; a bulk resend ~2 KiB).
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -59,6 +66,14 @@ pub async fn guard(
     };
     if !caller.user.role.may(permission) {
         return forbidden();
+    }
+    // Where a second factor is required, a user without one may only enrol it (or leave).
+    if caller.user.totp_secret.is_none() && !ENROLMENT_PATHS.contains(&request.uri().path()) {
+        match super::account::second_factor_required(&backoffice).await {
+            Ok(false) => {}
+            Ok(true) => return Redirect::to("/admin/account").into_response(),
+            Err(e) => return e.into_response(),
+        }
     }
     let mut request = if posting {
         match with_checked_form(&backoffice, &caller, request).await {

@@ -8,6 +8,7 @@
 //! merchant's user may reach is checked by each handler against [`Caller::apps`]: another
 //! merchant's object answers 404, as an unknown one does.
 
+mod account;
 mod chart;
 mod guard;
 mod invitations;
@@ -100,6 +101,18 @@ fn routes() -> Vec<(Route, Handler)> {
             "/admin/overview",
             SignedIn(Read),
             get(pages::overview),
+        ),
+        route(
+            Method::GET,
+            "/admin/account",
+            SignedIn(Read),
+            get(account::show),
+        ),
+        route(
+            Method::POST,
+            "/admin/account/second-factor",
+            SignedIn(Read),
+            post(account::enrol),
         ),
         route(
             Method::GET,
@@ -226,6 +239,12 @@ fn routes() -> Vec<(Route, Handler)> {
             "/admin/users",
             SignedIn(ManageUsers),
             get(platform::users),
+        ),
+        route(
+            Method::POST,
+            "/admin/users/second-factor",
+            SignedIn(ManageUsers),
+            post(account::require),
         ),
         route(
             Method::POST,
@@ -420,6 +439,7 @@ impl Nav {
             ("/admin/channels", "Channels", Permission::ViewPlatform),
             ("/admin/users", "Users", Permission::ManageUsers),
             ("/admin/audit", "Audit log", Permission::ViewPlatform),
+            ("/admin/account", "Your account", Permission::Read),
         ];
         Nav {
             email: caller.user.email.clone(),

@@ -334,6 +334,7 @@ struct UsersPage {
     nav: Option<Nav>,
     users: Vec<UserLine>,
     roles: Vec<&'static str>,
+    second_factor_required: bool,
 }
 
 pub async fn users(
@@ -348,6 +349,7 @@ pub async fn users(
             .iter()
             .map(|r| r.as_str())
             .collect(),
+        second_factor_required: super::account::second_factor_required(&backoffice).await?,
         users: users
             .iter()
             .map(|u| UserLine {
