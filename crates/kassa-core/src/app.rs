@@ -32,6 +32,8 @@ pub struct Merchant {
     /// Shown to payers on the cashier pages.
     pub name: String,
     pub created_at_ms: i64,
+    /// When the operator suspended it, if it is.
+    pub suspended_at_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +51,9 @@ pub struct App {
     /// merchant can switch without rejecting a callback (Standard Webhooks allows several
     /// signatures).
     pub retiring_webhook_secret: Option<(Secret, i64)>,
+    /// Its merchant is suspended by the operator: no new order is taken (queries, reports and
+    /// callbacks of existing orders go on).
+    pub suspended: bool,
     /// Who receives PIX payments (BRL apps); `None` until the operator sets it.
     pub pix: Option<PixReceiver>,
     pub created_at_ms: i64,

@@ -180,6 +180,8 @@ pub enum OrderError {
     MethodNotOffered { method: &'static str },
     #[error("a method can be chosen only before the payment starts")]
     AlreadyStarted,
+    #[error("the app's merchant is suspended: no new order is taken")]
+    AppSuspended,
 }
 
 impl Order {
@@ -191,6 +193,9 @@ impl Order {
         now_ms: i64,
         lifetime_ms: i64,
     ) -> Result<Order, OrderError> {
+        if app.suspended {
+            return Err(OrderError::AppSuspended);
+        }
         let currency = app.currency;
         if !new.method.allows_currency(currency) {
             return Err(OrderError::MethodNotForCurrency {
@@ -374,6 +379,7 @@ mod tests {
             limits_override: None,
             webhook_secret: Default::default(),
             retiring_webhook_secret: None,
+            suspended: false,
             pix: None,
             created_at_ms: 0,
         }
@@ -428,6 +434,16 @@ mod tests {
         assert_eq!(order.status, OrderStatus::Created);
         assert_eq!(order.amount_minor, AmountMinor(5_000));
         assert_eq!(order.expires_at_ms, 1_801_000);
+    }
+
+    #[test]
+    fn a_suspended_app_takes_no_order() {
+        let suspended = App {
+            suspended: true,
+            ..app(Currency::Eur)
+        };
+        let refused = Order::create(&suspended, new_order("IDEAL_EUR", "50", None), ids(), 1, 1);
+        assert_eq!(refused.unwrap_err(), OrderError::AppSuspended);
     }
 
     #[test]

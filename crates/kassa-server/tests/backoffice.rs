@@ -83,6 +83,16 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ("POST", "/admin/invitation/{token}", [true; 4]),
     ("GET", "/admin/merchants", [true, true, false, false]),
     ("POST", "/admin/merchants", [true, false, false, false]),
+    (
+        "POST",
+        "/admin/merchants/{merchant_id}/suspend",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
+        "/admin/merchants/{merchant_id}/reinstate",
+        [true, false, false, false],
+    ),
     ("GET", "/admin/audit", [true, true, false, false]),
     ("GET", "/admin/users", [true, false, false, false]),
     (
@@ -167,6 +177,7 @@ async fn every_route_is_authorised(world: World) {
             .replace("{app_id}", &server.eur.0.to_string())
             .replace("{user_id}", &victim.to_string())
             .replace("{token}", "no-such-invitation")
+            .replace("{merchant_id}", &world.other_merchant.to_string())
             .replace("report.csv", &format!("report.csv?date={today}"))
     };
     let mut sessions = Vec::new();
@@ -939,6 +950,44 @@ async fn a_second_factor_can_be_required(world: World) {
     );
 }
 
+/// A suspended merchant takes no new order, in either dialect's words; its queries still
+/// answer; reinstated, it takes orders again. Both audited.
+async fn merchants_are_suspended_and_reinstated(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let before = order(server, "BEFORE-SUSPENSION").await;
+    let admin = office.sign_in("operator-admin@shop.example").await;
+    let suspend = format!("/admin/merchants/{}/suspend", world.shop_merchant);
+    assert_eq!(office.post(&suspend, &admin, &[]).await.status, 303);
+    let (status, reply) = server
+        .post("/eur/collect/apply", &server.apply_body("DURING"))
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (403, Some("20000006")),
+        "{reply}"
+    );
+    let retry = server.apply_body("BEFORE-SUSPENSION");
+    let (status, reply) = server.post("/eur/collect/apply", &retry).await;
+    assert_eq!(status, 200, "a retry gets its answer: {reply}");
+    assert_eq!(reply["data"]["orderNo"], json!(before.as_str()));
+    let query = json!({"appId": server.eur.0, "orderId": "BEFORE-SUSPENSION"});
+    let (status, _) = server.post("/eur/collect/query", &query).await;
+    assert_eq!(status, 200, "queries still answer");
+    let page = office.get("/admin/merchants", Some(&admin)).await;
+    assert!(page.body.contains("suspended since"), "{}", page.body);
+    let reinstate = format!("/admin/merchants/{}/reinstate", world.shop_merchant);
+    assert_eq!(office.post(&reinstate, &admin, &[]).await.status, 303);
+    order(server, "AFTER").await;
+    let missing = office
+        .post("/admin/merchants/999999/suspend", &admin, &[])
+        .await;
+    assert_eq!(missing.status, 404);
+    let audit = server.store.audit_entries(50).await.unwrap();
+    for action in ["merchant.suspend", "merchant.reinstate"] {
+        assert!(audit.iter().any(|e| e.action == action), "{action}");
+    }
+}
+
 kassa_store::on_both_databases!(
     crate::world;
     every_route_is_authorised,
@@ -955,4 +1004,5 @@ kassa_store::on_both_databases!(
     webhook_secrets_rotate,
     settlement_reports_download,
     a_second_factor_can_be_required,
+    merchants_are_suspended_and_reinstated,
 );

@@ -263,6 +263,15 @@ pub trait MerchantStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<bool>;
 
+    /// Suspends a merchant (from `suspended_at_ms`) or, with `None`, reinstates it; its apps
+    /// with it, in one transaction. False if there is no such merchant.
+    async fn set_merchant_suspended(
+        &self,
+        merchant_id: kassa_core::MerchantId,
+        suspended_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
     /// Replaces an app's webhook secret, the old one kept to sign callbacks too until
     /// `retiring_until_ms`. False if the app does not exist.
     async fn rotate_webhook_secret(

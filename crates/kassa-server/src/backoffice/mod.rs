@@ -223,6 +223,18 @@ fn routes() -> Vec<(Route, Handler)> {
             post(platform::create_merchant),
         ),
         route(
+            Method::POST,
+            "/admin/merchants/{merchant_id}/suspend",
+            SignedIn(ManageMerchants),
+            post(platform::suspend_merchant),
+        ),
+        route(
+            Method::POST,
+            "/admin/merchants/{merchant_id}/reinstate",
+            SignedIn(ManageMerchants),
+            post(platform::reinstate_merchant),
+        ),
+        route(
             Method::GET,
             "/admin/merchants",
             SignedIn(ViewPlatform),

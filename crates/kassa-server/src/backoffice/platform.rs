@@ -236,6 +236,8 @@ pub struct MerchantLine {
     pub name: String,
     pub apps: String,
     pub created: String,
+    /// When it was suspended, if it is.
+    pub suspended: Option<String>,
 }
 
 #[derive(Template)]
@@ -270,6 +272,10 @@ pub async fn merchants(
                     .collect::<Vec<_>>()
                     .join(", "),
                 created: local_time(&backoffice, m.merchant.created_at_ms),
+                suspended: m
+                    .merchant
+                    .suspended_at_ms
+                    .map(|ms| local_time(&backoffice, ms)),
             })
             .collect(),
     };
@@ -705,4 +711,45 @@ pub async fn report(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// Suspends a merchant (no new order for any of its apps) or reinstates it; audited.
+async fn set_suspended(
+    backoffice: &Backoffice,
+    caller: &Caller,
+    merchant_id: &str,
+    suspend: bool,
+) -> Result<Response> {
+    let merchant_id = kassa_core::MerchantId(merchant_id.parse().map_err(|_| Error::NotFound)?);
+    let now = now_ms();
+    let store = backoffice.gateway.store.as_ref();
+    let at = suspend.then_some(now);
+    if !store.set_merchant_suspended(merchant_id, at, now).await? {
+        return Err(Error::NotFound);
+    }
+    let action = if suspend {
+        "merchant.suspend"
+    } else {
+        "merchant.reinstate"
+    };
+    store
+        .append_audit(&caller.audit(action, format!("merchant:{}", merchant_id.0)))
+        .await?;
+    Ok(see("/admin/merchants"))
+}
+
+pub async fn suspend_merchant(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(merchant_id): Path<String>,
+) -> Result<Response> {
+    set_suspended(&backoffice, &caller, &merchant_id, true).await
+}
+
+pub async fn reinstate_merchant(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(merchant_id): Path<String>,
+) -> Result<Response> {
+    set_suspended(&backoffice, &caller, &merchant_id, false).await
 }

@@ -18,6 +18,7 @@ crate::dialect::error_table! {
     WrongSign = "20000003", UNAUTHORIZED, "sign does not verify with the app's registered public key, or no app has this appId (one answer for both).";
     UnknownApp = "20000004", UNAUTHORIZED, "Not answered any more: an unknown appId is answered like a wrong sign (20000003), so that app ids cannot be probed without a key.";
     NoKeyRegistered = "20000005", UNAUTHORIZED, "The app has no usable public key registered.";
+    AppSuspended = "20000006", FORBIDDEN, "The operator has suspended the app's merchant: no new order is taken (queries and reports still answer; a retry of an order made before still gets its answer).";
     WrongCurrency = "30000001", BAD_REQUEST, "The appId belongs to an app of another currency than the URL's.";
     MethodNotForCurrency = "30000002", BAD_REQUEST, "The inBankCode does not collect this currency.";
     MethodNotForPayType = "30000003", BAD_REQUEST, "The inBankCode does not belong to the payType.";

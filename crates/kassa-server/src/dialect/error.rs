@@ -24,6 +24,7 @@ pub enum ErrorKind {
     WrongSign,
     UnknownApp,
     NoKeyRegistered,
+    AppSuspended,
     WrongCurrency,
     MethodNotForCurrency,
     MethodNotForPayType,
@@ -147,6 +148,7 @@ impl ApiError {
             }
             OrderError::AmountOutOfLimits { .. } => ErrorKind::AmountOutOfLimits,
             OrderError::WrongCurrency { .. } => ErrorKind::WrongCurrency,
+            OrderError::AppSuspended => ErrorKind::AppSuspended,
             // Errors of the payer's side; a merchant's request never causes them.
             OrderError::MethodNotOffered { .. } | OrderError::AlreadyStarted => ErrorKind::Internal,
         };

@@ -18,6 +18,7 @@ crate::dialect::error_table! {
     WrongSign = 2003, UNAUTHORIZED, "X-Sign does not verify with the app's registered public key, or X-App-Id names no app (one answer for both).";
     UnknownApp = 2004, UNAUTHORIZED, "The X-App-Id header is missing, or not a positive integer written as plain digits (no spaces, no leading zeros).";
     NoKeyRegistered = 2005, UNAUTHORIZED, "The app has no usable public key registered.";
+    AppSuspended = 2006, FORBIDDEN, "The operator has suspended the app's merchant: no new order is taken (queries and reports still answer; a retry of an order made before still gets its answer).";
     WrongCurrency = 3001, BAD_REQUEST, "The app collects another currency than BRL.";
     AmountOutOfLimits = 3002, BAD_REQUEST, "submitAmount is zero or outside the app's limits.";
     NoPixKey = 3003, BAD_REQUEST, "The operator has not set the app's receiving PIX key yet.";

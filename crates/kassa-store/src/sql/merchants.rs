@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 
 const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_secret, \
     min_amount_minor, max_amount_minor, created_at_ms, pix_key, pix_name, pix_city, \
-    retiring_webhook_secret, retiring_secret_until_ms";
+    retiring_webhook_secret, retiring_secret_until_ms, suspended";
 
 statement!(
     SELECT_APP,
@@ -32,7 +32,8 @@ statement!(
 statement!(
     SELECT_MERCHANTS_WITH_APPS,
     "SELECT m.merchant_id AS owner_id, m.name AS owner_name, \
-     m.created_at_ms AS owner_created_at_ms, {} FROM merchants m \
+     m.created_at_ms AS owner_created_at_ms, m.suspended_at_ms AS owner_suspended_at_ms, {} \
+     FROM merchants m \
      LEFT JOIN apps a ON a.merchant_id = m.merchant_id ORDER BY m.merchant_id, a.app_id",
     APP_COLUMNS
         .split(", ")
@@ -71,6 +72,7 @@ fn app_from_row(row: &AnyRow) -> StoreResult<App> {
             .try_get::<Option<String>, _>("retiring_webhook_secret")?
             .map(Secret::new)
             .zip(row.try_get::<Option<i64>, _>("retiring_secret_until_ms")?),
+        suspended: row.try_get::<i64, _>("suspended")? != 0,
         pix: pix_from_row(row)?,
         limits_override: min
             .zip(max)
@@ -148,6 +150,7 @@ impl MerchantStore for SqlStore {
                 id: MerchantId(merchant_id),
                 name: name.to_string(),
                 created_at_ms: now_ms,
+                suspended_at_ms: None,
             },
             apps,
         })
@@ -166,6 +169,7 @@ impl MerchantStore for SqlStore {
                         id,
                         name: row.try_get("owner_name")?,
                         created_at_ms: row.try_get("owner_created_at_ms")?,
+                        suspended_at_ms: row.try_get("owner_suspended_at_ms")?,
                     },
                     apps: Vec::new(),
                 });
@@ -199,7 +203,7 @@ impl MerchantStore for SqlStore {
 
     async fn merchant_of_app(&self, app_id: AppId) -> StoreResult<Option<Merchant>> {
         let row = sqlx::query(
-            "SELECT m.merchant_id, m.name, m.created_at_ms FROM merchants m \
+            "SELECT m.merchant_id, m.name, m.created_at_ms, m.suspended_at_ms FROM merchants m \
              JOIN apps a ON a.merchant_id = m.merchant_id WHERE a.app_id = $1",
         )
         .bind(app_id.0)
@@ -210,6 +214,7 @@ impl MerchantStore for SqlStore {
                 id: MerchantId(row.try_get(0)?),
                 name: row.try_get(1)?,
                 created_at_ms: row.try_get(2)?,
+                suspended_at_ms: row.try_get(3)?,
             })
         })
         .transpose()
@@ -282,6 +287,34 @@ impl MerchantStore for SqlStore {
             now_ms,
         )
         .await
+    }
+
+    async fn set_merchant_suspended(
+        &self,
+        merchant_id: MerchantId,
+        suspended_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        // The merchant and each of its apps together: requests read only the app.
+        let mut tx = self.begin_write().await?;
+        let changed =
+            sqlx::query("UPDATE merchants SET suspended_at_ms = $1 WHERE merchant_id = $2")
+                .bind(suspended_at_ms)
+                .bind(merchant_id.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE apps SET suspended = $1, updated_at_ms = $2 WHERE merchant_id = $3")
+            .bind(i64::from(suspended_at_ms.is_some()))
+            .bind(now_ms)
+            .bind(merchant_id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn rotate_webhook_secret(

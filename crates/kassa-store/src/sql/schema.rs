@@ -375,6 +375,15 @@ ALTER TABLE apps ADD COLUMN retiring_webhook_secret TEXT;
 ALTER TABLE apps ADD COLUMN retiring_secret_until_ms BIGINT;
 "#,
     ),
+    (
+        17,
+        r#"
+-- A merchant suspended by the operator takes no new order. Its apps carry the mark too, since
+-- requests read the app alone.
+ALTER TABLE merchants ADD COLUMN suspended_at_ms BIGINT;
+ALTER TABLE apps ADD COLUMN suspended BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
