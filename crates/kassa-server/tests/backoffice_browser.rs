@@ -90,15 +90,41 @@ async fn sign_in(browser: &Browser, base: &str, email: &str, code: Option<&str>)
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_and_a_merchant_work_in_a_real_browser() {
+/// The shop's callback endpoint: answers `success`.
+async fn shop_endpoint() -> String {
+    let app = axum::Router::new().route("/notify", axum::routing::post(|| async { "success" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// A dispatcher delivering the server's callbacks (to loopback, as the shop is here).
+fn dispatcher(server: &Server) -> tokio::sync::watch::Sender<bool> {
+    use kassa_server::dispatcher::{Dispatcher, DispatcherConfig};
+    let config = DispatcherConfig {
+        allow_private_targets: true,
+        idle_poll_ms: 50,
+        ..DispatcherConfig::default()
+    };
+    let wake = server.gateway.dispatcher_wake.clone();
+    let store: std::sync::Arc<dyn kassa_store::Store> = server.store.clone();
+    let dispatcher = std::sync::Arc::new(Dispatcher::new(store, config, wake).unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(dispatcher.run(stopped));
+    stop
+}
+
+async fn an_operator_and_a_merchant_work_in_a_real_browser(db: TestDatabase) {
     if !browser_available() {
         return;
     }
     let Some(axe) = axe_source() else {
         return;
     };
-    let server = Server::start(TestDatabase::sqlite().await).await;
+    let server = Server::start_allowing_private_targets(db).await;
+    let _dispatching = dispatcher(&server);
+    let notify_url = shop_endpoint().await;
     let office = Office::start(&server).await;
     let base = office.base.clone();
     let shop = server
@@ -124,7 +150,7 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
         .unwrap();
     // An order made through the API, and one the rail could not confirm.
     let mut body = server.apply_body("WEB-1");
-    body["notifyUrl"] = json!("https://shop.example/notify");
+    body["notifyUrl"] = json!(notify_url);
     let (status, reply) = server.post("/eur/collect/apply", &body).await;
     assert_eq!(status, 200, "{reply}");
     let paid = kassa_core::OrderNo::parse(reply["data"]["orderNo"].as_str().unwrap()).unwrap();
@@ -151,13 +177,34 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
         reason: "no answer from the bank".into(),
     };
     server.gateway.change_order(&stuck, &unsure).await.unwrap();
+    // The paid order's callback is delivered before anyone looks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server
+        .store
+        .callbacks_of_order(&paid)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.attempts.is_empty())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the callback was not attempted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let browser = Browser::start().await;
     // The operator: signed out, the sign-in page; then with the second factor.
     browser.open(&format!("{base}/admin/orders")).await;
     browser.wait_for_url(&format!("{base}/admin/sign-in")).await;
     accessible(&browser, &axe, "sign-in").await;
-    browser.screenshot("backoffice-sign-in.png").await;
+    browser
+        .screenshot(&format!(
+            "backoffice-sign-in-{}.png",
+            server.store.backend().name()
+        ))
+        .await;
     let secret = kassa_server::totp::secret_of_uri(&uri).unwrap();
     let code = kassa_server::totp::code_at(&secret, (kassa_server::now_ms() / 1_000) as u64);
     sign_in(&browser, &base, "ops@psp.example", Some(&code)).await;
@@ -230,7 +277,8 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
     accessible(&browser, &axe, "order").await;
     let page = text(&browser).await;
     assert!(page.contains("in_progress → succeeded"), "{page}");
-    assert!(page.contains("https://shop.example/notify"), "{page}");
+    assert!(page.contains(&notify_url), "{page}");
+    assert!(page.contains("200, acknowledged"), "its attempt: {page}");
     browser.click(r#"form[action$="/resend"] button"#).await;
     browser
         .wait_for_url(&format!("{base}/admin/orders/{paid}"))
@@ -341,3 +389,8 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser() {
     assert!(page.contains("Not found"), "{page}");
     browser.quit().await;
 }
+
+kassa_store::on_both_databases!(
+    kassa_store::testing::database;
+    an_operator_and_a_merchant_work_in_a_real_browser,
+);
