@@ -73,11 +73,31 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ),
     (
         "POST",
+        "/admin/apps/{app_id}/settlement",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
+        "/admin/apps/{app_id}/pix",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
         "/admin/apps/{app_id}/limits",
         [true, false, false, false],
     ),
     ("GET", "/admin/platform-key.pem", [true; 4]),
     ("GET", "/admin/channels", [true, true, false, false]),
+    (
+        "POST",
+        "/admin/channels/{channel_id}/enable",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
+        "/admin/channels/{channel_id}/disable",
+        [true, false, false, false],
+    ),
     ("POST", "/admin/users/invite", [true, false, false, false]),
     ("GET", "/admin/invitation/{token}", [true; 4]),
     ("POST", "/admin/invitation/{token}", [true; 4]),
@@ -150,6 +170,11 @@ async fn order(server: &Server, order_id: &str) -> OrderNo {
     OrderNo::parse(reply["data"]["orderNo"].as_str().unwrap()).unwrap()
 }
 
+async fn audit_has(server: &Server, action: &str) -> bool {
+    let entries = server.store.audit_entries(100).await.unwrap();
+    entries.iter().any(|e| e.action == action)
+}
+
 fn is_sign_in_redirect(answer: &office::Answer) -> bool {
     answer.status == 303 && answer.location.starts_with("/admin/sign-in")
 }
@@ -178,6 +203,7 @@ async fn every_route_is_authorised(world: World) {
             .replace("{user_id}", &victim.to_string())
             .replace("{token}", "no-such-invitation")
             .replace("{merchant_id}", &world.other_merchant.to_string())
+            .replace("{channel_id}", "no-such-channel")
             .replace("report.csv", &format!("report.csv?date={today}"))
     };
     let mut sessions = Vec::new();
@@ -778,8 +804,81 @@ async fn fees_and_limits_are_set(world: World) {
             .any(|e| e.action == "app.set-fee" && e.after.is_some())
     );
     assert!(audit.iter().any(|e| e.action == "app.set-limits"));
+    let settle = [("days", "2")];
+    assert_eq!(
+        office
+            .post(&format!("{app}/settlement"), &admin, &settle)
+            .await
+            .status,
+        303
+    );
+    let terms = server.store.success_terms(server.eur).await.unwrap();
+    assert_eq!(terms.settlement_delay_days, 2);
+    let never = [("days", "9999")];
+    assert_eq!(
+        office
+            .post(&format!("{app}/settlement"), &admin, &never)
+            .await
+            .status,
+        400
+    );
+    let pix = [("key", PIX_KEY), ("name", "Loja Nova"), ("city", "Recife")];
+    let eur_pix = office.post(&format!("{app}/pix"), &admin, &pix).await;
+    assert_eq!(eur_pix.status, 400, "PIX belongs to BRL apps");
+    let brl = format!("/admin/apps/{}", server.brl.0);
+    assert_eq!(
+        office
+            .post(&format!("{brl}/pix"), &admin, &pix)
+            .await
+            .status,
+        303
+    );
+    let receiver = server
+        .store
+        .app(server.brl)
+        .await
+        .unwrap()
+        .unwrap()
+        .pix
+        .unwrap();
+    assert_eq!(
+        (receiver.name.as_str(), receiver.city.as_str()),
+        ("Loja Nova", "Recife")
+    );
+    let channel = kassa_core::Channel {
+        channel_id: "sandbox-2".into(),
+        kind: kassa_core::ChannelKind::Sandbox,
+        upstream: None,
+        methods: Vec::new(),
+        currencies: vec![kassa_core::Currency::Eur],
+        limits: None,
+        priority: 5,
+        weight: 1,
+        enabled: true,
+        connect_timeout_ms: 1_000,
+        request_timeout_ms: 1_000,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    assert!(server.store.insert_channel(&channel).await.unwrap());
+    let disable = office
+        .post("/admin/channels/sandbox-2/disable", &admin, &[])
+        .await;
+    assert_eq!(disable.status, 303);
+    let stored = server.store.channel("sandbox-2").await.unwrap().unwrap();
+    assert!(!stored.enabled);
     let channels = office.get("/admin/channels", Some(&admin)).await;
     assert_eq!(channels.status, 200);
+    assert!(
+        channels.body.contains("Enable sandbox-2"),
+        "{}",
+        channels.body
+    );
+    assert!(audit_has(server, "channel.disable").await);
+    let unknown = office
+        .post("/admin/channels/nope/enable", &admin, &[])
+        .await;
+    assert_eq!(unknown.status, 404);
     assert!(
         channels.body.contains("<h1>Channels</h1>"),
         "{}",

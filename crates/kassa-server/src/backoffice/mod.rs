@@ -200,6 +200,18 @@ fn routes() -> Vec<(Route, Handler)> {
         ),
         route(
             Method::POST,
+            "/admin/apps/{app_id}/settlement",
+            SignedIn(ManageTerms),
+            post(platform::set_settlement),
+        ),
+        route(
+            Method::POST,
+            "/admin/apps/{app_id}/pix",
+            SignedIn(ManageTerms),
+            post(platform::set_pix),
+        ),
+        route(
+            Method::POST,
             "/admin/apps/{app_id}/limits",
             SignedIn(ManageTerms),
             post(platform::set_limits),
@@ -215,6 +227,18 @@ fn routes() -> Vec<(Route, Handler)> {
             "/admin/channels",
             SignedIn(ViewPlatform),
             get(platform::channels),
+        ),
+        route(
+            Method::POST,
+            "/admin/channels/{channel_id}/enable",
+            SignedIn(ManageTerms),
+            post(platform::enable_channel),
+        ),
+        route(
+            Method::POST,
+            "/admin/channels/{channel_id}/disable",
+            SignedIn(ManageTerms),
+            post(platform::disable_channel),
         ),
         route(
             Method::POST,

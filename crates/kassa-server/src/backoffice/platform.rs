@@ -79,6 +79,9 @@ struct AppPage {
     retiring_until: Option<String>,
     /// Today in the operator's zone, the report form's first choice.
     today: String,
+    settlement_delay_days: i64,
+    is_brl: bool,
+    pix: (String, String, String),
     methods: Vec<&'static str>,
     limits: (String, String),
     error: Option<String>,
@@ -149,6 +152,11 @@ async fn app_page(
         may_set_key: caller.user.role.may(Permission::ManageKeys),
         may_set_terms: caller.user.role.may(Permission::ManageTerms),
         today: local_time(backoffice, now_ms())[..10].to_string(),
+        settlement_delay_days: terms.settlement_delay_days,
+        is_brl: app.currency == kassa_core::Currency::Brl,
+        pix: app.pix.as_ref().map_or_else(Default::default, |p| {
+            (p.key.as_str().to_string(), p.name.clone(), p.city.clone())
+        }),
         retiring_until: app
             .retiring_webhook_secret
             .as_ref()
@@ -533,6 +541,9 @@ struct ChannelsPage {
     title: &'static str,
     nav: Option<Nav>,
     channels: Vec<ChannelLine>,
+    /// The last reconciliation's differences: channel, kind, how many.
+    differences: Vec<(String, String, i64)>,
+    may_change: bool,
 }
 
 /// The channels rails route to (set with `kassa channel`); no credential is shown.
@@ -540,7 +551,9 @@ pub async fn channels(
     State(backoffice): State<Arc<Backoffice>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response> {
-    let channels = backoffice.gateway.store.channels().await?;
+    let store = backoffice.gateway.store.as_ref();
+    let channels = store.channels().await?;
+    let differences = store.reconciliation_differences().await?;
     let join = |items: Vec<&str>| {
         if items.is_empty() {
             "all".to_string()
@@ -551,6 +564,8 @@ pub async fn channels(
     let shown = ChannelsPage {
         title: "Channels",
         nav: Some(Nav::of(&caller)),
+        differences,
+        may_change: caller.user.role.may(Permission::ManageTerms),
         channels: channels
             .iter()
             .map(|c| ChannelLine {
@@ -752,4 +767,116 @@ pub async fn reinstate_merchant(
     Path(merchant_id): Path<String>,
 ) -> Result<Response> {
     set_suspended(&backoffice, &caller, &merchant_id, false).await
+}
+
+#[derive(Deserialize)]
+pub struct SettlementForm {
+    #[serde(default)]
+    days: String,
+}
+
+/// Sets how many days after payment the app's funds become available; audited.
+pub async fn set_settlement(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(app_id): Path<String>,
+    Form(form): Form<SettlementForm>,
+) -> Result<Response> {
+    let app = reachable_app(&backoffice, &caller, &app_id).await?;
+    let most = kassa_core::ledger::MAX_SETTLEMENT_DELAY_DAYS;
+    let days: i64 = form
+        .days
+        .trim()
+        .parse()
+        .ok()
+        .filter(|d| (0..=most).contains(d))
+        .ok_or_else(|| Error::BadInput(format!("the delay is 0 to {most} days")))?;
+    let store = backoffice.gateway.store.as_ref();
+    let before = store.success_terms(app.app_id).await?.settlement_delay_days;
+    store.set_settlement_delay_days(app.app_id, days).await?;
+    let mut audit = caller.audit("app.set-settlement", format!("app:{}", app.app_id.0));
+    audit.before = Some(format!("{before} days"));
+    audit.after = Some(format!("{days} days"));
+    store.append_audit(&audit).await?;
+    Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
+}
+
+#[derive(Deserialize)]
+pub struct PixForm {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    city: String,
+}
+
+/// Sets who receives a BRL app's PIX payments (the key and the name and city its BR Codes
+/// show), as `kassa app set-pix` does; audited.
+pub async fn set_pix(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(app_id): Path<String>,
+    Form(form): Form<PixForm>,
+) -> Result<Response> {
+    let app = reachable_app(&backoffice, &caller, &app_id).await?;
+    if app.currency != kassa_core::Currency::Brl {
+        return Err(Error::BadInput("PIX receivers belong to BRL apps".into()));
+    }
+    let receiver = kassa_core::pix::PixReceiver::new(form.key.trim(), &form.name, &form.city)
+        .map_err(|e| Error::BadInput(e.to_string()))?;
+    let store = backoffice.gateway.store.as_ref();
+    store
+        .set_app_pix(app.app_id, Some(&receiver), now_ms())
+        .await?;
+    let shown =
+        |r: &kassa_core::pix::PixReceiver| format!("{} ({}, {})", r.key.kind(), r.name, r.city);
+    let mut audit = caller.audit("app.set-pix", format!("app:{}", app.app_id.0));
+    audit.before = app.pix.as_ref().map(shown);
+    audit.after = Some(shown(&receiver));
+    store.append_audit(&audit).await?;
+    Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
+}
+
+/// Takes a channel into routing or out of it (every node follows at its next refresh);
+/// audited.
+async fn set_channel_enabled(
+    backoffice: &Backoffice,
+    caller: &Caller,
+    channel_id: &str,
+    enabled: bool,
+) -> Result<Response> {
+    let store = backoffice.gateway.store.as_ref();
+    let mut channel = store.channel(channel_id).await?.ok_or(Error::NotFound)?;
+    let before = channel.enabled;
+    channel.enabled = enabled;
+    channel.updated_at_ms = now_ms();
+    if !store.update_channel(&channel).await? {
+        return Err(Error::NotFound);
+    }
+    let action = if enabled {
+        "channel.enable"
+    } else {
+        "channel.disable"
+    };
+    let mut audit = caller.audit(action, format!("channel:{}", channel.channel_id));
+    audit.before = Some(if before { "enabled" } else { "disabled" }.into());
+    store.append_audit(&audit).await?;
+    Ok(see("/admin/channels"))
+}
+
+pub async fn enable_channel(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(channel_id): Path<String>,
+) -> Result<Response> {
+    set_channel_enabled(&backoffice, &caller, &channel_id, true).await
+}
+
+pub async fn disable_channel(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(channel_id): Path<String>,
+) -> Result<Response> {
+    set_channel_enabled(&backoffice, &caller, &channel_id, false).await
 }
