@@ -463,7 +463,7 @@ mod tests {
             let status = code.http_status().as_u16();
             let expected: &[u16] = match family {
                 "1" => &[400, 413],
-                "2" => &[401],
+                "2" => &[401, 403],
                 "3" => &[400],
                 "4" => &[404],
                 "5" => &[409],
