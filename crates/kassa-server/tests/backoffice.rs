@@ -589,6 +589,42 @@ async fn an_operator_works_an_order(world: World) {
     );
     let again = office.post(&resolve, &session, &form).await;
     assert_eq!(again.status, 400, "a final order cannot be resolved again");
+    // Its callback fails once: the callbacks page shows it under its endpoint.
+    let now = kassa_server::now_ms();
+    let claimed = server
+        .store
+        .claim_due_callbacks(now + 1, 10, "test-node", now + 60_000);
+    let callback = claimed.await.unwrap().pop().expect("the callback is due");
+    let failed = kassa_store::Attempt {
+        attempt_no: 0,
+        started_at_ms: now,
+        latency_ms: 12,
+        http_status: Some(500),
+        error: None,
+        response_excerpt: Some("boom".into()),
+        acknowledged: false,
+        node: "test-node".into(),
+    };
+    let retry = kassa_core::AfterAttempt::RetryAt {
+        at_ms: now + 60_000,
+    };
+    let kept = server
+        .store
+        .finish_attempt(&callback.callback_id, "test-node", &failed, retry);
+    assert!(kept.await.unwrap());
+    let troubled = office.get("/admin/callbacks", Some(&session)).await;
+    assert!(
+        troubled.body.contains("https://shop.example/notify"),
+        "{}",
+        troubled.body
+    );
+    assert!(
+        troubled.body.contains(order_no.as_str()),
+        "{}",
+        troubled.body
+    );
+    let page = office.get(&path, Some(&session)).await;
+    assert!(page.body.contains("500, not acknowledged"), "{}", page.body);
     let resend = office.post(&format!("{path}/resend"), &session, &[]).await;
     assert_eq!(resend.status, 303);
     let audit = server.store.audit_entries(50).await.unwrap();

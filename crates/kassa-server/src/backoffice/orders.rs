@@ -645,8 +645,29 @@ pub struct TroubledLine {
 struct CallbacksPage {
     title: &'static str,
     nav: Option<Nav>,
+    /// Each endpoint with callbacks in trouble: its URL, how many are still tried, how many
+    /// were given up; the most troubled first.
+    endpoints: Vec<(String, usize, usize)>,
     callbacks: Vec<TroubledLine>,
     may_resend: bool,
+}
+
+/// The troubled callbacks by endpoint, the most troubled first.
+fn by_endpoint(troubled: &[Callback]) -> Vec<(String, usize, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for callback in troubled {
+        let count = counts.entry(callback.url.as_str()).or_default();
+        match callback.state {
+            kassa_store::CallbackState::Dead => count.1 += 1,
+            _ => count.0 += 1,
+        }
+    }
+    let mut endpoints: Vec<(String, usize, usize)> = counts
+        .into_iter()
+        .map(|(url, (failing, dead))| (url.to_string(), failing, dead))
+        .collect();
+    endpoints.sort_by_key(|(_, failing, dead)| std::cmp::Reverse(failing + dead));
+    endpoints
 }
 
 fn troubled_line(backoffice: &Backoffice, c: &Callback) -> TroubledLine {
@@ -674,6 +695,7 @@ pub async fn callbacks(
     let shown = CallbacksPage {
         title: "Callbacks",
         nav: Some(Nav::of(&caller)),
+        endpoints: by_endpoint(&troubled),
         callbacks: troubled
             .iter()
             .map(|c| troubled_line(&backoffice, c))
