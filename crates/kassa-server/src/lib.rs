@@ -131,6 +131,22 @@ impl Gateway {
         Ok(order)
     }
 
+    /// Applies a person's event with its audit entry, written in the transaction of the change
+    /// (see [`lifecycle::Lifecycle::apply_event_audited`]), and wakes the dispatcher.
+    pub async fn change_order_audited(
+        &self,
+        order_no: &kassa_core::OrderNo,
+        event: &kassa_core::OrderEvent,
+        audit: &kassa_store::AuditEntry,
+    ) -> Result<kassa_core::Order, lifecycle::LifecycleError> {
+        let order = self
+            .lifecycle()
+            .apply_event_audited(order_no, event, now_ms(), Some(audit))
+            .await?;
+        self.dispatcher_wake.notify_one();
+        Ok(order)
+    }
+
     /// Applies what a rail reported (see [`lifecycle::Lifecycle::apply_rail_outcome`]) and
     /// wakes the dispatcher.
     pub async fn settle_from_rail(

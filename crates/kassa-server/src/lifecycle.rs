@@ -11,7 +11,7 @@ use crate::notary::Notary;
 use kassa_core::{
     IllegalTransition, Order, OrderError, OrderEvent, OrderNo, OrderStatus, RailOutcome,
 };
-use kassa_store::{NewCallback, Store, StoreError};
+use kassa_store::{AuditEntry, NewCallback, Store, StoreError};
 
 /// Attempts before giving up when other writers keep changing the same order.
 const MAX_RACES: usize = 5;
@@ -97,7 +97,7 @@ impl Lifecycle<'_> {
     where
         F: Fn(&mut Order) -> Result<(), LifecycleError>,
     {
-        self.change_with(order_no, now_ms, true, edit).await
+        self.change_with(order_no, now_ms, (true, None), edit).await
     }
 
     /// Applies one event of the state machine (see [`Lifecycle::change`]).
@@ -107,10 +107,23 @@ impl Lifecycle<'_> {
         event: &OrderEvent,
         now_ms: i64,
     ) -> Result<Order, LifecycleError> {
+        self.apply_event_audited(order_no, event, now_ms, None)
+            .await
+    }
+
+    /// Applies a person's event (an operator's resolution) with its audit entry, written in the
+    /// transaction of the change (see [`Lifecycle::change`]).
+    pub async fn apply_event_audited(
+        &self,
+        order_no: &OrderNo,
+        event: &OrderEvent,
+        now_ms: i64,
+        audit: Option<&AuditEntry>,
+    ) -> Result<Order, LifecycleError> {
         // The expiry itself is the one change an overdue order takes.
         let expire_first = *event != OrderEvent::Expired;
         let changed = self
-            .change_with(order_no, now_ms, expire_first, |order| {
+            .change_with(order_no, now_ms, (expire_first, audit), |order| {
                 Ok(order.apply(event, now_ms)?)
             })
             .await?;
@@ -128,17 +141,19 @@ impl Lifecycle<'_> {
         outcome: &RailOutcome,
         now_ms: i64,
     ) -> Result<Order, LifecycleError> {
-        self.change_with(order_no, now_ms, false, |order| {
+        self.change_with(order_no, now_ms, (false, None), |order| {
             Ok(order.apply(&outcome.event(order.amount_minor), now_ms)?)
         })
         .await
     }
 
+    /// `expire_first`: an overdue order is expired instead; `audit`: the entry to write with
+    /// the change asked for (not with an expiry).
     async fn change_with<F>(
         &self,
         order_no: &OrderNo,
         now_ms: i64,
-        expire_first: bool,
+        (expire_first, audit): (bool, Option<&AuditEntry>),
         edit: F,
     ) -> Result<Order, LifecycleError>
     where
@@ -153,7 +168,10 @@ impl Lifecycle<'_> {
             if expire_first && current.is_overdue(now_ms) {
                 let mut expired = current.clone();
                 expired.apply(&OrderEvent::Expired, now_ms)?;
-                if self.store_change(&current, &mut expired, now_ms).await? {
+                if self
+                    .store_change(&current, &mut expired, now_ms, None)
+                    .await?
+                {
                     crate::telemetry::order_expired(&current.dialect);
                     return Err(LifecycleError::Expired(order_no.clone()));
                 }
@@ -161,7 +179,10 @@ impl Lifecycle<'_> {
             }
             let mut next = current.clone();
             edit(&mut next)?;
-            if self.store_change(&current, &mut next, now_ms).await? {
+            if self
+                .store_change(&current, &mut next, now_ms, audit)
+                .await?
+            {
                 return Ok(next);
             }
         }
@@ -175,6 +196,7 @@ impl Lifecycle<'_> {
         current: &Order,
         next: &mut Order,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, LifecycleError> {
         // Only success carries a fee (no rule is read for any other change) and posts to the
         // books, in the same transaction as the change.
@@ -196,7 +218,13 @@ impl Lifecycle<'_> {
         };
         let stored = self
             .store
-            .transition_order(next, current.status, callback.as_ref(), journal.as_ref())
+            .transition_order(
+                next,
+                current.status,
+                callback.as_ref(),
+                journal.as_ref(),
+                audit,
+            )
             .await?;
         if stored {
             crate::telemetry::order_changed(

@@ -386,7 +386,7 @@ async fn max_age_marks_dead_and_resend_revives(setup: Setup) {
     assert!(
         setup
             .store
-            .resend_latest_callback(&order.order_no, now_ms())
+            .resend_latest_callback(&order.order_no, now_ms(), None)
             .await
             .unwrap()
             .is_some()
@@ -493,12 +493,12 @@ async fn private_targets_are_refused_at_delivery(setup: Setup) {
     // The same callbacks go through once private targets are allowed.
     setup
         .store
-        .resend_latest_callback(&literal.order_no, now_ms())
+        .resend_latest_callback(&literal.order_no, now_ms(), None)
         .await
         .unwrap();
     setup
         .store
-        .resend_latest_callback(&by_name.order_no, now_ms())
+        .resend_latest_callback(&by_name.order_no, now_ms(), None)
         .await
         .unwrap();
     let (stop, task) = setup.dispatcher(fast(true));

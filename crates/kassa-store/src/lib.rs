@@ -346,14 +346,15 @@ pub trait OrderStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<MethodTotals>>;
 
     /// Stores an order's new state if it is still in state `from`, together with the callback
-    /// the change causes, in one transaction. False (and nothing written) if the order moved
-    /// on in the meantime.
+    /// the change causes, its journal and (for a person's change) its audit entry, in one
+    /// transaction. False (and nothing written) if the order moved on in the meantime.
     async fn transition_order(
         &self,
         order: &Order,
         from: OrderStatus,
         callback: Option<&NewCallback>,
         journal: Option<&kassa_core::ledger::Journal>,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
     /// Orders matching `filter`, newest first (by creation time, then order number), after
@@ -740,11 +741,13 @@ pub trait CallbackStore: Send + Sync + 'static {
     async fn callbacks_of_order(&self, order_no: &OrderNo) -> StoreResult<Vec<CallbackHistory>>;
 
     /// Queues the order's latest callback for a fresh delivery, whatever its state; the
-    /// maximum age counts anew. The id of that callback, or `None` if the order has none.
+    /// maximum age counts anew; with the audit entry of whoever asked, in one transaction. The
+    /// id of that callback, or `None` (nothing written) if the order has none.
     async fn resend_latest_callback(
         &self,
         order_no: &OrderNo,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<Option<String>>;
 
     /// Callbacks that need a look, newest first: dead ones, and waiting ones that have failed

@@ -506,6 +506,7 @@ async fn settle(store: &SqlStore, order: &Order, event: OrderEvent, id: &str, at
                 &next,
                 order.status,
                 Some(&callback_for(&next, id, at_ms)),
+                None,
                 None
             )
             .await
@@ -565,6 +566,7 @@ async fn transitions_write_their_callback_atomically(db: TestDatabase) {
                 &stale,
                 OrderStatus::Created,
                 Some(&callback_for(&stale, "msg_2", 200)),
+                None,
                 None
             )
             .await
@@ -593,7 +595,7 @@ async fn transitions_write_their_callback_atomically(db: TestDatabase) {
     started.apply(&OrderEvent::PayerStarted, 300).unwrap();
     assert!(
         store
-            .transition_order(&started, OrderStatus::Created, None, None)
+            .transition_order(&started, OrderStatus::Created, None, None, None)
             .await
             .unwrap()
     );
@@ -872,7 +874,7 @@ async fn dead_callbacks_can_be_resent(db: TestDatabase) {
 
     assert_eq!(
         store
-            .resend_latest_callback(&created.order_no, 5_000)
+            .resend_latest_callback(&created.order_no, 5_000, None)
             .await
             .unwrap()
             .as_deref(),
@@ -894,7 +896,7 @@ async fn dead_callbacks_can_be_resent(db: TestDatabase) {
     store.insert_order(&none).await.unwrap();
     assert_eq!(
         store
-            .resend_latest_callback(&none.order_no, 5_000)
+            .resend_latest_callback(&none.order_no, 5_000, None)
             .await
             .unwrap(),
         None
@@ -953,7 +955,7 @@ async fn expiry_scan_and_chosen_method(db: TestDatabase) {
         .unwrap();
     assert!(
         store
-            .transition_order(&started, OrderStatus::Created, None, None)
+            .transition_order(&started, OrderStatus::Created, None, None, None)
             .await
             .unwrap()
     );
@@ -1149,7 +1151,7 @@ async fn journals_post_with_their_change(db: TestDatabase) {
     started.apply(&OrderEvent::PayerStarted, 10).unwrap();
     assert!(
         store
-            .transition_order(&started, OrderStatus::Created, None, None)
+            .transition_order(&started, OrderStatus::Created, None, None, None)
             .await
             .unwrap()
     );
@@ -1166,7 +1168,7 @@ async fn journals_post_with_their_change(db: TestDatabase) {
     let journal = Journal::of_success(&paid, 20, 25).unwrap();
     assert!(
         store
-            .transition_order(&paid, OrderStatus::InProgress, None, Some(&journal))
+            .transition_order(&paid, OrderStatus::InProgress, None, Some(&journal), None)
             .await
             .unwrap()
     );
@@ -1197,7 +1199,7 @@ async fn journals_post_with_their_change(db: TestDatabase) {
         .unwrap();
     assert!(
         store
-            .transition_order(&failed, OrderStatus::Created, None, Some(&journal))
+            .transition_order(&failed, OrderStatus::Created, None, Some(&journal), None)
             .await
             .is_err()
     );

@@ -556,7 +556,11 @@ pub async fn callback(command: CallbackCommand, database_url: &str) -> Outcome {
         }
         CallbackCommand::Resend { order_no } => {
             let order_no = parse_order_no(&order_no)?;
-            match store.resend_latest_callback(&order_no, now_ms()).await? {
+            let audit = crate::users::cli_audit("callback.resend", format!("order:{order_no}"));
+            match store
+                .resend_latest_callback(&order_no, now_ms(), Some(&audit))
+                .await?
+            {
                 Some(id) => print_json(&json!({"orderNo": order_no.as_str(), "queued": id})),
                 None => {
                     return Err(Failure(format!(
@@ -576,11 +580,13 @@ async fn notary(store: &SqlStore) -> Result<Notary, Failure> {
     Ok(Notary::new(key, operator_timezone(store).await?))
 }
 
-/// Applies an event to an order as the server would: its dialect renders the callback.
+/// Applies an event to an order as the server would: its dialect renders the callback; a
+/// person's event is written with its audit entry.
 async fn apply_event(
     store: &SqlStore,
     order_no: &OrderNo,
     event: &OrderEvent,
+    audit: Option<&kassa_store::AuditEntry>,
 ) -> Result<Order, Failure> {
     let notary = notary(store).await?;
     let lifecycle = Lifecycle {
@@ -588,7 +594,9 @@ async fn apply_event(
         notary: &notary,
         dialects: &Dialects::standard(),
     };
-    Ok(lifecycle.apply_event(order_no, event, now_ms()).await?)
+    Ok(lifecycle
+        .apply_event_audited(order_no, event, now_ms(), audit)
+        .await?)
 }
 
 fn order_json(order: &Order, reveal_personal_data: bool) -> Value {
@@ -691,7 +699,13 @@ pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
     let rail_outcome = Rails::standard()
         .of(&order)?
         .manual_outcome(&order, &name, received)?;
-    let changed = apply_event(&store, &order_no, &rail_outcome.event(order.amount_minor)).await?;
+    let changed = apply_event(
+        &store,
+        &order_no,
+        &rail_outcome.event(order.amount_minor),
+        None,
+    )
+    .await?;
     print_json(&order_json(&changed, false));
     Ok(())
 }
@@ -719,14 +733,21 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
             reason,
         } => {
             let order_no = parse_order_no(&order_no)?;
+            let outcome = if succeed { "succeeded" } else { "failed" };
+            let default = if succeed {
+                "paid, as the operator found"
+            } else {
+                "declined by the operator"
+            };
+            let reason = reason.unwrap_or_else(|| default.into());
+            let mut audit = crate::users::cli_audit("order.resolve", format!("order:{order_no}"));
+            audit.after = Some(format!("{outcome}: {reason}"));
             let event = if succeed {
                 OrderEvent::OperatorSucceeded
             } else {
-                OrderEvent::OperatorFailed {
-                    reason: reason.unwrap_or_else(|| "declined by the operator".into()),
-                }
+                OrderEvent::OperatorFailed { reason }
             };
-            let changed = apply_event(&store, &order_no, &event).await?;
+            let changed = apply_event(&store, &order_no, &event, Some(&audit)).await?;
             print_json(&order_json(&changed, false));
         }
     }

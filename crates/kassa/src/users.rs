@@ -172,16 +172,25 @@ fn password(from_stdin: bool) -> Result<(String, Option<String>), Failure> {
     Ok((line.trim_end_matches(['\r', '\n']).to_string(), None))
 }
 
-/// An audit entry of the command line: the shell user who ran it.
+/// An audit entry of a user's change made on the command line.
 fn audit(action: &str, user_id: i64, before: Option<String>, after: Option<String>) -> AuditEntry {
+    AuditEntry {
+        before,
+        after,
+        ..cli_audit(action, format!("user:{user_id}"))
+    }
+}
+
+/// An audit entry of the command line: the shell user who ran it, on `target`.
+pub(crate) fn cli_audit(action: &str, target: String) -> AuditEntry {
     let shell_user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     AuditEntry {
         at_ms: now_ms(),
         actor: format!("cli:{}", shell_user.chars().take(64).collect::<String>()),
         action: action.into(),
-        target: format!("user:{user_id}"),
-        before,
-        after,
+        target,
+        before: None,
+        after: None,
         source: "cli".into(),
     }
 }

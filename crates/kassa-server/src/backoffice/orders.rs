@@ -553,18 +553,14 @@ pub async fn resend(
 ) -> Result<Response> {
     let order = caller.order(&backoffice, &order_no).await?;
     let store = backoffice.gateway.store.as_ref();
-    let Some(callback_id) = store
-        .resend_latest_callback(&order.order_no, now_ms())
-        .await?
-    else {
+    let audit = caller.audit("callback.resend", format!("order:{}", order.order_no));
+    let queued = store.resend_latest_callback(&order.order_no, now_ms(), Some(&audit));
+    if queued.await?.is_none() {
         return Err(Error::BadInput(
             "this order has no callback to resend".into(),
         ));
-    };
+    }
     backoffice.gateway.dispatcher_wake.notify_one();
-    let mut audit = caller.audit("callback.resend", format!("order:{}", order.order_no));
-    audit.after = Some(format!("callback {callback_id} queued"));
-    store.append_audit(&audit).await?;
     Ok(see(&format!("/admin/orders/{}", order.order_no)))
 }
 
@@ -589,15 +585,15 @@ pub async fn resolve(
         },
         other => return Err(bad("outcome", other)),
     };
-    let changed = backoffice
-        .gateway
-        .change_order(&order.order_no, &event)
-        .await
-        .map_err(|e| Error::BadInput(format!("cannot resolve this order: {e}")))?;
+    // The resolution and its audit entry are written together, with the change itself.
     let mut audit = caller.audit("order.resolve", format!("order:{}", order.order_no));
     audit.before = Some(order.status.as_str().into());
-    audit.after = Some(format!("{}: {reason}", changed.status.as_str()));
-    backoffice.gateway.store.append_audit(&audit).await?;
+    audit.after = Some(format!("{}: {reason}", form.outcome));
+    backoffice
+        .gateway
+        .change_order_audited(&order.order_no, &event, &audit)
+        .await
+        .map_err(|e| Error::BadInput(format!("cannot resolve this order: {e}")))?;
     Ok(see(&format!("/admin/orders/{}", order.order_no)))
 }
 
@@ -724,14 +720,10 @@ pub async fn resend_many(
     let store = backoffice.gateway.store.as_ref();
     for order_no in &picked {
         let order = caller.order(&backoffice, order_no).await?;
-        if let Some(callback_id) = store
-            .resend_latest_callback(&order.order_no, now_ms())
-            .await?
-        {
-            let mut audit = caller.audit("callback.resend", format!("order:{}", order.order_no));
-            audit.after = Some(format!("callback {callback_id} queued"));
-            store.append_audit(&audit).await?;
-        }
+        let audit = caller.audit("callback.resend", format!("order:{}", order.order_no));
+        store
+            .resend_latest_callback(&order.order_no, now_ms(), Some(&audit))
+            .await?;
     }
     backoffice.gateway.dispatcher_wake.notify_one();
     Ok(see("/admin/callbacks"))

@@ -300,7 +300,9 @@ impl CallbackStore for SqlStore {
         &self,
         order_no: &OrderNo,
         now_ms: i64,
+        audit: Option<&crate::AuditEntry>,
     ) -> StoreResult<Option<String>> {
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE callbacks SET state = 'pending', first_due_at_ms = $1, next_attempt_at_ms = $1, \
              delivered_at_ms = NULL, dead_at_ms = NULL, lease_owner = NULL, lease_until_ms = NULL \
@@ -309,9 +311,20 @@ impl CallbackStore for SqlStore {
         )
         .bind(now_ms)
         .bind(order_no.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+        let Some(callback_id) = row.map(|r| r.try_get::<String, _>(0)).transpose()? else {
+            return Ok(None);
+        };
+        if let Some(entry) = audit {
+            let entry = crate::AuditEntry {
+                after: Some(format!("callback {callback_id} queued")),
+                ..entry.clone()
+            };
+            super::users::audit(&mut tx, &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(callback_id))
     }
 
     async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>> {

@@ -468,6 +468,7 @@ impl OrderStore for SqlStore {
         from: OrderStatus,
         callback: Option<&NewCallback>,
         journal: Option<&kassa_core::ledger::Journal>,
+        audit: Option<&crate::AuditEntry>,
     ) -> StoreResult<bool> {
         crate::telemetry::timed("transition_order", async move {
             let mut tx = match journal {
@@ -501,6 +502,9 @@ impl OrderStore for SqlStore {
             }
             if let Some(journal) = journal {
                 super::ledger::post(&mut tx, journal).await?;
+            }
+            if let Some(entry) = audit {
+                super::users::audit(&mut tx, entry).await?;
             }
             tx.commit().await?;
             Ok(true)

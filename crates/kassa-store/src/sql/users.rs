@@ -36,7 +36,7 @@ fn user_from_row(row: &AnyRow) -> StoreResult<User> {
 }
 
 /// Appends `entry` inside `tx`.
-async fn audit(
+pub(super) async fn audit(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     entry: &AuditEntry,
 ) -> StoreResult<()> {

@@ -263,7 +263,7 @@ async fn one_order(store: &SqlStore, app: &App, n: u64, books: bool) -> Result<(
     let created = order.clone();
     order.apply(&OrderEvent::PayerStarted, now)?;
     store
-        .transition_order(&order, created.status, None, None)
+        .transition_order(&order, created.status, None, None, None)
         .await?;
     let started = order.clone();
     let paid = OrderEvent::Paid {
@@ -286,7 +286,13 @@ async fn one_order(store: &SqlStore, app: &App, n: u64, books: bool) -> Result<(
     };
     let callback = callback_of(&order, now);
     let stored = store
-        .transition_order(&order, started.status, Some(&callback), journal.as_ref())
+        .transition_order(
+            &order,
+            started.status,
+            Some(&callback),
+            journal.as_ref(),
+            None,
+        )
         .await?;
     if !stored || order.status != OrderStatus::Succeeded {
         return Err(Failure("the payment was not stored".into()));
