@@ -117,6 +117,16 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ("GET", "/admin/users", [true, false, false, false]),
     (
         "POST",
+        "/admin/users/{user_id}/reset-password",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
+        "/admin/users/{user_id}/remove-second-factor",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
         "/admin/users/{user_id}/disable",
         [true, false, false, false],
     ),
@@ -1123,6 +1133,65 @@ async fn merchants_are_suspended_and_reinstated(world: World) {
     }
 }
 
+/// The operator admin gives a user a new password (shown once; the user's sessions end) and
+/// removes a lost second factor; both audited.
+async fn passwords_and_second_factors_are_reset(world: World) {
+    let (server, office) = (&world.server, &world.office);
+    let admin = office.sign_in("operator-admin@shop.example").await;
+    let email = "merchant-developer@shop.example";
+    let theirs = office.sign_in(email).await;
+    let user = server.store.user_by_email(email).await.unwrap().unwrap();
+    let reset = format!("/admin/users/{}/reset-password", user.user_id);
+    let answer = office.post(&reset, &admin, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let marker = r#"id="password" class="wide" readonly value=""#;
+    let at = answer.body.find(marker).unwrap() + marker.len();
+    let password = answer.body[at..].split('"').next().unwrap().to_string();
+    assert!(password.len() >= 12, "{password}");
+    assert!(
+        is_sign_in_redirect(&office.get("/admin/overview", Some(&theirs)).await),
+        "their session ended"
+    );
+    assert_eq!(
+        office.try_sign_in(email, office::PASSWORD, "").await.status,
+        401,
+        "the old password"
+    );
+    assert_eq!(
+        office.try_sign_in(email, &password, "").await.status,
+        303,
+        "the new one"
+    );
+    let mine = format!("/admin/users/{}/reset-password", admin_id(server).await);
+    assert_eq!(
+        office.post(&mine, &admin, &[]).await.status,
+        400,
+        "not one's own"
+    );
+    let (sealed, _) = kassa_server::accounts::enrol_totp(&office.kek, email);
+    let entry = office::cli_entry("user.totp-enrol", format!("user:{}", user.user_id));
+    server
+        .store
+        .set_totp_secret(user.user_id, Some(&sealed), &entry)
+        .await
+        .unwrap();
+    let remove = format!("/admin/users/{}/remove-second-factor", user.user_id);
+    assert_eq!(office.post(&remove, &admin, &[]).await.status, 303);
+    let user = server.store.user_by_email(email).await.unwrap().unwrap();
+    assert!(user.totp_secret.is_none());
+    assert!(audit_has(server, "user.reset-password").await);
+    assert!(audit_has(server, "user.totp-remove").await);
+}
+
+async fn admin_id(server: &Server) -> i64 {
+    let admin = server
+        .store
+        .user_by_email("operator-admin@shop.example")
+        .await
+        .unwrap();
+    admin.unwrap().user_id
+}
+
 kassa_store::on_both_databases!(
     crate::world;
     every_route_is_authorised,
@@ -1140,4 +1209,5 @@ kassa_store::on_both_databases!(
     settlement_reports_download,
     a_second_factor_can_be_required,
     merchants_are_suspended_and_reinstated,
+    passwords_and_second_factors_are_reset,
 );

@@ -302,6 +302,18 @@ fn routes() -> Vec<(Route, Handler)> {
         ),
         route(
             Method::POST,
+            "/admin/users/{user_id}/reset-password",
+            SignedIn(ManageUsers),
+            post(platform::reset_password),
+        ),
+        route(
+            Method::POST,
+            "/admin/users/{user_id}/remove-second-factor",
+            SignedIn(ManageUsers),
+            post(platform::remove_second_factor),
+        ),
+        route(
+            Method::POST,
             "/admin/users/{user_id}/disable",
             SignedIn(ManageUsers),
             post(platform::disable_user),

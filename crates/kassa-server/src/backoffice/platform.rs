@@ -880,3 +880,69 @@ pub async fn disable_channel(
 ) -> Result<Response> {
     set_channel_enabled(&backoffice, &caller, &channel_id, false).await
 }
+
+#[derive(Template)]
+#[template(path = "backoffice/new_password.html")]
+struct NewPasswordPage {
+    title: &'static str,
+    nav: Option<Nav>,
+    user: String,
+    password: String,
+}
+
+/// The user asked for, by id; not the caller (who has their own account page).
+async fn other_user(
+    backoffice: &Backoffice,
+    caller: &Caller,
+    user_id: &str,
+) -> Result<kassa_store::User> {
+    let user_id: i64 = user_id.parse().map_err(|_| Error::NotFound)?;
+    if user_id == caller.user.user_id {
+        return Err(Error::BadInput("not your own account".into()));
+    }
+    let users = backoffice.gateway.store.users().await?;
+    users
+        .into_iter()
+        .find(|u| u.user_id == user_id)
+        .ok_or(Error::NotFound)
+}
+
+/// Gives a user a new password, generated and shown once (as `kassa user reset-password`
+/// does); their sessions end and their lock is lifted; audited with the change.
+pub async fn reset_password(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(user_id): Path<String>,
+) -> Result<Response> {
+    let user = other_user(&backoffice, &caller, &user_id).await?;
+    let password = crate::passwords::generate();
+    let hash = crate::passwords::hash(&password).map_err(|e| Error::Internal(e.to_string()))?;
+    let audit = caller.audit("user.reset-password", format!("user:{}", user.user_id));
+    let store = backoffice.gateway.store.as_ref();
+    if !store.set_password_hash(user.user_id, &hash, &audit).await? {
+        return Err(Error::NotFound);
+    }
+    let shown = NewPasswordPage {
+        title: "New password",
+        nav: Some(Nav::of(&caller)),
+        user: user_label(&user),
+        password,
+    };
+    Ok(page(&shown))
+}
+
+/// Removes a user's second factor (a lost phone), as `kassa user totp-remove` does; audited
+/// with the change.
+pub async fn remove_second_factor(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(user_id): Path<String>,
+) -> Result<Response> {
+    let user = other_user(&backoffice, &caller, &user_id).await?;
+    let audit = caller.audit("user.totp-remove", format!("user:{}", user.user_id));
+    let store = backoffice.gateway.store.as_ref();
+    if !store.set_totp_secret(user.user_id, None, &audit).await? {
+        return Err(Error::NotFound);
+    }
+    Ok(see("/admin/users"))
+}
