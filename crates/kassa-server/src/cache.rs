@@ -122,20 +122,26 @@ mod tests {
             webhook_secret: Default::default(),
         }];
         let created = store
-            .create_merchant("M", &apps, Some("OLD"), 1)
+            .create_merchant("M", &apps, Some("OLD"), 1, None)
             .await
             .unwrap();
         let app_id = created.apps[0].app_id;
         let cache = AppCache::new(Duration::from_millis(300));
         assert_eq!(key_of(&cache, &store, app_id).await.as_deref(), Some("OLD"));
-        store.set_app_public_key(app_id, "NEW", 2).await.unwrap();
+        store
+            .set_app_public_key(app_id, "NEW", 2, None)
+            .await
+            .unwrap();
         let within = key_of(&cache, &store, app_id).await;
         assert_eq!(within.as_deref(), Some("OLD"), "within the TTL");
         tokio::time::sleep(Duration::from_millis(350)).await;
         let after = key_of(&cache, &store, app_id).await;
         assert_eq!(after.as_deref(), Some("NEW"), "after it");
         let uncached = AppCache::new(Duration::ZERO);
-        store.set_app_public_key(app_id, "NEWER", 3).await.unwrap();
+        store
+            .set_app_public_key(app_id, "NEWER", 3, None)
+            .await
+            .unwrap();
         assert_eq!(
             key_of(&uncached, &store, app_id).await.as_deref(),
             Some("NEWER")

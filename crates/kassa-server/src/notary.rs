@@ -150,7 +150,9 @@ pub async fn set_operator_timezone(
     now_ms: i64,
 ) -> Result<TimeZone, NotaryError> {
     let zone = parse_timezone(name).map_err(NotaryError::Zone)?;
-    store.set_setting(TIMEZONE_SETTING, name, now_ms).await?;
+    store
+        .set_setting(TIMEZONE_SETTING, name, now_ms, None)
+        .await?;
     Ok(zone)
 }
 

@@ -6,7 +6,7 @@ use crate::now_ms;
 use crate::sealing::{Kek, WEBHOOK_SECRET};
 use kassa_core::{Currency, Secret};
 use kassa_signature::webhook;
-use kassa_store::{MerchantWithApps, NewApp, Store, StoreError};
+use kassa_store::{AuditEntry, MerchantWithApps, NewApp, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnboardingError {
@@ -33,13 +33,15 @@ pub fn new_webhook_secret(kek: &Kek) -> (Secret, Secret) {
     (Secret::new(secret), sealed)
 }
 
-/// Creates a merchant with an app per currency (and the merchant's public key, if given).
+/// Creates a merchant with an app per currency (and the merchant's public key, if given), with
+/// the audit entry of whoever asked (its target and outcome filled in by the store).
 pub async fn create_merchant(
     store: &dyn Store,
     kek: &Kek,
     name: &str,
     currencies: &[Currency],
     public_key_pem: Option<&str>,
+    audit: Option<&AuditEntry>,
 ) -> Result<MerchantWithApps, OnboardingError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -60,6 +62,6 @@ pub async fn create_merchant(
         })
         .collect();
     Ok(store
-        .create_merchant(name, &apps, public_key_pem, now_ms())
+        .create_merchant(name, &apps, public_key_pem, now_ms(), audit)
         .await?)
 }

@@ -151,7 +151,7 @@ pub async fn secret_setting(
     };
     if !is_sealed(&stored) {
         store
-            .set_setting(name, &kek.seal(name, stored.as_bytes()), now_ms)
+            .set_setting(name, &kek.seal(name, stored.as_bytes()), now_ms, None)
             .await?;
         tracing::info!(setting = name, "a secret stored in clear was sealed");
         return Ok(stored);

@@ -127,6 +127,7 @@ async fn setup(db: TestDatabase) -> Setup {
             }],
             None,
             1,
+            None,
         )
         .await
         .unwrap();
@@ -661,6 +662,7 @@ async fn pix_callbacks_carry_x_sign(setup: Setup) {
             }],
             None,
             1,
+            None,
         )
         .await
         .unwrap()
@@ -727,7 +729,7 @@ async fn a_rotated_secret_signs_until_it_retires(setup: Setup) {
     let (app_id, now) = (setup.app.app_id, now_ms());
     let rotated = setup
         .store
-        .rotate_webhook_secret(app_id, &new, now + 3_600_000, now);
+        .rotate_webhook_secret(app_id, &new, now + 3_600_000, now, None);
     assert!(rotated.await.unwrap());
     let order = setup.settled_order("ROTATE-1", &receiver.url, paid()).await;
     let (stop, task) = setup.dispatcher(fast(true));
@@ -753,7 +755,7 @@ async fn a_rotated_secret_signs_until_it_retires(setup: Setup) {
     let newer = Secret::new(kassa_signature::webhook::generate_secret());
     let retired = setup
         .store
-        .rotate_webhook_secret(app_id, &newer, now - 1, now);
+        .rotate_webhook_secret(app_id, &newer, now - 1, now, None);
     assert!(retired.await.unwrap());
     let order = setup.settled_order("ROTATE-2", &receiver.url, paid()).await;
     setup

@@ -564,7 +564,7 @@ async fn fees_and_local_pay_time(server: Server) {
     let rule = FeeRule::new(150, AmountMinor(25)).unwrap();
     server
         .store
-        .set_fee_rule(server.eur, "IDEAL_EUR", Some(rule), 1)
+        .set_fee_rule(server.eur, "IDEAL_EUR", Some(rule), 1, None)
         .await
         .unwrap();
     let (_, _) = settle_direct(&server, "P-1", "paid", "").await;

@@ -103,7 +103,7 @@ async fn replays_and_duplicates(server: Server) {
         kassa_core::AmountLimits::new(kassa_core::AmountMinor(100), kassa_core::AmountMinor(200));
     server
         .store
-        .set_app_limits(server.eur, Some(limits), 2)
+        .set_app_limits(server.eur, Some(limits), 2, None)
         .await
         .unwrap();
     let (status, third) = server.post("/eur/collect/apply", &body).await;
@@ -692,7 +692,7 @@ async fn replaced_keys_take_effect(server: Server) {
     assert_eq!(status, 200);
     server
         .store
-        .set_app_public_key(server.eur, &other_key().public_key_pem(), 5)
+        .set_app_public_key(server.eur, &other_key().public_key_pem(), 5, None)
         .await
         .unwrap();
     let query = json!({"appId": server.eur.0, "orderId": "M-key"});

@@ -204,12 +204,20 @@ pub trait SettingStore: Send + Sync + 'static {
     async fn setting_or_insert(&self, name: &str, value: &str, now_ms: i64) -> StoreResult<String>;
 
     /// Stores `value` under `name`, replacing any earlier value.
-    async fn set_setting(&self, name: &str, value: &str, now_ms: i64) -> StoreResult<()>;
+    /// Sets a setting, with the audit entry of whoever changed it (in one transaction).
+    async fn set_setting(
+        &self,
+        name: &str,
+        value: &str,
+        now_ms: i64,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<()>;
 
     async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
 }
 
-/// Merchants, their apps (one per currency) and the apps' fee rules.
+/// Merchants, their apps (one per currency) and the apps' fee rules. A change takes the audit
+/// entry of whoever made it (none for the system's own), written in its transaction.
 #[async_trait]
 pub trait MerchantStore: Send + Sync + 'static {
     /// Creates a merchant and its apps, all or nothing.
@@ -219,6 +227,7 @@ pub trait MerchantStore: Send + Sync + 'static {
         apps: &[NewApp],
         public_key: Option<&str>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<MerchantWithApps>;
 
     async fn list_merchants(&self) -> StoreResult<Vec<MerchantWithApps>>;
@@ -237,6 +246,7 @@ pub trait MerchantStore: Send + Sync + 'static {
         app_id: AppId,
         public_key: &str,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
     /// Sets or clears who receives an app's PIX payments. False if the app does not exist.
@@ -245,6 +255,7 @@ pub trait MerchantStore: Send + Sync + 'static {
         app_id: AppId,
         receiver: Option<&kassa_core::pix::PixReceiver>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
     /// Sets or clears the operator's limits of an app. False if the app does not exist.
@@ -253,6 +264,7 @@ pub trait MerchantStore: Send + Sync + 'static {
         app_id: AppId,
         limits: Option<AmountLimits>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
     /// Replaces an app's webhook secret. False if the app does not exist.
@@ -270,6 +282,7 @@ pub trait MerchantStore: Send + Sync + 'static {
         merchant_id: kassa_core::MerchantId,
         suspended_at_ms: Option<i64>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
     /// Replaces an app's webhook secret, the old one kept to sign callbacks too until
@@ -280,6 +293,7 @@ pub trait MerchantStore: Send + Sync + 'static {
         secret: &kassa_core::Secret,
         retiring_until_ms: i64,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
     /// Sets (or with `None` removes) the fee rule of an app for a method code, or for
@@ -290,6 +304,7 @@ pub trait MerchantStore: Send + Sync + 'static {
         method: &str,
         rule: Option<FeeRule>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
     /// The fee rules of an app, by method code.
@@ -435,7 +450,11 @@ pub trait ChannelStore: Send + Sync + 'static {
 
     /// Replaces a channel's settings and methods in one transaction (its creation time is
     /// kept); false if no channel has its id.
-    async fn update_channel(&self, channel: &kassa_core::Channel) -> StoreResult<bool>;
+    async fn update_channel(
+        &self,
+        channel: &kassa_core::Channel,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<bool>;
 
     /// A channel, its methods by method code.
     async fn channel(&self, channel_id: &str) -> StoreResult<Option<kassa_core::Channel>>;
@@ -525,7 +544,12 @@ pub trait LedgerStore: Send + Sync + 'static {
     async fn success_terms(&self, app_id: AppId) -> StoreResult<SuccessTerms>;
 
     /// Sets an app's settlement delay; false if the app does not exist. Checked by the caller.
-    async fn set_settlement_delay_days(&self, app_id: AppId, days: i64) -> StoreResult<bool>;
+    async fn set_settlement_delay_days(
+        &self,
+        app_id: AppId,
+        days: i64,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<bool>;
 
     /// Success journals due to settle at `now_ms` and not settled yet, soonest first.
     async fn settlements_due(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<DueSettlement>>;

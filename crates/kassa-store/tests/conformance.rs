@@ -64,7 +64,7 @@ fn apps(currencies: &[Currency]) -> Vec<NewApp> {
 
 async fn eur_app(store: &SqlStore) -> AppId {
     let created = store
-        .create_merchant("Shop", &apps(&[Currency::Eur]), None, 1)
+        .create_merchant("Shop", &apps(&[Currency::Eur]), None, 1, None)
         .await
         .unwrap();
     created.apps[0].app_id
@@ -90,9 +90,9 @@ async fn first_setting_wins(db: TestDatabase) {
 
 async fn settings_can_be_replaced(db: TestDatabase) {
     let store = db.store().await;
-    store.set_setting("zone", "UTC", 1).await.unwrap();
+    store.set_setting("zone", "UTC", 1, None).await.unwrap();
     store
-        .set_setting("zone", "Europe/Amsterdam", 2)
+        .set_setting("zone", "Europe/Amsterdam", 2, None)
         .await
         .unwrap();
     assert_eq!(
@@ -108,14 +108,17 @@ async fn settings_can_be_replaced(db: TestDatabase) {
 async fn merchants_are_listed_with_their_own_apps(db: TestDatabase) {
     let store = db.store().await;
     let a = store
-        .create_merchant("A", &apps(&[Currency::Eur, Currency::Usd]), None, 1)
+        .create_merchant("A", &apps(&[Currency::Eur, Currency::Usd]), None, 1, None)
         .await
         .unwrap();
     let b = store
-        .create_merchant("B", &apps(&[Currency::Brl]), None, 2)
+        .create_merchant("B", &apps(&[Currency::Brl]), None, 2, None)
         .await
         .unwrap();
-    let c = store.create_merchant("C", &[], None, 3).await.unwrap();
+    let c = store
+        .create_merchant("C", &[], None, 3, None)
+        .await
+        .unwrap();
     let listed = store.list_merchants().await.unwrap();
     assert_eq!(listed, vec![a, b, c]);
 }
@@ -128,6 +131,7 @@ async fn merchants_and_apps(db: TestDatabase) {
             &apps(&[Currency::Eur, Currency::Usd]),
             Some("PEM"),
             7,
+            None,
         )
         .await
         .unwrap();
@@ -165,7 +169,7 @@ async fn merchants_and_apps(db: TestDatabase) {
             .unwrap()
     );
     let second = store
-        .create_merchant("Other", &apps(&[Currency::Eur]), None, 8)
+        .create_merchant("Other", &apps(&[Currency::Eur]), None, 8, None)
         .await
         .unwrap();
     assert_ne!(second.merchant.id, created.merchant.id);
@@ -177,7 +181,7 @@ async fn merchants_and_apps(db: TestDatabase) {
 
     assert!(
         store
-            .set_app_public_key(usd.app_id, "NEW", 9)
+            .set_app_public_key(usd.app_id, "NEW", 9, None)
             .await
             .unwrap()
     );
@@ -193,7 +197,7 @@ async fn merchants_and_apps(db: TestDatabase) {
     );
     assert!(
         !store
-            .set_app_public_key(AppId(999_999), "X", 9)
+            .set_app_public_key(AppId(999_999), "X", 9, None)
             .await
             .unwrap()
     );
@@ -208,7 +212,7 @@ async fn merchants_and_apps(db: TestDatabase) {
     let receiver = kassa_core::pix::PixReceiver::new("+5511987654321", "Loja", "Rio").unwrap();
     assert!(
         store
-            .set_app_pix(eur.app_id, Some(&receiver), 9)
+            .set_app_pix(eur.app_id, Some(&receiver), 9, None)
             .await
             .unwrap()
     );
@@ -216,14 +220,19 @@ async fn merchants_and_apps(db: TestDatabase) {
         store.app(eur.app_id).await.unwrap().unwrap().pix,
         Some(receiver)
     );
-    assert!(store.set_app_pix(eur.app_id, None, 9).await.unwrap());
+    assert!(store.set_app_pix(eur.app_id, None, 9, None).await.unwrap());
     assert_eq!(store.app(eur.app_id).await.unwrap().unwrap().pix, None);
-    assert!(!store.set_app_pix(AppId(999_999), None, 9).await.unwrap());
+    assert!(
+        !store
+            .set_app_pix(AppId(999_999), None, 9, None)
+            .await
+            .unwrap()
+    );
 
     let limits = AmountLimits::new(AmountMinor(500), AmountMinor(9_000));
     assert!(
         store
-            .set_app_limits(eur.app_id, Some(limits), 10)
+            .set_app_limits(eur.app_id, Some(limits), 10, None)
             .await
             .unwrap()
     );
@@ -236,7 +245,12 @@ async fn merchants_and_apps(db: TestDatabase) {
             .limits_override,
         Some(limits)
     );
-    assert!(store.set_app_limits(eur.app_id, None, 11).await.unwrap());
+    assert!(
+        store
+            .set_app_limits(eur.app_id, None, 11, None)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store
             .app(eur.app_id)
@@ -723,14 +737,14 @@ async fn channels_round_trip(db: TestDatabase) {
     changed.methods[0].upstream_in_bank_code = "IDEAL2".into();
     changed.updated_at_ms = 9;
     changed.created_at_ms = 999; // not written by an update
-    assert!(store.update_channel(&changed).await.unwrap());
+    assert!(store.update_channel(&changed, None).await.unwrap());
     let read = store.channel("acme-a").await.unwrap().unwrap();
     assert_eq!(read.created_at_ms, 5);
     changed.created_at_ms = 5;
     assert_eq!(read, changed);
     assert!(
         !store
-            .update_channel(&upstream_channel("nobody", 1))
+            .update_channel(&upstream_channel("nobody", 1), None)
             .await
             .unwrap()
     );
@@ -982,16 +996,21 @@ async fn fee_rules(db: TestDatabase) {
     assert_eq!(store.fee_rule_for(app, "IDEAL_EUR").await.unwrap(), None);
     let any = kassa_core::FeeRule::new(100, AmountMinor(10)).unwrap();
     let ideal = kassa_core::FeeRule::new(250, AmountMinor(0)).unwrap();
-    assert!(store.set_fee_rule(app, "*", Some(any), 1).await.unwrap());
     assert!(
         store
-            .set_fee_rule(app, "IDEAL_EUR", Some(any), 1)
+            .set_fee_rule(app, "*", Some(any), 1, None)
             .await
             .unwrap()
     );
     assert!(
         store
-            .set_fee_rule(app, "IDEAL_EUR", Some(ideal), 2)
+            .set_fee_rule(app, "IDEAL_EUR", Some(any), 1, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_fee_rule(app, "IDEAL_EUR", Some(ideal), 2, None)
             .await
             .unwrap(),
         "replaces"
@@ -1002,14 +1021,19 @@ async fn fee_rules(db: TestDatabase) {
     );
     assert_eq!(store.fee_rule_for(app, "EPS_EUR").await.unwrap(), Some(any));
     assert_eq!(store.fee_rules(app).await.unwrap().len(), 2);
-    assert!(store.set_fee_rule(app, "IDEAL_EUR", None, 3).await.unwrap());
+    assert!(
+        store
+            .set_fee_rule(app, "IDEAL_EUR", None, 3, None)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.fee_rule_for(app, "IDEAL_EUR").await.unwrap(),
         Some(any)
     );
     assert!(
         !store
-            .set_fee_rule(AppId(999_999), "*", Some(any), 1)
+            .set_fee_rule(AppId(999_999), "*", Some(any), 1, None)
             .await
             .unwrap()
     );
@@ -1247,7 +1271,7 @@ async fn journals_post_with_their_change(db: TestDatabase) {
             .settlement_delay_days,
         1
     );
-    assert!(store.set_settlement_delay_days(app, 3).await.unwrap());
+    assert!(store.set_settlement_delay_days(app, 3, None).await.unwrap());
     assert_eq!(
         store
             .success_terms(app)
@@ -1483,7 +1507,7 @@ async fn users_and_their_audit_log(db: TestDatabase) {
     use kassa_store::AuditEntry;
     let store = db.store().await;
     let merchant = store
-        .create_merchant("Shop", &[], None, 1)
+        .create_merchant("Shop", &[], None, 1, None)
         .await
         .unwrap()
         .merchant
@@ -1829,6 +1853,83 @@ async fn the_back_office_finds_orders(db: TestDatabase) {
     assert!(apps.iter().any(|a| a.app_id == app));
 }
 
+/// A person's change and its audit entry are one write: both or neither.
+async fn changes_carry_their_audit_entry(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let entry = |action: &str| kassa_store::AuditEntry {
+        at_ms: 7,
+        actor: "user:1".into(),
+        action: action.into(),
+        target: "app".into(),
+        before: None,
+        after: None,
+        source: "192.0.2.1".into(),
+    };
+    let limits = AmountLimits::new(AmountMinor(100), AmountMinor(900));
+    let set = entry("limits");
+    assert!(
+        store
+            .set_app_limits(app, Some(limits), 7, Some(&set))
+            .await
+            .unwrap()
+    );
+    let missing = AppId(app.0 + 999);
+    let none = entry("limits-of-nobody");
+    assert!(
+        !store
+            .set_app_limits(missing, None, 7, Some(&none))
+            .await
+            .unwrap()
+    );
+    let rule = kassa_core::FeeRule::new(10, AmountMinor(0)).unwrap();
+    let fee = entry("fee");
+    assert!(
+        store
+            .set_fee_rule(app, "*", Some(rule), 7, Some(&fee))
+            .await
+            .unwrap()
+    );
+    let merchant = store.merchant_of_app(app).await.unwrap().unwrap().id;
+    let suspend = entry("suspend");
+    let suspended = store.set_merchant_suspended(merchant, Some(7), 7, Some(&suspend));
+    assert!(suspended.await.unwrap());
+    assert!(store.app(app).await.unwrap().unwrap().suspended);
+    let created = store
+        .create_merchant(
+            "Audited",
+            &apps(&[Currency::Eur]),
+            None,
+            7,
+            Some(&entry("create")),
+        )
+        .await
+        .unwrap();
+    let actions: Vec<(String, String)> = store
+        .audit_entries(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.target))
+        .collect();
+    let merchant_target = format!("merchant:{}", created.merchant.id.0);
+    for (action, target) in [
+        ("limits", "app"),
+        ("fee", "app"),
+        ("suspend", "app"),
+        ("create", merchant_target.as_str()),
+    ] {
+        assert!(
+            actions.iter().any(|(a, t)| a == action && t == target),
+            "{action}: {actions:?}"
+        );
+    }
+    assert!(
+        !actions.iter().any(|(a, _)| a == "limits-of-nobody"),
+        "no change, no entry"
+    );
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1859,4 +1960,5 @@ kassa_store::on_both_databases!(
     users_and_their_audit_log,
     sessions_end_when_they_should,
     the_back_office_finds_orders,
+    changes_carry_their_audit_entry,
 );

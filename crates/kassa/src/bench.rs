@@ -293,7 +293,13 @@ async fn set_up_app(store: &SqlStore, currency: Currency) -> Result<Shop, Failur
         webhook_secret: crate::operator::sealed_webhook_secret(&kek),
     }];
     let created = store
-        .create_merchant("Bench Shop", &apps, Some(&key.public_key_pem()), now_ms())
+        .create_merchant(
+            "Bench Shop",
+            &apps,
+            Some(&key.public_key_pem()),
+            now_ms(),
+            None,
+        )
         .await?;
     Ok(Shop {
         app_id: created.apps[0].app_id,

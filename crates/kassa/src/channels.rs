@@ -114,7 +114,11 @@ pub async fn channel(command: ChannelCommand, store: &SqlStore) -> Outcome {
             let current = existing(store, &id).await?;
             let mut channel = settings.apply(current, &kek)?;
             channel.updated_at_ms = now_ms();
-            store.update_channel(&channel).await?;
+            let audit = crate::users::cli_audit(
+                "channel.update",
+                format!("channel:{}", channel.channel_id),
+            );
+            store.update_channel(&channel, Some(&audit)).await?;
             channel
         }
         ChannelCommand::Enable { id } => set_enabled(store, &id, true).await?,
@@ -153,7 +157,9 @@ async fn set_enabled(store: &SqlStore, id: &str, enabled: bool) -> Result<Channe
     let mut channel = existing(store, id).await?;
     channel.enabled = enabled;
     channel.updated_at_ms = now_ms();
-    store.update_channel(&channel).await?;
+    let audit =
+        crate::users::cli_audit("channel.update", format!("channel:{}", channel.channel_id));
+    store.update_channel(&channel, Some(&audit)).await?;
     Ok(channel)
 }
 

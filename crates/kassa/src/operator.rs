@@ -281,8 +281,10 @@ pub async fn create_merchant(
     name: &str,
     currencies: &[Currency],
     public_key_pem: Option<&str>,
+    audit: Option<&kassa_store::AuditEntry>,
 ) -> Result<MerchantWithApps, Failure> {
-    let created = onboarding::create_merchant(store, kek, name, currencies, public_key_pem).await;
+    let created =
+        onboarding::create_merchant(store, kek, name, currencies, public_key_pem, audit).await;
     created.map_err(|e| match e {
         OnboardingError::Name => {
             Failure("--name must be 1 to 100 characters without control characters".into())
@@ -317,7 +319,9 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                 });
             }
             let pem = public_key_pem.as_deref();
-            let created = create_merchant(&store, &kek, &name, &currencies, pem).await?;
+            let audit = crate::users::cli_audit("merchant.create", String::new());
+            let created =
+                create_merchant(&store, &kek, &name, &currencies, pem, Some(&audit)).await?;
             let mut out = json!({
                 "merchantId": created.merchant.id.0,
                 "apps": created.apps.iter().map(|a| json!({
@@ -404,8 +408,16 @@ async fn set_pix(store: &SqlStore, app_id: AppId, receiver: PixReceiver) -> Outc
             app.currency
         )));
     }
-    store.set_app_pix(app_id, Some(&receiver), now_ms()).await?;
+    let audit = app_audit("app.set-pix", app_id.0);
+    store
+        .set_app_pix(app_id, Some(&receiver), now_ms(), Some(&audit))
+        .await?;
     Ok(())
+}
+
+/// An audit entry of an app's change made on the command line.
+fn app_audit(action: &str, app_id: i64) -> kassa_store::AuditEntry {
+    crate::users::cli_audit(action, format!("app:{app_id}"))
 }
 
 /// Prints an app as it now is, with its fee rules (an unknown app changed nothing).
@@ -445,7 +457,12 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
         AppCommand::SetKey { app_id, public_key } => {
             let pem = read_public_key(&public_key)?;
             store
-                .set_app_public_key(AppId(app_id), &pem, now_ms())
+                .set_app_public_key(
+                    AppId(app_id),
+                    &pem,
+                    now_ms(),
+                    Some(&app_audit("app.set-key", app_id)),
+                )
                 .await?;
             AppId(app_id)
         }
@@ -457,7 +474,12 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
         } => {
             let limits = limits_of(min, max, clear)?;
             store
-                .set_app_limits(AppId(app_id), limits, now_ms())
+                .set_app_limits(
+                    AppId(app_id),
+                    limits,
+                    now_ms(),
+                    Some(&app_audit("app.set-limits", app_id)),
+                )
                 .await?;
             AppId(app_id)
         }
@@ -470,7 +492,13 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
         } => {
             let rule = fee_rule_of(&method, basis_points, &fixed, clear)?;
             store
-                .set_fee_rule(AppId(app_id), &method, rule, now_ms())
+                .set_fee_rule(
+                    AppId(app_id),
+                    &method,
+                    rule,
+                    now_ms(),
+                    Some(&app_audit("app.set-fee", app_id)),
+                )
                 .await?;
             AppId(app_id)
         }
@@ -479,7 +507,13 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
             if !(0..=most).contains(&days) {
                 return Err(Failure(format!("--days must be 0 to {most}, not {days}")));
             }
-            store.set_settlement_delay_days(AppId(app_id), days).await?;
+            store
+                .set_settlement_delay_days(
+                    AppId(app_id),
+                    days,
+                    Some(&app_audit("app.set-settlement", app_id)),
+                )
+                .await?;
             AppId(app_id)
         }
         AppCommand::SetPix {
@@ -496,7 +530,13 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
             let now = now_ms();
             let until = now + kassa_server::onboarding::RETIRING_SECRET_MS;
             store
-                .rotate_webhook_secret(AppId(app_id), &secret, until, now)
+                .rotate_webhook_secret(
+                    AppId(app_id),
+                    &secret,
+                    until,
+                    now,
+                    Some(&app_audit("app.rotate-webhook-secret", app_id)),
+                )
                 .await?;
             AppId(app_id)
         }

@@ -68,7 +68,7 @@ async fn ensure_demo(
                 .ok_or_else(|| Failure(format!("the demo app {id} is gone")))?;
             if app.public_key.as_deref() != Some(public_pem.as_str()) {
                 store
-                    .set_app_public_key(app.app_id, &public_pem, now_ms())
+                    .set_app_public_key(app.app_id, &public_pem, now_ms(), None)
                     .await?;
             }
             out.push((currency, app.app_id));
@@ -81,13 +81,14 @@ async fn ensure_demo(
         "Demo Shop",
         &[Currency::Eur, Currency::Usd, Currency::Brl],
         Some(&public_pem),
+        None,
     )
     .await?;
     // The BRL app receives PIX payments with a made-up random key (the sandbox moves no money).
     let receiver = kassa_core::pix::PixReceiver::new(DEMO_PIX_KEY, "Demo Shop", "Sao Paulo")?;
     if let Some(brl) = created.apps.iter().find(|a| a.currency == Currency::Brl) {
         store
-            .set_app_pix(brl.app_id, Some(&receiver), now_ms())
+            .set_app_pix(brl.app_id, Some(&receiver), now_ms(), None)
             .await?;
     }
     let apps: Vec<(Currency, AppId)> = created

@@ -99,7 +99,7 @@ async fn a_platform_key_stored_in_clear_is_sealed_in_place() {
         store.migrate().await.unwrap();
         let setting = kassa_server::keys::PLATFORM_KEY_SETTING;
         store
-            .set_setting(setting, &key.to_pkcs8_pem(), 1)
+            .set_setting(setting, &key.to_pkcs8_pem(), 1, None)
             .await
             .unwrap();
         store.close().await;

@@ -150,12 +150,11 @@ pub async fn require(
     };
     let store = backoffice.gateway.store.as_ref();
     let before = second_factor_required(&backoffice).await?;
-    store
-        .set_setting(REQUIRE_SECOND_FACTOR, required, now_ms())
-        .await?;
     let mut audit = caller.audit("backoffice.require-second-factor", "backoffice".into());
     audit.before = Some(before.to_string());
     audit.after = Some(required.into());
-    store.append_audit(&audit).await?;
+    store
+        .set_setting(REQUIRE_SECOND_FACTOR, required, now_ms(), Some(&audit))
+        .await?;
     Ok(see("/admin/users"))
 }

@@ -213,13 +213,12 @@ pub async fn set_key(
         }
     };
     let store = backoffice.gateway.store.as_ref();
-    store
-        .set_app_public_key(app.app_id, &key.to_pem(), now_ms())
-        .await?;
     let mut audit = caller.audit("app.set-key", format!("app:{}", app.app_id.0));
     audit.before = Some(key_label(&app));
     audit.after = Some(key.fingerprint());
-    store.append_audit(&audit).await?;
+    store
+        .set_app_public_key(app.app_id, &key.to_pem(), now_ms(), Some(&audit))
+        .await?;
     Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
 }
 
@@ -454,11 +453,12 @@ pub async fn set_limits(
         )
     };
     let store = backoffice.gateway.store.as_ref();
-    store.set_app_limits(app.app_id, limits, now_ms()).await?;
     let mut audit = caller.audit("app.set-limits", format!("app:{}", app.app_id.0));
     audit.before = Some(shown(app.limits_override));
     audit.after = Some(shown(limits));
-    store.append_audit(&audit).await?;
+    store
+        .set_app_limits(app.app_id, limits, now_ms(), Some(&audit))
+        .await?;
     Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
 }
 
@@ -511,16 +511,15 @@ pub async fn set_fee(
         .iter()
         .find(|(m, _)| m == method)
         .map(|(_, r)| r.to_string());
-    store
-        .set_fee_rule(app.app_id, method, rule, now_ms())
-        .await?;
     let mut audit = caller.audit(
         "app.set-fee",
         format!("app:{} method:{method}", app.app_id.0),
     );
     audit.before = before;
     audit.after = rule.map(|r| r.to_string());
-    store.append_audit(&audit).await?;
+    store
+        .set_fee_rule(app.app_id, method, rule, now_ms(), Some(&audit))
+        .await?;
     Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
 }
 
@@ -605,24 +604,15 @@ pub async fn create_merchant(
         }
     }
     let store = backoffice.gateway.store.as_ref();
-    let created =
-        crate::onboarding::create_merchant(store, &backoffice.kek, &name, &currencies, None)
-            .await
-            .map_err(|e| match e {
-                crate::onboarding::OnboardingError::Store(e) => Error::Store(e),
-                refused => Error::BadInput(refused.to_string()),
-            })?;
-    let mut audit = caller.audit(
-        "merchant.create",
-        format!("merchant:{}", created.merchant.id.0),
-    );
-    let apps: Vec<String> = created
-        .apps
-        .iter()
-        .map(|a| format!("{} {}", a.app_id.0, a.currency.code()))
-        .collect();
-    audit.after = Some(format!("{}: {}", created.merchant.name, apps.join(", ")));
-    store.append_audit(&audit).await?;
+    // The store fills in the new merchant's number and apps.
+    let audit = caller.audit("merchant.create", String::new());
+    let kek = &backoffice.kek;
+    crate::onboarding::create_merchant(store, kek, &name, &currencies, None, Some(&audit))
+        .await
+        .map_err(|e| match e {
+            crate::onboarding::OnboardingError::Store(e) => Error::Store(e),
+            refused => Error::BadInput(refused.to_string()),
+        })?;
     Ok(see("/admin/merchants"))
 }
 
@@ -648,15 +638,14 @@ pub async fn rotate_webhook_secret(
     let now = now_ms();
     let until = now + crate::onboarding::RETIRING_SECRET_MS;
     let store = backoffice.gateway.store.as_ref();
-    store
-        .rotate_webhook_secret(app.app_id, &sealed, until, now)
-        .await?;
     let mut audit = caller.audit("app.rotate-webhook-secret", format!("app:{}", app.app_id.0));
     audit.after = Some(format!(
         "the old secret signs too until {}",
         local_time(&backoffice, until)
     ));
-    store.append_audit(&audit).await?;
+    store
+        .rotate_webhook_secret(app.app_id, &sealed, until, now, Some(&audit))
+        .await?;
     let shown = SecretPage {
         title: "New webhook secret",
         nav: Some(Nav::of(&caller)),
@@ -739,17 +728,18 @@ async fn set_suspended(
     let now = now_ms();
     let store = backoffice.gateway.store.as_ref();
     let at = suspend.then_some(now);
-    if !store.set_merchant_suspended(merchant_id, at, now).await? {
-        return Err(Error::NotFound);
-    }
     let action = if suspend {
         "merchant.suspend"
     } else {
         "merchant.reinstate"
     };
-    store
-        .append_audit(&caller.audit(action, format!("merchant:{}", merchant_id.0)))
-        .await?;
+    let audit = caller.audit(action, format!("merchant:{}", merchant_id.0));
+    if !store
+        .set_merchant_suspended(merchant_id, at, now, Some(&audit))
+        .await?
+    {
+        return Err(Error::NotFound);
+    }
     Ok(see("/admin/merchants"))
 }
 
@@ -793,11 +783,12 @@ pub async fn set_settlement(
         .ok_or_else(|| Error::BadInput(format!("the delay is 0 to {most} days")))?;
     let store = backoffice.gateway.store.as_ref();
     let before = store.success_terms(app.app_id).await?.settlement_delay_days;
-    store.set_settlement_delay_days(app.app_id, days).await?;
     let mut audit = caller.audit("app.set-settlement", format!("app:{}", app.app_id.0));
     audit.before = Some(format!("{before} days"));
     audit.after = Some(format!("{days} days"));
-    store.append_audit(&audit).await?;
+    store
+        .set_settlement_delay_days(app.app_id, days, Some(&audit))
+        .await?;
     Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
 }
 
@@ -826,15 +817,14 @@ pub async fn set_pix(
     let receiver = kassa_core::pix::PixReceiver::new(form.key.trim(), &form.name, &form.city)
         .map_err(|e| Error::BadInput(e.to_string()))?;
     let store = backoffice.gateway.store.as_ref();
-    store
-        .set_app_pix(app.app_id, Some(&receiver), now_ms())
-        .await?;
     let shown =
         |r: &kassa_core::pix::PixReceiver| format!("{} ({}, {})", r.key.kind(), r.name, r.city);
     let mut audit = caller.audit("app.set-pix", format!("app:{}", app.app_id.0));
     audit.before = app.pix.as_ref().map(shown);
     audit.after = Some(shown(&receiver));
-    store.append_audit(&audit).await?;
+    store
+        .set_app_pix(app.app_id, Some(&receiver), now_ms(), Some(&audit))
+        .await?;
     Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
 }
 
@@ -851,9 +841,6 @@ async fn set_channel_enabled(
     let before = channel.enabled;
     channel.enabled = enabled;
     channel.updated_at_ms = now_ms();
-    if !store.update_channel(&channel).await? {
-        return Err(Error::NotFound);
-    }
     let action = if enabled {
         "channel.enable"
     } else {
@@ -861,7 +848,9 @@ async fn set_channel_enabled(
     };
     let mut audit = caller.audit(action, format!("channel:{}", channel.channel_id));
     audit.before = Some(if before { "enabled" } else { "disabled" }.into());
-    store.append_audit(&audit).await?;
+    if !store.update_channel(&channel, Some(&audit)).await? {
+        return Err(Error::NotFound);
+    }
     Ok(see("/admin/channels"))
 }
 

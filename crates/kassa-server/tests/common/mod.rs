@@ -121,6 +121,7 @@ impl Server {
                 &apps(&[Currency::Eur, Currency::Usd, Currency::Brl]),
                 Some(&pem),
                 1,
+                None,
             )
             .await
             .unwrap();
@@ -130,17 +131,18 @@ impl Server {
                 &apps(&[Currency::Eur, Currency::Brl]),
                 Some(&other_key().public_key_pem()),
                 1,
+                None,
             )
             .await
             .unwrap();
         let keyless = store
-            .create_merchant("Keyless", &apps(&[Currency::Eur]), None, 1)
+            .create_merchant("Keyless", &apps(&[Currency::Eur]), None, 1, None)
             .await
             .unwrap();
         let receiver =
             kassa_core::pix::PixReceiver::new(PIX_KEY, "Loja São João", "São Paulo").unwrap();
         store
-            .set_app_pix(shop.apps[2].app_id, Some(&receiver), 1)
+            .set_app_pix(shop.apps[2].app_id, Some(&receiver), 1, None)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -178,7 +178,11 @@ impl ChannelStore for SqlStore {
         Ok(true)
     }
 
-    async fn update_channel(&self, channel: &Channel) -> StoreResult<bool> {
+    async fn update_channel(
+        &self,
+        channel: &Channel,
+        audit: Option<&crate::AuditEntry>,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let update =
             bind_settings(sqlx::query(UPDATE_CHANNEL), channel).bind(channel.updated_at_ms);
@@ -186,6 +190,7 @@ impl ChannelStore for SqlStore {
             return Ok(false);
         }
         write_methods(&mut tx, channel).await?;
+        super::users::audit_maybe(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -227,7 +227,12 @@ impl LedgerStore for SqlStore {
         Ok(terms)
     }
 
-    async fn set_settlement_delay_days(&self, app_id: AppId, days: i64) -> StoreResult<bool> {
+    async fn set_settlement_delay_days(
+        &self,
+        app_id: AppId,
+        days: i64,
+        audit: Option<&crate::AuditEntry>,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query("UPDATE apps SET settlement_delay_days = $2 WHERE app_id = $1")
             .bind(app_id.0)
@@ -235,8 +240,12 @@ impl LedgerStore for SqlStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        super::users::audit_maybe(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(changed == 1)
+        Ok(true)
     }
 
     async fn settlements_due(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<DueSettlement>> {

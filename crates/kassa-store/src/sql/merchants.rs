@@ -1,8 +1,9 @@
 //! Merchants, their apps and the apps' fee rules: statements, bindings and row mapping.
 
+use super::users::audit_maybe;
 use super::{SqlStore, statement};
 use crate::error::corrupt;
-use crate::{MerchantStore, MerchantWithApps, NewApp, StoreResult};
+use crate::{AuditEntry, MerchantStore, MerchantWithApps, NewApp, StoreResult};
 use async_trait::async_trait;
 use kassa_core::pix::PixReceiver;
 use kassa_core::{
@@ -99,18 +100,20 @@ impl SqlStore {
         sql: &'static str,
         app_id: AppId,
         values: &[Option<&str>],
-        now_ms: i64,
+        (now_ms, audit): (i64, Option<&AuditEntry>),
     ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let mut query = sqlx::query(sql);
         for value in values {
             query = query.bind(*value);
         }
-        let done = query
-            .bind(now_ms)
-            .bind(app_id.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let done = query.bind(now_ms).bind(app_id.0).execute(&mut *tx).await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit_maybe(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -122,6 +125,7 @@ impl MerchantStore for SqlStore {
         new_apps: &[NewApp],
         public_key: Option<&str>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<MerchantWithApps> {
         let mut tx = self.begin_write().await?;
         let merchant_id: i64 = sqlx::query(
@@ -143,6 +147,19 @@ impl MerchantStore for SqlStore {
                 .fetch_one(&mut *tx)
                 .await?;
             apps.push(app_from_row(&row)?);
+        }
+        if let Some(entry) = audit {
+            // The new merchant's number is known only now.
+            let listed: Vec<String> = apps
+                .iter()
+                .map(|a| format!("{} {}", a.app_id.0, a.currency.code()))
+                .collect();
+            let entry = AuditEntry {
+                target: format!("merchant:{merchant_id}"),
+                after: Some(format!("{name}: {}", listed.join(", "))),
+                ..entry.clone()
+            };
+            super::users::audit(&mut tx, &entry).await?;
         }
         tx.commit().await?;
         Ok(MerchantWithApps {
@@ -225,12 +242,13 @@ impl MerchantStore for SqlStore {
         app_id: AppId,
         public_key: &str,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         self.update_app(
             "UPDATE apps SET public_key = $1, updated_at_ms = $2 WHERE app_id = $3",
             app_id,
             &[Some(public_key)],
-            now_ms,
+            (now_ms, audit),
         )
         .await
     }
@@ -240,6 +258,7 @@ impl MerchantStore for SqlStore {
         app_id: AppId,
         receiver: Option<&PixReceiver>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         self.update_app(
             "UPDATE apps SET pix_key = $1, pix_name = $2, pix_city = $3, updated_at_ms = $4 \
@@ -250,7 +269,7 @@ impl MerchantStore for SqlStore {
                 receiver.map(|r| r.name.as_str()),
                 receiver.map(|r| r.city.as_str()),
             ],
-            now_ms,
+            (now_ms, audit),
         )
         .await
     }
@@ -260,7 +279,9 @@ impl MerchantStore for SqlStore {
         app_id: AppId,
         limits: Option<AmountLimits>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE apps SET min_amount_minor = $1, max_amount_minor = $2, updated_at_ms = $3 \
              WHERE app_id = $4",
@@ -269,9 +290,14 @@ impl MerchantStore for SqlStore {
         .bind(limits.map(|l| l.max_minor.0))
         .bind(now_ms)
         .bind(app_id.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit_maybe(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn set_webhook_secret(
@@ -284,7 +310,7 @@ impl MerchantStore for SqlStore {
             "UPDATE apps SET webhook_secret = $1, updated_at_ms = $2 WHERE app_id = $3",
             app_id,
             &[Some(secret.expose())],
-            now_ms,
+            (now_ms, None),
         )
         .await
     }
@@ -294,6 +320,7 @@ impl MerchantStore for SqlStore {
         merchant_id: MerchantId,
         suspended_at_ms: Option<i64>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         // The merchant and each of its apps together: requests read only the app.
         let mut tx = self.begin_write().await?;
@@ -313,6 +340,7 @@ impl MerchantStore for SqlStore {
             .bind(merchant_id.0)
             .execute(&mut *tx)
             .await?;
+        audit_maybe(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -323,7 +351,9 @@ impl MerchantStore for SqlStore {
         secret: &Secret,
         retiring_until_ms: i64,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE apps SET retiring_webhook_secret = webhook_secret, \
              retiring_secret_until_ms = $2, webhook_secret = $1, updated_at_ms = $3 \
@@ -333,10 +363,15 @@ impl MerchantStore for SqlStore {
         .bind(retiring_until_ms)
         .bind(now_ms)
         .bind(app_id.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(changed == 1)
+        if changed != 1 {
+            return Ok(false);
+        }
+        audit_maybe(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn set_fee_rule(
@@ -345,6 +380,7 @@ impl MerchantStore for SqlStore {
         method: &str,
         rule: Option<FeeRule>,
         now_ms: i64,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         if self.app(app_id).await?.is_none() {
             return Ok(false);
@@ -365,7 +401,10 @@ impl MerchantStore for SqlStore {
                 .bind(app_id.0)
                 .bind(method),
         };
-        query.execute(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
+        query.execute(&mut *tx).await?;
+        audit_maybe(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(true)
     }
 

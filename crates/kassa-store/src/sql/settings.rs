@@ -23,7 +23,14 @@ impl SettingStore for SqlStore {
             .ok_or_else(|| corrupt(format!("setting {name} vanished")))
     }
 
-    async fn set_setting(&self, name: &str, value: &str, now_ms: i64) -> StoreResult<()> {
+    async fn set_setting(
+        &self,
+        name: &str,
+        value: &str,
+        now_ms: i64,
+        audit: Option<&crate::AuditEntry>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO settings (name, value, created_at_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -31,8 +38,10 @@ impl SettingStore for SqlStore {
         .bind(name)
         .bind(value)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        super::users::audit_maybe(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -100,6 +100,17 @@ fn invitation_from_row(row: &AnyRow) -> StoreResult<Invitation> {
     })
 }
 
+/// Appends `entry`, if there is one, inside `tx`.
+pub(super) async fn audit_maybe(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: Option<&AuditEntry>,
+) -> StoreResult<()> {
+    match entry {
+        Some(entry) => audit(tx, entry).await,
+        None => Ok(()),
+    }
+}
+
 impl SqlStore {
     /// Runs one update of a user (`$1` is its id, then `values`) with its audit entry, ending
     /// the user's sessions; false (nothing written) if there is no such user.

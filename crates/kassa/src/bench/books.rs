@@ -187,7 +187,13 @@ async fn set_up(store: &SqlStore) -> Result<App, Failure> {
     let rule = kassa_core::FeeRule::new(150, kassa_core::AmountMinor(30))
         .map_err(|e| Failure(e.to_string()))?;
     store
-        .set_fee_rule(app, kassa_core::FeeRule::ANY_METHOD, Some(rule), now_ms())
+        .set_fee_rule(
+            app,
+            kassa_core::FeeRule::ANY_METHOD,
+            Some(rule),
+            now_ms(),
+            None,
+        )
         .await?;
     let app = store
         .app(app)

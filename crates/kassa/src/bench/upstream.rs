@@ -45,7 +45,7 @@ pub async fn run(args: &BenchArgs, base_url: Option<&str>) -> Result<Vec<Report>
     )
     .map_err(|e| Failure(e.to_string()))?;
     upstream_store
-        .set_app_pix(at_upstream.app_id, Some(&receiver), now_ms())
+        .set_app_pix(at_upstream.app_id, Some(&receiver), now_ms(), None)
         .await?;
     let upstream = Server::start(&upstream_db.url, false)?;
 
