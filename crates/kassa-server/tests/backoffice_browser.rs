@@ -176,8 +176,8 @@ async fn an_operator_and_a_merchant_work_in_a_real_browser(db: TestDatabase) {
         .await;
     let stuck = kassa_core::OrderNo::parse(reply["data"]["orderNo"].as_str().unwrap()).unwrap();
     let paid_event = OrderEvent::Paid {
-        requested: kassa_core::AmountMinor(1_000),
-        received: kassa_core::AmountMinor(1_000),
+        requested: kassa_core::AmountMinor(2_500),
+        received: kassa_core::AmountMinor(2_500),
     };
     server
         .gateway
