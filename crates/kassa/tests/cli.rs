@@ -934,6 +934,8 @@ async fn users_from_the_command_line(db: TestDatabase) {
             "user.reset-password",
             "user.disable",
             "user.add",
+            // The merchant the merchant's user belongs to, made on the command line too.
+            "merchant.create",
             "user.add"
         ]
     );
