@@ -95,6 +95,9 @@ enum Command {
     /// Play the bank of the sandbox rail from the command line.
     #[command(subcommand)]
     Sandbox(operator::SandboxCommand),
+    /// The sandbox's shortcut: `kassa trigger ORDER_NO --outcome paid` settles an order as the
+    /// payer's bank would (the same as `kassa sandbox pay`).
+    Trigger(operator::TriggerArgs),
     /// Measure kassa under load: throughput, latency, CPU per request against the crypto floor.
     Bench(bench::BenchArgs),
     /// Sign a JSON request with a merchant private key and print it with `sign` set.
@@ -230,6 +233,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Keys(command) => operator::keys(command, &database_url).await,
         Command::Callback(command) => operator::callback(command, &database_url).await,
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
+        Command::Trigger(args) => operator::sandbox(args.into(), &database_url).await,
         Command::Order(command) => operator::order(command, &database_url).await,
         Command::Channel(command) => {
             let store = operator::open_store(&database_url).await?;

@@ -131,6 +131,27 @@ pub enum SandboxCommand {
     },
 }
 
+/// `kassa trigger`: the arguments of `kassa sandbox pay`.
+#[derive(clap::Args)]
+pub struct TriggerArgs {
+    order_no: String,
+    #[arg(long, value_enum)]
+    outcome: PayOutcome,
+    /// The amount received (paid only); a different amount than requested is an exception.
+    #[arg(long)]
+    amount: Option<String>,
+}
+
+impl From<TriggerArgs> for SandboxCommand {
+    fn from(args: TriggerArgs) -> Self {
+        SandboxCommand::Pay {
+            order_no: args.order_no,
+            outcome: args.outcome,
+            amount: args.amount,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum OrderCommand {
     /// Show an order (payer data masked unless asked for).
@@ -156,14 +177,39 @@ pub enum OrderCommand {
 #[derive(Subcommand)]
 pub enum PixCommand {
     /// Decode a BR Code (a PIX copy-and-paste code): print its fields and whether its CRC holds.
-    Decode { code: String },
+    /// Without CODE it is read from standard input (codes hold spaces: `… | kassa pix decode`).
+    Decode { code: Option<String> },
+}
+
+/// The longest code read from standard input: a BR Code has at most 512 characters.
+const MAX_CODE_BYTES: u64 = 4_096;
+
+/// A code from standard input: its first line, bounded.
+fn read_code() -> Result<String, Failure> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_CODE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Failure(format!("cannot read the code from standard input: {e}")))?;
+    if text.len() as u64 > MAX_CODE_BYTES {
+        return Err(Failure(format!(
+            "a BR Code is shorter than {MAX_CODE_BYTES} bytes"
+        )));
+    }
+    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 /// `kassa pix decode`: the fields, one per line, and the CRC verdict; fails on bad structure
 /// or a CRC that does not hold.
 pub fn pix(command: PixCommand) -> Outcome {
     let PixCommand::Decode { code } = command;
-    let parsed = kassa_core::brcode::parse(code.trim())
+    let code = match code {
+        Some(code) => code,
+        None => read_code()?,
+    };
+    // Only the line's end is dropped: spaces inside (and at the ends of) fields are the code's.
+    let parsed = kassa_core::brcode::parse(code.trim_end_matches(['\r', '\n']))
         .map_err(|e| Failure(format!("not a BR Code: {e}")))?;
     println!("{parsed}");
     if parsed.crc_holds() {

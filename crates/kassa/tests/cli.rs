@@ -1217,6 +1217,23 @@ fn pix_decode_prints_fields_and_the_crc_verdict() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("does NOT hold"));
     let garbage = kassa(&["pix", "decode", "hello"]).output().unwrap();
     assert!(String::from_utf8_lossy(&garbage.stderr).contains("not a BR Code"));
+    // Without an argument the code comes from standard input, spaces and all.
+    let mut piped = kassa(&["pix", "decode"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = piped.stdin.take().unwrap();
+    stdin.write_all(format!("{example}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = piped.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("59 Fulano de Tal") && shown.contains("the CRC holds"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -1386,7 +1403,8 @@ async fn operator_commands_date_in_the_operators_zone() {
     assert_eq!(callback_pay_time(&url, &paid_no), in_tokyo(paid_at_ms));
 
     let resolved_no = insert_order_notifying(&url, app_id, "TZ-resolved", hook).await;
-    let exception = ["sandbox", "pay", &resolved_no, "--outcome", "exception"];
+    // `kassa trigger` is `kassa sandbox pay` by a shorter name.
+    let exception = ["trigger", &resolved_no, "--outcome", "exception"];
     run_ok(kassa(&exception).args(["--database-url", &url]));
     let resolve = [
         "order",
