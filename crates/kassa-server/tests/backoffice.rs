@@ -566,6 +566,14 @@ async fn an_operator_works_an_order(world: World) {
     let session = office.sign_in("operator-support@shop.example").await;
     let found = office.get("/admin/orders?q=WORK-1", Some(&session)).await;
     assert!(found.body.contains(order_no.as_str()), "{}", found.body);
+    let waiting = office.get("/admin/overview", Some(&session)).await;
+    assert!(
+        waiting
+            .body
+            .contains("<strong>1</strong> exceptions waiting"),
+        "{}",
+        waiting.body
+    );
     let queue = office.get("/admin/exceptions", Some(&session)).await;
     assert!(queue.body.contains(order_no.as_str()));
     let path = format!("/admin/orders/{order_no}");
@@ -635,6 +643,21 @@ async fn an_operator_works_an_order(world: World) {
     );
     let page = office.get(&path, Some(&session)).await;
     assert!(page.body.contains("500, not acknowledged"), "{}", page.body);
+    let overview = office.get("/admin/overview", Some(&session)).await;
+    assert!(
+        overview
+            .body
+            .contains("<strong>1</strong> callbacks failing"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview
+            .body
+            .contains("<strong>0</strong> exceptions waiting"),
+        "resolved: {}",
+        overview.body
+    );
     let resend = office.post(&format!("{path}/resend"), &session, &[]).await;
     assert_eq!(resend.status, 303);
     let audit = server.store.audit_entries(50).await.unwrap();

@@ -382,6 +382,10 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Order>>;
 
+    /// How many orders match `filter`, counted up to `at_most` (a figure to show, not a scan of
+    /// every order).
+    async fn count_orders(&self, filter: &OrderFilter, at_most: i64) -> StoreResult<i64>;
+
     /// Every status change of an order, oldest first (written with the change itself).
     async fn order_events(&self, order_no: &OrderNo) -> StoreResult<Vec<OrderEventRecord>>;
 
@@ -781,6 +785,14 @@ pub trait CallbackStore: Send + Sync + 'static {
         app_ids: Option<&[AppId]>,
         limit: i64,
     ) -> StoreResult<Vec<Callback>>;
+
+    /// How many of those [`CallbackStore::troubled_callbacks`] lists are still tried and how
+    /// many were given up, counted up to `at_most` together.
+    async fn count_troubled_callbacks(
+        &self,
+        app_ids: Option<&[AppId]>,
+        at_most: i64,
+    ) -> StoreResult<(i64, i64)>;
 
     /// How many callbacks are in each state.
     async fn callback_counts(&self) -> StoreResult<Vec<(CallbackState, i64)>>;

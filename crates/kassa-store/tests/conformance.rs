@@ -1738,6 +1738,12 @@ async fn the_back_office_finds_orders(db: TestDatabase) {
         .collect();
     assert_eq!(seen, expected, "newest first, each once");
     assert_eq!(seen.len(), 7);
+    assert_eq!(store.count_orders(&everything, 100).await.unwrap(), 7);
+    assert_eq!(
+        store.count_orders(&everything, 3).await.unwrap(),
+        3,
+        "counted up to its bound"
+    );
     let find = |filter: OrderFilter| {
         let store = &store;
         async move {
@@ -1839,6 +1845,10 @@ async fn the_back_office_finds_orders(db: TestDatabase) {
     assert!(store.order_stats(Some(&[]), day).await.unwrap().is_empty());
     // Its callbacks have not failed yet: nothing needs a look.
     assert!(store.troubled_callbacks(None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.count_troubled_callbacks(None, 10).await.unwrap(),
+        (0, 0)
+    );
     assert!(
         store
             .journals_of_order(&made[0].order_no)

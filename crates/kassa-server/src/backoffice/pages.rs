@@ -274,10 +274,10 @@ fn day_starts(backoffice: &Backoffice, days: i64, now_ms: i64) -> (Vec<(String, 
     (starts, end)
 }
 
-/// A count shown with its bound: "1000+" when the list was cut there.
-fn bounded_count(count: usize, bound: usize) -> String {
-    if count >= bound {
-        format!("{bound}+")
+/// A count shown as counted: "600+" when the counting stopped at its bound.
+fn bounded_count(count: i64, capped: bool) -> String {
+    if capped {
+        format!("{count}+")
     } else {
         count.to_string()
     }
@@ -291,7 +291,7 @@ pub async fn overview(
     let apps = caller.apps.as_deref();
     let (days, end_ms) = day_starts(&backoffice, 7, now_ms());
     let mut per_day = Vec::with_capacity(days.len());
-    let mut week = Vec::new();
+    let (mut week, mut today) = (Vec::new(), Vec::new());
     for (i, (label, from_ms)) in days.iter().enumerate() {
         let to_ms = days.get(i + 1).map_or(end_ms, |(_, next)| *next);
         let stats = store.order_stats(apps, (*from_ms, to_ms)).await?;
@@ -303,22 +303,18 @@ pub async fn overview(
                 .sum()
         };
         per_day.push((label.clone(), count(true), count(false)));
+        // The last day is today.
+        today.clone_from(&stats);
         week.extend(stats);
     }
-    let today_from_ms = days.last().map_or(end_ms, |(_, from)| *from);
-    let today = store.order_stats(apps, (today_from_ms, end_ms)).await?;
-    const BOUND: usize = 1_000;
+    const BOUND: i64 = 1_000;
     let exceptions = OrderFilter {
         app_ids: caller.apps.clone(),
         status: Some(OrderStatus::Exception),
         ..OrderFilter::default()
     };
-    let waiting = store.search_orders(&exceptions, None, BOUND as i64).await?;
-    let troubled = store.troubled_callbacks(apps, BOUND as i64).await?;
-    let dead = troubled
-        .iter()
-        .filter(|c| c.state == kassa_store::CallbackState::Dead)
-        .count();
+    let waiting = store.count_orders(&exceptions, BOUND).await?;
+    let (failing, dead) = store.count_troubled_callbacks(apps, BOUND).await?;
     let overview = OverviewPage {
         title: "Overview",
         nav: Some(Nav::of(&caller)),
@@ -326,9 +322,10 @@ pub async fn overview(
             ("Today", stats_rows(&today)),
             ("The last seven days", stats_rows(&week)),
         ],
-        exceptions: bounded_count(waiting.len(), BOUND),
-        callbacks_failing: bounded_count(troubled.len() - dead, BOUND),
-        callbacks_dead: bounded_count(dead, BOUND),
+        exceptions: bounded_count(waiting, waiting >= BOUND),
+        // Counted together up to the bound: if it was reached, either may be more.
+        callbacks_failing: bounded_count(failing, failing + dead >= BOUND),
+        callbacks_dead: bounded_count(dead, failing + dead >= BOUND),
         chart: super::chart::daily_orders(&per_day),
     };
     Ok(page(&overview))

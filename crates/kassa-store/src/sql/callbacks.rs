@@ -168,6 +168,17 @@ async fn record_attempt(
         == 1)
 }
 
+/// The callbacks that need a look: given up, or still tried after a failure.
+fn troubled(app_ids: Option<&[AppId]>) -> (String, Vec<super::orders::Bound>) {
+    let mut conditions = Conditions::default();
+    conditions.push(
+        "(state = 'dead' OR (state = 'pending' AND attempts > 0))",
+        vec![],
+    );
+    conditions.apps(app_ids);
+    conditions.finish()
+}
+
 #[async_trait]
 impl CallbackStore for SqlStore {
     async fn claim_due_callbacks(
@@ -278,13 +289,7 @@ impl CallbackStore for SqlStore {
         app_ids: Option<&[AppId]>,
         limit: i64,
     ) -> StoreResult<Vec<Callback>> {
-        let mut conditions = Conditions::default();
-        conditions.push(
-            "(state = 'dead' OR (state = 'pending' AND attempts > 0))",
-            vec![],
-        );
-        conditions.apps(app_ids);
-        let (clause, values) = conditions.finish();
+        let (clause, values) = troubled(app_ids);
         let sql = format!(
             "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE {clause} \
              ORDER BY created_at_ms DESC, callback_id DESC LIMIT {}",
@@ -294,6 +299,24 @@ impl CallbackStore for SqlStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(callback_from_row).collect()
+    }
+
+    async fn count_troubled_callbacks(
+        &self,
+        app_ids: Option<&[AppId]>,
+        at_most: i64,
+    ) -> StoreResult<(i64, i64)> {
+        let (clause, values) = troubled(app_ids);
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN state = 'dead' THEN 0 ELSE 1 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM (SELECT state FROM callbacks WHERE {clause} LIMIT {}) AS troubled",
+            at_most.clamp(0, 100_000)
+        );
+        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     async fn resend_latest_callback(

@@ -533,6 +533,18 @@ impl OrderStore for SqlStore {
         .await
     }
 
+    async fn count_orders(&self, filter: &OrderFilter, at_most: i64) -> StoreResult<i64> {
+        let (clause, values) = filter_clause(filter, None);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 AS one FROM orders WHERE {clause} LIMIT {}) AS found",
+            at_most.clamp(0, 100_000)
+        );
+        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     async fn order_events(&self, order_no: &OrderNo) -> StoreResult<Vec<OrderEventRecord>> {
         let rows = sqlx::query(
             "SELECT at_ms, from_status, to_status, detail FROM order_events \
