@@ -326,6 +326,40 @@ async fn another_merchants_objects_are_not_found(world: World) {
     let own = office.sign_in("merchant-admin@shop.example").await;
     assert_eq!(office.get(&order_page, Some(&own)).await.status, 200);
     assert_ne!(world.shop_merchant, world.other_merchant);
+    // A bulk resend with one order out of reach resends none, not even the shop's own.
+    let failed = OrderEvent::Failed {
+        reason: "declined".into(),
+    };
+    server
+        .gateway
+        .change_order(&order_no, &OrderEvent::PayerStarted)
+        .await
+        .unwrap();
+    server
+        .gateway
+        .change_order(&order_no, &failed)
+        .await
+        .unwrap();
+    let mut body = server.apply_body("IDOR-OTHER");
+    body["appId"] = json!(server.other_eur.0);
+    let (status, reply) = server
+        .post_json("/eur/collect/apply", signed(&body, other_key()))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let theirs = reply["data"]["orderNo"].as_str().unwrap().to_string();
+    let mixed = [("order", order_no.as_str()), ("order", theirs.as_str())];
+    let refused = office.post("/admin/callbacks/resend", &own, &mixed).await;
+    assert_eq!(refused.status, 404);
+    assert!(
+        !audit_has(server, "callback.resend").await,
+        "nothing was resent"
+    );
+    let own_only = [("order", order_no.as_str())];
+    let resent = office
+        .post("/admin/callbacks/resend", &own, &own_only)
+        .await;
+    assert_eq!(resent.status, 303);
+    assert!(audit_has(server, "callback.resend").await);
 }
 
 /// Forms need the session's token and a same-origin request; cookies are strict.

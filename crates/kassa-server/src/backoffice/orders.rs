@@ -717,9 +717,13 @@ pub async fn resend_many(
     if picked.is_empty() || picked.len() > MAX_BULK {
         return Err(Error::BadInput(format!("tick 1 to {MAX_BULK} callbacks")));
     }
-    let store = backoffice.gateway.store.as_ref();
+    // Every order is checked before any is resent: one out of reach resends none.
+    let mut orders = Vec::with_capacity(picked.len());
     for order_no in &picked {
-        let order = caller.order(&backoffice, order_no).await?;
+        orders.push(caller.order(&backoffice, order_no).await?);
+    }
+    let store = backoffice.gateway.store.as_ref();
+    for order in &orders {
         let audit = caller.audit("callback.resend", format!("order:{}", order.order_no));
         store
             .resend_latest_callback(&order.order_no, now_ms(), Some(&audit))
