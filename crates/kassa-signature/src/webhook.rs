@@ -11,10 +11,49 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// Random key bytes of a new secret (the specification asks for 24 to 64).
 const SECRET_KEY_BYTES: usize = 32;
 
+/// How far a callback's `webhook-timestamp` may be from the receiver's clock: the
+/// specification's five minutes, which stops a captured callback from being replayed later.
+pub const TIMESTAMP_TOLERANCE_S: i64 = 5 * 60;
+/// The most signatures one `webhook-signature` header may list (two during a rotation).
+const MAX_SIGNATURES: usize = 8;
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookSecretError {
     #[error("a webhook secret is whsec_ followed by a base64 key")]
     Malformed,
+}
+
+/// Why a received callback's Standard Webhooks signature is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookVerifyError {
+    #[error("a webhook secret is whsec_ followed by a base64 key")]
+    MalformedSecret,
+    #[error("webhook-timestamp is not a number of seconds")]
+    MalformedTimestamp,
+    #[error("webhook-timestamp is more than five minutes from now")]
+    StaleTimestamp,
+    #[error("no v1 signature in webhook-signature matches the secret")]
+    NoMatch,
+}
+
+fn hmac_key(secret: &str) -> Result<hmac::Key, WebhookSecretError> {
+    let encoded = secret
+        .strip_prefix(SECRET_PREFIX)
+        .ok_or(WebhookSecretError::Malformed)?;
+    let key_bytes = STANDARD
+        .decode(encoded)
+        .map_err(|_| WebhookSecretError::Malformed)?;
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &key_bytes))
+}
+
+fn tag(key: &hmac::Key, id: &str, timestamp: &str, body: &[u8]) -> hmac::Tag {
+    let mut context = hmac::Context::with_key(key);
+    context.update(id.as_bytes());
+    context.update(b".");
+    context.update(timestamp.as_bytes());
+    context.update(b".");
+    context.update(body);
+    context.sign()
 }
 
 /// A fresh `whsec_…` secret from the operating system's random source.
@@ -33,20 +72,43 @@ pub fn signature_header(
     timestamp_s: i64,
     body: &[u8],
 ) -> Result<String, WebhookSecretError> {
-    let encoded = secret
-        .strip_prefix(SECRET_PREFIX)
-        .ok_or(WebhookSecretError::Malformed)?;
-    let key_bytes = STANDARD
-        .decode(encoded)
-        .map_err(|_| WebhookSecretError::Malformed)?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &key_bytes);
-    let mut context = hmac::Context::with_key(&key);
-    context.update(id.as_bytes());
-    context.update(b".");
-    context.update(timestamp_s.to_string().as_bytes());
-    context.update(b".");
-    context.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(context.sign().as_ref())))
+    let key = hmac_key(secret)?;
+    let tag = tag(&key, id, &timestamp_s.to_string(), body);
+    Ok(format!("v1,{}", STANDARD.encode(tag.as_ref())))
+}
+
+/// Checks a received callback's `webhook-signature` (one or more space-separated `v1,…`
+/// entries; any may match) and that `webhook-timestamp` is within
+/// [`TIMESTAMP_TOLERANCE_S`] of `now_s`. The comparison is constant-time.
+pub fn verify(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    signature_header: &str,
+    body: &[u8],
+    now_s: i64,
+) -> Result<(), WebhookVerifyError> {
+    let key = hmac_key(secret).map_err(|_| WebhookVerifyError::MalformedSecret)?;
+    let sent_s: i64 = timestamp
+        .parse()
+        .map_err(|_| WebhookVerifyError::MalformedTimestamp)?;
+    if (now_s - sent_s).abs() > TIMESTAMP_TOLERANCE_S {
+        return Err(WebhookVerifyError::StaleTimestamp);
+    }
+    let expected = tag(&key, id, timestamp, body);
+    let matches = signature_header
+        .split(' ')
+        .take(MAX_SIGNATURES)
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|encoded| STANDARD.decode(encoded).ok())
+        .any(|sent| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(&sent, expected.as_ref()).is_ok()
+        });
+    if matches {
+        Ok(())
+    } else {
+        Err(WebhookVerifyError::NoMatch)
+    }
 }
 
 #[cfg(test)]
@@ -61,6 +123,40 @@ mod tests {
         let header =
             signature_header(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body).unwrap();
         assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn verifies_what_it_signs_within_the_tolerance() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"test": 2432232314}"#;
+        let now = 1_614_265_330;
+        let header = signature_header(secret, "msg_1", now, body).unwrap();
+        let check = |header: &str, timestamp: &str, now_s: i64| {
+            verify(secret, "msg_1", timestamp, header, body, now_s)
+        };
+        assert_eq!(check(&header, "1614265330", now + 300), Ok(()));
+        // A rotation lists two signatures: either one passes.
+        let other = signature_header(&generate_secret(), "msg_1", now, body).unwrap();
+        assert_eq!(
+            check(&format!("{other} {header}"), "1614265330", now),
+            Ok(())
+        );
+        assert_eq!(
+            check(&other, "1614265330", now),
+            Err(WebhookVerifyError::NoMatch)
+        );
+        assert_eq!(
+            check(&header, "1614265330", now + 301),
+            Err(WebhookVerifyError::StaleTimestamp)
+        );
+        assert_eq!(
+            check(&header, "soon", now),
+            Err(WebhookVerifyError::MalformedTimestamp)
+        );
+        assert_eq!(
+            verify(secret, "msg_2", "1614265330", &header, body, now),
+            Err(WebhookVerifyError::NoMatch)
+        );
     }
 
     #[test]
