@@ -61,8 +61,13 @@ enum Command {
     #[command(subcommand)]
     Merchant(operator::MerchantCommand),
     /// Manage a merchant's apps (one per currency).
-    #[command(subcommand)]
-    App(operator::AppCommand),
+    App {
+        /// Print the app's webhook secret and its public key's PEM (hidden otherwise).
+        #[arg(long, global = true)]
+        show_secrets: bool,
+        #[command(subcommand)]
+        command: operator::AppCommand,
+    },
     /// Show platform keys.
     #[command(subcommand)]
     Keys(operator::KeysCommand),
@@ -229,7 +234,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
             Ok(())
         }
         Command::Merchant(command) => operator::merchant(command, &database_url).await,
-        Command::App(command) => operator::app(command, &database_url).await,
+        Command::App {
+            command,
+            show_secrets,
+        } => operator::app(command, show_secrets, &database_url).await,
         Command::Keys(command) => operator::keys(command, &database_url).await,
         Command::Callback(command) => operator::callback(command, &database_url).await,
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,

@@ -257,6 +257,41 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Prints a command's answer with its times in the operator's zone: every `…AtMs` field of
+/// milliseconds becomes `…At`, RFC 3339 with the zone's offset (as the server dates
+/// `payTime`), so an operator reads dates, not epoch numbers.
+pub(crate) async fn print_dated(mut value: Value, store: &SqlStore) -> Outcome {
+    let zone = operator_timezone(store).await?;
+    date_fields(&mut value, &zone);
+    print_json(&value);
+    Ok(())
+}
+
+fn date_fields(value: &mut Value, zone: &jiff::tz::TimeZone) {
+    match value {
+        Value::Object(map) => {
+            let timed: Vec<String> = map
+                .keys()
+                .filter(|k| k.ends_with("AtMs"))
+                .cloned()
+                .collect();
+            for key in timed {
+                let ms = map.remove(&key).and_then(|v| v.as_i64());
+                let at = ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
+                let text = at.map(|at| {
+                    at.to_zoned(zone.clone())
+                        .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                        .to_string()
+                });
+                map.insert(key.trim_end_matches("Ms").to_string(), json!(text));
+            }
+            map.values_mut().for_each(|v| date_fields(v, zone));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| date_fields(v, zone)),
+        _ => {}
+    }
+}
+
 pub(crate) fn print_json(value: &Value) {
     let text = serde_json::to_string_pretty(value).expect("JSON values always serialise");
     println!("{}", escape_invisible(&text));
@@ -279,14 +314,26 @@ fn escape_invisible(json: &str) -> String {
 
 pub use kassa_server::onboarding::sealed_webhook_secret;
 
-/// An app as JSON; its webhook secret only where the operator asked for that one app.
+/// What `--show-secrets` hides: the webhook secret, and PEM text (a fingerprint instead).
+pub const HIDDEN: &str = "hidden; --show-secrets shows it";
+
+/// An app as JSON; its webhook secret and key PEM only where the operator asked for that one
+/// app with `--show-secrets`.
 fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
+    let public_key = match (&app.public_key, webhook_secret) {
+        (Some(pem), Some(_)) => json!(pem),
+        (Some(pem), None) => json!(VerifyingKey::parse(pem).map_or_else(
+            |_| "unusable".to_string(),
+            |key| format!("SHA-256 {}", key.fingerprint())
+        )),
+        (None, _) => Value::Null,
+    };
     json!({
         "appId": app.app_id.0,
         "merchantId": app.merchant_id.0,
         "currency": app.currency.code(),
-        "publicKey": app.public_key,
-        "webhookSecret": webhook_secret,
+        "publicKey": public_key,
+        "webhookSecret": webhook_secret.unwrap_or(HIDDEN),
         "pix": app.pix.as_ref().map(|p| json!({
             "key": p.key.as_str(),
             "keyType": p.key.kind(),
@@ -374,7 +421,8 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                     "appId": a.app_id.0,
                     "currency": a.currency.code(),
                 })).collect::<Vec<_>>(),
-                "platformPublicKey": platform.public_key_pem(),
+                // A fingerprint, not the PEM: `kassa keys platform` prints the key itself.
+                "platformKeyFingerprint": platform.verifying_key().fingerprint(),
             });
             if !key_files.is_null() {
                 out["keyFiles"] = key_files;
@@ -385,7 +433,7 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
         MerchantCommand::List => {
             let store = open_store(database_url).await?;
             let merchants = store.list_merchants().await?;
-            print_json(&Value::Array(
+            let listed = Value::Array(
                 merchants
                     .iter()
                     .map(|m| {
@@ -397,8 +445,8 @@ pub async fn merchant(command: MerchantCommand, database_url: &str) -> Outcome {
                         })
                     })
                     .collect(),
-            ));
-            Ok(())
+            );
+            print_dated(listed, &store).await
         }
     }
 }
@@ -466,14 +514,18 @@ fn app_audit(action: &str, app_id: i64) -> kassa_store::AuditEntry {
     crate::users::cli_audit(action, format!("app:{app_id}"))
 }
 
-/// Prints an app as it now is, with its fee rules (an unknown app changed nothing).
-async fn show_app(store: &SqlStore, kek: &Kek, app_id: AppId) -> Outcome {
+/// Prints an app as it now is, with its fee rules (an unknown app changed nothing); its
+/// secrets only when asked.
+async fn show_app(store: &SqlStore, kek: &Kek, app_id: AppId, show_secrets: bool) -> Outcome {
     let app = store
         .app(app_id)
         .await?
         .ok_or_else(|| Failure(format!("no app has appId {app_id}")))?;
-    let secret = kek.open(WEBHOOK_SECRET, app.webhook_secret.expose())?;
-    let mut shown = app_json(&app, Some(&secret));
+    let secret = match show_secrets {
+        true => Some(kek.open(WEBHOOK_SECRET, app.webhook_secret.expose())?),
+        false => None,
+    };
+    let mut shown = app_json(&app, secret.as_deref());
     let fees = store.fee_rules(app.app_id).await?;
     shown["fees"] = fees
         .iter()
@@ -490,13 +542,12 @@ async fn show_app(store: &SqlStore, kek: &Kek, app_id: AppId) -> Outcome {
         .await?
         .settlement_delay_days
         .into();
-    print_json(&shown);
-    Ok(())
+    print_dated(shown, store).await
 }
 
-pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
+pub async fn app(command: AppCommand, show_secrets: bool, database_url: &str) -> Outcome {
     let store = open_store(database_url).await?;
-    // Every app command shows the app afterwards, its webhook secret unsealed.
+    // Every app command shows the app afterwards (its webhook secret when asked).
     let kek = crate::kek::unlock(&store).await?;
     let app_id = match command {
         AppCommand::Show { app_id } => AppId(app_id),
@@ -587,7 +638,7 @@ pub async fn app(command: AppCommand, database_url: &str) -> Outcome {
             AppId(app_id)
         }
     };
-    show_app(&store, &kek, app_id).await
+    show_app(&store, &kek, app_id, show_secrets).await
 }
 
 pub async fn keys(command: KeysCommand, database_url: &str) -> Outcome {
@@ -638,7 +689,11 @@ pub async fn callback(command: CallbackCommand, database_url: &str) -> Outcome {
                     })
                 })
                 .collect();
-            print_json(&json!({"orderNo": order_no.as_str(), "callbacks": shown}));
+            print_dated(
+                json!({"orderNo": order_no.as_str(), "callbacks": shown}),
+                &store,
+            )
+            .await?;
         }
         CallbackCommand::Resend { order_no } => {
             let order_no = parse_order_no(&order_no)?;
@@ -792,8 +847,7 @@ pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
         None,
     )
     .await?;
-    print_json(&order_json(&changed, false));
-    Ok(())
+    print_dated(order_json(&changed, false), &store).await
 }
 
 pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
@@ -810,7 +864,7 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
                 .ok_or_else(|| Failure(format!("no order has number {order_no}")))?;
             let mut shown = order_json(&order, show_personal_data);
             shown["routing"] = routing_json(&store, &order).await?;
-            print_json(&shown);
+            print_dated(shown, &store).await?;
         }
         OrderCommand::Resolve {
             order_no,
@@ -834,7 +888,7 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
                 OrderEvent::OperatorFailed { reason }
             };
             let changed = apply_event(&store, &order_no, &event, Some(&audit)).await?;
-            print_json(&order_json(&changed, false));
+            print_dated(order_json(&changed, false), &store).await?;
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! above all. Passwords are generated and shown once (or read from standard input), stored only
 //! as argon2id hashes; every change is written with its audit entry (actor `cli:$USER`).
 
-use crate::operator::print_json;
+use crate::operator::{print_dated, print_json};
 use crate::{Failure, Outcome};
 use clap::Subcommand;
 use kassa_core::MerchantId;
@@ -58,8 +58,7 @@ pub async fn user(command: UserCommand, store: &SqlStore) -> Outcome {
         } => add(store, &email, &role, merchant, password_stdin).await,
         UserCommand::List => {
             let users: Vec<Value> = store.users().await?.iter().map(user_json).collect();
-            print_json(&Value::Array(users));
-            Ok(())
+            print_dated(Value::Array(users), store).await
         }
         UserCommand::TotpEnrol { user_id } => totp(store, user_id, true).await,
         UserCommand::TotpRemove { user_id } => totp(store, user_id, false).await,
@@ -115,7 +114,7 @@ async fn add(
     };
     let mut shown_user = user_json(&added);
     shown_user["password"] = json!(shown);
-    print_json(&shown_user);
+    print_dated(shown_user, store).await?;
     Ok(())
 }
 

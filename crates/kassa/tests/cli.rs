@@ -35,8 +35,9 @@ async fn operator_commands(db: TestDatabase) {
     assert_eq!(apps[1]["currency"], "USD");
     let eur_app = apps[0]["appId"].as_i64().unwrap();
     assert!(created["merchantId"].as_i64().unwrap() > 0);
-    let platform_pem = created["platformPublicKey"].as_str().unwrap().to_string();
-    assert!(platform_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    // A fingerprint, not the PEM, unless asked.
+    let fingerprint = created["platformKeyFingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 32 * 3 - 1, "{fingerprint}");
 
     let private_key = keys.join("merchant.key.pem");
     assert!(
@@ -76,17 +77,46 @@ async fn operator_commands(db: TestDatabase) {
     assert!(String::from_utf8_lossy(&again.stderr).contains("not overwriting"));
 
     // --database-url after the subcommand; the platform key is stable.
-    let platform_again = run_ok(&mut kassa(&["keys", "platform", "--database-url", url]));
-    assert_eq!(platform_again, platform_pem);
+    let platform_pem = run_ok(&mut kassa(&["keys", "platform", "--database-url", url]));
+    assert!(platform_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let platform_key = kassa_signature::VerifyingKey::parse(&platform_pem).unwrap();
+    assert_eq!(platform_key.fingerprint(), fingerprint);
 
-    let shown = json(&run_ok(&mut kassa(&[
-        "app",
-        "show",
-        &eur_app.to_string(),
-        "--database-url",
-        url,
-    ])));
+    let app_show = |secrets: bool| {
+        let mut command = kassa(&["app", "show", &eur_app.to_string(), "--database-url", url]);
+        if secrets {
+            command.arg("--show-secrets");
+        }
+        json(&run_ok(&mut command))
+    };
+    // Without --show-secrets: no secret, no PEM, times as dates.
+    let hidden = app_show(false);
+    assert!(
+        hidden["webhookSecret"]
+            .as_str()
+            .unwrap()
+            .contains("--show-secrets")
+    );
+    assert!(
+        hidden["publicKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA-256 ")
+    );
+    let created_at = hidden["createdAt"].as_str().unwrap();
+    assert!(
+        created_at.parse::<jiff::Timestamp>().is_ok(),
+        "{created_at}"
+    );
+    assert!(hidden.get("createdAtMs").is_none());
+    let shown = app_show(true);
     assert_eq!(shown["currency"], "EUR");
+    assert!(
+        shown["webhookSecret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
     assert_eq!(
         shown["publicKey"].as_str().unwrap(),
         std::fs::read_to_string(keys.join("merchant.pub.pem")).unwrap()
@@ -116,6 +146,7 @@ async fn operator_commands(db: TestDatabase) {
             "app",
             "set-key",
             &eur_app.to_string(),
+            "--show-secrets",
             "--database-url",
             url,
             "--public-key",
@@ -491,6 +522,7 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
         "app",
         "show",
         &app,
+        "--show-secrets",
         "--database-url",
         url,
     ])))["webhookSecret"]
@@ -499,6 +531,7 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
         "app",
         "rotate-webhook-secret",
         &app,
+        "--show-secrets",
         "--database-url",
         url,
     ])))["webhookSecret"]
@@ -1367,6 +1400,14 @@ fn callback_pay_time(url: &str, order_no: &str) -> String {
     body["payTime"].as_str().unwrap().to_string()
 }
 
+/// The milliseconds of an RFC 3339 time an operator command printed.
+fn at_ms(printed: &serde_json::Value) -> i64 {
+    let text = printed
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {printed}"));
+    text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
 /// `kassa serve --timezone` keeps the operator's zone in the database, and the operator's
 /// commands date callbacks in it as the server does (they used UTC whatever the server said).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1399,7 +1440,12 @@ async fn operator_commands_date_in_the_operators_zone() {
         &url,
     ];
     let paid = json(&run_ok(&mut kassa(&pay)));
-    let paid_at_ms = paid["paidAtMs"].as_i64().unwrap();
+    let paid_at_ms = at_ms(&paid["paidAt"]);
+    let printed = paid["paidAt"].as_str().unwrap();
+    assert!(
+        printed.ends_with("+09:00"),
+        "dated in the operator's zone: {printed}"
+    );
     assert_eq!(callback_pay_time(&url, &paid_no), in_tokyo(paid_at_ms));
 
     let resolved_no = insert_order_notifying(&url, app_id, "TZ-resolved", hook).await;
@@ -1415,7 +1461,7 @@ async fn operator_commands_date_in_the_operators_zone() {
         &url,
     ];
     let resolved = json(&run_ok(&mut kassa(&resolve)));
-    let resolved_at_ms = resolved["paidAtMs"].as_i64().unwrap();
+    let resolved_at_ms = at_ms(&resolved["paidAt"]);
     assert_eq!(
         callback_pay_time(&url, &resolved_no),
         in_tokyo(resolved_at_ms)
@@ -1434,7 +1480,7 @@ async fn operator_commands_date_in_the_operators_zone() {
         &url,
     ];
     let later = json(&run_ok(&mut kassa(&pay)));
-    let later_at_ms = later["paidAtMs"].as_i64().unwrap();
+    let later_at_ms = at_ms(&later["paidAt"]);
     assert_eq!(callback_pay_time(&url, &later_no), in_tokyo(later_at_ms));
 }
 

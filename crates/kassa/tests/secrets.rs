@@ -151,6 +151,7 @@ async fn webhook_secrets_are_sealed_and_shown_only_for_one_app() {
         "app",
         "show",
         &app_arg,
+        "--show-secrets",
         "--database-url",
         &url,
     ])));
@@ -178,6 +179,7 @@ async fn webhook_secrets_are_sealed_and_shown_only_for_one_app() {
         "app",
         "show",
         &app_arg,
+        "--show-secrets",
         "--database-url",
         &url,
     ])));
