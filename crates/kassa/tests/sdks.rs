@@ -204,3 +204,83 @@ fn python_sdk_end_to_end() {
     );
     drop(demo.served);
 }
+
+// TypeScript
+
+/// Builds the TypeScript package with its own `tsc` (`npm ci` in sdks/node installs it).
+fn built_node_sdk() -> Option<PathBuf> {
+    let dir = repo().join("sdks/node");
+    if !have("node", "--version", "the TypeScript SDK") {
+        return None;
+    }
+    let tsc = dir.join("node_modules/typescript/bin/tsc");
+    if !tsc.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "sdks/node/node_modules is missing; .ci/run runs npm ci there"
+        );
+        eprintln!("SKIPPED the TypeScript SDK: run npm ci in sdks/node first");
+        return None;
+    }
+    let mut build = Command::new("node");
+    build
+        .arg(&tsc)
+        .args(["-p", "tsconfig.json"])
+        .current_dir(&dir);
+    // Both suites build the same dist/: one at a time, so neither reads a half-written file.
+    let _lock = BuildLock::take("node-sdk");
+    run_suite(build, "tsc");
+    Some(dir)
+}
+
+/// An exclusive lock on a file under the target directory, held until dropped (the test
+/// binaries of one run are separate processes).
+struct BuildLock {
+    _held: std::fs::File,
+}
+
+impl BuildLock {
+    fn take(name: &str) -> BuildLock {
+        use std::os::fd::AsRawFd;
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.lock"));
+        let file = std::fs::File::create(path).unwrap();
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "cannot lock {name}");
+        BuildLock { _held: file }
+    }
+}
+
+fn node_test(dir: &Path, file: &str) -> Command {
+    let mut command = Command::new("node");
+    command.args(["--test", file]).current_dir(dir);
+    command
+}
+
+/// `node --test`'s summary: how many passed and were skipped.
+fn node_summary(out: &str, name: &str) -> usize {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("# {name} ")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `# {name}` in node's output:\n{out}"))
+}
+
+#[test]
+fn typescript_sdk_passes_the_vectors() {
+    let Some(dir) = built_node_sdk() else { return };
+    let out = run_suite(node_test(&dir, "test/vectors.test.mjs"), "node vectors");
+    assert!(node_summary(&out, "pass") > 50, "{out}");
+    assert_eq!(node_summary(&out, "skipped"), 0, "{out}");
+}
+
+#[test]
+fn typescript_sdk_end_to_end() {
+    let Some(dir) = built_node_sdk() else { return };
+    let demo = demo();
+    let mut command = node_test(&dir, "test/e2e.test.mjs");
+    command.envs(demo.env.iter().map(|(k, v)| (k, v)));
+    let out = run_suite(command, "node end to end");
+    assert_eq!(node_summary(&out, "pass"), 2, "{out}");
+    assert_eq!(node_summary(&out, "skipped"), 0, "{out}");
+    drop(demo.served);
+}
