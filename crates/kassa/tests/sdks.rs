@@ -284,3 +284,227 @@ fn typescript_sdk_end_to_end() {
     assert_eq!(node_summary(&out, "skipped"), 0, "{out}");
     drop(demo.served);
 }
+
+// Java
+
+/// Compiles the Java library and its tests with `javac` into a folder of this run's own.
+fn built_java_sdk(name: &str) -> Option<PathBuf> {
+    if !have("javac", "-version", "the Java SDK") || !have("java", "-version", "the Java SDK") {
+        return None;
+    }
+    let classes = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("java-sdk-{name}"));
+    let _ = std::fs::remove_dir_all(&classes);
+    let mut sources = Vec::new();
+    collect_java_files(&repo().join("sdks/java/src"), &mut sources);
+    let mut javac = Command::new("javac");
+    javac
+        .args(["-Xlint:all", "-Werror", "-d"])
+        .arg(&classes)
+        .args(&sources);
+    run_suite(javac, "javac");
+    Some(classes)
+}
+
+fn collect_java_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_java_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "java") {
+            found.push(path);
+        }
+    }
+}
+
+fn java_main(classes: &Path, main: &str) -> Command {
+    let mut command = Command::new("java");
+    command.arg("-cp").arg(classes).arg(main);
+    command
+}
+
+#[test]
+fn java_sdk_passes_the_vectors() {
+    let Some(classes) = built_java_sdk("vectors") else {
+        return;
+    };
+    let mut command = java_main(&classes, "kassa.client.VectorsTest");
+    command.arg(repo().join("sdks/vectors/vectors.json"));
+    let out = run_suite(command, "java vectors");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn java_sdk_end_to_end() {
+    let Some(classes) = built_java_sdk("e2e") else {
+        return;
+    };
+    let demo = demo();
+    let mut command = java_main(&classes, "kassa.client.EndToEnd");
+    command.envs(demo.env.iter().map(|(k, v)| (k, v)));
+    let out = run_suite(command, "java end to end");
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+    drop(demo.served);
+}
+
+// Rust
+
+/// What the callback receiver got: headers and body of each callback.
+type Inbox = std::sync::Arc<tokio::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>;
+
+async fn rust_receiver() -> (String, Inbox) {
+    let inbox: Inbox = Default::default();
+    let kept = inbox.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(
+            move |headers: reqwest::header::HeaderMap, body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    kept.lock().await.push((headers, body.to_vec()));
+                    "success"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, inbox)
+}
+
+async fn callback_of(inbox: &Inbox, order_no: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+    for _ in 0..300 {
+        let found = inbox
+            .lock()
+            .await
+            .iter()
+            .find(|(_, body)| String::from_utf8_lossy(body).contains(order_no))
+            .cloned();
+        if let Some(found) = found {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no callback for {order_no} within 30 s");
+}
+
+fn demo_env<'a>(demo: &'a Demo, name: &str) -> &'a str {
+    &demo.env.iter().find(|(k, _)| *k == name).unwrap().1
+}
+
+fn rust_client(demo: &Demo, app: &str) -> kassa_client::Client {
+    let read = |name| std::fs::read_to_string(demo_env(demo, name)).unwrap();
+    let key = kassa_client::SigningKey::parse(&read("KASSA_E2E_MERCHANT_KEY")).unwrap();
+    let platform = kassa_client::VerifyingKey::parse(&read("KASSA_E2E_PLATFORM_KEY")).unwrap();
+    let app_id = demo_env(demo, app).parse().unwrap();
+    kassa_client::Client::builder(&demo.served.base, app_id, key, platform)
+        .build()
+        .unwrap()
+}
+
+fn trigger(demo: &Demo, order_no: &str) {
+    let url = demo_env(demo, "KASSA_E2E_DATABASE_URL");
+    run_ok(&mut kassa(&[
+        "trigger",
+        order_no,
+        "--outcome",
+        "paid",
+        "--database-url",
+        url,
+    ]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_end_to_end() {
+    use kassa_client::collect::{ApplyRequest, PayType, Status};
+    use kassa_client::pix::{InitRequest, OrderState};
+    use kassa_client::{AmountMinor, CallbackVerifier, Currency, Error, Event};
+
+    let demo = demo();
+    let (notify_url, inbox) = rust_receiver().await;
+    let client = rust_client(&demo, "KASSA_E2E_COLLECT_APP_ID");
+    let collect = client.collect(Currency::Eur).unwrap();
+    let mut order = ApplyRequest {
+        order_id: "rust-1".into(),
+        amount: AmountMinor(2500),
+        pay_type: PayType::Cashier,
+        in_bank_code: "CASHIER".into(),
+        country: Some("000".into()),
+        name: "Jane Doe".into(),
+        phone: "+31612345678".into(),
+        email: "jane@example.com".into(),
+        partner_user_id: "rust-user".into(),
+        call_back_url: "https://shop.example/paid".into(),
+        call_back_fail_url: "https://shop.example/failed".into(),
+        notify_url: Some(notify_url.clone()),
+        subject: None,
+        body: None,
+    };
+    assert!(
+        !format!("{order:?}").contains("jane@"),
+        "Debug masks the payer"
+    );
+    let created = collect.apply(&order).await.unwrap();
+    assert_eq!(created.order_no.len(), 16);
+    assert_eq!(collect.apply(&order).await.unwrap(), created, "replayed");
+    order.amount = AmountMinor(2600);
+    let refused = collect.apply(&order).await.unwrap_err();
+    assert_eq!(refused.api_code(), Some("50000001"), "{refused}");
+    assert!(matches!(
+        client.collect(Currency::Brl),
+        Err(Error::Usage(_))
+    ));
+    assert_eq!(
+        collect.query("rust-1", None).await.unwrap().status,
+        Status::NotStarted
+    );
+    trigger(&demo, &created.order_no);
+    let paid = collect
+        .query("rust-1", Some(&created.order_no))
+        .await
+        .unwrap();
+    assert_eq!(
+        (paid.status, paid.actual_amount),
+        (Status::Succeeded, AmountMinor(2500))
+    );
+    let (headers, body) = callback_of(&inbox, &created.order_no).await;
+    let platform = std::fs::read_to_string(demo_env(&demo, "KASSA_E2E_PLATFORM_KEY")).unwrap();
+    let platform = kassa_client::VerifyingKey::parse(&platform).unwrap();
+    let verifier = CallbackVerifier::new(platform.clone(), client.app_id())
+        .with_webhook_secret(demo_env(&demo, "KASSA_E2E_COLLECT_SECRET"));
+    let callback = verifier.verify(&headers, &body).unwrap();
+    assert!(callback.webhook_id.is_some());
+    let Event::Collect(called) = callback.event else {
+        panic!("a collect callback")
+    };
+    assert_eq!(called.status, Status::Succeeded);
+    let stranger = CallbackVerifier::new(platform.clone(), client.app_id() + 1000);
+    assert!(matches!(
+        stranger.verify(&headers, &body),
+        Err(Error::WrongApp { .. })
+    ));
+
+    let pix_client = rust_client(&demo, "KASSA_E2E_PIX_APP_ID");
+    let pix = pix_client.pix();
+    let created = pix
+        .init_collect(&InitRequest {
+            user_order_number: "rust-pix-1".into(),
+            submit_amount: AmountMinor(1234),
+            notify_url: Some(notify_url),
+        })
+        .await
+        .unwrap();
+    let code = kassa_client::brcode::decode(&created.qr_code).unwrap();
+    assert_eq!(code.text(&[54]), Some("12.34"));
+    assert_eq!(code.text(&[62, 5]), Some(created.order_no.as_str()));
+    trigger(&demo, &created.order_no);
+    let paid = pix.query("rust-pix-1").await.unwrap();
+    assert_eq!(paid.order_state, OrderState::Succeeded);
+    let (headers, body) = callback_of(&inbox, &created.order_no).await;
+    let callback = CallbackVerifier::new(platform, pix_client.app_id())
+        .with_webhook_secret(demo_env(&demo, "KASSA_E2E_PIX_SECRET"))
+        .verify(&headers, &body)
+        .unwrap();
+    assert!(matches!(callback.event, Event::Pix(ref o) if o.serial_no == "rust-pix-1"));
+    drop(demo.served);
+}
