@@ -43,10 +43,15 @@ async fn start(fake: Arc<Fake>) -> String {
                 tokio::time::sleep(fake.delay).await;
                 if call < fake.overloaded_calls {
                     let busy = r#"{"status":"0","error":"90000002","msg":"overloaded"}"#;
-                    return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], busy.to_string());
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [("retry-after", "0")],
+                        busy.to_string(),
+                    );
                 }
                 let data = order_data(&fake.platform);
-                let answer = format!(r#"{{"status":"1","error":"00000000","msg":"","data":{data}}}"#);
+                let answer =
+                    format!(r#"{{"status":"1","error":"00000000","msg":"","data":{data}}}"#);
                 (StatusCode::OK, [("retry-after", "")], answer)
             }
         }),
@@ -92,7 +97,10 @@ async fn overload_is_retried_with_the_identical_request() {
     assert_eq!(order.status, Status::Succeeded);
     assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
     let bodies = fake.bodies.lock().await;
-    assert!(bodies.iter().all(|b| b == &bodies[0]), "retries resend the same signed body");
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0]),
+        "retries resend the same signed body"
+    );
 }
 
 #[tokio::test]

@@ -2,9 +2,9 @@
 //! `kassa verify`. Signing works on the received text's fields, so numbers keep their exact
 //! literals and the printed JSON verifies byte for byte.
 
+use crate::checks::{Message, check_rsa, check_webhook};
 use crate::{Failure, Outcome};
-use kassa_signature::{SigningKey, VerifyingKey, parse_signed_object, verify_json};
-use serde_json::value::RawValue;
+use kassa_signature::{SigningKey, VerifyingKey, parse_signed_object};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -101,34 +101,27 @@ pub fn sign(key_path: &Path, input: Option<&Path>) -> Outcome {
     Ok(())
 }
 
-/// The signed part of a document: the document itself, or the `data` of a reply envelope.
-fn signed_part(text: &str) -> Result<&str, Failure> {
-    #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        data: Option<&'a RawValue>,
-        sign: Option<serde::de::IgnoredAny>,
-    }
-    match serde_json::from_str::<Envelope>(text) {
-        Ok(Envelope {
-            data: Some(data),
-            sign: None,
-        }) if data.get().starts_with('{') => Ok(data.get()),
-        _ => Ok(text),
-    }
-}
-
-pub fn verify(key_path: &Path, input: Option<&Path>) -> Outcome {
+/// `kassa verify`: the platform key's signature of a reply or callback (collect `sign`, or pix
+/// `X-Sign` from `--header` or a saved exchange), and with `secret` its Standard Webhooks
+/// signature.
+pub fn verify(
+    key_path: &Path,
+    input: Option<&Path>,
+    headers: &[String],
+    secret: Option<&str>,
+) -> Outcome {
     let key = VerifyingKey::parse(&read_key_text(key_path)?)
         .map_err(|e| Failure(format!("{}: {e}", key_path.display())))?;
-    let text = read_input(input)?;
-    match verify_json(&key, signed_part(&text)?) {
-        Ok(()) => {
-            println!("signature valid");
-            Ok(())
-        }
-        Err(e) => Err(Failure(format!("signature invalid: {e}"))),
+    let message = Message::parse(&read_input(input)?, headers).map_err(Failure)?;
+    check_rsa(&key, &message).map_err(|e| Failure(format!("signature invalid: {e}")))?;
+    println!("signature valid");
+    if let Some(secret) = secret {
+        let now_s = kassa_server::now_ms() / 1000;
+        check_webhook(secret, &message, now_s)
+            .map_err(|e| Failure(format!("webhook signature invalid: {e}")))?;
+        println!("webhook signature valid");
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -142,6 +135,7 @@ mod tests {
         assert!(signed.starts_with(r#"{"a":"x\"y","b":1.50,"n":null,"sign":""#));
         verify_json(key.verifying_key(), &signed).unwrap();
         let envelope = format!(r#"{{"status":"1","error":"00000000","msg":"","data":{signed}}}"#);
-        verify_json(key.verifying_key(), signed_part(&envelope).unwrap()).unwrap();
+        let message = Message::parse(&envelope, &[]).unwrap();
+        assert_eq!(check_rsa(key.verifying_key(), &message), Ok("sign"));
     }
 }

@@ -3,10 +3,12 @@
 
 mod bench;
 mod channels;
+mod checks;
 mod config;
 mod kek;
 mod keyfiles;
 mod ledger;
+mod listen;
 mod operator;
 mod serve;
 mod users;
@@ -109,6 +111,9 @@ enum Command {
     Sign(SignArgs),
     /// Check the signature of a JSON reply or callback with the platform public key.
     Verify(VerifyArgs),
+    /// Receive callbacks while you develop: print each, check both signatures, answer
+    /// `success` (or a chosen failure), optionally forward to your own endpoint.
+    Listen(listen::ListenArgs),
     /// Print the OpenAPI 3.1 description of the HTTP API (as served at /openapi.json).
     Openapi,
 }
@@ -127,8 +132,16 @@ struct VerifyArgs {
     /// The public key to verify with (PEM or base64 DER), usually the platform's.
     #[arg(long)]
     key: PathBuf,
-    /// The signed JSON; `-` or nothing reads standard input. A whole reply envelope is
-    /// accepted: then its `data` is verified.
+    /// A header of the message, `Name: value` — a pix reply's or callback's `X-Sign`, or a
+    /// callback's `webhook-*` headers. Repeatable.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// The app's webhook secret (`whsec_…`): also check a callback's Standard Webhooks
+    /// signature (its headers from --header or the saved exchange).
+    #[arg(long)]
+    secret: Option<String>,
+    /// The signed JSON — a reply (its envelope's `data` is checked), a callback, or a saved HTTP
+    /// exchange with its headers (`curl -si` output); `-` or nothing reads standard input.
     input: Option<PathBuf>,
 }
 
@@ -270,7 +283,13 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Pix(command) => operator::pix(command),
         Command::Bench(_) => unreachable!("handled above"),
         Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
-        Command::Verify(args) => keyfiles::verify(&args.key, args.input.as_deref()),
+        Command::Verify(args) => keyfiles::verify(
+            &args.key,
+            args.input.as_deref(),
+            &args.headers,
+            args.secret.as_deref(),
+        ),
+        Command::Listen(args) => listen::run(args, &database_url).await,
         Command::Openapi => {
             print!("{}", kassa_server::openapi::document_json());
             Ok(())
