@@ -133,7 +133,7 @@ mod tests {
         let key = SigningKey::generate().unwrap();
         let signed = sign_text(&key, r#"{"b":1.50,"a":"x\"y","sign":"old","n":null}"#).unwrap();
         assert!(signed.starts_with(r#"{"a":"x\"y","b":1.50,"n":null,"sign":""#));
-        verify_json(key.verifying_key(), &signed).unwrap();
+        kassa_signature::verify_json(key.verifying_key(), &signed).unwrap();
         let envelope = format!(r#"{{"status":"1","error":"00000000","msg":"","data":{signed}}}"#);
         let message = Message::parse(&envelope, &[]).unwrap();
         assert_eq!(check_rsa(key.verifying_key(), &message), Ok("sign"));
