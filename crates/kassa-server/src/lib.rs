@@ -259,6 +259,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .merge(docs(document))
         .route_layer(axum::middleware::from_fn(http_metrics::mark_route))
         .fallback(dialect::unknown_endpoint)
+        .method_not_allowed_fallback(dialect::wrong_method)
         .layer(axum::extract::DefaultBodyLimit::max(
             dialect::MAX_BODY_BYTES,
         ))

@@ -684,6 +684,28 @@ async fn unknown_endpoints(server: Server) {
             "{path}"
         );
     }
+    // A GET of an API endpoint: 405 in the dialect's envelope, with Allow.
+    let client = reqwest::Client::new();
+    for (path, code) in [
+        ("/eur/collect/apply", json!("40000003")),
+        ("/proxyCollectQuery/query", json!(4003)),
+    ] {
+        let reply = client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 405, "{path}");
+        assert_eq!(reply.headers()["allow"], "POST");
+        let body: Value = reply.json().await.unwrap();
+        let field = if path.starts_with("/eur") {
+            "error"
+        } else {
+            "code"
+        };
+        assert_eq!(body[field], code, "{path}: {body}");
+        assert!(body["msg"].as_str().unwrap().contains("POST"), "{body}");
+    }
 }
 
 async fn replaced_keys_take_effect(server: Server) {

@@ -827,6 +827,12 @@ pub async fn sandbox(command: SandboxCommand, database_url: &str) -> Outcome {
     if amount.is_some() && !matches!(outcome, PayOutcome::Paid) {
         return Err(Failure("--amount goes with --outcome paid".into()));
     }
+    if order.status.is_final() {
+        return Err(Failure(format!(
+            "order {order_no} is already {}, and final states never change",
+            order.status.as_str()
+        )));
+    }
     let received = match amount {
         Some(text) => Some(parse_limit("--amount", &text)?),
         None => None,
@@ -873,6 +879,18 @@ pub async fn order(command: OrderCommand, database_url: &str) -> Outcome {
             reason,
         } => {
             let order_no = parse_order_no(&order_no)?;
+            let status = store
+                .order_by_no(&order_no)
+                .await?
+                .ok_or_else(|| Failure(format!("no order has number {order_no}")))?
+                .status;
+            if status != kassa_core::OrderStatus::Exception {
+                return Err(Failure(format!(
+                    "order {order_no} is {}, not in exception: only an order in exception \
+                     (status -1) is resolved by the operator",
+                    status.as_str()
+                )));
+            }
             let outcome = if succeed { "succeeded" } else { "failed" };
             let default = if succeed {
                 "paid, as the operator found"

@@ -226,6 +226,8 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
             (options.data_dir.clone()).unwrap_or_else(|| config::default_data_dir(database_url));
         let demo_dir = data_dir.join("demo");
         start_demo(&store, &kek, &demo_dir, &platform_key, &public_url).await?;
+    } else if store.list_merchants().await?.is_empty() {
+        print_first_steps();
     }
     let form_key = FormKey::load_or_create(&store, &kek, now_ms()).await?;
     let store: Arc<dyn Store> = Arc::new(store);
@@ -359,6 +361,16 @@ fn server_config(options: &ServeOptions, public_url: String, allow_private: bool
         app_rate_limit_per_s: options.app_rate_limit,
         ..ServerConfig::default()
     }
+}
+
+/// What to do on a database without merchants: a gateway nobody can call yet.
+fn print_first_steps() {
+    let kassa = this_command();
+    println!("No merchant yet. Create one (in another terminal, against the same database):");
+    println!("  {kassa} merchant create --name \"Your Shop\" --currency EUR --generate-keys ./shop-keys");
+    println!("or start with a demo merchant to try things out: {kassa} serve --demo");
+    println!("Then add yourself to the back office: {kassa} user add --email you@psp.example --role operator-admin");
+    println!();
 }
 
 /// The demo merchant, its key files and the printed walk-through.

@@ -598,7 +598,21 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
             .output()
             .unwrap();
             assert!(!again.status.success());
-            assert!(String::from_utf8_lossy(&again.stderr).contains("cannot take event"));
+            let why = String::from_utf8_lossy(&again.stderr);
+            assert!(why.contains("final states never change"), "{why}");
+            // Only an exception is the operator's to resolve, and the refusal says so.
+            let resolve = [
+                "order",
+                "resolve",
+                &order_no,
+                "--succeed",
+                "--database-url",
+                url,
+            ];
+            let refused = kassa(&resolve).output().unwrap();
+            assert!(!refused.status.success());
+            let why = String::from_utf8_lossy(&refused.stderr);
+            assert!(why.contains("not in exception"), "{why}");
         }
     }
 
@@ -1694,4 +1708,20 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
         "the request's lines carry its id:\n{log}"
     );
     assert_eq!((changes_seen, attempts_seen), (1, 1), "{log}");
+}
+
+/// `serve` on a database without merchants says what to do next; with one it does not.
+#[test]
+fn serve_without_merchants_says_what_to_do_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    let args = ["serve", "--listen", "127.0.0.1:0", "--database-url", &url];
+    let empty = serve(&args, dir.path());
+    let printed = empty.stdout_lines.join("");
+    assert!(printed.contains("No merchant yet"), "{printed}");
+    assert!(printed.contains("merchant create --name"), "{printed}");
+    drop(empty);
+    create_shop(&url, "EUR", dir.path());
+    let later = serve(&args, dir.path());
+    assert!(!later.stdout_lines.join("").contains("No merchant yet"));
 }

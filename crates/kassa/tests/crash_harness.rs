@@ -435,7 +435,8 @@ impl Shop {
         ledger.resolutions += 1;
         // Refused only because another worker resolved it first; anything else is a failure.
         let why = String::from_utf8_lossy(&resolved.stderr);
-        if !resolved.status.success() && !why.contains("cannot take event") {
+        let lost_the_race = why.contains("cannot take event") || why.contains("not in exception");
+        if !resolved.status.success() && !lost_the_race {
             ledger.violations.push(format!("resolve {order_id}: {why}"));
         }
         ledger.exceptions_seen.remove(&order_id);

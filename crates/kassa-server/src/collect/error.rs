@@ -27,6 +27,7 @@ crate::dialect::error_table! {
     ForbiddenTarget = "30000006", BAD_REQUEST, "A callback or redirect URL points at a loopback, private, link-local or other non-public address.";
     OrderNotFound = "40000001", NOT_FOUND, "No order of this app has this orderId (and orderNo, when given).";
     UnknownEndpoint = "40000002", NOT_FOUND, "No such endpoint.";
+    MethodNotAllowed = "40000003", METHOD_NOT_ALLOWED, "The endpoint takes POST only (a GET, for example); the Allow header says so.";
     DuplicateOrder = "50000001", CONFLICT, "The orderId was used before with other parameters.";
     Internal = "90000001", INTERNAL_SERVER_ERROR, "An internal error; nothing was stored. Retry later.";
     Unavailable = "90000002", SERVICE_UNAVAILABLE, "The database is temporarily unavailable or kassa is overloaded; nothing was stored. Retry later (after Retry-After seconds when given).";

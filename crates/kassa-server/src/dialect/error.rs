@@ -34,6 +34,7 @@ pub enum ErrorKind {
     ForbiddenTarget,
     OrderNotFound,
     UnknownEndpoint,
+    MethodNotAllowed,
     DuplicateOrder,
     Internal,
     Unavailable,

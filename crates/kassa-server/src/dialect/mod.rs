@@ -492,6 +492,29 @@ pub async fn unknown_endpoint(
         ))
 }
 
+/// A known path asked with a method it does not take (a GET of an API endpoint): the dialect's
+/// envelope with 405 and `Allow`; other paths (the payer's pages) get a plain 405.
+pub async fn wrong_method(
+    axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    use axum::response::IntoResponse;
+    let path: String = uri.path().chars().take(100).collect();
+    let Some(dialect) = gateway.dialects.owner_of(uri.path()) else {
+        return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response();
+    };
+    let mut response = dialect.error_response(ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{path} takes POST, not {method}"),
+    ));
+    response.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("POST"),
+    );
+    response
+}
+
 /// An error answer: the envelope as JSON, with `Retry-After` when the client should wait.
 pub fn error_response(
     status: StatusCode,

@@ -25,6 +25,7 @@ crate::dialect::error_table! {
     ForbiddenTarget = 3004, BAD_REQUEST, "notifyUrl points at a loopback, private, link-local or other non-public address.";
     OrderNotFound = 4001, NOT_FOUND, "No order of this app has this userOrderNumber.";
     UnknownEndpoint = 4002, NOT_FOUND, "No such endpoint.";
+    MethodNotAllowed = 4003, METHOD_NOT_ALLOWED, "The endpoint takes POST only (a GET, for example); the Allow header says so.";
     DuplicateOrder = 5001, CONFLICT, "The userOrderNumber was used before with other parameters.";
     Internal = 9001, INTERNAL_SERVER_ERROR, "An internal error; nothing was stored. Retry later.";
     Unavailable = 9002, SERVICE_UNAVAILABLE, "The database is temporarily unavailable or kassa is overloaded; nothing was stored. Retry later (after Retry-After seconds when given).";
