@@ -18,7 +18,7 @@ trap cleanup EXIT
 # --demo: a merchant with EUR, USD and BRL apps and a key on disk. It also allows private
 # callback targets, so no generated URL is ever resolved in DNS; the long lifetimes mean no
 # order expires (and calls back) during the run.
-"$kassa" --database-url "sqlite://$work/kassa.db" serve --demo --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --backoffice-listen 127.0.0.1:0 \
+"$kassa" serve --database-url "sqlite://$work/kassa.db" --demo --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --backoffice-listen 127.0.0.1:0 \
     --data-dir "$work" --collect-order-lifetime 7d --pix-order-lifetime 7d \
     >"$work/out.log" 2>"$work/err.log" &
 server_pid=$!

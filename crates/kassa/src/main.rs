@@ -24,15 +24,6 @@ use std::process::ExitCode;
     about = "kassa — a self-hosted payment collection gateway"
 )]
 struct Cli {
-    /// Database: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
-    /// [default: sqlite://kassa-data/kassa.db]
-    #[arg(long, global = true, env = "KASSA_DATABASE_URL")]
-    database_url: Option<String>,
-
-    /// A TOML file with defaults for the options (flags and KASSA_* variables override it).
-    #[arg(long, global = true, env = "KASSA_CONFIG")]
-    config: Option<PathBuf>,
-
     /// Log lines as text for people, or as JSON objects (one per line) for log collectors.
     #[arg(
         long,
@@ -43,14 +34,81 @@ struct Cli {
     )]
     log_format: LogFormat,
 
-    /// A file holding the key-encryption key of the database's secrets (base64 of 32 bytes;
-    /// KASSA_KEK may hold the key itself). [default: `kek` beside a SQLite database, created
-    /// there the first time; required for PostgreSQL]
-    #[arg(long, global = true, env = "KASSA_KEK_FILE")]
-    kek_file: Option<PathBuf>,
-
     #[command(subcommand)]
     command: Command,
+}
+
+/// Commands that never open a database: they take no database options.
+const OFFLINE_COMMANDS: [&str; 4] = ["sign", "verify", "pix", "openapi"];
+
+/// The options of every command that opens a database, given to those commands (and their
+/// subcommands) only, so that `kassa sign --help` does not offer a database.
+fn database_options() -> [clap::Arg; 3] {
+    use clap::Arg;
+    [
+        Arg::new("database_url")
+            .long("database-url")
+            .env("KASSA_DATABASE_URL")
+            .global(true)
+            .help(
+                "Database: sqlite://PATH (created if missing) or postgres://USER@HOST/DB. \
+                 [default: sqlite://kassa-data/kassa.db]",
+            ),
+        Arg::new("config")
+            .long("config")
+            .env("KASSA_CONFIG")
+            .global(true)
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("A TOML file with defaults for the options (flags and KASSA_* variables override it)."),
+        Arg::new("kek_file")
+            .long("kek-file")
+            .env("KASSA_KEK_FILE")
+            .global(true)
+            .value_parser(clap::value_parser!(PathBuf))
+            .help(
+                "A file holding the key-encryption key of the database's secrets (base64 of 32 \
+                 bytes; KASSA_KEK may hold the key itself). [default: `kek` beside a SQLite \
+                 database, created there the first time; required for PostgreSQL]",
+            ),
+    ]
+}
+
+/// The whole command line: the derived one, with the database options on the commands that
+/// open a database.
+fn command_line() -> clap::Command {
+    let mut command = Cli::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_string())
+        .filter(|name| !OFFLINE_COMMANDS.contains(&name.as_str()))
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, |sub| sub.args(database_options()));
+    }
+    command
+}
+
+/// The database options as given to the command.
+struct DatabaseOptions {
+    database_url: Option<String>,
+    config: Option<PathBuf>,
+    kek_file: Option<PathBuf>,
+}
+
+impl DatabaseOptions {
+    fn of(matches: &clap::ArgMatches) -> DatabaseOptions {
+        let command = matches.subcommand().map(|(_, sub)| sub).unwrap_or(matches);
+        let path = |id: &str| command.try_get_one::<PathBuf>(id).ok().flatten().cloned();
+        DatabaseOptions {
+            database_url: command
+                .try_get_one::<String>("database_url")
+                .ok()
+                .flatten()
+                .cloned(),
+            config: path("config"),
+            kek_file: path("kek_file"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -198,7 +256,7 @@ fn die_quietly_on_a_closed_pipe() {
 fn main() -> ExitCode {
     // The matches are kept: they tell which options the command line or environment set, so
     // the config file fills in only the others.
-    let matches = Cli::command().get_matches();
+    let matches = command_line().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let serving = matches!(cli.command, Command::Serve(_));
     if !serving {
@@ -219,14 +277,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// The commands without a database.
+fn run_offline(command: Command) -> Outcome {
+    match command {
+        Command::Pix(command) => operator::pix(command),
+        Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
+        Command::Verify(args) => keyfiles::verify(
+            &args.key,
+            args.input.as_deref(),
+            &args.headers,
+            args.secret.as_deref(),
+        ),
+        Command::Openapi => {
+            print!("{}", kassa_server::openapi::document_json());
+            Ok(())
+        }
+        _ => unreachable!("only offline commands come here"),
+    }
+}
+
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
-    let file = config::ConfigFile::load(cli.config.as_deref()).map_err(Failure)?;
-    let named_database = cli.database_url.or(file.database_url().map_err(Failure)?);
+    let name = matches.subcommand_name().unwrap_or_default();
+    if OFFLINE_COMMANDS.contains(&name) {
+        return run_offline(cli.command);
+    }
+    let options = DatabaseOptions::of(matches);
+    let file = config::ConfigFile::load(options.config.as_deref()).map_err(Failure)?;
+    let named_database = options
+        .database_url
+        .or(file.database_url().map_err(Failure)?);
     let database_url =
         (named_database.clone()).unwrap_or_else(|| config::DEFAULT_DATABASE_URL.to_string());
     kek::configure(kek::Source {
         text: std::env::var("KASSA_KEK").ok(),
-        file: cli.kek_file.clone(),
+        file: options.kek_file,
         database_url: database_url.clone(),
     });
     if let Command::Bench(args) = cli.command {
@@ -280,19 +364,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
             let store = operator::open_store(&database_url).await?;
             users::user(command, &store).await
         }
-        Command::Pix(command) => operator::pix(command),
-        Command::Bench(_) => unreachable!("handled above"),
-        Command::Sign(args) => keyfiles::sign(&args.key, args.input.as_deref()),
-        Command::Verify(args) => keyfiles::verify(
-            &args.key,
-            args.input.as_deref(),
-            &args.headers,
-            args.secret.as_deref(),
-        ),
         Command::Listen(args) => listen::run(args, &database_url).await,
-        Command::Openapi => {
-            print!("{}", kassa_server::openapi::document_json());
-            Ok(())
+        Command::Bench(_) => unreachable!("handled above"),
+        Command::Pix(_) | Command::Sign(_) | Command::Verify(_) | Command::Openapi => {
+            unreachable!("offline commands are run above")
         }
     }
 }

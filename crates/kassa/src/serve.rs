@@ -367,9 +367,13 @@ fn server_config(options: &ServeOptions, public_url: String, allow_private: bool
 fn print_first_steps() {
     let kassa = this_command();
     println!("No merchant yet. Create one (in another terminal, against the same database):");
-    println!("  {kassa} merchant create --name \"Your Shop\" --currency EUR --generate-keys ./shop-keys");
+    println!(
+        "  {kassa} merchant create --name \"Your Shop\" --currency EUR --generate-keys ./shop-keys"
+    );
     println!("or start with a demo merchant to try things out: {kassa} serve --demo");
-    println!("Then add yourself to the back office: {kassa} user add --email you@psp.example --role operator-admin");
+    println!(
+        "Then add yourself to the back office: {kassa} user add --email you@psp.example --role operator-admin"
+    );
     println!();
 }
 

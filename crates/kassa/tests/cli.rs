@@ -12,12 +12,12 @@ async fn operator_commands(db: TestDatabase) {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     let url = db.url.as_str();
-    // --database-url before the subcommand.
+    // --database-url between the command and its subcommand.
     let created = json(&run_ok(
         kassa(&[
+            "merchant",
             "--database-url",
             url,
-            "merchant",
             "create",
             "--name",
             "Shop",
@@ -1506,7 +1506,12 @@ fn a_closed_pipe_ends_a_command_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
     run_ok(&mut kassa(&["openapi"]));
-    let mut child = kassa(&["openapi", "--database-url", &url])
+    // A command without a database takes no database options.
+    let refused = kassa(&["openapi", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let mut child = kassa(&["openapi"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
