@@ -8,24 +8,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::fmt;
 
-/// `payType`: how the payer pays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PayType {
-    /// kassa's page lets the payer pick a method of `country`.
-    Cashier,
-    BankTransfer,
-    Ewallet,
-}
-
-impl PayType {
-    pub fn code(self) -> &'static str {
-        match self {
-            PayType::Cashier => "CASHIER",
-            PayType::BankTransfer => "BANK_TRANSFER",
-            PayType::Ewallet => "EWALLET",
-        }
-    }
-}
+/// `payType`: how the payer pays (`Cashier`, `BankTransfer`, `Ewallet`; `Pix` orders are
+/// made with [`crate::pix`]). The core's own type, so client and server name them alike.
+pub use kassa_core::PayType;
 
 /// A new order: the fields of `POST /{currency}/collect/apply` but `appId` and `sign`, which
 /// the client adds. `Debug` masks the payer's personal data.

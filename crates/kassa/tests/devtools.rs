@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{KASSA, TEST_KEK, json, kassa, run_ok, serve};
+use common::{KASSA, TEST_KEK, json, kassa, run_ok};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -77,20 +77,7 @@ struct Demo {
 
 fn demo() -> Demo {
     let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/kassa.db", dir.path().display());
-    let args = [
-        "serve",
-        "--demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        &database_url,
-        "--data-dir",
-        "data",
-        "--callback-retry-interval",
-        "1s",
-    ];
-    let served = serve(&args, dir.path());
+    let (served, database_url) = common::serve_demo(dir.path());
     Demo {
         served,
         dir,
@@ -196,7 +183,7 @@ async fn listen_fails_on_purpose_and_forwards() {
     drop(failing);
 
     // Forwarding: the developer's endpoint gets body and headers; its answer is kassa's.
-    let (target, inbox) = receiver("not success").await;
+    let (target, inbox) = common::callback_receiver("not success").await;
     let forwarding = Listening::start(
         &demo.database_url,
         &["--forward-to", &target, "--exit-after", "1"],
@@ -213,32 +200,11 @@ async fn listen_fails_on_purpose_and_forwards() {
         "{block}"
     );
     let (headers, body) = inbox.lock().unwrap().first().cloned().expect("forwarded");
-    assert!(body.contains(&order_no));
+    assert!(String::from_utf8_lossy(&body).contains(&order_no));
     assert!(headers.contains_key("webhook-signature") && headers.contains_key("webhook-id"));
     let mut forwarding = forwarding;
     let exited = forwarding.child.wait().unwrap();
     assert!(exited.success(), "--exit-after 1 ends it");
-}
-
-type Inbox = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, String)>>>;
-
-async fn receiver(answer: &'static str) -> (String, Inbox) {
-    let inbox: Inbox = Default::default();
-    let kept = inbox.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: reqwest::header::HeaderMap, body: String| {
-            let kept = kept.clone();
-            async move {
-                kept.lock().unwrap().push((headers, body));
-                answer
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, inbox)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{TEST_KEK, kassa, run_ok, serve};
+use common::{Inbox, TEST_KEK, kassa, run_ok};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -51,22 +51,7 @@ fn webhook_secret(database_url: &str, app_id: i64) -> String {
 
 fn demo() -> Demo {
     let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/kassa.db", dir.path().display());
-    let served = serve(
-        &[
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &database_url,
-            "--data-dir",
-            "data",
-            "--callback-retry-interval",
-            "2s",
-        ],
-        dir.path(),
-    );
+    let (served, database_url) = common::serve_demo(dir.path());
     let collect_app = app_id_of(&served.stdout_lines, "EUR");
     let pix_app = app_id_of(&served.stdout_lines, "BRL");
     let demo_dir = dir.path().join("data/demo");
@@ -348,35 +333,11 @@ fn java_sdk_end_to_end() {
 
 // Rust
 
-/// What the callback receiver got: headers and body of each callback.
-type Inbox = std::sync::Arc<tokio::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>;
-
-async fn rust_receiver() -> (String, Inbox) {
-    let inbox: Inbox = Default::default();
-    let kept = inbox.clone();
-    let app = axum::Router::new().route(
-        "/notify",
-        axum::routing::post(
-            move |headers: reqwest::header::HeaderMap, body: axum::body::Bytes| {
-                let kept = kept.clone();
-                async move {
-                    kept.lock().await.push((headers, body.to_vec()));
-                    "success"
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/notify", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, inbox)
-}
-
 async fn callback_of(inbox: &Inbox, order_no: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
     for _ in 0..300 {
         let found = inbox
             .lock()
-            .await
+            .unwrap()
             .iter()
             .find(|(_, body)| String::from_utf8_lossy(body).contains(order_no))
             .cloned();
@@ -421,7 +382,7 @@ async fn rust_client_end_to_end() {
     use kassa_client::{AmountMinor, CallbackVerifier, Currency, Error, Event};
 
     let demo = demo();
-    let (notify_url, inbox) = rust_receiver().await;
+    let (notify_url, inbox) = common::callback_receiver("success").await;
     let client = rust_client(&demo, "KASSA_E2E_COLLECT_APP_ID");
     let collect = client.collect(Currency::Eur).unwrap();
     let mut order = ApplyRequest {

@@ -173,3 +173,47 @@ impl Random {
         self.next() % n.max(1)
     }
 }
+
+/// `kassa serve --demo` on a SQLite database in `dir` (keys in `dir/data/demo`), callbacks
+/// retried every second; the server and its database URL.
+pub fn serve_demo(dir: &Path) -> (Served, String) {
+    let database_url = format!("sqlite://{}/kassa.db", dir.display());
+    let args = [
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &database_url,
+        "--data-dir",
+        "data",
+        "--callback-retry-interval",
+        "1s",
+    ];
+    (serve(&args, dir), database_url)
+}
+
+/// What a test's callback receiver got: each request's headers and body.
+pub type Inbox = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, Vec<u8>)>>>;
+
+/// A receiver of callbacks on loopback that answers `answer`; its URL and what it got.
+pub async fn callback_receiver(answer: &'static str) -> (String, Inbox) {
+    let inbox: Inbox = Default::default();
+    let kept = inbox.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(
+            move |headers: reqwest::header::HeaderMap, body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    kept.lock().unwrap().push((headers, body.to_vec()));
+                    answer
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, inbox)
+}
