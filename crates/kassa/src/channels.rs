@@ -98,7 +98,7 @@ pub struct Settings {
     allow_private_upstream: bool,
 }
 
-pub async fn channel(command: ChannelCommand, store: &SqlStore) -> Outcome {
+pub async fn channel(command: ChannelCommand, show_secrets: bool, store: &SqlStore) -> Outcome {
     let kek = crate::kek::unlock(store).await?;
     let shown = match command {
         ChannelCommand::Add { id, settings } => {
@@ -133,7 +133,10 @@ pub async fn channel(command: ChannelCommand, store: &SqlStore) -> Outcome {
         }
         ChannelCommand::List => {
             let channels = store.channels().await?;
-            let list: Vec<Value> = channels.iter().map(|c| channel_json(c, None)).collect();
+            let list: Vec<Value> = channels
+                .iter()
+                .map(|c| channel_json(c, None, show_secrets))
+                .collect();
             crate::operator::print_json(&Value::Array(list));
             return Ok(());
         }
@@ -142,7 +145,8 @@ pub async fn channel(command: ChannelCommand, store: &SqlStore) -> Outcome {
         .upstream
         .as_ref()
         .map(|upstream| public_half(&kek, upstream));
-    crate::operator::print_json(&channel_json(&shown, public.transpose()?.as_deref()));
+    let public = public.transpose()?;
+    crate::operator::print_json(&channel_json(&shown, public.as_deref(), show_secrets));
     Ok(())
 }
 
@@ -353,14 +357,16 @@ fn public_half(kek: &Kek, upstream: &Upstream) -> Result<String, Failure> {
     Ok(SigningKey::parse(&pem)?.public_key_pem())
 }
 
-/// A channel as JSON: never its private key.
-fn channel_json(channel: &Channel, merchant_public_key: Option<&str>) -> Value {
+/// A channel as JSON: never its private key; public keys as fingerprints unless the operator
+/// asks for their PEM (`--show-secrets`), to register kassa's at the upstream.
+fn channel_json(channel: &Channel, merchant_public_key: Option<&str>, show_pem: bool) -> Value {
+    let key = |pem: Option<&str>| crate::operator::key_shown(pem, show_pem);
     let upstream = channel.upstream.as_ref().map(|u| {
         json!({
             "baseUrl": u.base_url,
             "appId": u.app_id,
-            "merchantPublicKey": merchant_public_key,
-            "platformPublicKey": u.platform_public_key,
+            "merchantPublicKey": key(merchant_public_key),
+            "platformPublicKey": key(Some(&u.platform_public_key)),
         })
     });
     json!({

@@ -135,8 +135,14 @@ enum Command {
     #[command(subcommand)]
     Callback(operator::CallbackCommand),
     /// Manage the channels rails move money through (upstream PSP accounts, the sandbox).
-    #[command(subcommand)]
-    Channel(channels::ChannelCommand),
+    Channel {
+        /// Print the public keys' PEM (fingerprints otherwise): kassa's, to register at the
+        /// upstream.
+        #[arg(long, global = true)]
+        show_secrets: bool,
+        #[command(subcommand)]
+        command: channels::ChannelCommand,
+    },
     /// What the books say an app's merchant is owed (pending, available) and paid in fees.
     Balance { app_id: i64 },
     /// The books: verify their invariants, settle what is due.
@@ -340,9 +346,12 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
         Command::Trigger(args) => operator::sandbox(args.into(), &database_url).await,
         Command::Order(command) => operator::order(command, &database_url).await,
-        Command::Channel(command) => {
+        Command::Channel {
+            command,
+            show_secrets,
+        } => {
             let store = operator::open_store(&database_url).await?;
-            channels::channel(command, &store).await
+            channels::channel(command, show_secrets, &store).await
         }
         Command::Balance { app_id } => {
             let store = operator::open_store(&database_url).await?;

@@ -317,17 +317,23 @@ pub use kassa_server::onboarding::sealed_webhook_secret;
 /// What `--show-secrets` hides: the webhook secret, and PEM text (a fingerprint instead).
 pub const HIDDEN: &str = "hidden; --show-secrets shows it";
 
-/// An app as JSON; its webhook secret and key PEM only where the operator asked for that one
-/// app with `--show-secrets`.
-fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
-    let public_key = match (&app.public_key, webhook_secret) {
-        (Some(pem), Some(_)) => json!(pem),
-        (Some(pem), None) => json!(VerifyingKey::parse(pem).map_or_else(
+/// A public key as the operator's commands print it: its PEM when asked, else its SHA-256
+/// fingerprint (enough to compare, short to read).
+pub(crate) fn key_shown(pem: Option<&str>, show_pem: bool) -> Value {
+    match pem {
+        None => Value::Null,
+        Some(pem) if show_pem => json!(pem),
+        Some(pem) => json!(VerifyingKey::parse(pem).map_or_else(
             |_| "unusable".to_string(),
             |key| format!("SHA-256 {}", key.fingerprint())
         )),
-        (None, _) => Value::Null,
-    };
+    }
+}
+
+/// An app as JSON; its webhook secret and key PEM only where the operator asked for that one
+/// app with `--show-secrets`.
+fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
+    let public_key = key_shown(app.public_key.as_deref(), webhook_secret.is_some());
     json!({
         "appId": app.app_id.0,
         "merchantId": app.merchant_id.0,

@@ -87,7 +87,7 @@ async fn channels_are_managed_and_keep_their_key_sealed(db: TestDatabase) {
         "--priority",
         "10",
     ];
-    let added = ok(channel(url, &add));
+    let added = ok(channel(url, &[&add[..], &["--show-secrets"]].concat()));
     assert_eq!(added["channelId"], "acme-eu");
     assert_eq!(added["methods"][1]["inBankCode"], "IDEAL");
     assert_eq!(added["limits"]["max"], "500.00");
@@ -142,9 +142,14 @@ async fn channels_are_managed_and_keep_their_key_sealed(db: TestDatabase) {
     );
     assert_eq!(ok(channel(url, &["enable", "acme-eu"]))["enabled"], true);
     assert_eq!(
-        ok(channel(url, &["show", "acme-eu"]))["upstream"]["merchantPublicKey"],
+        ok(channel(url, &["show", "acme-eu", "--show-secrets"]))["upstream"]["merchantPublicKey"],
         public_pem.as_str()
     );
+    // Without --show-secrets: fingerprints, no PEM.
+    let shown = ok(channel(url, &["show", "acme-eu"]));
+    let fingerprint = shown["upstream"]["merchantPublicKey"].as_str().unwrap();
+    assert!(fingerprint.starts_with("SHA-256 "), "{shown}");
+    assert!(!shown.to_string().contains("BEGIN"), "{shown}");
     refused(channel(url, &["show", "nobody"]), "no channel nobody");
 }
 
