@@ -141,7 +141,7 @@ enum Command {
         #[arg(long, global = true)]
         show_secrets: bool,
         #[command(subcommand)]
-        command: channels::ChannelCommand,
+        command: Box<channels::ChannelCommand>,
     },
     /// What the books say an app's merchant is owed (pending, available) and paid in fees.
     Balance { app_id: i64 },
@@ -351,7 +351,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
             show_secrets,
         } => {
             let store = operator::open_store(&database_url).await?;
-            channels::channel(command, show_secrets, &store).await
+            channels::channel(*command, show_secrets, &store).await
         }
         Command::Balance { app_id } => {
             let store = operator::open_store(&database_url).await?;
