@@ -13,6 +13,7 @@ pub mod fee;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod ledger;
+pub mod locale;
 pub mod method;
 pub mod money;
 pub mod order;
@@ -31,6 +32,7 @@ pub use breaker::{Breaker, BreakerPolicy, BreakerState};
 pub use callback::{AfterAttempt, RetryPolicy};
 pub use channel::{Channel, ChannelError, ChannelKind, MethodRoute, Upstream};
 pub use fee::{FeeError, FeeRule};
+pub use locale::Locale;
 pub use method::{Country, PayType, PaymentMethod};
 pub use money::{AmountError, AmountLimits, AmountMinor, Currency};
 pub use order::{NewOrder, Order, OrderError, OrderIds, OrderNo, Payer};

@@ -7,7 +7,13 @@
   if (copy && code) {
     copy.addEventListener("click", function () {
       code.select();
-      var done = function () { copy.textContent = "Copied"; };
+      // The confirmation in the page's language, announced by screen readers (a live region).
+      var done = function () {
+        var said = copy.getAttribute("data-copied") || "";
+        copy.textContent = said;
+        var status = document.getElementById("copied");
+        if (status) status.textContent = said;
+      };
       if (navigator.clipboard) {
         navigator.clipboard.writeText(code.value).then(done, function () {
           document.execCommand("copy");

@@ -11,6 +11,7 @@
 //! nothing is loaded from elsewhere (strict CSP).
 
 use crate::lifecycle::LifecycleError;
+use crate::payer_text::Texts;
 use crate::rails::{ManualOutcome, RailError, RailStart};
 use crate::{Gateway, ServerConfig, ids, now_ms};
 use askama::Template;
@@ -19,7 +20,7 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use kassa_core::{AmountMinor, Order, OrderEvent, OrderStatus, PaymentMethod};
+use kassa_core::{AmountMinor, Locale, Order, OrderEvent, OrderStatus, PaymentMethod};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -49,15 +50,62 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
 /// What every page shows about the order.
 struct Summary {
     merchant: String,
+    /// The amount as the payer's locale writes it (`R$ 12,34`).
+    money: String,
+    /// The amount as digits (`12.34`), for the sandbox bank's form.
     amount: String,
-    currency: &'static str,
     order_id: String,
     subject: Option<String>,
+}
+
+/// The payer's language: the texts of the pages and the `lang` of the document.
+#[derive(Clone, Copy)]
+struct Speech {
+    t: &'static Texts,
+    locale: Locale,
+}
+
+impl Speech {
+    fn new(locale: Locale) -> Speech {
+        Speech {
+            t: Texts::of(locale),
+            locale,
+        }
+    }
+
+    /// For a page without an order: the browser's language, else English.
+    fn of_browser(headers: &HeaderMap) -> Speech {
+        let locale = accept_language(headers).and_then(Locale::from_accept_language);
+        Speech::new(locale.unwrap_or(Locale::En))
+    }
+
+    /// For an order's page: the browser's language, else the order's country's (or its
+    /// method's, or Brazil's for BRL), else English.
+    fn of_order(headers: &HeaderMap, order: &Order) -> Speech {
+        let country = (order.country.as_deref()).or(order.paying_method().country);
+        Speech::new(Locale::negotiate(
+            None,
+            accept_language(headers),
+            country,
+            order.currency,
+        ))
+    }
+
+    fn lang(&self) -> &'static str {
+        self.locale.tag()
+    }
+}
+
+fn accept_language(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
 }
 
 #[derive(Template)]
 #[template(path = "cashier/methods.html")]
 struct MethodsPage {
+    speech: Speech,
     title: &'static str,
     summary: Summary,
     token: String,
@@ -68,17 +116,19 @@ struct MethodsPage {
 #[derive(Template)]
 #[template(path = "cashier/method.html")]
 struct MethodPage {
+    speech: Speech,
     title: &'static str,
     summary: Summary,
     token: String,
     csrf: String,
     method_name: &'static str,
-    outcomes: &'static [ManualOutcome],
+    outcomes: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Template)]
 #[template(path = "cashier/result.html")]
 struct ResultPage {
+    speech: Speech,
     title: &'static str,
     summary: Summary,
     paid: bool,
@@ -90,6 +140,7 @@ struct ResultPage {
 #[derive(Template)]
 #[template(path = "cashier/pix.html")]
 struct PixPage {
+    speech: Speech,
     title: &'static str,
     summary: Summary,
     token: String,
@@ -97,12 +148,13 @@ struct PixPage {
     state: &'static str,
     qr_svg: String,
     pix_code: String,
-    outcomes: &'static [ManualOutcome],
+    outcomes: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Template)]
 #[template(path = "cashier/handoff.html")]
 struct HandoffPage {
+    speech: Speech,
     title: &'static str,
     url: String,
 }
@@ -110,6 +162,7 @@ struct HandoffPage {
 #[derive(Template)]
 #[template(path = "cashier/pending.html")]
 struct PendingPage {
+    speech: Speech,
     title: &'static str,
     summary: Summary,
     /// Look again now and then: the rail's word is expected (not so for an exception, which
@@ -120,6 +173,7 @@ struct PendingPage {
 #[derive(Template)]
 #[template(path = "cashier/message.html")]
 struct MessagePage {
+    speech: Speech,
     title: &'static str,
     message: &'static str,
 }
@@ -146,23 +200,39 @@ fn html(status: StatusCode, page: impl Template) -> Response {
     }
 }
 
-fn message(status: StatusCode, title: &'static str, message: &'static str) -> Response {
-    html(status, MessagePage { title, message })
-}
-
-fn not_found() -> Response {
-    message(
-        StatusCode::NOT_FOUND,
-        "Payment not found",
-        "This payment link is not valid. Please return to the shop and start again.",
+fn message(
+    status: StatusCode,
+    speech: Speech,
+    title: &'static str,
+    message: &'static str,
+) -> Response {
+    html(
+        status,
+        MessagePage {
+            speech,
+            title,
+            message,
+        },
     )
 }
 
-fn unavailable() -> Response {
+fn not_found(speech: Speech) -> Response {
+    let t = speech.t;
+    message(
+        StatusCode::NOT_FOUND,
+        speech,
+        t.not_found_title,
+        t.not_found_body,
+    )
+}
+
+fn unavailable(speech: Speech) -> Response {
+    let t = speech.t;
     message(
         StatusCode::SERVICE_UNAVAILABLE,
-        "Please try again",
-        "The payment page is temporarily unavailable. Please try again in a moment.",
+        speech,
+        t.unavailable_title,
+        t.unavailable_body,
     )
 }
 
@@ -171,9 +241,11 @@ pub fn owns_path(path: &str) -> bool {
     path.starts_with("/pay/") || path.starts_with("/assets/")
 }
 
-/// The payer's "try again" page for an overloaded server, with `Retry-After`.
-pub fn unavailable_page(retry_after_s: u64) -> Response {
-    let mut response = unavailable();
+/// The payer's "try again" page for an overloaded server, with `Retry-After`, in the
+/// browser's language.
+pub fn unavailable_page(accept_language: Option<&str>, retry_after_s: u64) -> Response {
+    let locale = accept_language.and_then(Locale::from_accept_language);
+    let mut response = unavailable(Speech::new(locale.unwrap_or(Locale::En)));
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, retry_after_s.into());
@@ -181,29 +253,29 @@ pub fn unavailable_page(retry_after_s: u64) -> Response {
 }
 
 /// The order behind a page token, or the response to give instead.
-async fn order_for(gateway: &Gateway, token: &str) -> Result<Order, Response> {
+async fn order_for(gateway: &Gateway, token: &str, headers: &HeaderMap) -> Result<Order, Response> {
     if !ids::is_cashier_token(token) {
-        return Err(not_found());
+        return Err(not_found(Speech::of_browser(headers)));
     }
     match gateway.store.order_by_cashier_token(token).await {
         Ok(Some(order)) => Ok(order),
-        Ok(None) => Err(not_found()),
+        Ok(None) => Err(not_found(Speech::of_browser(headers))),
         Err(e) => {
             tracing::error!(error = %e, "cashier: store error");
-            Err(unavailable())
+            Err(unavailable(Speech::of_browser(headers)))
         }
     }
 }
 
-async fn summary(gateway: &Gateway, order: &Order) -> Summary {
+async fn summary(gateway: &Gateway, order: &Order, speech: Speech) -> Summary {
     let merchant = match gateway.store.merchant_of_app(order.app_id).await {
         Ok(Some(merchant)) => merchant.name,
-        _ => "the shop".into(),
+        _ => speech.t.the_shop.into(),
     };
     Summary {
         merchant,
+        money: speech.locale.money(order.amount_minor, order.currency),
         amount: order.amount_minor.to_decimal_string(),
-        currency: order.currency.code(),
         order_id: order.merchant_order_id.clone(),
         subject: order.subject.clone(),
     }
@@ -213,10 +285,11 @@ pub async fn serve_page(
     State(gateway): State<Arc<Gateway>>,
     Path(token): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     // `?done=1` follows an outcome: the result page then sends the payer back by itself.
     let redirect = query.as_deref() == Some("done=1");
-    let mut order = match order_for(&gateway, &token).await {
+    let mut order = match order_for(&gateway, &token, &headers).await {
         Ok(order) => order,
         Err(response) => return response,
     };
@@ -230,26 +303,47 @@ pub async fn serve_page(
     {
         order = expired;
     }
+    let speech = Speech::of_order(&headers, &order);
     if order.starts_on_view() {
-        match start(&gateway, &order.order_no, order.method).await {
+        match start(&gateway, &order.order_no, order.method, speech).await {
             Ok(Started::Here(started)) => order = *started,
             Ok(Started::Elsewhere(url)) => return Redirect::to(&url).into_response(),
             Err(response) => return response,
         }
     }
-    render(&gateway, &token, order, redirect).await
+    render(&gateway, &token, order, redirect, speech).await
 }
 
-async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) -> Response {
-    let summary = summary(gateway, &order).await;
+/// The sandbox bank's answers with their labels in the payer's language.
+fn outcomes_in(
+    gateway: &Gateway,
+    order: &Order,
+    speech: Speech,
+) -> Vec<(&'static str, &'static str)> {
+    manual_outcomes(gateway, order)
+        .iter()
+        .map(|(value, _)| (*value, speech.t.outcome(value)))
+        .collect()
+}
+
+async fn render(
+    gateway: &Gateway,
+    token: &str,
+    order: Order,
+    redirect: bool,
+    speech: Speech,
+) -> Response {
+    let summary = summary(gateway, &order, speech).await;
+    let t = speech.t;
     match order.status {
         OrderStatus::Succeeded | OrderStatus::Failed => html(
             StatusCode::OK,
             ResultPage {
+                speech,
                 title: if order.status == OrderStatus::Succeeded {
-                    "Paid"
+                    t.paid
                 } else {
-                    "Not paid"
+                    t.not_paid
                 },
                 paid: order.status == OrderStatus::Succeeded,
                 reason: order.error_msg.clone(),
@@ -261,7 +355,8 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
         OrderStatus::Exception => html(
             StatusCode::OK,
             PendingPage {
-                title: "Confirming your payment",
+                speech,
+                title: t.confirming,
                 summary,
                 refresh: false,
             },
@@ -269,7 +364,8 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
         OrderStatus::Created => html(
             StatusCode::OK,
             MethodsPage {
-                title: "Choose how to pay",
+                speech,
+                title: t.choose_method,
                 csrf: gateway.form_key.token_for(token),
                 token: token.to_string(),
                 methods: gateway.rails.payable_methods(&order),
@@ -281,13 +377,14 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
             html(
                 StatusCode::OK,
                 PixPage {
-                    title: "Pay with PIX",
+                    speech,
+                    title: t.pay_with_pix,
                     csrf: gateway.form_key.token_for(token),
                     token: token.to_string(),
                     state: order.status.as_str(),
                     qr_svg: crate::qr::svg(&pix_code),
                     pix_code,
-                    outcomes: manual_outcomes(gateway, &order),
+                    outcomes: outcomes_in(gateway, &order, speech),
                     summary,
                 },
             )
@@ -296,7 +393,8 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
         OrderStatus::InProgress if manual_outcomes(gateway, &order).is_empty() => html(
             StatusCode::OK,
             PendingPage {
-                title: "Confirming your payment",
+                speech,
+                title: t.confirming,
                 summary,
                 refresh: true,
             },
@@ -304,11 +402,12 @@ async fn render(gateway: &Gateway, token: &str, order: Order, redirect: bool) ->
         OrderStatus::InProgress => html(
             StatusCode::OK,
             MethodPage {
+                speech,
                 title: order.paying_method().display_name,
                 method_name: order.paying_method().display_name,
                 csrf: gateway.form_key.token_for(token),
                 token: token.to_string(),
-                outcomes: manual_outcomes(gateway, &order),
+                outcomes: outcomes_in(gateway, &order, speech),
                 summary,
             },
         ),
@@ -337,6 +436,7 @@ async fn start(
     gateway: &Gateway,
     order_no: &kassa_core::OrderNo,
     method: &'static PaymentMethod,
+    speech: Speech,
 ) -> Result<Started, Response> {
     let started = gateway
         .change(order_no, |order| Ok(order.choose_method(method, now_ms())?))
@@ -352,7 +452,7 @@ async fn start(
             }
             Err(e @ RailError::NotRunning(_)) => {
                 tracing::warn!(order_no = %order.order_no, error = %e, "rail not running here");
-                Err(unavailable())
+                Err(unavailable(speech))
             }
             // No channel took it: the order fails, and the merchant hears so.
             Err(e) => {
@@ -362,7 +462,7 @@ async fn start(
                 };
                 (gateway.settle_from_rail(&order.order_no, &failed).await)
                     .map(|order| Started::Here(Box::new(order)))
-                    .map_err(|_| unavailable())
+                    .map_err(|_| unavailable(speech))
             }
         },
         // Someone else started or settled it meanwhile: show what is there now.
@@ -375,10 +475,10 @@ async fn start(
             .ok()
             .flatten()
             .map(|order| Started::Here(Box::new(order)))
-            .ok_or_else(not_found),
+            .ok_or_else(|| not_found(speech)),
         Err(e) => {
             tracing::error!(error = %e, "cannot start a payment");
-            Err(unavailable())
+            Err(unavailable(speech))
         }
     }
 }
@@ -396,12 +496,9 @@ fn same_origin(gateway: &Gateway, headers: &HeaderMap) -> bool {
     }
 }
 
-fn forbidden() -> Response {
-    message(
-        StatusCode::FORBIDDEN,
-        "Please start again",
-        "This form has expired or did not come from this page. Please reload the payment page.",
-    )
+fn forbidden(speech: Speech) -> Response {
+    let t = speech.t;
+    message(StatusCode::FORBIDDEN, speech, t.start_again, t.form_expired)
 }
 
 fn back_to_page(token: &str, done: bool) -> Response {
@@ -421,19 +518,22 @@ async fn checked_post<F: PayerForm>(
     token: &str,
     headers: &HeaderMap,
     form: Result<Form<F>, FormRejection>,
-) -> Result<(Order, F), Response> {
-    let order = order_for(gateway, token).await?;
+) -> Result<(Order, F, Speech), Response> {
+    let order = order_for(gateway, token, headers).await?;
+    let speech = Speech::of_order(headers, &order);
+    let t = speech.t;
     let Ok(Form(form)) = form else {
         return Err(message(
             StatusCode::BAD_REQUEST,
-            "Please start again",
-            "The form was incomplete.",
+            speech,
+            t.start_again,
+            t.form_incomplete,
         ));
     };
     if !same_origin(gateway, headers) || !gateway.form_key.verify(token, form.csrf()) {
-        return Err(forbidden());
+        return Err(forbidden(speech));
     }
-    Ok((order, form))
+    Ok((order, form, speech))
 }
 
 /// `GET /pay/{token}/status`: where the order stands, for the PIX page's polling.
@@ -449,8 +549,12 @@ async fn checked_post<F: PayerForm>(
         (status = 503, description = "The database is unavailable (an HTML page).", content_type = "text/html"),
     )
 )]
-pub async fn status(State(gateway): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
-    match order_for(&gateway, &token).await {
+pub async fn status(
+    State(gateway): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match order_for(&gateway, &token, &headers).await {
         Ok(order) => (
             [(header::CACHE_CONTROL, "no-store")],
             axum::Json(serde_json::json!({
@@ -464,13 +568,17 @@ pub async fn status(State(gateway): State<Arc<Gateway>>, Path(token): Path<Strin
 }
 
 /// `GET /pay/{token}/qr.png`: the PIX order's QR code as a PNG, for merchants that embed it.
-pub async fn qr_png(State(gateway): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
-    let order = match order_for(&gateway, &token).await {
+pub async fn qr_png(
+    State(gateway): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let order = match order_for(&gateway, &token, &headers).await {
         Ok(order) => order,
         Err(response) => return response,
     };
     let Some(code) = order.pix_code else {
-        return not_found();
+        return not_found(Speech::of_browser(&headers));
     };
     (
         [
@@ -506,27 +614,30 @@ pub async fn choose_method(
     headers: HeaderMap,
     form: Result<Form<MethodForm>, FormRejection>,
 ) -> Response {
-    let (order, form) = match checked_post(&gateway, &token, &headers, form).await {
+    let (order, form, speech) = match checked_post(&gateway, &token, &headers, form).await {
         Ok(checked) => checked,
         Err(response) => return response,
     };
+    let t = speech.t;
     let Some(method) =
         PaymentMethod::by_code(&form.method).filter(|m| order.offered_methods().contains(m))
     else {
         return message(
             StatusCode::BAD_REQUEST,
-            "Method not available",
-            "This payment method is not offered for this order. Please choose another one.",
+            speech,
+            t.method_unavailable_title,
+            t.method_unavailable_body,
         );
     };
-    match start(&gateway, &order.order_no, method).await {
+    match start(&gateway, &order.order_no, method, speech).await {
         Ok(Started::Here(_)) => back_to_page(&token, false),
         // A page, not a redirect: browsers hold a form's redirect to another site to the
         // page's `form-action 'self'`.
         Ok(Started::Elsewhere(url)) => html(
             StatusCode::OK,
             HandoffPage {
-                title: "Continue to your bank",
+                speech,
+                title: t.continue_heading,
                 url,
             },
         ),
@@ -559,10 +670,11 @@ pub async fn submit_outcome(
     headers: HeaderMap,
     form: Result<Form<OutcomeForm>, FormRejection>,
 ) -> Response {
-    let (order, form) = match checked_post(&gateway, &token, &headers, form).await {
+    let (order, form, speech) = match checked_post(&gateway, &token, &headers, form).await {
         Ok(checked) => checked,
         Err(response) => return response,
     };
+    let t = speech.t;
     if order.method.is_cashier() && order.chosen_method.is_none() && !order.status.is_final() {
         return back_to_page(&token, false);
     }
@@ -577,8 +689,9 @@ pub async fn submit_outcome(
             Err(_) => {
                 return message(
                     StatusCode::BAD_REQUEST,
-                    "Amount not understood",
-                    "Write the amount received as digits with at most two decimals, such as 25.00.",
+                    speech,
+                    t.amount_unclear_title,
+                    t.amount_unclear_body,
                 );
             }
         },
@@ -594,8 +707,9 @@ pub async fn submit_outcome(
             tracing::info!(error = %e, "cashier: outcome refused");
             return message(
                 StatusCode::BAD_REQUEST,
-                "Please start again",
-                "Unknown bank answer.",
+                speech,
+                t.start_again,
+                t.unknown_answer,
             );
         }
     };
@@ -609,7 +723,7 @@ pub async fn submit_outcome(
         Err(LifecycleError::Illegal(_) | LifecycleError::Expired(_)) => back_to_page(&token, false),
         Err(e) => {
             tracing::error!(error = %e, "cannot settle a payment");
-            unavailable()
+            unavailable(speech)
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod notary;
 pub mod onboarding;
 pub mod openapi;
 pub mod passwords;
+pub mod payer_text;
 pub mod pix;
 pub mod process_stats;
 pub mod qr;

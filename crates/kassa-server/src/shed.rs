@@ -83,10 +83,10 @@ impl InFlight {
 
     /// 503 with `Retry-After`: an HTML page on the payer's pages, else the envelope of the
     /// dialect the path belongs to.
-    fn unavailable(&self, uri: &Uri, msg: String) -> Response {
+    fn unavailable(&self, uri: &Uri, language: Option<&str>, msg: String) -> Response {
         tracing::warn!(path = %uri.path(), "{msg}");
         if crate::cashier::owns_path(uri.path()) {
-            return crate::cashier::unavailable_page(RETRY_AFTER_S);
+            return crate::cashier::unavailable_page(language, RETRY_AFTER_S);
         }
         let error =
             ApiError::new(ErrorKind::Unavailable, msg).retry_after(RetryAfterS(RETRY_AFTER_S));
@@ -95,8 +95,8 @@ impl InFlight {
 
     /// The answer to a request whose body was not received. Its connection cannot carry another
     /// request (the rest of the body is unread), so it is closed, and the client told so.
-    fn refusal(&self, uri: &Uri, why: Unreceived) -> Response {
-        let mut response = self.refusal_body(uri, why);
+    fn refusal(&self, uri: &Uri, language: Option<&str>, why: Unreceived) -> Response {
+        let mut response = self.refusal_body(uri, language, why);
         response.headers_mut().insert(
             header::CONNECTION,
             axum::http::HeaderValue::from_static("close"),
@@ -104,7 +104,7 @@ impl InFlight {
         response
     }
 
-    fn refusal_body(&self, uri: &Uri, why: Unreceived) -> Response {
+    fn refusal_body(&self, uri: &Uri, language: Option<&str>, why: Unreceived) -> Response {
         match why {
             Unreceived::TooLarge if self.dialects.owner_of(uri.path()).is_some() => self
                 .dialects
@@ -122,11 +122,11 @@ impl InFlight {
                 let msg = format!(
                     "the body did not arrive within {ms} ms; retry it unchanged (a retried create gets the original reply)"
                 );
-                self.unavailable(uri, msg)
+                self.unavailable(uri, language, msg)
             }
             Unreceived::Busy(reason, msg) => {
                 telemetry::shed(reason);
-                self.unavailable(uri, msg.to_string())
+                self.unavailable(uri, language, msg.to_string())
             }
         }
     }
@@ -190,16 +190,21 @@ fn carries_body(request: &Request) -> bool {
 pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
     // Kept for the answers below (a cheap, reference-counted copy).
     let uri = request.uri().clone();
+    // The payer's language, for the "try again" page (bounded by the header limits).
+    let language = (request.headers().get(header::ACCEPT_LANGUAGE))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let language = language.as_deref();
     let request = match in_flight.receive(request).await {
         Ok(request) => request,
-        Err(why) => return in_flight.refusal(&uri, why),
+        Err(why) => return in_flight.refusal(&uri, language, why),
     };
     let api = in_flight.dialects.owner_of(uri.path()).is_some();
     // Merchants and payers need the database: while it is known to be down, say so at once.
     if (api || crate::cashier::owns_path(uri.path())) && !in_flight.database.is_up() {
         telemetry::shed(Shed::DatabaseDown);
         let msg = "the database is temporarily unavailable; retry shortly".to_string();
-        return in_flight.unavailable(&uri, msg);
+        return in_flight.unavailable(&uri, language, msg);
     }
     let slots = if api {
         &in_flight.api_slots
@@ -208,7 +213,7 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
     };
     let Ok(permit) = slots.clone().try_acquire_owned() else {
         telemetry::shed(Shed::Overloaded);
-        return in_flight.unavailable(&uri, "kassa is overloaded; retry shortly".into());
+        return in_flight.unavailable(&uri, language, "kassa is overloaded; retry shortly".into());
     };
     let level = Level::in_flight(if api { "api" } else { "pages" });
     let response = tokio::time::timeout(in_flight.request_timeout, next.run(request)).await;
@@ -219,6 +224,6 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
             "the request took longer than {} ms; retry it unchanged (a retried create gets the original reply)",
             in_flight.request_timeout.as_millis()
         );
-        in_flight.unavailable(&uri, msg)
+        in_flight.unavailable(&uri, language, msg)
     })
 }

@@ -8,12 +8,15 @@
 //! Without chromium, chromedriver or axe-core the test is skipped with a printed reason;
 //! `.ci/run` installs them, and under `CI=true` a missing piece fails the test instead.
 
+#[path = "support/axe.rs"]
+mod axe;
 mod common;
 #[path = "support/office.rs"]
 mod office;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
+use axe::{accessible, axe_source};
 use common::*;
 use kassa_core::OrderEvent;
 use kassa_core::user::Role;
@@ -21,47 +24,7 @@ use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use office::Office;
 use serde_json::json;
-use std::path::PathBuf;
 use webdriver::{Browser, browser_available};
-
-/// axe-core's script, as `.ci/run` installs it.
-fn axe_source() -> Option<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/axe/node_modules/axe-core/axe.min.js");
-    match std::fs::read_to_string(&path) {
-        Ok(source) => Some(source),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "axe-core is missing at {}: run npm ci in tools/axe",
-                path.display()
-            )
-        }
-        Err(_) => {
-            eprintln!("SKIPPED: axe-core is not installed (cd tools/axe && npm ci)");
-            None
-        }
-    }
-}
-
-/// Injects axe-core into the page and asserts it finds nothing serious or critical.
-async fn accessible(browser: &Browser, axe: &str, page: &str) {
-    let loaded = browser
-        .execute(&format!("{axe}\n;return typeof axe;"))
-        .await;
-    assert_eq!(loaded, json!("object"), "axe-core did not load on {page}");
-    let script = r#"
-        const done = arguments[arguments.length - 1];
-        axe.run(document, { runOnly: { type: 'tag',
-                values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
-            .then(result => done(result.violations
-                .filter(v => v.impact === 'serious' || v.impact === 'critical')
-                .map(v => v.id + ' (' + v.impact + '): ' +
-                     v.nodes.map(n => n.target.join(' ')).join(', '))))
-            .catch(e => done(['axe failed: ' + e]));
-    "#;
-    let violations = browser.execute_async(script).await;
-    assert_eq!(violations, json!([]), "accessibility of {page}");
-}
 
 /// Waits (up to 10 s) until the page shows `wanted`: a form posted to the page it came from
 /// leaves the address as it was, so the address cannot tell that the answer came.

@@ -10,10 +10,14 @@ use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use serde_json::{Value, json};
 
-/// A browser that shows every redirect instead of following it.
+/// A browser that shows every redirect instead of following it, of a payer who reads
+/// English (the pages' language tests set their own).
 fn browser() -> reqwest::Client {
+    let mut english = reqwest::header::HeaderMap::new();
+    english.insert("accept-language", "en-GB,en;q=0.9".parse().unwrap());
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .default_headers(english)
         .build()
         .unwrap()
 }
@@ -128,7 +132,7 @@ async fn cashier_order_is_paid(server: Server) {
         !methods.html.contains(r#"value="BANCONTACT_EUR""#),
         "but not Bancontact"
     );
-    assert!(methods.html.contains("Shop") && methods.html.contains("25.00 EUR"));
+    assert!(methods.html.contains("Shop") && methods.html.contains("€25.00"));
     assert_eq!(server.queried("C-1").await["status"], 0);
 
     let chosen = post_form(
@@ -198,6 +202,58 @@ async fn cashier_order_is_paid(server: Server) {
     // A final page shows the result and offers no form.
     let again = get(&pay_url).await;
     assert!(again.html.contains("Paid") && !again.html.contains("<form"));
+}
+
+/// Every page speaks the payer's language: the browser's when kassa speaks it, else the order's
+/// country's; with the amount written as that locale writes it and `lang` set.
+async fn pages_speak_the_payers_language(server: Server) {
+    use kassa_core::{AmountMinor, Currency, Locale};
+    use kassa_server::payer_text::Texts;
+    let (pay_url, _) = server.order("L-1", |_| {}).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page_in = |language: Option<&'static str>| {
+        let mut request = plain.get(&pay_url);
+        if let Some(language) = language {
+            request = request.header("accept-language", language);
+        }
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    for locale in Locale::ALL {
+        let html = page_in(Some(locale.tag())).await;
+        let t = Texts::of(locale);
+        assert!(
+            html.contains(&format!(r#"<html lang="{}""#, locale.tag())),
+            "{locale:?}"
+        );
+        let money = locale.money(AmountMinor(2500), Currency::Eur);
+        assert!(html.contains(&money), "{locale:?} writes {money:?}: {html}");
+        assert!(
+            html.contains(t.choose_method) && html.contains(t.order),
+            "{locale:?}"
+        );
+    }
+    // No language kassa speaks in the browser: the order's country (528, the Netherlands).
+    let dutch = page_in(Some("ja, zh;q=0.5")).await;
+    assert!(dutch.contains(r#"<html lang="nl""#) && dutch.contains("€\u{a0}25,00"));
+    let unsaid = page_in(None).await;
+    assert!(unsaid.contains(r#"<html lang="nl""#));
+    // A page without an order speaks the browser's language.
+    let missing = plain
+        .get(format!("{}/pay/{}", server.base, "A".repeat(43)))
+        .header("accept-language", "pl-PL")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        missing.contains(Texts::of(Locale::Pl).not_found_title),
+        "{missing}"
+    );
 }
 
 async fn every_outcome_path(server: Server) {
@@ -596,6 +652,7 @@ async fn in_sao_paulo(db: TestDatabase) -> Server {
 kassa_store::on_both_databases!(
     super::Server::start;
     cashier_order_is_paid,
+    pages_speak_the_payers_language,
     every_outcome_path,
     double_submissions_settle_once,
     forged_and_foreign_forms_are_refused,

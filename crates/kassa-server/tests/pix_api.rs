@@ -200,7 +200,12 @@ async fn the_pix_page_pays_and_callbacks_follow(server: Server) {
     assert!(
         html.contains("<svg") && html.contains(&code) && html.contains(r#"src="/assets/pix.js""#)
     );
-    assert!(html.contains("50.00 BRL"));
+    // A BRL order speaks Brazilian Portuguese unless the browser says otherwise.
+    assert!(
+        html.contains(r#"<html lang="pt-BR""#) && html.contains("R$\u{a0}50,00"),
+        "{html}"
+    );
+    assert!(html.contains("Pix Copia e Cola") && html.contains(r#"data-copied="Código copiado""#));
     let status: Value = http
         .get(format!("{url}/status"))
         .send()

@@ -36,6 +36,11 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Browser::start_speaking("en-US").await
+    }
+
+    /// A browser whose `Accept-Language` is `language` (a payer's phone set to that language).
+    pub async fn start_speaking(language: &str) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -67,7 +72,9 @@ impl Browser {
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     "--disable-dev-shm-usage", "--window-size=390,844",
                     format!("--user-data-dir={}", profile.path().display()),
-                ]
+                    format!("--lang={language}"), format!("--accept-lang={language}"),
+                ],
+                "prefs": {"intl.accept_languages": language}
             }
         }}});
         let mut browser = Browser {

@@ -1,0 +1,113 @@
+//! The payer's pages in every language kassa speaks, in a real browser: headless Chromium set to
+//! the payer's language opens a cashier order's method list, the sandbox bank's page, the result,
+//! a PIX order's page and a missing page; each shows the page's language in `lang` and the
+//! amount as that locale writes it, and axe-core finds no serious or critical WCAG 2.2 AA
+//! violation. Screenshots per page and language are kept in `target/test-artifacts/`.
+//!
+//! Without chromium, chromedriver or axe-core the test is skipped with a printed reason; under
+//! `CI=true` a missing one fails it.
+
+#[path = "support/axe.rs"]
+mod axe;
+mod common;
+#[path = "support/webdriver.rs"]
+mod webdriver;
+
+use axe::{accessible, axe_source};
+use common::*;
+use kassa_core::{AmountMinor, Currency, Locale};
+use kassa_server::payer_text::Texts;
+use kassa_store::testing::TestDatabase;
+use serde_json::json;
+use webdriver::{Browser, browser_available};
+
+async fn page_text(browser: &Browser) -> String {
+    let text = browser.execute("return document.body.innerText;").await;
+    text.as_str().unwrap_or_default().to_string()
+}
+
+/// Checks the open page: its language, a text, axe; keeps a screenshot.
+async fn check(browser: &Browser, axe: &str, locale: Locale, wanted: &str, name: &str) {
+    let lang = browser
+        .execute("return document.documentElement.lang;")
+        .await;
+    assert_eq!(lang, json!(locale.tag()), "{name} in {locale:?}");
+    let text = page_text(browser).await;
+    // innerText turns no-break spaces into spaces on some platforms: compare without them.
+    let plain = |s: &str| s.replace(['\u{a0}', '\u{202f}'], " ");
+    assert!(
+        plain(&text).contains(&plain(wanted)),
+        "{name} in {locale:?} lacks {wanted:?}: {text}"
+    );
+    accessible(browser, axe, &format!("{name} ({})", locale.tag())).await;
+    let file = format!("payer-{name}-{}.png", locale.tag());
+    browser.screenshot(&file).await;
+}
+
+async fn pix_url(server: &Server, number: &str) -> String {
+    let body = json!({"userOrderNumber": number, "submitAmount": "12.34",
+        "paymentType": "PIX", "currencyType": "BRL"});
+    let text = body.to_string();
+    let canonical = kassa_signature::parse_signed_object(&text)
+        .unwrap()
+        .canonical;
+    let sign = merchant_key().sign_base64(canonical.as_bytes());
+    let reply: serde_json::Value = server
+        .client
+        .post(format!("{}/accountProxyCollect/initCollect", server.base))
+        .header("content-type", "application/json")
+        .header("x-app-id", server.brl.0.to_string())
+        .header("x-sign", sign)
+        .body(text)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["data"]["url"]
+        .as_str()
+        .expect("a PIX order")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_payer_page_in_every_language() {
+    if !browser_available() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let server = Server::start(TestDatabase::sqlite().await).await;
+    for locale in Locale::ALL {
+        let t = Texts::of(locale);
+        let browser = Browser::start_speaking(locale.tag()).await;
+        let mut body = server.apply_body(&format!("lang-{}", locale.tag()));
+        body["country"] = json!("000");
+        let (status, reply) = server.post("/eur/collect/apply", &body).await;
+        assert_eq!(status, 200, "{reply}");
+        let pay_url = reply["data"]["payUrl"].as_str().unwrap().to_string();
+        let euros = locale.money(AmountMinor(2500), Currency::Eur);
+
+        browser.open(&pay_url).await;
+        check(&browser, &axe, locale, &euros, "methods").await;
+        browser.click("button[name=method]").await;
+        browser.wait_for_url(&pay_url).await;
+        check(&browser, &axe, locale, t.sandbox_note, "bank").await;
+        browser.click("button[value=paid]").await;
+        // The result page sends the payer on to the shop; the page itself, opened again, stays.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        browser.open(&pay_url).await;
+        check(&browser, &axe, locale, t.paid, "result").await;
+
+        let pix = pix_url(&server, &format!("pix-{}", locale.tag())).await;
+        browser.open(&pix).await;
+        let reais = locale.money(AmountMinor(1234), Currency::Brl);
+        check(&browser, &axe, locale, &reais, "pix").await;
+
+        browser
+            .open(&format!("{}/pay/{}", server.base, "A".repeat(43)))
+            .await;
+        check(&browser, &axe, locale, t.not_found_title, "not-found").await;
+        browser.quit().await;
+    }
+}
