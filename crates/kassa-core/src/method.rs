@@ -177,6 +177,14 @@ impl PaymentMethod {
         self.pay_type == PayType::Cashier
     }
 
+    /// Whether a request's `payType` may name this method: its own, and for the wallets also
+    /// `BANK_TRANSFER` — the seed's parameter table calls every non-cashier order
+    /// BANK_TRANSFER while its method table files the wallets under EWALLET; kassa takes both.
+    pub fn accepts_pay_type(&self, pay_type: PayType) -> bool {
+        self.pay_type == pay_type
+            || (self.pay_type == PayType::Ewallet && pay_type == PayType::BankTransfer)
+    }
+
     /// Whether the method can collect this currency (`CASHIER` collects any).
     pub fn allows_currency(&self, currency: Currency) -> bool {
         self.currency.is_none_or(|c| c == currency)
@@ -208,6 +216,17 @@ impl PaymentMethod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wallets_take_bank_transfer_too_and_nothing_else_is_lenient() {
+        let wallet = PaymentMethod::by_code("GOOGLE_PAY").unwrap();
+        assert!(wallet.accepts_pay_type(PayType::Ewallet));
+        assert!(wallet.accepts_pay_type(PayType::BankTransfer));
+        assert!(!wallet.accepts_pay_type(PayType::Cashier));
+        let bank = PaymentMethod::by_code("IDEAL_EUR").unwrap();
+        assert!(bank.accepts_pay_type(PayType::BankTransfer));
+        assert!(!bank.accepts_pay_type(PayType::Ewallet));
+    }
 
     #[test]
     fn catalogue_has_the_twelve_seed_codes_plus_cashier_and_pix() {

@@ -493,15 +493,21 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
         "30000002",
         "IDEAL_USD",
     );
-    let mut wallet_as_bank = server.apply_body("BAD-gpay");
+    // The seed's tables disagree on the wallets' payType: both are taken (collect-api.md).
+    let mut wallet_as_bank = server.apply_body("OK-gpay-bank-transfer");
     wallet_as_bank["appId"] = json!(usd_app);
     wallet_as_bank["inBankCode"] = json!("GOOGLE_PAY");
     wallet_as_bank["payType"] = json!("BANK_TRANSFER");
+    let (status, reply) = server.post("/usd/collect/apply", &wallet_as_bank).await;
+    assert_eq!(status, 200, "{reply}");
+    let mut bank_as_wallet = server.apply_body("BAD-ideal-wallet");
+    bank_as_wallet["inBankCode"] = json!("IDEAL_EUR");
+    bank_as_wallet["payType"] = json!("EWALLET");
     assert_error(
-        &server.post("/usd/collect/apply", &wallet_as_bank).await,
+        &server.post("/eur/collect/apply", &bank_as_wallet).await,
         400,
         "30000003",
-        "GOOGLE_PAY",
+        "IDEAL_EUR",
     );
     let mut cashier_with_method = server.apply_body("BAD-cashier-ideal");
     cashier_with_method["inBankCode"] = json!("IDEAL_EUR");
@@ -513,7 +519,7 @@ async fn bad_inputs_are_refused_and_nothing_is_stored(server: Server) {
         "30000003",
         "IDEAL_EUR",
     );
-    used_ids.extend(["BAD-ideal-usd", "BAD-cashier-ideal"].map(String::from));
+    used_ids.extend(["BAD-ideal-usd", "BAD-cashier-ideal", "BAD-ideal-wallet"].map(String::from));
 
     // Signatures.
     let body = server.apply_body("BAD-sign");

@@ -214,7 +214,7 @@ fn method(fields: &Fields) -> Result<&'static PaymentMethod, ApiError> {
                 format!("{bank_code} is not a payment method (see the method table of the API)"),
             )
         })?;
-    if method.pay_type != pay_type {
+    if !method.accepts_pay_type(pay_type) {
         return Err(ApiError::new(
             ErrorKind::MethodNotForPayType,
             format!(
