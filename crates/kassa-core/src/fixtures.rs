@@ -38,6 +38,7 @@ pub fn order(merchant_order_id: &str, amount_minor: i64, seed: u64, lifetime_ms:
         callback_url: None,
         callback_fail_url: None,
         notify_url: None,
+        language: None,
         request_fingerprint: "fp".into(),
         dialect: "collect",
     };

@@ -74,6 +74,8 @@ pub struct NewOrder {
     pub callback_url: Option<String>,
     pub callback_fail_url: Option<String>,
     pub notify_url: Option<String>,
+    /// The payer pages' language the merchant asked for (kassa's extension), when kassa speaks it.
+    pub language: Option<crate::Locale>,
     /// A digest of the request's parameters; an identical retry has the same one.
     pub request_fingerprint: String,
     /// The dialect that received the order: its replies and callbacks speak it.
@@ -105,6 +107,8 @@ pub struct Order {
     pub callback_url: Option<String>,
     pub callback_fail_url: Option<String>,
     pub notify_url: Option<String>,
+    /// The payer pages' language the merchant asked for.
+    pub language: Option<crate::Locale>,
     pub status: OrderStatus,
     /// What the rail reported received; zero until paid.
     pub actual_amount_minor: AmountMinor,
@@ -236,6 +240,7 @@ impl Order {
             callback_url: new.callback_url,
             callback_fail_url: new.callback_fail_url,
             notify_url: new.notify_url,
+            language: new.language,
             status: OrderStatus::Created,
             actual_amount_minor: AmountMinor::ZERO,
             fee_minor: AmountMinor::ZERO,
@@ -398,6 +403,7 @@ mod tests {
             callback_url: None,
             callback_fail_url: None,
             notify_url: None,
+            language: None,
             request_fingerprint: "fp".into(),
             dialect: "test",
         }

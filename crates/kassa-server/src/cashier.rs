@@ -79,12 +79,12 @@ impl Speech {
         Speech::new(locale.unwrap_or(Locale::En))
     }
 
-    /// For an order's page: the browser's language, else the order's country's (or its
-    /// method's, or Brazil's for BRL), else English.
+    /// For an order's page: the merchant's `language`, else the browser's, else the order's
+    /// country's (or its method's, or Brazil's for BRL), else English.
     fn of_order(headers: &HeaderMap, order: &Order) -> Speech {
         let country = (order.country.as_deref()).or(order.paying_method().country);
         Speech::new(Locale::negotiate(
-            None,
+            order.language.map(Locale::tag),
             accept_language(headers),
             country,
             order.currency,

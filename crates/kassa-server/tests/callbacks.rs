@@ -153,6 +153,7 @@ impl Setup {
             callback_url: None,
             callback_fail_url: None,
             notify_url: Some(url.into()),
+            language: None,
             request_fingerprint: "fp".into(),
             dialect: "collect",
         };
@@ -680,6 +681,7 @@ async fn pix_callbacks_carry_x_sign(setup: Setup) {
         callback_url: None,
         callback_fail_url: None,
         notify_url: Some(receiver.url.clone()),
+        language: None,
         request_fingerprint: "fp".into(),
         dialect: "pix",
     };

@@ -580,6 +580,7 @@ async fn the_sweep_keeps_up_with_a_backlog(server: Server) {
                 callback_url: None,
                 callback_fail_url: None,
                 notify_url: None,
+                language: None,
                 request_fingerprint: format!("fp-{i}"),
                 dialect: "collect",
             };

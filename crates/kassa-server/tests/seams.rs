@@ -146,6 +146,7 @@ impl Dialect for Echo {
             callback_url: None,
             callback_fail_url: None,
             notify_url: dialect::url_field(fields, "hookUrl", 200, false)?,
+            language: None,
             request_fingerprint: String::new(),
             dialect: "",
         })

@@ -34,6 +34,8 @@ fn order(app_id: AppId, merchant_order_id: &str, order_no: u64) -> Order {
         callback_url: Some("https://shop.example/ok".into()),
         callback_fail_url: Some("https://shop.example/fail".into()),
         notify_url: None,
+        // Stored and read back as the tag kassa speaks.
+        language: Some(kassa_core::Locale::PtBr),
         status: OrderStatus::Created,
         actual_amount_minor: AmountMinor::ZERO,
         fee_minor: AmountMinor::ZERO,

@@ -361,6 +361,7 @@ async fn insert_order_notifying(
         callback_url: Some("https://shop.example/ok".into()),
         callback_fail_url: Some("https://shop.example/fail".into()),
         notify_url: notify_url.map(str::to_string),
+        language: None,
         request_fingerprint: "fp".into(),
         dialect: "collect",
     };

@@ -143,8 +143,10 @@ impl Gateway {
     /// The payer opens kassa's page (which starts the payment); where it sends them.
     async fn open_page(&self, served: &Served, pay_url: &str) -> reqwest::Response {
         let path = &pay_url[pay_url.find("/pay/").unwrap()..];
+        // A payer who reads English (the pages' language is tested elsewhere).
         self.client
             .get(format!("{}{path}", served.base))
+            .header("accept-language", "en")
             .send()
             .await
             .unwrap()

@@ -64,6 +64,7 @@ static WORDS: Words = Words {
         "callBackFailUrl",
         "notifyUrl",
         "subject",
+        "language",
         "country",
         "body",
         "partnerUserId",
@@ -264,6 +265,7 @@ fn new_order(fields: &Fields, app: &App, merchant_order_id: String) -> Result<Ne
         callback_url,
         callback_fail_url,
         notify_url,
+        language: dialect::language_field(fields)?,
         // Both are set by the create pipeline.
         request_fingerprint: String::new(),
         dialect: "",

@@ -74,6 +74,14 @@ pub struct ApplyRequest {
     pub country: Option<String>,
     #[schema(max_length = 1024)]
     pub body: Option<String>,
+    /// **kassa:** the payer pages' language: `en`, `pt-BR`, `nl`, `de`, `fr`, `it` or `pl`
+    /// (a well-formed tag of another language falls back to the browser's, then the country's).
+    #[schema(
+        max_length = 35,
+        pattern = "^(|[A-Za-z0-9]{1,8}([-_][A-Za-z0-9]{1,8})*)$",
+        example = "pt-BR"
+    )]
+    pub language: Option<String>,
     /// The merchant's id of the payer.
     #[schema(min_length = 1, max_length = 64, example = "149597870")]
     pub partner_user_id: String,

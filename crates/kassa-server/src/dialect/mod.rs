@@ -284,6 +284,28 @@ pub fn url_field(
     Ok(value)
 }
 
+/// The longest `language` accepted (a BCP 47 tag such as `pt-BR`; longer tags are refused).
+pub const MAX_LANGUAGE_CHARS: usize = 35;
+
+/// kassa's optional `language` of a new order: the payer pages' language. A well-formed tag
+/// of a language kassa does not speak is taken and ignored (the pages fall back); a malformed
+/// one is refused.
+pub fn language_field(fields: &Fields) -> Result<Option<kassa_core::Locale>, FieldError> {
+    let Some(tag) = fields.optional("language", MAX_LANGUAGE_CHARS)? else {
+        return Ok(None);
+    };
+    let well_formed = tag.split(['-', '_']).all(|part| {
+        (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if !well_formed {
+        return Err(FieldError::invalid(
+            "language",
+            "must be a language tag such as pt-BR, nl or de",
+        ));
+    }
+    Ok(kassa_core::Locale::from_tag(&tag))
+}
+
 /// Refuses callback and redirect targets on ports outside the operator's allowlist, and on
 /// private, loopback and similar addresses (SSRF) unless the operator allowed them.
 async fn check_targets(gateway: &Gateway, words: &Words, new: &NewOrder) -> Result<(), ApiError> {

@@ -54,6 +54,7 @@ static WORDS: Words = Words {
         "paymentType",
         "currencyType",
         "notifyUrl",
+        "language",
     ],
 };
 
@@ -157,6 +158,7 @@ fn new_order(fields: &Fields, app: &App, merchant_order_id: String) -> Result<Ne
         callback_url: None,
         callback_fail_url: None,
         notify_url,
+        language: dialect::language_field(fields)?,
         // Both are set by the create pipeline.
         request_fingerprint: String::new(),
         dialect: "",

@@ -46,6 +46,14 @@ pub struct InitCollectRequest {
     pub currency_type: PixCurrency,
     #[schema(max_length = 255, example = "https://shop.example/pix-notify")]
     pub notify_url: Option<String>,
+    /// **kassa:** the payer pages' language: `en`, `pt-BR`, `nl`, `de`, `fr`, `it` or `pl`
+    /// (a well-formed tag of another language falls back to the browser's, then the country's).
+    #[schema(
+        max_length = 35,
+        pattern = "^(|[A-Za-z0-9]{1,8}([-_][A-Za-z0-9]{1,8})*)$",
+        example = "pt-BR"
+    )]
+    pub language: Option<String>,
 }
 
 /// `POST /proxyCollectQuery/query`.

@@ -18,7 +18,7 @@ pub(super) const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, cur
     country, payer_name, payer_phone, payer_email, partner_user_id, subject, body, callback_url, \
     callback_fail_url, notify_url, status, actual_amount_minor, fee_minor, paid_at_ms, error_msg, \
     request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms, \
-    chosen_method, pix_code, dialect, rail, channel";
+    chosen_method, pix_code, dialect, rail, channel, language";
 
 /// The uniqueness rules of a new order's drawn ids (order number, page token), as PostgreSQL
 /// names its constraints and SQLite its columns. A violation of one means: draw again.
@@ -127,6 +127,10 @@ pub(super) fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
         country: row.try_get("country")?,
         payer: payer_from_row(row)?,
         subject: row.try_get("subject")?,
+        // A tag kassa no longer speaks reads as none: the pages fall back.
+        language: row
+            .try_get::<Option<String>, _>("language")?
+            .and_then(|tag| kassa_core::Locale::from_tag(&tag)),
         body: row.try_get("body")?,
         callback_url: row.try_get("callback_url")?,
         callback_fail_url: row.try_get("callback_fail_url")?,
@@ -192,6 +196,7 @@ pub(super) fn insert_statement(
         .bind(&order.dialect)
         .bind(&order.rail)
         .bind(&order.channel)
+        .bind(order.language.map(|l| l.tag()))
 }
 
 /// The result of one insert: rows written, or which rule refused it. A taken order number

@@ -384,6 +384,13 @@ ALTER TABLE merchants ADD COLUMN suspended_at_ms BIGINT;
 ALTER TABLE apps ADD COLUMN suspended BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
+    (
+        18,
+        r#"
+-- The payer pages' language a merchant may ask for with an order (kassa's extension).
+ALTER TABLE orders ADD COLUMN language TEXT;
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.

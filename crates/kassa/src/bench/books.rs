@@ -260,6 +260,7 @@ async fn one_order(store: &SqlStore, app: &App, n: u64, books: bool) -> Result<(
         callback_url: None,
         callback_fail_url: None,
         notify_url: Some("https://shop.example/notify".into()),
+        language: None,
         request_fingerprint: "bench".into(),
         dialect: "collect",
     };
