@@ -124,6 +124,21 @@ impl Locale {
         }
     }
 
+    /// A date and time as this locale writes it, numerically (`03/12/2026 14:32` in pt-BR,
+    /// `03.12.2026 14:32` in German, `2026-12-03 14:32` in English, which sidesteps the
+    /// day/month order question).
+    pub fn date_time(self, year: i16, month: i8, day: i8, hour: i8, minute: i8) -> String {
+        let time = format!("{hour:02}:{minute:02}");
+        match self {
+            Locale::En => format!("{year:04}-{month:02}-{day:02} {time}"),
+            Locale::PtBr | Locale::Fr | Locale::It => {
+                format!("{day:02}/{month:02}/{year:04} {time}")
+            }
+            Locale::Nl => format!("{day:02}-{month:02}-{year:04} {time}"),
+            Locale::De | Locale::Pl => format!("{day:02}.{month:02}.{year:04} {time}"),
+        }
+    }
+
     /// Thousands and decimal separators.
     fn separators(self) -> (&'static str, &'static str) {
         match self {
@@ -206,6 +221,16 @@ mod tests {
         assert_eq!(money(Locale::En, 100_000, Currency::Usd), "$1,000.00");
         assert_eq!(money(Locale::En, 2500, Currency::Eur), "€25.00");
         assert_eq!(money(Locale::En, 5, Currency::Brl), "R$0.05");
+    }
+
+    #[test]
+    fn dates_are_written_as_each_locale_writes_them() {
+        let at = |locale: Locale| locale.date_time(2026, 12, 3, 9, 5);
+        assert_eq!(at(Locale::En), "2026-12-03 09:05");
+        assert_eq!(at(Locale::PtBr), "03/12/2026 09:05");
+        assert_eq!(at(Locale::Nl), "03-12-2026 09:05");
+        assert_eq!(at(Locale::De), "03.12.2026 09:05");
+        assert_eq!(at(Locale::Pl), "03.12.2026 09:05");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-// kassa's PIX page: copies the copy-and-paste code, and reloads the page when the order's
-// status changes (polling its small JSON endpoint; at most one hour).
+// kassa's PIX page: copies the copy-and-paste code (the confirmation announced by screen
+// readers), counts down to the order's deadline (the deadline itself is in the page as text),
+// and reloads the page when the order's status changes — polling its small JSON endpoint for
+// the order's whole lifetime, every 3 s at first, backing off to 30 s, and once more after it.
 (function () {
   "use strict";
   var copy = document.getElementById("copy");
@@ -7,7 +9,6 @@
   if (copy && code) {
     copy.addEventListener("click", function () {
       code.select();
-      // The confirmation in the page's language, announced by screen readers (a live region).
       var done = function () {
         var said = copy.getAttribute("data-copied") || "";
         copy.textContent = said;
@@ -25,20 +26,39 @@
       }
     });
   }
+
+  var time = document.querySelector("time[datetime]");
+  var countdown = document.getElementById("countdown");
+  var deadline = time ? Date.parse(time.getAttribute("datetime")) : NaN;
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function tick() {
+    var left = Math.max(0, Math.floor((deadline - Date.now()) / 1000));
+    countdown.textContent = "(" + pad(Math.floor(left / 3600)) + ":" + pad(Math.floor(left / 60) % 60) +
+      ":" + pad(left % 60) + ")";
+    if (left > 0) setTimeout(tick, 1000);
+  }
+  if (countdown && !isNaN(deadline)) tick();
+
   var main = document.querySelector("main[data-status-url]");
   if (!main) return;
   var state = main.getAttribute("data-state");
   var url = main.getAttribute("data-status-url");
-  var polls = 0;
+  // Until a minute after the deadline (the sweep then has failed the order), or 25 h at most.
+  var until = Math.min(isNaN(deadline) ? Date.now() + 3600e3 : deadline + 60e3, Date.now() + 25 * 3600e3);
+  var wait = 3000;
   function poll() {
-    if (++polls > 1200) return;
+    if (Date.now() > until) return;
     fetch(url, { cache: "no-store" })
       .then(function (r) { return r.json(); })
       .then(function (s) {
         if (s.state !== state) location.reload();
-        else setTimeout(poll, 3000);
+        else later();
       })
-      .catch(function () { setTimeout(poll, 6000); });
+      .catch(later);
   }
-  setTimeout(poll, 3000);
+  function later() {
+    wait = Math.min(wait * 1.5, 30000);
+    setTimeout(poll, wait);
+  }
+  setTimeout(poll, wait);
 })();

@@ -56,6 +56,36 @@ struct Summary {
     amount: String,
     order_id: String,
     subject: Option<String>,
+    /// Until when the order can be paid, while it can.
+    deadline: Option<Deadline>,
+}
+
+/// An order's deadline: as text in the payer's locale and the operator's zone (readable
+/// without JavaScript), and as RFC 3339 for the PIX page's countdown.
+struct Deadline {
+    text: String,
+    rfc3339: String,
+}
+
+impl Deadline {
+    fn of(order: &Order, speech: Speech, zone: &jiff::tz::TimeZone) -> Option<Deadline> {
+        if order.status.is_final() {
+            return None;
+        }
+        let at = jiff::Timestamp::from_millisecond(order.expires_at_ms).ok()?;
+        let local = at.to_zoned(zone.clone());
+        let when = speech.locale.date_time(
+            local.year(),
+            local.month(),
+            local.day(),
+            local.hour(),
+            local.minute(),
+        );
+        Some(Deadline {
+            text: format!("{when} ({})", local.strftime("UTC%:z")),
+            rfc3339: at.to_string(),
+        })
+    }
 }
 
 /// The payer's language: the texts of the pages and the `lang` of the document.
@@ -278,6 +308,7 @@ async fn summary(gateway: &Gateway, order: &Order, speech: Speech) -> Summary {
         amount: order.amount_minor.to_decimal_string(),
         order_id: order.merchant_order_id.clone(),
         subject: order.subject.clone(),
+        deadline: Deadline::of(order, speech, gateway.notary.timezone()),
     }
 }
 

@@ -8,6 +8,7 @@ use kassa_core::Locale;
 #[derive(Debug)]
 pub struct Texts {
     pub pay: &'static str,
+    pub pay_by: &'static str,
     pub choose_method: &'static str,
     pub order: &'static str,
     pub for_: &'static str,
@@ -80,6 +81,7 @@ impl Texts {
     fn all(&self) -> Vec<&'static str> {
         let Texts {
             pay,
+            pay_by,
             choose_method,
             order,
             for_,
@@ -124,6 +126,7 @@ impl Texts {
         } = self;
         vec![
             pay,
+            pay_by,
             choose_method,
             order,
             for_,
@@ -171,6 +174,7 @@ impl Texts {
 
 pub const EN: Texts = Texts {
     pay: "Pay",
+    pay_by: "Pay by",
     choose_method: "Choose how to pay",
     order: "Order",
     for_: "For",
@@ -216,6 +220,7 @@ pub const EN: Texts = Texts {
 
 pub const PT_BR: Texts = Texts {
     pay: "Pagar",
+    pay_by: "Pague até",
     choose_method: "Escolha como pagar",
     order: "Pedido",
     for_: "Referente a",
@@ -261,6 +266,7 @@ pub const PT_BR: Texts = Texts {
 
 pub const NL: Texts = Texts {
     pay: "Betalen",
+    pay_by: "Betaal vóór",
     choose_method: "Kies hoe u betaalt",
     order: "Bestelling",
     for_: "Voor",
@@ -306,6 +312,7 @@ pub const NL: Texts = Texts {
 
 pub const DE: Texts = Texts {
     pay: "Bezahlen",
+    pay_by: "Zahlbar bis",
     choose_method: "Wählen Sie, wie Sie bezahlen",
     order: "Bestellung",
     for_: "Für",
@@ -351,6 +358,7 @@ pub const DE: Texts = Texts {
 
 pub const FR: Texts = Texts {
     pay: "Payer",
+    pay_by: "À payer avant le",
     choose_method: "Choisissez comment payer",
     order: "Commande",
     for_: "Objet",
@@ -396,6 +404,7 @@ pub const FR: Texts = Texts {
 
 pub const IT: Texts = Texts {
     pay: "Paga",
+    pay_by: "Paga entro il",
     choose_method: "Scegli come pagare",
     order: "Ordine",
     for_: "Causale",
@@ -441,6 +450,7 @@ pub const IT: Texts = Texts {
 
 pub const PL: Texts = Texts {
     pay: "Zapłać",
+    pay_by: "Zapłać do",
     choose_method: "Wybierz sposób płatności",
     order: "Zamówienie",
     for_: "Tytułem",

@@ -234,6 +234,11 @@ async fn pages_speak_the_payers_language(server: Server) {
             html.contains(t.choose_method) && html.contains(t.order),
             "{locale:?}"
         );
+        // The deadline in text, readable without JavaScript, in the locale's date format.
+        assert!(
+            html.contains(t.pay_by) && html.contains("<time datetime="),
+            "{locale:?}"
+        );
     }
     // No language kassa speaks in the browser: the order's country (528, the Netherlands).
     let dutch = page_in(Some("ja, zh;q=0.5")).await;

@@ -110,6 +110,15 @@ async fn every_payer_page_in_every_language() {
         browser.open(&pix).await;
         let reais = locale.money(AmountMinor(1234), Currency::Brl);
         check(&browser, &axe, locale, &reais, "pix").await;
+        // The countdown runs (hh:mm:ss left of the PIX order's 24 hours).
+        let left = browser
+            .execute("return document.getElementById('countdown').textContent;")
+            .await;
+        let left = left.as_str().unwrap_or_default();
+        assert!(
+            left.starts_with("(23:") || left.starts_with("(24:"),
+            "{left:?}"
+        );
 
         browser
             .open(&format!("{}/pay/{}", server.base, "A".repeat(43)))
