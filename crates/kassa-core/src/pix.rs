@@ -200,7 +200,31 @@ pub enum PixReceiverError {
     Charset(&'static str),
 }
 
+/// The longest `qrCode` the pix seed allows.
+pub const MAX_CODE_CHARS: usize = 200;
+/// What a static code holds besides the key, name and city, at its longest (16-digit txid, the
+/// largest amount): 000201, 26's own header and GUI, 52, 53, 54, 58, 59/60 headers, 62, 63.
+const CODE_OVERHEAD_CHARS: usize = 109;
+/// Shortening stops here: a name or city cut further would say nothing.
+const MIN_NAME_CHARS: usize = 10;
+const MIN_CITY_CHARS: usize = 3;
+
+/// Cuts the name, then the city, so that every code of the receiver fits the seed's 200
+/// characters (the BR Code manual lets both be shortened: they are shown, not routed on).
+fn fit(key_chars: usize, name: &mut String, city: &mut String) {
+    let room = MAX_CODE_CHARS.saturating_sub(CODE_OVERHEAD_CHARS + key_chars);
+    let over = (name.len() + city.len()).saturating_sub(room);
+    let name_cut = over.min(name.len().saturating_sub(MIN_NAME_CHARS));
+    name.truncate(name.len() - name_cut);
+    let city_cut = (over - name_cut).min(city.len().saturating_sub(MIN_CITY_CHARS));
+    city.truncate(city.len() - city_cut);
+    *name = name.trim_end().to_string();
+    *city = city.trim_end().to_string();
+}
+
 impl PixReceiver {
+    /// A receiver; the name and city shortened where a long key leaves them too little room
+    /// in a 200-character code.
     pub fn new(key: &str, name: &str, city: &str) -> Result<PixReceiver, PixReceiverError> {
         let clean = |what: &'static str, text: &str, max: usize| {
             let ascii = transliterate(text.trim()).ok_or(PixReceiverError::Charset(what))?;
@@ -209,11 +233,11 @@ impl PixReceiver {
             }
             Ok(ascii)
         };
-        Ok(PixReceiver {
-            key: PixKey::parse(key)?,
-            name: clean("merchant name", name, MAX_NAME_CHARS)?,
-            city: clean("merchant city", city, MAX_CITY_CHARS)?,
-        })
+        let key = PixKey::parse(key)?;
+        let mut name = clean("merchant name", name, MAX_NAME_CHARS)?;
+        let mut city = clean("merchant city", city, MAX_CITY_CHARS)?;
+        fit(key.as_str().len(), &mut name, &mut city);
+        Ok(PixReceiver { key, name, city })
     }
 
     /// The BR Code of one payment: this receiver, the amount, and a txid for reconciliation.
@@ -241,6 +265,63 @@ impl PixReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Every code of every receiver fits the seed's 200 characters and decodes with its CRC,
+        /// the longest e-mail key (77 characters) included.
+        #[test]
+        fn every_code_fits_the_seed(
+            local in "[a-z0-9]{1,64}",
+            name in "[A-Za-z ]{1,25}",
+            city in "[A-Za-z ]{1,15}",
+            amount in 1i64..=AmountMinor::MAX_WIRE.0,
+            kind in 0usize..3,
+        ) {
+            let email_domain = "e".repeat(77usize.saturating_sub(local.len() + 5).clamp(1, 63));
+            let key = match kind {
+                0 => format!("{local}@{email_domain}.br"),
+                1 => "123e4567-e12b-12d1-a456-426655440000".to_string(),
+                _ => "+5511987654321".to_string(),
+            };
+            let name = if name.trim().is_empty() { "Loja".to_string() } else { name };
+            let city = if city.trim().is_empty() { "Rio".to_string() } else { city };
+            let Ok(receiver) = PixReceiver::new(&key, &name, &city) else {
+                return Ok(());
+            };
+            let code = receiver.brcode(AmountMinor(amount), "6023071013539075");
+            proptest::prop_assert!(code.len() <= MAX_CODE_CHARS, "{} characters: {code}", code.len());
+            proptest::prop_assert!(crate::brcode::decode(&code).is_ok());
+        }
+    }
+
+    #[test]
+    fn long_keys_shorten_the_name_then_the_city() {
+        let key = format!("{}@{}.com.br", "a".repeat(40), "b".repeat(29));
+        assert_eq!(key.len(), 77);
+        let receiver = PixReceiver::new(&key, "Comercio de Alimentos Ltda", "Sao Jose dos Campos")
+            .unwrap_err();
+        assert!(matches!(
+            receiver,
+            PixReceiverError::Length("merchant name", 25)
+        ));
+        let receiver =
+            PixReceiver::new(&key, "Comercio de Alimentos Ltd", "Sao Jose Campos").unwrap();
+        // 14 characters of room: the name keeps 10, the city 4 ("Sao ", its space trimmed).
+        assert_eq!(
+            (receiver.name.as_str(), receiver.city.as_str()),
+            ("Comercio d", "Sao")
+        );
+        let code = receiver.brcode(AmountMinor::MAX_WIRE, "6023071013539075");
+        assert_eq!(code.len(), MAX_CODE_CHARS - 1);
+        // Short keys keep the whole name and city.
+        let evp = PixReceiver::new(
+            "123e4567-e12b-12d1-a456-426655440000",
+            "Comercio de Alimentos Ltd",
+            "Sao Jose Campos",
+        )
+        .unwrap();
+        assert_eq!(evp.name, "Comercio de Alimentos Ltd");
+    }
 
     #[test]
     fn keys_of_every_kind() {
