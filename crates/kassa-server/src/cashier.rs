@@ -178,6 +178,8 @@ struct PixPage {
     state: &'static str,
     qr_svg: String,
     pix_code: String,
+    /// Who receives the payment, as the code names them (the payer's bank shows the same).
+    recipient: Option<String>,
     outcomes: Vec<(&'static str, &'static str)>,
 }
 
@@ -414,6 +416,9 @@ async fn render(
                     token: token.to_string(),
                     state: order.status.as_str(),
                     qr_svg: crate::qr::svg(&pix_code),
+                    recipient: kassa_core::brcode::decode(&pix_code)
+                        .ok()
+                        .and_then(|code| code.text(&[59]).map(str::to_string)),
                     pix_code,
                     outcomes: outcomes_in(gateway, &order, speech),
                     summary,

@@ -43,6 +43,20 @@ async fn check(browser: &Browser, axe: &str, locale: Locale, wanted: &str, name:
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // Nothing wider than the screen (320 px: the narrowest phones, and reflow at high zoom).
+    let overflow = browser
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        )
+        .await;
+    assert_eq!(overflow, json!(0), "{name} in {locale:?} scrolls sideways");
+    let weight = browser
+        .execute("return document.documentElement.outerHTML.length;")
+        .await;
+    assert!(
+        weight.as_u64().unwrap() < 50 * 1024,
+        "{name} weighs {weight}"
+    );
     let lang = browser
         .execute("return document.documentElement.lang;")
         .await;
@@ -89,6 +103,13 @@ async fn every_payer_page_in_every_language() {
     for locale in Locale::ALL {
         let t = Texts::of(locale);
         let browser = Browser::start_speaking(locale.tag()).await;
+        browser
+            .session(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({"width": 320, "height": 800})),
+            )
+            .await;
         let mut body = server.apply_body(&format!("lang-{}", locale.tag()));
         body["country"] = json!("000");
         let (status, reply) = server.post("/eur/collect/apply", &body).await;

@@ -206,6 +206,13 @@ async fn the_pix_page_pays_and_callbacks_follow(server: Server) {
         "{html}"
     );
     assert!(html.contains("Pix Copia e Cola") && html.contains(r#"data-copied="Código copiado""#));
+    // The recipient as the code names it, and instructions; light enough for a slow phone.
+    assert!(html.contains("Recebedor"), "{html}");
+    assert!(
+        html.len() < 50 * 1024,
+        "the PIX page weighs {} bytes",
+        html.len()
+    );
     let status: Value = http
         .get(format!("{url}/status"))
         .send()
