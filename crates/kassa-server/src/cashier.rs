@@ -140,7 +140,40 @@ struct MethodsPage {
     summary: Summary,
     token: String,
     csrf: String,
-    methods: Vec<&'static PaymentMethod>,
+    methods: Vec<MethodChoice>,
+}
+
+/// A method as the method list shows it: its name beside a mark kassa draws itself (initials
+/// on the brand's colour; no third-party image is loaded).
+struct MethodChoice {
+    code: &'static str,
+    name: &'static str,
+    initials: &'static str,
+    /// The CSS class of the mark's colour (`mark-ideal`).
+    family: &'static str,
+}
+
+impl MethodChoice {
+    fn of(method: &'static PaymentMethod) -> MethodChoice {
+        let (initials, family) = match method.code.split('_').next().unwrap_or_default() {
+            "IDEAL" => ("iD", "ideal"),
+            "BANCONTACT" => ("BC", "bancontact"),
+            "EPS" => ("eps", "eps"),
+            "PRZELEWY24" => ("P24", "p24"),
+            "BLIK" => ("BLIK", "blik"),
+            "BANCOMATPAY" => ("BP", "bancomat"),
+            "GOOGLE" => ("G", "google"),
+            "APPLE" => ("A", "apple"),
+            "PIX" => ("pix", "pix"),
+            _ => ("•", "other"),
+        };
+        MethodChoice {
+            code: method.code,
+            name: method.display_name,
+            initials,
+            family,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -401,7 +434,9 @@ async fn render(
                 title: t.choose_method,
                 csrf: gateway.form_key.token_for(token),
                 token: token.to_string(),
-                methods: gateway.rails.payable_methods(&order),
+                methods: (gateway.rails.payable_methods(&order).into_iter())
+                    .map(MethodChoice::of)
+                    .collect(),
                 summary,
             },
         ),
