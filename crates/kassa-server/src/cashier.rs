@@ -42,6 +42,7 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/pay/{token}", get(serve_page))
         .route("/pay/{token}/method", post(choose_method))
         .route("/pay/{token}/outcome", post(submit_outcome))
+        .route("/pay/{token}/cancel", post(cancel))
         .route("/pay/{token}/status", get(status))
         .route("/pay/{token}/qr.png", get(qr_png))
         .route("/assets/pix.js", get(pix_script))
@@ -141,6 +142,17 @@ struct MethodsPage {
     token: String,
     csrf: String,
     methods: Vec<MethodChoice>,
+    may_cancel: bool,
+}
+
+#[derive(Template)]
+#[template(path = "cashier/cancel.html")]
+struct CancelPage {
+    speech: Speech,
+    title: &'static str,
+    summary: Summary,
+    token: String,
+    csrf: String,
 }
 
 /// A method as the method list shows it: its name beside a mark kassa draws itself (initials
@@ -186,6 +198,7 @@ struct MethodPage {
     csrf: String,
     method_name: &'static str,
     outcomes: Vec<(&'static str, &'static str)>,
+    may_cancel: bool,
 }
 
 #[derive(Template)]
@@ -354,7 +367,9 @@ pub async fn serve_page(
     headers: HeaderMap,
 ) -> Response {
     // `?done=1` follows an outcome: the result page then sends the payer back by itself.
+    // `?cancel=1` asks the payer to confirm going back to the shop.
     let redirect = query.as_deref() == Some("done=1");
+    let cancelling = query.as_deref() == Some("cancel=1");
     let mut order = match order_for(&gateway, &token, &headers).await {
         Ok(order) => order,
         Err(response) => return response,
@@ -377,7 +392,32 @@ pub async fn serve_page(
             Err(response) => return response,
         }
     }
+    if cancelling && may_cancel(&gateway, &order) {
+        return html(
+            StatusCode::OK,
+            CancelPage {
+                speech,
+                title: speech.t.cancel_question,
+                csrf: gateway.form_key.token_for(&token),
+                token,
+                summary: summary(&gateway, &order, speech).await,
+            },
+        );
+    }
     render(&gateway, &token, order, redirect, speech).await
+}
+
+/// Whether the payer may give up and go back to the shop: while nothing can be paid any more
+/// without kassa knowing — not yet started, or started on a page of kassa's own. Not once an
+/// upstream holds the payment, and never for PIX, whose code stays payable at the bank.
+fn may_cancel(gateway: &Gateway, order: &Order) -> bool {
+    match order.status {
+        OrderStatus::Created => order.pix_code.is_none(),
+        OrderStatus::InProgress => {
+            order.pix_code.is_none() && !manual_outcomes(gateway, order).is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// The sandbox bank's answers with their labels in the payer's language.
@@ -437,6 +477,7 @@ async fn render(
                 methods: (gateway.rails.payable_methods(&order).into_iter())
                     .map(MethodChoice::of)
                     .collect(),
+                may_cancel: may_cancel(gateway, &order),
                 summary,
             },
         ),
@@ -479,6 +520,7 @@ async fn render(
                 csrf: gateway.form_key.token_for(token),
                 token: token.to_string(),
                 outcomes: outcomes_in(gateway, &order, speech),
+                may_cancel: may_cancel(gateway, &order),
                 summary,
             },
         ),
@@ -794,6 +836,49 @@ pub async fn submit_outcome(
         Err(LifecycleError::Illegal(_) | LifecycleError::Expired(_)) => back_to_page(&token, false),
         Err(e) => {
             tracing::error!(error = %e, "cannot settle a payment");
+            unavailable(speech)
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct CancelForm {
+    csrf: String,
+}
+
+impl PayerForm for CancelForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /pay/{token}/cancel`: the payer gave up; the order fails ("cancelled by the payer"),
+/// the merchant hears so, and the payer goes to the shop's failure page.
+pub async fn cancel(
+    State(gateway): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CancelForm>, FormRejection>,
+) -> Response {
+    let (order, _, speech) = match checked_post(&gateway, &token, &headers, form).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    if !may_cancel(&gateway, &order) {
+        return back_to_page(&token, false);
+    }
+    let event = OrderEvent::Failed {
+        reason: "cancelled by the payer".into(),
+    };
+    match gateway.change_order(&order.order_no, &event).await {
+        Ok(failed) => match failed.return_url() {
+            Some(url) => Redirect::to(url).into_response(),
+            None => back_to_page(&token, false),
+        },
+        // Settled meanwhile (another tab, the rail): the page shows what is so.
+        Err(LifecycleError::Illegal(_) | LifecycleError::Expired(_)) => back_to_page(&token, false),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot cancel a payment");
             unavailable(speech)
         }
     }

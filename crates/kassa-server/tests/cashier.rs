@@ -261,6 +261,54 @@ async fn pages_speak_the_payers_language(server: Server) {
     );
 }
 
+/// "Back to the shop": confirmed on a page of its own, the order fails as cancelled by the payer
+/// (the merchant hears it) and the payer lands on the shop's failure page; a PIX order, whose
+/// code stays payable at the bank, offers no such way.
+async fn the_payer_can_go_back_to_the_shop(server: Server) {
+    let (pay_url, _) = server.order("B-1", |_| {}).await;
+    let token = pay_url.rsplit('/').next().unwrap().to_string();
+    let methods = get(&pay_url).await;
+    assert!(methods.html.contains("?cancel=1") && methods.html.contains("Back to the shop"));
+    let asked = get(&format!("{pay_url}?cancel=1")).await;
+    assert!(asked.html.contains("Cancel this payment"), "{}", asked.html);
+    assert_eq!(
+        server.queried("B-1").await["status"],
+        0,
+        "asking changes nothing"
+    );
+    let forged = post_form(&format!("{pay_url}/cancel"), &[("csrf", "forged")], &[]).await;
+    assert_eq!(forged.status, 403);
+    let cancelled = post_form(
+        &format!("{pay_url}/cancel"),
+        &[("csrf", &csrf(&asked.html))],
+        &[],
+    )
+    .await;
+    assert_eq!(cancelled.status, 303);
+    assert_eq!(
+        cancelled.location.as_deref(),
+        Some("https://shop.example/fail")
+    );
+    let data = server.queried("B-1").await;
+    assert_eq!(
+        (data["status"].as_i64(), data["errorMsg"].as_str()),
+        (Some(3), Some("cancelled by the payer"))
+    );
+    // Once final, the page shows the result and offers no way back.
+    let result = get(&pay_url).await;
+    assert!(!result.html.contains("?cancel=1"));
+    let again = post_form(
+        &format!("{pay_url}/cancel"),
+        &[("csrf", &csrf(&asked.html))],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        again.location.as_deref(),
+        Some(format!("../{token}").as_str())
+    );
+}
+
 async fn every_outcome_path(server: Server) {
     for (outcome, status, reason, back_to) in [
         ("failed", 3, "declined", "https://shop.example/fail"),
@@ -659,6 +707,7 @@ kassa_store::on_both_databases!(
     super::Server::start;
     cashier_order_is_paid,
     pages_speak_the_payers_language,
+    the_payer_can_go_back_to_the_shop,
     every_outcome_path,
     double_submissions_settle_once,
     forged_and_foreign_forms_are_refused,

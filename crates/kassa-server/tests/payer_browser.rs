@@ -117,6 +117,8 @@ async fn every_payer_page_in_every_language() {
         let pay_url = reply["data"]["payUrl"].as_str().unwrap().to_string();
         let euros = locale.money(AmountMinor(2500), Currency::Eur);
 
+        browser.open(&format!("{pay_url}?cancel=1")).await;
+        check(&browser, &axe, locale, t.cancel_confirm, "cancel").await;
         browser.open(&pay_url).await;
         check(&browser, &axe, locale, &euros, "methods").await;
         browser.click("button[name=method]").await;
