@@ -2,7 +2,8 @@
 //! the payer's language opens a cashier order's method list, the sandbox bank's page, the result,
 //! a PIX order's page and a missing page; each shows the page's language in `lang` and the
 //! amount as that locale writes it, and axe-core finds no serious or critical WCAG 2.2 AA
-//! violation. Screenshots per page and language are kept in `target/test-artifacts/`.
+//! violation, at 320 px wide without sideways scrolling. Screenshots per page, language and
+//! width (390 px, 1280 px) are kept in `target/test-artifacts/`.
 //!
 //! Without chromium, chromedriver or axe-core the test is skipped with a printed reason; under
 //! `CI=true` a missing one fails it.
@@ -62,8 +63,20 @@ async fn check(browser: &Browser, axe: &str, locale: Locale, wanted: &str, name:
         .await;
     assert_eq!(lang, json!(locale.tag()), "{name} in {locale:?}");
     accessible(browser, axe, &format!("{name} ({})", locale.tag())).await;
-    let file = format!("payer-{name}-{}.png", locale.tag());
-    browser.screenshot(&file).await;
+    // Screenshots as a phone (390 px) and a desktop (1280 px) show it; checks ran at 320 px.
+    for width in [390, 1280] {
+        resize(browser, width).await;
+        let file = format!("payer-{name}-{}-{width}.png", locale.tag());
+        browser.screenshot(&file).await;
+    }
+    resize(browser, 320).await;
+}
+
+async fn resize(browser: &Browser, width: u32) {
+    let rect = json!({"width": width, "height": 900});
+    browser
+        .session(reqwest::Method::POST, "/window/rect", Some(rect))
+        .await;
 }
 
 async fn pix_url(server: &Server, number: &str) -> String {
@@ -103,13 +116,7 @@ async fn every_payer_page_in_every_language() {
     for locale in Locale::ALL {
         let t = Texts::of(locale);
         let browser = Browser::start_speaking(locale.tag()).await;
-        browser
-            .session(
-                reqwest::Method::POST,
-                "/window/rect",
-                Some(json!({"width": 320, "height": 800})),
-            )
-            .await;
+        resize(&browser, 320).await;
         let mut body = server.apply_body(&format!("lang-{}", locale.tag()));
         body["country"] = json!("000");
         let (status, reply) = server.post("/eur/collect/apply", &body).await;
