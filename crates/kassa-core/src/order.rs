@@ -326,6 +326,27 @@ impl Order {
         Ok(())
     }
 
+    /// Switches a started cashier order to another method the payer picked after going back to
+    /// the list. The status stays in progress; the server allows it only where nothing was
+    /// started elsewhere (a rail whose bank page is kassa's own).
+    pub fn switch_method(
+        &mut self,
+        method: &'static PaymentMethod,
+        now_ms: i64,
+    ) -> Result<(), OrderError> {
+        if !self.offered_methods().contains(&method) {
+            return Err(OrderError::MethodNotOffered {
+                method: method.code,
+            });
+        }
+        if self.status != OrderStatus::InProgress || !self.method.is_cashier() {
+            return Err(OrderError::AlreadyStarted);
+        }
+        self.chosen_method = Some(method);
+        self.updated_at_ms = now_ms;
+        Ok(())
+    }
+
     /// Sets the fee of a succeeded order from the rule of its app and method.
     pub fn charge_fee(&mut self, rule: Option<FeeRule>) {
         if self.status == OrderStatus::Succeeded {
@@ -543,6 +564,15 @@ mod tests {
             order.choose_method(ideal, 3),
             Err(OrderError::AlreadyStarted)
         );
+        // Back to the list: only an offered method, only while in progress.
+        assert_eq!(
+            order.switch_method(bancontact, 3),
+            Err(OrderError::MethodNotOffered {
+                method: "BANCONTACT_EUR"
+            })
+        );
+        order.switch_method(ideal, 3).unwrap();
+        assert_eq!(order.status, OrderStatus::InProgress);
 
         let rule = FeeRule::new(150, AmountMinor(25)).unwrap();
         order.charge_fee(Some(rule));
@@ -565,6 +595,11 @@ mod tests {
         assert_eq!(
             direct.chosen_method, None,
             "a direct order keeps its own method"
+        );
+        assert_eq!(
+            direct.switch_method(ideal, 1),
+            Err(OrderError::AlreadyStarted),
+            "and cannot switch"
         );
         direct
             .apply(&OrderEvent::RailException { reason: "?".into() }, 2)

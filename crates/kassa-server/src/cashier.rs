@@ -199,6 +199,7 @@ struct MethodPage {
     method_name: &'static str,
     outcomes: Vec<(&'static str, &'static str)>,
     may_cancel: bool,
+    may_switch: bool,
 }
 
 #[derive(Template)]
@@ -370,6 +371,8 @@ pub async fn serve_page(
     // `?cancel=1` asks the payer to confirm going back to the shop.
     let redirect = query.as_deref() == Some("done=1");
     let cancelling = query.as_deref() == Some("cancel=1");
+    // `?methods=1`: back to the method list of a started cashier order.
+    let switching = query.as_deref() == Some("methods=1");
     let mut order = match order_for(&gateway, &token, &headers).await {
         Ok(order) => order,
         Err(response) => return response,
@@ -404,7 +407,43 @@ pub async fn serve_page(
             },
         );
     }
+    if switching && may_switch(&gateway, &order) {
+        let summary = summary(&gateway, &order, speech).await;
+        return methods_page(&gateway, &token, &order, speech, summary);
+    }
     render(&gateway, &token, order, redirect, speech).await
+}
+
+/// Whether a started cashier order may go back to its method list: only where its bank page
+/// is kassa's own, so that nothing was started elsewhere.
+fn may_switch(gateway: &Gateway, order: &Order) -> bool {
+    order.method.is_cashier()
+        && order.status == OrderStatus::InProgress
+        && order.pix_code.is_none()
+        && !manual_outcomes(gateway, order).is_empty()
+}
+
+fn methods_page(
+    gateway: &Gateway,
+    token: &str,
+    order: &Order,
+    speech: Speech,
+    summary: Summary,
+) -> Response {
+    html(
+        StatusCode::OK,
+        MethodsPage {
+            speech,
+            title: speech.t.choose_method,
+            csrf: gateway.form_key.token_for(token),
+            token: token.to_string(),
+            methods: (gateway.rails.payable_methods(order).into_iter())
+                .map(MethodChoice::of)
+                .collect(),
+            may_cancel: may_cancel(gateway, order),
+            summary,
+        },
+    )
 }
 
 /// Whether the payer may give up and go back to the shop: while nothing can be paid any more
@@ -467,20 +506,7 @@ async fn render(
                 refresh: false,
             },
         ),
-        OrderStatus::Created => html(
-            StatusCode::OK,
-            MethodsPage {
-                speech,
-                title: t.choose_method,
-                csrf: gateway.form_key.token_for(token),
-                token: token.to_string(),
-                methods: (gateway.rails.payable_methods(&order).into_iter())
-                    .map(MethodChoice::of)
-                    .collect(),
-                may_cancel: may_cancel(gateway, &order),
-                summary,
-            },
-        ),
+        OrderStatus::Created => methods_page(gateway, token, &order, speech, summary),
         OrderStatus::InProgress if order.pix_code.is_some() => {
             let pix_code = order.pix_code.clone().unwrap_or_default();
             html(
@@ -521,6 +547,7 @@ async fn render(
                 token: token.to_string(),
                 outcomes: outcomes_in(gateway, &order, speech),
                 may_cancel: may_cancel(gateway, &order),
+                may_switch: may_switch(gateway, &order),
                 summary,
             },
         ),
@@ -551,8 +578,14 @@ async fn start(
     method: &'static PaymentMethod,
     speech: Speech,
 ) -> Result<Started, Response> {
+    // A started order here is one going back to its list (the caller checked it may).
     let started = gateway
-        .change(order_no, |order| Ok(order.choose_method(method, now_ms())?))
+        .change(order_no, |order| {
+            Ok(match order.status {
+                OrderStatus::InProgress => order.switch_method(method, now_ms()),
+                _ => order.choose_method(method, now_ms()),
+            }?)
+        })
         .await;
     match started {
         Ok(order) => match gateway.rails.start(&order, method).await {
@@ -732,6 +765,9 @@ pub async fn choose_method(
         Err(response) => return response,
     };
     let t = speech.t;
+    if order.status != OrderStatus::Created && !may_switch(&gateway, &order) {
+        return back_to_page(&token, false);
+    }
     let Some(method) =
         PaymentMethod::by_code(&form.method).filter(|m| order.offered_methods().contains(m))
     else {

@@ -309,6 +309,51 @@ async fn the_payer_can_go_back_to_the_shop(server: Server) {
     );
 }
 
+/// A payer who started one method goes back to the list and pays with another: the order stays
+/// in progress meanwhile and succeeds with the method finally used.
+async fn the_payer_can_choose_another_method(server: Server) {
+    let (pay_url, order_no) = server.order("S-1", |b| b["country"] = json!("000")).await;
+    let methods = get(&pay_url).await;
+    let chosen = post_form(
+        &format!("{pay_url}/method"),
+        &[("method", "IDEAL_EUR"), ("csrf", &csrf(&methods.html))],
+        &[],
+    )
+    .await;
+    assert_eq!(chosen.status, 303);
+    let bank = get(&pay_url).await;
+    assert!(bank.html.contains("?methods=1") && bank.html.contains("Choose another method"));
+    let list = get(&format!("{pay_url}?methods=1")).await;
+    assert!(list.html.contains(r#"value="EPS_EUR""#), "{}", list.html);
+    assert_eq!(
+        server.queried("S-1").await["status"],
+        1,
+        "still in progress"
+    );
+    let switched = post_form(
+        &format!("{pay_url}/method"),
+        &[("method", "EPS_EUR"), ("csrf", &csrf(&list.html))],
+        &[],
+    )
+    .await;
+    assert_eq!(switched.status, 303);
+    let bank = get(&pay_url).await;
+    assert!(bank.html.contains("<h1>EPS</h1>"), "{}", bank.html);
+    let paid = post_form(
+        &format!("{pay_url}/outcome"),
+        &[("outcome", "paid"), ("csrf", &csrf(&bank.html))],
+        &[],
+    )
+    .await;
+    assert_eq!(paid.status, 303);
+    let stored = server.store.order_by_no(&order_no).await.unwrap().unwrap();
+    assert_eq!(stored.status, kassa_core::OrderStatus::Succeeded);
+    assert_eq!(stored.chosen_method.map(|m| m.code), Some("EPS_EUR"));
+    // Final: no way back to the list.
+    let result = get(&format!("{pay_url}?methods=1")).await;
+    assert!(!result.html.contains(r#"name="method""#));
+}
+
 async fn every_outcome_path(server: Server) {
     for (outcome, status, reason, back_to) in [
         ("failed", 3, "declined", "https://shop.example/fail"),
@@ -708,6 +753,7 @@ kassa_store::on_both_databases!(
     cashier_order_is_paid,
     pages_speak_the_payers_language,
     the_payer_can_go_back_to_the_shop,
+    the_payer_can_choose_another_method,
     every_outcome_path,
     double_submissions_settle_once,
     forged_and_foreign_forms_are_refused,
