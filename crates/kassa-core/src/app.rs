@@ -56,7 +56,58 @@ pub struct App {
     pub suspended: bool,
     /// Who receives PIX payments (BRL apps); `None` until the operator sets it.
     pub pix: Option<PixReceiver>,
+    /// The merchant's colour on the payer's pages; kassa's own blue when `None`.
+    pub brand_colour: Option<BrandColour>,
     pub created_at_ms: i64,
+}
+
+/// A merchant's colour for the payer's pages: `#RRGGBB`, dark enough that white text on it
+/// (the pages' primary buttons) keeps WCAG AA contrast (4.5:1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrandColour(String);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BrandColourError {
+    #[error("a colour is written #RRGGBB (six hexadecimal digits)")]
+    Format,
+    #[error("{0} is too light: white text on it has a contrast of {1}:1, at least 4.5:1 is needed")]
+    TooLight(String, String),
+}
+
+/// The least contrast of white text on the colour (WCAG AA for normal text).
+const MIN_CONTRAST: f64 = 4.5;
+
+impl BrandColour {
+    pub fn parse(text: &str) -> Result<BrandColour, BrandColourError> {
+        let hex = text
+            .trim()
+            .strip_prefix('#')
+            .ok_or(BrandColourError::Format)?;
+        if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BrandColourError::Format);
+        }
+        let channel = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits");
+        let linear = |c: u8| {
+            let c = f64::from(c) / 255.0;
+            if c <= 0.04045 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        let luminance =
+            0.2126 * linear(channel(0)) + 0.7152 * linear(channel(2)) + 0.0722 * linear(channel(4));
+        let contrast = 1.05 / (luminance + 0.05);
+        let colour = format!("#{}", hex.to_ascii_lowercase());
+        if contrast < MIN_CONTRAST {
+            return Err(BrandColourError::TooLight(colour, format!("{contrast:.1}")));
+        }
+        Ok(BrandColour(colour))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl App {
@@ -64,5 +115,23 @@ impl App {
     pub fn limits_for(&self, method: &PaymentMethod) -> AmountLimits {
         self.limits_override
             .unwrap_or_else(|| method.limits(self.currency))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brand_colours_keep_white_text_readable() {
+        assert_eq!(BrandColour::parse("#1F5FBF").unwrap().as_str(), "#1f5fbf");
+        assert!(BrandColour::parse("#000000").is_ok());
+        assert!(matches!(
+            BrandColour::parse("#ffcc00"),
+            Err(BrandColourError::TooLight(..))
+        ));
+        assert_eq!(BrandColour::parse("1f5fbf"), Err(BrandColourError::Format));
+        assert_eq!(BrandColour::parse("#1f5fb"), Err(BrandColourError::Format));
+        assert_eq!(BrandColour::parse("#1f5fbg"), Err(BrandColourError::Format));
     }
 }

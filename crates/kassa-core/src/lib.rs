@@ -27,7 +27,7 @@ pub mod time;
 pub mod user;
 pub mod validate;
 
-pub use app::{App, AppId, Merchant, MerchantId};
+pub use app::{App, AppId, BrandColour, BrandColourError, Merchant, MerchantId};
 pub use breaker::{Breaker, BreakerPolicy, BreakerState};
 pub use callback::{AfterAttempt, RetryPolicy};
 pub use channel::{Channel, ChannelError, ChannelKind, MethodRoute, Upstream};

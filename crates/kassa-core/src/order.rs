@@ -405,6 +405,7 @@ mod tests {
             limits_override: None,
             webhook_secret: Default::default(),
             retiring_webhook_secret: None,
+            brand_colour: None,
             suspended: false,
             pix: None,
             created_at_ms: 0,

@@ -59,6 +59,8 @@ struct Summary {
     subject: Option<String>,
     /// Until when the order can be paid, while it can.
     deadline: Option<Deadline>,
+    /// The merchant's colour (`#rrggbb`, checked when set), else kassa's.
+    accent: Option<String>,
 }
 
 /// An order's deadline: as text in the payer's locale and the operator's zone (readable
@@ -358,6 +360,10 @@ async fn summary(gateway: &Gateway, order: &Order, speech: Speech) -> Summary {
         order_id: order.merchant_order_id.clone(),
         subject: order.subject.clone(),
         deadline: Deadline::of(order, speech, gateway.notary.timezone()),
+        accent: match gateway.apps.get(gateway.store.as_ref(), order.app_id).await {
+            Ok(Some(app)) => app.brand_colour.map(|c| c.as_str().to_string()),
+            _ => None,
+        },
     }
 }
 

@@ -259,6 +259,45 @@ async fn pages_speak_the_payers_language(server: Server) {
         missing.contains(Texts::of(Locale::Pl).not_found_title),
         "{missing}"
     );
+    // The merchant's `language` beats the browser; a tag kassa does not speak falls back; a
+    // malformed one is refused.
+    let (polish_url, _) = server.order("L-2", |b| b["language"] = json!("pl")).await;
+    let polish = get(&polish_url).await;
+    assert!(
+        polish.html.contains(r#"<html lang="pl""#),
+        "{}",
+        polish.html
+    );
+    let (japanese_url, _) = server
+        .order("L-3", |b| b["language"] = json!("ja-JP"))
+        .await;
+    assert!(get(&japanese_url).await.html.contains(r#"<html lang="en""#));
+    let mut bad = server.apply_body("L-4");
+    bad["language"] = json!("pt BR");
+    let (status, reply) = server.post("/eur/collect/apply", &bad).await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (400, Some("10000005")),
+        "{reply}"
+    );
+    // The merchant's colour, where the operator set one.
+    let navy = kassa_core::BrandColour::parse("#1f2a44").unwrap();
+    server
+        .store
+        .set_app_brand(server.eur, Some(&navy), 1, None)
+        .await
+        .unwrap();
+    let (branded_url, _) = server.order("L-5", |_| {}).await;
+    // The app cache may hold the app for its lifetime: look until the colour shows.
+    let mut branded = String::new();
+    for _ in 0..50 {
+        branded = get(&branded_url).await.html;
+        if branded.contains("--accent: #1f2a44") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(branded.contains("--accent: #1f2a44"), "{branded}");
 }
 
 /// "Back to the shop": confirmed on a page of its own, the order fails as cancelled by the payer

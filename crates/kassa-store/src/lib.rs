@@ -258,6 +258,15 @@ pub trait MerchantStore: Send + Sync + 'static {
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
+    /// Sets or clears the merchant's colour on the payer's pages. False if the app does not exist.
+    async fn set_app_brand(
+        &self,
+        app_id: AppId,
+        colour: Option<&kassa_core::BrandColour>,
+        now_ms: i64,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<bool>;
+
     /// Sets or clears the operator's limits of an app. False if the app does not exist.
     async fn set_app_limits(
         &self,

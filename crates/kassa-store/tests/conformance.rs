@@ -224,6 +224,32 @@ async fn merchants_and_apps(db: TestDatabase) {
     );
     assert!(store.set_app_pix(eur.app_id, None, 9, None).await.unwrap());
     assert_eq!(store.app(eur.app_id).await.unwrap().unwrap().pix, None);
+
+    let navy = kassa_core::BrandColour::parse("#1F2A44").unwrap();
+    assert!(
+        store
+            .set_app_brand(eur.app_id, Some(&navy), 9, None)
+            .await
+            .unwrap()
+    );
+    let colour = store.app(eur.app_id).await.unwrap().unwrap().brand_colour;
+    assert_eq!(colour.as_ref().map(|c| c.as_str()), Some("#1f2a44"));
+    assert!(
+        store
+            .set_app_brand(eur.app_id, None, 9, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.app(eur.app_id).await.unwrap().unwrap().brand_colour,
+        None
+    );
+    assert!(
+        !store
+            .set_app_brand(AppId(999_999), None, 9, None)
+            .await
+            .unwrap()
+    );
     assert!(
         !store
             .set_app_pix(AppId(999_999), None, 9, None)

@@ -70,6 +70,16 @@ pub enum AppCommand {
     /// Replace the app's webhook secret (whsec_…) that signs its callbacks; the old one signs
     /// them too for 24 hours, so that the merchant can switch without missing one.
     RotateWebhookSecret { app_id: i64 },
+    /// Set the merchant's colour on the payer's pages (#RRGGBB, dark enough for white text).
+    SetBrand {
+        app_id: i64,
+        /// The colour, e.g. '#1f5fbf'.
+        #[arg(long, required_unless_present = "clear")]
+        colour: Option<String>,
+        /// Go back to kassa's own colour.
+        #[arg(long, conflicts_with = "colour")]
+        clear: bool,
+    },
     /// Set who receives the app's PIX payments (BRL apps): the key and the name and city its
     /// BR Codes show (transliterated to ASCII; at most 25 and 15 characters).
     SetPix {
@@ -350,6 +360,7 @@ fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
             "min": l.min_minor.to_decimal_string(),
             "max": l.max_minor.to_decimal_string(),
         })),
+        "brandColour": app.brand_colour.as_ref().map(kassa_core::BrandColour::as_str),
         "createdAtMs": app.created_at_ms,
     })
 }
@@ -617,6 +628,23 @@ pub async fn app(command: AppCommand, show_secrets: bool, database_url: &str) ->
                     Some(&app_audit("app.set-settlement", app_id)),
                 )
                 .await?;
+            AppId(app_id)
+        }
+        AppCommand::SetBrand {
+            app_id,
+            colour,
+            clear: _,
+        } => {
+            let colour = colour
+                .map(|c| kassa_core::BrandColour::parse(&c))
+                .transpose()?;
+            let audit = app_audit("app.set-brand", app_id);
+            let found = store
+                .set_app_brand(AppId(app_id), colour.as_ref(), now_ms(), Some(&audit))
+                .await?;
+            if !found {
+                return Err(Failure(format!("no app has appId {app_id}")));
+            }
             AppId(app_id)
         }
         AppCommand::SetPix {

@@ -109,6 +109,28 @@ async fn operator_commands(db: TestDatabase) {
         "{created_at}"
     );
     assert!(hidden.get("createdAtMs").is_none());
+    // The merchant's colour on the payer's pages: dark enough for white text, or refused.
+    let brand = |colour: &str| {
+        kassa(&[
+            "app",
+            "set-brand",
+            &eur_app.to_string(),
+            "--database-url",
+            url,
+        ])
+        .args(["--colour", colour])
+        .output()
+        .unwrap()
+    };
+    let light = brand("#ffcc00");
+    assert!(!light.status.success());
+    assert!(String::from_utf8_lossy(&light.stderr).contains("too light"));
+    let navy = brand("#1F2A44");
+    assert!(navy.status.success());
+    assert_eq!(
+        json(&String::from_utf8_lossy(&navy.stdout))["brandColour"],
+        "#1f2a44"
+    );
     let shown = app_show(true);
     assert_eq!(shown["currency"], "EUR");
     assert!(

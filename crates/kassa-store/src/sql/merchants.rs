@@ -7,14 +7,15 @@ use crate::{AuditEntry, MerchantStore, MerchantWithApps, NewApp, StoreResult};
 use async_trait::async_trait;
 use kassa_core::pix::PixReceiver;
 use kassa_core::{
-    AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Merchant, MerchantId, Secret,
+    AmountLimits, AmountMinor, App, AppId, BrandColour, Currency, FeeRule, Merchant, MerchantId,
+    Secret,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_secret, \
     min_amount_minor, max_amount_minor, created_at_ms, pix_key, pix_name, pix_city, \
-    retiring_webhook_secret, retiring_secret_until_ms, suspended";
+    retiring_webhook_secret, retiring_secret_until_ms, suspended, brand_colour";
 
 statement!(
     SELECT_APP,
@@ -75,6 +76,10 @@ fn app_from_row(row: &AnyRow) -> StoreResult<App> {
             .zip(row.try_get::<Option<i64>, _>("retiring_secret_until_ms")?),
         suspended: row.try_get::<i64, _>("suspended")? != 0,
         pix: pix_from_row(row)?,
+        brand_colour: row
+            .try_get::<Option<String>, _>("brand_colour")?
+            .map(|c| BrandColour::parse(&c).map_err(|e| corrupt(e.to_string())))
+            .transpose()?,
         limits_override: min
             .zip(max)
             .map(|(min, max)| AmountLimits::new(AmountMinor(min), AmountMinor(max))),
@@ -269,6 +274,22 @@ impl MerchantStore for SqlStore {
                 receiver.map(|r| r.name.as_str()),
                 receiver.map(|r| r.city.as_str()),
             ],
+            (now_ms, audit),
+        )
+        .await
+    }
+
+    async fn set_app_brand(
+        &self,
+        app_id: AppId,
+        colour: Option<&BrandColour>,
+        now_ms: i64,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<bool> {
+        self.update_app(
+            "UPDATE apps SET brand_colour = $1, updated_at_ms = $2 WHERE app_id = $3",
+            app_id,
+            &[colour.map(BrandColour::as_str)],
             (now_ms, audit),
         )
         .await

@@ -391,6 +391,13 @@ ALTER TABLE apps ADD COLUMN suspended BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE orders ADD COLUMN language TEXT;
 "#,
     ),
+    (
+        19,
+        r#"
+-- A merchant's colour on the payer's pages (#rrggbb, checked for contrast when set).
+ALTER TABLE apps ADD COLUMN brand_colour TEXT;
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
