@@ -310,11 +310,7 @@ impl Order {
         method: &'static PaymentMethod,
         now_ms: i64,
     ) -> Result<(), OrderError> {
-        if !self.offered_methods().contains(&method) {
-            return Err(OrderError::MethodNotOffered {
-                method: method.code,
-            });
-        }
+        self.check_offered(method)?;
         if self.status != OrderStatus::Created {
             return Err(OrderError::AlreadyStarted);
         }
@@ -326,6 +322,16 @@ impl Order {
         Ok(())
     }
 
+    fn check_offered(&self, method: &'static PaymentMethod) -> Result<(), OrderError> {
+        if self.offered_methods().contains(&method) {
+            Ok(())
+        } else {
+            Err(OrderError::MethodNotOffered {
+                method: method.code,
+            })
+        }
+    }
+
     /// Switches a started cashier order to another method the payer picked after going back to
     /// the list. The status stays in progress; the server allows it only where nothing was
     /// started elsewhere (a rail whose bank page is kassa's own).
@@ -334,11 +340,7 @@ impl Order {
         method: &'static PaymentMethod,
         now_ms: i64,
     ) -> Result<(), OrderError> {
-        if !self.offered_methods().contains(&method) {
-            return Err(OrderError::MethodNotOffered {
-                method: method.code,
-            });
-        }
+        self.check_offered(method)?;
         if self.status != OrderStatus::InProgress || !self.method.is_cashier() {
             return Err(OrderError::AlreadyStarted);
         }
