@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use kassa_core::AmountMinor;
 use kassa_core::pix::PixReceiver;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -90,25 +90,7 @@ async fn an_independent_implementation_accepts_every_code() {
     }
     // And a code as the API hands it out.
     let server = Server::start(kassa_store::testing::TestDatabase::sqlite().await).await;
-    let body = json!({"userOrderNumber": "V-1", "submitAmount": "7.50", "paymentType": "PIX", "currencyType": "BRL"}).to_string();
-    let sign = merchant_key().sign_base64(
-        kassa_signature::parse_signed_object(&body)
-            .unwrap()
-            .canonical
-            .as_bytes(),
-    );
-    let reply: Value = server
-        .client
-        .post(format!("{}/accountProxyCollect/initCollect", server.base))
-        .header("x-app-id", server.brl.0.to_string())
-        .header("x-sign", sign)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = server.create_pix("V-1", "7.50").await;
     let api_code = reply["data"]["qrCode"].as_str().unwrap().to_string();
     codes.push(api_code);
     let receiver = PixReceiver::new(PIX_KEY, "Loja São João", "São Paulo").unwrap();

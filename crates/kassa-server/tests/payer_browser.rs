@@ -80,26 +80,7 @@ async fn resize(browser: &Browser, width: u32) {
 }
 
 async fn pix_url(server: &Server, number: &str) -> String {
-    let body = json!({"userOrderNumber": number, "submitAmount": "12.34",
-        "paymentType": "PIX", "currencyType": "BRL"});
-    let text = body.to_string();
-    let canonical = kassa_signature::parse_signed_object(&text)
-        .unwrap()
-        .canonical;
-    let sign = merchant_key().sign_base64(canonical.as_bytes());
-    let reply: serde_json::Value = server
-        .client
-        .post(format!("{}/accountProxyCollect/initCollect", server.base))
-        .header("content-type", "application/json")
-        .header("x-app-id", server.brl.0.to_string())
-        .header("x-sign", sign)
-        .body(text)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = server.create_pix(number, "12.34").await;
     reply["data"]["url"]
         .as_str()
         .expect("a PIX order")

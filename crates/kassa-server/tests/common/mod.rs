@@ -49,6 +49,28 @@ pub struct Server {
 }
 
 impl Server {
+    /// Creates a PIX order of the shop's BRL app, signed as a merchant signs; the reply.
+    pub async fn create_pix(&self, number: &str, amount: &str) -> Value {
+        let body = json!({"userOrderNumber": number, "submitAmount": amount,
+            "paymentType": "PIX", "currencyType": "BRL"})
+        .to_string();
+        let canonical = kassa_signature::parse_signed_object(&body)
+            .unwrap()
+            .canonical;
+        self.client
+            .post(format!("{}/accountProxyCollect/initCollect", self.base))
+            .header("content-type", "application/json")
+            .header("x-app-id", self.brl.0.to_string())
+            .header("x-sign", merchant_key().sign_base64(canonical.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn start(db: TestDatabase) -> Server {
         Server::start_with(db, false).await
     }
