@@ -58,6 +58,8 @@ pub struct App {
     pub pix: Option<PixReceiver>,
     /// The merchant's colour on the payer's pages; kassa's own blue when `None`.
     pub brand_colour: Option<BrandColour>,
+    /// The version (when it was set, ms) of the merchant's logo, if it has one.
+    pub logo_version: Option<i64>,
     pub created_at_ms: i64,
 }
 

@@ -408,6 +408,7 @@ mod tests {
             webhook_secret: Default::default(),
             retiring_webhook_secret: None,
             brand_colour: None,
+            logo_version: None,
             suspended: false,
             pix: None,
             created_at_ms: 0,

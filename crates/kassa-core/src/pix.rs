@@ -188,7 +188,39 @@ pub struct PixReceiver {
     pub name: String,
     /// ASCII, at most 15 characters.
     pub city: String,
+    pub codes: CodeKind,
 }
+
+/// How an app's BR Codes carry a payment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CodeKind {
+    /// The key, the amount and the txid in the code itself.
+    #[default]
+    Static,
+    /// A location where the payer's bank fetches the signed charge (amount, expiry, key): the
+    /// code stays short and the bank shows what the receiver set.
+    Dynamic,
+}
+
+impl CodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeKind::Static => "static",
+            CodeKind::Dynamic => "dynamic",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CodeKind> {
+        match text {
+            "static" => Some(CodeKind::Static),
+            "dynamic" => Some(CodeKind::Dynamic),
+            _ => None,
+        }
+    }
+}
+
+/// Longest location of a dynamic code (field 26/25): a URL without its `https://`.
+pub const MAX_LOCATION_CHARS: usize = 77;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PixReceiverError {
@@ -205,14 +237,18 @@ pub const MAX_CODE_CHARS: usize = 200;
 /// What a static code holds besides the key, name and city, at its longest (16-digit txid, the
 /// largest amount): 000201, 26's own header and GUI, 52, 53, 54, 58, 59/60 headers, 62, 63.
 const CODE_OVERHEAD_CHARS: usize = 109;
+/// What a dynamic code holds besides the location, name and city: 000201, 010212, 26's header
+/// and GUI, 25's header, 52, 53, 58, 59/60 headers, 62 (txid `***`), 63.
+const DYNAMIC_OVERHEAD_CHARS: usize = 86;
 /// Shortening stops here: a name or city cut further would say nothing.
 const MIN_NAME_CHARS: usize = 10;
 const MIN_CITY_CHARS: usize = 3;
 
-/// Cuts the name, then the city, so that every code of the receiver fits the seed's 200
-/// characters (the BR Code manual lets both be shortened: they are shown, not routed on).
-fn fit(key_chars: usize, name: &mut String, city: &mut String) {
-    let room = MAX_CODE_CHARS.saturating_sub(CODE_OVERHEAD_CHARS + key_chars);
+/// Cuts the name, then the city, so that a code with `other_chars` besides them fits the
+/// seed's 200 characters (the BR Code manual lets both be shortened: they are shown, not
+/// routed on).
+fn fit(other_chars: usize, name: &mut String, city: &mut String) {
+    let room = MAX_CODE_CHARS.saturating_sub(other_chars);
     let over = (name.len() + city.len()).saturating_sub(room);
     let name_cut = over.min(name.len().saturating_sub(MIN_NAME_CHARS));
     name.truncate(name.len() - name_cut);
@@ -236,8 +272,47 @@ impl PixReceiver {
         let key = PixKey::parse(key)?;
         let mut name = clean("merchant name", name, MAX_NAME_CHARS)?;
         let mut city = clean("merchant city", city, MAX_CITY_CHARS)?;
-        fit(key.as_str().len(), &mut name, &mut city);
-        Ok(PixReceiver { key, name, city })
+        fit(
+            CODE_OVERHEAD_CHARS + key.as_str().len(),
+            &mut name,
+            &mut city,
+        );
+        Ok(PixReceiver {
+            key,
+            name,
+            city,
+            codes: CodeKind::Static,
+        })
+    }
+
+    /// The same receiver with codes of `codes`' kind.
+    pub fn with_codes(self, codes: CodeKind) -> PixReceiver {
+        PixReceiver { codes, ..self }
+    }
+
+    /// The dynamic BR Code of one payment: the receiver's name and city (shortened where the
+    /// location leaves too little room) and where the charge is fetched (`location`: host and
+    /// path, at most 77 characters, no scheme). It is single-use (01 = 12) and its txid is
+    /// `***`: the charge behind the location carries the real one.
+    pub fn dynamic_brcode(&self, location: &str) -> String {
+        debug_assert!(location.len() <= MAX_LOCATION_CHARS && !location.contains("://"));
+        let (mut name, mut city) = (self.name.clone(), self.city.clone());
+        fit(
+            DYNAMIC_OVERHEAD_CHARS + location.len(),
+            &mut name,
+            &mut city,
+        );
+        brcode::encode(&[
+            Field::text(0, "01"),
+            Field::text(1, "12"),
+            Field::template(26, vec![Field::text(0, GUI), Field::text(25, location)]),
+            Field::text(52, "0000"),
+            Field::text(53, "986"),
+            Field::text(58, "BR"),
+            Field::text(59, name),
+            Field::text(60, city),
+            Field::template(62, vec![Field::text(5, "***")]),
+        ])
     }
 
     /// The BR Code of one payment: this receiver, the amount, and a txid for reconciliation.
@@ -292,6 +367,41 @@ mod tests {
             proptest::prop_assert!(code.len() <= MAX_CODE_CHARS, "{} characters: {code}", code.len());
             proptest::prop_assert!(crate::brcode::decode(&code).is_ok());
         }
+
+        /// Dynamic codes fit too, whatever the location's length up to the manual's 77.
+        #[test]
+        fn every_dynamic_code_fits_the_seed(
+            name in "[A-Za-z]{1,25}",
+            city in "[A-Za-z]{1,15}",
+            host in "[a-z0-9.]{1,36}",
+        ) {
+            let receiver = PixReceiver::new("+5511987654321", &name, &city).unwrap();
+            let location = format!("{host}/pix/cob/{}", "1".repeat(32));
+            let code = receiver.dynamic_brcode(&location);
+            proptest::prop_assert!(code.len() <= MAX_CODE_CHARS, "{} characters: {code}", code.len());
+            let parsed = crate::brcode::decode(&code).unwrap();
+            proptest::prop_assert_eq!(parsed.text(&[26, 25]), Some(location.as_str()));
+            proptest::prop_assert_eq!(parsed.text(&[62, 5]), Some("***"));
+            proptest::prop_assert_eq!(parsed.text(&[1]), Some("12"));
+            proptest::prop_assert!(parsed.get(54).is_none());
+        }
+    }
+
+    #[test]
+    fn the_longest_location_still_fits() {
+        let receiver = PixReceiver::new(
+            "+5511987654321",
+            "Comercio de Alimentos Ltd",
+            "Sao Jose Campos",
+        )
+        .unwrap();
+        let location = "l".repeat(MAX_LOCATION_CHARS);
+        let code = receiver.dynamic_brcode(&location);
+        // 163 characters besides the name and city leave 37: the name loses "Ltd".
+        assert_eq!(code.len(), MAX_CODE_CHARS - 1);
+        let parsed = crate::brcode::decode(&code).unwrap();
+        assert_eq!(parsed.text(&[59]), Some("Comercio de Alimentos"));
+        assert_eq!(parsed.text(&[60]), Some("Sao Jose Campos"));
     }
 
     #[test]
@@ -374,6 +484,7 @@ mod tests {
                 key: parsed.clone(),
                 name: "Loja".into(),
                 city: "Rio".into(),
+                codes: CodeKind::Static,
             };
             for shown in [format!("{parsed:?}"), format!("{receiver:?}")] {
                 assert!(

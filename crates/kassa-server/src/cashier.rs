@@ -46,6 +46,7 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/pay/{token}/status", get(status))
         .route("/pay/{token}/qr.png", get(qr_png))
         .route("/assets/pix.js", get(pix_script))
+        .route("/assets/logo/{app_id}/{version}", get(logo))
 }
 
 /// What every page shows about the order.
@@ -61,6 +62,8 @@ struct Summary {
     deadline: Option<Deadline>,
     /// The merchant's colour (`#rrggbb`, checked when set), else kassa's.
     accent: Option<String>,
+    /// Where the merchant's logo is, if it has one (kassa serves it).
+    logo_url: Option<String>,
 }
 
 /// An order's deadline: as text in the payer's locale and the operator's zone (readable
@@ -353,6 +356,12 @@ async fn summary(gateway: &Gateway, order: &Order, speech: Speech) -> Summary {
         Ok(Some(merchant)) => merchant.name,
         _ => speech.t.the_shop.into(),
     };
+    let app = gateway
+        .apps
+        .get(gateway.store.as_ref(), order.app_id)
+        .await
+        .ok()
+        .flatten();
     Summary {
         merchant,
         money: speech.locale.money(order.amount_minor, order.currency),
@@ -360,10 +369,14 @@ async fn summary(gateway: &Gateway, order: &Order, speech: Speech) -> Summary {
         order_id: order.merchant_order_id.clone(),
         subject: order.subject.clone(),
         deadline: Deadline::of(order, speech, gateway.notary.timezone()),
-        accent: match gateway.apps.get(gateway.store.as_ref(), order.app_id).await {
-            Ok(Some(app)) => app.brand_colour.map(|c| c.as_str().to_string()),
-            _ => None,
-        },
+        accent: app
+            .as_ref()
+            .and_then(|app| app.brand_colour.as_ref())
+            .map(|c| c.as_str().to_string()),
+        logo_url: app.as_ref().and_then(|app| {
+            let version = app.logo_version?;
+            Some(format!("/assets/logo/{}/{version}", app.app_id))
+        }),
     }
 }
 
@@ -750,6 +763,42 @@ pub async fn pix_script() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../assets/pix.js"),
+    )
+        .into_response()
+}
+
+/// `GET /assets/logo/{app_id}/{version}`: a merchant's logo, as checked when it was uploaded.
+/// Its address changes with each new logo, so browsers may keep it for good; an old address
+/// gets the current logo, briefly cached.
+pub async fn logo(
+    State(gateway): State<Arc<Gateway>>,
+    Path((app_id, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (Ok(app_id), Ok(version)) = (app_id.parse::<i64>(), version.parse::<i64>()) else {
+        return not_found(Speech::of_browser(&headers));
+    };
+    let found = gateway.store.app_logo(kassa_core::AppId(app_id)).await;
+    let (logo, current) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(Speech::of_browser(&headers)),
+        Err(e) => {
+            tracing::error!(error = %e, "cashier: store error");
+            return unavailable(Speech::of_browser(&headers));
+        }
+    };
+    let cache = match current == version {
+        true => "public, max-age=31536000, immutable",
+        false => "public, max-age=60",
+    };
+    (
+        [
+            (header::CONTENT_TYPE, logo.format.content_type()),
+            (header::CACHE_CONTROL, cache),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+        ],
+        logo.bytes,
     )
         .into_response()
 }

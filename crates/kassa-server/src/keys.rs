@@ -69,6 +69,23 @@ impl FormKey {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
     }
 
+    /// The tag that makes a dynamic PIX code's location unguessable: 64 bits of an HMAC of
+    /// the order number (apart from the form tokens' by its prefix), in hexadecimal.
+    pub fn location_tag(&self, order_no: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.0, format!("pix-location:{order_no}").as_bytes());
+        tag.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Constant-time check of a location's tag.
+    pub fn verify_location_tag(&self, order_no: &str, tag: &str) -> bool {
+        let expected = self.location_tag(order_no);
+        aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), tag.as_bytes())
+            .is_ok()
+    }
+
     /// Constant-time check of a submitted form token.
     pub fn verify(&self, page_token: &str, form_token: &str) -> bool {
         use base64::Engine;

@@ -20,12 +20,14 @@ pub mod ids;
 pub mod keys;
 pub mod lifecycle;
 pub mod listen;
+pub mod logo;
 pub mod notary;
 pub mod onboarding;
 pub mod openapi;
 pub mod passwords;
 pub mod payer_text;
 pub mod pix;
+pub mod pix_location;
 pub mod process_stats;
 pub mod qr;
 pub mod rails;
@@ -254,6 +256,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let document = openapi::document_of(&gateway.dialects);
     routes
         .merge(cashier::routes())
+        .merge(pix_location::routes())
         .merge(rails::callback::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -300,6 +300,75 @@ async fn pages_speak_the_payers_language(server: Server) {
     assert!(branded.contains("--accent: #1f2a44"), "{branded}");
 }
 
+/// A PNG of `width` × `height` pixels, as a merchant's designer would export it.
+fn png_logo(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    let mut writer = encoder.write_header().unwrap();
+    let pixels: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    bytes
+}
+
+/// The merchant's logo: served by kassa itself (never from a third party), with its type and
+/// a `nosniff` guard, cached for good under an address that changes with each new logo; the
+/// pages show it beside the merchant's name; without one, no image at all.
+async fn the_merchants_logo_is_served_by_kassa(server: Server) {
+    let (plain_url, _) = server.order("G-1", |_| {}).await;
+    assert!(!get(&plain_url).await.html.contains("/assets/logo/"));
+    let logo = kassa_server::logo::check(png_logo(120, 40)).unwrap();
+    server
+        .store
+        .set_app_logo(server.eur, Some(&logo), 77, None)
+        .await
+        .unwrap();
+    let (pay_url, _) = server.order("G-2", |_| {}).await;
+    let address = format!("/assets/logo/{}/77", server.eur);
+    let html = get(&pay_url).await.html;
+    assert!(
+        html.contains(&format!(r#"<img src="{address}" alt="""#)),
+        "{html}"
+    );
+    let image = browser()
+        .get(format!("{}{address}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.status(), 200);
+    let header = |name: &str| image.headers()[name].to_str().unwrap().to_string();
+    assert_eq!(header("content-type"), "image/png");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("cache-control").contains("immutable"));
+    assert_eq!(image.bytes().await.unwrap().as_ref(), logo.bytes.as_slice());
+    // An old address gets the current logo, briefly cached; nonsense and logo-less apps get
+    // the payer's "not found" page.
+    let old = browser()
+        .get(format!("{}/assets/logo/{}/1", server.base, server.eur))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.headers()["cache-control"], "public, max-age=60");
+    for path in [
+        format!("/assets/logo/{}/77", server.usd),
+        "/assets/logo/x/1".to_string(),
+        "/assets/logo/1/%27".to_string(),
+    ] {
+        let page = get(&format!("{}{path}", server.base)).await;
+        assert_eq!(page.status, 404, "{path}");
+    }
+    // Removed: the pages stop showing it.
+    server
+        .store
+        .set_app_logo(server.eur, None, 78, None)
+        .await
+        .unwrap();
+    assert!(server.store.app_logo(server.eur).await.unwrap().is_none());
+    let (after_url, _) = server.order("G-3", |_| {}).await;
+    assert!(!get(&after_url).await.html.contains("/assets/logo/"));
+}
+
 /// "Back to the shop": confirmed on a page of its own, the order fails as cancelled by the payer
 /// (the merchant hears it) and the payer lands on the shop's failure page; a PIX order, whose
 /// code stays payable at the bank, offers no such way.
@@ -791,6 +860,7 @@ kassa_store::on_both_databases!(
     super::Server::start;
     cashier_order_is_paid,
     pages_speak_the_payers_language,
+    the_merchants_logo_is_served_by_kassa,
     the_payer_can_go_back_to_the_shop,
     the_payer_can_choose_another_method,
     every_outcome_path,

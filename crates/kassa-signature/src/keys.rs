@@ -7,7 +7,8 @@ use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKey};
 use aws_lc_rs::signature::{
-    KeyPair as _, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaParameters,
+    KeyPair as _, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+    RsaParameters,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -248,6 +249,25 @@ impl SigningKey {
     /// The signature as standard padded base64, as it travels in `sign` and `X-Sign`.
     pub fn sign_base64(&self, message: &[u8]) -> String {
         STANDARD.encode(self.sign(message))
+    }
+
+    /// RSASSA-PSS with SHA-256 (salt of 32 bytes): JWS `PS256`, as PIX payloads are signed.
+    pub fn sign_pss(&self, message: &[u8]) -> Vec<u8> {
+        let mut signature = vec![0; self.key_pair.public_modulus_len()];
+        self.key_pair
+            .sign(&RSA_PSS_SHA256, &self.rng, message, &mut signature)
+            .expect("signing with a valid RSA key and a sized buffer cannot fail");
+        signature
+    }
+
+    /// The public key's modulus and exponent, big-endian without leading zeros (a JWK's `n`
+    /// and `e`).
+    pub fn public_components(&self) -> (Vec<u8>, Vec<u8>) {
+        let public = self.key_pair.public_key();
+        (
+            public.modulus().big_endian_without_leading_zero().to_vec(),
+            public.exponent().big_endian_without_leading_zero().to_vec(),
+        )
     }
 }
 

@@ -5,9 +5,11 @@
 //! - [`keys`]: SHA256withRSA (RSASSA-PKCS1-v1_5) with aws-lc-rs, keys of 2048 to 4096 bits,
 //!   public keys as PEM or bare base64 DER, signatures in padded standard base64.
 //! - [`webhook`]: Standard Webhooks HMAC signatures of callbacks.
+//! - [`jws`]: `PS256` JSON Web Signatures and their key set (dynamic PIX payloads).
 //! - [`digest_hex`]: SHA-256 fingerprints.
 
 pub mod canonical;
+pub mod jws;
 pub mod keys;
 pub mod webhook;
 

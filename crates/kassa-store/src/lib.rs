@@ -258,6 +258,19 @@ pub trait MerchantStore: Send + Sync + 'static {
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 
+    /// Sets or clears the merchant's logo (its version is `now_ms`). False if the app does not
+    /// exist.
+    async fn set_app_logo(
+        &self,
+        app_id: AppId,
+        logo: Option<&kassa_core::Logo>,
+        now_ms: i64,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<bool>;
+
+    /// The merchant's logo of an app, with its version; `None` if it has none.
+    async fn app_logo(&self, app_id: AppId) -> StoreResult<Option<(kassa_core::Logo, i64)>>;
+
     /// Sets or clears the merchant's colour on the payer's pages. False if the app does not exist.
     async fn set_app_brand(
         &self,

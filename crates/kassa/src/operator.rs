@@ -5,7 +5,7 @@
 use crate::keyfiles::{read_key_text, write_key_pair};
 use crate::{Failure, Outcome};
 use clap::{Subcommand, ValueEnum};
-use kassa_core::pix::PixReceiver;
+use kassa_core::pix::{CodeKind, PixReceiver};
 use kassa_core::{
     AmountLimits, AmountMinor, App, AppId, Currency, FeeRule, Order, OrderEvent, OrderNo, Personal,
 };
@@ -80,6 +80,17 @@ pub enum AppCommand {
         #[arg(long, conflicts_with = "colour")]
         clear: bool,
     },
+    /// Set the merchant's logo on the payer's pages: a PNG or JPEG of at most 32 KiB, each side
+    /// 16 to 1024 px (SVG is refused).
+    SetLogo {
+        app_id: i64,
+        /// The image file.
+        #[arg(long, required_unless_present = "clear")]
+        file: Option<PathBuf>,
+        /// Remove the logo.
+        #[arg(long, conflicts_with = "file")]
+        clear: bool,
+    },
     /// Set who receives the app's PIX payments (BRL apps): the key and the name and city its
     /// BR Codes show (transliterated to ASCII; at most 25 and 15 characters).
     SetPix {
@@ -91,6 +102,10 @@ pub enum AppCommand {
         name: String,
         #[arg(long)]
         city: String,
+        /// Dynamic codes: the code holds a location on the public URL where the payer's bank
+        /// fetches the signed charge (amount, expiry), instead of the amount and txid.
+        #[arg(long)]
+        dynamic: bool,
     },
     /// Set the fee of an app for a method (or * for every method without its own rule).
     SetFee {
@@ -355,12 +370,14 @@ fn app_json(app: &App, webhook_secret: Option<&str>) -> Value {
             "keyType": p.key.kind(),
             "name": p.name,
             "city": p.city,
+            "codes": p.codes.as_str(),
         })),
         "limits": app.limits_override.map(|l| json!({
             "min": l.min_minor.to_decimal_string(),
             "max": l.max_minor.to_decimal_string(),
         })),
         "brandColour": app.brand_colour.as_ref().map(kassa_core::BrandColour::as_str),
+        "logoSetAtMs": app.logo_version,
         "createdAtMs": app.created_at_ms,
     })
 }
@@ -376,6 +393,17 @@ pub(crate) fn parse_currencies(codes: &[String]) -> Result<Vec<Currency>, Failur
         currencies.push(currency);
     }
     Ok(currencies)
+}
+
+/// Reads and checks a logo file (its size is checked before it is read whole).
+fn read_logo(path: &Path) -> Result<kassa_core::Logo, Failure> {
+    let failure = |e: &dyn std::fmt::Display| Failure(format!("{}: {e}", path.display()));
+    let size = std::fs::metadata(path).map_err(|e| failure(&e))?.len();
+    if size > kassa_core::logo::MAX_LOGO_BYTES as u64 {
+        return Err(failure(&kassa_core::LogoError::TooLarge(size as usize)));
+    }
+    let bytes = std::fs::read(path).map_err(|e| failure(&e))?;
+    kassa_server::logo::check(bytes).map_err(|e| failure(&e))
 }
 
 /// Reads and checks a public key file; returns the key as normalised SPKI PEM.
@@ -647,13 +675,31 @@ pub async fn app(command: AppCommand, show_secrets: bool, database_url: &str) ->
             }
             AppId(app_id)
         }
+        AppCommand::SetLogo { app_id, file, .. } => {
+            let logo = file.map(|path| read_logo(&path)).transpose()?;
+            let audit = app_audit("app.set-logo", app_id);
+            let found = store
+                .set_app_logo(AppId(app_id), logo.as_ref(), now_ms(), Some(&audit))
+                .await?;
+            if !found {
+                return Err(Failure(format!("no app has appId {app_id}")));
+            }
+            AppId(app_id)
+        }
         AppCommand::SetPix {
             app_id,
             key,
             name,
             city,
+            dynamic,
         } => {
-            set_pix(&store, AppId(app_id), PixReceiver::new(&key, &name, &city)?).await?;
+            let codes = if dynamic {
+                CodeKind::Dynamic
+            } else {
+                CodeKind::Static
+            };
+            let receiver = PixReceiver::new(&key, &name, &city)?.with_codes(codes);
+            set_pix(&store, AppId(app_id), receiver).await?;
             AppId(app_id)
         }
         AppCommand::RotateWebhookSecret { app_id } => {

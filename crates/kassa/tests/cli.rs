@@ -131,6 +131,43 @@ async fn operator_commands(db: TestDatabase) {
         json(&String::from_utf8_lossy(&navy.stdout))["brandColour"],
         "#1f2a44"
     );
+    // The merchant's logo: a real image is taken, an SVG is refused, and it can be removed.
+    let logo_file = dir.path().join("logo.png");
+    let mut logo = Vec::new();
+    let mut encoder = png::Encoder::new(&mut logo, 48, 24);
+    encoder.set_color(png::ColorType::Grayscale);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&[0x80; 48 * 24]).unwrap();
+    writer.finish().unwrap();
+    std::fs::write(&logo_file, &logo).unwrap();
+    let svg_file = dir.path().join("logo.svg");
+    std::fs::write(&svg_file, r#"<svg xmlns="http://www.w3.org/2000/svg"/>"#).unwrap();
+    let set_logo = |extra: &[&str]| {
+        kassa(&[
+            "app",
+            "set-logo",
+            &eur_app.to_string(),
+            "--database-url",
+            url,
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+    };
+    let svg = set_logo(&["--file", svg_file.to_str().unwrap()]);
+    assert!(!svg.status.success());
+    assert!(String::from_utf8_lossy(&svg.stderr).contains("SVG is not accepted"));
+    let png = set_logo(&["--file", logo_file.to_str().unwrap()]);
+    assert!(
+        png.status.success(),
+        "{}",
+        String::from_utf8_lossy(&png.stderr)
+    );
+    let shown = json(&String::from_utf8_lossy(&png.stdout));
+    assert!(shown["logoSetAt"].as_str().is_some(), "{shown}");
+    let cleared = set_logo(&["--clear"]);
+    assert!(cleared.status.success());
+    assert!(json(&String::from_utf8_lossy(&cleared.stdout))["logoSetAt"].is_null());
     let shown = app_show(true);
     assert_eq!(shown["currency"], "EUR");
     assert!(
@@ -434,8 +471,24 @@ async fn pix_settings(db: TestDatabase) {
     ])));
     assert_eq!(
         shown["pix"],
-        serde_json::json!({"key": "52998224725", "keyType": "cpf", "name": "Padaria Sao Jorge", "city": "Belem"})
+        serde_json::json!({"key": "52998224725", "keyType": "cpf", "name": "Padaria Sao Jorge",
+            "city": "Belem", "codes": "static"})
     );
+    let dynamic = json(&run_ok(&mut kassa(&[
+        "app",
+        "set-pix",
+        &brl,
+        "--key",
+        "529.982.247-25",
+        "--name",
+        "Padaria São Jorge",
+        "--city",
+        "Belém",
+        "--dynamic",
+        "--database-url",
+        url,
+    ])));
+    assert_eq!(dynamic["pix"]["codes"], "dynamic");
     for (args, words) in [
         (
             vec!["--key", "52998224724", "--name", "X", "--city", "Y"],

@@ -82,6 +82,7 @@ struct AppPage {
     settlement_delay_days: i64,
     is_brl: bool,
     pix: (String, String, String),
+    pix_dynamic: bool,
     methods: Vec<&'static str>,
     limits: (String, String),
     error: Option<String>,
@@ -157,6 +158,10 @@ async fn app_page(
         pix: app.pix.as_ref().map_or_else(Default::default, |p| {
             (p.key.as_str().to_string(), p.name.clone(), p.city.clone())
         }),
+        pix_dynamic: app
+            .pix
+            .as_ref()
+            .is_some_and(|p| p.codes == kassa_core::pix::CodeKind::Dynamic),
         retiring_until: app
             .retiring_webhook_secret
             .as_ref()
@@ -800,6 +805,8 @@ pub struct PixForm {
     name: String,
     #[serde(default)]
     city: String,
+    /// The checkbox of dynamic codes: present when ticked.
+    dynamic: Option<String>,
 }
 
 /// Sets who receives a BRL app's PIX payments (the key and the name and city its BR Codes
@@ -814,11 +821,18 @@ pub async fn set_pix(
     if app.currency != kassa_core::Currency::Brl {
         return Err(Error::BadInput("PIX receivers belong to BRL apps".into()));
     }
+    let codes = match form.dynamic {
+        Some(_) => kassa_core::pix::CodeKind::Dynamic,
+        None => kassa_core::pix::CodeKind::Static,
+    };
     let receiver = kassa_core::pix::PixReceiver::new(form.key.trim(), &form.name, &form.city)
-        .map_err(|e| Error::BadInput(e.to_string()))?;
+        .map_err(|e| Error::BadInput(e.to_string()))?
+        .with_codes(codes);
     let store = backoffice.gateway.store.as_ref();
-    let shown =
-        |r: &kassa_core::pix::PixReceiver| format!("{} ({}, {})", r.key.kind(), r.name, r.city);
+    let shown = |r: &kassa_core::pix::PixReceiver| {
+        let (kind, name, city, codes) = (r.key.kind(), &r.name, &r.city, r.codes.as_str());
+        format!("{kind} ({name}, {city}; {codes} codes)")
+    };
     let mut audit = caller.audit("app.set-pix", format!("app:{}", app.app_id.0));
     audit.before = app.pix.as_ref().map(shown);
     audit.after = Some(shown(&receiver));

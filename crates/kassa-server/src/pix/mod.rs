@@ -21,6 +21,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use kassa_core::pix::CodeKind;
 use kassa_core::validate::FieldError;
 use kassa_core::{AmountMinor, App, AppId, Currency, NewOrder, Order, OrderStatus, PaymentMethod};
 use kassa_signature::SignedObject;
@@ -347,11 +348,22 @@ impl Dialect for Pix {
         ))
     }
 
-    /// The BR Code (its txid ties a payment to its order: the order number) and the reply.
+    /// The BR Code and the reply. A static code's txid ties a payment to its order (the order
+    /// number); a dynamic code's location does (see [`crate::pix_location`]).
     fn created(&self, gateway: &Gateway, app: &App, order: &mut Order) -> Map<String, Value> {
         // A rail that opened the order elsewhere gave its own BR Code.
         if let (Some(receiver), None) = (&app.pix, &order.pix_code) {
-            order.pix_code = Some(receiver.brcode(order.amount_minor, order.order_no.as_str()));
+            let location = match receiver.codes {
+                CodeKind::Dynamic => crate::pix_location::location_of(gateway, order),
+                CodeKind::Static => None,
+            };
+            if receiver.codes == CodeKind::Dynamic && location.is_none() {
+                tracing::warn!(app_id = %app.app_id, "public URL too long for a dynamic PIX code's location; the code is static");
+            }
+            order.pix_code = Some(match location {
+                Some(location) => receiver.dynamic_brcode(&location),
+                None => receiver.brcode(order.amount_minor, order.order_no.as_str()),
+            });
         }
         let mut data = Map::new();
         data.insert("appId".into(), order.app_id.0.into());

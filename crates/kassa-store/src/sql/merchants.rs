@@ -5,17 +5,20 @@ use super::{SqlStore, statement};
 use crate::error::corrupt;
 use crate::{AuditEntry, MerchantStore, MerchantWithApps, NewApp, StoreResult};
 use async_trait::async_trait;
-use kassa_core::pix::PixReceiver;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kassa_core::pix::{CodeKind, PixReceiver};
 use kassa_core::{
-    AmountLimits, AmountMinor, App, AppId, BrandColour, Currency, FeeRule, Merchant, MerchantId,
-    Secret,
+    AmountLimits, AmountMinor, App, AppId, BrandColour, Currency, FeeRule, Logo, Merchant,
+    MerchantId, Secret,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 const APP_COLUMNS: &str = "app_id, merchant_id, currency, public_key, webhook_secret, \
     min_amount_minor, max_amount_minor, created_at_ms, pix_key, pix_name, pix_city, \
-    retiring_webhook_secret, retiring_secret_until_ms, suspended, brand_colour";
+    retiring_webhook_secret, retiring_secret_until_ms, suspended, brand_colour, pix_codes, \
+    logo_version";
 
 statement!(
     SELECT_APP,
@@ -54,9 +57,18 @@ fn pix_from_row(row: &AnyRow) -> StoreResult<Option<PixReceiver>> {
         row.try_get::<Option<String>, _>("pix_name")?,
         row.try_get::<Option<String>, _>("pix_city")?,
     ) {
-        (Some(key), Some(name), Some(city)) => Ok(Some(
-            PixReceiver::new(&key, &name, &city).map_err(|e| corrupt(e.to_string()))?,
-        )),
+        (Some(key), Some(name), Some(city)) => {
+            let codes = match row.try_get::<Option<String>, _>("pix_codes")? {
+                None => CodeKind::Static,
+                Some(text) => CodeKind::parse(&text)
+                    .ok_or_else(|| corrupt(format!("unknown PIX code kind {text}")))?,
+            };
+            Ok(Some(
+                PixReceiver::new(&key, &name, &city)
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .with_codes(codes),
+            ))
+        }
         _ => Ok(None),
     }
 }
@@ -80,6 +92,7 @@ fn app_from_row(row: &AnyRow) -> StoreResult<App> {
             .try_get::<Option<String>, _>("brand_colour")?
             .map(|c| BrandColour::parse(&c).map_err(|e| corrupt(e.to_string())))
             .transpose()?,
+        logo_version: row.try_get("logo_version")?,
         limits_override: min
             .zip(max)
             .map(|(min, max)| AmountLimits::new(AmountMinor(min), AmountMinor(max))),
@@ -266,17 +279,72 @@ impl MerchantStore for SqlStore {
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         self.update_app(
-            "UPDATE apps SET pix_key = $1, pix_name = $2, pix_city = $3, updated_at_ms = $4 \
-             WHERE app_id = $5",
+            "UPDATE apps SET pix_key = $1, pix_name = $2, pix_city = $3, pix_codes = $4, \
+             updated_at_ms = $5 WHERE app_id = $6",
             app_id,
             &[
                 receiver.map(|r| r.key.as_str()),
                 receiver.map(|r| r.name.as_str()),
                 receiver.map(|r| r.city.as_str()),
+                receiver.map(|r| r.codes.as_str()),
             ],
             (now_ms, audit),
         )
         .await
+    }
+
+    async fn set_app_logo(
+        &self,
+        app_id: AppId,
+        logo: Option<&Logo>,
+        now_ms: i64,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("UPDATE apps SET logo_version = $1, updated_at_ms = $2 WHERE app_id = $3")
+                .bind(logo.map(|_| now_ms))
+                .bind(now_ms)
+                .bind(app_id.0)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM app_logos WHERE app_id = $1")
+            .bind(app_id.0)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(logo) = logo {
+            sqlx::query(
+                "INSERT INTO app_logos (app_id, content_type, image_base64, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(app_id.0)
+            .bind(logo.format.content_type())
+            .bind(STANDARD.encode(&logo.bytes))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit_maybe(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn app_logo(&self, app_id: AppId) -> StoreResult<Option<(Logo, i64)>> {
+        let row =
+            sqlx::query("SELECT image_base64, updated_at_ms FROM app_logos WHERE app_id = $1")
+                .bind(app_id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let logo = STANDARD
+            .decode(row.try_get::<String, _>("image_base64")?)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Logo::parse(bytes).map_err(|e| e.to_string()))
+            .map_err(|e| corrupt(format!("the logo of app {app_id}: {e}")))?;
+        Ok(Some((logo, row.try_get("updated_at_ms")?)))
     }
 
     async fn set_app_brand(

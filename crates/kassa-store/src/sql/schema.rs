@@ -398,6 +398,23 @@ ALTER TABLE orders ADD COLUMN language TEXT;
 ALTER TABLE apps ADD COLUMN brand_colour TEXT;
 "#,
     ),
+    (
+        20,
+        r#"
+-- How an app's PIX codes carry a payment: 'dynamic' (a location the payer's bank fetches the
+-- signed charge from), else static.
+ALTER TABLE apps ADD COLUMN pix_codes TEXT;
+-- A merchant's logo on the payer's pages, checked when uploaded and served by kassa itself.
+-- The app names its version (when it was set), so that pages link to the image for good.
+ALTER TABLE apps ADD COLUMN logo_version BIGINT;
+CREATE TABLE app_logos (
+    app_id BIGINT PRIMARY KEY REFERENCES apps (app_id),
+    content_type TEXT NOT NULL,
+    image_base64 TEXT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
