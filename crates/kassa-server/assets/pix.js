@@ -1,7 +1,8 @@
 // kassa's PIX page: copies the copy-and-paste code (the confirmation announced by screen
 // readers), counts down to the order's deadline (the deadline itself is in the page as text),
-// and reloads the page when the order's status changes — polling its small JSON endpoint for
-// the order's whole lifetime, every 3 s at first, backing off to 30 s, and once more after it.
+// and reloads the page when the order's status changes — asking its small JSON endpoint for the
+// order's whole lifetime, as a long poll (the server answers when the order changes), backing
+// off from 3 s to 30 s whenever the server answers at once or fails.
 (function () {
   "use strict";
   var copy = document.getElementById("copy");
@@ -46,12 +47,19 @@
   // Until a minute after the deadline (the sweep then has failed the order), or 25 h at most.
   var until = Math.min(isNaN(deadline) ? Date.now() + 3600e3 : deadline + 60e3, Date.now() + 25 * 3600e3);
   var wait = 3000;
+  // A long poll: the server holds the request until the order leaves the state shown (or
+  // 20 s). An answer that came at once (the server busy, or the network) backs off instead.
   function poll() {
     if (Date.now() > until) return;
-    fetch(url, { cache: "no-store" })
-      .then(function (r) { return r.json(); })
+    var asked = Date.now();
+    fetch(url + "?wait=" + encodeURIComponent(state), { cache: "no-store" })
+      .then(function (r) {
+        if (!r.ok) throw new Error("status " + r.status);
+        return r.json();
+      })
       .then(function (s) {
         if (s.state !== state) location.reload();
+        else if (Date.now() - asked > 5000) { wait = 3000; poll(); }
         else later();
       })
       .catch(later);
@@ -60,5 +68,5 @@
     wait = Math.min(wait * 1.5, 30000);
     setTimeout(poll, wait);
   }
-  setTimeout(poll, wait);
+  poll();
 })();

@@ -701,34 +701,75 @@ async fn checked_post<F: PayerForm>(
     Ok((order, form, speech))
 }
 
-/// `GET /pay/{token}/status`: where the order stands, for the PIX page's polling.
+/// The longest a page's status request waits for a change: well inside the request timeout,
+/// and short enough for proxies that cut idle requests.
+const MAX_STATUS_WAIT_MS: u64 = 20_000;
+
+/// Whether a request is a page waiting for its order to change (`/pay/{token}/status?wait=…`).
+pub fn is_status_wait(uri: &axum::http::Uri) -> bool {
+    uri.path().starts_with("/pay/")
+        && uri.path().ends_with("/status")
+        && uri.query().is_some_and(|q| q.starts_with("wait="))
+}
+
+/// `GET /pay/{token}/status`: where the order stands, for the PIX page. With `?wait=STATE`
+/// (the state the page shows) the answer waits until the order leaves that state, or up to
+/// 20 s: a long poll, which spares the database the pages' polling.
 #[utoipa::path(
     get,
     path = "/pay/{token}/status",
     tag = "cashier",
     summary = "Where an order stands",
-    params(("token" = String, Path, description = "The page token of payUrl")),
+    params(
+        ("token" = String, Path, description = "The page token of payUrl"),
+        ("wait" = Option<CashierState>, Query, description = "The state the page shows: the answer waits until the order leaves it, up to 20 s (a long poll)"),
+    ),
     responses(
         (status = 200, description = "The order's state.", body = CashierStatus),
         (status = 404, description = "No order has this token (an HTML page for the payer).", content_type = "text/html"),
-        (status = 503, description = "The database is unavailable (an HTML page).", content_type = "text/html"),
+        (status = 503, description = "The database is unavailable, or too many pages wait at once (an HTML page, with Retry-After).", content_type = "text/html"),
     )
 )]
 pub async fn status(
     State(gateway): State<Arc<Gateway>>,
     Path(token): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match order_for(&gateway, &token, &headers).await {
-        Ok(order) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(serde_json::json!({
-                "state": order.status.as_str(),
-                "final": order.status.is_final(),
-            })),
-        )
-            .into_response(),
-        Err(response) => response,
+    let mut order = match order_for(&gateway, &token, &headers).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let shown = query.as_deref().and_then(|q| q.strip_prefix("wait="));
+    if shown == Some(order.status.as_str()) && !order.status.is_final() {
+        order = wait_for_change(&gateway, order).await;
+    }
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({
+            "state": order.status.as_str(),
+            "final": order.status.is_final(),
+        })),
+    )
+        .into_response()
+}
+
+/// The order once it changed, or as it is after the longest wait.
+async fn wait_for_change(gateway: &Gateway, order: Order) -> Order {
+    let watch = &gateway.status_watch;
+    let Some(waiting) = watch.wait_on(&order.order_no, order.status, &gateway.store) else {
+        return order;
+    };
+    let hold_ms = MAX_STATUS_WAIT_MS.min(gateway.config.request_timeout_ms / 2);
+    let wake = waiting.wake.clone();
+    let woken = wake.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(hold_ms), woken).await;
+    drop(waiting);
+    match gateway.store.order_by_no(&order.order_no).await {
+        Ok(Some(now)) => now,
+        _ => order,
     }
 }
 

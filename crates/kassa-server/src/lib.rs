@@ -38,6 +38,7 @@ pub mod sealing;
 pub mod settlement;
 pub mod shed;
 pub mod ssrf;
+pub mod status_watch;
 pub mod sweeper;
 pub mod telemetry;
 pub mod totp;
@@ -75,6 +76,8 @@ pub struct Gateway {
     pub app_rates: ratelimit::AppRates,
     /// Whether the database answers, as last checked (see [`health`]).
     pub database: Arc<health::DatabaseHealth>,
+    /// Payers' pages waiting for their order to change.
+    pub status_watch: Arc<status_watch::StatusWatch>,
 }
 
 /// What a gateway is built from; everything else it holds starts empty.
@@ -93,6 +96,7 @@ impl Gateway {
     /// The one way to build a gateway, for `kassa serve` and the tests alike.
     pub fn new(parts: GatewayParts) -> Gateway {
         let app_cache_ttl = std::time::Duration::from_millis(parts.config.app_cache_ttl_ms);
+        let status_watch = status_watch::StatusWatch::new(parts.config.max_status_waiters);
         Gateway {
             store: parts.store,
             notary: parts.notary,
@@ -107,6 +111,7 @@ impl Gateway {
             replies: cache::ReplyCache::default(),
             app_rates: ratelimit::AppRates::default(),
             database: Arc::default(),
+            status_watch,
         }
     }
 
@@ -220,6 +225,9 @@ pub struct ServerConfig {
     /// Verified merchant-API requests each app may make per second (bursts of as many);
     /// above it, 429 with `Retry-After`. 0: no limit.
     pub app_rate_limit_per_s: u32,
+    /// Payers' pages that may wait at once for their order to change (the PIX page's long
+    /// poll); they hold no slot of `max_in_flight`. More are answered 503 and poll instead.
+    pub max_status_waiters: usize,
 }
 
 impl Default for ServerConfig {
@@ -236,6 +244,7 @@ impl Default for ServerConfig {
             app_cache_ttl_ms: 1_000,
             max_in_flight: 1_024,
             app_rate_limit_per_s: 0,
+            max_status_waiters: 20_000,
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct InFlight {
     api_slots: Arc<Semaphore>,
     /// Requests of the payer's pages, health and docs handled at once.
     page_slots: Arc<Semaphore>,
+    /// Payers' pages waiting for their order to change: they wait long and cheaply, so they
+    /// take none of the page slots.
+    waiting_slots: Arc<Semaphore>,
     /// Bodies being received at once.
     uploads: Arc<Semaphore>,
     uploads_by_address: PerAddress,
@@ -68,6 +71,7 @@ impl InFlight {
         InFlight {
             api_slots: Arc::new(Semaphore::new(slots)),
             page_slots: Arc::new(Semaphore::new(slots)),
+            waiting_slots: Arc::new(Semaphore::new(config.max_status_waiters.max(1))),
             uploads: Arc::new(Semaphore::new(slots.max(MIN_UPLOADS))),
             uploads_by_address: PerAddress::default(),
             max_uploads_per_address: config.max_uploads_per_address.max(1),
@@ -206,16 +210,18 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
         let msg = "the database is temporarily unavailable; retry shortly".to_string();
         return in_flight.unavailable(&uri, language, msg);
     }
-    let slots = if api {
-        &in_flight.api_slots
+    let (slots, budget) = if api {
+        (&in_flight.api_slots, "api")
+    } else if crate::cashier::is_status_wait(&uri) {
+        (&in_flight.waiting_slots, "waiting")
     } else {
-        &in_flight.page_slots
+        (&in_flight.page_slots, "pages")
     };
     let Ok(permit) = slots.clone().try_acquire_owned() else {
         telemetry::shed(Shed::Overloaded);
         return in_flight.unavailable(&uri, language, "kassa is overloaded; retry shortly".into());
     };
-    let level = Level::in_flight(if api { "api" } else { "pages" });
+    let level = Level::in_flight(budget);
     let response = tokio::time::timeout(in_flight.request_timeout, next.run(request)).await;
     drop((level, permit));
     response.unwrap_or_else(|_| {

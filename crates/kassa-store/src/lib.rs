@@ -338,6 +338,10 @@ pub trait MerchantStore: Send + Sync + 'static {
     }
 }
 
+/// Most order numbers one [`OrderStore::order_statuses`] call takes (a bound on the query's
+/// parameters).
+pub const MAX_STATUSES_AT_ONCE: usize = 500;
+
 /// Orders, and the transactional outbox their status changes write callbacks into.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
@@ -354,6 +358,13 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>>;
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>>;
+
+    /// The statuses of these orders (at most [`MAX_STATUSES_AT_ONCE`]; unknown numbers are
+    /// left out): one query for the pages that wait on many orders.
+    async fn order_statuses(
+        &self,
+        order_nos: &[OrderNo],
+    ) -> StoreResult<Vec<(OrderNo, kassa_core::OrderStatus)>>;
 
     /// An app's orders in order-number order, at most `limit` of them after `after` (a page;
     /// pass the last number seen to get the next).

@@ -185,6 +185,7 @@ async fn drain_then_stop(health: Arc<kassa_server::health::DatabaseHealth>, drai
 
 pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     options.check().map_err(Failure)?;
+    raise_open_files_limit(options.max_connections);
     // Before anything else, so that start-up is measured too.
     let exporter = options.metrics.then(kassa_server::telemetry::install);
     let allow_private = options.allow_private_callbacks || options.demo;
@@ -345,6 +346,35 @@ fn public_url(options: &ServeOptions, bound: SocketAddr) -> Result<String, Failu
     let public_url = public_url.trim_end_matches('/').to_string();
     kassa_core::validate::http_url("--public-url", &public_url)?;
     Ok(public_url)
+}
+
+/// Files the process keeps open besides its connections (database, logs, listeners, the
+/// callback and upstream clients), with room to spare.
+const FILES_BESIDES_CONNECTIONS: u64 = 1_024;
+
+/// Lifts the soft limit of open files to the hard one: each connection is a file, and the
+/// default soft limit (often 1024) is far below `--max-connections` (thousands of payers'
+/// pages waiting for their PIX payment). Says so when even the hard limit is too low.
+fn raise_open_files_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    let needed = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    if !raised || limit.rlim_cur < needed {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            needed,
+            "the open-file limit is below --max-connections plus what kassa needs besides; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections"
+        );
+    }
 }
 
 fn server_config(options: &ServeOptions, public_url: String, allow_private: bool) -> ServerConfig {

@@ -398,6 +398,41 @@ impl OrderStore for SqlStore {
         .await
     }
 
+    async fn order_statuses(
+        &self,
+        order_nos: &[OrderNo],
+    ) -> StoreResult<Vec<(OrderNo, OrderStatus)>> {
+        assert!(order_nos.len() <= crate::MAX_STATUSES_AT_ONCE);
+        if order_nos.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=order_nos.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT order_no, status FROM orders WHERE order_no IN ({})",
+            placeholders.join(", ")
+        );
+        crate::telemetry::timed("order_statuses", async move {
+            // Only numbered placeholders are formatted in; the numbers are bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for order_no in order_nos {
+                query = query.bind(order_no.as_str());
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|row| {
+                    let number: String = row.try_get("order_no")?;
+                    let status: String = row.try_get("status")?;
+                    let order_no = OrderNo::parse(&number)
+                        .ok_or_else(|| corrupt(format!("order number {number}")))?;
+                    let status = OrderStatus::parse(&status)
+                        .ok_or_else(|| corrupt(format!("order status {status}")))?;
+                    Ok((order_no, status))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_cashier_token", async move {
             self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &[token])
