@@ -83,6 +83,11 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ),
     (
         "POST",
+        "/admin/apps/{app_id}/brand",
+        [true, false, false, false],
+    ),
+    (
+        "POST",
         "/admin/apps/{app_id}/limits",
         [true, false, false, false],
     ),
@@ -925,6 +930,23 @@ async fn fees_and_limits_are_set(world: World) {
             .status,
         400
     );
+    // The merchant's colour: a readable one is kept, a light one refused, empty clears it.
+    for (colour, status) in [("#1f2a44", 303), ("#ffcc00", 400), ("blue", 400)] {
+        let form = [("colour", colour)];
+        let answer = office.post(&format!("{app}/brand"), &admin, &form).await;
+        assert_eq!(answer.status, status, "{colour}");
+    }
+    let branded = server.store.app(server.eur).await.unwrap().unwrap();
+    assert_eq!(branded.brand_colour.unwrap().as_str(), "#1f2a44");
+    let page = office.get(&app, Some(&admin)).await;
+    assert!(page.body.contains(r##"value="#1f2a44""##), "{}", page.body);
+    let cleared = office
+        .post(&format!("{app}/brand"), &admin, &[("colour", "")])
+        .await;
+    assert_eq!(cleared.status, 303);
+    let unbranded = server.store.app(server.eur).await.unwrap().unwrap();
+    assert!(unbranded.brand_colour.is_none());
+    assert!(audit_has(server, "app.set-brand").await);
     let pix = [("key", PIX_KEY), ("name", "Loja Nova"), ("city", "Recife")];
     let eur_pix = office.post(&format!("{app}/pix"), &admin, &pix).await;
     assert_eq!(eur_pix.status, 400, "PIX belongs to BRL apps");
@@ -947,6 +969,20 @@ async fn fees_and_limits_are_set(world: World) {
     assert_eq!(
         (receiver.name.as_str(), receiver.city.as_str()),
         ("Loja Nova", "Recife")
+    );
+    assert_eq!(receiver.codes, kassa_core::pix::CodeKind::Static);
+    let dynamic = [
+        ("key", PIX_KEY),
+        ("name", "Loja Nova"),
+        ("city", "Recife"),
+        ("dynamic", "1"),
+    ];
+    let answer = office.post(&format!("{brl}/pix"), &admin, &dynamic).await;
+    assert_eq!(answer.status, 303);
+    let app_now = server.store.app(server.brl).await.unwrap().unwrap();
+    assert_eq!(
+        app_now.pix.unwrap().codes,
+        kassa_core::pix::CodeKind::Dynamic
     );
     let channel = kassa_core::Channel {
         channel_id: "sandbox-2".into(),

@@ -188,7 +188,9 @@ async fn run() {
         tokio::task::yield_now().await;
     }
     let all = ORDERS * PAGES_PER_ORDER;
-    while pages_waiting(&served.admin).await < all {
+    // A page answered after the longest wait asks again at once: at any moment a few are
+    // between two requests, the more so on a busy machine.
+    while pages_waiting(&served.admin).await < all * 99 / 100 {
         // A page that ended before its order was paid failed: say how.
         if let Some(ended) = pages.try_join_next() {
             panic!("a page ended early: {:?}", ended.err());
@@ -233,12 +235,12 @@ async fn run() {
     }
     // The other orders' pages wait on.
     assert_eq!(pages.len(), all - PAGES_PER_ORDER);
-    assert!(pages_waiting(&served.admin).await >= all - PAGES_PER_ORDER - 50);
+    assert!(pages_waiting(&served.admin).await >= (all - PAGES_PER_ORDER) * 98 / 100);
     pages.abort_all();
     let slowest = latencies.iter().max().unwrap();
     let per_page_bytes = (rss_waiting_kib.saturating_sub(rss_before_kib)) * 1024 / all as u64;
     println!(
-        "10,000 pages waiting {opened_in:?} after the first was opened; server RSS \
+        "10,000 pages open, 99 % of them waiting {opened_in:?} after the first was opened; server RSS \
          {rss_before_kib} KiB before, {rss_waiting_kib} KiB with them waiting \
          (~{per_page_bytes} bytes per page); /healthz answered in {other_answered_in:?} \
          meanwhile; the paid order's 100 pages answered within {slowest:?} of kassa trigger"

@@ -212,6 +212,12 @@ fn routes() -> Vec<(Route, Handler)> {
         ),
         route(
             Method::POST,
+            "/admin/apps/{app_id}/brand",
+            SignedIn(ManageTerms),
+            post(platform::set_brand),
+        ),
+        route(
+            Method::POST,
             "/admin/apps/{app_id}/limits",
             SignedIn(ManageTerms),
             post(platform::set_limits),

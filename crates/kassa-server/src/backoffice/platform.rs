@@ -83,6 +83,8 @@ struct AppPage {
     is_brl: bool,
     pix: (String, String, String),
     pix_dynamic: bool,
+    /// The merchant's colour on the payer's pages (empty: kassa's).
+    brand_colour: String,
     methods: Vec<&'static str>,
     limits: (String, String),
     error: Option<String>,
@@ -158,6 +160,10 @@ async fn app_page(
         pix: app.pix.as_ref().map_or_else(Default::default, |p| {
             (p.key.as_str().to_string(), p.name.clone(), p.city.clone())
         }),
+        brand_colour: app
+            .brand_colour
+            .as_ref()
+            .map_or_else(String::new, |c| c.as_str().to_string()),
         pix_dynamic: app
             .pix
             .as_ref()
@@ -793,6 +799,40 @@ pub async fn set_settlement(
     audit.after = Some(format!("{days} days"));
     store
         .set_settlement_delay_days(app.app_id, days, Some(&audit))
+        .await?;
+    Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
+}
+
+#[derive(Deserialize)]
+pub struct BrandForm {
+    #[serde(default)]
+    colour: String,
+}
+
+/// Sets or clears the merchant's colour on the payer's pages, as `kassa app set-brand` does
+/// (refused when white text on it would be hard to read); audited.
+pub async fn set_brand(
+    State(backoffice): State<Arc<Backoffice>>,
+    Extension(caller): Extension<Caller>,
+    Path(app_id): Path<String>,
+    Form(form): Form<BrandForm>,
+) -> Result<Response> {
+    let app = reachable_app(&backoffice, &caller, &app_id).await?;
+    let colour = match form.colour.trim() {
+        "" => None,
+        text => {
+            Some(kassa_core::BrandColour::parse(text).map_err(|e| Error::BadInput(e.to_string()))?)
+        }
+    };
+    let shown = |c: Option<&kassa_core::BrandColour>| {
+        c.map_or("kassa's own".to_string(), |c| c.as_str().to_string())
+    };
+    let mut audit = caller.audit("app.set-brand", format!("app:{}", app.app_id.0));
+    audit.before = Some(shown(app.brand_colour.as_ref()));
+    audit.after = Some(shown(colour.as_ref()));
+    let store = backoffice.gateway.store.as_ref();
+    store
+        .set_app_brand(app.app_id, colour.as_ref(), now_ms(), Some(&audit))
         .await?;
     Ok(see(&format!("/admin/apps/{}", app.app_id.0)))
 }
