@@ -210,24 +210,8 @@ async fn listen_fails_on_purpose_and_forwards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_checks_pix_replies_by_their_x_sign() {
     let demo = demo();
-    let key = std::fs::read_to_string(demo.dir.path().join("data/demo/merchant.key.pem")).unwrap();
-    let key = kassa_signature::SigningKey::parse(&key).unwrap();
-    let body = r#"{"userOrderNumber":"verify-1","submitAmount":"12.34","paymentType":"PIX","currencyType":"BRL"}"#;
-    let canonical = kassa_signature::parse_signed_object(body)
-        .unwrap()
-        .canonical;
-    let reply = reqwest::Client::new()
-        .post(format!(
-            "{}/accountProxyCollect/initCollect",
-            demo.served.base
-        ))
-        .header("content-type", "application/json")
-        .header("x-app-id", "1003")
-        .header("x-sign", key.sign_base64(canonical.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let reply =
+        common::demo_pix_order(&demo.served.base, demo.dir.path(), "verify-1", "12.34").await;
     let x_sign = reply.headers()["x-sign"].to_str().unwrap().to_string();
     let text = reply.text().await.unwrap();
     let platform = demo.dir.path().join("data/demo/platform.pub.pem");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{kassa, run_ok, serve};
+use common::{demo_pix_order, kassa, run_ok, serve_demo_with};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,32 +35,12 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Creates a PIX order of the demo merchant; its page token and order number.
-async fn pix_order(
-    base: &str,
-    key: &kassa_signature::SigningKey,
-    number: usize,
-) -> (String, String) {
-    let body = format!(
-        r#"{{"userOrderNumber":"wait-{number}","submitAmount":"10.00","paymentType":"PIX","currencyType":"BRL"}}"#
-    );
-    let canonical = kassa_signature::parse_signed_object(&body)
-        .unwrap()
-        .canonical;
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/accountProxyCollect/initCollect"))
-        .header("content-type", "application/json")
-        .header("x-app-id", "1003")
-        .header("x-sign", key.sign_base64(canonical.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+/// Creates a PIX order of the demo merchant and opens its page (which starts the payment;
+/// the page's script then waits); its page token and order number.
+async fn pix_order(base: &str, dir: &std::path::Path, number: usize) -> (String, String) {
+    let reply = demo_pix_order(base, dir, &format!("wait-{number}"), "10.00").await;
+    let reply: serde_json::Value = reply.json().await.unwrap();
     let url = reply["data"]["url"].as_str().unwrap();
-    // The payer opens the page (which starts the payment); its script then waits.
     let opened = reqwest::get(url).await.unwrap();
     assert_eq!(opened.status(), 200);
     let token = url.rsplit('/').next().unwrap().to_string();
@@ -146,30 +126,13 @@ async fn ten_thousand_pages_wait_for_their_orders() {
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}/kassa.db", dir.path().display());
-    let served = serve(
-        &[
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &database_url,
-            "--data-dir",
-            "data",
-            "--max-connections",
-            "12000",
-            "--max-connections-per-address",
-            "12000",
-        ],
-        dir.path(),
-    );
+    let connections = ["--max-connections", "12000"];
+    let per_address = ["--max-connections-per-address", "12000"];
+    let (served, database_url) = serve_demo_with(dir.path(), &[connections, per_address].concat());
     let address = served.base.trim_start_matches("http://").to_string();
-    let key = std::fs::read_to_string(dir.path().join("data/demo/merchant.key.pem")).unwrap();
-    let key = kassa_signature::SigningKey::parse(&key).unwrap();
     let mut orders = Vec::new();
     for number in 0..ORDERS {
-        orders.push(pix_order(&served.base, &key, number).await);
+        orders.push(pix_order(&served.base, dir.path(), number).await);
     }
     let pid = served.child.id();
     let rss_before_kib = rss_kib(pid);

@@ -32,24 +32,8 @@ async fn the_pix_page_follows_its_order_across_a_restart() {
         "data",
     ];
     let first = serve(&args, dir.path());
-    let body = r#"{"userOrderNumber":"restart-1","submitAmount":"12.34","paymentType":"PIX","currencyType":"BRL"}"#;
-    let key = std::fs::read_to_string(dir.path().join("data/demo/merchant.key.pem")).unwrap();
-    let key = kassa_signature::SigningKey::parse(&key).unwrap();
-    let canonical = kassa_signature::parse_signed_object(body)
-        .unwrap()
-        .canonical;
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/accountProxyCollect/initCollect", first.base))
-        .header("content-type", "application/json")
-        .header("x-app-id", "1003")
-        .header("x-sign", key.sign_base64(canonical.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = common::demo_pix_order(&first.base, dir.path(), "restart-1", "12.34").await;
+    let reply: serde_json::Value = reply.json().await.unwrap();
     let url = reply["data"]["url"].as_str().unwrap().to_string();
     let order_no = reply["data"]["orderNo"].as_str().unwrap().to_string();
 

@@ -120,18 +120,29 @@ impl SqlStore {
         values: &[Option<&str>],
         (now_ms, audit): (i64, Option<&AuditEntry>),
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
         let mut query = sqlx::query(sql);
         for value in values {
             query = query.bind(*value);
         }
-        let done = query.bind(now_ms).bind(app_id.0).execute(&mut *tx).await?;
-        if done.rows_affected() != 1 {
+        let Some(mut tx) = self.begin_app_update(query, app_id, now_ms).await? else {
             return Ok(false);
-        }
+        };
         audit_maybe(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Begins a write with an app update (its own values bound; `updated_at_ms` and the app id
+    /// bound here, last); the open transaction, or `None` if no app has that id.
+    async fn begin_app_update<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        app_id: AppId,
+        now_ms: i64,
+    ) -> StoreResult<Option<sqlx::Transaction<'static, sqlx::Any>>> {
+        let mut tx = self.begin_write().await?;
+        let done = query.bind(now_ms).bind(app_id.0).execute(&mut *tx).await?;
+        Ok((done.rows_affected() == 1).then_some(tx))
     }
 }
 
@@ -300,17 +311,12 @@ impl MerchantStore for SqlStore {
         now_ms: i64,
         audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done =
+        let query =
             sqlx::query("UPDATE apps SET logo_version = $1, updated_at_ms = $2 WHERE app_id = $3")
-                .bind(logo.map(|_| now_ms))
-                .bind(now_ms)
-                .bind(app_id.0)
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() != 1 {
+                .bind(logo.map(|_| now_ms));
+        let Some(mut tx) = self.begin_app_update(query, app_id, now_ms).await? else {
             return Ok(false);
-        }
+        };
         sqlx::query("DELETE FROM app_logos WHERE app_id = $1")
             .bind(app_id.0)
             .execute(&mut *tx)

@@ -177,8 +177,13 @@ impl Random {
 /// `kassa serve --demo` on a SQLite database in `dir` (keys in `dir/data/demo`), callbacks
 /// retried every second; the server and its database URL.
 pub fn serve_demo(dir: &Path) -> (Served, String) {
+    serve_demo_with(dir, &[])
+}
+
+/// `kassa serve --demo` as [`serve_demo`] starts it, with `extra` options.
+pub fn serve_demo_with(dir: &Path, extra: &[&str]) -> (Served, String) {
     let database_url = format!("sqlite://{}/kassa.db", dir.display());
-    let args = [
+    let mut args = vec![
         "serve",
         "--demo",
         "--listen",
@@ -190,7 +195,35 @@ pub fn serve_demo(dir: &Path) -> (Served, String) {
         "--callback-retry-interval",
         "1s",
     ];
+    args.extend_from_slice(extra);
     (serve(&args, dir), database_url)
+}
+
+/// Creates a PIX order of the demo's BRL app (1003) on a `kassa serve --demo` whose data
+/// directory is `dir/data`, signed with the demo merchant's key; the raw reply.
+pub async fn demo_pix_order(
+    base: &str,
+    dir: &Path,
+    number: &str,
+    amount: &str,
+) -> reqwest::Response {
+    let key = std::fs::read_to_string(dir.join("data/demo/merchant.key.pem")).unwrap();
+    let key = kassa_signature::SigningKey::parse(&key).unwrap();
+    let body = serde_json::json!({"userOrderNumber": number, "submitAmount": amount,
+        "paymentType": "PIX", "currencyType": "BRL"})
+    .to_string();
+    let canonical = kassa_signature::parse_signed_object(&body)
+        .unwrap()
+        .canonical;
+    reqwest::Client::new()
+        .post(format!("{base}/accountProxyCollect/initCollect"))
+        .header("content-type", "application/json")
+        .header("x-app-id", "1003")
+        .header("x-sign", key.sign_base64(canonical.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// What a test's callback receiver got: each request's headers and body.
