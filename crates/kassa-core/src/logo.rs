@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-/// Largest logo accepted: the payer's pages stay light.
-pub const MAX_LOGO_BYTES: usize = 32 * 1024;
+/// Largest logo accepted: the payer's pages, logo included, stay under 50 KB.
+pub const MAX_LOGO_BYTES: usize = 16 * 1024;
 /// Each side of a logo, in pixels.
 pub const MIN_LOGO_SIDE_PX: u32 = 16;
 pub const MAX_LOGO_SIDE_PX: u32 = 1024;

@@ -18,6 +18,7 @@ use axe::{accessible, axe_source};
 use common::*;
 use kassa_core::{AmountMinor, Currency, Locale};
 use kassa_server::payer_text::Texts;
+use kassa_store::MerchantStore;
 use kassa_store::testing::TestDatabase;
 use serde_json::json;
 use webdriver::{Browser, browser_available};
@@ -51,8 +52,12 @@ async fn check(browser: &Browser, axe: &str, locale: Locale, wanted: &str, name:
         )
         .await;
     assert_eq!(overflow, json!(0), "{name} in {locale:?} scrolls sideways");
+    // The page and everything it loaded (its script, the merchant's logo).
     let weight = browser
-        .execute("return document.documentElement.outerHTML.length;")
+        .execute(
+            "return document.documentElement.outerHTML.length + performance \
+             .getEntriesByType('resource').reduce((sum, r) => sum + r.encodedBodySize, 0);",
+        )
         .await;
     assert!(
         weight.as_u64().unwrap() < 50 * 1024,
@@ -70,6 +75,32 @@ async fn check(browser: &Browser, axe: &str, locale: Locale, wanted: &str, name:
         browser.screenshot(&file).await;
     }
     resize(browser, 320).await;
+}
+
+/// A shop's logo: a 240 × 72 PNG (drawn at 2× for sharp screens), a plum band with a light
+/// circle.
+fn logo_png() -> Vec<u8> {
+    let (width, height) = (240u32, 72u32);
+    let mut pixels = Vec::with_capacity((width * height * 4) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let (dx, dy) = (x as i64 - 36, y as i64 - 36);
+            let inside = dx * dx + dy * dy < 28 * 28;
+            let pixel = match (inside, x < 80) {
+                (true, _) => [0xf3, 0xd9, 0xe8, 0xff],
+                (false, true) => [0x6b, 0x2d, 0x5c, 0xff],
+                (false, false) => [0, 0, 0, 0],
+            };
+            pixels.extend_from_slice(&pixel);
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    bytes
 }
 
 async fn resize(browser: &Browser, width: u32) {
@@ -94,6 +125,21 @@ async fn every_payer_page_in_every_language() {
     }
     let Some(axe) = axe_source() else { return };
     let server = Server::start(TestDatabase::sqlite().await).await;
+    // The merchant's logo and colour, as a shop would set them (the pages weigh them too).
+    let logo = kassa_server::logo::check(logo_png()).unwrap();
+    let colour = kassa_core::BrandColour::parse("#6b2d5c").unwrap();
+    for app in [server.eur, server.brl] {
+        server
+            .store
+            .set_app_logo(app, Some(&logo), 5, None)
+            .await
+            .unwrap();
+        server
+            .store
+            .set_app_brand(app, Some(&colour), 5, None)
+            .await
+            .unwrap();
+    }
     for locale in Locale::ALL {
         let t = Texts::of(locale);
         let browser = Browser::start_speaking(locale.tag()).await;

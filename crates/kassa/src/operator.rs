@@ -80,7 +80,7 @@ pub enum AppCommand {
         #[arg(long, conflicts_with = "colour")]
         clear: bool,
     },
-    /// Set the merchant's logo on the payer's pages: a PNG or JPEG of at most 32 KiB, each side
+    /// Set the merchant's logo on the payer's pages: a PNG or JPEG of at most 16 KiB, each side
     /// 16 to 1024 px (SVG is refused).
     SetLogo {
         app_id: i64,
