@@ -31,6 +31,8 @@ pub struct StatusWatch {
     waiters: Mutex<usize>,
     max_waiters: usize,
     looking: AtomicBool,
+    /// The server is stopping: waits end at once, and no new one starts.
+    released: AtomicBool,
 }
 
 /// One page's wait; dropping it ends the wait (and the watch of an order nobody waits on).
@@ -47,6 +49,7 @@ impl StatusWatch {
             waiters: Mutex::new(0),
             max_waiters,
             looking: AtomicBool::new(false),
+            released: AtomicBool::new(false),
         })
     }
 
@@ -63,6 +66,9 @@ impl StatusWatch {
         seen: OrderStatus,
         store: &Arc<dyn Store>,
     ) -> Option<Waiting> {
+        if self.released.load(Ordering::Acquire) {
+            return None;
+        }
         {
             let mut waiters = self.waiters.lock().expect("status watch lock poisoned");
             if *waiters >= self.max_waiters {
@@ -88,6 +94,16 @@ impl StatusWatch {
             order_no: order_no.clone(),
             wake,
         })
+    }
+
+    /// Answers every waiting page now and lets no new one wait: the server is stopping, and
+    /// the pages' next requests should find another node (or this one, restarted).
+    pub fn release_all(&self) {
+        self.released.store(true, Ordering::Release);
+        let watched = self.watched.lock().expect("status watch lock poisoned");
+        for entry in watched.values() {
+            entry.wake.notify_waiters();
+        }
     }
 
     fn snapshot(&self) -> Vec<OrderNo> {
@@ -194,5 +210,33 @@ mod tests {
             watch.watched.lock().unwrap()[&a].seen,
             OrderStatus::Succeeded
         );
+    }
+
+    #[tokio::test]
+    async fn a_stopping_server_answers_every_wait() {
+        let db = kassa_store::testing::TestDatabase::sqlite().await;
+        let store: Arc<dyn Store> = Arc::new(db.store().await);
+        let watch = StatusWatch::new(10);
+        let order_no = OrderNo::from_random(3);
+        let waiting = watch
+            .wait_on(&order_no, OrderStatus::InProgress, &store)
+            .expect("room to wait");
+        assert_eq!(watch.waiting(), 1);
+        let wake = waiting.wake.clone();
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        watch.release_all();
+        tokio::time::timeout(Duration::from_secs(1), woken)
+            .await
+            .expect("released at once");
+        assert!(
+            watch
+                .wait_on(&order_no, OrderStatus::InProgress, &store)
+                .is_none()
+        );
+        drop(waiting);
+        assert_eq!(watch.waiting(), 0);
+        assert!(watch.watched.lock().unwrap().is_empty());
     }
 }

@@ -173,9 +173,11 @@ async fn shutdown_signal() {
 
 /// Waits for SIGTERM or Ctrl-C, then drains: `/readyz` answers 503 while requests are still
 /// served for `drain_ms`, so a load balancer moves traffic away before the listener closes.
-async fn drain_then_stop(health: Arc<kassa_server::health::DatabaseHealth>, drain_ms: u64) {
+async fn drain_then_stop(gateway: Arc<kassa_server::Gateway>, drain_ms: u64) {
     shutdown_signal().await;
-    health.start_draining();
+    gateway.database.start_draining();
+    // Waiting payers' pages are answered now: their next requests go to a node that stays.
+    gateway.status_watch.release_all();
     tracing::info!(
         drain_ms,
         "draining: /readyz answers 503, requests are still served"
@@ -291,7 +293,7 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         max_connections_per_address: options.max_connections_per_address,
         ..ConnectionLimits::default()
     };
-    let drain = drain_then_stop(gateway.database.clone(), options.drain_period.ms);
+    let drain = drain_then_stop(gateway.clone(), options.drain_period.ms);
     kassa_server::listen::serve(listener, router(gateway), limits, drain).await?;
     background.stop().await;
     backoffice.stop().await;
