@@ -7,6 +7,8 @@
 
 mod backoffice;
 mod books;
+mod limit;
+pub mod null_gateway;
 mod upstream;
 
 use crate::{Failure, Outcome};
@@ -48,6 +50,10 @@ pub enum Scenario {
     /// The back office's orders list over `--preload` orders, filter by filter (one operator,
     /// requests one after another), then the CSV export of them all: time and peak memory.
     Backoffice,
+    /// The physical limit: create and query against kassa and against the null gateway (kassa's
+    /// HTTP stack doing only the request's verify and, for a create, the reply's sign), in
+    /// `--rounds` alternating rounds; medians, min and max, and kassa's ratios to it.
+    Limit,
     /// Every scenario above, one after another.
     All,
 }
@@ -594,7 +600,7 @@ async fn http_run(
     };
     for (name, share) in phases {
         let bodies = (creates.clone(), queries.clone());
-        let measured = measure(server.as_ref(), &base, args, bodies, share).await;
+        let measured = measure(server.as_ref().map(Server::pid), &base, args, bodies, share).await;
         reports.push(report(
             &name, &db, args, measured.0, measured.1, measured.2, floor,
         ));
@@ -606,15 +612,14 @@ async fn http_run(
 }
 
 /// One measured run against `base`: what the load saw, and the server's CPU seconds and peak
-/// RSS when kassa started it.
+/// RSS when the bench started it (process `pid`).
 async fn measure(
-    server: Option<&Server>,
+    pid: Option<u32>,
     base: &str,
     args: &BenchArgs,
     (creates, queries): (Arc<Vec<String>>, Arc<Vec<String>>),
     create_share: usize,
 ) -> (Measured, Option<f64>, Option<f64>) {
-    let pid = server.map(Server::pid);
     let cpu_before = pid.and_then(cpu_seconds);
     let duration = Duration::from_secs(args.duration);
     let connections = args.connections;
@@ -672,7 +677,7 @@ async fn metrics_cost_run(
             for (server, on) in servers.iter().zip(settings) {
                 let bodies = signed_bodies(&shop, args, share).await;
                 let (run, cpu, rss) =
-                    measure(Some(server), &server.base, args, bodies, share).await;
+                    measure(Some(server.pid()), &server.base, args, bodies, share).await;
                 let name = format!("{phase}-metrics-{}", if on { "on" } else { "off" });
                 let report = report(&name, &db, args, run, cpu, rss, floor);
                 match runs.iter_mut().find(|(key, _)| *key == (phase, on)) {
@@ -813,6 +818,16 @@ fn print_table(reports: &[Report]) {
                 .as_f64()
                 .map_or("-".into(), |x| format!("{x:.2}")),
         );
+        if let Some(rps) = f.get("rps_to_null") {
+            println!(
+                "{:<17} to the null gateway: req/s {rps}, cpu µs {} (medians of {} rounds; req/s min–max {}, cpu min–max {})",
+                "",
+                f["cpu_to_null"],
+                f["rounds"],
+                f["requests_per_second_min_max"],
+                f["server_cpu_us_min_max"]
+            );
+        }
         if let Some(rps) = f.get("rps_on_to_off") {
             let cpu = &f["cpu_on_to_off"];
             println!(
@@ -885,6 +900,7 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
             Scenario::Pay => books::pay(&args, database_url).await?,
             Scenario::Report => books::settlement_report(&args, database_url).await?,
             Scenario::Backoffice => backoffice::orders_list(&args, database_url).await?,
+            Scenario::Limit => limit::run(&args, database_url).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         for report in produced {

@@ -39,7 +39,7 @@ struct Cli {
 }
 
 /// Commands that never open a database: they take no database options.
-const OFFLINE_COMMANDS: [&str; 4] = ["sign", "verify", "pix", "openapi"];
+const OFFLINE_COMMANDS: [&str; 5] = ["sign", "verify", "pix", "openapi", "null-gateway"];
 
 /// The options of every command that opens a database, given to those commands (and their
 /// subcommands) only, so that `kassa sign --help` does not offer a database.
@@ -171,6 +171,9 @@ enum Command {
     Trigger(operator::TriggerArgs),
     /// Measure kassa under load: throughput, latency, CPU per request against the crypto floor.
     Bench(bench::BenchArgs),
+    /// The bench's reference server (`kassa bench --scenario limit` starts it).
+    #[command(hide = true)]
+    NullGateway(bench::null_gateway::NullGatewayArgs),
     /// Sign a JSON request with a merchant private key and print it with `sign` set.
     Sign(SignArgs),
     /// Check the signature of a JSON reply or callback with the platform public key.
@@ -304,6 +307,9 @@ fn run_offline(command: Command) -> Outcome {
 
 async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
     let name = matches.subcommand_name().unwrap_or_default();
+    if let Command::NullGateway(args) = cli.command {
+        return bench::null_gateway::serve(args).await;
+    }
     if OFFLINE_COMMANDS.contains(&name) {
         return run_offline(cli.command);
     }
@@ -374,7 +380,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
             users::user(command, &store).await
         }
         Command::Listen(args) => listen::run(args, &database_url).await,
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::NullGateway(_) => unreachable!("handled above"),
         Command::Pix(_) | Command::Sign(_) | Command::Verify(_) | Command::Openapi => {
             unreachable!("offline commands are run above")
         }

@@ -1145,6 +1145,7 @@ fn bench_reports_every_promised_field() {
         vec!["--scenario", "pay", "--connections", "2", "--rounds", "1"],
         vec!["--scenario", "report", "--preload", "3000"],
         vec!["--scenario", "backoffice", "--preload", "3000"],
+        vec!["--scenario", "limit", "--connections", "2", "--rounds", "1"],
     ] {
         let mut command = kassa(&["bench", "--duration", "1", "--json"]);
         command.args(&args).current_dir(dir.path());
@@ -1176,6 +1177,12 @@ fn bench_reports_every_promised_field() {
             report["server_peak_rss_mb"].as_f64().unwrap() > 1.0,
             "{report}"
         );
+        if report["scenario"] == "create-kassa" {
+            // Measured against the null gateway in the same run.
+            let ratio = report["rps_to_null"].as_f64().unwrap();
+            assert!(ratio > 0.0, "{report}");
+            assert!(report["cpu_to_null"].as_f64().unwrap() > 0.0, "{report}");
+        }
         if report["scenario"] == "pay-with-books" {
             let ratio = report["rps_with_to_without_books"].as_f64().unwrap();
             assert!(ratio > 0.0, "{report}");
