@@ -17,9 +17,10 @@ trap cleanup EXIT
 
 # --demo: a merchant with EUR, USD and BRL apps and a key on disk. It also allows private
 # callback targets, so no generated URL is ever resolved in DNS; the long lifetimes mean no
-# order expires (and calls back) during the run.
+# order expires (and calls back) during the run. A request timeout of 4 s holds a page's long
+# poll (`/pay/{token}/status?wait=…`) 2 s instead of 20, within schemathesis' read timeout.
 "$kassa" serve --database-url "sqlite://$work/kassa.db" --demo --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --backoffice-listen 127.0.0.1:0 \
-    --data-dir "$work" --collect-order-lifetime 7d --pix-order-lifetime 7d \
+    --data-dir "$work" --collect-order-lifetime 7d --pix-order-lifetime 7d --request-timeout 4s \
     >"$work/out.log" 2>"$work/err.log" &
 server_pid=$!
 for _ in $(seq 1 100); do

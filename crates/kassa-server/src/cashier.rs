@@ -726,6 +726,7 @@ pub fn is_status_wait(uri: &axum::http::Uri) -> bool {
     ),
     responses(
         (status = 200, description = "The order's state.", body = CashierStatus),
+        (status = 400, description = "`wait` is not a state, or another parameter was given.", body = CashierError),
         (status = 404, description = "No order has this token (an HTML page for the payer).", content_type = "text/html"),
         (status = 503, description = "The database is unavailable, or too many pages wait at once (an HTML page, with Retry-After).", content_type = "text/html"),
     )
@@ -740,8 +741,14 @@ pub async fn status(
         Ok(order) => order,
         Err(response) => return response,
     };
-    let shown = query.as_deref().and_then(|q| q.strip_prefix("wait="));
-    if shown == Some(order.status.as_str()) && !order.status.is_final() {
+    let shown = match shown_state(query.as_deref()) {
+        Ok(shown) => shown,
+        Err(message) => {
+            let body = axum::Json(serde_json::json!({ "error": message }));
+            return (StatusCode::BAD_REQUEST, body).into_response();
+        }
+    };
+    if shown == Some(order.status) && !order.status.is_final() {
         order = wait_for_change(&gateway, order).await;
     }
     (
@@ -752,6 +759,24 @@ pub async fn status(
         })),
     )
         .into_response()
+}
+
+/// The state a page says it shows (`?wait=in_progress`), if it asks to wait; an error for an
+/// unknown state or parameter.
+fn shown_state(query: Option<&str>) -> Result<Option<OrderStatus>, String> {
+    let mut shown = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if name != "wait" || shown.is_some() {
+            return Err(format!(
+                "unknown or repeated parameter {name}; only wait is taken"
+            ));
+        }
+        let state = OrderStatus::parse(&value).ok_or_else(|| {
+            "wait must be one of created, in_progress, succeeded, failed, exception".to_string()
+        })?;
+        shown = Some(state);
+    }
+    Ok(shown)
 }
 
 /// The order once it changed, or as it is after the longest wait.
@@ -1023,6 +1048,12 @@ pub struct CashierStatus {
     /// Whether the state can still change.
     #[serde(rename = "final")]
     pub is_final: bool,
+}
+
+/// Why a status request was refused.
+#[derive(Serialize, ToSchema)]
+pub struct CashierError {
+    pub error: String,
 }
 
 #[derive(Serialize, ToSchema)]

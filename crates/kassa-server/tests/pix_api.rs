@@ -222,6 +222,33 @@ async fn the_pix_page_pays_and_callbacks_follow(server: Server) {
         .await
         .unwrap();
     assert_eq!(status, json!({"state": "in_progress", "final": false}));
+    // The long poll: a state other than the order's answers at once; nonsense is refused.
+    let asked = std::time::Instant::now();
+    let other: Value = http
+        .get(format!("{url}/status?wait=created"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["state"], "in_progress");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+    for bad in [
+        "wait=paid",
+        "wait=created&x=1",
+        "x=1",
+        "wait=created&wait=created",
+    ] {
+        let refused = http
+            .get(format!("{url}/status?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{bad}");
+        let body: Value = refused.json().await.unwrap();
+        assert!(body["error"].as_str().is_some(), "{bad}: {body}");
+    }
     let png = http.get(format!("{url}/qr.png")).send().await.unwrap();
     assert_eq!(png.headers()["content-type"], "image/png");
     assert_eq!(&png.bytes().await.unwrap()[..4], b"\x89PNG");
