@@ -4,7 +4,7 @@
 # primary (it asks each Patroni which one is primary) and of the kassa nodes (it asks each
 # /readyz); and the kassa nodes, which reach the database through HAProxy.
 #
-#   deploy/ha/start.sh [--dir DIR] [--kassa PATH] [--nodes N] [--port-base P]
+#   deploy/ha/start.sh [--dir DIR] [--kassa PATH] [--nodes N] [--port-base P] [-- KASSA_OPTIONS…]
 #   deploy/ha/stop.sh  [--dir DIR]
 #
 # Needs Debian's postgresql-15, patroni, etcd-server and haproxy (installed if missing, when
@@ -26,6 +26,7 @@ while [ $# -gt 0 ]; do
         --kassa) KASSA="$2"; shift 2 ;;
         --nodes) NODES="$2"; shift 2 ;;
         --port-base) BASE="$2"; shift 2 ;;
+        --) shift; break ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -133,7 +134,7 @@ for i in $(seq 1 "$NODES"); do
     start "kassa$i" "$KASSA" serve "${demo[@]}" --database-url "$DATABASE_URL" --kek-file "$DIR/kek" \
         --listen "127.0.0.1:$((BASE + 200 + i))" --admin-listen "127.0.0.1:$((BASE + 300 + i))" \
         --backoffice-listen "127.0.0.1:$((BASE + 400 + i))" --public-url "http://127.0.0.1:$((BASE + 80))" \
-        --allow-private-callbacks
+        --allow-private-callbacks "$@"
     # The first node migrates the database; the others start on it once it is ready.
     wait_for "kassa node $i" 60 curl -sf "http://127.0.0.1:$((BASE + 200 + i))/readyz"
 done
