@@ -5,6 +5,7 @@
 # /readyz); and the kassa nodes, which reach the database through HAProxy.
 #
 #   deploy/ha/start.sh [--dir DIR] [--kassa PATH] [--nodes N] [--port-base P] [-- KASSA_OPTIONS…]
+#   deploy/ha/restart.sh [--dir DIR]   (the kassa nodes, one after another, under load)
 #   deploy/ha/stop.sh  [--dir DIR]
 #
 # Needs Debian's postgresql-15, patroni, etcd-server and haproxy (installed if missing, when
@@ -131,10 +132,14 @@ DATABASE_URL="postgres://postgres@127.0.0.1:$PRIMARY/kassa"
 for i in $(seq 1 "$NODES"); do
     demo=()
     [ "$i" = 1 ] && demo=(--demo --data-dir "$DIR/kassa")
-    start "kassa$i" "$KASSA" serve "${demo[@]}" --database-url "$DATABASE_URL" --kek-file "$DIR/kek" \
+    # Draining 4 s on SIGTERM outlasts HAProxy's two failed checks a second apart: it stops
+    # sending to a stopping node before the node stops (deploy/ha/restart.sh relies on it).
+    node=("$KASSA" serve "${demo[@]}" --database-url "$DATABASE_URL" --kek-file "$DIR/kek" \
         --listen "127.0.0.1:$((BASE + 200 + i))" --admin-listen "127.0.0.1:$((BASE + 300 + i))" \
         --backoffice-listen "127.0.0.1:$((BASE + 400 + i))" --public-url "http://127.0.0.1:$((BASE + 80))" \
-        --allow-private-callbacks "$@"
+        --allow-private-callbacks --drain-period 4s "$@")
+    printf '%q ' "${node[@]}" >"$DIR/kassa$i.cmd"
+    start "kassa$i" "${node[@]}"
     # The first node migrates the database; the others start on it once it is ready.
     wait_for "kassa node $i" 60 curl -sf "http://127.0.0.1:$((BASE + 200 + i))/readyz"
 done

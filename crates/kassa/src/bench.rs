@@ -10,6 +10,7 @@ mod books;
 mod limit;
 pub mod null_gateway;
 mod upstream;
+mod writes;
 
 use crate::{Failure, Outcome};
 use clap::{Args, ValueEnum};
@@ -589,6 +590,10 @@ async fn http_run(
         .unwrap_or_default();
     let floor = crypto_floor_us(&shop.key, &shop.platform);
     let (creates, queries) = signed_bodies(&shop, args, create_share).await;
+    // The database's counters are read with none of the run's connections open (bar the
+    // server's, idle until the load starts).
+    store.close().await;
+    let mut costs = writes::Costs::start(&db.url).await;
     let mut reports = Vec::new();
     let phases: Vec<(String, usize)> = if scenario == "preloaded" {
         vec![
@@ -605,8 +610,16 @@ async fn http_run(
             &name, &db, args, measured.0, measured.1, measured.2, floor,
         ));
     }
+    costs.run_ended();
     drop(server);
-    store.close().await;
+    // One phase: the database's work per request of it (the preloaded scenario's two phases
+    // share a server, so theirs cannot be told apart).
+    if let [only] = reports.as_mut_slice()
+        && args.target.is_none()
+    {
+        let requests = only.fields["requests"].as_u64().unwrap_or(0) as usize;
+        writes::attach(&mut only.fields, costs.per_request(&db.url, requests).await);
+    }
     db.drop_schema().await;
     Ok(reports)
 }
@@ -856,6 +869,17 @@ fn print_table(reports: &[Report]) {
         }
         if let Some(drain) = f.get("drain_s") {
             println!("{:<17} drained {} callbacks in {drain} s", "", f["backlog"]);
+        }
+        if let Some(commits) = f.get("database_commits_per_request") {
+            println!(
+                "{:<17} the database per request: {commits} commits, {} rows written, {} WAL bytes, {} µs CPU{}",
+                "",
+                f["rows_written_per_request"],
+                f["wal_bytes_per_request"],
+                f["database_cpu_us_per_request"],
+                f.get("callbacks_per_order")
+                    .map_or(String::new(), |c| format!(", {c} callbacks per order"))
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Failure tests of the highly available set-up (`deploy/ha`): Patroni-managed PostgreSQL with a
 //! synchronous standby, HAProxy in front of the primary and of two kassa nodes. Merchants create
-//! orders through HAProxy while one kassa node is killed, and then the primary (SIGKILL of its
-//! Patroni and its postmaster); an independent record of every order kassa acknowledged is
+//! orders through HAProxy while the kassa nodes are restarted one by one, then one is killed,
+//! and then the primary (SIGKILL of its Patroni and its postmaster); an independent record of every order kassa acknowledged is
 //! checked afterwards against what kassa answers then.
 //!
 //! Needs Debian's patroni, etcd-server, haproxy and postgresql-15, and root (PostgreSQL runs as
@@ -10,7 +10,6 @@
 
 mod common;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -189,7 +188,7 @@ async fn merchant(
                             .push((order_id.clone(), order_no, amount));
                         record.times.push(Instant::now());
                     }
-                    if n % 5 == 0 && pay(&client, &pay_url, until).await {
+                    if n % 5 == 0 && common::pay_on_bank_page(&client, &pay_url, until).await {
                         record.lock().unwrap().paid.push(order_id);
                     }
                     break;
@@ -204,41 +203,9 @@ async fn merchant(
             }
         }
         n += 1;
+        // A steady pace, not a flood: the check afterwards queries every order.
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-/// The payer: opens the page (which starts the payment) and presses "paid" on the sandbox
-/// bank's form, again after a refusal; whether kassa confirmed it (303 to the result).
-async fn pay(client: &reqwest::Client, pay_url: &str, until: Instant) -> bool {
-    while Instant::now() < until {
-        let page = match client.get(pay_url).send().await {
-            Ok(page) if page.status() == 200 => page.text().await.unwrap_or_default(),
-            _ => String::new(),
-        };
-        let csrf = page
-            .split(r#"name="csrf" value=""#)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next());
-        if let Some(csrf) = csrf {
-            let form = [("outcome", "paid"), ("csrf", csrf)];
-            let posted = client
-                .post(format!("{pay_url}/outcome"))
-                .form(&form)
-                .send()
-                .await;
-            if let Ok(answer) = posted
-                && answer.status() == 303
-            {
-                let to = answer
-                    .headers()
-                    .get("location")
-                    .map(|l| l.to_str().unwrap_or(""));
-                return to.is_some_and(|l| l.ends_with("?done=1"));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,9 +218,9 @@ async fn acknowledged_orders_survive_a_node_and_the_primary_dying() {
         eprintln!("skipped: {why}");
         return;
     }
-    tokio::time::timeout(Duration::from_secs(240), under_load())
+    tokio::time::timeout(Duration::from_secs(270), under_load())
         .await
-        .expect("the HA test took over 240 s");
+        .expect("the HA test took over 270 s");
 }
 
 /// The longest time without an acknowledgement between `from` and `to`.
@@ -273,9 +240,11 @@ fn longest_silence(times: &[Instant], from: Instant, to: Instant) -> Duration {
         .unwrap_or_default()
 }
 
-/// Four merchants create orders for 50 s; at 5 s one kassa node is killed (HAProxy must route
-/// around it), at 20 s the PostgreSQL primary (a standby must take over). Then every order
-/// kassa acknowledged must be there, as acknowledged.
+/// Four merchants create orders (and payers pay every fifth) for 65 s; at 5 s both kassa nodes
+/// are restarted one after another (no request may fail), then one is killed (HAProxy must
+/// route around it), 10 s later the PostgreSQL primary (a standby must take over). Then every
+/// order kassa acknowledged must be there, as acknowledged, every confirmed payment paid and
+/// its callback received.
 async fn under_load() {
     let cluster = Cluster::start();
     let key = std::fs::read_to_string(cluster.ha().join("kassa/demo/merchant.key.pem")).unwrap();
@@ -283,7 +252,7 @@ async fn under_load() {
     let record = Arc::new(Mutex::new(Record::default()));
     let (notify_url, inbox) = common::callback_receiver("success").await;
     let started = Instant::now();
-    let until = started + Duration::from_secs(50);
+    let until = started + Duration::from_secs(65);
     let merchants: Vec<_> = (0..4)
         .map(|who| {
             let urls = (cluster.front(), notify_url.clone());
@@ -291,9 +260,32 @@ async fn under_load() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // A rolling restart (deploy/ha/restart.sh): no merchant request may fail.
+    let refused_before = record.lock().unwrap().refused_attempts;
+    let restart_began = Instant::now();
+    let restart = repository().join("deploy/ha/restart.sh");
+    let ha = cluster.ha();
+    let restarted = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .arg(restart)
+            .arg("--dir")
+            .arg(ha)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        restarted.status.success(),
+        "restart.sh: {}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let restart_ended = Instant::now();
+    let refused_in_restart = record.lock().unwrap().refused_attempts - refused_before;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let node_killed_at = Instant::now();
     cluster.kill_kassa(2);
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let leader = cluster.leader().await;
     let primary_killed_at = Instant::now();
     cluster.kill_node(&leader);
@@ -304,49 +296,11 @@ async fn under_load() {
     assert_ne!(new_leader, leader, "a standby took over");
     // The independent check: every acknowledged order is there, as acknowledged.
     let record = std::mem::take(&mut *record.lock().unwrap());
-    let client = reqwest::Client::new();
-    let checks = record
-        .acknowledged
-        .iter()
-        .map(|(order_id, order_no, amount)| {
-            let (client, key, front) = (client.clone(), key.clone(), cluster.front());
-            async move {
-                let body = signed(&key, json!({"appId": 1001, "orderId": order_id}));
-                let reply: Value = client
-                    .post(format!("{front}/eur/collect/query"))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                assert_eq!(reply["status"], "1", "{order_id} was acknowledged: {reply}");
-                assert_eq!(reply["data"]["orderNo"], order_no.as_str(), "{order_id}");
-                assert_eq!(reply["data"]["amount"], amount.as_str(), "{order_id}");
-            }
-        });
-    futures_util::stream::iter(checks)
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
-    // Every payment the bank page confirmed is final as paid, and its merchant hears so.
     let paid: std::collections::HashSet<&String> = record.paid.iter().collect();
-    for order_id in &paid {
-        let body = signed(&key, json!({"appId": 1001, "orderId": order_id}));
-        let reply: Value = client
-            .post(format!("{}/eur/collect/query", cluster.front()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(reply["data"]["status"], 2, "{order_id} was paid: {reply}");
-    }
+    let told = record.acknowledged.iter();
+    let told = told.map(|(id, no, amount)| (id.as_str(), no.as_str(), amount.as_str()));
+    common::check_acknowledged(&cluster.front(), (1001, &key), told, &paid).await;
+    // Every payment the bank page confirmed is final as paid (above), and its merchant hears so.
     let heard = || {
         let inbox = inbox.lock().unwrap();
         let mut heard = std::collections::HashSet::new();
@@ -367,6 +321,7 @@ async fn under_load() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Service came back after each death: the longest silence after each is its window.
+    let restart_window = longest_silence(&record.times, restart_began, restart_ended);
     let node_window = longest_silence(&record.times, node_killed_at, primary_killed_at);
     let primary_window = longest_silence(&record.times, primary_killed_at, until);
     let after = record
@@ -376,7 +331,8 @@ async fn under_load() {
         .count();
     assert!(after > 0, "no order acknowledged after the failover");
     println!(
-        "{} orders acknowledged, {} paid, {} refused attempts retried; kassa node 2 killed: \
+        "{} orders acknowledged, {} paid, {} refused attempts retried; rolling restart of both \
+         nodes in {:?}: {refused_in_restart} refused, longest silence {restart_window:?}; kassa node 2 killed: \
          longest time without an acknowledgement {node_window:?}; primary {leader} killed \
          ({new_leader} leading then, {after} orders after): {primary_window:?}; every \
          acknowledged order found as acknowledged, every paid one paid and its callback \
@@ -384,6 +340,11 @@ async fn under_load() {
         record.acknowledged.len(),
         paid.len(),
         record.refused_attempts,
+        restart_ended - restart_began,
+    );
+    assert_eq!(
+        refused_in_restart, 0,
+        "a rolling restart failed merchants' requests"
     );
     assert!(!paid.is_empty(), "no payment went through");
     assert!(

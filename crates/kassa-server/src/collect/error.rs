@@ -30,7 +30,7 @@ crate::dialect::error_table! {
     MethodNotAllowed = "40000003", METHOD_NOT_ALLOWED, "The endpoint takes POST only (a GET, for example); the Allow header says so.";
     DuplicateOrder = "50000001", CONFLICT, "The orderId was used before with other parameters.";
     Internal = "90000001", INTERNAL_SERVER_ERROR, "An internal error; nothing was stored. Retry later.";
-    Unavailable = "90000002", SERVICE_UNAVAILABLE, "The database is temporarily unavailable or kassa is overloaded; nothing was stored. Retry later (after Retry-After seconds when given).";
+    Unavailable = "90000002", SERVICE_UNAVAILABLE, "The database is temporarily unavailable, kassa is overloaded, or the request outlasted the request timeout (its change may have been stored). Retry unchanged, after Retry-After seconds when given: a retried create gets the original reply.";
     RateLimited = "90000003", TOO_MANY_REQUESTS, "The app made more requests per second than the operator allows; nothing was stored. Retry after Retry-After seconds.";
 }
 

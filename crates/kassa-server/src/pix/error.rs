@@ -28,7 +28,7 @@ crate::dialect::error_table! {
     MethodNotAllowed = 4003, METHOD_NOT_ALLOWED, "The endpoint takes POST only (a GET, for example); the Allow header says so.";
     DuplicateOrder = 5001, CONFLICT, "The userOrderNumber was used before with other parameters.";
     Internal = 9001, INTERNAL_SERVER_ERROR, "An internal error; nothing was stored. Retry later.";
-    Unavailable = 9002, SERVICE_UNAVAILABLE, "The database is temporarily unavailable or kassa is overloaded; nothing was stored. Retry later (after Retry-After seconds when given).";
+    Unavailable = 9002, SERVICE_UNAVAILABLE, "The database is temporarily unavailable, kassa is overloaded, or the request outlasted the request timeout (its change may have been stored). Retry unchanged, after Retry-After seconds when given: a retried create gets the original reply.";
     RateLimited = 9003, TOO_MANY_REQUESTS, "The app made more requests per second than the operator allows; nothing was stored. Retry after Retry-After seconds.";
 }
 

@@ -59,6 +59,12 @@ const MAX_CONNECTIONS_SQLITE: u32 = 8;
 const SQLITE_CACHE_KIB: u32 = 8 * 1024;
 /// How long a statement waits for SQLite's write lock before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// How long PostgreSQL keeps a transaction of kassa's open while kassa says nothing (kassa's
+/// own transactions take milliseconds). A node cut off from the database mid-transaction would
+/// otherwise hold that transaction's row locks until the server's TCP keepalive ends its session
+/// (hours by default): every other node's payment of the same order, or claim of the same
+/// callbacks, would wait that long.
+const POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 10_000;
 /// How long a caller waits for a free pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serialises migrations across PostgreSQL nodes (an arbitrary, fixed lock id).
@@ -121,6 +127,18 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// Every PostgreSQL connection: a bound on a transaction left open (see
+/// [`POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS`]).
+async fn postgres_settings(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    let set = format!(
+        "SET idle_in_transaction_session_timeout = {POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// One direct connection before the pool: a pool retries a failing connection until its
 /// acquire timeout and then says only that it timed out; this says why, at once (connection
 /// refused, authentication, a folder SQLite cannot write its journal in).
@@ -152,6 +170,8 @@ impl SqlStore {
                 prepare_sqlite_file(path)?;
             }
             options = options.after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)));
+        } else {
+            options = options.after_connect(|conn, _| Box::pin(postgres_settings(conn)));
         }
         probe(url, backend).await?;
         let pool = options.connect(url).await?;
@@ -293,4 +313,24 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestDatabase;
+
+    #[tokio::test]
+    async fn postgres_sessions_end_a_transaction_left_open() {
+        let Some(db) =
+            TestDatabase::postgres("postgres_sessions_end_a_transaction_left_open").await
+        else {
+            return;
+        };
+        let store = super::SqlStore::connect(&db.url).await.unwrap();
+        let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(timeout, "10s");
+    }
 }

@@ -88,13 +88,22 @@ async fn pay_over_http(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     let store = SqlStore::connect(&db.url).await?;
     store.migrate().await?;
     let shop = super::set_up_shop(&store).await?;
-    let receiver =
-        axum::Router::new().route("/notify", axum::routing::post(|| async { "success" }));
+    let received = Arc::new(AtomicU64::new(0));
+    let counted = received.clone();
+    let receiver = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { "success" }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let _ = RECEIVER.set(format!("http://{}/notify", listener.local_addr()?));
     tokio::spawn(async move { axum::serve(listener, receiver).await });
     let count = (args.duration as usize * 600).clamp(1_000, super::MAX_PRESIGNED);
     let bodies = Arc::new(super::presign(&shop.key, count, pay_body, shop.app_id).await);
+    store.close().await;
+    let mut costs = super::writes::Costs::start(&db.url).await;
     let server = super::Server::start(&db.url, true)?;
     let cpu_before = cpu_seconds(server.pid());
     let deadline = Instant::now() + Duration::from_secs(args.duration);
@@ -139,10 +148,22 @@ async fn pay_over_http(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
         .zip(cpu_before)
         .map(|(a, b)| a - b);
     let rss = peak_rss_mb(server.pid());
+    // Every callback delivered (and recorded so) before the database's work is read.
+    let drained_by = Instant::now() + Duration::from_secs(30);
+    while received.load(Ordering::Relaxed) < run.requests as u64 && Instant::now() < drained_by {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    costs.run_ended();
     drop(server);
-    store.close().await;
+    let orders = run.requests;
+    let mut line = report("pay-over-http", &db, args, run, cpu, rss, 0.0);
+    let costs = costs.per_request(&db.url, orders).await;
+    super::writes::attach(&mut line.fields, costs);
+    let callbacks = received.load(Ordering::Relaxed) as f64 / orders.max(1) as f64;
+    line.fields["callbacks_per_order"] = serde_json::json!((callbacks * 100.0).round() / 100.0);
     db.drop_schema().await;
-    Ok(report("pay-over-http", &db, args, run, cpu, rss, 0.0))
+    Ok(line)
 }
 
 /// One order created, its page opened and paid; `None` if any step failed.

@@ -250,3 +250,85 @@ pub async fn callback_receiver(answer: &'static str) -> (String, Inbox) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, inbox)
 }
+
+/// The payer: opens the page (which starts the payment) and presses "paid" on the sandbox
+/// bank's form, again after a refusal; whether kassa confirmed it (303 to the result).
+pub async fn pay_on_bank_page(
+    client: &reqwest::Client,
+    pay_url: &str,
+    until: std::time::Instant,
+) -> bool {
+    while std::time::Instant::now() < until {
+        let page = match client.get(pay_url).send().await {
+            Ok(page) if page.status() == 200 => page.text().await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        let csrf = page
+            .split(r#"name="csrf" value=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next());
+        if let Some(csrf) = csrf {
+            let form = [("outcome", "paid"), ("csrf", csrf)];
+            let posted = client
+                .post(format!("{pay_url}/outcome"))
+                .form(&form)
+                .send()
+                .await;
+            if let Ok(answer) = posted
+                && answer.status() == 303
+            {
+                let to = answer
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap_or(""));
+                return to.is_some_and(|l| l.ends_with("?done=1"));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    false
+}
+
+/// What `base` answers to an EUR app's signed `collect/query` of `order_id`.
+pub async fn query_eur_order(
+    client: &reqwest::Client,
+    base: &str,
+    (app_id, key): (i64, &kassa_signature::SigningKey),
+    order_id: &str,
+) -> Value {
+    let mut body = serde_json::json!({"appId": app_id, "orderId": order_id});
+    kassa_signature::sign_map(key, body.as_object_mut().unwrap());
+    let answer = client
+        .post(format!("{base}/eur/collect/query"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    answer.json().await.unwrap()
+}
+
+/// The independent check of the failure tests: every order kassa acknowledged (orderId,
+/// orderNo, amount) is there as acknowledged, and paid (status 2) if its payer was told so.
+pub async fn check_acknowledged<'a>(
+    base: &str,
+    app: (i64, &kassa_signature::SigningKey),
+    acknowledged: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+    paid: &std::collections::HashSet<&String>,
+) {
+    use futures_util::StreamExt;
+    let client = &reqwest::Client::new();
+    let checks = acknowledged.map(|(order_id, order_no, amount)| async move {
+        let reply = query_eur_order(client, base, app, order_id).await;
+        assert_eq!(reply["status"], "1", "{order_id} was acknowledged: {reply}");
+        assert_eq!(reply["data"]["orderNo"], order_no, "{order_id}");
+        assert_eq!(reply["data"]["amount"], amount, "{order_id}");
+        if paid.contains(&order_id.to_string()) {
+            assert_eq!(reply["data"]["status"], 2, "{order_id} was paid: {reply}");
+        }
+    });
+    futures_util::stream::iter(checks)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
