@@ -870,9 +870,9 @@ fn print_table(reports: &[Report]) {
         if let Some(drain) = f.get("drain_s") {
             println!("{:<17} drained {} callbacks in {drain} s", "", f["backlog"]);
         }
-        if let Some(commits) = f.get("database_commits_per_request") {
+        if let Some(transactions) = f.get("database_transactions_per_request") {
             println!(
-                "{:<17} the database per request: {commits} commits, {} rows written, {} WAL bytes, {} µs CPU{}",
+                "{:<17} the database per request: {transactions} transactions, {} rows written, {} WAL bytes, {} µs CPU{}",
                 "",
                 f["rows_written_per_request"],
                 f["wal_bytes_per_request"],

@@ -1,10 +1,10 @@
-//! What a run cost the database, on PostgreSQL: transactions committed, rows written (inserted,
-//! updated, deleted), WAL bytes and — when the database runs on this machine — its processes'
-//! CPU, per request. docs/scaling.md's capacity model is built on them. PostgreSQL publishes a
-//! backend's counters when it goes idle or ends (within a second or so), so its counters are
-//! read with none of the run's connections busy: before the load, and after the server stopped;
-//! its CPU is read before the server's connections close, since an ended backend's CPU leaves
-//! `/proc` with it.
+//! What a run cost the database, on PostgreSQL: transactions (reads included), rows written
+//! (inserted, updated, deleted), WAL bytes and — when the database runs on this machine — its
+//! processes' CPU, per request. docs/scaling.md's capacity model is built on them. PostgreSQL
+//! publishes a backend's counters when it goes idle or ends (within a second or so), so its
+//! counters are read with none of the run's connections busy: before the load, and after the
+//! server stopped; its CPU is read before the server's connections close, since an ended
+//! backend's CPU leaves `/proc` with it.
 
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -55,7 +55,7 @@ impl Costs {
             .zip(self.cpu_at_end_s)
             .map(|(from, to)| ((to - from) * 1e6 / requests).round());
         json!({
-            "database_commits_per_request": per(before.commits, after.commits),
+            "database_transactions_per_request": per(before.commits, after.commits),
             "rows_written_per_request": per(before.rows_written, after.rows_written),
             "wal_bytes_per_request": per(before.wal_bytes, after.wal_bytes),
             "database_cpu_us_per_request": cpu_us,
