@@ -55,6 +55,8 @@ impl Cluster {
             .args(["--kassa", env!("CARGO_BIN_EXE_kassa")])
             .args(["--port-base", &base.to_string(), "--nodes", "2"])
             .args(["--", "--callback-retry-interval", "1s"])
+            // The nodes log JSON lines: their dispatchers' ids are read from them.
+            .env("KASSA_LOG_FORMAT", "json")
             .output()
             .unwrap();
         let cluster = Cluster { dir, base };
@@ -69,6 +71,11 @@ impl Cluster {
 
     fn ha(&self) -> PathBuf {
         self.dir.path().join("ha")
+    }
+
+    /// The database as the kassa nodes reach it: HAProxy's port of the primary.
+    fn database_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/kassa", self.base + 432)
     }
 
     fn front(&self) -> String {
@@ -223,6 +230,25 @@ async fn acknowledged_orders_survive_a_node_and_the_primary_dying() {
         .expect("the HA test took over 270 s");
 }
 
+/// Kills kassa node 2 (SIGKILL) at a moment it holds callbacks' leases (waiting up to 10 s for
+/// one): its dispatcher's id and the callbacks it held, which no one else may take before their
+/// leases lapse.
+async fn kill_node_holding_callbacks(cluster: &Cluster) -> (String, Vec<String>) {
+    let node2 = common::leases::node_id(&cluster.ha().join("logs/kassa2.log"));
+    let database = sqlx::PgPool::connect(&cluster.database_url())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::leases::held_by(&database, &node2).await.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill_kassa(2);
+    let held = common::leases::held_by(&database, &node2).await;
+    assert!(!held.is_empty(), "node 2 held no callback when killed");
+    database.close().await;
+    (node2, held)
+}
+
 /// The longest time without an acknowledgement between `from` and `to`.
 fn longest_silence(times: &[Instant], from: Instant, to: Instant) -> Duration {
     let mut marks: Vec<Instant> = times
@@ -250,7 +276,9 @@ async fn under_load() {
     let key = std::fs::read_to_string(cluster.ha().join("kassa/demo/merchant.key.pem")).unwrap();
     let key = Arc::new(kassa_signature::SigningKey::parse(&key).unwrap());
     let record = Arc::new(Mutex::new(Record::default()));
-    let (notify_url, inbox) = common::callback_receiver("success").await;
+    // A shop that takes half a second to answer: the nodes always hold some callbacks' leases.
+    let shop_delay = Duration::from_millis(500);
+    let (notify_url, inbox) = common::callback_receiver_after("success", shop_delay).await;
     let started = Instant::now();
     let until = started + Duration::from_secs(65);
     let merchants: Vec<_> = (0..4)
@@ -270,6 +298,7 @@ async fn under_load() {
             .arg(restart)
             .arg("--dir")
             .arg(ha)
+            .env("KASSA_LOG_FORMAT", "json")
             .output()
             .unwrap()
     })
@@ -283,8 +312,8 @@ async fn under_load() {
     let restart_ended = Instant::now();
     let refused_in_restart = record.lock().unwrap().refused_attempts - refused_before;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let (node2, held) = kill_node_holding_callbacks(&cluster).await;
     let node_killed_at = Instant::now();
-    cluster.kill_kassa(2);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let leader = cluster.leader().await;
     let primary_killed_at = Instant::now();
@@ -320,6 +349,15 @@ async fn under_load() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The callbacks the killed node held: delivered, and recorded so, by the other node once
+    // their leases lapsed.
+    let database = sqlx::PgPool::connect(&cluster.database_url())
+        .await
+        .unwrap();
+    for id in &held {
+        let by = common::leases::delivered_by(&database, id).await;
+        assert_ne!(by, node2, "callback {id} leased by the killed node");
+    }
     // Service came back after each death: the longest silence after each is its window.
     let restart_window = longest_silence(&record.times, restart_began, restart_ended);
     let node_window = longest_silence(&record.times, node_killed_at, primary_killed_at);
@@ -332,8 +370,9 @@ async fn under_load() {
     assert!(after > 0, "no order acknowledged after the failover");
     println!(
         "{} orders acknowledged, {} paid, {} refused attempts retried; rolling restart of both \
-         nodes in {:?}: {refused_in_restart} refused, longest silence {restart_window:?}; kassa node 2 killed: \
-         longest time without an acknowledgement {node_window:?}; primary {leader} killed \
+         nodes in {:?}: {refused_in_restart} refused, longest silence {restart_window:?}; kassa node 2 killed \
+         holding {} callbacks' leases (all delivered by node 1 after the lease): longest time \
+         without an acknowledgement {node_window:?}; primary {leader} killed \
          ({new_leader} leading then, {after} orders after): {primary_window:?}; every \
          acknowledged order found as acknowledged, every paid one paid and its callback \
          received",
@@ -341,6 +380,7 @@ async fn under_load() {
         paid.len(),
         record.refused_attempts,
         restart_ended - restart_began,
+        held.len(),
     );
     assert_eq!(
         refused_in_restart, 0,

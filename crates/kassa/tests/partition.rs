@@ -208,28 +208,6 @@ fn pay_token(reply: &Value) -> String {
     url.rsplit("/pay/").next().unwrap().to_string()
 }
 
-/// The node id B's dispatcher leases callbacks under, from its log.
-fn node_id(log: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let line = text
-            .lines()
-            .find(|l| l.contains("callback dispatcher started"));
-        let logged: Option<Value> = line.and_then(|l| serde_json::from_str(l).ok());
-        if let Some(node) = logged.as_ref().and_then(|l| l["fields"]["node"].as_str()) {
-            return node.to_string();
-        }
-        assert!(Instant::now() < deadline, "B logged no dispatcher start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.unwrap().as_millis() as i64
-}
-
 async fn ready(client: &reqwest::Client, admin: &str) -> bool {
     let answer = client.get(format!("{admin}/readyz")).send().await;
     answer.is_ok_and(|a| a.status() == 200)
@@ -295,7 +273,7 @@ async fn partitioned(db: TestDatabase) {
     };
     let a = node("a", &db.url);
     let b = node("b", through.as_str());
-    let b_node = node_id(&dir.path().join("b/log"));
+    let b_node = common::leases::node_id(&dir.path().join("b/log"));
     let (notify_url, arrivals) = slow_shop().await;
     let records = [
         Arc::new(Mutex::new(Record::default())),
@@ -329,15 +307,7 @@ async fn partitioned(db: TestDatabase) {
     let cut_at = Instant::now();
     let not_ready_after = until_ready_is(&client, &b.admin, false).await;
     // What B held when it was cut off: leased, not known delivered.
-    let held: Vec<String> = sqlx::query_scalar(
-        "SELECT callback_id FROM callbacks WHERE lease_owner = $1 AND lease_until_ms > $2 \
-         AND state = 'pending'",
-    )
-    .bind(&b_node)
-    .bind(now_ms())
-    .fetch_all(&database)
-    .await
-    .unwrap();
+    let held = common::leases::held_by(&database, &b_node).await;
     let a_record_mid = records[0].lock().unwrap().acknowledged.len();
     tokio::time::sleep(PARTITION.saturating_sub(cut_at.elapsed())).await;
     let a_during = records[0].lock().unwrap().acknowledged.len() - a_record_mid;
@@ -376,7 +346,7 @@ async fn partitioned(db: TestDatabase) {
     // Every callback B held is delivered, and recorded so.
     let mut taken_over = 0;
     for id in &held {
-        let by = delivered_by(&database, id).await;
+        let by = common::leases::delivered_by(&database, id).await;
         if by != b_node {
             taken_over += 1;
         }
@@ -449,35 +419,4 @@ async fn partitioned(db: TestDatabase) {
     // A had not reached by the heal B may deliver itself.
     assert!(taken_over > 0, "no callback B held was taken over by A");
     drop((a, b));
-}
-
-/// The node whose acknowledged attempt delivered callback `id`, waiting up to 60 s for it.
-async fn delivered_by(database: &sqlx::PgPool, id: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let delivered: Option<String> = sqlx::query_scalar(
-            "SELECT t.node FROM callbacks c JOIN callback_attempts t \
-             ON t.callback_id = c.callback_id AND t.acknowledged = 1 \
-             WHERE c.callback_id = $1 AND c.state = 'delivered' ORDER BY t.attempt_no DESC LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(database)
-        .await
-        .unwrap();
-        if let Some(node) = delivered {
-            return node;
-        }
-        if Instant::now() > deadline {
-            let attempts: Vec<String> = sqlx::query_scalar(
-                "SELECT attempt_no || ' ' || node || ' ' || COALESCE(http_status::text, error) \
-                 FROM callback_attempts WHERE callback_id = $1 ORDER BY attempt_no",
-            )
-            .bind(id)
-            .fetch_all(database)
-            .await
-            .unwrap();
-            panic!("callback {id}, held by the cut-off node, not delivered in 60 s: {attempts:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each suite uses its own subset
 
 pub mod crash;
+pub mod leases;
 pub mod upstreams;
 
 use serde_json::Value;
@@ -231,6 +232,15 @@ pub type Inbox = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap
 
 /// A receiver of callbacks on loopback that answers `answer`; its URL and what it got.
 pub async fn callback_receiver(answer: &'static str) -> (String, Inbox) {
+    callback_receiver_after(answer, std::time::Duration::ZERO).await
+}
+
+/// A receiver that answers `answer` after `delay` (a slow shop, so that callbacks stay leased
+/// while they are delivered).
+pub async fn callback_receiver_after(
+    answer: &'static str,
+    delay: std::time::Duration,
+) -> (String, Inbox) {
     let inbox: Inbox = Default::default();
     let kept = inbox.clone();
     let app = axum::Router::new().route(
@@ -240,6 +250,7 @@ pub async fn callback_receiver(answer: &'static str) -> (String, Inbox) {
                 let kept = kept.clone();
                 async move {
                     kept.lock().unwrap().push((headers, body.to_vec()));
+                    tokio::time::sleep(delay).await;
                     answer
                 }
             },
