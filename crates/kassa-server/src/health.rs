@@ -1,5 +1,6 @@
 //! Whether this node can reach its database, known at all times: a prober asks every second
-//! (each ask bounded to [`CHECK_TIMEOUT_MS`]); `/healthz` answers from its own bounded ask;
+//! (each ask bounded to [`CHECK_TIMEOUT_MS`]), and the database counts as down after
+//! [`DOWN_AFTER_FAILED_ASKS`] failed asks in a row; `/healthz` answers from its own bounded ask;
 //! `/readyz` also says whether the node should get traffic (schema current, not draining); and
 //! while the database is known to be down, merchant and payer requests are answered 503 with
 //! `Retry-After` at once (see `shed`) instead of each waiting out the pool's timeout. When the
@@ -8,18 +9,22 @@
 use crate::Gateway;
 use kassa_store::SettingStore;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// The longest one ask of the database may take before it counts as down.
+/// The longest one ask of the database may take before it counts as failed.
 pub const CHECK_TIMEOUT_MS: u64 = 800;
+/// Failed asks in a row before the database counts as down: one slow answer on a machine
+/// starved of CPU is not an outage, and calling it one would refuse every request for a second.
+pub const DOWN_AFTER_FAILED_ASKS: u32 = 2;
 
 /// The last verdict on the database; up until a check says otherwise. And whether the node is
 /// draining: shutting down, so that load balancers stop sending to it before it stops.
 #[derive(Debug)]
 pub struct DatabaseHealth {
     up: AtomicBool,
+    failed_asks_in_a_row: AtomicU32,
     draining: AtomicBool,
 }
 
@@ -27,6 +32,7 @@ impl Default for DatabaseHealth {
     fn default() -> Self {
         DatabaseHealth {
             up: AtomicBool::new(true),
+            failed_asks_in_a_row: AtomicU32::new(0),
             draining: AtomicBool::new(false),
         }
     }
@@ -46,10 +52,28 @@ impl DatabaseHealth {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Asks the database once, within [`CHECK_TIMEOUT_MS`], and records the verdict.
+    /// Asks the database once, within [`CHECK_TIMEOUT_MS`], and returns the verdict: up on an
+    /// answer, down after [`DOWN_AFTER_FAILED_ASKS`] failed asks in a row.
     pub async fn check(&self, store: &dyn SettingStore) -> bool {
+        let answered = self.ask(store).await;
+        let up = if answered {
+            self.failed_asks_in_a_row.store(0, Ordering::Relaxed);
+            true
+        } else {
+            let failed = self.failed_asks_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+            failed < DOWN_AFTER_FAILED_ASKS && self.up.load(Ordering::Relaxed)
+        };
+        let was_up = self.up.swap(up, Ordering::Relaxed);
+        if was_up != up {
+            tracing::warn!(up, "database reachability changed");
+        }
+        up
+    }
+
+    /// One ask, bounded in time: whether the database answered.
+    async fn ask(&self, store: &dyn SettingStore) -> bool {
         let ask = store.setting(crate::keys::PLATFORM_KEY_SETTING);
-        let up = match tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), ask).await {
+        match tokio::time::timeout(Duration::from_millis(CHECK_TIMEOUT_MS), ask).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "database check failed");
@@ -59,12 +83,7 @@ impl DatabaseHealth {
                 tracing::warn!(timeout_ms = CHECK_TIMEOUT_MS, "database check timed out");
                 false
             }
-        };
-        let was_up = self.up.swap(up, Ordering::Relaxed);
-        if was_up != up {
-            tracing::warn!(up, "database reachability changed");
         }
-        up
     }
 }
 
@@ -140,5 +159,62 @@ pub async fn readiness(gateway: &Gateway) -> Result<(), &'static str> {
         Ok(Ok(0)) => Ok(()),
         Ok(Ok(_)) => Err("migrations pending\n"),
         _ => Err("database unreachable\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_store::{AuditEntry, StoreError, StoreResult};
+    use std::sync::atomic::AtomicBool;
+
+    /// Settings that answer, or fail as an unreachable database does, as the test says.
+    #[derive(Default)]
+    struct Settings {
+        failing: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl SettingStore for Settings {
+        async fn setting_or_insert(&self, _: &str, value: &str, _: i64) -> StoreResult<String> {
+            Ok(value.to_string())
+        }
+        async fn set_setting(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+            _: Option<&AuditEntry>,
+        ) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn setting(&self, _: &str) -> StoreResult<Option<String>> {
+            if self.failing.load(Ordering::Relaxed) {
+                Err(StoreError::Unavailable("connection refused".into()))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn one_failed_ask_is_not_an_outage_two_in_a_row_are() {
+        let (health, settings) = (DatabaseHealth::default(), Settings::default());
+        settings.failing.store(true, Ordering::Relaxed);
+        assert!(health.check(&settings).await, "one failed ask");
+        assert!(!health.check(&settings).await, "two in a row");
+        assert!(!health.is_up());
+        assert!(!health.check(&settings).await, "still down");
+        settings.failing.store(false, Ordering::Relaxed);
+        assert!(health.check(&settings).await, "one answer ends it");
+        settings.failing.store(true, Ordering::Relaxed);
+        assert!(health.check(&settings).await, "the count began again");
+        settings.failing.store(false, Ordering::Relaxed);
+        assert!(health.check(&settings).await);
+        settings.failing.store(true, Ordering::Relaxed);
+        assert!(
+            health.check(&settings).await,
+            "failures apart are not in a row"
+        );
     }
 }

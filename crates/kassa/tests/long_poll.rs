@@ -51,14 +51,23 @@ async fn pix_order(base: &str, dir: &std::path::Path, number: usize) -> (String,
 }
 
 /// One page's long poll, as its script runs it: ask, and ask again on the same connection
-/// after each answer that the order is unchanged, until it is paid; when.
+/// after each answer that the order is unchanged, until it is paid; when. A 503 (the server
+/// busy) is asked again after its Retry-After, on a new connection, as the script backs off.
 async fn page(address: String, token: String) -> Instant {
     let mut stream = TcpStream::connect(&address).await.unwrap();
     let request =
         format!("GET /pay/{token}/status?wait=in_progress HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let mut refused = 0;
     loop {
         stream.write_all(request.as_bytes()).await.unwrap();
         let answer = read_answer(&mut stream).await;
+        if answer.starts_with("HTTP/1.1 503") && answer.contains("retry-after: 1") {
+            refused += 1;
+            assert!(refused <= 10, "refused ten times: {answer}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stream = TcpStream::connect(&address).await.unwrap();
+            continue;
+        }
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         if answer.contains(r#""state":"succeeded""#) {
             return Instant::now();
