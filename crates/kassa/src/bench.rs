@@ -784,11 +784,47 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
             report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
             report.fields["backlog"] = json!(args.backlog);
             drop(server);
+            let plain_per_s = plain_client_per_second(&receiver, args.backlog as usize).await;
+            let kassa_per_s = report.fields["requests_per_second"].as_f64().unwrap_or(0.0);
+            let round = |v: f64| (v * 1000.0).round() / 1000.0;
+            report.fields["plain_client_per_second"] = json!(round(plain_per_s));
+            report.fields["to_plain_client"] = json!(round(kassa_per_s / plain_per_s.max(1.0)));
             store.close().await;
             db.drop_schema().await;
             return Ok(report);
         }
     }
+}
+
+/// The callbacks scenario's reference: a plain HTTP client posting `count` callback bodies of
+/// the backlog's shape to the same receiver, as many at once as kassa sends to one endpoint, on
+/// the same machine. Posts per second.
+async fn plain_client_per_second(receiver: &str, count: usize) -> f64 {
+    let at_once = kassa_server::dispatcher::DispatcherConfig::default().max_per_endpoint;
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut posters = tokio::task::JoinSet::new();
+    for _ in 0..at_once.max(1) {
+        let (client, next, receiver) = (client.clone(), next.clone(), receiver.to_string());
+        posters.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let body = format!(r#"{{"orderNo":"8{i:015}","status":2}}"#);
+                let sent = client
+                    .post(&receiver)
+                    .header("content-type", "application/json");
+                if let Ok(answer) = sent.body(body).send().await {
+                    let _ = answer.bytes().await;
+                }
+            }
+        });
+    }
+    posters.join_all().await;
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 fn print_table(reports: &[Report]) {
@@ -868,7 +904,11 @@ fn print_table(reports: &[Report]) {
             );
         }
         if let Some(drain) = f.get("drain_s") {
-            println!("{:<17} drained {} callbacks in {drain} s", "", f["backlog"]);
+            println!(
+                "{:<17} drained {} callbacks in {drain} s; a plain client posting the same bodies \
+                 to the same receiver: {}/s, kassa {} × of it",
+                "", f["backlog"], f["plain_client_per_second"], f["to_plain_client"]
+            );
         }
         if let Some(transactions) = f.get("database_transactions_per_request") {
             println!(
