@@ -564,6 +564,22 @@ async fn signed_bodies(
     (Arc::new(creates), Arc::new(queries))
 }
 
+/// A fresh database with the bench's shop and at least [`QUERY_ORDERS`] orders of it (the
+/// ones queries ask for), `preload` when more.
+async fn preloaded_shop(
+    base_url: Option<&str>,
+    preload: i64,
+) -> Result<(BenchDatabase, SqlStore, Shop), Failure> {
+    let db = BenchDatabase::fresh(base_url).await?;
+    let store = SqlStore::connect(&db.url).await?;
+    store.migrate().await?;
+    let shop = set_up_shop(&store).await?;
+    store
+        .bench_preload_orders(shop.app_id, preload.max(QUERY_ORDERS), now_ms())
+        .await?;
+    Ok((db, store, shop))
+}
+
 /// One HTTP scenario (create, query, mixed) against a fresh server.
 async fn http_run(
     scenario: &str,
@@ -572,13 +588,7 @@ async fn http_run(
     args: &BenchArgs,
     base_url: Option<&str>,
 ) -> Result<Vec<Report>, Failure> {
-    let db = BenchDatabase::fresh(base_url).await?;
-    let store = SqlStore::connect(&db.url).await?;
-    store.migrate().await?;
-    let shop = set_up_shop(&store).await?;
-    store
-        .bench_preload_orders(shop.app_id, preload.max(QUERY_ORDERS), now_ms())
-        .await?;
+    let (db, store, shop) = preloaded_shop(base_url, preload).await?;
     let server = match &args.target {
         Some(_) => None,
         None => Some(Server::start(&db.url, true)?),
@@ -663,13 +673,7 @@ async fn metrics_cost_run(
         let why = "--scenario metrics-cost starts its own two servers; drop --target";
         return Err(Failure(why.into()));
     }
-    let db = BenchDatabase::fresh(base_url).await?;
-    let store = SqlStore::connect(&db.url).await?;
-    store.migrate().await?;
-    let shop = set_up_shop(&store).await?;
-    store
-        .bench_preload_orders(shop.app_id, QUERY_ORDERS, now_ms())
-        .await?;
+    let (db, store, shop) = preloaded_shop(base_url, QUERY_ORDERS).await?;
     let floor = crypto_floor_us(&shop.key, &shop.platform);
     // (phase, metrics on?) → reports of every round.
     let mut runs: Vec<((&str, bool), Vec<Report>)> = Vec::new();

@@ -74,13 +74,7 @@ pub(super) async fn run(args: &BenchArgs, base_url: Option<&str>) -> Result<Vec<
         let why = "--scenario limit starts its own servers; drop --target";
         return Err(Failure(why.into()));
     }
-    let db = BenchDatabase::fresh(base_url).await?;
-    let store = SqlStore::connect(&db.url).await?;
-    store.migrate().await?;
-    let shop = set_up_shop(&store).await?;
-    store
-        .bench_preload_orders(shop.app_id, QUERY_ORDERS, now_ms())
-        .await?;
+    let (db, store, shop) = super::preloaded_shop(base_url, QUERY_ORDERS).await?;
     let floor = crypto_floor_us(&shop.key, &shop.platform);
     let keys_dir = tempfile::tempdir()?;
     let mut runs: Vec<((&str, Side), Vec<Report>)> = Vec::new();
