@@ -26,8 +26,8 @@ pub use sql::{Backend, SqlStore, sqlite_path};
 /// The traits of the port, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::{
-        CallbackStore, ChannelStore, LedgerStore, MerchantStore, OrderStore, SettingStore, Store,
-        UpstreamStore, UserStore,
+        CallbackStore, ChannelStore, LedgerStore, MerchantStore, OrderStore, RetentionStore,
+        SettingStore, Store, UpstreamStore, UserStore,
     };
 }
 
@@ -182,6 +182,7 @@ pub trait Store:
     + UpstreamStore
     + LedgerStore
     + UserStore
+    + RetentionStore
 {
     /// Brings the schema up to date. Safe to run from several nodes at once.
     async fn migrate(&self) -> StoreResult<()>;
@@ -194,6 +195,21 @@ pub trait Store:
     async fn backlog(&self, now_ms: i64) -> StoreResult<Backlog>;
 
     fn pool_status(&self) -> PoolStatus;
+}
+
+/// Retention: what would grow without bound leaves the hot tables, one small batch at a time,
+/// each batch one short transaction that locks only the rows it moves.
+#[async_trait]
+pub trait RetentionStore: Send + Sync + 'static {
+    /// Moves at most `limit` orders to the archive: final, created before `before_ms`, and
+    /// without a callback still to deliver. Their status events, routing attempts, callbacks and
+    /// the callbacks' attempts are deleted with them; their journals and their account at an
+    /// upstream stay (the books and reconciliation read them). How many moved.
+    async fn archive_orders(&self, before_ms: i64, limit: i64) -> StoreResult<u64>;
+
+    /// Deletes at most `limit` callbacks delivered or given up before `before_ms`, with their
+    /// attempts. How many.
+    async fn delete_callbacks(&self, before_ms: i64, limit: i64) -> StoreResult<u64>;
 }
 
 /// Named settings every node shares (platform keys, the operator's time zone).

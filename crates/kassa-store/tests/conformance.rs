@@ -1968,6 +1968,235 @@ async fn changes_carry_their_audit_entry(db: TestDatabase) {
     );
 }
 
+/// `order` created at `created_at_ms`, stored and moved through `events` (each its callback,
+/// `msg_{merchant id}_{n}`, when `with_callbacks`).
+async fn stored_at(
+    store: &SqlStore,
+    mut order: Order,
+    created_at_ms: i64,
+    events: &[OrderEvent],
+    with_callbacks: bool,
+) -> Order {
+    order.created_at_ms = created_at_ms;
+    order.updated_at_ms = created_at_ms;
+    order.expires_at_ms = created_at_ms + 1_800_000;
+    store.insert_order(&order).await.unwrap();
+    for (n, event) in events.iter().enumerate() {
+        let at_ms = created_at_ms + 1_000 * (n as i64 + 1);
+        if with_callbacks {
+            let id = format!("msg_{}_{n}", order.merchant_order_id);
+            order = settle(store, &order, event.clone(), &id, at_ms).await;
+        } else {
+            let mut next = order.clone();
+            next.apply(event, at_ms).unwrap();
+            let changed = store.transition_order(&next, order.status, None, None, None);
+            assert!(changed.await.unwrap());
+            order = next;
+        }
+    }
+    order
+}
+
+/// Delivers every callback due at `now_ms`, as delivered at `now_ms`.
+async fn deliver_due(store: &SqlStore, now_ms: i64) {
+    for callback in store
+        .claim_due_callbacks(now_ms, 100, "node-r", now_ms + 60_000)
+        .await
+        .unwrap()
+    {
+        let delivered = AfterAttempt::Delivered { at_ms: now_ms };
+        let attempt = attempt("node-r", true);
+        let finished = store.finish_attempt(&callback.callback_id, "node-r", &attempt, delivered);
+        assert!(finished.await.unwrap());
+    }
+}
+
+/// Retention: final orders past the cut-off move to the archive, oldest first, in batches of
+/// the size asked; those still open, newer, or with a callback to deliver stay. Archived orders
+/// are still found by number and merchant id, counted by reports and the books; their id can be
+/// used again. Delivered and dead callbacks past the cut-off are deleted with their attempts.
+async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
+    use kassa_core::ledger::Journal;
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let paid_event = OrderEvent::Paid {
+        requested: AmountMinor(5_000),
+        received: AmountMinor(5_000),
+    };
+    let failed_event = OrderEvent::Failed { reason: "x".into() };
+    // July and November 2023: the archive needs partitions for five months.
+    let july = stored_at(
+        &store,
+        order(app, "R-july", 1),
+        1_690_000_000_000,
+        &[failed_event.clone()],
+        false,
+    )
+    .await;
+    let created = stored_at(
+        &store,
+        order(app, "R-paid", 2),
+        1_700_000_000_000,
+        &[],
+        false,
+    )
+    .await;
+    let mut paid = created.clone();
+    paid.apply(&paid_event, 1_700_000_060_000).unwrap();
+    paid.fee_minor = AmountMinor(105);
+    let journal = Journal::of_success(&paid, 1_700_000_060_000, 1_700_100_000_000).unwrap();
+    let posted = store.transition_order(&paid, OrderStatus::Created, None, Some(&journal), None);
+    assert!(posted.await.unwrap());
+    let waiting = stored_at(
+        &store,
+        order(app, "R-wait", 3),
+        1_700_000_100_000,
+        &[failed_event.clone()],
+        true,
+    )
+    .await;
+    let open = stored_at(
+        &store,
+        order(app, "R-open", 4),
+        1_700_000_200_000,
+        &[],
+        false,
+    )
+    .await;
+    let recent = stored_at(
+        &store,
+        order(app, "R-new", 5),
+        1_800_000_000_000,
+        &[failed_event.clone()],
+        false,
+    )
+    .await;
+    let cutoff_ms = 1_750_000_000_000;
+
+    // Oldest first, at most the batch asked for; then what is left of the final ones.
+    assert_eq!(store.archive_orders(cutoff_ms, 1).await.unwrap(), 1);
+    let live = store.orders_of_app(app, None, 100).await.unwrap();
+    assert!(live.iter().all(|o| o.order_no != july.order_no));
+    assert_eq!(store.archive_orders(cutoff_ms, 100).await.unwrap(), 1);
+    assert_eq!(store.archive_orders(cutoff_ms, 100).await.unwrap(), 0);
+    let live: Vec<String> = store
+        .orders_of_app(app, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.merchant_order_id)
+        .collect();
+    assert_eq!(live.len(), 3, "{live:?}");
+    for stays in [&waiting, &open, &recent] {
+        assert!(live.contains(&stays.merchant_order_id), "{live:?}");
+    }
+
+    // Found as the merchant knew it, by number and by id; not by its page token.
+    let archived = store.order_by_no(&paid.order_no).await.unwrap().unwrap();
+    assert_eq!(archived, paid);
+    let by_id = store
+        .order_by_merchant_order_id(app, "R-paid")
+        .await
+        .unwrap();
+    assert_eq!(by_id.unwrap().order_no, paid.order_no);
+    assert!(
+        store
+            .order_by_cashier_token(&paid.cashier_token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Reports and the books count it.
+    let day = (1_699_990_000_000, 1_700_010_000_000);
+    let reported = store.orders_paid_between(app, day, None, 10).await.unwrap();
+    assert_eq!(reported, [paid.clone()]);
+    let totals = store.paid_totals_between(app, day).await.unwrap();
+    assert_eq!(
+        (totals[0].orders, totals[0].gross_minor, totals[0].fee_minor),
+        (1, 5_000, 105)
+    );
+    let check = store.ledger_check().await.unwrap();
+    assert!(check.holds(), "{check:?}");
+    assert_eq!(check.apps[0].succeeded_orders, 1);
+
+    // The order whose callback waited goes once the callback is delivered, callback and all.
+    deliver_due(&store, 1_700_000_300_000).await;
+    assert_eq!(store.archive_orders(cutoff_ms, 100).await.unwrap(), 1);
+    assert!(
+        store
+            .callbacks_of_order(&waiting.order_no)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .order_by_no(&waiting.order_no)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Failed
+    );
+
+    // An archived order's id can be used again; the live order is the one found.
+    let again = order(app, "R-paid", 6);
+    assert_eq!(
+        store.insert_order(&again).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    let found = store
+        .order_by_merchant_order_id(app, "R-paid")
+        .await
+        .unwrap();
+    assert_eq!(found.unwrap().order_no, again.order_no);
+
+    // Callbacks: delivered before the cut-off go with their attempts; pending ones stay.
+    let late = stored_at(
+        &store,
+        order(app, "R-cb", 7),
+        1_700_000_400_000,
+        &[failed_event.clone()],
+        true,
+    )
+    .await;
+    let pending = stored_at(
+        &store,
+        order(app, "R-cb2", 8),
+        1_800_000_000_000,
+        &[failed_event],
+        true,
+    )
+    .await;
+    deliver_due(&store, 1_700_000_500_000).await;
+    assert_eq!(
+        store
+            .callbacks_of_order(&late.order_no)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.delete_callbacks(cutoff_ms, 100).await.unwrap(), 1);
+    assert!(
+        store
+            .callbacks_of_order(&late.order_no)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .callbacks_of_order(&pending.order_no)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.delete_callbacks(cutoff_ms, 100).await.unwrap(), 0);
+    assert!(store.ledger_check().await.unwrap().holds());
+}
+
 kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
@@ -1999,4 +2228,5 @@ kassa_store::on_both_databases!(
     sessions_end_when_they_should,
     the_back_office_finds_orders,
     changes_carry_their_audit_entry,
+    retention_archives_orders_and_deletes_callbacks,
 );

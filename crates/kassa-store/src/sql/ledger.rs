@@ -68,12 +68,18 @@ pub(super) async fn post(
 
 // What each app's merchant is owed by its succeeded orders: the gross less the fees (a fee
 // never above the gross), per currency.
+// Archived orders count as much as live ones.
 statement!(
     SELECT_EXPECTED,
-    "SELECT app_id, currency, CAST(SUM(actual_amount_minor - \
-     CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END) \
-     AS BIGINT) AS owed_minor, COUNT(*) AS orders FROM orders \
-     WHERE status = 'succeeded' AND actual_amount_minor > 0 GROUP BY app_id, currency"
+    "SELECT app_id, currency, CAST(SUM(owed_minor) AS BIGINT) AS owed_minor, \
+     CAST(SUM(orders) AS BIGINT) AS orders FROM ({}) AS halves GROUP BY app_id, currency",
+    super::orders::live_and_archived(
+        "SELECT app_id, currency, SUM(actual_amount_minor - \
+         CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END) \
+         AS owed_minor, COUNT(*) AS orders FROM {orders} \
+         WHERE status = 'succeeded' AND actual_amount_minor > 0 GROUP BY app_id, currency",
+        ""
+    )
 );
 
 // Success journals due and not settled: what each left owed on its app's pending account.
@@ -191,8 +197,11 @@ impl LedgerStore for SqlStore {
             check.journals_unbalanced.push(row.try_get("journal_id")?);
         }
         let strays = sqlx::query(
-            "SELECT j.journal_id FROM ledger_journals j LEFT JOIN orders o ON o.order_no = j.order_no \
-             WHERE j.kind = 'success' AND (o.order_no IS NULL OR o.status <> 'succeeded') \
+            "SELECT j.journal_id FROM ledger_journals j WHERE j.kind = 'success' \
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_no = j.order_no \
+             AND o.status = 'succeeded') \
+             AND NOT EXISTS (SELECT 1 FROM orders_archive a WHERE a.order_no = j.order_no \
+             AND a.status = 'succeeded') \
              ORDER BY j.journal_id LIMIT 100",
         )
         .fetch_all(&self.pool)

@@ -11,6 +11,7 @@ mod channels;
 mod ledger;
 mod merchants;
 mod orders;
+mod retention;
 mod schema;
 mod settings;
 mod upstreams;

@@ -29,6 +29,24 @@ const DRAWN_ID_RULES: &[&str] = &[
     "orders.cashier_token",
 ];
 
+/// `select`, written over `{orders}`, read from the live orders and from the archive
+/// (sql/retention.rs), each half by its own index. With `order_and_limit` each half is ordered
+/// and limited before the halves are merged and limited again, so that a page of a report reads
+/// a page from each table instead of sorting the rest of a day.
+pub(super) fn live_and_archived(select: &str, order_and_limit: &str) -> String {
+    let half = |table: &str| {
+        format!(
+            "SELECT * FROM ({} {order_and_limit}) AS {table}_half",
+            select.replace("{orders}", table)
+        )
+    };
+    format!(
+        "{} UNION ALL {} {order_and_limit}",
+        half("orders"),
+        half("orders_archive")
+    )
+}
+
 statement!(
     INSERT_ORDER,
     "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) ON CONFLICT (app_id, merchant_order_id) DO NOTHING",
@@ -46,6 +64,17 @@ statement!(
     SELECT_ORDER_BY_NO,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = $1"
 );
+// An order moved to the archive is still found by its number and by the merchant's id (the
+// newest of that id: once archived, an id may be used again).
+statement!(
+    SELECT_ARCHIVED_BY_MERCHANT_ID,
+    "SELECT {ORDER_COLUMNS} FROM orders_archive WHERE app_id = $1 AND merchant_order_id = $2 \
+     ORDER BY created_at_ms DESC LIMIT 1"
+);
+statement!(
+    SELECT_ARCHIVED_BY_NO,
+    "SELECT {ORDER_COLUMNS} FROM orders_archive WHERE order_no = $1 LIMIT 1"
+);
 statement!(
     SELECT_ORDERS_OF_APP,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND order_no > $2 \
@@ -54,19 +83,30 @@ statement!(
 // A day's succeeded orders of an app, page by page in order-number order (settlement reports).
 statement!(
     SELECT_PAID_BETWEEN,
-    "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND status = 'succeeded' \
-     AND paid_at_ms >= $2 AND paid_at_ms < $3 AND (paid_at_ms > $4 OR (paid_at_ms = $4 AND order_no > $5)) \
-     ORDER BY paid_at_ms, order_no LIMIT $6"
+    "{}",
+    live_and_archived(
+        &format!(
+            "SELECT {ORDER_COLUMNS} FROM {{orders}} WHERE app_id = $1 AND status = 'succeeded' \
+             AND paid_at_ms >= $2 AND paid_at_ms < $3 \
+             AND (paid_at_ms > $4 OR (paid_at_ms = $4 AND order_no > $5))"
+        ),
+        "ORDER BY paid_at_ms, order_no LIMIT $6"
+    )
 );
 // The fee as the books take it: never above what was paid (Order::booked_fee_minor).
 statement!(
     SELECT_PAID_TOTALS,
-    "SELECT COALESCE(chosen_method, method) AS paid_method, COUNT(*) AS orders, \
-     CAST(SUM(actual_amount_minor) AS BIGINT) AS gross_minor, \
-     CAST(SUM(CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END) \
-     AS BIGINT) AS fee_minor FROM orders WHERE app_id = $1 AND status = 'succeeded' \
-     AND paid_at_ms >= $2 AND paid_at_ms < $3 GROUP BY COALESCE(chosen_method, method) \
-     ORDER BY paid_method"
+    "SELECT paid_method, CAST(SUM(orders) AS BIGINT) AS orders, \
+     CAST(SUM(gross_minor) AS BIGINT) AS gross_minor, CAST(SUM(fee_minor) AS BIGINT) AS fee_minor \
+     FROM ({}) AS halves GROUP BY paid_method ORDER BY paid_method",
+    live_and_archived(
+        "SELECT COALESCE(chosen_method, method) AS paid_method, COUNT(*) AS orders, \
+         SUM(actual_amount_minor) AS gross_minor, \
+         SUM(CASE WHEN fee_minor < actual_amount_minor THEN fee_minor ELSE actual_amount_minor END) \
+         AS fee_minor FROM {orders} WHERE app_id = $1 AND status = 'succeeded' \
+         AND paid_at_ms >= $2 AND paid_at_ms < $3 GROUP BY COALESCE(chosen_method, method)",
+        ""
+    )
 );
 statement!(
     SELECT_ORDER_BY_TOKEN,
@@ -240,6 +280,7 @@ async fn insert_event(
 }
 
 /// A value bound to a statement built at run time.
+#[derive(Clone)]
 pub(super) enum Bound {
     Int(i64),
     Text(String),
@@ -344,13 +385,23 @@ pub(super) fn bind_all<'q>(
 }
 
 impl SqlStore {
-    async fn one_order(&self, sql: &'static str, args: &[&str]) -> StoreResult<Option<Order>> {
-        let mut query = sqlx::query(sql);
-        for arg in args {
-            query = query.bind(*arg);
-        }
-        let row = query.fetch_optional(&self.pool).await?;
+    async fn one_order(&self, sql: &'static str, args: &[Bound]) -> StoreResult<Option<Order>> {
+        let row = bind_all(sqlx::query(sql), args.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// The order `live` finds, else the one `archived` finds with the same arguments.
+    async fn live_or_archived(
+        &self,
+        (live, archived): (&'static str, &'static str),
+        args: &[Bound],
+    ) -> StoreResult<Option<Order>> {
+        match self.one_order(live, args).await? {
+            Some(order) => Ok(Some(order)),
+            None => self.one_order(archived, args).await,
+        }
     }
 }
 
@@ -380,20 +431,21 @@ impl OrderStore for SqlStore {
         merchant_order_id: &str,
     ) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_merchant_order_id", async move {
-            let row = sqlx::query(SELECT_ORDER_BY_MERCHANT_ID.as_str())
-                .bind(app_id.0)
-                .bind(merchant_order_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(order_from_row).transpose()
+            let statements = (
+                SELECT_ORDER_BY_MERCHANT_ID.as_str(),
+                SELECT_ARCHIVED_BY_MERCHANT_ID.as_str(),
+            );
+            let args = [Bound::Int(app_id.0), Bound::Text(merchant_order_id.into())];
+            self.live_or_archived(statements, &args).await
         })
         .await
     }
 
     async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_no", async move {
-            self.one_order(SELECT_ORDER_BY_NO.as_str(), &[order_no.as_str()])
-                .await
+            let statements = (SELECT_ORDER_BY_NO.as_str(), SELECT_ARCHIVED_BY_NO.as_str());
+            let args = [Bound::Text(order_no.as_str().into())];
+            self.live_or_archived(statements, &args).await
         })
         .await
     }
@@ -435,8 +487,8 @@ impl OrderStore for SqlStore {
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_cashier_token", async move {
-            self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &[token])
-                .await
+            let args = [Bound::Text(token.into())];
+            self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &args).await
         })
         .await
     }

@@ -561,6 +561,28 @@ CREATE TRIGGER audit_log_unchangeable BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION kassa_audit_unchangeable();
 "#,
     ),
+    (
+        21,
+        r#"
+-- Retention (sql/retention.rs): final orders past the operator's retention move here, out of
+-- the hot table, in small batches; merchants' queries, reports and the books read both. Its
+-- columns are the orders' own, in their order: a migration that adds a column to orders adds
+-- it here too.
+CREATE TABLE orders_archive AS SELECT * FROM orders WHERE 0;
+CREATE INDEX orders_archive_by_no ON orders_archive (order_no);
+CREATE INDEX orders_archive_by_merchant_order_id ON orders_archive (app_id, merchant_order_id, created_at_ms);
+CREATE INDEX orders_archive_paid_by_app ON orders_archive (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
+"#,
+        r#"
+-- See the SQLite text. Here the archive is partitioned by month of creation (UTC): the
+-- retention creates each month's partition before it moves the month's first orders, and an
+-- archived month leaves the database as one DROP TABLE of its partition, without a vacuum.
+CREATE TABLE orders_archive (LIKE orders INCLUDING DEFAULTS) PARTITION BY RANGE (created_at_ms);
+CREATE INDEX orders_archive_by_no ON orders_archive (order_no);
+CREATE INDEX orders_archive_by_merchant_order_id ON orders_archive (app_id, merchant_order_id, created_at_ms);
+CREATE INDEX orders_archive_paid_by_app ON orders_archive (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
+"#,
+    ),
 ];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {

@@ -56,17 +56,25 @@ statement!(
 );
 
 // Orders opened at a channel on a day, and those opened the day before that were paid on it.
+// Orders past the retention are read from the archive: an old day still reconciles.
 statement!(
     SELECT_CHANNEL_DAY,
-    "SELECT {} FROM upstream_orders u JOIN orders o ON o.order_no = u.order_no \
-     WHERE u.channel_id = $1 AND u.created_at_ms >= $2 - 86400000 AND u.created_at_ms < $3 \
-     AND (u.created_at_ms >= $2 OR (o.status = 'succeeded' AND o.paid_at_ms >= $2 AND o.paid_at_ms < $3)) \
-     AND o.order_no > $4 ORDER BY o.order_no LIMIT $5",
-    super::orders::ORDER_COLUMNS
-        .split(", ")
-        .map(|c| format!("o.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    "{}",
+    super::orders::live_and_archived(
+        &format!(
+            "SELECT {} FROM upstream_orders u JOIN {{orders}} o ON o.order_no = u.order_no \
+             WHERE u.channel_id = $1 AND u.created_at_ms >= $2 - 86400000 AND u.created_at_ms < $3 \
+             AND (u.created_at_ms >= $2 OR (o.status = 'succeeded' AND o.paid_at_ms >= $2 \
+             AND o.paid_at_ms < $3)) AND o.order_no > $4",
+            super::orders::ORDER_COLUMNS
+                .split(", ")
+                .map(|c| format!("o.{0} AS {0}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        // By the name the select gives it: u.order_no is in scope too.
+        "ORDER BY order_no LIMIT $5"
+    )
 );
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
