@@ -34,6 +34,7 @@ pub mod rails;
 pub mod ratelimit;
 pub mod report;
 pub mod request_id;
+pub mod retention;
 pub mod sealing;
 pub mod settlement;
 pub mod shed;

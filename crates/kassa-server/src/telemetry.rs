@@ -45,6 +45,7 @@ pub const RAIL_RECONCILIATIONS: &str = "kassa_rail_reconciliations_total";
 pub const RAIL_CIRCUIT_OPEN: &str = "kassa_rail_circuit_open";
 pub const RECONCILIATION_DIFFERENCES: &str = "kassa_reconciliation_differences";
 pub const LEDGER_BREAKS: &str = "kassa_ledger_breaks";
+pub const RETENTION_REMOVED: &str = "kassa_retention_removed_total";
 pub const POOL_CONNECTIONS: &str = "kassa_store_pool_connections";
 pub const POOL_MAX: &str = "kassa_store_pool_max_connections";
 pub const SIGNATURES: &str = "kassa_signatures_total";
@@ -120,7 +121,11 @@ fn build_info() {
 }
 
 /// Counters with their help text.
-const COUNTERS: [(&str, &str); 15] = [
+const COUNTERS: [(&str, &str); 16] = [
+    (
+        RETENTION_REMOVED,
+        "Rows retention took out of the hot tables, by kind (orders_archived, callbacks_deleted).",
+    ),
     (
         HTTP_REQUESTS,
         "HTTP requests answered, by dialect, route, method and status class.",
@@ -481,6 +486,16 @@ pub fn reconciliation_differences(counts: &[(String, String, i64)]) {
         let labels = [("channel", channel.clone()), ("kind", kind.clone())];
         gauge!(RECONCILIATION_DIFFERENCES, &labels).set(*count as f64);
         seen.insert((channel.clone(), kind.clone()));
+    }
+}
+
+/// What a retention batch archived and deleted.
+pub fn pruned(orders_archived: u64, callbacks_deleted: u64) {
+    if orders_archived > 0 {
+        counter!(RETENTION_REMOVED, "kind" => "orders_archived").increment(orders_archived);
+    }
+    if callbacks_deleted > 0 {
+        counter!(RETENTION_REMOVED, "kind" => "callbacks_deleted").increment(callbacks_deleted);
     }
 }
 

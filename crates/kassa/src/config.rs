@@ -114,6 +114,15 @@ pub struct ServeOptions {
     /// 15m; 0s turns the check off. It reads the whole ledger: keep it minutes apart.
     #[arg(long, env = "KASSA_LEDGER_CHECK_INTERVAL", default_value = "15m")]
     pub ledger_check_interval: Span,
+    /// Move final orders older than this to the archive (out of the hot table; merchants still
+    /// query them, reports and the books still count them), e.g. 400d; at least 30d.
+    /// [default: keep every order in the hot table]
+    #[arg(long, env = "KASSA_ORDER_RETENTION")]
+    pub order_retention: Option<Span>,
+    /// Delete callbacks delivered or given up longer ago than this, with their attempts, e.g.
+    /// 90d; at least 1d. [default: keep them]
+    #[arg(long, env = "KASSA_CALLBACK_RETENTION")]
+    pub callback_retention: Option<Span>,
     /// How often orders past their expiry are failed, e.g. 5s.
     #[arg(long, env = "KASSA_EXPIRY_SWEEP_INTERVAL", default_value = "5s")]
     pub expiry_sweep_interval: Span,
@@ -173,6 +182,13 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
+    pub fn retention(&self) -> kassa_server::retention::RetentionPolicy {
+        kassa_server::retention::RetentionPolicy {
+            order_retention_ms: self.order_retention.map(|span| span.ms),
+            callback_retention_ms: self.callback_retention.map(|span| span.ms),
+        }
+    }
+
     /// The TOML keys: the options' names.
     fn keys() -> Vec<String> {
         ServeOptions::augment_args(clap::Command::new("serve"))
@@ -224,6 +240,7 @@ impl ServeOptions {
         if let Some((flag, _)) = spans.iter().find(|(_, span)| span.ms == 0) {
             return Err(format!("--{flag} must be above zero"));
         }
+        self.retention().check()?;
         if self.circuit_failures == 0 {
             return Err("--circuit-failures must be above zero".into());
         }

@@ -157,6 +157,10 @@ enum Command {
     /// Inspect orders and settle exceptions.
     #[command(subcommand)]
     Order(operator::OrderCommand),
+    /// Take what is past its retention out of the hot tables now, until nothing is left: final
+    /// orders to the archive, old delivered or given-up callbacks deleted (`kassa serve` with
+    /// --order-retention or --callback-retention does this by itself, paced).
+    Prune(operator::PruneArgs),
     /// The back office's users: add (the first operator too), list, disable, reset a password.
     #[command(subcommand)]
     User(users::UserCommand),
@@ -352,6 +356,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
         Command::Sandbox(command) => operator::sandbox(command, &database_url).await,
         Command::Trigger(args) => operator::sandbox(args.into(), &database_url).await,
         Command::Order(command) => operator::order(command, &database_url).await,
+        Command::Prune(args) => operator::prune(args, &database_url).await,
         Command::Channel {
             command,
             show_secrets,

@@ -1018,3 +1018,35 @@ mod tests {
         );
     }
 }
+
+/// `kassa prune`: what is past its retention, taken out of the hot tables now.
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// Move final orders older than this to the archive, e.g. 400d (at least 30d).
+    #[arg(long)]
+    order_retention: Option<crate::config::Span>,
+    /// Delete callbacks delivered or given up longer ago than this, e.g. 90d (at least 1d).
+    #[arg(long)]
+    callback_retention: Option<crate::config::Span>,
+}
+
+/// Prunes batch after batch until nothing the retention names is left; prints the totals.
+pub async fn prune(args: PruneArgs, database_url: &str) -> Outcome {
+    let policy = kassa_server::retention::RetentionPolicy {
+        order_retention_ms: args.order_retention.map(|span| span.ms),
+        callback_retention_ms: args.callback_retention.map(|span| span.ms),
+    };
+    if policy.is_off() {
+        return Err(Failure(
+            "say what to prune: --order-retention, --callback-retention or both".into(),
+        ));
+    }
+    policy.check().map_err(Failure)?;
+    let store = open_store(database_url).await?;
+    let pruned = kassa_server::retention::prune_all(&store, policy).await?;
+    print_json(&json!({
+        "ordersArchived": pruned.orders_archived,
+        "callbacksDeleted": pruned.callbacks_deleted,
+    }));
+    Ok(())
+}

@@ -494,6 +494,16 @@ impl Background {
             tokio::spawn(refresher),
             tokio::spawn(reconciler),
         ];
+        let retention = options.retention();
+        if !retention.is_off() {
+            let prune = kassa_server::retention::run(
+                gateway.store.clone(),
+                retention,
+                options.expiry_sweep_interval.ms,
+                stop.subscribe(),
+            );
+            tasks.push(tokio::spawn(prune));
+        }
         if options.ledger_check_interval.ms > 0 {
             let watch = kassa_server::settlement::watch_books(
                 gateway.store.clone(),
