@@ -7,6 +7,11 @@ use crate::sql::{Backend, SqlStore};
 use kassa_core::AppId;
 
 impl SqlStore {
+    /// One count the bench reads between its runs.
+    pub async fn bench_count(&self, sql: &'static str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(sql).fetch_one(self.pool()).await?)
+    }
+
     /// Inserts `count` created EUR orders for `app_id`, numbered `9…` and far from expiry.
     pub async fn bench_preload_orders(
         &self,

@@ -2023,13 +2023,13 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
         requested: AmountMinor(5_000),
         received: AmountMinor(5_000),
     };
-    let failed_event = OrderEvent::Failed { reason: "x".into() };
+    let failed = [OrderEvent::Failed { reason: "x".into() }];
     // July and November 2023: the archive needs partitions for five months.
     let july = stored_at(
         &store,
         order(app, "R-july", 1),
         1_690_000_000_000,
-        &[failed_event.clone()],
+        &failed,
         false,
     )
     .await;
@@ -2051,7 +2051,7 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
         &store,
         order(app, "R-wait", 3),
         1_700_000_100_000,
-        &[failed_event.clone()],
+        &failed,
         true,
     )
     .await;
@@ -2067,7 +2067,7 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
         &store,
         order(app, "R-new", 5),
         1_800_000_000_000,
-        &[failed_event.clone()],
+        &failed,
         false,
     )
     .await;
@@ -2156,7 +2156,7 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
         &store,
         order(app, "R-cb", 7),
         1_700_000_400_000,
-        &[failed_event.clone()],
+        &failed,
         true,
     )
     .await;
@@ -2164,7 +2164,7 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
         &store,
         order(app, "R-cb2", 8),
         1_800_000_000_000,
-        &[failed_event],
+        &failed,
         true,
     )
     .await;

@@ -9,6 +9,7 @@ mod backoffice;
 mod books;
 mod limit;
 pub mod null_gateway;
+mod prune;
 mod upstream;
 mod writes;
 
@@ -55,6 +56,10 @@ pub enum Scenario {
     /// HTTP stack doing only the request's verify and, for a create, the reply's sign), in
     /// `--rounds` alternating rounds; medians, min and max, and kassa's ratios to it.
     Limit,
+    /// Retention under load: `--preload` orders from months ago, create and query against a
+    /// server archiving them (--order-retention 30d) and one that is not, alternated over
+    /// `--rounds` rounds; medians, ratios, orders archived per second.
+    Prune,
     /// Every scenario above, one after another.
     All,
 }
@@ -746,6 +751,56 @@ fn metrics_cost_medians(runs: Vec<((&str, bool), Vec<Report>)>) -> Vec<Report> {
     out
 }
 
+/// The sorted values of a field over the rounds.
+fn values(reports: &[Report], field: &str) -> Vec<f64> {
+    let mut values: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| r.fields[field].as_f64())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+/// For runs measured in alternating rounds, each (phase, side)'s median run with min and max;
+/// on the lines of `measured` (the first of `sides`), its ratios to the `sides.1` medians of the
+/// same phase, named by `ratio_names` (throughput, CPU per request).
+fn alternated_medians<S: Copy + PartialEq>(
+    runs: &[((&str, S), Vec<Report>)],
+    (measured, baseline): (S, S),
+    (rps_ratio, cpu_ratio): (&str, &str),
+) -> Vec<Report> {
+    let median = |v: &[f64]| v.get(v.len() / 2).copied();
+    let ratio =
+        |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 1000.0).round() / 1000.0);
+    let mut out = Vec::new();
+    for ((phase, side), reports) in runs {
+        let rps = values(reports, "requests_per_second");
+        let cpu = values(reports, "server_cpu_us_per_request");
+        let Some(median_rps) = median(&rps) else {
+            continue;
+        };
+        let index = reports
+            .iter()
+            .position(|r| r.fields["requests_per_second"].as_f64() == Some(median_rps))
+            .unwrap_or(0);
+        let mut line = reports[index].clone();
+        line.fields["server_cpu_us_per_request"] = json!(median(&cpu));
+        line.fields["requests_per_second_min_max"] = json!([rps.first(), rps.last()]);
+        line.fields["server_cpu_us_min_max"] = json!([cpu.first(), cpu.last()]);
+        line.fields["rounds"] = json!(reports.len());
+        if *side == measured
+            && let Some((_, base)) = runs.iter().find(|(key, _)| *key == (*phase, baseline))
+        {
+            let base_rps = median(&values(base, "requests_per_second"));
+            let base_cpu = median(&values(base, "server_cpu_us_per_request"));
+            line.fields[rps_ratio] = json!(ratio(Some(median_rps), base_rps));
+            line.fields[cpu_ratio] = json!(ratio(median(&cpu), base_cpu));
+        }
+        out.push(line);
+    }
+    out
+}
+
 /// The callbacks scenario: a backlog of due callbacks, drained by a fresh server.
 async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Report, Failure> {
     let db = BenchDatabase::fresh(base_url).await?;
@@ -969,6 +1024,7 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
             Scenario::Report => books::settlement_report(&args, database_url).await?,
             Scenario::Backoffice => backoffice::orders_list(&args, database_url).await?,
             Scenario::Limit => limit::run(&args, database_url).await?,
+            Scenario::Prune => prune::run(&args, database_url).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         for report in produced {

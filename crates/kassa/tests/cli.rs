@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{create_shop, json, kassa, run_ok, run_with_stdin, serve, serve_with};
+use common::{
+    assert_books_hold, create_shop, json, kassa, run_ok, run_with_stdin, serve, serve_with,
+};
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use std::process::Command;
@@ -721,13 +723,7 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
     assert_eq!(balance["balances"][0]["pending"], "39.00", "{balance}");
     assert_eq!(balance["balances"][0]["available"], "0.00", "{balance}");
     assert_eq!(balance["feesPaid"]["EUR"], "1.00", "{balance}");
-    let books = json(&run_ok(&mut kassa(&[
-        "ledger",
-        "check",
-        "--database-url",
-        url,
-    ])));
-    assert_eq!(books["holds"], true, "{books}");
+    assert_books_hold(url);
     // T+1 by default: nothing settles today. At T+0 a new success settles at once, once.
     let settle = || {
         json(&run_ok(&mut kassa(&[
@@ -779,13 +775,7 @@ async fn order_and_sandbox_commands(db: TestDatabase) {
     ])));
     assert_eq!(balance["balances"][0]["pending"], "39.00", "{balance}");
     assert_eq!(balance["balances"][0]["available"], "19.50", "{balance}");
-    let books = json(&run_ok(&mut kassa(&[
-        "ledger",
-        "check",
-        "--database-url",
-        url,
-    ])));
-    assert_eq!(books["holds"], true, "{books}");
+    assert_books_hold(url);
     // Today's settlement report: the three successes, as CSV and as JSON.
     let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
     let report = |format: &str, date: &str| {

@@ -734,7 +734,7 @@ async fn survives_sigkill_under_load(db: TestDatabase) {
     }
     assert!(resolved_exceptions > 0, "no exception was resolved");
     // The books agree with the orders after every kill.
-    crash::assert_books_hold(&db.url);
+    common::assert_books_hold(&db.url);
     println!("{resolved_exceptions} exceptions resolved by the operator, each called back twice");
 }
 

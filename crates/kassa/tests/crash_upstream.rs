@@ -420,7 +420,7 @@ async fn survives_gateway_sigkill_across_the_upstream_hop(db: TestDatabase) {
     let succeeded = counts.get(&OrderStatus::Succeeded).copied().unwrap_or(0);
     assert!(succeeded >= 5, "too few paid through the upstreams");
     // The books agree with the orders after every kill.
-    crash::assert_books_hold(&db.url);
+    common::assert_books_hold(&db.url);
 }
 
 kassa_store::on_both_databases!(kassa_store::testing::database; survives_gateway_sigkill_across_the_upstream_hop);

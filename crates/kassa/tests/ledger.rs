@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{create_shop, json, kassa, run_ok, serve};
+use common::{assert_books_hold, create_shop, json, kassa, run_ok, serve};
 use kassa_signature::sign_map;
 use kassa_store::testing::TestDatabase;
 use serde_json::json;
@@ -113,13 +113,7 @@ async fn two_nodes_pay_once_and_settle_once(db: TestDatabase) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let books = json(&run_ok(&mut kassa(&[
-        "ledger",
-        "check",
-        "--database-url",
-        url,
-    ])));
-    assert_eq!(books["holds"], true, "{books}");
+    assert_books_hold(url);
     let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
     let mut report = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
     let report = json(&run_ok(report.args([

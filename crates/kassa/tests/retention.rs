@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{callback_receiver, create_shop, json, kassa, query_eur_order, run_ok, serve};
+use common::{
+    assert_books_hold, callback_receiver, create_shop, json, kassa, query_eur_order, run_ok, serve,
+};
 use kassa_signature::sign_map;
 use kassa_store::testing::TestDatabase;
 use serde_json::json;
@@ -135,13 +137,7 @@ async fn retention_archives_what_is_old(db: TestDatabase) {
         assert_eq!(reply["data"]["amount"], "25.00", "{reply}");
     }
     // The books and the day's report count the archived orders.
-    let books = json(&run_ok(&mut kassa(&[
-        "ledger",
-        "check",
-        "--database-url",
-        url,
-    ])));
-    assert_eq!(books["holds"], true, "{books}");
+    assert_books_hold(url);
     let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
     let app = app_id.to_string();
     let mut report = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
@@ -173,13 +169,7 @@ async fn retention_archives_what_is_old(db: TestDatabase) {
     let pruned = json(&run_ok(prune.args(["--database-url", url])));
     assert_eq!(pruned, json!({"ordersArchived": 1, "callbacksDeleted": 0}));
     assert_eq!(count(url, "SELECT COUNT(*) FROM orders").await, 0);
-    let books = json(&run_ok(&mut kassa(&[
-        "ledger",
-        "check",
-        "--database-url",
-        url,
-    ])));
-    assert_eq!(books["holds"], true, "{books}");
+    assert_books_hold(url);
 }
 
 kassa_store::on_both_databases!(

@@ -107,47 +107,8 @@ pub(super) async fn run(args: &BenchArgs, base_url: Option<&str>) -> Result<Vec<
     Ok(medians(&runs))
 }
 
-/// The sorted values of a field over the rounds.
-fn values(reports: &[Report], field: &str) -> Vec<f64> {
-    let mut values: Vec<f64> = reports
-        .iter()
-        .filter_map(|r| r.fields[field].as_f64())
-        .collect();
-    values.sort_by(f64::total_cmp);
-    values
-}
-
-/// Each (phase, side)'s median run with min and max; on kassa's lines, its ratios to the null
-/// gateway's medians.
+/// Each (phase, side)'s median run with min and max, and kassa's ratios to the null gateway.
 fn medians(runs: &[((&str, Side), Vec<Report>)]) -> Vec<Report> {
-    let median = |v: &[f64]| v.get(v.len() / 2).copied();
-    let ratio =
-        |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 1000.0).round() / 1000.0);
-    let mut out = Vec::new();
-    for ((phase, side), reports) in runs {
-        let rps = values(reports, "requests_per_second");
-        let cpu = values(reports, "server_cpu_us_per_request");
-        let Some(median_rps) = median(&rps) else {
-            continue;
-        };
-        let index = reports
-            .iter()
-            .position(|r| r.fields["requests_per_second"].as_f64() == Some(median_rps))
-            .unwrap_or(0);
-        let mut line = reports[index].clone();
-        line.fields["server_cpu_us_per_request"] = json!(median(&cpu));
-        line.fields["requests_per_second_min_max"] = json!([rps.first(), rps.last()]);
-        line.fields["server_cpu_us_min_max"] = json!([cpu.first(), cpu.last()]);
-        line.fields["rounds"] = json!(reports.len());
-        if *side == Side::Kassa
-            && let Some((_, null)) = runs.iter().find(|(key, _)| *key == (*phase, Side::Null))
-        {
-            let null_rps = median(&values(null, "requests_per_second"));
-            let null_cpu = median(&values(null, "server_cpu_us_per_request"));
-            line.fields["rps_to_null"] = json!(ratio(Some(median_rps), null_rps));
-            line.fields["cpu_to_null"] = json!(ratio(median(&cpu), null_cpu));
-        }
-        out.push(line);
-    }
-    out
+    let ratios = ("rps_to_null", "cpu_to_null");
+    super::alternated_medians(runs, (Side::Kassa, Side::Null), ratios)
 }

@@ -1,7 +1,7 @@
 //! What the crash harnesses share: the replayable seed, a fixed listening address for servers
 //! that are killed and restarted, the kill loop, reading back every order, and the books check.
 
-use super::{Random, Served, kassa, serve};
+use super::{Random, Served, serve};
 use kassa_core::{AppId, Order};
 use kassa_store::SqlStore;
 use kassa_store::prelude::*;
@@ -59,17 +59,4 @@ pub async fn all_orders(store: &SqlStore, app_id: i64) -> Vec<Order> {
         }
         orders.extend(page);
     }
-}
-
-/// Fails unless `kassa ledger check` finds the books whole.
-pub fn assert_books_hold(database_url: &str) {
-    let books = kassa(&["ledger", "check", "--database-url", database_url])
-        .output()
-        .unwrap();
-    assert!(
-        books.status.success(),
-        "kassa ledger check: {}{}",
-        String::from_utf8_lossy(&books.stdout),
-        String::from_utf8_lossy(&books.stderr)
-    );
 }

@@ -59,6 +59,19 @@ pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// Fails unless `kassa ledger check` finds the books whole.
+pub fn assert_books_hold(database_url: &str) {
+    let books = kassa(&["ledger", "check", "--database-url", database_url])
+        .output()
+        .unwrap();
+    assert!(
+        books.status.success(),
+        "kassa ledger check: {}{}",
+        String::from_utf8_lossy(&books.stdout),
+        String::from_utf8_lossy(&books.stderr)
+    );
+}
+
 /// A running `kassa serve`, stopped when dropped.
 pub struct Served {
     pub child: Child,
