@@ -21,6 +21,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+/// How long a claimed callback whose endpoint or app is at its share waits in this node for a
+/// slot before it goes back to the database. A responsive endpoint frees a slot within
+/// milliseconds, so its backlog is sent from here without being claimed twice; a slow one's
+/// callbacks go back soon, so the claims reach other merchants' callbacks behind them.
+const HOLD_PATIENCE_MS: i64 = 100;
+
+/// A callback this node claimed and has not sent yet, with its app's webhook secrets.
+struct Held {
+    callback: Callback,
+    secrets: Vec<Secret>,
+    since_ms: i64,
+}
+
 /// Bytes of a response read to decide on acknowledgement; the rest is not read.
 const MAX_RESPONSE_READ: usize = 16 * 1024;
 /// Bytes of a response kept in the attempt log.
@@ -122,6 +135,7 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrency));
         let mut in_flight = JoinSet::new();
+        let mut held: Vec<Held> = Vec::new();
         let lease_ms = (self.config.request_timeout_ms + LEASE_MARGIN_MS) as i64;
         // Claims are writes: take callbacks in batches, not one per freed slot.
         let claim_at_least = (self.config.max_concurrency / 4).max(1);
@@ -129,18 +143,24 @@ impl Dispatcher {
         tracing::info!(node = %self.config.node_id, "callback dispatcher started");
         while !*shutdown.borrow() {
             while in_flight.try_join_next().is_some() {}
-            let free = permits.available_permits();
+            // What waits here was claimed already: it goes first.
+            let waiting = std::mem::take(&mut held);
+            self.dispatch(waiting, &mut held, &permits, &mut in_flight, &records)
+                .await;
+            // Slots that what waits here cannot fill (it waits for its endpoint's share).
+            let wanted = permits.available_permits().saturating_sub(held.len());
             let mut claimed_all = false;
-            if free >= claim_at_least || (free > 0 && in_flight.is_empty()) {
+            if wanted >= claim_at_least || (wanted > 0 && in_flight.is_empty()) {
                 let now = now_ms();
                 match self
                     .store
-                    .claim_due_callbacks(now, free as i64, &self.config.node_id, now + lease_ms)
+                    .claim_due_callbacks(now, wanted as i64, &self.config.node_id, now + lease_ms)
                     .await
                 {
                     Ok(batch) => {
-                        claimed_all = batch.len() == free;
-                        self.dispatch(batch, &permits, &mut in_flight, &records)
+                        claimed_all = batch.len() == wanted;
+                        let claimed = self.held(batch, now).await;
+                        self.dispatch(claimed, &mut held, &permits, &mut in_flight, &records)
                             .await;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot claim callbacks; retrying"),
@@ -149,44 +169,79 @@ impl Dispatcher {
             if claimed_all {
                 continue; // more may be due right away
             }
-            // Wait for a poke, a finished delivery, the poll interval, or shutdown.
+            // Wait for a poke, a finished delivery, the poll interval (sooner while callbacks
+            // wait here: they go back when their patience runs out), or shutdown.
+            let poll_ms = match held.is_empty() {
+                true => self.config.idle_poll_ms,
+                false => self.config.idle_poll_ms.min(HOLD_PATIENCE_MS as u64),
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(self.config.idle_poll_ms)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(poll_ms)) => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = shutdown.changed() => {}
             }
         }
         while in_flight.join_next().await.is_some() {}
+        let back: Vec<(String, i64)> = held
+            .into_iter()
+            .map(|h| (h.callback.callback_id, now_ms()))
+            .collect();
+        self.release(&back).await;
         drop(records);
         let _ = recorder.await;
         tracing::info!(node = %self.config.node_id, "callback dispatcher stopped");
     }
 
-    /// Sends what fairness lets go now, each in its own task; gives the rest back for later.
+    /// A claimed batch with its apps' webhook secrets, waiting since `now_ms`.
+    async fn held(&self, batch: Vec<Callback>, now_ms: i64) -> Vec<Held> {
+        let secrets = self.secrets_for(&batch).await;
+        batch
+            .into_iter()
+            .map(|callback| Held {
+                secrets: secrets.get(&callback.app_id).cloned().unwrap_or_default(),
+                callback,
+                since_ms: now_ms,
+            })
+            .collect()
+    }
+
+    /// Sends what fairness lets go now, each in its own task. What waits for its endpoint's or
+    /// app's share stays in `held` for [`HOLD_PATIENCE_MS`], then goes back to the database; what
+    /// waits for a suspended endpoint goes back at once.
     async fn dispatch(
         self: &Arc<Self>,
-        batch: Vec<Callback>,
+        batch: Vec<Held>,
+        held: &mut Vec<Held>,
         permits: &Arc<Semaphore>,
         in_flight: &mut JoinSet<()>,
         records: &mpsc::Sender<FinishedAttempt>,
     ) {
-        let secrets = self.secrets_for(&batch).await;
         let now = now_ms();
         let mut later = Vec::new();
-        for callback in batch {
-            let endpoint = fairness::endpoint_of(&callback.url);
-            let app_id = callback.app_id;
-            if let Admission::Later { at_ms } = self.fairness.admit(&endpoint, app_id, now) {
-                later.push((callback.callback_id, at_ms));
-                continue;
+        for waiting in batch {
+            let endpoint = fairness::endpoint_of(&waiting.callback.url);
+            let app_id = waiting.callback.app_id;
+            match self.fairness.admit(&endpoint, app_id, now) {
+                Admission::Go => {}
+                Admission::Busy if now - waiting.since_ms < HOLD_PATIENCE_MS => {
+                    held.push(waiting);
+                    continue;
+                }
+                Admission::Busy => {
+                    later.push((waiting.callback.callback_id, now + fairness::DEFER_MS));
+                    continue;
+                }
+                Admission::Later { at_ms } => {
+                    later.push((waiting.callback.callback_id, at_ms));
+                    continue;
+                }
             }
             let permit = permits.clone().acquire_owned().await.expect("never closed");
-            let secret = secrets.get(&app_id).cloned().unwrap_or_default();
             let (this, records) = (self.clone(), records.clone());
             in_flight.spawn(async move {
                 let level = telemetry::Level::callback_in_flight();
-                let finished = this.deliver(callback, secret).await;
+                let finished = this.deliver(waiting.callback, waiting.secrets).await;
                 drop(level);
                 let acknowledged = finished.attempt.acknowledged;
                 this.fairness
@@ -196,9 +251,14 @@ impl Dispatcher {
                 drop(permit);
             });
         }
+        self.release(&later).await;
+    }
+
+    /// Gives leases back without an attempt, each callback due again at its time.
+    async fn release(&self, later: &[(String, i64)]) {
         if let Err(e) = self
             .store
-            .release_callbacks(&self.config.node_id, &later)
+            .release_callbacks(&self.config.node_id, later)
             .await
         {
             // The leases expire by themselves; the callbacks come back then.

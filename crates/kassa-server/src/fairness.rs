@@ -2,8 +2,10 @@
 //! callbacks. Each endpoint (scheme, host and port of the URL) and each app get a bounded share
 //! of the delivery slots, and an endpoint whose attempts keep failing is suspended as a whole
 //! for a backoff that grows with its failures (capped at the retry interval), as Svix disables
-//! failing endpoints. Callbacks that may not go now are released back to the queue, to a later
-//! time, without an attempt. The counts live in this node's memory; every node keeps its own.
+//! failing endpoints. A callback whose endpoint or app is at its share waits a moment in the
+//! node that claimed it (the dispatcher's hold), then goes back to the queue; one whose endpoint
+//! is suspended goes back at once, to the end of the suspension; neither counts as an attempt.
+//! The counts live in this node's memory; every node keeps its own.
 
 use kassa_core::AppId;
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use std::sync::Mutex;
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
 /// The first suspension; each further failure doubles it, up to the retry interval.
 const FIRST_BACKOFF_MS: i64 = 1_000;
-/// How much later a callback is offered again when its endpoint or app is at its share.
+/// How much later a callback is offered again when its endpoint or app stayed at its share.
 pub const DEFER_MS: i64 = 500;
 /// Endpoints remembered at most; past it the table starts over (counts of deliveries in
 /// flight are kept).
@@ -22,9 +24,11 @@ const MAX_ENDPOINTS: usize = 10_000;
 /// What may happen to a claimed callback now.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission {
-    /// Deliver it; the returned guard gives the slot back.
+    /// Deliver it; its slot is taken until [`Fairness::finished`].
     Go,
-    /// Offer it again at this time, without an attempt.
+    /// Its endpoint or app is at its share: a slot may free up in a moment.
+    Busy,
+    /// Its endpoint is suspended: offer it again at this time, without an attempt.
     Later { at_ms: i64 },
 }
 
@@ -85,9 +89,7 @@ impl Fairness {
             };
         }
         if entry.in_flight >= self.max_per_endpoint || app_in_flight >= self.max_per_app {
-            return Admission::Later {
-                at_ms: now_ms + DEFER_MS,
-            };
+            return Admission::Busy;
         }
         entry.in_flight += 1;
         *counts.apps.entry(app).or_default() += 1;
@@ -132,13 +134,13 @@ mod tests {
         assert_eq!(fair.admit("https://slow:443", a, 0), Admission::Go);
         assert_eq!(
             fair.admit("https://slow:443", b, 0),
-            Admission::Later { at_ms: DEFER_MS },
+            Admission::Busy,
             "the endpoint's share is taken"
         );
         assert_eq!(fair.admit("https://other:443", a, 0), Admission::Go);
         assert_eq!(
             fair.admit("https://third:443", a, 0),
-            Admission::Later { at_ms: DEFER_MS },
+            Admission::Busy,
             "the app's share is taken"
         );
         assert_eq!(fair.admit("https://third:443", b, 0), Admission::Go);
