@@ -43,10 +43,6 @@ statement!(
     "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 \
      WHERE callback_id IN ({DUE_CALLBACKS} FOR UPDATE SKIP LOCKED) RETURNING {CALLBACK_COLUMNS}"
 );
-statement!(
-    INSERT_ATTEMPT,
-    "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-);
 
 /// Headers are stored one `name: value` per line (names and values never hold line breaks).
 fn encode_headers(headers: &[(String, String)]) -> String {
@@ -118,54 +114,121 @@ pub(super) async fn insert(
     Ok(())
 }
 
-/// Records one attempt inside a transaction (see [`CallbackStore::finish_attempts`]).
-async fn record_attempt(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    owner: &str,
+/// `(callback_id, state, next_attempt_at_ms, delivered_at_ms, dead_at_ms)` after an attempt.
+fn after_columns(
     finished: &FinishedAttempt,
-) -> StoreResult<bool> {
-    // Numbering through the row itself serialises concurrent finishers of one callback.
-    let attempt_no: i64 = sqlx::query(
-        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id = $1 RETURNING attempts",
-    )
-    .bind(&finished.callback_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("callback {}", finished.callback_id)))?
-    .try_get(0)?;
-    let attempt = &finished.attempt;
-    sqlx::query(INSERT_ATTEMPT.as_str())
-        .bind(&finished.callback_id)
-        .bind(attempt_no)
-        .bind(attempt.started_at_ms)
-        .bind(attempt.latency_ms)
-        .bind(attempt.http_status)
-        .bind(attempt.error.as_deref())
-        .bind(attempt.response_excerpt.as_deref())
-        .bind(i64::from(attempt.acknowledged))
-        .bind(&attempt.node)
-        .execute(&mut **tx)
-        .await?;
+) -> (&str, &'static str, i64, Option<i64>, Option<i64>) {
     let (state, next_at, delivered_at, dead_at) = match finished.after {
         AfterAttempt::Delivered { at_ms } => (CallbackState::Delivered, at_ms, Some(at_ms), None),
         AfterAttempt::RetryAt { at_ms } => (CallbackState::Pending, at_ms, None, None),
         AfterAttempt::Dead { at_ms } => (CallbackState::Dead, at_ms, None, Some(at_ms)),
     };
-    Ok(sqlx::query(
-        "UPDATE callbacks SET state = $1, next_attempt_at_ms = $2, delivered_at_ms = $3, \
-             dead_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL \
-             WHERE callback_id = $5 AND lease_owner = $6",
+    (
+        &finished.callback_id,
+        state.as_str(),
+        next_at,
+        delivered_at,
+        dead_at,
     )
-    .bind(state.as_str())
-    .bind(next_at)
-    .bind(delivered_at)
-    .bind(dead_at)
-    .bind(&finished.callback_id)
-    .bind(owner)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1)
+}
+
+/// `($first, …)` groups of `width` numbered placeholders, `rows` of them, joined by `joiner`.
+fn numbered_rows(first: usize, width: usize, rows: usize, joiner: &str) -> String {
+    (0..rows)
+        .map(|row| {
+            let start = first + row * width;
+            let marks: Vec<String> = (start..start + width).map(|i| format!("${i}")).collect();
+            marks.join(", ")
+        })
+        .collect::<Vec<_>>()
+        .join(joiner)
+}
+
+/// Records attempts of distinct callbacks inside a transaction, a few statements for the whole
+/// batch (see [`CallbackStore::finish_attempts`]): each callback's attempt number, the attempts,
+/// then each callback's state where `owner` still holds its lease. Whether each lease was held.
+async fn record_attempts(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    batch: &[&FinishedAttempt],
+) -> StoreResult<Vec<bool>> {
+    let ids = numbered_rows(1, 1, batch.len(), ", ");
+    // Numbering through the rows themselves serialises concurrent finishers of one callback.
+    let numbering = format!(
+        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id IN ({ids}) \
+         RETURNING callback_id, attempts"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(numbering));
+    for finished in batch {
+        query = query.bind(finished.callback_id.as_str());
+    }
+    let mut numbers: HashMap<String, i64> = HashMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        numbers.insert(row.try_get("callback_id")?, row.try_get("attempts")?);
+    }
+    let insert = format!(
+        "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) VALUES ({})",
+        numbered_rows(1, 9, batch.len(), "), (")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+    for finished in batch {
+        let attempt_no = numbers
+            .get(&finished.callback_id)
+            .copied()
+            .ok_or_else(|| StoreError::NotFound(format!("callback {}", finished.callback_id)))?;
+        let attempt = &finished.attempt;
+        query = query
+            .bind(finished.callback_id.as_str())
+            .bind(attempt_no)
+            .bind(attempt.started_at_ms)
+            .bind(attempt.latency_ms)
+            .bind(attempt.http_status)
+            .bind(attempt.error.as_deref())
+            .bind(attempt.response_excerpt.as_deref())
+            .bind(i64::from(attempt.acknowledged))
+            .bind(attempt.node.as_str());
+    }
+    query.execute(&mut **tx).await?;
+    // Each callback's new state from a table of the batch's values (UPDATE … FROM: one
+    // statement on both databases).
+    let values = (0..batch.len())
+        .map(|row| {
+            let i = 2 + row * 5;
+            format!(
+                "SELECT ${i} AS id, ${} AS state, ${} AS next_at, ${} AS delivered_at, ${} AS dead_at",
+                i + 1,
+                i + 2,
+                i + 3,
+                i + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let update = format!(
+        "UPDATE callbacks SET state = v.state, next_attempt_at_ms = v.next_at, \
+         delivered_at_ms = v.delivered_at, dead_at_ms = v.dead_at, lease_owner = NULL, \
+         lease_until_ms = NULL FROM ({values}) AS v \
+         WHERE callbacks.callback_id = v.id AND callbacks.lease_owner = $1 \
+         RETURNING callbacks.callback_id"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(update)).bind(owner);
+    for finished in batch {
+        let (id, state, next_at, delivered_at, dead_at) = after_columns(finished);
+        query = query
+            .bind(id)
+            .bind(state)
+            .bind(next_at)
+            .bind(delivered_at)
+            .bind(dead_at);
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        kept.push(row.try_get("callback_id")?);
+    }
+    Ok(batch
+        .iter()
+        .map(|finished| kept.contains(&finished.callback_id))
+        .collect())
 }
 
 /// The callbacks that need a look: given up, or still tried after a failure.
@@ -216,13 +279,39 @@ impl CallbackStore for SqlStore {
         finished: &[FinishedAttempt],
     ) -> StoreResult<Vec<bool>> {
         crate::telemetry::timed("finish_attempts", async move {
-            // One lock order for every node, so two batches never deadlock on PostgreSQL.
-            let mut order: Vec<usize> = (0..finished.len()).collect();
-            order.sort_by(|a, b| finished[*a].callback_id.cmp(&finished[*b].callback_id));
             let mut kept = vec![false; finished.len()];
+            if finished.is_empty() {
+                return Ok(kept);
+            }
             let mut tx = self.begin_write().await?;
-            for i in order {
-                kept[i] = record_attempt(&mut tx, owner, &finished[i]).await?;
+            // One lock order for every node, so two batches never deadlock on PostgreSQL: the
+            // rows are locked by id first (SQLite's one write lock is taken already).
+            if self.backend == Backend::Postgres {
+                let ids = numbered_rows(1, 1, finished.len(), ", ");
+                let lock = format!(
+                    "SELECT callback_id FROM callbacks WHERE callback_id IN ({ids}) \
+                     ORDER BY callback_id FOR UPDATE"
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(lock));
+                for one in finished {
+                    query = query.bind(one.callback_id.as_str());
+                }
+                query.fetch_all(&mut *tx).await?;
+            }
+            // Rounds of distinct callbacks: a callback twice in one batch (a lease lost and
+            // taken again) gets its attempts numbered one after the other.
+            let mut left: Vec<usize> = (0..finished.len()).collect();
+            while !left.is_empty() {
+                let mut seen = std::collections::HashSet::new();
+                let (round, rest): (Vec<usize>, Vec<usize>) = left
+                    .iter()
+                    .partition(|&&i| seen.insert(finished[i].callback_id.as_str()));
+                let batch: Vec<&FinishedAttempt> = round.iter().map(|&i| &finished[i]).collect();
+                let held = record_attempts(&mut tx, owner, &batch).await?;
+                for (i, held) in round.into_iter().zip(held) {
+                    kept[i] = held;
+                }
+                left = rest;
             }
             tx.commit().await?;
             Ok(kept)
