@@ -114,6 +114,10 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Attempts recorded per statement: sqlx finds each SQLite parameter by its name, a cost that
+/// grows with the square of a statement's parameters (9 per attempt).
+const ATTEMPTS_PER_STATEMENT: usize = 32;
+
 /// `(callback_id, state, next_attempt_at_ms, delivered_at_ms, dead_at_ms)` after an attempt.
 fn after_columns(
     finished: &FinishedAttempt,
@@ -306,10 +310,13 @@ impl CallbackStore for SqlStore {
                 let (round, rest): (Vec<usize>, Vec<usize>) = left
                     .iter()
                     .partition(|&&i| seen.insert(finished[i].callback_id.as_str()));
-                let batch: Vec<&FinishedAttempt> = round.iter().map(|&i| &finished[i]).collect();
-                let held = record_attempts(&mut tx, owner, &batch).await?;
-                for (i, held) in round.into_iter().zip(held) {
-                    kept[i] = held;
+                for chunk in round.chunks(ATTEMPTS_PER_STATEMENT) {
+                    let batch: Vec<&FinishedAttempt> =
+                        chunk.iter().map(|&i| &finished[i]).collect();
+                    let held = record_attempts(&mut tx, owner, &batch).await?;
+                    for (&i, held) in chunk.iter().zip(held) {
+                        kept[i] = held;
+                    }
                 }
                 left = rest;
             }
