@@ -136,16 +136,12 @@ fn after_columns(
     )
 }
 
-/// `($first, …)` groups of `width` numbered placeholders, `rows` of them, joined by `joiner`.
-fn numbered_rows(first: usize, width: usize, rows: usize, joiner: &str) -> String {
+/// `($1, …), ($width+1, …), …`: `rows` rows of `width` numbered placeholders.
+fn value_rows(width: usize, rows: usize) -> String {
     (0..rows)
-        .map(|row| {
-            let start = first + row * width;
-            let marks: Vec<String> = (start..start + width).map(|i| format!("${i}")).collect();
-            marks.join(", ")
-        })
+        .map(|row| format!("({})", super::placeholders(1 + row * width, width)))
         .collect::<Vec<_>>()
-        .join(joiner)
+        .join(", ")
 }
 
 /// Records attempts of distinct callbacks inside a transaction, a few statements for the whole
@@ -156,23 +152,19 @@ async fn record_attempts(
     owner: &str,
     batch: &[&FinishedAttempt],
 ) -> StoreResult<Vec<bool>> {
-    let ids = numbered_rows(1, 1, batch.len(), ", ");
     // Numbering through the rows themselves serialises concurrent finishers of one callback.
-    let numbering = format!(
-        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id IN ({ids}) \
-         RETURNING callback_id, attempts"
+    let numbering = super::with_keys(
+        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id IN ({in}) \
+         RETURNING callback_id, attempts",
+        batch.iter().map(|finished| finished.callback_id.as_str()),
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(numbering));
-    for finished in batch {
-        query = query.bind(finished.callback_id.as_str());
-    }
     let mut numbers: HashMap<String, i64> = HashMap::new();
-    for row in query.fetch_all(&mut **tx).await? {
+    for row in numbering.fetch_all(&mut **tx).await? {
         numbers.insert(row.try_get("callback_id")?, row.try_get("attempts")?);
     }
     let insert = format!(
-        "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) VALUES ({})",
-        numbered_rows(1, 9, batch.len(), "), (")
+        "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) VALUES {}",
+        value_rows(9, batch.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
     for finished in batch {
@@ -291,16 +283,13 @@ impl CallbackStore for SqlStore {
             // One lock order for every node, so two batches never deadlock on PostgreSQL: the
             // rows are locked by id first (SQLite's one write lock is taken already).
             if self.backend == Backend::Postgres {
-                let ids = numbered_rows(1, 1, finished.len(), ", ");
-                let lock = format!(
-                    "SELECT callback_id FROM callbacks WHERE callback_id IN ({ids}) \
-                     ORDER BY callback_id FOR UPDATE"
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(lock));
-                for one in finished {
-                    query = query.bind(one.callback_id.as_str());
-                }
-                query.fetch_all(&mut *tx).await?;
+                super::with_keys(
+                    "SELECT callback_id FROM callbacks WHERE callback_id IN ({in}) \
+                     ORDER BY callback_id FOR UPDATE",
+                    finished.iter().map(|one| one.callback_id.as_str()),
+                )
+                .fetch_all(&mut *tx)
+                .await?;
             }
             // Rounds of distinct callbacks: a callback twice in one batch (a lease lost and
             // taken again) gets its attempts numbered one after the other.

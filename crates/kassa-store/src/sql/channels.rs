@@ -91,7 +91,7 @@ const UPDATE_CHANNEL: &str = "UPDATE channels SET kind = $2, base_url = $3, \
     connect_timeout_ms = $13, request_timeout_ms = $14, updated_at_ms = $15 \
     WHERE channel_id = $1";
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+use super::Query;
 
 /// Binds the id and the settings ($1…$14, in `CHANNEL_COLUMNS` order): inserts and updates
 /// share them.

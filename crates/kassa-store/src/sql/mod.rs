@@ -78,6 +78,39 @@ pub struct SqlStore {
     writer: Option<writer::InsertWriter>,
 }
 
+/// A statement of the `Any` driver with its bound values.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// `$first, …` — `count` numbered placeholders, as both databases take them.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `sql` with `{in}` made a list of placeholders, one per key, each key bound to its own: only
+/// numbers are formatted into the text.
+pub(crate) fn with_keys<'q>(sql: &str, keys: impl IntoIterator<Item = &'q str>) -> Query<'q> {
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let sql = sql.replace("{in}", &placeholders(1, keys.len()));
+    keys.into_iter()
+        .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, key| {
+            query.bind(key)
+        })
+}
+
+/// Statuses as SQL literals, from the core's own lists (never from input).
+pub(crate) fn status_literals<'a>(
+    statuses: impl IntoIterator<Item = &'a kassa_core::OrderStatus>,
+) -> String {
+    statuses
+        .into_iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Statements built from column lists, once per process.
 macro_rules! statement {
     ($name:ident, $($format:tt)+) => {

@@ -51,10 +51,7 @@ statement!(
     INSERT_ORDER,
     "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) ON CONFLICT (app_id, merchant_order_id) DO NOTHING",
     // One placeholder per column, so the list and the statement cannot drift apart.
-    (1..=ORDER_COLUMNS.split(',').count())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::placeholders(1, ORDER_COLUMNS.split(',').count())
 );
 statement!(
     SELECT_ORDER_BY_MERCHANT_ID,
@@ -119,11 +116,7 @@ statement!(
     "SELECT order_no FROM orders WHERE status IN ({}) AND expires_at_ms <= $1 \
      AND NOT EXISTS (SELECT 1 FROM upstream_orders u WHERE u.order_no = orders.order_no) \
      ORDER BY expires_at_ms LIMIT $2",
-    OrderStatus::EXPIRABLE
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::status_literals(&OrderStatus::EXPIRABLE)
 );
 
 fn method_of(code: &str) -> StoreResult<&'static PaymentMethod> {
@@ -458,18 +451,13 @@ impl OrderStore for SqlStore {
         if order_nos.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=order_nos.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT order_no, status FROM orders WHERE order_no IN ({})",
-            placeholders.join(", ")
-        );
         crate::telemetry::timed("order_statuses", async move {
-            // Only numbered placeholders are formatted in; the numbers are bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for order_no in order_nos {
-                query = query.bind(order_no.as_str());
-            }
-            let rows = query.fetch_all(&self.pool).await?;
+            let rows = super::with_keys(
+                "SELECT order_no, status FROM orders WHERE order_no IN ({in})",
+                order_nos.iter().map(OrderNo::as_str),
+            )
+            .fetch_all(&self.pool)
+            .await?;
             rows.iter()
                 .map(|row| {
                     let number: String = row.try_get("order_no")?;

@@ -17,29 +17,12 @@ type Transaction = sqlx::Transaction<'static, sqlx::Any>;
 
 /// The final states, as the store writes them (the core's one rule).
 fn final_statuses() -> String {
-    OrderStatus::ALL
-        .iter()
-        .filter(|s| s.is_final())
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `$1, $2, …, $count`.
-fn placeholders(count: usize) -> String {
-    (1..=count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::status_literals(OrderStatus::ALL.iter().filter(|s| s.is_final()))
 }
 
 /// Runs `sql` (with `{in}` standing for the batch's placeholders) with every key bound.
 async fn for_keys(tx: &mut Transaction, sql: &str, keys: &[String]) -> StoreResult<u64> {
-    let sql = sql.replace("{in}", &placeholders(keys.len()));
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for key in keys {
-        query = query.bind(key.as_str());
-    }
+    let query = super::with_keys(sql, keys.iter().map(String::as_str));
     Ok(query.execute(&mut **tx).await?.rows_affected())
 }
 

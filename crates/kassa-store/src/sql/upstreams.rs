@@ -17,11 +17,7 @@ const UPSTREAM_COLUMNS: &str = "order_no, channel_id, upstream_order_no, next_ch
 /// The statuses reconciliation follows: those the payer has not finished (an exception is the
 /// operator's to resolve).
 fn open_statuses() -> String {
-    OrderStatus::EXPIRABLE
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::status_literals(&OrderStatus::EXPIRABLE)
 }
 
 statement!(
@@ -77,7 +73,7 @@ statement!(
     )
 );
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+use super::Query;
 
 fn bind_upstream<'q>(query: Query<'q>, upstream: &'q UpstreamOrder) -> Query<'q> {
     query
