@@ -1136,6 +1136,7 @@ fn bench_reports_every_promised_field() {
         vec!["--scenario", "report", "--preload", "3000"],
         vec!["--scenario", "backoffice", "--preload", "3000"],
         vec!["--scenario", "limit", "--connections", "2", "--rounds", "1"],
+        vec!["--scenario", "prune", "--preload", "3000", "--rounds", "1"],
     ] {
         let mut command = kassa(&["bench", "--duration", "1", "--json"]);
         command.args(&args).current_dir(dir.path());
@@ -1172,6 +1173,15 @@ fn bench_reports_every_promised_field() {
             let ratio = report["rps_to_null"].as_f64().unwrap();
             assert!(ratio > 0.0, "{report}");
             assert!(report["cpu_to_null"].as_f64().unwrap() > 0.0, "{report}");
+        }
+        if report["scenario"] == "create-pruning" {
+            // Archived while the load ran, against a server that was not archiving.
+            assert!(report["rps_to_idle"].as_f64().unwrap() > 0.0, "{report}");
+            let rate = report["orders_archived_per_second"].as_f64().unwrap();
+            assert!(rate > 0.0, "{report}");
+            let archived = report["archived_in_run"].as_i64().unwrap();
+            assert!(archived > 0, "{report}");
+            assert_eq!(report["left_to_archive"], 3_000 - archived, "{report}");
         }
         if report["scenario"] == "pay-with-books" {
             let ratio = report["rps_with_to_without_books"].as_f64().unwrap();
