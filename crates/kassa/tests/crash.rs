@@ -5,14 +5,14 @@
 mod common;
 
 use axum::http::HeaderMap;
-use common::{create_shop, json, kassa, run_ok, serve};
+use common::{create_shop, eur_order_body, json, kassa, post_signed, run_ok, serve};
 use kassa_core::{OrderEvent, OrderNo};
 use kassa_server::dialect::Dialects;
 use kassa_server::keys::load_or_create_platform_key;
 use kassa_server::lifecycle::Lifecycle;
 use kassa_server::notary::Notary;
 use kassa_server::now_ms;
-use kassa_signature::sign_map;
+
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{CallbackState, SqlStore};
@@ -65,26 +65,9 @@ async fn callbacks_survive_sigkill(db: TestDatabase) {
     let client = reqwest::Client::new();
     let mut order_nos = Vec::new();
     for i in 0..30 {
-        let mut body = serde_json::json!({
-            "appId": app_id, "orderId": format!("K{i}"), "name": "Jane Doe",
-            "phone": "+31612345678", "email": "jane@example.com", "amount": "12.50",
-            "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
-            "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
-            "notifyUrl": notify_url, "partnerUserId": "u1",
-        })
-        .as_object()
-        .unwrap()
-        .clone();
-        sign_map(&merchant_key, &mut body);
-        let reply: serde_json::Value = client
-            .post(format!("{}/eur/collect/apply", server.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = eur_order_body(app_id, &format!("K{i}"), "12.50", Some(&notify_url));
+        let create = format!("{}/eur/collect/apply", server.base);
+        let reply = post_signed(&client, &create, &merchant_key, body).await;
         order_nos.push(OrderNo::parse(reply["data"]["orderNo"].as_str().unwrap()).unwrap());
     }
 

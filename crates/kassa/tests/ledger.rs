@@ -6,8 +6,10 @@
 
 mod common;
 
-use common::{assert_books_hold, create_shop, json, kassa, run_ok, serve};
-use kassa_signature::sign_map;
+use common::{
+    assert_books_hold, create_shop, eur_order_body, json, kassa, post_signed, run_ok, serve,
+};
+
 use kassa_store::testing::TestDatabase;
 use serde_json::json;
 use std::time::Duration;
@@ -64,19 +66,9 @@ async fn two_nodes_pay_once_and_settle_once(db: TestDatabase) {
     let client = reqwest::Client::new();
     let mut orders = Vec::new();
     for i in 0..ORDERS {
-        let mut body = json!({
-            "appId": app_id, "orderId": format!("N-{i}"), "name": "Jane Doe",
-            "phone": "+31612345678", "email": "jane@example.com", "amount": "25.00",
-            "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
-            "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
-            "partnerUserId": "u1",
-        });
-        sign_map(&key, body.as_object_mut().unwrap());
-        let base = &nodes[i % 2].base;
-        let sent = client
-            .post(format!("{base}/eur/collect/apply"))
-            .body(body.to_string());
-        let reply: serde_json::Value = sent.send().await.unwrap().json().await.unwrap();
+        let body = eur_order_body(app_id, &format!("N-{i}"), "25.00", None);
+        let create = format!("{}/eur/collect/apply", nodes[i % 2].base);
+        let reply = post_signed(&client, &create, &key, body).await;
         orders.push(reply["data"]["orderNo"].as_str().unwrap().to_string());
     }
     // Each order paid twice at the same moment: one payment is taken, the other refused.

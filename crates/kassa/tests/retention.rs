@@ -7,9 +7,10 @@
 mod common;
 
 use common::{
-    assert_books_hold, callback_receiver, create_shop, json, kassa, query_eur_order, run_ok, serve,
+    assert_books_hold, callback_receiver, create_shop, eur_order_body, json, kassa, post_signed,
+    query_eur_order, run_ok, serve,
 };
-use kassa_signature::sign_map;
+
 use kassa_store::testing::TestDatabase;
 use serde_json::json;
 use std::time::Duration;
@@ -70,23 +71,9 @@ async fn retention_archives_what_is_old(db: TestDatabase) {
     let client = reqwest::Client::new();
     let mut orders = Vec::new();
     for i in 0..3 {
-        let mut body = json!({
-            "appId": app_id, "orderId": format!("R-{i}"), "name": "Jane Doe",
-            "phone": "+31612345678", "email": "jane@example.com", "amount": "25.00",
-            "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR", "notifyUrl": notify_url,
-            "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
-            "partnerUserId": "u1",
-        });
-        sign_map(&key, body.as_object_mut().unwrap());
-        let sent = client.post(format!("{}/eur/collect/apply", node.base));
-        let reply: serde_json::Value = sent
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = eur_order_body(app_id, &format!("R-{i}"), "25.00", Some(&notify_url));
+        let create = format!("{}/eur/collect/apply", node.base);
+        let reply = post_signed(&client, &create, &key, body).await;
         let order_no = reply["data"]["orderNo"].as_str().unwrap().to_string();
         let mut pay = kassa(&["sandbox", "pay", &order_no, "--outcome", "paid"]);
         run_ok(pay.args(["--database-url", url]));

@@ -313,6 +313,45 @@ pub async fn pay_on_bank_page(
     false
 }
 
+/// What `url` answers to `body`, signed with `key` as a collect merchant signs.
+pub async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    key: &kassa_signature::SigningKey,
+    mut body: Value,
+) -> Value {
+    kassa_signature::sign_map(key, body.as_object_mut().unwrap());
+    let answer = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    answer.json().await.unwrap()
+}
+
+/// A collect create of an EUR bank-transfer order for `amount` (its payer Jane Doe), with a
+/// `notifyUrl` when given.
+pub fn eur_order_body(
+    app_id: i64,
+    order_id: &str,
+    amount: &str,
+    notify_url: Option<&str>,
+) -> Value {
+    let mut body = serde_json::json!({
+        "appId": app_id, "orderId": order_id, "name": "Jane Doe",
+        "phone": "+31612345678", "email": "jane@example.com", "amount": amount,
+        "payType": "BANK_TRANSFER", "inBankCode": "IDEAL_EUR",
+        "callBackUrl": "https://shop.example/ok", "callBackFailUrl": "https://shop.example/fail",
+        "partnerUserId": "u1",
+    });
+    if let Some(url) = notify_url {
+        body["notifyUrl"] = Value::from(url);
+    }
+    body
+}
+
 /// What `base` answers to an EUR app's signed `collect/query` of `order_id`.
 pub async fn query_eur_order(
     client: &reqwest::Client,
@@ -320,16 +359,8 @@ pub async fn query_eur_order(
     (app_id, key): (i64, &kassa_signature::SigningKey),
     order_id: &str,
 ) -> Value {
-    let mut body = serde_json::json!({"appId": app_id, "orderId": order_id});
-    kassa_signature::sign_map(key, body.as_object_mut().unwrap());
-    let answer = client
-        .post(format!("{base}/eur/collect/query"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    answer.json().await.unwrap()
+    let body = serde_json::json!({"appId": app_id, "orderId": order_id});
+    post_signed(client, &format!("{base}/eur/collect/query"), key, body).await
 }
 
 /// The independent check of the failure tests: every order kassa acknowledged (orderId,
