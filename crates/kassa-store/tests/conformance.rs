@@ -2024,7 +2024,8 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
         received: AmountMinor(5_000),
     };
     let failed = [OrderEvent::Failed { reason: "x".into() }];
-    // July and November 2023: the archive needs partitions for five months.
+    // July and November 2023: on PostgreSQL the archive gets a partition for each, none for the
+    // months between.
     let july = stored_at(
         &store,
         order(app, "R-july", 1),
@@ -2079,6 +2080,23 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
     assert!(live.iter().all(|o| o.order_no != july.order_no));
     assert_eq!(store.archive_orders(cutoff_ms, 100).await.unwrap(), 1);
     assert_eq!(store.archive_orders(cutoff_ms, 100).await.unwrap(), 0);
+    if db.backend == kassa_store::Backend::Postgres {
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = 'orders_archive' AND p.relnamespace = current_schema()::regnamespace \
+             ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            partitions,
+            ["orders_archive_y2023m07", "orders_archive_y2023m11"]
+        );
+        pool.close().await;
+    }
     let live: Vec<String> = store
         .orders_of_app(app, None, 100)
         .await
