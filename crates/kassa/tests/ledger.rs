@@ -8,8 +8,8 @@ mod common;
 
 use common::{
     assert_books_hold, create_shop, eur_order_body, json, kassa, post_signed, run_ok, serve,
+    todays_settlement_report,
 };
-
 use kassa_store::testing::TestDatabase;
 use serde_json::json;
 use std::time::Duration;
@@ -106,14 +106,7 @@ async fn two_nodes_pay_once_and_settle_once(db: TestDatabase) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_books_hold(url);
-    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
-    let mut report = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
-    let report = json(&run_ok(report.args([
-        "--format",
-        "json",
-        "--database-url",
-        url,
-    ])));
+    let report = todays_settlement_report(url, app_id);
     let journals = report["journals"].as_array().unwrap();
     let kinds = |kind: &str| journals.iter().filter(|j| j["kind"] == kind).count();
     assert_eq!(
@@ -124,13 +117,7 @@ async fn two_nodes_pay_once_and_settle_once(db: TestDatabase) {
     assert_eq!(report["total"]["orders"], ORDERS);
     // A settlement after the last would be a second: none comes.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let mut again = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
-    let again = json(&run_ok(again.args([
-        "--format",
-        "json",
-        "--database-url",
-        url,
-    ])));
+    let again = todays_settlement_report(url, app_id);
     assert_eq!(again["journals"].as_array().unwrap().len(), 2 * ORDERS);
     let breaks = |text: &str| {
         let line = text.lines().find(|l| l.starts_with("kassa_ledger_breaks "));

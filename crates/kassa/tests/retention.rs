@@ -8,7 +8,7 @@ mod common;
 
 use common::{
     assert_books_hold, callback_receiver, create_shop, eur_order_body, json, kassa, post_signed,
-    query_eur_order, run_ok, serve,
+    query_eur_order, run_ok, serve, todays_settlement_report,
 };
 
 use kassa_store::testing::TestDatabase;
@@ -125,15 +125,7 @@ async fn retention_archives_what_is_old(db: TestDatabase) {
     }
     // The books and the day's report count the archived orders.
     assert_books_hold(url);
-    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
-    let app = app_id.to_string();
-    let mut report = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
-    let report = json(&run_ok(report.args([
-        "--format",
-        "json",
-        "--database-url",
-        url,
-    ])));
+    let report = todays_settlement_report(url, app_id);
     assert_eq!(report["total"]["orders"], 3, "{report}");
     drop(node);
 

@@ -72,6 +72,19 @@ pub fn assert_books_hold(database_url: &str) {
     );
 }
 
+/// `kassa report settlement` of an app for today (UTC), as JSON.
+pub fn todays_settlement_report(database_url: &str, app_id: i64) -> Value {
+    let today = kassa_core::time::format_datetime(kassa_server::now_ms(), 0)[..10].to_string();
+    let app = app_id.to_string();
+    let mut report = kassa(&["report", "settlement", "--app", &app, "--date", &today]);
+    json(&run_ok(report.args([
+        "--format",
+        "json",
+        "--database-url",
+        database_url,
+    ])))
+}
+
 /// A running `kassa serve`, stopped when dropped.
 pub struct Served {
     pub child: Child,
