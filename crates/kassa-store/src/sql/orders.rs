@@ -273,7 +273,6 @@ async fn insert_event(
 }
 
 /// A value bound to a statement built at run time.
-#[derive(Clone)]
 pub(super) enum Bound {
     Int(i64),
     Text(String),
@@ -379,9 +378,12 @@ pub(super) fn bind_all<'q>(
 
 impl SqlStore {
     async fn one_order(&self, sql: &'static str, args: &[Bound]) -> StoreResult<Option<Order>> {
-        let row = bind_all(sqlx::query(sql), args.to_vec())
-            .fetch_optional(&self.pool)
-            .await?;
+        // Bound by reference: a look-up that misses is asked again of the archive.
+        let query = args.iter().fold(sqlx::query(sql), |query, arg| match arg {
+            Bound::Int(v) => query.bind(*v),
+            Bound::Text(v) => query.bind(v.as_str()),
+        });
+        let row = query.fetch_optional(&self.pool).await?;
         row.as_ref().map(order_from_row).transpose()
     }
 
