@@ -44,6 +44,17 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+/// What `--order-retention` and `--callback-retention` ask for (`kassa serve`, `kassa prune`).
+pub fn retention_policy(
+    order_retention: Option<Span>,
+    callback_retention: Option<Span>,
+) -> kassa_server::retention::RetentionPolicy {
+    kassa_server::retention::RetentionPolicy {
+        order_retention_ms: order_retention.map(|span| span.ms),
+        callback_retention_ms: callback_retention.map(|span| span.ms),
+    }
+}
+
 /// Every option of `kassa serve`.
 #[derive(Args, Serialize, Deserialize, Clone, Debug)]
 pub struct ServeOptions {
@@ -183,10 +194,7 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     pub fn retention(&self) -> kassa_server::retention::RetentionPolicy {
-        kassa_server::retention::RetentionPolicy {
-            order_retention_ms: self.order_retention.map(|span| span.ms),
-            callback_retention_ms: self.callback_retention.map(|span| span.ms),
-        }
+        retention_policy(self.order_retention, self.callback_retention)
     }
 
     /// The TOML keys: the options' names.

@@ -1032,10 +1032,7 @@ pub struct PruneArgs {
 
 /// Prunes batch after batch until nothing the retention names is left; prints the totals.
 pub async fn prune(args: PruneArgs, database_url: &str) -> Outcome {
-    let policy = kassa_server::retention::RetentionPolicy {
-        order_retention_ms: args.order_retention.map(|span| span.ms),
-        callback_retention_ms: args.callback_retention.map(|span| span.ms),
-    };
+    let policy = crate::config::retention_policy(args.order_retention, args.callback_retention);
     if policy.is_off() {
         return Err(Failure(
             "say what to prune: --order-retention, --callback-retention or both".into(),
