@@ -27,9 +27,11 @@ use tokio::task::JoinSet;
 /// callbacks go back soon, so the claims reach other merchants' callbacks behind them.
 const HOLD_PATIENCE_MS: i64 = 100;
 
-/// A callback this node claimed and has not sent yet, with its app's webhook secrets.
+/// A callback this node claimed and has not sent yet, with its endpoint (parsed once, however
+/// often it is offered to fairness) and its app's webhook secrets.
 struct Held {
     callback: Callback,
+    endpoint: String,
     secrets: Vec<Secret>,
     since_ms: i64,
 }
@@ -199,6 +201,7 @@ impl Dispatcher {
         batch
             .into_iter()
             .map(|callback| Held {
+                endpoint: fairness::endpoint_of(&callback.url),
                 secrets: secrets.get(&callback.app_id).cloned().unwrap_or_default(),
                 callback,
                 since_ms: now_ms,
@@ -220,9 +223,8 @@ impl Dispatcher {
         let now = now_ms();
         let mut later = Vec::new();
         for waiting in batch {
-            let endpoint = fairness::endpoint_of(&waiting.callback.url);
             let app_id = waiting.callback.app_id;
-            match self.fairness.admit(&endpoint, app_id, now) {
+            match self.fairness.admit(&waiting.endpoint, app_id, now) {
                 Admission::Go => {}
                 Admission::Busy if now - waiting.since_ms < HOLD_PATIENCE_MS => {
                     held.push(waiting);
@@ -239,6 +241,7 @@ impl Dispatcher {
             }
             let permit = permits.clone().acquire_owned().await.expect("never closed");
             let (this, records) = (self.clone(), records.clone());
+            let endpoint = waiting.endpoint;
             in_flight.spawn(async move {
                 let level = telemetry::Level::callback_in_flight();
                 let finished = this.deliver(waiting.callback, waiting.secrets).await;
