@@ -64,10 +64,13 @@ fn is_transient_code(code: &str) -> bool {
 /// The uniqueness rule a violation names: PostgreSQL's constraint name, or SQLite's
 /// `table.column` from its message (`UNIQUE constraint failed: orders.order_no`).
 pub(crate) fn violated_rule(db: &dyn sqlx::error::DatabaseError) -> String {
-    if let Some(constraint) = db.constraint() {
-        return constraint.to_string();
+    match db.constraint() {
+        Some(constraint) => constraint.to_string(),
+        None => rule_in_sqlite_message(db.message()),
     }
-    let message = db.message();
+}
+
+fn rule_in_sqlite_message(message: &str) -> String {
     message
         .split_once("failed: ")
         .map_or(message, |(_, rule)| rule)
@@ -77,6 +80,41 @@ pub(crate) fn violated_rule(db: &dyn sqlx::error::DatabaseError) -> String {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         let converted = Self::convert(error);
+        if converted.is_transient() {
+            crate::telemetry::transient_error();
+        }
+        converted
+    }
+}
+
+/// The native SQLite path's errors (sql/native.rs), classified as sqlx's SQLite errors are.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::Error as E;
+        let text = error.to_string();
+        let converted = match &error {
+            E::SqliteFailure(failure, message) => {
+                let code = failure.extended_code;
+                if is_transient_code(&code.to_string()) {
+                    StoreError::Unavailable(text)
+                } else if code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                {
+                    StoreError::Conflict(rule_in_sqlite_message(
+                        message.as_deref().unwrap_or_default(),
+                    ))
+                } else {
+                    StoreError::Failed(text)
+                }
+            }
+            E::QueryReturnedNoRows => StoreError::NotFound(text),
+            E::FromSqlConversionFailure(..)
+            | E::InvalidColumnType(..)
+            | E::InvalidColumnName(_)
+            | E::InvalidColumnIndex(_)
+            | E::IntegralValueOutOfRange(..) => StoreError::Corrupt(text),
+            _ => StoreError::Failed(text),
+        };
         if converted.is_transient() {
             crate::telemetry::transient_error();
         }

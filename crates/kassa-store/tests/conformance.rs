@@ -503,6 +503,96 @@ async fn mixed_concurrent_inserts_each_get_their_answer(db: TestDatabase) {
     assert_eq!(all.len(), 1 + 1 + 35 * 4 + 3);
 }
 
+/// Payments, refused changes and creates at the same moment: SQLite's writer commits them in
+/// shared transactions, and each must still be all or nothing and get its own answer.
+async fn concurrent_changes_each_get_their_answer(db: TestDatabase) {
+    use kassa_core::ledger::Journal;
+    let store = Arc::new(db.store().await);
+    let app = eur_app(&store).await;
+    let mut paid_orders = Vec::new();
+    for i in 0..60u64 {
+        let created = order(app, &format!("C-{i}"), 100 + i);
+        store.insert_order(&created).await.unwrap();
+        let mut paid = created.clone();
+        paid.apply(
+            &OrderEvent::Paid {
+                requested: paid.amount_minor,
+                received: paid.amount_minor,
+            },
+            20,
+        )
+        .unwrap();
+        paid.fee_minor = AmountMinor(100);
+        paid_orders.push(paid);
+    }
+    // Every third order's success journal is in the books already: its change must fail
+    // whole, amid the others' changes.
+    let mut refused = Vec::new();
+    for paid in paid_orders.iter().step_by(3) {
+        let journal = Journal::of_success(paid, 20, 25).unwrap();
+        assert!(store.post_journal(&journal).await.unwrap());
+        refused.push(paid.order_no.clone());
+    }
+    let mut tasks = Vec::new();
+    for (i, paid) in paid_orders.iter().enumerate() {
+        let (paying, paid) = (store.clone(), paid.clone());
+        tasks.push(tokio::spawn(async move {
+            let journal = Journal::of_success(&paid, 20, 25).unwrap();
+            let callback = callback_for(&paid, &format!("cb-{i}"), 20);
+            let changed = paying
+                .transition_order(
+                    &paid,
+                    OrderStatus::Created,
+                    Some(&callback),
+                    Some(&journal),
+                    None,
+                )
+                .await;
+            (paid.order_no.clone(), changed.map_err(|e| e.to_string()))
+        }));
+        // Creates in the same batches, one of them for an app that does not exist.
+        let creating = store.clone();
+        let app = if i == 30 { AppId(999_999) } else { app };
+        let new = order(app, &format!("N-{i}"), 1_000 + i as u64);
+        tasks.push(tokio::spawn(async move {
+            let outcome = creating.insert_order(&new).await;
+            (
+                new.order_no.clone(),
+                outcome.map(|_| true).map_err(|e| e.to_string()),
+            )
+        }));
+    }
+    for task in tasks {
+        let (order_no, answer) = task.await.unwrap();
+        let stored = store.order_by_no(&order_no).await.unwrap();
+        if refused.contains(&order_no) {
+            assert!(answer.is_err(), "{order_no:?}: {answer:?}");
+            let stored = stored.unwrap();
+            assert_eq!(stored.status, OrderStatus::Created);
+            assert!(store.order_events(&order_no).await.unwrap().is_empty());
+            assert!(
+                store
+                    .callbacks_of_order(&order_no)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        } else if order_no == OrderNo::from_random(1_030) {
+            assert!(answer.is_err(), "an order of no app: {answer:?}");
+            assert_eq!(stored, None);
+        } else if order_no.as_str() < OrderNo::from_random(1_000).as_str() {
+            assert_eq!(answer, Ok(true), "{order_no:?}");
+            assert_eq!(stored.unwrap().status, OrderStatus::Succeeded);
+            assert_eq!(store.order_events(&order_no).await.unwrap().len(), 1);
+            assert_eq!(store.callbacks_of_order(&order_no).await.unwrap().len(), 1);
+            assert_eq!(store.journals_of_order(&order_no).await.unwrap().len(), 1);
+        } else {
+            assert_eq!(answer, Ok(true), "{order_no:?}");
+            assert_eq!(stored.unwrap().status, OrderStatus::Created);
+        }
+    }
+}
+
 async fn orders_need_an_existing_app(db: TestDatabase) {
     let store = db.store().await;
     assert!(
@@ -2219,6 +2309,7 @@ kassa_store::on_both_databases!(
     kassa_store::testing::database;
     orders_of_an_app_come_in_pages,
     mixed_concurrent_inserts_each_get_their_answer,
+    concurrent_changes_each_get_their_answer,
     migrations_are_idempotent_and_concurrent,
     first_setting_wins,
     settings_can_be_replaced,

@@ -92,26 +92,25 @@ fn attempt_from_row(row: &AnyRow) -> StoreResult<Attempt> {
     })
 }
 
-/// Queues a callback inside the transaction of the status change that causes it.
-pub(super) async fn insert(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    callback: &NewCallback,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
-         attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
-    )
-    .bind(&callback.callback_id)
-    .bind(callback.order_no.as_str())
-    .bind(callback.app_id.0)
-    .bind(&callback.url)
-    .bind(&callback.body)
-    .bind(encode_headers(&callback.headers))
-    .bind(callback.created_at_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// The statement that queues a callback, due at once, inside the transaction of the status
+/// change that causes it.
+pub(super) fn insert_step(callback: &NewCallback) -> super::Step<'_> {
+    use super::Value::{Int, Made, Text};
+    super::Step {
+        sql: "INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
+              attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
+              VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)"
+            .into(),
+        values: vec![
+            Text(Some(&callback.callback_id)),
+            Text(Some(callback.order_no.as_str())),
+            Int(Some(callback.app_id.0)),
+            Text(Some(&callback.url)),
+            Text(Some(&callback.body)),
+            Made(encode_headers(&callback.headers)),
+            Int(Some(callback.created_at_ms)),
+        ],
+    }
 }
 
 /// Attempts recorded per statement: sqlx finds each SQLite parameter by its name, a cost that

@@ -2,7 +2,7 @@
 //! transaction), balances, and the invariants `kassa ledger check` verifies.
 
 use super::merchants::currency_of;
-use super::{SqlStore, statement};
+use super::{SqlStore, Step, Value, statement};
 use crate::{
     AppBooks, DueSettlement, LedgerCheck, LedgerStore, StoreError, StoreResult, SuccessTerms,
 };
@@ -19,52 +19,64 @@ pub(super) async fn post(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     journal: &Journal,
 ) -> StoreResult<()> {
+    for step in journal_steps(journal)? {
+        super::bound(&step.sql, step.values)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The statements that post `journal`, once the core has checked it: its entries in one
+/// statement, then the journal. The entries name a journal not yet written, so the entries'
+/// foreign key must be deferred (PostgreSQL's is declared so; SQLite's by the caller).
+pub(super) fn journal_steps(journal: &Journal) -> StoreResult<[Step<'_>; 2]> {
     journal
         .check()
         .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
     let rows: Vec<String> = (0..journal.entries.len())
-        .map(|i| {
-            let n = i * 5;
-            format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            )
-        })
+        .map(|i| format!("({})", super::placeholders(i * 5 + 1, 5)))
         .collect();
-    let sql = format!(
+    let entries_sql = format!(
         "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
          VALUES {}",
         rows.join(", ")
     );
-    let mut entries = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (i, entry) in journal.entries.iter().enumerate() {
-        entries = entries
-            .bind(&journal.journal_id)
-            .bind(i as i64 + 1)
-            .bind(entry.account.key())
-            .bind(entry.currency.code())
-            .bind(entry.amount_minor);
-    }
-    entries.execute(&mut **tx).await?;
-    sqlx::query(
-        "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, currency, posted_at_ms, \
-         settles_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&journal.journal_id)
-    .bind(journal.kind.as_str())
-    .bind(journal.order_no.as_ref().map(|n| n.as_str()))
-    .bind(journal.app_id.0)
-    .bind(journal.currency.code())
-    .bind(journal.posted_at_ms)
-    .bind(journal.settles_at_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let entry_values = (1..)
+        .zip(&journal.entries)
+        .flat_map(|(entry_no, entry)| {
+            [
+                Value::Text(Some(&journal.journal_id)),
+                Value::Int(Some(entry_no)),
+                Value::Made(entry.account.key()),
+                Value::Text(Some(entry.currency.code())),
+                Value::Int(Some(entry.amount_minor)),
+            ]
+        })
+        .collect();
+    let journal_values = vec![
+        Value::Text(Some(&journal.journal_id)),
+        Value::Text(Some(journal.kind.as_str())),
+        Value::Text(journal.order_no.as_ref().map(|n| n.as_str())),
+        Value::Int(Some(journal.app_id.0)),
+        Value::Text(Some(journal.currency.code())),
+        Value::Int(Some(journal.posted_at_ms)),
+        Value::Int(journal.settles_at_ms),
+    ];
+    Ok([
+        Step {
+            sql: entries_sql.into(),
+            values: entry_values,
+        },
+        Step {
+            sql: INSERT_JOURNAL.into(),
+            values: journal_values,
+        },
+    ])
 }
+
+const INSERT_JOURNAL: &str = "INSERT INTO ledger_journals (journal_id, kind, order_no, app_id, \
+    currency, posted_at_ms, settles_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 // What each app's merchant is owed by its succeeded orders: the gross less the fees (a fee
 // never above the gross), per currency.

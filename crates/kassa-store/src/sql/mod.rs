@@ -4,12 +4,14 @@
 //! in WAL mode with `synchronous=FULL`, so an acknowledged write survives power loss. Each
 //! aggregate has its module, with its statements, bindings and row mapping together:
 //! [`settings`], [`merchants`] (and apps and fees), [`orders`], [`callbacks`]; [`writer`] is
-//! SQLite's group commit of new orders; [`schema`] holds the migrations.
+//! SQLite's group commit of new orders and [`native`] its look-ups of one order, both through
+//! rusqlite rather than sqlx; [`schema`] holds the migrations.
 
 mod callbacks;
 mod channels;
 mod ledger;
 mod merchants;
+mod native;
 mod orders;
 mod retention;
 mod schema;
@@ -76,10 +78,40 @@ pub struct SqlStore {
     backend: Backend,
     /// SQLite's group commit of new orders (PostgreSQL commits them concurrently).
     writer: Option<writer::InsertWriter>,
+    /// SQLite's native look-ups of one order (a file's database; not in memory).
+    native: Option<native::NativeReads>,
 }
 
 /// A statement of the `Any` driver with its bound values.
 pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// A value bound to a statement, borrowed from what is written where it can be; both drivers
+/// bind it (sqlx here, rusqlite in sql/native.rs).
+#[derive(Clone, Debug)]
+pub(crate) enum Value<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+    /// A text made for the statement (an account's key, encoded headers).
+    Made(String),
+}
+
+/// `sql` with `values` bound to `$1…`, for sqlx.
+pub(crate) fn bound<'q>(sql: &'q str, values: impl IntoIterator<Item = Value<'q>>) -> Query<'q> {
+    values.into_iter().fold(
+        sqlx::query(sqlx::AssertSqlSafe(sql)),
+        |query, value| match value {
+            Value::Int(v) => query.bind(v),
+            Value::Text(v) => query.bind(v),
+            Value::Made(v) => query.bind(v),
+        },
+    )
+}
+
+/// One statement of a sequence both drivers run: its text and its values.
+pub(crate) struct Step<'a> {
+    pub sql: std::borrow::Cow<'static, str>,
+    pub values: Vec<Value<'a>>,
+}
 
 /// `$first, …` — `count` numbered placeholders, as both databases take them.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
@@ -113,8 +145,8 @@ pub(crate) fn status_literals<'a>(
 
 /// Statements built from column lists, once per process.
 macro_rules! statement {
-    ($name:ident, $($format:tt)+) => {
-        static $name: std::sync::LazyLock<String> =
+    ($vis:vis $name:ident, $($format:tt)+) => {
+        $vis static $name: std::sync::LazyLock<String> =
             std::sync::LazyLock::new(|| format!($($format)+));
     };
 }
@@ -148,14 +180,18 @@ fn prepare_sqlite_file(path: &Path) -> StoreResult<()> {
         .map_err(|e| StoreError::File(format!("{}: {e}", path.display())))
 }
 
-/// Every SQLite connection: WAL, durable commits, foreign keys, a busy timeout, a page cache.
-async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    let pragmas = format!(
+/// Every SQLite connection, sqlx's and the native path's: WAL, durable commits, foreign keys,
+/// a busy timeout, a page cache.
+fn sqlite_pragmas_sql() -> String {
+    format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
          PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))
+    )
+}
+
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sqlite_pragmas_sql()))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -209,12 +245,15 @@ impl SqlStore {
         }
         probe(url, backend).await?;
         let pool = options.connect(url).await?;
-        let writer =
-            (backend == Backend::Sqlite).then(|| writer::InsertWriter::start(pool.clone()));
+        // An in-memory database is each connection's own: it keeps to the pool's statements.
+        let native_path = sqlite_path(url).filter(|_| backend == Backend::Sqlite);
+        let writer = native_path.map(writer::InsertWriter::start).transpose()?;
+        let native = native_path.map(native::NativeReads::new);
         Ok(SqlStore {
             pool,
             backend,
             writer,
+            native,
         })
     }
 

@@ -2,7 +2,7 @@
 //! writes its callback in the same transaction (the outbox).
 
 use super::merchants::currency_of;
-use super::{SqlStore, callbacks, statement};
+use super::{SqlStore, Step, Value, statement};
 use crate::error::corrupt;
 use crate::{
     InsertOutcome, MethodTotals, NewCallback, OrderEventRecord, OrderFilter, OrderStats,
@@ -48,7 +48,7 @@ pub(super) fn live_and_archived(select: &str, order_and_limit: &str) -> String {
 }
 
 statement!(
-    INSERT_ORDER,
+    pub(super) INSERT_ORDER,
     "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) ON CONFLICT (app_id, merchant_order_id) DO NOTHING",
     // One placeholder per column, so the list and the statement cannot drift apart.
     super::placeholders(1, ORDER_COLUMNS.split(',').count())
@@ -127,15 +127,37 @@ pub(crate) fn order_no_of(text: &str) -> StoreResult<OrderNo> {
     OrderNo::parse(text).ok_or_else(|| corrupt(format!("order no {text}")))
 }
 
-fn payer_from_row(row: &AnyRow) -> StoreResult<Option<Payer>> {
-    let Some(name) = row.try_get::<Option<String>, _>("payer_name")? else {
+/// A row of either driver (sqlx's, or the native SQLite path's), read by column name.
+pub(super) trait Columns {
+    fn int(&self, column: &str) -> StoreResult<Option<i64>>;
+    fn text(&self, column: &str) -> StoreResult<Option<String>>;
+
+    fn need_int(&self, column: &str) -> StoreResult<i64> {
+        self.int(column)?
+            .ok_or_else(|| corrupt(format!("{column} is null")))
+    }
+
+    fn need_text(&self, column: &str) -> StoreResult<String> {
+        self.text(column)?
+            .ok_or_else(|| corrupt(format!("{column} is null")))
+    }
+}
+
+impl Columns for AnyRow {
+    fn int(&self, column: &str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+fn payer_from_row(row: &impl Columns) -> StoreResult<Option<Payer>> {
+    let Some(name) = row.text("payer_name")? else {
         return Ok(None);
     };
-    let text = |column: &str| -> StoreResult<String> {
-        Ok(row
-            .try_get::<Option<String>, _>(column)?
-            .unwrap_or_default())
-    };
+    let text = |column: &str| -> StoreResult<String> { Ok(row.text(column)?.unwrap_or_default()) };
     Ok(Some(Payer {
         name: Personal::new(name),
         phone: Personal::new(text("payer_phone")?),
@@ -144,132 +166,216 @@ fn payer_from_row(row: &AnyRow) -> StoreResult<Option<Payer>> {
     }))
 }
 
-pub(super) fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
-    let status: String = row.try_get("status")?;
+pub(super) fn order_from_row(row: &impl Columns) -> StoreResult<Order> {
+    let status = row.need_text("status")?;
     Ok(Order {
-        order_no: order_no_of(&row.try_get::<String, _>("order_no")?)?,
-        app_id: AppId(row.try_get("app_id")?),
-        merchant_order_id: row.try_get("merchant_order_id")?,
-        currency: currency_of(&row.try_get::<String, _>("currency")?)?,
-        amount_minor: AmountMinor(row.try_get("amount_minor")?),
-        method: method_of(&row.try_get::<String, _>("method")?)?,
-        chosen_method: match row.try_get::<Option<String>, _>("chosen_method")? {
+        order_no: order_no_of(&row.need_text("order_no")?)?,
+        app_id: AppId(row.need_int("app_id")?),
+        merchant_order_id: row.need_text("merchant_order_id")?,
+        currency: currency_of(&row.need_text("currency")?)?,
+        amount_minor: AmountMinor(row.need_int("amount_minor")?),
+        method: method_of(&row.need_text("method")?)?,
+        chosen_method: match row.text("chosen_method")? {
             None => None,
             Some(code) => Some(method_of(&code)?),
         },
-        country: row.try_get("country")?,
+        country: row.text("country")?,
         payer: payer_from_row(row)?,
-        subject: row.try_get("subject")?,
+        subject: row.text("subject")?,
         // A tag kassa no longer speaks reads as none: the pages fall back.
         language: row
-            .try_get::<Option<String>, _>("language")?
+            .text("language")?
             .and_then(|tag| kassa_core::Locale::from_tag(&tag)),
-        body: row.try_get("body")?,
-        callback_url: row.try_get("callback_url")?,
-        callback_fail_url: row.try_get("callback_fail_url")?,
-        notify_url: row.try_get("notify_url")?,
+        body: row.text("body")?,
+        callback_url: row.text("callback_url")?,
+        callback_fail_url: row.text("callback_fail_url")?,
+        notify_url: row.text("notify_url")?,
         status: OrderStatus::parse(&status)
             .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
-        actual_amount_minor: AmountMinor(row.try_get("actual_amount_minor")?),
-        fee_minor: AmountMinor(row.try_get("fee_minor")?),
-        paid_at_ms: row.try_get("paid_at_ms")?,
-        error_msg: row.try_get("error_msg")?,
-        request_fingerprint: row.try_get("request_fingerprint")?,
-        create_reply: row.try_get("create_reply")?,
-        cashier_token: row.try_get("cashier_token")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        updated_at_ms: row.try_get("updated_at_ms")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
-        pix_code: row.try_get("pix_code")?,
-        dialect: row.try_get("dialect")?,
-        rail: row.try_get("rail")?,
-        channel: row.try_get("channel")?,
+        actual_amount_minor: AmountMinor(row.need_int("actual_amount_minor")?),
+        fee_minor: AmountMinor(row.need_int("fee_minor")?),
+        paid_at_ms: row.int("paid_at_ms")?,
+        error_msg: row.text("error_msg")?,
+        request_fingerprint: row.need_text("request_fingerprint")?,
+        create_reply: row.need_text("create_reply")?,
+        cashier_token: row.need_text("cashier_token")?,
+        created_at_ms: row.need_int("created_at_ms")?,
+        updated_at_ms: row.need_int("updated_at_ms")?,
+        expires_at_ms: row.need_int("expires_at_ms")?,
+        pix_code: row.text("pix_code")?,
+        dialect: row.need_text("dialect")?,
+        rail: row.need_text("rail")?,
+        channel: row.need_text("channel")?,
     })
 }
 
-/// The insert of a new order (`ON CONFLICT (app_id, merchant_order_id) DO NOTHING`).
-pub(super) fn insert_statement(
-    order: &Order,
-) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+/// How many columns an order has (checked against [`ORDER_COLUMNS`] by a test).
+pub(super) const ORDER_COLUMN_COUNT: usize = 33;
+
+/// An order's values in the order of [`ORDER_COLUMNS`]: the one list both drivers bind.
+pub(super) fn order_values(order: &Order) -> [Value<'_>; ORDER_COLUMN_COUNT] {
     debug_assert!(
         !order.rail.is_empty(),
         "an order is routed before it is stored"
     );
     let payer = order.payer.as_ref();
-    sqlx::query(INSERT_ORDER.as_str())
-        .bind(order.order_no.as_str())
-        .bind(order.app_id.0)
-        .bind(&order.merchant_order_id)
-        .bind(order.currency.code())
-        .bind(order.amount_minor.0)
-        .bind(order.method.code)
-        .bind(order.country.as_deref())
-        .bind(payer.map(|p| p.name.expose()))
-        .bind(payer.map(|p| p.phone.expose()))
-        .bind(payer.map(|p| p.email.expose()))
-        .bind(payer.map(|p| p.partner_user_id.as_str()))
-        .bind(order.subject.as_deref())
-        .bind(order.body.as_deref())
-        .bind(order.callback_url.as_deref())
-        .bind(order.callback_fail_url.as_deref())
-        .bind(order.notify_url.as_deref())
-        .bind(order.status.as_str())
-        .bind(order.actual_amount_minor.0)
-        .bind(order.fee_minor.0)
-        .bind(order.paid_at_ms)
-        .bind(order.error_msg.as_deref())
-        .bind(&order.request_fingerprint)
-        .bind(&order.create_reply)
-        .bind(&order.cashier_token)
-        .bind(order.created_at_ms)
-        .bind(order.updated_at_ms)
-        .bind(order.expires_at_ms)
-        .bind(order.chosen_method.map(|m| m.code))
-        .bind(order.pix_code.as_deref())
-        .bind(&order.dialect)
-        .bind(&order.rail)
-        .bind(&order.channel)
-        .bind(order.language.map(|l| l.tag()))
+    let int = |v: i64| Value::Int(Some(v));
+    fn text(v: &str) -> Value<'_> {
+        Value::Text(Some(v))
+    }
+    [
+        text(order.order_no.as_str()),
+        int(order.app_id.0),
+        text(&order.merchant_order_id),
+        text(order.currency.code()),
+        int(order.amount_minor.0),
+        text(order.method.code),
+        Value::Text(order.country.as_deref()),
+        Value::Text(payer.map(|p| p.name.expose())),
+        Value::Text(payer.map(|p| p.phone.expose())),
+        Value::Text(payer.map(|p| p.email.expose())),
+        Value::Text(payer.map(|p| p.partner_user_id.as_str())),
+        Value::Text(order.subject.as_deref()),
+        Value::Text(order.body.as_deref()),
+        Value::Text(order.callback_url.as_deref()),
+        Value::Text(order.callback_fail_url.as_deref()),
+        Value::Text(order.notify_url.as_deref()),
+        text(order.status.as_str()),
+        int(order.actual_amount_minor.0),
+        int(order.fee_minor.0),
+        Value::Int(order.paid_at_ms),
+        Value::Text(order.error_msg.as_deref()),
+        text(&order.request_fingerprint),
+        text(&order.create_reply),
+        text(&order.cashier_token),
+        int(order.created_at_ms),
+        int(order.updated_at_ms),
+        int(order.expires_at_ms),
+        Value::Text(order.chosen_method.map(|m| m.code)),
+        Value::Text(order.pix_code.as_deref()),
+        text(&order.dialect),
+        text(&order.rail),
+        text(&order.channel),
+        Value::Text(order.language.map(|l| l.tag())),
+    ]
+}
+
+/// The insert of a new order (`ON CONFLICT (app_id, merchant_order_id) DO NOTHING`).
+pub(super) fn insert_statement(order: &Order) -> super::Query<'_> {
+    super::bound(INSERT_ORDER.as_str(), order_values(order))
 }
 
 /// The result of one insert: rows written, or which rule refused it. A taken order number
 /// or page token means "draw again"; any other rule is a conflict to report.
-pub(super) fn insert_result(
-    done: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
-) -> StoreResult<u64> {
+pub(super) fn insert_result(done: StoreResult<u64>) -> StoreResult<u64> {
     match done {
-        Ok(done) => Ok(done.rows_affected()),
-        Err(error) => match StoreError::from(error) {
-            StoreError::Conflict(rule) if DRAWN_ID_RULES.contains(&rule.as_str()) => {
-                Err(StoreError::OrderNoTaken)
-            }
-            other => Err(other),
-        },
+        Err(StoreError::Conflict(rule)) if DRAWN_ID_RULES.contains(&rule.as_str()) => {
+            Err(StoreError::OrderNoTaken)
+        }
+        other => other,
     }
 }
 
-/// Records a status change on the order's timeline, inside the change's transaction.
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    order: &Order,
+/// A status change of an order and what is written with it, in one transaction: the
+/// change's event, the merchant's callback (the outbox), the success journal, an audit entry.
+#[derive(Clone, Copy)]
+pub(super) struct StatusChange<'a> {
+    pub order: &'a Order,
+    pub from: OrderStatus,
+    pub callback: Option<&'a NewCallback>,
+    pub journal: Option<&'a kassa_core::ledger::Journal>,
+    pub audit: Option<&'a crate::AuditEntry>,
+}
+
+/// A [`StatusChange`] that owns its parts, to be handed to SQLite's writer thread.
+pub(super) struct OwnedStatusChange {
+    order: Order,
     from: OrderStatus,
-) -> StoreResult<()> {
-    let detail = match order.status {
-        OrderStatus::Failed | OrderStatus::Exception => order.error_msg.as_deref(),
-        _ => None,
-    };
-    sqlx::query(
-        "INSERT INTO order_events (order_no, at_ms, from_status, to_status, detail) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(order.order_no.as_str())
-    .bind(order.updated_at_ms)
-    .bind(from.as_str())
-    .bind(order.status.as_str())
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    callback: Option<NewCallback>,
+    journal: Option<kassa_core::ledger::Journal>,
+    audit: Option<crate::AuditEntry>,
+}
+
+impl StatusChange<'_> {
+    pub(super) fn to_owned(self) -> OwnedStatusChange {
+        OwnedStatusChange {
+            order: self.order.clone(),
+            from: self.from,
+            callback: self.callback.cloned(),
+            journal: self.journal.cloned(),
+            audit: self.audit.cloned(),
+        }
+    }
+
+    /// The conditional update that makes the change: it changes one row, or the order had
+    /// moved on and nothing of the change may be written.
+    pub(super) fn update(&self) -> Step<'_> {
+        let order = self.order;
+        Step {
+            sql: "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
+                  paid_at_ms = $4, error_msg = $5, updated_at_ms = $6, chosen_method = $7 \
+                  WHERE order_no = $8 AND status = $9"
+                .into(),
+            values: vec![
+                Value::Text(Some(order.status.as_str())),
+                Value::Int(Some(order.actual_amount_minor.0)),
+                Value::Int(Some(order.fee_minor.0)),
+                Value::Int(order.paid_at_ms),
+                Value::Text(order.error_msg.as_deref()),
+                Value::Int(Some(order.updated_at_ms)),
+                Value::Text(order.chosen_method.map(|m| m.code)),
+                Value::Text(Some(order.order_no.as_str())),
+                Value::Text(Some(self.from.as_str())),
+            ],
+        }
+    }
+
+    /// What is written once the update changed the order. With `defer_keys` (a connection
+    /// that has not deferred them for the whole transaction), SQLite's foreign keys are
+    /// deferred around the journal, whose entries come before it.
+    pub(super) fn writes(&self, defer_keys: bool) -> StoreResult<Vec<Step<'_>>> {
+        let order = self.order;
+        let detail = match order.status {
+            OrderStatus::Failed | OrderStatus::Exception => order.error_msg.as_deref(),
+            _ => None,
+        };
+        let mut steps = vec![Step {
+            sql: "INSERT INTO order_events (order_no, at_ms, from_status, to_status, detail) \
+                  VALUES ($1, $2, $3, $4, $5)"
+                .into(),
+            values: vec![
+                Value::Text(Some(order.order_no.as_str())),
+                Value::Int(Some(order.updated_at_ms)),
+                Value::Text(Some(self.from.as_str())),
+                Value::Text(Some(order.status.as_str())),
+                Value::Text(detail),
+            ],
+        }];
+        steps.extend(self.callback.map(super::callbacks::insert_step));
+        if let Some(journal) = self.journal {
+            let pragma = |on: &'static str| Step {
+                sql: format!("PRAGMA defer_foreign_keys = {on}").into(),
+                values: Vec::new(),
+            };
+            steps.extend(defer_keys.then(|| pragma("ON")));
+            steps.extend(super::ledger::journal_steps(journal)?);
+            steps.extend(defer_keys.then(|| pragma("OFF")));
+        }
+        steps.extend(self.audit.map(super::users::audit_step));
+        Ok(steps)
+    }
+}
+
+impl OwnedStatusChange {
+    pub(super) fn borrowed(&self) -> StatusChange<'_> {
+        StatusChange {
+            order: &self.order,
+            from: self.from,
+            callback: self.callback.as_ref(),
+            journal: self.journal.as_ref(),
+            audit: self.audit.as_ref(),
+        }
+    }
 }
 
 /// A value bound to a statement built at run time.
@@ -377,7 +483,34 @@ pub(super) fn bind_all<'q>(
 }
 
 impl SqlStore {
+    /// A status change in a transaction of its own, through sqlx.
+    async fn change_status(&self, change: &StatusChange<'_>) -> StoreResult<bool> {
+        let mut tx = match change.journal {
+            Some(_) => self.begin_posting().await?,
+            None => self.begin_write().await?,
+        };
+        let update = change.update();
+        let changed = super::bound(&update.sql, update.values)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for step in change.writes(false)? {
+            super::bound(&step.sql, step.values)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn one_order(&self, sql: &'static str, args: &[Bound]) -> StoreResult<Option<Order>> {
+        if let Some(native) = &self.native {
+            return native.one_order(sql, args);
+        }
         // Bound by reference: a look-up that misses is asked again of the archive.
         let query = args.iter().fold(sqlx::query(sql), |query, arg| match arg {
             Bound::Int(v) => query.bind(*v),
@@ -406,7 +539,10 @@ impl OrderStore for SqlStore {
         crate::telemetry::timed("insert_order", async move {
             let inserted = match &self.writer {
                 Some(writer) => writer.insert(order.clone()).await,
-                None => insert_result(insert_statement(order).execute(&self.pool).await),
+                None => {
+                    let done = insert_statement(order).execute(&self.pool).await;
+                    insert_result(done.map(|d| d.rows_affected()).map_err(StoreError::from))
+                }
             };
             if inserted? == 1 {
                 return Ok(InsertOutcome::Inserted);
@@ -552,44 +688,18 @@ impl OrderStore for SqlStore {
         journal: Option<&kassa_core::ledger::Journal>,
         audit: Option<&crate::AuditEntry>,
     ) -> StoreResult<bool> {
+        let change = StatusChange {
+            order,
+            from,
+            callback,
+            journal,
+            audit,
+        };
         crate::telemetry::timed("transition_order", async move {
-            let mut tx = match journal {
-                Some(_) => self.begin_posting().await?,
-                None => self.begin_write().await?,
-            };
-            let changed = sqlx::query(
-                "UPDATE orders SET status = $1, actual_amount_minor = $2, fee_minor = $3, \
-                 paid_at_ms = $4, error_msg = $5, updated_at_ms = $6, chosen_method = $9 \
-                 WHERE order_no = $7 AND status = $8",
-            )
-            .bind(order.status.as_str())
-            .bind(order.actual_amount_minor.0)
-            .bind(order.fee_minor.0)
-            .bind(order.paid_at_ms)
-            .bind(order.error_msg.as_deref())
-            .bind(order.updated_at_ms)
-            .bind(order.order_no.as_str())
-            .bind(from.as_str())
-            .bind(order.chosen_method.map(|m| m.code))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed != 1 {
-                tx.rollback().await?;
-                return Ok(false);
+            match &self.writer {
+                Some(writer) => writer.change_status(change.to_owned()).await,
+                None => self.change_status(&change).await,
             }
-            insert_event(&mut tx, order, from).await?;
-            if let Some(callback) = callback {
-                callbacks::insert(&mut tx, callback).await?;
-            }
-            if let Some(journal) = journal {
-                super::ledger::post(&mut tx, journal).await?;
-            }
-            if let Some(entry) = audit {
-                super::users::audit(&mut tx, entry).await?;
-            }
-            tx.commit().await?;
-            Ok(true)
         })
         .await
     }

@@ -40,20 +40,30 @@ pub(super) async fn audit(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     entry: &AuditEntry,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at_ms, actor, action, target, before_state, after_state, source) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(entry.at_ms)
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(entry.before.as_deref())
-    .bind(entry.after.as_deref())
-    .bind(&entry.source)
-    .execute(&mut **tx)
-    .await?;
+    let step = audit_step(entry);
+    super::bound(&step.sql, step.values)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// The statement that appends `entry`.
+pub(super) fn audit_step(entry: &AuditEntry) -> super::Step<'_> {
+    use super::Value::{Int, Text};
+    super::Step {
+        sql: "INSERT INTO audit_log (at_ms, actor, action, target, before_state, after_state, \
+              source) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            .into(),
+        values: vec![
+            Int(Some(entry.at_ms)),
+            Text(Some(&entry.actor)),
+            Text(Some(&entry.action)),
+            Text(Some(&entry.target)),
+            Text(entry.before.as_deref()),
+            Text(entry.after.as_deref()),
+            Text(Some(&entry.source)),
+        ],
+    }
 }
 
 /// Inserts a user and its audit entry (its target the new user) inside `tx`.

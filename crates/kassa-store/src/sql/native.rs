@@ -1,0 +1,167 @@
+//! SQLite's native path for the hottest statements: look-ups of one order here, the group
+//! commit of new orders in [`super::writer`]. They run through rusqlite on connections kassa
+//! owns, each keeping its statements prepared, instead of through sqlx's `Any` driver, which
+//! hands every statement to a worker thread of its own (two thread switches a statement) and
+//! converts every value twice. A look-up runs on the calling task's thread: a point read from
+//! SQLite's page cache takes microseconds, less than the hand-off it replaces
+//! (docs/performance.md). Everything else on SQLite still goes through sqlx.
+
+use super::Value;
+use super::orders::{Bound, Columns, ORDER_COLUMNS, order_from_row};
+use crate::{StoreError, StoreResult};
+use kassa_core::Order;
+use rusqlite::types::ToSqlOutput;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+
+/// Idle read connections kept; a server's look-ups use about one per runtime thread.
+const IDLE_READERS: usize = 8;
+/// Statements each connection keeps prepared (kassa's hot statements are a handful).
+const PREPARED_PER_CONNECTION: usize = 16;
+
+/// Opens a connection to the SQLite file with the settings every connection of kassa's has.
+pub(super) fn open(path: &Path) -> StoreResult<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.execute_batch(&super::sqlite_pragmas_sql())?;
+    connection.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
+    Ok(connection)
+}
+
+/// Binds `values` to `$1…$n` by position: SQLite numbers `$N` parameters by their first
+/// appearance, and kassa's statements name them in order, which debug builds check.
+pub(super) fn bind_in_order<T: rusqlite::ToSql>(
+    statement: &mut rusqlite::Statement<'_>,
+    values: impl IntoIterator<Item = T>,
+) -> StoreResult<()> {
+    let mut bound = 0;
+    for (index, value) in (1..).zip(values) {
+        debug_assert_eq!(
+            statement.parameter_name(index),
+            Some(format!("${index}").as_str())
+        );
+        statement.raw_bind_parameter(index, value)?;
+        bound = index;
+    }
+    if bound != statement.parameter_count() {
+        return Err(StoreError::Failed(format!(
+            "{bound} values for {} parameters",
+            statement.parameter_count()
+        )));
+    }
+    Ok(())
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Value::Int(value) => value.to_sql(),
+            Value::Text(value) => value.to_sql(),
+            Value::Made(value) => value.to_sql(),
+        }
+    }
+}
+
+impl rusqlite::ToSql for Bound {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Bound::Int(value) => value.to_sql(),
+            Bound::Text(value) => value.to_sql(),
+        }
+    }
+}
+
+/// The position of each of an order's columns in a `SELECT {ORDER_COLUMNS}`: a row is read
+/// by position, found in this list rather than by asking SQLite each column's name.
+static ORDER_COLUMN_NAMES: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| ORDER_COLUMNS.split(',').map(str::trim).collect());
+
+/// A row of a `SELECT {ORDER_COLUMNS} …`.
+struct OrderRow<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl OrderRow<'_, '_> {
+    fn position(column: &str) -> StoreResult<usize> {
+        ORDER_COLUMN_NAMES
+            .iter()
+            .position(|name| *name == column)
+            .ok_or_else(|| StoreError::Failed(format!("{column} is not an order column")))
+    }
+}
+
+impl Columns for OrderRow<'_, '_> {
+    fn int(&self, column: &str) -> StoreResult<Option<i64>> {
+        Ok(self.0.get(Self::position(column)?)?)
+    }
+
+    fn text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.0.get(Self::position(column)?)?)
+    }
+}
+
+/// Read connections of the native path, lent to one look-up at a time.
+pub(super) struct NativeReads {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl NativeReads {
+    pub(super) fn new(path: &Path) -> NativeReads {
+        NativeReads {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::with_capacity(IDLE_READERS)),
+        }
+    }
+
+    /// The one order `sql` (a `SELECT {ORDER_COLUMNS} …`) finds with `args`, if any.
+    pub(super) fn one_order(&self, sql: &str, args: &[Bound]) -> StoreResult<Option<Order>> {
+        let connection = self.lend()?;
+        let found = one_order_on(&connection, sql, args);
+        self.give_back(connection);
+        found
+    }
+
+    fn lend(&self) -> StoreResult<rusqlite::Connection> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle {
+            Some(connection) => Ok(connection),
+            None => open(&self.path),
+        }
+    }
+
+    fn give_back(&self, connection: rusqlite::Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(connection);
+        }
+    }
+}
+
+fn one_order_on(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    args: &[Bound],
+) -> StoreResult<Option<Order>> {
+    let mut statement = connection.prepare_cached(sql)?;
+    bind_in_order(&mut statement, args)?;
+    let mut rows = statement.raw_query();
+    match rows.next()? {
+        Some(row) => Ok(Some(order_from_row(&OrderRow(row))?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_order_column_has_a_position() {
+        assert_eq!(
+            ORDER_COLUMN_NAMES.len(),
+            super::super::orders::ORDER_COLUMN_COUNT
+        );
+        assert_eq!(OrderRow::position("order_no").unwrap(), 0);
+        assert_eq!(OrderRow::position("language").unwrap(), 32);
+        assert!(OrderRow::position("nope").is_err());
+    }
+}
