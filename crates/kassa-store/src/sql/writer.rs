@@ -20,7 +20,7 @@ const MAX_BATCH: usize = 128;
 enum Job {
     /// A copy of the order: the caller's cannot be lent to another thread for a commit.
     Insert {
-        order: Order,
+        order: Box<Order>,
         done: tokio::sync::oneshot::Sender<StoreResult<u64>>,
     },
     Change {
@@ -103,6 +103,7 @@ impl InsertWriter {
 
     pub(super) async fn insert(&self, order: Order) -> StoreResult<u64> {
         let (done, answer) = tokio::sync::oneshot::channel();
+        let order = Box::new(order);
         self.submit(Job::Insert { order, done }).await?;
         answer.await.map_err(|_| stopped())?
     }
