@@ -24,12 +24,12 @@ pub fn describe() {
     metrics::describe_histogram!(
         WRITE_BATCH_SIZE,
         metrics::Unit::Count,
-        "New orders committed together by the SQLite writer (group commit)."
+        "New orders and status changes committed together by the SQLite writer (group commit)."
     );
     metrics::describe_gauge!(
         WRITE_QUEUE_DEPTH,
         metrics::Unit::Count,
-        "New orders waiting for the SQLite writer, as it took its last batch."
+        "Writes waiting for the SQLite writer, as it took its last batch."
     );
     metrics::describe_counter!(
         TRANSIENT_ERRORS,
