@@ -503,6 +503,22 @@ async fn mixed_concurrent_inserts_each_get_their_answer(db: TestDatabase) {
     assert_eq!(all.len(), 1 + 1 + 35 * 4 + 3);
 }
 
+/// `order` paid in full at `at_ms`, with a fee of `fee_minor`.
+fn paid_in_full(order: &Order, at_ms: i64, fee_minor: i64) -> Order {
+    let mut paid = order.clone();
+    let received = paid.amount_minor;
+    paid.apply(
+        &OrderEvent::Paid {
+            requested: received,
+            received,
+        },
+        at_ms,
+    )
+    .unwrap();
+    paid.fee_minor = AmountMinor(fee_minor);
+    paid
+}
+
 /// Payments, refused changes and creates at the same moment: SQLite's writer commits them in
 /// shared transactions, and each must still be all or nothing and get its own answer.
 async fn concurrent_changes_each_get_their_answer(db: TestDatabase) {
@@ -513,17 +529,7 @@ async fn concurrent_changes_each_get_their_answer(db: TestDatabase) {
     for i in 0..60u64 {
         let created = order(app, &format!("C-{i}"), 100 + i);
         store.insert_order(&created).await.unwrap();
-        let mut paid = created.clone();
-        paid.apply(
-            &OrderEvent::Paid {
-                requested: paid.amount_minor,
-                received: paid.amount_minor,
-            },
-            20,
-        )
-        .unwrap();
-        paid.fee_minor = AmountMinor(100);
-        paid_orders.push(paid);
+        paid_orders.push(paid_in_full(&created, 20, 100));
     }
     // Every third order's success journal is in the books already: its change must fail
     // whole, amid the others' changes.
@@ -1297,16 +1303,7 @@ async fn journals_post_with_their_change(db: TestDatabase) {
             .await
             .unwrap()
     );
-    let mut paid = started.clone();
-    paid.apply(
-        &OrderEvent::Paid {
-            requested: paid.amount_minor,
-            received: paid.amount_minor,
-        },
-        20,
-    )
-    .unwrap();
-    paid.fee_minor = AmountMinor(105);
+    let paid = paid_in_full(&started, 20, 105);
     let journal = Journal::of_success(&paid, 20, 25).unwrap();
     assert!(
         store
@@ -1423,13 +1420,8 @@ async fn the_database_refuses_to_break_the_books(db: TestDatabase) {
     let write = |statements: Vec<String>| {
         let pool = pool.clone();
         async move {
+            // No pragma: the entries' key to their journal is declared deferred, on SQLite too.
             let mut tx = pool.begin().await.unwrap();
-            if db.backend == kassa_store::Backend::Sqlite {
-                sqlx::raw_sql("PRAGMA defer_foreign_keys = ON")
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-            }
             for statement in statements {
                 if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
                     .execute(&mut *tx)

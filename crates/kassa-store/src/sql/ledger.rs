@@ -12,9 +12,8 @@ use kassa_core::{AppId, OrderNo};
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// Writes a journal (checked by the core first) into `tx`, begun by `begin_posting`: its
-/// entries, all in one statement, then the journal itself, which the database's own rules check
-/// against them (migration 9).
+/// Writes a journal (checked by the core first) into `tx`: its entries, all in one statement,
+/// then the journal itself, which the database's own rules check against them (migration 9).
 pub(super) async fn post(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     journal: &Journal,
@@ -28,8 +27,8 @@ pub(super) async fn post(
 }
 
 /// The statements that post `journal`, once the core has checked it: its entries in one
-/// statement, then the journal. The entries name a journal not yet written, so the entries'
-/// foreign key must be deferred (PostgreSQL's is declared so; SQLite's by the caller).
+/// statement, then the journal. The entries name a journal not yet written: their foreign key
+/// is declared deferred to the commit (migrations 9 and 22).
 pub(super) fn journal_steps(journal: &Journal) -> StoreResult<[Step<'_>; 2]> {
     journal
         .check()
@@ -288,7 +287,7 @@ impl LedgerStore for SqlStore {
     }
 
     async fn post_journal(&self, journal: &Journal) -> StoreResult<bool> {
-        let mut tx = self.begin_posting().await?;
+        let mut tx = self.begin_write().await?;
         match post(&mut tx, journal).await {
             Ok(()) => {
                 tx.commit().await?;

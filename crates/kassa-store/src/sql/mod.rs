@@ -280,19 +280,6 @@ impl SqlStore {
             Backend::Postgres => self.pool.begin().await?,
         })
     }
-
-    /// A write transaction that may post journals: their entries go in before the journal
-    /// they belong to, so the entries' foreign key is checked at commit (PostgreSQL's key is
-    /// declared so; SQLite's is deferred here, in the same round trip as the BEGIN).
-    async fn begin_posting(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => {
-                let begin = "BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON";
-                self.pool.begin_with(begin).await?
-            }
-            Backend::Postgres => self.pool.begin().await?,
-        })
-    }
 }
 
 #[async_trait]
@@ -391,6 +378,77 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use crate::testing::TestDatabase;
+    use crate::{LedgerStore, Store};
+
+    /// Migration 22 rebuilds SQLite's ledger entries: on a database that holds entries, they
+    /// are all kept, and the rules on them hold again after it.
+    #[tokio::test]
+    async fn sqlite_entries_survive_their_rebuild() {
+        let db = TestDatabase::sqlite().await;
+        let store = db.store().await;
+        let ledger = |journal: &str| {
+            format!(
+                "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
+                 VALUES ('{journal}', 1, 'platform:fees', 'EUR', 5), \
+                 ('{journal}', 2, 'app:1001:pending', 'EUR', -5); \
+                 INSERT INTO ledger_journals (journal_id, kind, app_id, currency, posted_at_ms) \
+                 VALUES ('{journal}', 'success', 1001, 'EUR', 1);"
+            )
+        };
+        // One connection throughout: a failed COMMIT leaves its transaction open on it.
+        let connection = tokio::sync::Mutex::new(store.pool().acquire().await.unwrap());
+        let run = |sql: String| async {
+            let mut connection = connection.lock().await;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut **connection)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        for journal in ["a", "b"] {
+            run(format!("BEGIN; {} COMMIT;", ledger(journal)))
+                .await
+                .unwrap();
+        }
+        let (_, rebuild) = super::schema::migrations(super::Backend::Sqlite)
+            .find(|(version, _)| *version == 22)
+            .unwrap();
+        run(format!("BEGIN; {rebuild} COMMIT;")).await.unwrap();
+        let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries")
+            .fetch_one(&mut **connection.lock().await)
+            .await
+            .unwrap();
+        assert_eq!(entries, 4);
+        let refused = [
+            "INSERT INTO ledger_entries (journal_id, entry_no, account, currency, amount_minor) \
+             VALUES ('a', 3, 'platform:fees', 'EUR', 1)",
+            "DELETE FROM ledger_entries WHERE journal_id = 'a'",
+            "UPDATE ledger_entries SET amount_minor = 6 WHERE journal_id = 'b'",
+        ];
+        for statement in refused {
+            let error = run(statement.to_string()).await.expect_err(statement);
+            assert!(error.contains("ledger"), "{statement}: {error}");
+        }
+        // Entries without their journal are refused at the commit, with no pragma.
+        let error = run(
+            "BEGIN; INSERT INTO ledger_entries (journal_id, entry_no, account, currency, \
+             amount_minor) VALUES ('c', 1, 'platform:fees', 'EUR', 5); COMMIT;"
+                .to_string(),
+        )
+        .await
+        .expect_err("an entry without its journal");
+        assert!(error.contains("FOREIGN KEY"), "{error}");
+        run("ROLLBACK".to_string()).await.ok();
+        assert!(
+            store
+                .ledger_check()
+                .await
+                .unwrap()
+                .currencies_unbalanced
+                .is_empty()
+        );
+        assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    }
 
     #[tokio::test]
     async fn postgres_sessions_end_a_transaction_left_open() {

@@ -330,10 +330,8 @@ impl StatusChange<'_> {
         }
     }
 
-    /// What is written once the update changed the order. With `defer_keys` (a connection
-    /// that has not deferred them for the whole transaction), SQLite's foreign keys are
-    /// deferred around the journal, whose entries come before it.
-    pub(super) fn writes(&self, defer_keys: bool) -> StoreResult<Vec<Step<'_>>> {
+    /// What is written once the update changed the order.
+    pub(super) fn writes(&self) -> StoreResult<Vec<Step<'_>>> {
         let order = self.order;
         let detail = match order.status {
             OrderStatus::Failed | OrderStatus::Exception => order.error_msg.as_deref(),
@@ -353,13 +351,7 @@ impl StatusChange<'_> {
         }];
         steps.extend(self.callback.map(super::callbacks::insert_step));
         if let Some(journal) = self.journal {
-            let pragma = |on: &'static str| Step {
-                sql: format!("PRAGMA defer_foreign_keys = {on}").into(),
-                values: Vec::new(),
-            };
-            steps.extend(defer_keys.then(|| pragma("ON")));
             steps.extend(super::ledger::journal_steps(journal)?);
-            steps.extend(defer_keys.then(|| pragma("OFF")));
         }
         steps.extend(self.audit.map(super::users::audit_step));
         Ok(steps)
@@ -485,10 +477,7 @@ pub(super) fn bind_all<'q>(
 impl SqlStore {
     /// A status change in a transaction of its own, through sqlx.
     async fn change_status(&self, change: &StatusChange<'_>) -> StoreResult<bool> {
-        let mut tx = match change.journal {
-            Some(_) => self.begin_posting().await?,
-            None => self.begin_write().await?,
-        };
+        let mut tx = self.begin_write().await?;
         let update = change.update();
         let changed = super::bound(&update.sql, update.values)
             .execute(&mut *tx)
@@ -498,7 +487,7 @@ impl SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        for step in change.writes(false)? {
+        for step in change.writes()? {
             super::bound(&step.sql, step.values)
                 .execute(&mut *tx)
                 .await?;

@@ -417,20 +417,11 @@ CREATE TABLE app_logos (
     ),
 ];
 
-/// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
-const BACKEND_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        9,
-        r#"
--- Reports read one app's succeeded orders of a day, in pages, by payment time.
-CREATE INDEX orders_paid_by_app ON orders (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
-
--- The books, held by the database too. Entries are written first, their journal last (the
--- foreign key waits for the commit): the journal can only be written when its entries, at
--- least two, all in its currency, sum to zero; no entry joins a journal already written;
--- nothing written is ever changed or removed. A repeated entry still fails on the key (a
--- second posting is a conflict, as before).
-CREATE TRIGGER ledger_journals_balanced BEFORE INSERT ON ledger_journals
+/// SQLite's rules on the ledger's entries and their journal's balance (migration 9), written
+/// again by migration 22 when it rebuilds the entries' table.
+macro_rules! sqlite_ledger_entry_triggers {
+    () => {
+        r#"CREATE TRIGGER ledger_journals_balanced BEFORE INSERT ON ledger_journals
 WHEN (SELECT COUNT(*) FROM ledger_entries WHERE journal_id = NEW.journal_id) < 2
   OR EXISTS (SELECT 1 FROM ledger_entries WHERE journal_id = NEW.journal_id AND currency <> NEW.currency)
   OR (SELECT SUM(amount_minor) FROM ledger_entries WHERE journal_id = NEW.journal_id) <> 0
@@ -443,11 +434,32 @@ CREATE TRIGGER ledger_entries_unchanged BEFORE UPDATE ON ledger_entries
 BEGIN SELECT RAISE(ABORT, 'ledger: entries are never changed'); END;
 CREATE TRIGGER ledger_entries_kept BEFORE DELETE ON ledger_entries
 BEGIN SELECT RAISE(ABORT, 'ledger: entries are never removed'); END;
-CREATE TRIGGER ledger_journals_unchanged BEFORE UPDATE ON ledger_journals
+"#
+    };
+}
+
+/// `(version, SQLite, PostgreSQL)`: migrations written once per backend.
+const BACKEND_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        9,
+        concat!(
+            r#"
+-- Reports read one app's succeeded orders of a day, in pages, by payment time.
+CREATE INDEX orders_paid_by_app ON orders (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
+
+-- The books, held by the database too. Entries are written first, their journal last (the
+-- foreign key waits for the commit): the journal can only be written when its entries, at
+-- least two, all in its currency, sum to zero; no entry joins a journal already written;
+-- nothing written is ever changed or removed. A repeated entry still fails on the key (a
+-- second posting is a conflict, as before).
+"#,
+            sqlite_ledger_entry_triggers!(),
+            r#"CREATE TRIGGER ledger_journals_unchanged BEFORE UPDATE ON ledger_journals
 BEGIN SELECT RAISE(ABORT, 'ledger: journals are never changed'); END;
 CREATE TRIGGER ledger_journals_kept BEFORE DELETE ON ledger_journals
 BEGIN SELECT RAISE(ABORT, 'ledger: journals are never removed'); END;
-"#,
+"#
+        ),
         r#"
 CREATE INDEX orders_paid_by_app ON orders (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
 
@@ -582,6 +594,37 @@ CREATE INDEX orders_archive_by_no ON orders_archive (order_no);
 CREATE INDEX orders_archive_by_merchant_order_id ON orders_archive (app_id, merchant_order_id, created_at_ms);
 CREATE INDEX orders_archive_paid_by_app ON orders_archive (app_id, paid_at_ms, order_no) WHERE status = 'succeeded';
 "#,
+    ),
+    (
+        22,
+        concat!(
+            r#"
+-- The entries' foreign key to their journal, deferred to the commit as PostgreSQL's is
+-- (migration 9). Posting a journal used to defer it with PRAGMA defer_foreign_keys, and a flag
+-- pragma expires every statement the connection has prepared: each payment made the next
+-- statements be compiled again. SQLite changes a constraint only by rebuilding the table (its
+-- documented procedure); the entries are copied as they are, their rules written again.
+DROP TRIGGER ledger_journals_balanced;
+DROP TRIGGER ledger_entries_closed;
+DROP TRIGGER ledger_entries_unchanged;
+DROP TRIGGER ledger_entries_kept;
+CREATE TABLE ledger_entries_deferred (
+    journal_id TEXT NOT NULL REFERENCES ledger_journals (journal_id) DEFERRABLE INITIALLY DEFERRED,
+    entry_no BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    amount_minor BIGINT NOT NULL CHECK (amount_minor <> 0),
+    PRIMARY KEY (journal_id, entry_no)
+);
+INSERT INTO ledger_entries_deferred (journal_id, entry_no, account, currency, amount_minor)
+SELECT journal_id, entry_no, account, currency, amount_minor FROM ledger_entries;
+DROP TABLE ledger_entries;
+ALTER TABLE ledger_entries_deferred RENAME TO ledger_entries;
+CREATE INDEX ledger_entries_by_account ON ledger_entries (account, currency);
+"#,
+            sqlite_ledger_entry_triggers!()
+        ),
+        "-- PostgreSQL's key is deferred since migration 9.\nSELECT 1;",
     ),
 ];
 

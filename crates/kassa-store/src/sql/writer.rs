@@ -143,12 +143,8 @@ fn change_in_savepoint(
         savepoint.commit()?;
         return changed;
     }
-    // Dropped uncommitted, the savepoint is rolled back: with it the journal's deferred keys,
-    // but not the pragma that deferred them, which the batch's later writes must not keep.
+    // Dropped uncommitted, the savepoint is rolled back, the journal's deferred keys with it.
     drop(savepoint);
-    if changed.is_err() && change.borrowed().journal.is_some() {
-        tx.execute_batch("PRAGMA defer_foreign_keys = OFF")?;
-    }
     changed
 }
 
@@ -157,7 +153,7 @@ fn change_status(connection: &rusqlite::Connection, change: StatusChange<'_>) ->
     if execute(connection, change.update())? != 1 {
         return Ok(false);
     }
-    for step in change.writes(true)? {
+    for step in change.writes()? {
         execute(connection, step)?;
     }
     Ok(true)
