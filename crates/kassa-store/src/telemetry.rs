@@ -24,12 +24,12 @@ pub fn describe() {
     metrics::describe_histogram!(
         WRITE_BATCH_SIZE,
         metrics::Unit::Count,
-        "New orders and status changes committed together by the SQLite writer (group commit)."
+        "Writes committed together: new orders and status changes by the SQLite writer, new orders by PostgreSQL's batched insert."
     );
     metrics::describe_gauge!(
         WRITE_QUEUE_DEPTH,
         metrics::Unit::Count,
-        "Writes waiting for the SQLite writer, as it took its last batch."
+        "Writes waiting for the SQLite writer or PostgreSQL's batched insert, as it took its last batch."
     );
     metrics::describe_counter!(
         TRANSIENT_ERRORS,

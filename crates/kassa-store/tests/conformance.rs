@@ -451,6 +451,7 @@ async fn mixed_concurrent_inserts_each_get_their_answer(db: TestDatabase) {
         .await
         .unwrap();
     let mut tasks = Vec::new();
+    let mut with_others = None;
     for round in 0..4u64 {
         for i in 0..40u64 {
             let store = store.clone();
@@ -463,6 +464,11 @@ async fn mixed_concurrent_inserts_each_get_their_answer(db: TestDatabase) {
             };
             if new.order_no == OrderNo::from_random(1) {
                 new.cashier_token = "clash-token".into();
+            }
+            if (round, i) == (2, 5) {
+                // Read back below: written with others (one statement on PostgreSQL, one
+                // commit on SQLite), every field as given.
+                with_others = Some(new.clone());
             }
             tasks.push(tokio::spawn(async move {
                 let id = new.merchant_order_id.clone();
@@ -490,6 +496,11 @@ async fn mixed_concurrent_inserts_each_get_their_answer(db: TestDatabase) {
         }
     }
     assert_eq!(twice_inserted, 1);
+    let with_others = with_others.unwrap();
+    assert_eq!(
+        store.order_by_no(&with_others.order_no).await.unwrap(),
+        Some(with_others)
+    );
     assert_eq!(
         store
             .order_by_merchant_order_id(app, "CLASH")

@@ -7,6 +7,7 @@
 //! SQLite's group commit of new orders and [`native`] its look-ups of one order, both through
 //! rusqlite rather than sqlx; [`schema`] holds the migrations.
 
+mod batched_inserts;
 mod callbacks;
 mod channels;
 mod ledger;
@@ -76,8 +77,10 @@ const MIGRATION_LOCK_ID: i64 = 0x006b_6173_7361; // "kassa" in ASCII
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite's group commit of new orders (PostgreSQL commits them concurrently).
+    /// SQLite's group commit of new orders and status changes.
     writer: Option<writer::InsertWriter>,
+    /// PostgreSQL's group insert of new orders.
+    batched: Option<batched_inserts::BatchedInserts>,
     /// SQLite's native look-ups of one order (a file's database; not in memory).
     native: Option<native::NativeReads>,
 }
@@ -249,10 +252,13 @@ impl SqlStore {
         let native_path = sqlite_path(url).filter(|_| backend == Backend::Sqlite);
         let writer = native_path.map(writer::InsertWriter::start).transpose()?;
         let native = native_path.map(native::NativeReads::new);
+        let batched = (backend == Backend::Postgres)
+            .then(|| batched_inserts::BatchedInserts::start(pool.clone()));
         Ok(SqlStore {
             pool,
             backend,
             writer,
+            batched,
             native,
         })
     }

@@ -7,12 +7,12 @@
 //! (docs/performance.md). Everything else on SQLite still goes through sqlx.
 
 use super::Value;
-use super::orders::{Bound, Columns, ORDER_COLUMNS, order_from_row};
+use super::orders::{Bound, Columns, ORDER_COLUMN_NAMES, order_from_row};
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use rusqlite::types::ToSqlOutput;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 /// Idle read connections kept; a server's look-ups use about one per runtime thread.
 const IDLE_READERS: usize = 8;
@@ -70,12 +70,8 @@ impl rusqlite::ToSql for Bound {
     }
 }
 
-/// The position of each of an order's columns in a `SELECT {ORDER_COLUMNS}`: a row is read
-/// by position, found in this list rather than by asking SQLite each column's name.
-static ORDER_COLUMN_NAMES: LazyLock<Vec<&'static str>> =
-    LazyLock::new(|| ORDER_COLUMNS.split(',').map(str::trim).collect());
-
-/// A row of a `SELECT {ORDER_COLUMNS} …`.
+/// A row of a `SELECT {ORDER_COLUMNS} …`, read by position: found in [`ORDER_COLUMN_NAMES`]
+/// rather than by asking SQLite each column's name.
 struct OrderRow<'r, 's>(&'r rusqlite::Row<'s>);
 
 impl OrderRow<'_, '_> {

@@ -20,6 +20,10 @@ pub(super) const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, cur
     request_fingerprint, create_reply, cashier_token, created_at_ms, updated_at_ms, expires_at_ms, \
     chosen_method, pix_code, dialect, rail, channel, language";
 
+/// [`ORDER_COLUMNS`] one by one.
+pub(super) static ORDER_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| ORDER_COLUMNS.split(',').map(str::trim).collect());
+
 /// The uniqueness rules of a new order's drawn ids (order number, page token), as PostgreSQL
 /// names its constraints and SQLite its columns. A violation of one means: draw again.
 const DRAWN_ID_RULES: &[&str] = &[
@@ -526,9 +530,10 @@ impl SqlStore {
 impl OrderStore for SqlStore {
     async fn insert_order(&self, order: &Order) -> StoreResult<InsertOutcome> {
         crate::telemetry::timed("insert_order", async move {
-            let inserted = match &self.writer {
-                Some(writer) => writer.insert(order.clone()).await,
-                None => {
+            let inserted = match (&self.writer, &self.batched) {
+                (Some(writer), _) => writer.insert(order.clone()).await,
+                (None, Some(batched)) => batched.insert(order.clone()).await,
+                (None, None) => {
                     let done = insert_statement(order).execute(&self.pool).await;
                     insert_result(done.map(|d| d.rows_affected()).map_err(StoreError::from))
                 }

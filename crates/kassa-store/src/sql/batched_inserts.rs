@@ -1,0 +1,118 @@
+//! Group inserts of new orders on PostgreSQL: one task takes whatever creates are waiting and
+//! writes them with one statement and one commit. The statement's shape does not depend on how
+//! many orders it carries — they travel as one JSON array, which `json_populate_recordset`
+//! turns into rows of the orders' own types — so PostgreSQL parses and plans it once per
+//! connection. A batch the statement refuses as a whole (a drawn order number taken, …) is
+//! inserted again one order at a time, so that each caller gets its own answer.
+
+use super::orders::{
+    ORDER_COLUMN_NAMES, ORDER_COLUMNS, insert_result, insert_statement, order_values,
+};
+use super::{Value, statement};
+use crate::{StoreError, StoreResult};
+use kassa_core::Order;
+use sqlx::{AnyPool, Row};
+use std::collections::HashSet;
+
+/// Most creates waiting for the batcher; a full queue makes callers wait (back-pressure).
+const QUEUE: usize = 1_024;
+/// Most orders in one statement.
+const MAX_BATCH: usize = 128;
+
+statement!(
+    INSERT_ORDERS,
+    "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} \
+     FROM json_populate_recordset(NULL::orders, $1::json) \
+     ON CONFLICT (app_id, merchant_order_id) DO NOTHING RETURNING order_no"
+);
+
+struct Job {
+    /// A copy: the caller's order cannot be lent to the task for the time of a commit.
+    order: Box<Order>,
+    done: tokio::sync::oneshot::Sender<StoreResult<u64>>,
+}
+
+pub(super) struct BatchedInserts {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+}
+
+impl BatchedInserts {
+    /// Starts the batching task; it ends when the store (the queue's sender) is dropped.
+    pub(super) fn start(pool: AnyPool) -> BatchedInserts {
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                crate::telemetry::write_batch(batch.len(), queue.len());
+                write(&pool, batch).await;
+            }
+        });
+        BatchedInserts { jobs }
+    }
+
+    pub(super) async fn insert(&self, order: Order) -> StoreResult<u64> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Unavailable("the insert batcher stopped".into());
+        let job = Job {
+            order: Box::new(order),
+            done,
+        };
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// One batch: alone, the plain insert; together, the one statement, and on its refusal each
+/// order again on its own.
+async fn write(pool: &AnyPool, batch: Vec<Job>) {
+    if batch.len() > 1 {
+        let rows = rows_as_json(&batch);
+        let returned = sqlx::query(INSERT_ORDERS.as_str())
+            .bind(rows)
+            .fetch_all(pool)
+            .await;
+        if let Ok(returned) = returned {
+            let inserted: HashSet<String> = returned
+                .iter()
+                .filter_map(|row| row.try_get::<String, _>(0).ok())
+                .collect();
+            for job in batch {
+                let rows = u64::from(inserted.contains(job.order.order_no.as_str()));
+                let _ = job.done.send(Ok(rows));
+            }
+            return;
+        }
+    }
+    for job in batch {
+        let done = insert_statement(&job.order).execute(pool).await;
+        let _ = job.done.send(insert_result(
+            done.map(|d| d.rows_affected()).map_err(StoreError::from),
+        ));
+    }
+}
+
+/// The batch's orders as a JSON array of objects keyed by column name.
+fn rows_as_json(batch: &[Job]) -> String {
+    let rows: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|job| {
+            let columns = ORDER_COLUMN_NAMES.iter().zip(order_values(&job.order));
+            let row = columns.map(|(name, value)| {
+                let value = match value {
+                    Value::Int(v) => v.map_or(serde_json::Value::Null, Into::into),
+                    Value::Text(v) => v.map_or(serde_json::Value::Null, Into::into),
+                    Value::Made(v) => v.into(),
+                };
+                (name.to_string(), value)
+            });
+            serde_json::Value::Object(row.collect())
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
