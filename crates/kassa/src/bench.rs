@@ -9,6 +9,7 @@ mod backoffice;
 mod books;
 mod limit;
 pub mod null_gateway;
+mod preloaded;
 mod prune;
 mod upstream;
 mod writes;
@@ -36,7 +37,8 @@ pub enum Scenario {
     Mixed,
     /// A backlog of due callbacks delivered to a loopback receiver that answers `success`.
     Callbacks,
-    /// Create and query over a database that already holds `--preload` orders.
+    /// Create and query over a database that already holds `--preload` orders and over an empty
+    /// one, alternated over `--rounds` rounds; medians and the ratios to empty.
     Preloaded,
     /// The cost of metrics: create and query against a server with metrics on and one with
     /// metrics off, alternated over `--rounds` rounds; medians and their ratios.
@@ -91,7 +93,8 @@ pub struct BenchArgs {
     /// One JSON object per scenario instead of a table.
     #[arg(long)]
     json: bool,
-    /// Rounds of the metrics-cost scenario (each measures both servers, in alternating order).
+    /// Rounds of the scenarios that compare two servers (metrics-cost, pay, limit, prune,
+    /// preloaded: each round measures both, in alternating order).
     #[arg(long, default_value_t = 4)]
     rounds: usize,
     /// Orders left awaiting reconciliation for the upstream scenario's memory figure.
@@ -1014,9 +1017,7 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
             Scenario::Create => http_run("create", 100, 0, &args, database_url).await?,
             Scenario::Query => http_run("query", 0, 0, &args, database_url).await?,
             Scenario::Mixed => http_run("mixed", 20, 0, &args, database_url).await?,
-            Scenario::Preloaded => {
-                http_run("preloaded", 100, args.preload, &args, database_url).await?
-            }
+            Scenario::Preloaded => preloaded::run(&args, database_url).await?,
             Scenario::Callbacks => vec![callbacks_run(&args, database_url).await?],
             Scenario::MetricsCost => metrics_cost_run(&args, database_url).await?,
             Scenario::Upstream => upstream::run(&args, database_url).await?,

@@ -1137,6 +1137,16 @@ fn bench_reports_every_promised_field() {
         vec!["--scenario", "backoffice", "--preload", "3000"],
         vec!["--scenario", "limit", "--connections", "2", "--rounds", "1"],
         vec!["--scenario", "prune", "--preload", "3000", "--rounds", "1"],
+        vec![
+            "--scenario",
+            "preloaded",
+            "--preload",
+            "3000",
+            "--rounds",
+            "1",
+            "--connections",
+            "2",
+        ],
     ] {
         let mut command = kassa(&["bench", "--duration", "1", "--json"]);
         command.args(&args).current_dir(dir.path());
@@ -1173,6 +1183,15 @@ fn bench_reports_every_promised_field() {
             let ratio = report["rps_to_null"].as_f64().unwrap();
             assert!(ratio > 0.0, "{report}");
             assert!(report["cpu_to_null"].as_f64().unwrap() > 0.0, "{report}");
+        }
+        if args[1] == "preloaded" {
+            assert_eq!(report["scenario"], "create-preloaded", "{report}");
+        }
+        if report["scenario"] == "create-preloaded" {
+            // Against a server on an empty database, in the same run.
+            assert!(report["rps_to_empty"].as_f64().unwrap() > 0.0, "{report}");
+            assert!(report["cpu_to_empty"].as_f64().unwrap() > 0.0, "{report}");
+            assert_eq!(report["preloaded"], 3_000, "{report}");
         }
         if report["scenario"] == "create-pruning" {
             // Archived while the load ran, against a server that was not archiving.
