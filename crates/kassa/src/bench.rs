@@ -705,10 +705,7 @@ async fn metrics_cost_run(
                     measure(Some(server.pid()), &server.base, args, bodies, share).await;
                 let name = format!("{phase}-metrics-{}", if on { "on" } else { "off" });
                 let report = report(&name, &db, args, run, cpu, rss, floor);
-                match runs.iter_mut().find(|(key, _)| *key == (phase, on)) {
-                    Some((_, reports)) => reports.push(report),
-                    None => runs.push(((phase, on), vec![report])),
-                }
+                add_run(&mut runs, (phase, on), report);
             }
         }
     }
@@ -752,6 +749,18 @@ fn metrics_cost_medians(runs: Vec<((&str, bool), Vec<Report>)>) -> Vec<Report> {
         out.push(line);
     }
     out
+}
+
+/// Files a round's report under its (phase, side), for [`alternated_medians`] and the like.
+fn add_run<'a, S: PartialEq>(
+    runs: &mut Vec<((&'a str, S), Vec<Report>)>,
+    key: (&'a str, S),
+    report: Report,
+) {
+    match runs.iter_mut().find(|(filed, _)| *filed == key) {
+        Some((_, reports)) => reports.push(report),
+        None => runs.push((key, vec![report])),
+    }
 }
 
 /// The sorted values of a field over the rounds.

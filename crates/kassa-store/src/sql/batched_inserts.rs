@@ -14,11 +14,6 @@ use kassa_core::Order;
 use sqlx::{AnyPool, Row};
 use std::collections::HashSet;
 
-/// Most creates waiting for the batcher; a full queue makes callers wait (back-pressure).
-const QUEUE: usize = 1_024;
-/// Most orders in one statement.
-const MAX_BATCH: usize = 128;
-
 statement!(
     INSERT_ORDERS,
     "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} \
@@ -39,18 +34,10 @@ pub(super) struct BatchedInserts {
 impl BatchedInserts {
     /// Starts the batching task; it ends when the store (the queue's sender) is dropped.
     pub(super) fn start(pool: AnyPool) -> BatchedInserts {
-        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(QUEUE);
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(super::WRITE_QUEUE);
         tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match queue.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                crate::telemetry::write_batch(batch.len(), queue.len());
-                write(&pool, batch).await;
+                write(&pool, super::batch_of(first, &mut queue)).await;
             }
         });
         BatchedInserts { jobs }

@@ -116,6 +116,26 @@ pub(crate) struct Step<'a> {
     pub values: Vec<Value<'a>>,
 }
 
+/// Most writes waiting for SQLite's writer or PostgreSQL's batched insert; a full queue makes
+/// callers wait (back-pressure).
+const WRITE_QUEUE: usize = 1_024;
+/// Most writes in one commit (one statement, for PostgreSQL's batched insert).
+const MAX_WRITE_BATCH: usize = 128;
+
+/// A batch of waiting writes: `first` and whatever else `queue` holds now, up to
+/// [`MAX_WRITE_BATCH`] (it never waits for more: a lone write goes at once).
+fn batch_of<T>(first: T, queue: &mut tokio::sync::mpsc::Receiver<T>) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_WRITE_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    crate::telemetry::write_batch(batch.len(), queue.len());
+    batch
+}
+
 /// `$first, …` — `count` numbered placeholders, as both databases take them.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)

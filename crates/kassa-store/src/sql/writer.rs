@@ -11,11 +11,6 @@ use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use std::path::Path;
 
-/// Most writes waiting for the writer; a full queue makes callers wait (back-pressure).
-const QUEUE: usize = 1_024;
-/// Most writes in one commit.
-const MAX_BATCH: usize = 128;
-
 /// A write waiting for the writer, with where its answer goes.
 enum Job {
     /// A copy of the order: the caller's cannot be lent to another thread for a commit.
@@ -44,7 +39,7 @@ impl InsertWriter {
     /// (the queue's sender) is dropped.
     pub(super) fn start(path: &Path) -> StoreResult<InsertWriter> {
         let connection = native::open(path)?;
-        let (jobs, queue) = tokio::sync::mpsc::channel::<Job>(QUEUE);
+        let (jobs, queue) = tokio::sync::mpsc::channel::<Job>(super::WRITE_QUEUE);
         std::thread::Builder::new()
             .name("kassa-sqlite-writer".into())
             .spawn(move || Self::run(connection, queue))
@@ -54,14 +49,7 @@ impl InsertWriter {
 
     fn run(mut connection: rusqlite::Connection, mut queue: tokio::sync::mpsc::Receiver<Job>) {
         while let Some(first) = queue.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            crate::telemetry::write_batch(batch.len(), queue.len());
+            let batch = super::batch_of(first, &mut queue);
             Self::commit(&mut connection, batch);
         }
     }

@@ -50,10 +50,7 @@ pub(super) async fn run(args: &BenchArgs, base_url: Option<&str>) -> Result<Vec<
                     measure(Some(server.pid()), &server.base, args, bodies, share).await;
                 let name = format!("{phase}-{}", side.name());
                 let report = report(&name, db, args, measured, cpu, rss, floor);
-                match runs.iter_mut().find(|(key, _)| *key == (phase, side)) {
-                    Some((_, reports)) => reports.push(report),
-                    None => runs.push(((phase, side), vec![report])),
-                }
+                add_run(&mut runs, (phase, side), report);
             }
         }
     }

@@ -72,10 +72,7 @@ pub(super) async fn run(args: &BenchArgs, base_url: Option<&str>) -> Result<Vec<
                 archived = now_archived;
             }
             for (phase, report) in reports {
-                match runs.iter_mut().find(|(key, _)| *key == (phase, side)) {
-                    Some((_, reports)) => reports.push(report),
-                    None => runs.push(((phase, side), vec![report])),
-                }
+                add_run(&mut runs, (phase, side), report);
             }
         }
     }
