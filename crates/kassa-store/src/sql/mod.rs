@@ -78,7 +78,7 @@ pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     /// SQLite's group commit of new orders and status changes.
-    writer: Option<writer::InsertWriter>,
+    writer: Option<writer::SqliteWriter>,
     /// PostgreSQL's group insert of new orders.
     batched: Option<batched_inserts::BatchedInserts>,
     /// SQLite's native look-ups of one order (a file's database; not in memory).
@@ -270,7 +270,7 @@ impl SqlStore {
         let pool = options.connect(url).await?;
         // An in-memory database is each connection's own: it keeps to the pool's statements.
         let native_path = sqlite_path(url).filter(|_| backend == Backend::Sqlite);
-        let writer = native_path.map(writer::InsertWriter::start).transpose()?;
+        let writer = native_path.map(writer::SqliteWriter::start).transpose()?;
         let native = native_path.map(native::NativeReads::new);
         let batched = (backend == Backend::Postgres)
             .then(|| batched_inserts::BatchedInserts::start(pool.clone()));

@@ -30,21 +30,21 @@ enum Answer {
     Changed(StoreResult<bool>),
 }
 
-pub(super) struct InsertWriter {
+pub(super) struct SqliteWriter {
     jobs: tokio::sync::mpsc::Sender<Job>,
 }
 
-impl InsertWriter {
+impl SqliteWriter {
     /// Opens the writer's connection and starts its thread; the thread ends when the store
     /// (the queue's sender) is dropped.
-    pub(super) fn start(path: &Path) -> StoreResult<InsertWriter> {
+    pub(super) fn start(path: &Path) -> StoreResult<SqliteWriter> {
         let connection = native::open(path)?;
         let (jobs, queue) = tokio::sync::mpsc::channel::<Job>(super::WRITE_QUEUE);
         std::thread::Builder::new()
             .name("kassa-sqlite-writer".into())
             .spawn(move || Self::run(connection, queue))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(InsertWriter { jobs })
+        Ok(SqliteWriter { jobs })
     }
 
     fn run(mut connection: rusqlite::Connection, mut queue: tokio::sync::mpsc::Receiver<Job>) {
