@@ -89,8 +89,7 @@ pub struct SqlStore {
 pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// A value bound to a statement, borrowed from what is written where it can be; both drivers
-/// bind it (sqlx here, rusqlite in sql/native.rs).
-#[derive(Clone, Debug)]
+/// bind it (sqlx here, rusqlite in sql/native.rs). No `Debug`: it carries payers' personal data.
 pub(crate) enum Value<'a> {
     Int(Option<i64>),
     Text(Option<&'a str>),
