@@ -244,14 +244,13 @@ pub fn new_token() -> String {
 
 /// What the database keeps of a token: its SHA-256, in hex.
 pub fn token_hash(token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    kassa_signature::digest_hex(token.as_bytes())
 }
 
 /// A new TOTP secret sealed for the database, and the URI to enrol it in an authenticator.
 pub fn enrol_totp(kek: &Kek, email: &str) -> (String, String) {
     let secret = totp::generate_secret();
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = kassa_signature::to_hex(&secret);
     let sealed = kek.seal(USER_TOTP_SECRET, hex.as_bytes());
     (sealed, totp::enrolment_uri("kassa", email, &secret))
 }

@@ -36,10 +36,7 @@ pub fn new_callback_id() -> String {
 
 /// A request id (`X-Request-Id`): 16 random hexadecimal digits.
 pub fn new_request_id() -> String {
-    random_bytes::<8>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    kassa_signature::to_hex(&random_bytes::<8>())
 }
 
 /// Whether `token` could be a page token at all (checked before any database look-up).

@@ -53,7 +53,7 @@ impl FormKey {
         let fresh = || {
             let mut bytes = [0u8; 32];
             aws_lc_rs::rand::fill(&mut bytes).expect("the operating system's random source failed");
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
+            kassa_signature::to_hex(&bytes)
         };
         let stored = secret_setting(store, kek, CASHIER_KEY_SETTING, fresh, now_ms).await?;
         Ok(FormKey(aws_lc_rs::hmac::Key::new(
@@ -73,10 +73,7 @@ impl FormKey {
     /// the order number (apart from the form tokens' by its prefix), in hexadecimal.
     pub fn location_tag(&self, order_no: &str) -> String {
         let tag = aws_lc_rs::hmac::sign(&self.0, format!("pix-location:{order_no}").as_bytes());
-        tag.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        kassa_signature::to_hex(&tag.as_ref()[..8])
     }
 
     /// Constant-time check of a location's tag.

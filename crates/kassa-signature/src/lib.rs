@@ -20,10 +20,17 @@ pub use keys::{KeyError, SigningKey, VerifyError, VerifyingKey};
 
 /// Lowercase hex SHA-256 of `data`.
 pub fn digest_hex(data: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    let mut hex = String::with_capacity(64);
-    for byte in digest.as_ref() {
-        hex.push_str(&format!("{byte:02x}"));
+    to_hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+/// `bytes` in lowercase hexadecimal, two digits each. A table, not `format!` per byte: request
+/// ids and idempotency fingerprints are made on every request.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(DIGITS[usize::from(byte >> 4)] as char);
+        hex.push(DIGITS[usize::from(byte & 0x0f)] as char);
     }
     hex
 }
@@ -48,6 +55,12 @@ pub fn verify_json(key: &VerifyingKey, json: &str) -> Result<(), VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(to_hex(&[]), "");
+    }
 
     #[test]
     fn digest_is_sha256() {
