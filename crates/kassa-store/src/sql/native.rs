@@ -71,25 +71,45 @@ impl rusqlite::ToSql for Bound {
 }
 
 /// A row of a `SELECT {ORDER_COLUMNS} …`, read by position: found in [`ORDER_COLUMN_NAMES`]
-/// rather than by asking SQLite each column's name.
-struct OrderRow<'r, 's>(&'r rusqlite::Row<'s>);
+/// rather than by asking SQLite each column's name. The search starts after the column read
+/// last, so reading in the order of the columns (as `order_from_row` does) finds each at once.
+struct OrderRow<'r, 's> {
+    row: &'r rusqlite::Row<'s>,
+    next: std::cell::Cell<usize>,
+}
 
-impl OrderRow<'_, '_> {
-    fn position(column: &str) -> StoreResult<usize> {
-        ORDER_COLUMN_NAMES
-            .iter()
-            .position(|name| *name == column)
-            .ok_or_else(|| StoreError::Failed(format!("{column} is not an order column")))
+impl<'r, 's> OrderRow<'r, 's> {
+    fn new(row: &'r rusqlite::Row<'s>) -> Self {
+        OrderRow {
+            row,
+            next: std::cell::Cell::new(0),
+        }
     }
+
+    fn position(&self, column: &str) -> StoreResult<usize> {
+        let found = column_position(column, self.next.get())?;
+        self.next.set(found + 1);
+        Ok(found)
+    }
+}
+
+/// Where `column` is among the order's columns, searched from `start` on and then from the first.
+fn column_position(column: &str, start: usize) -> StoreResult<usize> {
+    let names = &*ORDER_COLUMN_NAMES;
+    let start = start.min(names.len());
+    (start..names.len())
+        .chain(0..start)
+        .find(|&i| names[i] == column)
+        .ok_or_else(|| StoreError::Failed(format!("{column} is not an order column")))
 }
 
 impl Columns for OrderRow<'_, '_> {
     fn int(&self, column: &str) -> StoreResult<Option<i64>> {
-        Ok(self.0.get(Self::position(column)?)?)
+        Ok(self.row.get(self.position(column)?)?)
     }
 
     fn text(&self, column: &str) -> StoreResult<Option<String>> {
-        Ok(self.0.get(Self::position(column)?)?)
+        Ok(self.row.get(self.position(column)?)?)
     }
 }
 
@@ -141,7 +161,7 @@ fn one_order_on(
     bind_in_order(&mut statement, args)?;
     let mut rows = statement.raw_query();
     match rows.next()? {
-        Some(row) => Ok(Some(order_from_row(&OrderRow(row))?)),
+        Some(row) => Ok(Some(order_from_row(&OrderRow::new(row))?)),
         None => Ok(None),
     }
 }
@@ -156,8 +176,12 @@ mod tests {
             ORDER_COLUMN_NAMES.len(),
             super::super::orders::ORDER_COLUMN_COUNT
         );
-        assert_eq!(OrderRow::position("order_no").unwrap(), 0);
-        assert_eq!(OrderRow::position("language").unwrap(), 32);
-        assert!(OrderRow::position("nope").is_err());
+        for start in 0..=ORDER_COLUMN_NAMES.len() + 1 {
+            for (position, name) in ORDER_COLUMN_NAMES.iter().enumerate() {
+                assert_eq!(column_position(name, start).unwrap(), position);
+            }
+            assert!(column_position("nope", start).is_err());
+        }
+        assert_eq!(column_position("language", 0).unwrap(), 32);
     }
 }

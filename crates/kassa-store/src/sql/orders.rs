@@ -170,8 +170,12 @@ fn payer_from_row(row: &impl Columns) -> StoreResult<Option<Payer>> {
     }))
 }
 
+/// An order from its row, each column read in the order of [`ORDER_COLUMNS`] (the native
+/// SQLite row then finds each column without a search).
 pub(super) fn order_from_row(row: &impl Columns) -> StoreResult<Order> {
-    let status = row.need_text("status")?;
+    let status_of = |text: String| {
+        OrderStatus::parse(&text).ok_or_else(|| corrupt(format!("unknown status {text}")))
+    };
     Ok(Order {
         order_no: order_no_of(&row.need_text("order_no")?)?,
         app_id: AppId(row.need_int("app_id")?),
@@ -179,23 +183,14 @@ pub(super) fn order_from_row(row: &impl Columns) -> StoreResult<Order> {
         currency: currency_of(&row.need_text("currency")?)?,
         amount_minor: AmountMinor(row.need_int("amount_minor")?),
         method: method_of(&row.need_text("method")?)?,
-        chosen_method: match row.text("chosen_method")? {
-            None => None,
-            Some(code) => Some(method_of(&code)?),
-        },
         country: row.text("country")?,
         payer: payer_from_row(row)?,
         subject: row.text("subject")?,
-        // A tag kassa no longer speaks reads as none: the pages fall back.
-        language: row
-            .text("language")?
-            .and_then(|tag| kassa_core::Locale::from_tag(&tag)),
         body: row.text("body")?,
         callback_url: row.text("callback_url")?,
         callback_fail_url: row.text("callback_fail_url")?,
         notify_url: row.text("notify_url")?,
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
+        status: status_of(row.need_text("status")?)?,
         actual_amount_minor: AmountMinor(row.need_int("actual_amount_minor")?),
         fee_minor: AmountMinor(row.need_int("fee_minor")?),
         paid_at_ms: row.int("paid_at_ms")?,
@@ -206,10 +201,18 @@ pub(super) fn order_from_row(row: &impl Columns) -> StoreResult<Order> {
         created_at_ms: row.need_int("created_at_ms")?,
         updated_at_ms: row.need_int("updated_at_ms")?,
         expires_at_ms: row.need_int("expires_at_ms")?,
+        chosen_method: match row.text("chosen_method")? {
+            None => None,
+            Some(code) => Some(method_of(&code)?),
+        },
         pix_code: row.text("pix_code")?,
         dialect: row.need_text("dialect")?,
         rail: row.need_text("rail")?,
         channel: row.need_text("channel")?,
+        // A tag kassa no longer speaks reads as none: the pages fall back.
+        language: row
+            .text("language")?
+            .and_then(|tag| kassa_core::Locale::from_tag(&tag)),
     })
 }
 
