@@ -191,7 +191,11 @@ fn carries_body(request: &Request) -> bool {
             .is_some_and(|v| v.as_bytes() != b"0")
 }
 
-pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
+pub async fn limit(
+    State(in_flight): State<Arc<InFlight>>,
+    request: Request,
+    next: Next,
+) -> Response {
     // Kept for the answers below (a cheap, reference-counted copy).
     let uri = request.uri().clone();
     // The payer's language, for the "try again" page (bounded by the header limits).
