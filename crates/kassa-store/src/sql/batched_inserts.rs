@@ -59,7 +59,7 @@ impl BatchedInserts {
 /// order again on its own.
 async fn write(pool: &AnyPool, batch: Vec<Job>) {
     if batch.len() > 1 {
-        let rows = rows_as_json(&batch);
+        let rows = rows_as_json(batch.iter().map(|job| &*job.order));
         let returned = sqlx::query(INSERT_ORDERS.as_str())
             .bind(rows)
             .fetch_all(pool)
@@ -84,22 +84,78 @@ async fn write(pool: &AnyPool, batch: Vec<Job>) {
     }
 }
 
-/// The batch's orders as a JSON array of objects keyed by column name.
-fn rows_as_json(batch: &[Job]) -> String {
-    let rows: Vec<serde_json::Value> = batch
-        .iter()
-        .map(|job| {
-            let columns = ORDER_COLUMN_NAMES.iter().zip(order_values(&job.order));
-            let row = columns.map(|(name, value)| {
-                let value = match value {
+/// The batch's orders as a JSON array of objects keyed by column name, written straight into
+/// one buffer (not through `serde_json::Value` maps: an allocation per column per order).
+fn rows_as_json<'a>(orders: impl ExactSizeIterator<Item = &'a Order>) -> String {
+    let mut json = Vec::with_capacity(orders.len() * ROW_JSON_BYTES);
+    json.push(b'[');
+    for (row, order) in orders.enumerate() {
+        if row > 0 {
+            json.push(b',');
+        }
+        json.push(b'{');
+        let columns = ORDER_COLUMN_NAMES.iter().zip(order_values(order));
+        for (column, (name, value)) in columns.enumerate() {
+            if column > 0 {
+                json.push(b',');
+            }
+            json_str(&mut json, name);
+            json.push(b':');
+            match value {
+                Value::Int(Some(v)) => json_int(&mut json, v),
+                Value::Int(None) | Value::Text(None) => json.extend_from_slice(b"null"),
+                Value::Text(Some(v)) => json_str(&mut json, v),
+                Value::Made(v) => json_str(&mut json, &v),
+            }
+        }
+        json.push(b'}');
+    }
+    json.push(b']');
+    String::from_utf8(json).expect("JSON written from strings is UTF-8")
+}
+
+/// About what one order's row takes as JSON, to size the buffer once.
+const ROW_JSON_BYTES: usize = 1_024;
+
+/// `text` as a JSON string, escaped by serde_json.
+fn json_str(json: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *json, text).expect("writing to a Vec cannot fail");
+}
+
+fn json_int(json: &mut Vec<u8>, value: i64) {
+    use std::io::Write;
+    write!(json, "{value}").expect("writing to a Vec cannot fail");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The written JSON is what `serde_json` reads back: every column, escapes included.
+    #[test]
+    fn rows_read_back_column_by_column() {
+        let mut first = kassa_core::fixtures::order("quote\"back\\slash\nnew", 1_234, 1, 60_000);
+        first.subject = Some("caf\u{e9} \u{1f600} \u{1}".into());
+        first.paid_at_ms = None;
+        let mut second = kassa_core::fixtures::order("second", 50_000, 2, 60_000);
+        second.paid_at_ms = Some(-1);
+        let json = rows_as_json([&first, &second].into_iter());
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(&json).unwrap();
+        assert_eq!(rows.len(), 2);
+        for (row, order) in rows.iter().zip([&first, &second]) {
+            assert_eq!(row.len(), ORDER_COLUMN_NAMES.len());
+            for (name, value) in ORDER_COLUMN_NAMES.iter().zip(order_values(order)) {
+                let expected = match value {
                     Value::Int(v) => v.map_or(serde_json::Value::Null, Into::into),
                     Value::Text(v) => v.map_or(serde_json::Value::Null, Into::into),
                     Value::Made(v) => v.into(),
                 };
-                (name.to_string(), value)
-            });
-            serde_json::Value::Object(row.collect())
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
+                assert_eq!(row[*name], expected, "{name}");
+            }
+        }
+        assert_eq!(rows[0]["merchant_order_id"], "quote\"back\\slash\nnew");
+        assert_eq!(rows[0]["subject"], "caf\u{e9} \u{1f600} \u{1}");
+        assert_eq!(rows_as_json(std::iter::empty()), "[]");
+    }
 }
