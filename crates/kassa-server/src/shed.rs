@@ -31,7 +31,6 @@ const RETRY_AFTER_S: u64 = 1;
 /// exhausting it takes this many / `max_uploads_per_address` addresses.
 const MIN_UPLOADS: usize = 1_024;
 
-#[derive(Clone)]
 pub struct InFlight {
     /// Requests of the merchant APIs handled at once.
     api_slots: Arc<Semaphore>,
