@@ -16,6 +16,8 @@ use kassa_core::{AppId, Secret};
 use kassa_signature::webhook;
 use kassa_store::{AfterAttempt, Attempt, Callback, FinishedAttempt, Store};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
@@ -26,6 +28,24 @@ use tokio::task::JoinSet;
 /// milliseconds, so its backlog is sent from here without being claimed twice; a slow one's
 /// callbacks go back soon, so the claims reach other merchants' callbacks behind them.
 const HOLD_PATIENCE_MS: i64 = 100;
+
+/// Callbacks a node holds at most (in flight and claimed ahead), as a multiple of its slots.
+const CLAIMED_AHEAD: usize = 2;
+
+/// What a claim brought: the callbacks, and whether it found fewer than it asked for.
+struct Claimed {
+    held: Vec<Held>,
+    drained: bool,
+}
+
+/// The future in `slot`, if there is one; never ready otherwise (a `select!` branch that waits
+/// only while something is under way).
+async fn maybe<F: Future + Unpin>(slot: Option<&mut F>) -> Option<F::Output> {
+    match slot {
+        Some(future) => Some(future.await),
+        None => std::future::pending().await,
+    }
+}
 
 /// A callback this node claimed and has not sent yet, with its endpoint (parsed once, however
 /// often it is offered to fairness) and its app's webhook secrets.
@@ -134,13 +154,16 @@ impl Dispatcher {
     }
 
     /// Runs until `shutdown` turns true, then waits for deliveries in flight and their records.
+    /// A claim runs beside the deliveries (it waits for a commit), so slots are refilled from
+    /// callbacks claimed ahead while the next claim is written.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrency));
         let mut in_flight = JoinSet::new();
         let mut held: Vec<Held> = Vec::new();
-        let lease_ms = (self.config.request_timeout_ms + LEASE_MARGIN_MS) as i64;
-        // Claims are writes: take callbacks in batches, not one per freed slot.
-        let claim_at_least = (self.config.max_concurrency / 4).max(1);
+        let mut claiming: Option<Pin<Box<dyn Future<Output = Claimed> + Send + '_>>> = None;
+        // Whether the last claim found fewer than it asked for: the next waits for a poke, a
+        // finished delivery or the poll (never a claim right after an empty one).
+        let mut drained = false;
         let (records, recorder) = self.clone().start_recorder();
         tracing::info!(node = %self.config.node_id, "callback dispatcher started");
         while !*shutdown.borrow() {
@@ -149,40 +172,32 @@ impl Dispatcher {
             let waiting = std::mem::take(&mut held);
             self.dispatch(waiting, &mut held, &permits, &mut in_flight, &records)
                 .await;
-            // Slots that what waits here cannot fill (it waits for its endpoint's share).
-            let wanted = permits.available_permits().saturating_sub(held.len());
-            let mut claimed_all = false;
-            if wanted >= claim_at_least || (wanted > 0 && in_flight.is_empty()) {
-                let now = now_ms();
-                match self
-                    .store
-                    .claim_due_callbacks(now, wanted as i64, &self.config.node_id, now + lease_ms)
-                    .await
-                {
-                    Ok(batch) => {
-                        claimed_all = batch.len() == wanted;
-                        let claimed = self.held(batch, now).await;
-                        self.dispatch(claimed, &mut held, &permits, &mut in_flight, &records)
-                            .await;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot claim callbacks; retrying"),
-                }
+            if claiming.is_none()
+                && let Some(limit) = self.claim_size(held.len(), in_flight.len(), drained)
+            {
+                claiming = Some(Box::pin(self.claim(limit)));
             }
-            if claimed_all {
-                continue; // more may be due right away
-            }
-            // Wait for a poke, a finished delivery, the poll interval (sooner while callbacks
-            // wait here: they go back when their patience runs out), or shutdown.
+            // Wait for a claim, a poke, a finished delivery, the poll interval (sooner while
+            // callbacks wait here: they go back when their patience runs out), or shutdown.
             let poll_ms = match held.is_empty() {
                 true => self.config.idle_poll_ms,
                 false => self.config.idle_poll_ms.min(HOLD_PATIENCE_MS as u64),
             };
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(poll_ms)) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(claimed) = maybe(claiming.as_mut()) => {
+                    claiming = None;
+                    drained = claimed.drained;
+                    held.extend(claimed.held);
+                }
+                _ = self.wake.notified() => drained = false,
+                _ = tokio::time::sleep(Duration::from_millis(poll_ms)) => drained = false,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => drained = false,
                 _ = shutdown.changed() => {}
             }
+        }
+        // A claim under way is finished, so what it leased is given back now, not at expiry.
+        if let Some(claiming) = claiming {
+            held.extend(claiming.await.held);
         }
         while in_flight.join_next().await.is_some() {}
         let back: Vec<(String, i64)> = held
@@ -193,6 +208,41 @@ impl Dispatcher {
         drop(records);
         let _ = recorder.await;
         tracing::info!(node = %self.config.node_id, "callback dispatcher stopped");
+    }
+
+    /// How many callbacks to claim now, if any: enough to fill the slots and hold as many
+    /// again, in batches of at least a quarter of the slots (a claim is a write) or whatever is
+    /// wanted when nothing is under way; none while the last claim found the due ones drained.
+    fn claim_size(&self, held: usize, in_flight: usize, drained: bool) -> Option<i64> {
+        let slots = self.config.max_concurrency;
+        let wanted = (slots * CLAIMED_AHEAD).saturating_sub(held + in_flight);
+        let idle = held == 0 && in_flight == 0;
+        let worth_it = wanted >= (slots / 4).max(1) || (wanted > 0 && idle);
+        (worth_it && !drained).then_some(wanted as i64)
+    }
+
+    /// Leases up to `limit` due callbacks, with their apps' webhook secrets.
+    async fn claim(&self, limit: i64) -> Claimed {
+        let now = now_ms();
+        let lease_ms = (self.config.request_timeout_ms + LEASE_MARGIN_MS) as i64;
+        let node = &self.config.node_id;
+        match self
+            .store
+            .claim_due_callbacks(now, limit, node, now + lease_ms)
+            .await
+        {
+            Ok(batch) => Claimed {
+                drained: (batch.len() as i64) < limit,
+                held: self.held(batch, now).await,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim callbacks; retrying");
+                Claimed {
+                    drained: true,
+                    held: Vec::new(),
+                }
+            }
+        }
     }
 
     /// A claimed batch with its apps' webhook secrets, waiting since `now_ms`.

@@ -8,8 +8,8 @@ use kassa_core::{
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
 use kassa_store::{
-    AfterAttempt, Attempt, Backlog, CallbackState, InsertOutcome, NewApp, NewCallback, OrderFilter,
-    RoutingAttempt, SqlStore, Store, StoreError, UpstreamOrder,
+    AfterAttempt, Attempt, Backlog, CallbackState, FinishedAttempt, InsertOutcome, NewApp,
+    NewCallback, OrderFilter, RoutingAttempt, SqlStore, Store, StoreError, UpstreamOrder,
 };
 use std::sync::Arc;
 
@@ -987,6 +987,75 @@ async fn leases_attempts_and_retries(db: TestDatabase) {
             .unwrap()
             .is_empty(),
         "delivered is final"
+    );
+}
+
+/// A batch of attempts: each recorded, a callback's second attempt numbered after its first,
+/// states written only where the lease is still held; a batch that cannot be recorded whole
+/// leaves nothing behind.
+async fn attempts_are_recorded_in_batches(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    for (i, id) in ["msg_1", "msg_2", "msg_3"].into_iter().enumerate() {
+        let created = order(app, &format!("M{i}"), i as u64 + 1);
+        store.insert_order(&created).await.unwrap();
+        settle(&store, &created, OrderEvent::Expired, id, 100).await;
+    }
+    assert_eq!(claim(&store, 100, "a", 1_000).await, 3);
+    let finished = |id: &str, acknowledged, after| FinishedAttempt {
+        callback_id: id.to_string(),
+        attempt: attempt("a", acknowledged),
+        after,
+    };
+    let batch = [
+        finished("msg_1", true, AfterAttempt::Delivered { at_ms: 200 }),
+        finished("msg_2", false, AfterAttempt::RetryAt { at_ms: 700 }),
+        // msg_1's lease went with its first attempt: recorded, its state left alone.
+        finished("msg_1", false, AfterAttempt::RetryAt { at_ms: 900 }),
+    ];
+    let kept = store.finish_attempts("a", &batch).await.unwrap();
+    assert_eq!(kept, [true, true, false]);
+    let history = |order_no: u64| {
+        let store = &store;
+        async move {
+            let order_no = OrderNo::from_random(order_no);
+            store.callbacks_of_order(&order_no).await.unwrap().remove(0)
+        }
+    };
+    let first = history(1).await;
+    let numbers: Vec<(i64, bool)> = first
+        .attempts
+        .iter()
+        .map(|a| (a.attempt_no, a.acknowledged))
+        .collect();
+    assert_eq!(numbers, [(1, true), (2, false)]);
+    assert_eq!(
+        (first.callback.state, first.callback.delivered_at_ms),
+        (CallbackState::Delivered, Some(200))
+    );
+    let second = history(2).await.callback;
+    assert_eq!(
+        (second.state, second.next_attempt_at_ms, second.attempts),
+        (CallbackState::Pending, 700, 1)
+    );
+    // An unknown callback fails the batch: msg_3's attempt is not kept either.
+    let broken = [
+        finished("msg_3", true, AfterAttempt::Delivered { at_ms: 300 }),
+        finished("nope", true, AfterAttempt::Delivered { at_ms: 300 }),
+    ];
+    assert!(store.finish_attempts("a", &broken).await.is_err());
+    let third = history(3).await;
+    assert_eq!(
+        (
+            third.callback.state,
+            third.callback.attempts,
+            third.attempts.len()
+        ),
+        (CallbackState::Pending, 0, 0)
+    );
+    assert_eq!(
+        store.finish_attempts("a", &broken[..1]).await.unwrap(),
+        [true]
     );
 }
 
@@ -2325,6 +2394,7 @@ kassa_store::on_both_databases!(
     orders_need_an_existing_app,
     transitions_write_their_callback_atomically,
     leases_attempts_and_retries,
+    attempts_are_recorded_in_batches,
     released_callbacks_come_back_later_without_an_attempt,
     dead_callbacks_can_be_resent,
     concurrent_claims_are_disjoint,

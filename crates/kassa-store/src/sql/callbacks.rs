@@ -1,7 +1,7 @@
 //! Callbacks (the outbox) and their delivery attempts: inserting one with its status change,
 //! leasing due ones to a node, recording attempts, resending, and the operator's history.
 
-use super::orders::{Conditions, bind_all, order_no_of};
+use super::orders::{Columns, Conditions, bind_all, order_no_of};
 use super::{Backend, SqlStore, statement};
 use crate::error::corrupt;
 use crate::{
@@ -59,23 +59,35 @@ fn decode_headers(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn callback_from_row(row: &AnyRow) -> StoreResult<Callback> {
-    let state: String = row.try_get("state")?;
+/// The columns of [`CALLBACK_COLUMNS`] in their order, for reading a row by position.
+static CALLBACK_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| CALLBACK_COLUMNS.split(',').map(str::trim).collect());
+
+/// A row of `SELECT {CALLBACK_COLUMNS}`, read in the columns' order (both drivers).
+fn callback_from_row(row: &impl Columns) -> StoreResult<Callback> {
+    let callback_id = row.need_text("callback_id")?;
+    let order_no = order_no_of(&row.need_text("order_no")?)?;
+    let app_id = AppId(row.need_int("app_id")?);
+    let url = row.need_text("url")?;
+    let body = row.need_text("body")?;
+    let headers = decode_headers(&row.need_text("headers")?);
+    let state = row.need_text("state")?;
+    let state =
+        CallbackState::parse(&state).ok_or_else(|| corrupt(format!("callback state {state}")))?;
     Ok(Callback {
-        callback_id: row.try_get("callback_id")?,
-        order_no: order_no_of(&row.try_get::<String, _>("order_no")?)?,
-        app_id: AppId(row.try_get("app_id")?),
-        url: row.try_get("url")?,
-        body: row.try_get("body")?,
-        headers: decode_headers(&row.try_get::<String, _>("headers")?),
-        state: CallbackState::parse(&state)
-            .ok_or_else(|| corrupt(format!("callback state {state}")))?,
-        attempts: row.try_get("attempts")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        first_due_at_ms: row.try_get("first_due_at_ms")?,
-        next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
-        delivered_at_ms: row.try_get("delivered_at_ms")?,
-        dead_at_ms: row.try_get("dead_at_ms")?,
+        callback_id,
+        order_no,
+        app_id,
+        url,
+        body,
+        headers,
+        state,
+        attempts: row.need_int("attempts")?,
+        created_at_ms: row.need_int("created_at_ms")?,
+        first_due_at_ms: row.need_int("first_due_at_ms")?,
+        next_attempt_at_ms: row.need_int("next_attempt_at_ms")?,
+        delivered_at_ms: row.int("delivered_at_ms")?,
+        dead_at_ms: row.int("dead_at_ms")?,
     })
 }
 
@@ -226,6 +238,133 @@ async fn record_attempts(
         .collect())
 }
 
+/// Gives a lease back without an attempt: `$1` when the callback is due again.
+const RELEASE_CALLBACK: &str = "UPDATE callbacks SET next_attempt_at_ms = $1, lease_owner = NULL, \
+    lease_until_ms = NULL WHERE callback_id = $2 AND lease_owner = $3";
+
+/// SQLite's native path of delivery: claims, records and releases run on the writer's thread
+/// (sql/writer.rs), inside its group commit, with statements the thread keeps prepared. There a
+/// statement of one row costs microseconds, so an attempt is recorded with three of them; sqlx
+/// needs few statements of many rows instead (its cost is per statement and per parameter).
+mod on_writer {
+    use super::super::native::{NamedRow, bind_in_order};
+    use super::super::{Value, writer::in_savepoint};
+    use super::*;
+
+    statement!(
+        NUMBER_ATTEMPT,
+        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id = $1 RETURNING attempts"
+    );
+    statement!(
+        INSERT_ATTEMPT,
+        "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    );
+    /// A callback's state after its attempt, where `$6` still holds its lease.
+    const SETTLE: &str = "UPDATE callbacks SET state = $1, next_attempt_at_ms = $2, \
+        delivered_at_ms = $3, dead_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL \
+        WHERE callback_id = $5 AND lease_owner = $6";
+
+    pub(super) fn claim(
+        tx: &mut rusqlite::Transaction<'_>,
+        (now_ms, limit, lease_until_ms): (i64, i64, i64),
+        owner: &str,
+    ) -> StoreResult<Vec<Callback>> {
+        in_savepoint(tx, Result::is_ok, |connection| {
+            let mut statement = connection.prepare_cached(CLAIM_CALLBACKS_SQLITE.as_str())?;
+            let values = [
+                Value::Text(Some(owner)),
+                Value::Int(Some(lease_until_ms)),
+                Value::Int(Some(now_ms)),
+                Value::Int(Some(limit)),
+            ];
+            bind_in_order(&mut statement, values)?;
+            let mut rows = statement.raw_query();
+            let mut claimed = Vec::new();
+            while let Some(row) = rows.next()? {
+                claimed.push(callback_from_row(&NamedRow::new(
+                    row,
+                    &CALLBACK_COLUMN_NAMES,
+                ))?);
+            }
+            Ok(claimed)
+        })
+    }
+
+    /// Each attempt numbered, stored, and its callback's state written where the lease is
+    /// still `owner`'s, one after the other (a callback twice in the batch gets two numbers).
+    pub(super) fn finish(
+        tx: &mut rusqlite::Transaction<'_>,
+        owner: &str,
+        finished: &[FinishedAttempt],
+    ) -> StoreResult<Vec<bool>> {
+        in_savepoint(tx, Result::is_ok, |connection| {
+            let mut number = connection.prepare_cached(NUMBER_ATTEMPT.as_str())?;
+            let mut insert = connection.prepare_cached(INSERT_ATTEMPT.as_str())?;
+            let mut settle = connection.prepare_cached(SETTLE)?;
+            let mut kept = Vec::with_capacity(finished.len());
+            for one in finished {
+                bind_in_order(&mut number, [one.callback_id.as_str()])?;
+                let attempt_no: i64 = match number.raw_query().next()? {
+                    Some(row) => row.get(0)?,
+                    None => {
+                        return Err(StoreError::NotFound(format!(
+                            "callback {}",
+                            one.callback_id
+                        )));
+                    }
+                };
+                let attempt = &one.attempt;
+                let values = [
+                    Value::Text(Some(&one.callback_id)),
+                    Value::Int(Some(attempt_no)),
+                    Value::Int(Some(attempt.started_at_ms)),
+                    Value::Int(Some(attempt.latency_ms)),
+                    Value::Int(attempt.http_status),
+                    Value::Text(attempt.error.as_deref()),
+                    Value::Text(attempt.response_excerpt.as_deref()),
+                    Value::Int(Some(i64::from(attempt.acknowledged))),
+                    Value::Text(Some(&attempt.node)),
+                ];
+                bind_in_order(&mut insert, values)?;
+                insert.raw_execute()?;
+                let (id, state, next_at, delivered_at, dead_at) = after_columns(one);
+                let values = [
+                    Value::Text(Some(state)),
+                    Value::Int(Some(next_at)),
+                    Value::Int(delivered_at),
+                    Value::Int(dead_at),
+                    Value::Text(Some(id)),
+                    Value::Text(Some(owner)),
+                ];
+                bind_in_order(&mut settle, values)?;
+                kept.push(settle.raw_execute()? == 1);
+            }
+            Ok(kept)
+        })
+    }
+
+    pub(super) fn release(
+        tx: &mut rusqlite::Transaction<'_>,
+        owner: &str,
+        released: &[(String, i64)],
+    ) -> StoreResult<()> {
+        in_savepoint(tx, Result::is_ok, |connection| {
+            let mut statement = connection.prepare_cached(RELEASE_CALLBACK)?;
+            for (callback_id, next_attempt_at_ms) in released {
+                let values = [
+                    Value::Int(Some(*next_attempt_at_ms)),
+                    Value::Text(Some(callback_id)),
+                    Value::Text(Some(owner)),
+                ];
+                bind_in_order(&mut statement, values)?;
+                statement.raw_execute()?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// The callbacks that need a look: given up, or still tried after a failure.
 fn troubled(app_ids: Option<&[AppId]>) -> (String, Vec<super::orders::Bound>) {
     let mut conditions = Conditions::default();
@@ -247,6 +386,15 @@ impl CallbackStore for SqlStore {
         lease_until_ms: i64,
     ) -> StoreResult<Vec<Callback>> {
         crate::telemetry::timed("claim_due_callbacks", async move {
+            if let Some(writer) = &self.writer {
+                let owner = owner.to_string();
+                let due = (now_ms, limit, lease_until_ms);
+                let mut claimed = writer
+                    .run_in_batch(move |tx| on_writer::claim(tx, due, &owner))
+                    .await?;
+                claimed.sort_by_key(|c| c.next_attempt_at_ms);
+                return Ok(claimed);
+            }
             let sql = match self.backend {
                 Backend::Sqlite => CLAIM_CALLBACKS_SQLITE.as_str(),
                 Backend::Postgres => CLAIM_CALLBACKS_POSTGRES.as_str(),
@@ -277,6 +425,13 @@ impl CallbackStore for SqlStore {
             let mut kept = vec![false; finished.len()];
             if finished.is_empty() {
                 return Ok(kept);
+            }
+            if let Some(writer) = &self.writer {
+                // A copy for the writer's thread; the caller keeps its batch.
+                let (owner, finished) = (owner.to_string(), finished.to_vec());
+                return writer
+                    .run_in_batch(move |tx| on_writer::finish(tx, &owner, &finished))
+                    .await;
             }
             let mut tx = self.begin_write().await?;
             // One lock order for every node, so two batches never deadlock on PostgreSQL: the
@@ -319,20 +474,23 @@ impl CallbackStore for SqlStore {
             if released.is_empty() {
                 return Ok(());
             }
+            if let Some(writer) = &self.writer {
+                let (owner, released) = (owner.to_string(), released.to_vec());
+                return writer
+                    .run_in_batch(move |tx| on_writer::release(tx, &owner, &released))
+                    .await;
+            }
             // One lock order for every node, as in `finish_attempts`.
             let mut sorted: Vec<&(String, i64)> = released.iter().collect();
             sorted.sort_by(|a, b| a.0.cmp(&b.0));
             let mut tx = self.begin_write().await?;
             for (callback_id, next_attempt_at_ms) in sorted {
-                sqlx::query(
-                    "UPDATE callbacks SET next_attempt_at_ms = $1, lease_owner = NULL, \
-                     lease_until_ms = NULL WHERE callback_id = $2 AND lease_owner = $3",
-                )
-                .bind(*next_attempt_at_ms)
-                .bind(callback_id)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(RELEASE_CALLBACK)
+                    .bind(*next_attempt_at_ms)
+                    .bind(callback_id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(())

@@ -4,8 +4,9 @@
 //! in WAL mode with `synchronous=FULL`, so an acknowledged write survives power loss. Each
 //! aggregate has its module, with its statements, bindings and row mapping together:
 //! [`settings`], [`merchants`] (and apps and fees), [`orders`], [`callbacks`]; [`writer`] is
-//! SQLite's group commit of new orders and [`native`] its look-ups of one order, both through
-//! rusqlite rather than sqlx; [`schema`] holds the migrations.
+//! SQLite's group commit of new orders, status changes and callback deliveries and [`native`]
+//! its look-ups of one order, both through rusqlite rather than sqlx; [`schema`] holds the
+//! migrations.
 
 mod batched_inserts;
 mod callbacks;

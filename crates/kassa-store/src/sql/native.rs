@@ -1,5 +1,5 @@
 //! SQLite's native path for the hottest statements: look-ups of one order here, the group
-//! commit of new orders and status changes in [`super::writer`]. They run through rusqlite on
+//! commit of new orders, status changes and callback deliveries in [`super::writer`]. They run through rusqlite on
 //! connections kassa owns, each keeping its statements prepared, instead of through sqlx's `Any`
 //! driver, which hands every statement to a worker thread of its own (two thread switches a
 //! statement) and converts every value twice. A look-up runs on the calling task's thread: a
@@ -16,13 +16,17 @@ use std::sync::Mutex;
 
 /// Idle read connections kept; a server's look-ups use about one per runtime thread.
 const IDLE_READERS: usize = 8;
-/// Statements each connection keeps prepared (kassa's hot statements are a handful).
-const PREPARED_PER_CONNECTION: usize = 16;
+/// Statements each connection keeps prepared (the writer's hot statements are about twenty).
+const PREPARED_PER_CONNECTION: usize = 32;
 
 /// Opens a connection to the SQLite file with the settings every connection of kassa's has.
 pub(super) fn open(path: &Path) -> StoreResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(path)?;
     connection.execute_batch(&super::sqlite_pragmas_sql())?;
+    connection.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     connection.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
     Ok(connection)
 }
@@ -70,40 +74,41 @@ impl rusqlite::ToSql for Bound {
     }
 }
 
-/// A row of a `SELECT {ORDER_COLUMNS} …`, read by position: found in [`ORDER_COLUMN_NAMES`]
-/// rather than by asking SQLite each column's name. The search starts after the column read
-/// last, so reading in the order of the columns (as `order_from_row` does) finds each at once.
-struct OrderRow<'r, 's> {
+/// A row of a `SELECT` of known columns (`names`, as the statement lists them), read by
+/// position rather than by asking SQLite each column's name. The search starts after the column
+/// read last, so reading in the order of the columns (as `order_from_row` does) finds each at once.
+pub(super) struct NamedRow<'r, 's> {
     row: &'r rusqlite::Row<'s>,
+    names: &'static [&'static str],
     next: std::cell::Cell<usize>,
 }
 
-impl<'r, 's> OrderRow<'r, 's> {
-    fn new(row: &'r rusqlite::Row<'s>) -> Self {
-        OrderRow {
+impl<'r, 's> NamedRow<'r, 's> {
+    pub(super) fn new(row: &'r rusqlite::Row<'s>, names: &'static [&'static str]) -> Self {
+        NamedRow {
             row,
+            names,
             next: std::cell::Cell::new(0),
         }
     }
 
     fn position(&self, column: &str) -> StoreResult<usize> {
-        let found = column_position(column, self.next.get())?;
+        let found = column_position(self.names, column, self.next.get())?;
         self.next.set(found + 1);
         Ok(found)
     }
 }
 
-/// Where `column` is among the order's columns, searched from `start` on and then from the first.
-fn column_position(column: &str, start: usize) -> StoreResult<usize> {
-    let names = &*ORDER_COLUMN_NAMES;
+/// Where `column` is among `names`, searched from `start` on and then from the first.
+fn column_position(names: &[&str], column: &str, start: usize) -> StoreResult<usize> {
     let start = start.min(names.len());
     (start..names.len())
         .chain(0..start)
         .find(|&i| names[i] == column)
-        .ok_or_else(|| StoreError::Failed(format!("{column} is not an order column")))
+        .ok_or_else(|| StoreError::Failed(format!("{column} is not a column of the statement")))
 }
 
-impl Columns for OrderRow<'_, '_> {
+impl Columns for NamedRow<'_, '_> {
     fn int(&self, column: &str) -> StoreResult<Option<i64>> {
         Ok(self.row.get(self.position(column)?)?)
     }
@@ -161,7 +166,10 @@ fn one_order_on(
     bind_in_order(&mut statement, args)?;
     let mut rows = statement.raw_query();
     match rows.next()? {
-        Some(row) => Ok(Some(order_from_row(&OrderRow::new(row))?)),
+        Some(row) => Ok(Some(order_from_row(&NamedRow::new(
+            row,
+            &ORDER_COLUMN_NAMES,
+        ))?)),
         None => Ok(None),
     }
 }
@@ -178,10 +186,16 @@ mod tests {
         );
         for start in 0..=ORDER_COLUMN_NAMES.len() + 1 {
             for (position, name) in ORDER_COLUMN_NAMES.iter().enumerate() {
-                assert_eq!(column_position(name, start).unwrap(), position);
+                assert_eq!(
+                    column_position(&ORDER_COLUMN_NAMES, name, start).unwrap(),
+                    position
+                );
             }
-            assert!(column_position("nope", start).is_err());
+            assert!(column_position(&ORDER_COLUMN_NAMES, "nope", start).is_err());
         }
-        assert_eq!(column_position("language", 0).unwrap(), 32);
+        assert_eq!(
+            column_position(&ORDER_COLUMN_NAMES, "language", 0).unwrap(),
+            32
+        );
     }
 }

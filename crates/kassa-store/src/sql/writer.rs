@@ -1,6 +1,6 @@
-//! Group commit for SQLite: one writer thread takes whatever new orders and status changes are
-//! waiting and commits them in one transaction, so concurrent creates and payments share one
-//! fsync instead of paying one each. Every caller gets its answer only after the commit that
+//! Group commit for SQLite: one writer thread takes whatever writes are waiting (new orders,
+//! status changes, callback claims and attempts) and commits them in one transaction, so
+//! concurrent creates, payments and deliveries share one fsync instead of paying one each. Every caller gets its answer only after the commit that
 //! holds its rows is durable. The thread owns its connection and keeps its statements prepared
 //! (the native path, sql/native.rs): a batch costs one hand-off to the thread, not one or more
 //! per statement.
@@ -11,27 +11,59 @@ use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use std::path::Path;
 
-/// A write waiting for the writer, with where its answer goes.
-enum Job {
-    /// A copy of the order: the caller's cannot be lent to another thread for a commit.
-    Insert {
-        order: Box<Order>,
-        done: tokio::sync::oneshot::Sender<StoreResult<u64>>,
-    },
-    Change {
-        change: Box<OwnedStatusChange>,
-        done: tokio::sync::oneshot::Sender<StoreResult<bool>>,
-    },
+/// A write waiting for the writer: it runs inside the batch's transaction, and its caller hears
+/// the outcome once the commit is durable (or the batch failed).
+trait Job: Send {
+    fn write(self: Box<Self>, tx: &mut rusqlite::Transaction<'_>) -> Box<dyn Answer>;
+    /// The batch's transaction could not begin: the job is not run.
+    fn refuse(self: Box<Self>, error: &StoreError);
 }
 
-/// A job's answer, held until its batch is committed.
-enum Answer {
-    Inserted(StoreResult<u64>),
-    Changed(StoreResult<bool>),
+/// A written job's result, held until its batch is committed.
+trait Answer: Send {
+    /// `failed`: why the batch, this job's writes with it, was not stored.
+    fn send(self: Box<Self>, failed: Option<&StoreError>);
+}
+
+/// Work of any kind on the writer's transaction, with where its result goes.
+struct Work<F, T> {
+    work: F,
+    done: tokio::sync::oneshot::Sender<StoreResult<T>>,
+}
+
+struct Written<T> {
+    result: StoreResult<T>,
+    done: tokio::sync::oneshot::Sender<StoreResult<T>>,
+}
+
+impl<F, T> Job for Work<F, T>
+where
+    F: FnOnce(&mut rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn write(self: Box<Self>, tx: &mut rusqlite::Transaction<'_>) -> Box<dyn Answer> {
+        let Work { work, done } = *self;
+        let result = work(tx);
+        Box::new(Written { result, done })
+    }
+
+    fn refuse(self: Box<Self>, error: &StoreError) {
+        let _ = self.done.send(Err(error.clone()));
+    }
+}
+
+impl<T: Send> Answer for Written<T> {
+    fn send(self: Box<Self>, failed: Option<&StoreError>) {
+        let result = match failed {
+            Some(error) => Err(error.clone()),
+            None => self.result,
+        };
+        let _ = self.done.send(result);
+    }
 }
 
 pub(super) struct SqliteWriter {
-    jobs: tokio::sync::mpsc::Sender<Job>,
+    jobs: tokio::sync::mpsc::Sender<Box<dyn Job>>,
 }
 
 impl SqliteWriter {
@@ -39,7 +71,7 @@ impl SqliteWriter {
     /// (the queue's sender) is dropped.
     pub(super) fn start(path: &Path) -> StoreResult<SqliteWriter> {
         let connection = native::open(path)?;
-        let (jobs, queue) = tokio::sync::mpsc::channel::<Job>(super::WRITE_QUEUE);
+        let (jobs, queue) = tokio::sync::mpsc::channel::<Box<dyn Job>>(super::WRITE_QUEUE);
         std::thread::Builder::new()
             .name("kassa-sqlite-writer".into())
             .spawn(move || Self::run(connection, queue))
@@ -47,93 +79,85 @@ impl SqliteWriter {
         Ok(SqliteWriter { jobs })
     }
 
-    fn run(mut connection: rusqlite::Connection, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+    fn run(
+        mut connection: rusqlite::Connection,
+        mut queue: tokio::sync::mpsc::Receiver<Box<dyn Job>>,
+    ) {
         while let Some(first) = queue.blocking_recv() {
             let batch = super::batch_of(first, &mut queue);
             Self::commit(&mut connection, batch);
         }
     }
 
-    fn commit(connection: &mut rusqlite::Connection, batch: Vec<Job>) {
-        let written = (|| {
-            let mut tx =
-                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let answers: Vec<Answer> = batch.iter().map(|job| write(&mut tx, job)).collect();
-            tx.commit()?;
-            Ok::<_, rusqlite::Error>(answers)
-        })();
-        match written {
-            Ok(answers) => {
-                for (job, answer) in batch.into_iter().zip(answers) {
-                    match (job, answer) {
-                        (Job::Insert { done, .. }, Answer::Inserted(result)) => {
-                            let _ = done.send(result);
-                        }
-                        (Job::Change { done, .. }, Answer::Changed(result)) => {
-                            let _ = done.send(result);
-                        }
-                        _ => unreachable!("each job is answered in its kind"),
-                    }
-                }
-            }
-            // Nothing of the batch was stored; every caller hears why.
+    /// One transaction for the whole batch; every caller hears the outcome after the commit.
+    fn commit(connection: &mut rusqlite::Connection, batch: Vec<Box<dyn Job>>) {
+        let begun = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
+        let mut tx = match begun {
+            Ok(tx) => tx,
             Err(e) => {
                 let error = StoreError::from(e);
-                for job in batch {
-                    let _ = match job {
-                        Job::Insert { done, .. } => done.send(Err(error.clone())).is_ok(),
-                        Job::Change { done, .. } => done.send(Err(error.clone())).is_ok(),
-                    };
-                }
+                batch.into_iter().for_each(|job| job.refuse(&error));
+                return;
             }
+        };
+        let answers: Vec<Box<dyn Answer>> =
+            batch.into_iter().map(|job| job.write(&mut tx)).collect();
+        // Nothing of the batch is stored unless the commit is; every caller hears why.
+        let failed = tx.commit().err().map(StoreError::from);
+        for answer in answers {
+            answer.send(failed.as_ref());
         }
     }
 
-    pub(super) async fn insert(&self, order: Order) -> StoreResult<u64> {
+    /// Runs `work` on the writer's thread inside the next batch's transaction; its result once
+    /// that transaction is committed. A failing `work` undoes its own writes (see
+    /// [`in_savepoint`]); the rest of the batch is committed.
+    pub(super) async fn run_in_batch<F, T>(&self, work: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let order = Box::new(order);
-        self.submit(Job::Insert { order, done }).await?;
+        let job: Box<dyn Job> = Box::new(Work { work, done });
+        self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Inserts the order (moved to the writer: the caller's cannot be lent to another thread).
+    pub(super) async fn insert(&self, order: Order) -> StoreResult<u64> {
+        self.run_in_batch(move |tx| insert(tx, &order)).await
     }
 
     pub(super) async fn change_status(&self, change: OwnedStatusChange) -> StoreResult<bool> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let change = Box::new(change);
-        self.submit(Job::Change { change, done }).await?;
-        answer.await.map_err(|_| stopped())?
+        self.run_in_batch(move |tx| {
+            in_savepoint(
+                tx,
+                |changed| matches!(changed, Ok(true)),
+                |savepoint| change_status(savepoint, change.borrowed()),
+            )
+        })
+        .await
     }
+}
 
-    async fn submit(&self, job: Job) -> StoreResult<()> {
-        self.jobs.send(job).await.map_err(|_| stopped())
+/// Runs `work` in a savepoint of its own, kept when `keep` says so of its result and rolled
+/// back otherwise (what it wrote goes, the rest of the batch stays).
+pub(super) fn in_savepoint<T>(
+    tx: &mut rusqlite::Transaction<'_>,
+    keep: impl FnOnce(&StoreResult<T>) -> bool,
+    work: impl FnOnce(&rusqlite::Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let savepoint = tx.savepoint()?;
+    let result = work(&savepoint);
+    if keep(&result) {
+        savepoint.commit()?;
     }
+    // Dropped uncommitted, the savepoint is rolled back (a journal's deferred keys with it).
+    result
 }
 
 fn stopped() -> StoreError {
     StoreError::Unavailable("the SQLite writer stopped".into())
-}
-
-/// One job inside the batch's transaction. An insert that fails (a taken order number) is
-/// undone alone by SQLite; a status change is all or nothing within a savepoint of its own.
-fn write(tx: &mut rusqlite::Transaction<'_>, job: &Job) -> Answer {
-    match job {
-        Job::Insert { order, .. } => Answer::Inserted(insert(tx, order)),
-        Job::Change { change, .. } => Answer::Changed(change_in_savepoint(tx, change)),
-    }
-}
-
-fn change_in_savepoint(
-    tx: &mut rusqlite::Transaction<'_>,
-    change: &OwnedStatusChange,
-) -> StoreResult<bool> {
-    let savepoint = tx.savepoint()?;
-    let changed = change_status(&savepoint, change.borrowed());
-    if let Ok(true) = changed {
-        savepoint.commit()?;
-        return changed;
-    }
-    // Dropped uncommitted, the savepoint is rolled back, the journal's deferred keys with it.
-    drop(savepoint);
-    changed
 }
 
 /// The change's update, then, if it changed the order, what is written with it.
