@@ -1123,7 +1123,14 @@ fn bench_reports_every_promised_field() {
     for args in [
         vec!["--scenario", "create", "--rate", "40"],
         vec!["--scenario", "query", "--connections", "2"],
-        vec!["--scenario", "callbacks", "--backlog", "200"],
+        vec![
+            "--scenario",
+            "callbacks",
+            "--backlog",
+            "200",
+            "--rounds",
+            "2",
+        ],
         vec![
             "--scenario",
             "upstream",
@@ -1183,6 +1190,14 @@ fn bench_reports_every_promised_field() {
             let ratio = report["rps_to_null"].as_f64().unwrap();
             assert!(ratio > 0.0, "{report}");
             assert!(report["cpu_to_null"].as_f64().unwrap() > 0.0, "{report}");
+        }
+        if report["scenario"] == "callbacks" {
+            // Against a plain client posting the same bodies, in the same run.
+            assert!(
+                report["to_plain_client"].as_f64().unwrap() > 0.0,
+                "{report}"
+            );
+            assert_eq!(report["rounds"], 2, "{report}");
         }
         if args[1] == "preloaded" {
             assert_eq!(report["scenario"], "create-preloaded", "{report}");
