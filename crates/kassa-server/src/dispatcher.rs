@@ -47,12 +47,13 @@ async fn maybe<F: Future + Unpin>(slot: Option<&mut F>) -> Option<F::Output> {
     }
 }
 
-/// A callback this node claimed and has not sent yet, with its endpoint (parsed once, however
-/// often it is offered to fairness) and its app's webhook secrets.
+/// A callback this node claimed and has not sent yet, with its URL and endpoint (parsed once,
+/// however often it is offered to fairness) and its app's webhook secrets.
 struct Held {
     callback: Callback,
+    target: Result<url::Url, url::ParseError>,
     endpoint: String,
-    secrets: Vec<Secret>,
+    secrets: Arc<[Secret]>,
     since_ms: i64,
 }
 
@@ -250,11 +251,18 @@ impl Dispatcher {
         let secrets = self.secrets_for(&batch).await;
         batch
             .into_iter()
-            .map(|callback| Held {
-                endpoint: fairness::endpoint_of(&callback.url),
-                secrets: secrets.get(&callback.app_id).cloned().unwrap_or_default(),
-                callback,
-                since_ms: now_ms,
+            .map(|callback| {
+                let target = url::Url::parse(&callback.url);
+                Held {
+                    endpoint: fairness::endpoint_of(&callback.url, target.as_ref().ok()),
+                    target,
+                    secrets: secrets
+                        .get(&callback.app_id)
+                        .cloned()
+                        .unwrap_or_else(no_secrets),
+                    callback,
+                    since_ms: now_ms,
+                }
             })
             .collect()
     }
@@ -294,7 +302,9 @@ impl Dispatcher {
             let endpoint = waiting.endpoint;
             in_flight.spawn(async move {
                 let level = telemetry::Level::callback_in_flight();
-                let finished = this.deliver(waiting.callback, waiting.secrets).await;
+                let finished = this
+                    .deliver(waiting.callback, waiting.target, waiting.secrets)
+                    .await;
                 drop(level);
                 let acknowledged = finished.attempt.acknowledged;
                 this.fairness
@@ -357,7 +367,7 @@ impl Dispatcher {
 
     /// The webhook secrets of the apps in a batch, one look-up per app: the current one, and
     /// the one it replaced while that still signs.
-    async fn secrets_for(&self, batch: &[Callback]) -> HashMap<AppId, Vec<Secret>> {
+    async fn secrets_for(&self, batch: &[Callback]) -> HashMap<AppId, Arc<[Secret]>> {
         let mut secrets = HashMap::new();
         for callback in batch {
             if secrets.contains_key(&callback.app_id) {
@@ -369,7 +379,7 @@ impl Dispatcher {
                     let retiring = app.retiring_webhook_secret.as_ref();
                     let stored = std::iter::once(&app.webhook_secret)
                         .chain(retiring.filter(|(_, until)| *until > now).map(|(s, _)| s));
-                    let opened: Vec<Secret> = stored
+                    let opened: Arc<[Secret]> = stored
                         .filter_map(|sealed| self.open_secret(callback.app_id, sealed))
                         .collect();
                     secrets.insert(callback.app_id, opened);
@@ -395,11 +405,17 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt: send and judge; the recorder stores the outcome.
-    pub async fn deliver(&self, callback: Callback, secrets: Vec<Secret>) -> FinishedAttempt {
+    /// One attempt: send to `target` (the callback's URL, parsed) and judge; the recorder
+    /// stores the outcome.
+    async fn deliver(
+        &self,
+        callback: Callback,
+        target: Result<url::Url, url::ParseError>,
+        secrets: Arc<[Secret]>,
+    ) -> FinishedAttempt {
         let started_at_ms = now_ms();
         let clock = Instant::now();
-        let result = self.send(&callback, &secrets, started_at_ms).await;
+        let result = self.send(&callback, target, &secrets, started_at_ms).await;
         let latency_ms = clock.elapsed().as_millis() as i64;
         let finished_at_ms = started_at_ms + latency_ms;
         let (http_status, response_excerpt, outcome, error) = match result {
@@ -457,12 +473,13 @@ impl Dispatcher {
     async fn send(
         &self,
         callback: &Callback,
+        target: Result<url::Url, url::ParseError>,
         secrets: &[Secret],
         started_at_ms: i64,
     ) -> Result<(u16, String), (AttemptOutcome, String)> {
         let failed = |error: String| (AttemptOutcome::Error, error);
         let blocked = |error: String| (AttemptOutcome::Blocked, error);
-        let url = url::Url::parse(&callback.url).map_err(|e| failed(format!("bad URL: {e}")))?;
+        let url = target.map_err(|e| failed(format!("bad URL: {e}")))?;
         ssrf::check_port(&url, &self.config.allowed_ports).map_err(blocked)?;
         if !self.config.allow_private_targets {
             ssrf::check_literal(&url).map_err(blocked)?;
@@ -507,6 +524,11 @@ impl Dispatcher {
         body.truncate(MAX_RESPONSE_READ);
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// An app without a webhook secret that opens: its callbacks fail with that reason.
+fn no_secrets() -> Arc<[Secret]> {
+    Arc::from(Vec::new())
 }
 
 /// The id of the request that caused a callback (sent with it as `X-Request-Id`), or "".

@@ -52,16 +52,17 @@ pub struct Fairness {
     counts: Mutex<Counts>,
 }
 
-/// The endpoint of a callback URL: scheme, host and port (`https://shop.example:443`).
-pub fn endpoint_of(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(url) => format!(
+/// The endpoint of a callback URL: scheme, host and port (`https://shop.example:443`), from the
+/// URL as parsed (once, by the caller), or the first characters of one that does not parse.
+pub fn endpoint_of(url: &str, parsed: Option<&url::Url>) -> String {
+    match parsed {
+        Some(url) => format!(
             "{}://{}:{}",
             url.scheme(),
             url.host_str().unwrap_or_default(),
             url.port_or_known_default().unwrap_or_default()
         ),
-        Err(_) => url.chars().take(200).collect(),
+        None => url.chars().take(200).collect(),
     }
 }
 
@@ -174,9 +175,12 @@ mod tests {
         assert_eq!(fair.admit("https://dead:443", app, 20_000), Admission::Go);
         fair.finished("https://dead:443", app, true, 20_000);
         assert_eq!(fair.admit("https://dead:443", app, 20_001), Admission::Go);
+        let url = "https://Shop.example/cb?x=1";
+        let parsed = url::Url::parse(url).ok();
         assert_eq!(
-            endpoint_of("https://Shop.example/cb?x=1"),
+            endpoint_of(url, parsed.as_ref()),
             "https://shop.example:443"
         );
+        assert_eq!(endpoint_of("no url", None), "no url");
     }
 }
