@@ -8,7 +8,7 @@
 use super::orders::{
     ORDER_COLUMN_NAMES, ORDER_COLUMNS, insert_result, insert_statement, order_values,
 };
-use super::{Value, statement};
+use super::statement;
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use sqlx::{AnyPool, Row};
@@ -84,51 +84,21 @@ async fn write(pool: &AnyPool, batch: Vec<Job>) {
     }
 }
 
-/// The batch's orders as a JSON array of objects keyed by column name, written straight into
-/// one buffer (not through `serde_json::Value` maps: an allocation per column per order).
+/// The batch's orders as a JSON array of objects keyed by column name.
 fn rows_as_json<'a>(orders: impl ExactSizeIterator<Item = &'a Order>) -> String {
-    let mut json = Vec::with_capacity(orders.len() * ROW_JSON_BYTES);
-    json.push(b'[');
-    for (row, order) in orders.enumerate() {
-        if row > 0 {
-            json.push(b',');
-        }
-        json.push(b'{');
-        let columns = ORDER_COLUMN_NAMES.iter().zip(order_values(order));
-        for (column, (name, value)) in columns.enumerate() {
-            if column > 0 {
-                json.push(b',');
-            }
-            json_str(&mut json, name);
-            json.push(b':');
-            match value {
-                Value::Int(Some(v)) => json_int(&mut json, v),
-                Value::Int(None) | Value::Text(None) => json.extend_from_slice(b"null"),
-                Value::Text(Some(v)) => json_str(&mut json, v),
-                Value::Made(v) => json_str(&mut json, &v),
-            }
-        }
-        json.push(b'}');
-    }
-    json.push(b']');
-    String::from_utf8(json).expect("JSON written from strings is UTF-8")
+    super::json_rows(
+        &ORDER_COLUMN_NAMES,
+        orders.map(order_values),
+        ROW_JSON_BYTES,
+    )
 }
 
 /// About what one order's row takes as JSON, to size the buffer once.
 const ROW_JSON_BYTES: usize = 1_024;
 
-/// `text` as a JSON string, escaped by serde_json.
-fn json_str(json: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *json, text).expect("writing to a Vec cannot fail");
-}
-
-fn json_int(json: &mut Vec<u8>, value: i64) {
-    use std::io::Write;
-    write!(json, "{value}").expect("writing to a Vec cannot fail");
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::Value;
     use super::*;
 
     /// The written JSON is what `serde_json` reads back: every column, escapes included.

@@ -155,7 +155,110 @@ fn value_rows(width: usize, rows: usize) -> String {
         .join(", ")
 }
 
-/// Records attempts of distinct callbacks inside a transaction, a few statements for the whole
+/// PostgreSQL: locks a batch's callbacks in one order for every node (by id), so two batches
+/// never deadlock; `$1` is a JSON array of their ids (one shape whatever their number).
+const LOCK_CALLBACKS_POSTGRES: &str = "SELECT callback_id FROM callbacks WHERE callback_id IN \
+    (SELECT value FROM json_array_elements_text($1::json)) ORDER BY callback_id FOR UPDATE";
+
+statement!(
+    /// PostgreSQL: attempts of distinct callbacks (`$2`, one JSON array: one statement, one
+    /// round trip, one shape whatever their number) numbered through their callbacks' rows,
+    /// stored, and each callback's next state written where `$1` still holds its lease — the
+    /// lease as it was before the statement, which every part of it sees.
+    RECORD_ATTEMPTS_POSTGRES,
+    "WITH batch AS (SELECT * FROM json_to_recordset($2::json) AS b(callback_id TEXT, \
+       started_at_ms BIGINT, latency_ms BIGINT, http_status BIGINT, error TEXT, \
+       response_excerpt TEXT, acknowledged BIGINT, node TEXT, state TEXT, next_at BIGINT, \
+       delivered_at BIGINT, dead_at BIGINT)), \
+     leases AS (SELECT b.*, COALESCE(c.lease_owner = $1, FALSE) AS held FROM batch AS b \
+       JOIN callbacks AS c ON c.callback_id = b.callback_id), \
+     numbered AS (UPDATE callbacks AS c SET attempts = c.attempts + 1, \
+       state = CASE WHEN l.held THEN l.state ELSE c.state END, \
+       next_attempt_at_ms = CASE WHEN l.held THEN l.next_at ELSE c.next_attempt_at_ms END, \
+       delivered_at_ms = CASE WHEN l.held THEN l.delivered_at ELSE c.delivered_at_ms END, \
+       dead_at_ms = CASE WHEN l.held THEN l.dead_at ELSE c.dead_at_ms END, \
+       lease_owner = CASE WHEN l.held THEN NULL ELSE c.lease_owner END, \
+       lease_until_ms = CASE WHEN l.held THEN NULL ELSE c.lease_until_ms END \
+       FROM leases AS l WHERE c.callback_id = l.callback_id \
+       RETURNING c.callback_id, c.attempts, l.held), \
+     recorded AS (INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) \
+       SELECT n.callback_id, n.attempts, b.started_at_ms, b.latency_ms, b.http_status, b.error, \
+       b.response_excerpt, b.acknowledged, b.node \
+       FROM numbered AS n JOIN batch AS b ON b.callback_id = n.callback_id) \
+     SELECT callback_id, held FROM numbered"
+);
+
+/// The JSON fields of [`RECORD_ATTEMPTS_POSTGRES`]'s batch, in the order [`attempt_row`] gives.
+const ATTEMPT_ROW_FIELDS: [&str; 12] = [
+    "callback_id",
+    "started_at_ms",
+    "latency_ms",
+    "http_status",
+    "error",
+    "response_excerpt",
+    "acknowledged",
+    "node",
+    "state",
+    "next_at",
+    "delivered_at",
+    "dead_at",
+];
+
+fn attempt_row(finished: &FinishedAttempt) -> [super::Value<'_>; 12] {
+    use super::Value::{Int, Text};
+    let attempt = &finished.attempt;
+    let (id, state, next_at, delivered_at, dead_at) = after_columns(finished);
+    [
+        Text(Some(id)),
+        Int(Some(attempt.started_at_ms)),
+        Int(Some(attempt.latency_ms)),
+        Int(attempt.http_status),
+        Text(attempt.error.as_deref()),
+        Text(attempt.response_excerpt.as_deref()),
+        Int(Some(i64::from(attempt.acknowledged))),
+        Text(Some(&attempt.node)),
+        Text(Some(state)),
+        Int(Some(next_at)),
+        Int(delivered_at),
+        Int(dead_at),
+    ]
+}
+
+/// About what one attempt takes as JSON (its excerpt is at most 1 KiB), to size the buffer.
+const ATTEMPT_JSON_BYTES: usize = 384;
+
+/// [`RECORD_ATTEMPTS_POSTGRES`] for a round of distinct callbacks: whether each lease was held.
+async fn record_attempts_postgres(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    batch: &[&FinishedAttempt],
+) -> StoreResult<Vec<bool>> {
+    let rows = super::json_rows(
+        &ATTEMPT_ROW_FIELDS,
+        batch.iter().map(|finished| attempt_row(finished)),
+        ATTEMPT_JSON_BYTES,
+    );
+    let returned = sqlx::query(RECORD_ATTEMPTS_POSTGRES.as_str())
+        .bind(owner)
+        .bind(rows)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut held: HashMap<String, bool> = HashMap::with_capacity(returned.len());
+    for row in &returned {
+        held.insert(row.try_get("callback_id")?, row.try_get("held")?);
+    }
+    batch
+        .iter()
+        .map(|finished| {
+            held.get(&finished.callback_id)
+                .copied()
+                .ok_or_else(|| StoreError::NotFound(format!("callback {}", finished.callback_id)))
+        })
+        .collect()
+}
+
+/// SQLite through sqlx (a database in memory; a file's takes the native path, `on_writer`):
+/// records attempts of distinct callbacks inside a transaction, a few statements for the whole
 /// batch (see [`CallbackStore::finish_attempts`]): each callback's attempt number, the attempts,
 /// then each callback's state where `owner` still holds its lease. Whether each lease was held.
 async fn record_attempts(
@@ -437,13 +540,16 @@ impl CallbackStore for SqlStore {
             // One lock order for every node, so two batches never deadlock on PostgreSQL: the
             // rows are locked by id first (SQLite's one write lock is taken already).
             if self.backend == Backend::Postgres {
-                super::with_keys(
-                    "SELECT callback_id FROM callbacks WHERE callback_id IN ({in}) \
-                     ORDER BY callback_id FOR UPDATE",
-                    finished.iter().map(|one| one.callback_id.as_str()),
-                )
-                .fetch_all(&mut *tx)
-                .await?;
+                let ids: Vec<&str> = finished
+                    .iter()
+                    .map(|one| one.callback_id.as_str())
+                    .collect();
+                let ids =
+                    serde_json::to_string(&ids).map_err(|e| StoreError::Failed(e.to_string()))?;
+                sqlx::query(LOCK_CALLBACKS_POSTGRES)
+                    .bind(ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
             }
             // Rounds of distinct callbacks: a callback twice in one batch (a lease lost and
             // taken again) gets its attempts numbered one after the other.
@@ -453,10 +559,19 @@ impl CallbackStore for SqlStore {
                 let (round, rest): (Vec<usize>, Vec<usize>) = left
                     .iter()
                     .partition(|&&i| seen.insert(finished[i].callback_id.as_str()));
-                for chunk in round.chunks(ATTEMPTS_PER_STATEMENT) {
+                let per_statement = match self.backend {
+                    Backend::Postgres => round.len(),
+                    Backend::Sqlite => ATTEMPTS_PER_STATEMENT,
+                };
+                for chunk in round.chunks(per_statement.max(1)) {
                     let batch: Vec<&FinishedAttempt> =
                         chunk.iter().map(|&i| &finished[i]).collect();
-                    let held = record_attempts(&mut tx, owner, &batch).await?;
+                    let held = match self.backend {
+                        Backend::Postgres => {
+                            record_attempts_postgres(&mut tx, owner, &batch).await?
+                        }
+                        Backend::Sqlite => record_attempts(&mut tx, owner, &batch).await?,
+                    };
                     for (&i, held) in chunk.iter().zip(held) {
                         kept[i] = held;
                     }

@@ -136,6 +136,51 @@ fn batch_of<T>(first: T, queue: &mut tokio::sync::mpsc::Receiver<T>) -> Vec<T> {
     batch
 }
 
+/// Rows as a JSON array of objects keyed by `names`, written straight into one buffer (not
+/// through `serde_json::Value` maps: an allocation per column per row). PostgreSQL turns it
+/// into rows with `json_populate_recordset` or `json_to_recordset`, so a statement carrying
+/// many rows has one shape whatever their number (parsed and planned once per connection).
+pub(crate) fn json_rows<'a, R: IntoIterator<Item = Value<'a>>>(
+    names: &[&str],
+    rows: impl ExactSizeIterator<Item = R>,
+    row_bytes: usize,
+) -> String {
+    let mut json = Vec::with_capacity(rows.len() * row_bytes + 2);
+    json.push(b'[');
+    for (row, values) in rows.enumerate() {
+        if row > 0 {
+            json.push(b',');
+        }
+        json.push(b'{');
+        for (column, (name, value)) in names.iter().zip(values).enumerate() {
+            if column > 0 {
+                json.push(b',');
+            }
+            json_str(&mut json, name);
+            json.push(b':');
+            match value {
+                Value::Int(Some(v)) => json_int(&mut json, v),
+                Value::Int(None) | Value::Text(None) => json.extend_from_slice(b"null"),
+                Value::Text(Some(v)) => json_str(&mut json, v),
+                Value::Made(v) => json_str(&mut json, &v),
+            }
+        }
+        json.push(b'}');
+    }
+    json.push(b']');
+    String::from_utf8(json).expect("JSON written from strings is UTF-8")
+}
+
+/// `text` as a JSON string, escaped by serde_json.
+fn json_str(json: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *json, text).expect("writing to a Vec cannot fail");
+}
+
+fn json_int(json: &mut Vec<u8>, value: i64) {
+    use std::io::Write;
+    write!(json, "{value}").expect("writing to a Vec cannot fail");
+}
+
 /// `$first, …` — `count` numbered placeholders, as both databases take them.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
@@ -168,7 +213,8 @@ pub(crate) fn status_literals<'a>(
 
 /// Statements built from column lists, once per process.
 macro_rules! statement {
-    ($vis:vis $name:ident, $($format:tt)+) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident, $($format:tt)+) => {
+        $(#[$doc])*
         $vis static $name: std::sync::LazyLock<String> =
             std::sync::LazyLock::new(|| format!($($format)+));
     };
