@@ -24,7 +24,7 @@ pub fn describe() {
     metrics::describe_histogram!(
         WRITE_BATCH_SIZE,
         metrics::Unit::Count,
-        "Writes committed together: new orders and status changes by the SQLite writer, new orders by PostgreSQL's batched insert."
+        "Writes committed together: new orders, status changes, callback claims and attempt records by the SQLite writer; new orders by PostgreSQL's batched insert."
     );
     metrics::describe_gauge!(
         WRITE_QUEUE_DEPTH,
