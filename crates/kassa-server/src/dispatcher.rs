@@ -267,9 +267,9 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Sends what fairness lets go now, each in its own task. What waits for its endpoint's or
-    /// app's share stays in `held` for [`HOLD_PATIENCE_MS`], then goes back to the database; what
-    /// waits for a suspended endpoint goes back at once.
+    /// Sends what a free slot and fairness let go now, each in its own task. What waits for a
+    /// slot or its endpoint's or app's share stays in `held` for [`HOLD_PATIENCE_MS`], then goes
+    /// back to the database; what waits for a suspended endpoint goes back at once.
     async fn dispatch(
         self: &Arc<Self>,
         batch: Vec<Held>,
@@ -282,7 +282,14 @@ impl Dispatcher {
         let mut later = Vec::new();
         for waiting in batch {
             let app_id = waiting.callback.app_id;
-            match self.fairness.admit(&waiting.endpoint, app_id, now) {
+            // Every slot taken counts as a busy endpoint: the loop never waits for a slot
+            // (claims and releases go on), and a callback held too long goes back.
+            let permit = permits.clone().try_acquire_owned();
+            let admission = match permit {
+                Ok(_) => self.fairness.admit(&waiting.endpoint, app_id, now),
+                Err(_) => Admission::Busy,
+            };
+            match admission {
                 Admission::Go => {}
                 Admission::Busy if now - waiting.since_ms < HOLD_PATIENCE_MS => {
                     held.push(waiting);
@@ -297,7 +304,7 @@ impl Dispatcher {
                     continue;
                 }
             }
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let permit = permit.expect("admitted with a slot");
             let (this, records) = (self.clone(), records.clone());
             let endpoint = waiting.endpoint;
             in_flight.spawn(async move {
