@@ -1,9 +1,9 @@
 //! Group commit for SQLite: one writer thread takes whatever writes are waiting (new orders,
 //! status changes, callback claims and attempts) and commits them in one transaction, so
-//! concurrent creates, payments and deliveries share one fsync instead of paying one each. Every caller gets its answer only after the commit that
-//! holds its rows is durable. The thread owns its connection and keeps its statements prepared
-//! (the native path, sql/native.rs): a batch costs one hand-off to the thread, not one or more
-//! per statement.
+//! concurrent creates, payments and deliveries share one fsync instead of paying one each.
+//! Every caller gets its answer only after the commit that holds its rows is durable. The
+//! thread owns its connection and keeps its statements prepared (the native path,
+//! sql/native.rs): a batch costs one hand-off to the thread, not one or more per statement.
 
 use super::orders::{INSERT_ORDER, OwnedStatusChange, StatusChange, insert_result, order_values};
 use super::{Step, native};
