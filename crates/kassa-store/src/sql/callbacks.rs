@@ -1,7 +1,7 @@
 //! Callbacks (the outbox) and their delivery attempts: inserting one with its status change,
 //! leasing due ones to a node, recording attempts, resending, and the operator's history.
 
-use super::orders::{Columns, Conditions, bind_all, order_no_of};
+use super::orders::{Columns, Conditions, order_no_of};
 use super::{Backend, SqlStore, statement};
 use crate::error::corrupt;
 use crate::{
@@ -469,7 +469,7 @@ mod on_writer {
 }
 
 /// The callbacks that need a look: given up, or still tried after a failure.
-fn troubled(app_ids: Option<&[AppId]>) -> (String, Vec<super::orders::Bound>) {
+fn troubled(app_ids: Option<&[AppId]>) -> (String, Vec<super::Value<'static>>) {
     let mut conditions = Conditions::default();
     conditions.push(
         "(state = 'dead' OR (state = 'pending' AND attempts > 0))",
@@ -652,9 +652,7 @@ impl CallbackStore for SqlStore {
              ORDER BY created_at_ms DESC, callback_id DESC LIMIT {}",
             limit.clamp(0, 1_000)
         );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = super::bound(&sql, values).fetch_all(&self.pool).await?;
         rows.iter().map(callback_from_row).collect()
     }
 
@@ -670,9 +668,7 @@ impl CallbackStore for SqlStore {
              FROM (SELECT state FROM callbacks WHERE {clause} LIMIT {}) AS troubled",
             at_most.clamp(0, 100_000)
         );
-        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = super::bound(&sql, values).fetch_one(&self.pool).await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 

@@ -89,8 +89,9 @@ pub struct SqlStore {
 /// A statement of the `Any` driver with its bound values.
 pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
-/// A value bound to a statement, borrowed from what is written where it can be; both drivers
-/// bind it (sqlx here, rusqlite in sql/native.rs). No `Debug`: it carries payers' personal data.
+/// A value bound to a statement, borrowed from what is written or looked up where it can be,
+/// owned where a statement is built at run time (`Value<'static>`: filters); both drivers bind
+/// it (sqlx here, rusqlite in sql/native.rs). No `Debug`: it carries payers' personal data.
 pub(crate) enum Value<'a> {
     Int(Option<i64>),
     Text(Option<&'a str>),

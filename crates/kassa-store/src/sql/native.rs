@@ -7,7 +7,7 @@
 //! (docs/performance.md). Everything else on SQLite still goes through sqlx.
 
 use super::Value;
-use super::orders::{Bound, Columns, ORDER_COLUMN_NAMES, order_from_row};
+use super::orders::{Columns, ORDER_COLUMN_NAMES, order_from_row};
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use rusqlite::types::ToSqlOutput;
@@ -61,15 +61,6 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Int(value) => value.to_sql(),
             Value::Text(value) => value.to_sql(),
             Value::Made(value) => value.to_sql(),
-        }
-    }
-}
-
-impl rusqlite::ToSql for Bound {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        match self {
-            Bound::Int(value) => value.to_sql(),
-            Bound::Text(value) => value.to_sql(),
         }
     }
 }
@@ -133,7 +124,7 @@ impl NativeReads {
     }
 
     /// The one order `sql` (a `SELECT {ORDER_COLUMNS} …`) finds with `args`, if any.
-    pub(super) fn one_order(&self, sql: &str, args: &[Bound]) -> StoreResult<Option<Order>> {
+    pub(super) fn one_order(&self, sql: &str, args: &[Value<'_>]) -> StoreResult<Option<Order>> {
         let connection = self.lend()?;
         let found = one_order_on(&connection, sql, args);
         self.give_back(connection);
@@ -160,7 +151,7 @@ impl NativeReads {
 fn one_order_on(
     connection: &rusqlite::Connection,
     sql: &str,
-    args: &[Bound],
+    args: &[Value<'_>],
 ) -> StoreResult<Option<Order>> {
     let mut statement = connection.prepare_cached(sql)?;
     bind_in_order(&mut statement, args)?;

@@ -377,22 +377,16 @@ impl OwnedStatusChange {
     }
 }
 
-/// A value bound to a statement built at run time.
-pub(super) enum Bound {
-    Int(i64),
-    Text(String),
-}
-
 /// The conditions of a statement built at run time: fixed text with `?` marks, numbered
 /// `$1`, `$2`… as they are added; every value is bound, none enters the text.
 #[derive(Default)]
 pub(super) struct Conditions {
     clauses: Vec<String>,
-    values: Vec<Bound>,
+    values: Vec<Value<'static>>,
 }
 
 impl Conditions {
-    pub(super) fn push(&mut self, clause: &str, bound: Vec<Bound>) {
+    pub(super) fn push(&mut self, clause: &str, bound: Vec<Value<'static>>) {
         let mut clause = clause.to_string();
         for value in bound {
             self.values.push(value);
@@ -408,14 +402,14 @@ impl Conditions {
             Some([]) => self.push("1 = 0", vec![]),
             Some(ids) => {
                 let marks = vec!["?"; ids.len()].join(", ");
-                let bound = ids.iter().map(|a| Bound::Int(a.0)).collect();
+                let bound = ids.iter().map(|a| Value::Int(Some(a.0))).collect();
                 self.push(&format!("app_id IN ({marks})"), bound);
             }
         }
     }
 
     /// The `WHERE` text and the values to bind, in order.
-    pub(super) fn finish(self) -> (String, Vec<Bound>) {
+    pub(super) fn finish(self) -> (String, Vec<Value<'static>>) {
         let clause = if self.clauses.is_empty() {
             "1 = 1".to_string()
         } else {
@@ -426,10 +420,13 @@ impl Conditions {
 }
 
 /// The `WHERE` of the back office's order list and what it binds.
-fn filter_clause(filter: &OrderFilter, before: Option<(i64, &OrderNo)>) -> (String, Vec<Bound>) {
+fn filter_clause(
+    filter: &OrderFilter,
+    before: Option<(i64, &OrderNo)>,
+) -> (String, Vec<Value<'static>>) {
     let mut conditions = Conditions::default();
     conditions.apps(filter.app_ids.as_deref());
-    let text = |value: &str| Bound::Text(value.to_string());
+    let text = |value: &str| Value::Made(value.to_string());
     if let Some(status) = filter.status {
         // Written into the text (one of a fixed set, never the caller's words): PostgreSQL then
         // plans each status by its own frequency — a generic plan reads a rare status the
@@ -451,7 +448,7 @@ fn filter_clause(filter: &OrderFilter, before: Option<(i64, &OrderNo)>) -> (Stri
     ];
     for (clause, value) in bounds {
         if let Some(value) = value {
-            conditions.push(clause, vec![Bound::Int(value)]);
+            conditions.push(clause, vec![Value::Int(Some(value))]);
         }
     }
     if let Some(search) = &filter.search {
@@ -462,23 +459,10 @@ fn filter_clause(filter: &OrderFilter, before: Option<(i64, &OrderNo)>) -> (Stri
         // The plain bound first lets the index be read from there, not from the newest order.
         let clause =
             "created_at_ms <= ? AND (created_at_ms < ? OR (created_at_ms = ? AND order_no < ?))";
-        let at = || Bound::Int(created_at_ms);
+        let at = || Value::Int(Some(created_at_ms));
         conditions.push(clause, vec![at(), at(), at(), text(order_no.as_str())]);
     }
     conditions.finish()
-}
-
-pub(super) fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    values: Vec<Bound>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for value in values {
-        query = match value {
-            Bound::Int(v) => query.bind(v),
-            Bound::Text(v) => query.bind(v),
-        };
-    }
-    query
 }
 
 impl SqlStore {
@@ -503,14 +487,15 @@ impl SqlStore {
         Ok(true)
     }
 
-    async fn one_order(&self, sql: &'static str, args: &[Bound]) -> StoreResult<Option<Order>> {
+    async fn one_order(&self, sql: &'static str, args: &[Value<'_>]) -> StoreResult<Option<Order>> {
         if let Some(native) = &self.native {
             return native.one_order(sql, args);
         }
         // Bound by reference: a look-up that misses is asked again of the archive.
         let query = args.iter().fold(sqlx::query(sql), |query, arg| match arg {
-            Bound::Int(v) => query.bind(*v),
-            Bound::Text(v) => query.bind(v.as_str()),
+            Value::Int(v) => query.bind(*v),
+            Value::Text(v) => query.bind(*v),
+            Value::Made(v) => query.bind(v.as_str()),
         });
         let row = query.fetch_optional(&self.pool).await?;
         row.as_ref().map(order_from_row).transpose()
@@ -520,7 +505,7 @@ impl SqlStore {
     async fn live_or_archived(
         &self,
         (live, archived): (&'static str, &'static str),
-        args: &[Bound],
+        args: &[Value<'_>],
     ) -> StoreResult<Option<Order>> {
         match self.one_order(live, args).await? {
             Some(order) => Ok(Some(order)),
@@ -563,7 +548,10 @@ impl OrderStore for SqlStore {
                 SELECT_ORDER_BY_MERCHANT_ID.as_str(),
                 SELECT_ARCHIVED_BY_MERCHANT_ID.as_str(),
             );
-            let args = [Bound::Int(app_id.0), Bound::Text(merchant_order_id.into())];
+            let args = [
+                Value::Int(Some(app_id.0)),
+                Value::Text(Some(merchant_order_id)),
+            ];
             self.live_or_archived(statements, &args).await
         })
         .await
@@ -572,7 +560,7 @@ impl OrderStore for SqlStore {
     async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_no", async move {
             let statements = (SELECT_ORDER_BY_NO.as_str(), SELECT_ARCHIVED_BY_NO.as_str());
-            let args = [Bound::Text(order_no.as_str().into())];
+            let args = [Value::Text(Some(order_no.as_str()))];
             self.live_or_archived(statements, &args).await
         })
         .await
@@ -610,7 +598,7 @@ impl OrderStore for SqlStore {
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_cashier_token", async move {
-            let args = [Bound::Text(token.into())];
+            let args = [Value::Text(Some(token))];
             self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &args).await
         })
         .await
@@ -714,9 +702,7 @@ impl OrderStore for SqlStore {
                  ORDER BY created_at_ms DESC, order_no DESC LIMIT {}",
                 limit.clamp(0, 1_000)
             );
-            let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = super::bound(&sql, values).fetch_all(&self.pool).await?;
             rows.iter().map(order_from_row).collect()
         })
         .await
@@ -728,9 +714,7 @@ impl OrderStore for SqlStore {
             "SELECT COUNT(*) FROM (SELECT 1 AS one FROM orders WHERE {clause} LIMIT {}) AS found",
             at_most.clamp(0, 100_000)
         );
-        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = super::bound(&sql, values).fetch_one(&self.pool).await?;
         Ok(row.try_get(0)?)
     }
 
@@ -777,9 +761,7 @@ impl OrderStore for SqlStore {
              GROUP BY dialect, COALESCE(chosen_method, method), currency, status \
              ORDER BY dialect, paid_method, currency, status"
         );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = super::bound(&sql, values).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let status: String = row.try_get("status")?;
