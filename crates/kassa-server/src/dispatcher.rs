@@ -280,15 +280,25 @@ impl Dispatcher {
     ) {
         let now = now_ms();
         let mut later = Vec::new();
+        // Endpoints found busy in this pass (at their share, or their app at its): their other
+        // callbacks wait without asking again (a pass offers everything claimed ahead, often
+        // to one endpoint); the next pass asks afresh.
+        let mut busy: Vec<String> = Vec::new();
         for waiting in batch {
             let app_id = waiting.callback.app_id;
             // Every slot taken counts as a busy endpoint: the loop never waits for a slot
             // (claims and releases go on), and a callback held too long goes back.
-            let permit = permits.clone().try_acquire_owned();
-            let admission = match permit {
-                Ok(_) => self.fairness.admit(&waiting.endpoint, app_id, now),
-                Err(_) => Admission::Busy,
+            let permit = match busy.contains(&waiting.endpoint) {
+                true => None,
+                false => permits.clone().try_acquire_owned().ok(),
             };
+            let admission = match permit {
+                Some(_) => self.fairness.admit(&waiting.endpoint, app_id, now),
+                None => Admission::Busy,
+            };
+            if admission == Admission::Busy && permit.is_some() {
+                busy.push(waiting.endpoint.clone());
+            }
             match admission {
                 Admission::Go => {}
                 Admission::Busy if now - waiting.since_ms < HOLD_PATIENCE_MS => {

@@ -79,11 +79,18 @@ impl Fairness {
     /// Whether a callback of `app` to `endpoint` may go now; if so, its slot is taken.
     pub fn admit(&self, endpoint: &str, app: AppId, now_ms: i64) -> Admission {
         let mut counts = self.counts.lock().expect("fairness counts");
-        if counts.endpoints.len() >= MAX_ENDPOINTS && !counts.endpoints.contains_key(endpoint) {
+        let known = counts.endpoints.contains_key(endpoint);
+        if counts.endpoints.len() >= MAX_ENDPOINTS && !known {
             counts.endpoints.retain(|_, e| e.in_flight > 0);
         }
         let app_in_flight = counts.apps.get(&app).copied().unwrap_or(0);
-        let entry = counts.endpoints.entry(endpoint.to_string()).or_default();
+        // The endpoint's name is copied only when it is new (this runs for every offer).
+        if !known {
+            counts
+                .endpoints
+                .insert(endpoint.to_string(), Endpoint::default());
+        }
+        let entry = counts.endpoints.get_mut(endpoint).expect("inserted above");
         if entry.suspended_until_ms > now_ms {
             return Admission::Later {
                 at_ms: entry.suspended_until_ms,
