@@ -23,10 +23,6 @@ const PREPARED_PER_CONNECTION: usize = 32;
 pub(super) fn open(path: &Path) -> StoreResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(path)?;
     connection.execute_batch(&super::sqlite_pragmas_sql())?;
-    connection.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )?;
     connection.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
     Ok(connection)
 }

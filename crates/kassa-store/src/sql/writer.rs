@@ -71,6 +71,11 @@ impl SqliteWriter {
     /// (the queue's sender) is dropped.
     pub(super) fn start(path: &Path) -> StoreResult<SqliteWriter> {
         let connection = native::open(path)?;
+        // The writer's statements keep their plans whatever values are bound: with the
+        // statistics SQLite keeps, a range on a bound value (the callback claim's
+        // `next_attempt_at_ms <= $3`) would be planned again at every new binding.
+        let stable_plans = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
+        connection.set_db_config(stable_plans, true)?;
         let (jobs, queue) = tokio::sync::mpsc::channel::<Box<dyn Job>>(super::WRITE_QUEUE);
         std::thread::Builder::new()
             .name("kassa-sqlite-writer".into())
