@@ -201,27 +201,11 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         None => operator_timezone(&store).await,
     }
     .map_err(|e| Failure(format!("--timezone: {e}")))?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| Failure(format!("cannot listen on {}: {e}", options.listen)))?;
+    let listener = listen_on(options.listen, "")?;
     let bound = listener.local_addr()?;
-    let admin_listener = tokio::net::TcpListener::bind(options.admin_listen)
-        .await
-        .map_err(|e| {
-            Failure(format!(
-                "cannot listen on {} (--admin-listen): {e}",
-                options.admin_listen
-            ))
-        })?;
+    let admin_listener = listen_on(options.admin_listen, " (--admin-listen)")?;
     let admin_bound = admin_listener.local_addr()?;
-    let backoffice_listener = tokio::net::TcpListener::bind(options.backoffice_listen)
-        .await
-        .map_err(|e| {
-            Failure(format!(
-                "cannot listen on {} (--backoffice-listen): {e}",
-                options.backoffice_listen
-            ))
-        })?;
+    let backoffice_listener = listen_on(options.backoffice_listen, " (--backoffice-listen)")?;
     let backoffice_bound = backoffice_listener.local_addr()?;
     let public_url = public_url(&options, bound)?;
     if options.demo {
@@ -348,6 +332,26 @@ fn public_url(options: &ServeOptions, bound: SocketAddr) -> Result<String, Failu
     let public_url = public_url.trim_end_matches('/').to_string();
     kassa_core::validate::http_url("--public-url", &public_url)?;
     Ok(public_url)
+}
+
+/// Connections the kernel holds for a listener before kassa accepts them (capped by the
+/// kernel's `net.core.somaxconn`). Tokio's default, 1,024, overflows when thousands of payers'
+/// pages reconnect at once (a node restarted, a balancer moving them over): the kernel then
+/// drops their handshakes, and each waits out TCP's retransmission backoff (1, 3, 7, 15 s …).
+const LISTEN_BACKLOG: u32 = 8_192;
+
+/// A listener on `address` with [`LISTEN_BACKLOG`]; `flag` names the option in the error.
+fn listen_on(address: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener, Failure> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    };
+    // As `TcpListener::bind` does: a restarted server may listen while old connections linger.
+    let listening = socket
+        .and_then(|socket| socket.set_reuseaddr(true).map(|()| socket))
+        .and_then(|socket| socket.bind(address).map(|()| socket))
+        .and_then(|socket| socket.listen(LISTEN_BACKLOG));
+    listening.map_err(|e| Failure(format!("cannot listen on {address}{flag}: {e}")))
 }
 
 /// Files the process keeps open besides its connections (database, logs, listeners, the
