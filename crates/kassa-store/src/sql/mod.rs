@@ -99,6 +99,18 @@ pub(crate) enum Value<'a> {
     Made(String),
 }
 
+impl Value<'_> {
+    /// The same value, borrowed: values bound more than once (a look-up asked again of the
+    /// archive) are lent to each statement.
+    pub(crate) fn lent(&self) -> Value<'_> {
+        match self {
+            Value::Int(v) => Value::Int(*v),
+            Value::Text(v) => Value::Text(*v),
+            Value::Made(v) => Value::Text(Some(v)),
+        }
+    }
+}
+
 /// `sql` with `values` bound to `$1…`, for sqlx.
 pub(crate) fn bound<'q>(sql: &'q str, values: impl IntoIterator<Item = Value<'q>>) -> Query<'q> {
     values.into_iter().fold(

@@ -491,12 +491,8 @@ impl SqlStore {
         if let Some(native) = &self.native {
             return native.one_order(sql, args);
         }
-        // Bound by reference: a look-up that misses is asked again of the archive.
-        let query = args.iter().fold(sqlx::query(sql), |query, arg| match arg {
-            Value::Int(v) => query.bind(*v),
-            Value::Text(v) => query.bind(*v),
-            Value::Made(v) => query.bind(v.as_str()),
-        });
+        // Lent: a look-up that misses is asked again of the archive with the same values.
+        let query = super::bound(sql, args.iter().map(Value::lent));
         let row = query.fetch_optional(&self.pool).await?;
         row.as_ref().map(order_from_row).transpose()
     }
