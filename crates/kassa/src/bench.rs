@@ -254,7 +254,12 @@ impl Drop for Server {
 
 /// CPU seconds a process has used (user + system), from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_seconds_in(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) from a `stat` file of `/proc`: a process's or one thread's.
+fn cpu_seconds_in(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
@@ -612,7 +617,7 @@ async fn http_run(
     // The database's counters are read with none of the run's connections open (bar the
     // server's, idle until the load starts).
     store.close().await;
-    let mut costs = writes::Costs::start(&db.url).await;
+    let mut costs = writes::Costs::start(&db.url, server.as_ref().map(Server::pid)).await;
     let mut reports = Vec::new();
     let phases: Vec<(String, usize)> = if scenario == "preloaded" {
         vec![
@@ -1031,6 +1036,12 @@ fn print_table(reports: &[Report]) {
                 f["to_plain_client"],
                 f["rounds"],
                 f["requests_per_second_min_max"]
+            );
+        }
+        if let Some(cpu) = f.get("writer_cpu_us_per_request") {
+            println!(
+                "{:<17} SQLite's writer thread per request: {cpu} µs CPU, {} write calls, {} bytes written",
+                "", f["writer_write_calls_per_request"], f["writer_bytes_written_per_request"],
             );
         }
         if let Some(transactions) = f.get("database_transactions_per_request") {

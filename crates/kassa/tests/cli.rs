@@ -1199,6 +1199,14 @@ fn bench_reports_every_promised_field() {
             );
             assert_eq!(report["rounds"], 2, "{report}");
         }
+        if report["scenario"] == "create" {
+            // SQLite's writer thread: every create is written by it.
+            assert!(report["writer_cpu_us_per_request"].is_i64(), "{report}");
+            let calls = report["writer_write_calls_per_request"].as_f64().unwrap();
+            assert!(calls > 0.0, "{report}");
+            let bytes = report["writer_bytes_written_per_request"].as_i64().unwrap();
+            assert!(bytes > 1_000, "{report}");
+        }
         if args[1] == "preloaded" {
             assert_eq!(report["scenario"], "create-preloaded", "{report}");
         }

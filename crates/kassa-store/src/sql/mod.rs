@@ -22,6 +22,8 @@ mod upstreams;
 mod users;
 mod writer;
 
+pub use writer::WRITER_THREAD as SQLITE_WRITER_THREAD;
+
 use crate::{Backlog, PoolStatus, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;

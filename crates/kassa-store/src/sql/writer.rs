@@ -94,6 +94,10 @@ impl Company {
     }
 }
 
+/// The writer thread's name (the kernel shows its first 15 bytes); `kassa bench` reads the
+/// thread's own CPU and writes by it.
+pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
+
 pub(super) struct SqliteWriter {
     jobs: tokio::sync::mpsc::Sender<Box<dyn Job>>,
 }
@@ -110,7 +114,7 @@ impl SqliteWriter {
         connection.set_db_config(stable_plans, true)?;
         let (jobs, queue) = tokio::sync::mpsc::channel::<Box<dyn Job>>(super::WRITE_QUEUE);
         std::thread::Builder::new()
-            .name("kassa-sqlite-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || Self::run(connection, queue))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
         Ok(SqliteWriter { jobs })

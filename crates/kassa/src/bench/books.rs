@@ -103,8 +103,8 @@ async fn pay_over_http(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     let count = (args.duration as usize * 600).clamp(1_000, super::MAX_PRESIGNED);
     let bodies = Arc::new(super::presign(&shop.key, count, pay_body, shop.app_id).await);
     store.close().await;
-    let mut costs = super::writes::Costs::start(&db.url).await;
     let server = super::Server::start(&db.url, true)?;
+    let mut costs = super::writes::Costs::start(&db.url, Some(server.pid())).await;
     let cpu_before = cpu_seconds(server.pid());
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -1,10 +1,11 @@
-//! What a run cost the database, on PostgreSQL: transactions (reads included), rows written
+//! What a run cost the database. On PostgreSQL: transactions (reads included), rows written
 //! (inserted, updated, deleted), WAL bytes and — when the database runs on this machine — its
 //! processes' CPU, per request. docs/scaling.md's capacity model is built on them. PostgreSQL
 //! publishes a backend's counters when it goes idle or ends (within a second or so), so its
 //! counters are read with none of the run's connections busy: before the load, and after the
 //! server stopped; its CPU is read before the server's connections close, since an ended
-//! backend's CPU leaves `/proc` with it.
+//! backend's CPU leaves `/proc` with it. On SQLite, whose hot writes all go through one thread
+//! of the server: that thread's CPU, write calls and bytes written, per request.
 
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -17,39 +18,70 @@ struct Snapshot {
     cpu_s: Option<f64>,
 }
 
+/// SQLite's writer thread at one moment: its CPU, and the write calls and bytes it made (the
+/// log's frames, two calls each, and the checkpoints' pages).
+#[derive(Clone, Copy)]
+struct WriterSnapshot {
+    cpu_s: f64,
+    write_calls: i64,
+    bytes_written: i64,
+}
+
 /// A run's costs to the database, from its start to its end.
 pub struct Costs {
     before: Option<Snapshot>,
     cpu_at_end_s: Option<f64>,
+    /// On SQLite: the server's writer thread (its `/proc` directory) and its counters then.
+    writer: Option<(String, WriterSnapshot)>,
+    writer_at_end: Option<WriterSnapshot>,
 }
 
 impl Costs {
-    /// Reads the counters before the load; nothing on SQLite.
-    pub async fn start(url: &str) -> Costs {
+    /// Reads the counters before the load: PostgreSQL's, or the writer thread's of the SQLite
+    /// server `server_pid` (none for a server the bench did not start).
+    pub async fn start(url: &str, server_pid: Option<u32>) -> Costs {
+        let writer = server_pid
+            .filter(|_| !is_postgres(url))
+            .and_then(writer_thread)
+            .and_then(|thread| Some((thread.clone(), writer_snapshot(&thread)?)));
         Costs {
             before: snapshot(url).await,
             cpu_at_end_s: None,
+            writer,
+            writer_at_end: None,
         }
     }
 
-    /// The load is over: the database's CPU now, while the server's connections are open.
+    /// The load is over: the database's CPU now, while the server's connections are open (on
+    /// SQLite, the writer thread's counters, while the server runs).
     pub fn run_ended(&mut self) {
         if self.before.is_some() {
             self.cpu_at_end_s = database_cpu_s();
         }
+        self.writer_at_end = self
+            .writer
+            .as_ref()
+            .and_then(|(thread, _)| writer_snapshot(thread));
     }
 
-    /// The costs per request as report fields, read once the server has stopped (empty on
-    /// SQLite or when the counters could not be read).
+    /// The costs per request as report fields, read once the server has stopped (empty when
+    /// the counters could not be read).
     pub async fn per_request(self, url: &str, requests: usize) -> Value {
+        let requests = requests.max(1) as f64;
+        let per = |from: i64, to: i64| ((to - from) as f64 / requests * 100.0).round() / 100.0;
+        if let Some(((_, from), to)) = self.writer.zip(self.writer_at_end) {
+            return json!({
+                "writer_cpu_us_per_request": ((to.cpu_s - from.cpu_s) * 1e6 / requests) as i64,
+                "writer_write_calls_per_request": per(from.write_calls, to.write_calls),
+                "writer_bytes_written_per_request": per(from.bytes_written, to.bytes_written) as i64,
+            });
+        }
         let Some(before) = self.before else {
             return json!({});
         };
         let Some(after) = snapshot(url).await else {
             return json!({});
         };
-        let requests = requests.max(1) as f64;
-        let per = |from: i64, to: i64| ((to - from) as f64 / requests * 100.0).round() / 100.0;
         let cpu_us = before
             .cpu_s
             .zip(self.cpu_at_end_s)
@@ -70,9 +102,43 @@ pub fn attach(fields: &mut Value, costs: Value) {
     }
 }
 
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres")
+}
+
+/// The `/proc` directory of the SQLite writer thread of process `pid`, if it has one.
+fn writer_thread(pid: u32) -> Option<String> {
+    let name = kassa_store::SQLITE_WRITER_THREAD;
+    // The kernel keeps a thread's name to 15 bytes.
+    let shown = &name[..name.len().min(15)];
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .map(|task| task.path().display().to_string())
+        .find(|task| {
+            let comm = std::fs::read_to_string(format!("{task}/comm")).unwrap_or_default();
+            comm.trim_end() == shown
+        })
+}
+
+/// The writer thread's counters now, from its `stat` and `io` files.
+fn writer_snapshot(thread: &str) -> Option<WriterSnapshot> {
+    let io = std::fs::read_to_string(format!("{thread}/io")).ok()?;
+    let counter = |key: &str| {
+        io.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|value| value.trim().parse::<i64>().ok())
+    };
+    Some(WriterSnapshot {
+        cpu_s: super::cpu_seconds_in(&format!("{thread}/stat"))?,
+        write_calls: counter("syscw:")?,
+        bytes_written: counter("wchar:")?,
+    })
+}
+
 /// The counters of `url`'s database now; `None` on SQLite or when they cannot be read.
 async fn snapshot(url: &str) -> Option<Snapshot> {
-    if !url.starts_with("postgres") {
+    if !is_postgres(url) {
         return None;
     }
     // Counters of backends that just went idle or ended land a moment later.
