@@ -39,7 +39,7 @@ pub async fn measure(
         .map_or(UNROUTED, MatchedPath::as_str);
     telemetry::http_request(
         area,
-        route.to_string(),
+        route,
         &method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

@@ -13,7 +13,8 @@
 
 use kassa_core::{Currency, OrderStatus};
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -307,20 +308,100 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 
 pub fn http_request(
     dialect: &'static str,
-    route: String,
+    route: &str,
     method: &axum::http::Method,
     status: u16,
     seconds: f64,
 ) {
-    histogram!(HTTP_SECONDS, "dialect" => dialect, "route" => route.clone()).record(seconds);
-    counter!(
+    let labels = HttpLabels {
+        dialect,
+        method: method_label(method),
+        status_class: status_class(status),
+    };
+    if EXPORTER.get().is_none() {
+        // Metrics off: the macros reach no recorder and cost a branch.
+        let (seconds_histogram, requests) = http_handles(route, labels);
+        seconds_histogram.record(seconds);
+        requests.increment(1);
+        return;
+    }
+    HTTP_HANDLES.with_borrow_mut(|handles| {
+        let of_route = match handles.get_mut(route) {
+            Some(of_route) => of_route,
+            None => handles.entry(route.into()).or_default(),
+        };
+        let at = match of_route.iter().position(|(known, _)| *known == labels) {
+            Some(at) => at,
+            None => {
+                of_route.push((labels, http_handles(route, labels)));
+                of_route.len() - 1
+            }
+        };
+        let (seconds_histogram, requests) = &of_route[at].1;
+        seconds_histogram.record(seconds);
+        requests.increment(1);
+    });
+}
+
+/// A request's labels other than its route, all from closed lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct HttpLabels {
+    dialect: &'static str,
+    method: &'static str,
+    status_class: &'static str,
+}
+
+thread_local! {
+    /// The request metrics' handles each runtime thread has used, by route, then by the other
+    /// labels. `histogram!` and `counter!` copy and hash the labels and look the key up in the
+    /// registry on every call; a request's labels repeat, and with the recorder installed once
+    /// per process a handle stays valid. Bounded by the labels' cardinality: route templates,
+    /// dialects, three methods and five status classes.
+    static HTTP_HANDLES: std::cell::RefCell<HttpHandles> = Default::default();
+}
+
+type HttpHandles = std::collections::HashMap<Box<str>, Vec<(HttpLabels, (Histogram, Counter))>>;
+
+/// Handles of the metrics a request records whose name and labels are all `'static`, kept per
+/// runtime thread like [`HTTP_HANDLES`], by name and label values.
+type Kept<H> = std::cell::RefCell<Vec<([&'static str; 4], H)>>;
+
+thread_local! {
+    static COUNTERS_KEPT: Kept<Counter> = const { std::cell::RefCell::new(Vec::new()) };
+    static GAUGES_KEPT: Kept<metrics::Gauge> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The handle `make` makes for `key`, made once per thread when the recorder is installed (it
+/// is installed once per process, so a handle stays valid); with metrics off, `make`'s no-op.
+fn kept<H: Clone>(
+    kept: &'static std::thread::LocalKey<Kept<H>>,
+    key: [&'static str; 4],
+    make: impl FnOnce() -> H,
+) -> H {
+    if EXPORTER.get().is_none() {
+        return make();
+    }
+    kept.with_borrow_mut(|kept| match kept.iter().find(|(known, _)| *known == key) {
+        Some((_, handle)) => handle.clone(),
+        None => {
+            let handle = make();
+            kept.push((key, handle.clone()));
+            handle
+        }
+    })
+}
+
+fn http_handles(route: &str, labels: HttpLabels) -> (Histogram, Counter) {
+    let route = route.to_string();
+    let seconds = histogram!(HTTP_SECONDS, "dialect" => labels.dialect, "route" => route.clone());
+    let requests = counter!(
         HTTP_REQUESTS,
-        "dialect" => dialect,
+        "dialect" => labels.dialect,
         "route" => route,
-        "method" => method_label(method),
-        "status_class" => status_class(status),
-    )
-    .increment(1);
+        "method" => labels.method,
+        "status_class" => labels.status_class,
+    );
+    (seconds, requests)
 }
 
 /// Why a request was answered 503 at once.
@@ -356,7 +437,12 @@ pub struct Level(metrics::Gauge);
 
 impl Level {
     pub fn in_flight(budget: &'static str) -> Level {
-        Level::up(gauge!(HTTP_IN_FLIGHT, "budget" => budget))
+        let gauge = kept(
+            &GAUGES_KEPT,
+            [HTTP_IN_FLIGHT, budget, "", ""],
+            || gauge!(HTTP_IN_FLIGHT, "budget" => budget),
+        );
+        Level::up(gauge)
     }
 
     pub fn connection(listener: &'static str) -> Level {
@@ -380,8 +466,12 @@ impl Drop for Level {
 }
 
 pub fn order_created(dialect: &'static str, currency: Currency, method: &'static str) {
-    counter!(ORDERS_CREATED, "dialect" => dialect, "currency" => currency.code(), "method" => method)
-        .increment(1);
+    let currency = currency.code();
+    let key = [ORDERS_CREATED, dialect, currency, method];
+    kept(&COUNTERS_KEPT, key, || {
+        counter!(ORDERS_CREATED, "dialect" => dialect, "currency" => currency, "method" => method)
+    })
+    .increment(1);
 }
 
 /// A stored status change; a success adds what was received to the collected sum.
@@ -504,12 +594,21 @@ pub fn ledger_breaks(breaks: usize) {
 }
 
 pub fn signed() {
-    counter!(SIGNATURES).increment(1);
+    kept(&COUNTERS_KEPT, [SIGNATURES, "", "", ""], || {
+        counter!(SIGNATURES)
+    })
+    .increment(1);
 }
 
 /// A merchant signature checked: `ok`, `malformed` (missing or not base64) or `wrong`.
 pub fn verified(result: &'static str) {
-    counter!(VERIFICATIONS, "result" => result).increment(1);
+    let key = [VERIFICATIONS, result, "", ""];
+    kept(
+        &COUNTERS_KEPT,
+        key,
+        || counter!(VERIFICATIONS, "result" => result),
+    )
+    .increment(1);
 }
 
 /// Gauges read at scrape time: the stored backlog, the pool, the node's health.
@@ -626,14 +725,22 @@ mod tests {
         );
         order_changed(OrderStatus::Created, OrderStatus::Created, Currency::Eur, 0);
         callback_attempt(AttemptOutcome::Acknowledged, 1.5, false);
-        http_request(
-            "pix",
-            "/v1/orders".into(),
-            &axum::http::Method::POST,
-            201,
-            0.003,
-        );
+        // Twice with the same labels (the second through the thread's handles), once with
+        // another status class on the same route.
+        for status in [201, 201, 409] {
+            http_request(
+                "pix",
+                "/v1/orders",
+                &axum::http::Method::POST,
+                status,
+                0.003,
+            );
+        }
+        for result in ["ok", "ok", "wrong"] {
+            verified(result);
+        }
         {
+            let _level = Level::in_flight("api");
             let _level = Level::in_flight("api");
         }
         let text = exporter.render();
@@ -643,8 +750,12 @@ mod tests {
             r#"kassa_collected_amount_minor_total{currency="EUR"} 2500"#,
             r#"kassa_callback_attempts_total{outcome="acknowledged"} 1"#,
             r#"kassa_callback_delivery_seconds_bucket{le="2.5"} 1"#,
-            r#"kassa_http_requests_total{dialect="pix",route="/v1/orders",method="POST",status_class="2xx"} 1"#,
+            r#"kassa_http_requests_total{dialect="pix",route="/v1/orders",method="POST",status_class="2xx"} 2"#,
+            r#"kassa_http_requests_total{dialect="pix",route="/v1/orders",method="POST",status_class="4xx"} 1"#,
+            r#"kassa_http_request_duration_seconds_count{dialect="pix",route="/v1/orders"} 3"#,
             r#"kassa_http_requests_in_flight{budget="api"} 0"#,
+            r#"kassa_signature_verifications_total{result="ok"} 2"#,
+            r#"kassa_signature_verifications_total{result="wrong"} 1"#,
             "kassa_build_info{",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

@@ -1348,6 +1348,8 @@ async fn debug_logs_hold_no_personal_data() {
     for secret in [name, "Vandersloot", email, "wilhelmina", phone, "687654321"] {
         assert!(!log.contains(secret), "the log holds {secret:?}");
     }
+    // Written to a file, not a terminal: no colour codes in the text.
+    assert!(!log.contains('\u{1b}'), "escape codes in a log file: {log}");
 }
 
 #[test]
