@@ -67,9 +67,9 @@ impl<T: Send> Answer for Written<T> {
 /// A commit costs the same few pages of every index's tail and one `fdatasync` whether it
 /// holds one order or ten, and creates reach the writer one by one (each request's signing
 /// spaces them out) even when many are in flight: without the wait three commits in four held
-/// a single write. 1 ms gathered more than 250 or 500 µs for less of the writer's CPU; 2 ms
-/// cost throughput (docs/performance.md, "Group commit that waits for company").
-const GATHER: Duration = Duration::from_millis(1);
+/// a single write (docs/performance.md, "Group commit that waits for company"). 1 ms saved
+/// more of the writer's CPU per create but slowed callback deliveries by a sixth.
+const GATHER: Duration = Duration::from_micros(250);
 /// How long the sign of concurrent writers lasts: a batch of more than one, or writes queued
 /// behind a commit.
 const COMPANY_LASTS: Duration = Duration::from_millis(100);
