@@ -20,6 +20,7 @@ mod schema;
 mod settings;
 mod upstreams;
 mod users;
+mod wal_vfs;
 mod writer;
 
 pub use writer::WRITER_THREAD as SQLITE_WRITER_THREAD;

@@ -21,7 +21,27 @@ const PREPARED_PER_CONNECTION: usize = 32;
 
 /// Opens a connection to the SQLite file with the settings every connection of kassa's has.
 pub(super) fn open(path: &Path) -> StoreResult<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(path)?;
+    configured(rusqlite::Connection::open(path)?)
+}
+
+/// [`open`] for the writer: its write-ahead log's frames are written once per commit (see
+/// [`super::wal_vfs`]), which is as durable as SQLite's own writes only with full syncs.
+pub(super) fn open_writer(path: &Path) -> StoreResult<rusqlite::Connection> {
+    super::wal_vfs::register()?;
+    let flags = rusqlite::OpenFlags::default();
+    let connection =
+        rusqlite::Connection::open_with_flags_and_vfs(path, flags, super::wal_vfs::NAME)?;
+    let connection = configured(connection)?;
+    let synchronous: i64 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+    const FULL: i64 = 2;
+    if synchronous < FULL {
+        let why = format!("the writer needs synchronous = FULL, not {synchronous}");
+        return Err(StoreError::Failed(why));
+    }
+    Ok(connection)
+}
+
+fn configured(connection: rusqlite::Connection) -> StoreResult<rusqlite::Connection> {
     connection.execute_batch(&super::sqlite_pragmas_sql())?;
     connection.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
     Ok(connection)

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 /// A write waiting for the writer: it runs inside the batch's transaction, and its caller hears
 /// the outcome once the commit is durable (or the batch failed).
 trait Job: Send {
+    /// How long a batch this job opens may wait for company (see [`Company`]).
+    fn gather(&self) -> Duration;
     fn write(self: Box<Self>, tx: &mut rusqlite::Transaction<'_>) -> Box<dyn Answer>;
     /// The batch's transaction could not begin: the job is not run.
     fn refuse(self: Box<Self>, error: &StoreError);
@@ -29,6 +31,7 @@ trait Answer: Send {
 /// Work of any kind on the writer's transaction, with where its result goes.
 struct Work<F, T> {
     work: F,
+    gather: Duration,
     done: tokio::sync::oneshot::Sender<StoreResult<T>>,
 }
 
@@ -42,8 +45,12 @@ where
     F: FnOnce(&mut rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
     T: Send + 'static,
 {
+    fn gather(&self) -> Duration {
+        self.gather
+    }
+
     fn write(self: Box<Self>, tx: &mut rusqlite::Transaction<'_>) -> Box<dyn Answer> {
-        let Work { work, done } = *self;
+        let Work { work, done, .. } = *self;
         let result = work(tx);
         Box::new(Written { result, done })
     }
@@ -67,14 +74,20 @@ impl<T: Send> Answer for Written<T> {
 /// A commit costs the same few pages of every index's tail and one `fdatasync` whether it
 /// holds one order or ten, and creates reach the writer one by one (each request's signing
 /// spaces them out) even when many are in flight: without the wait three commits in four held
-/// a single write (docs/performance.md, "Group commit that waits for company"). 1 ms saved
-/// more of the writer's CPU per create but slowed callback deliveries by a sixth.
+/// a single write (docs/performance.md, "Group commit that waits for company"). This is the
+/// wait of the dispatcher's claims and records, whose loop awaits them: 1 ms slowed callback
+/// deliveries by a sixth.
 const GATHER: Duration = Duration::from_micros(250);
+/// The wait of a batch opened by a new order or a status change: their requests' replies are
+/// signed after the commit anyway (a millisecond is a fifth of a loaded create's median), and
+/// 1 ms gathered more of them than 250 or 500 µs for less of the writer's CPU per create; 2 ms
+/// cost throughput.
+const GATHER_FOR_REQUESTS: Duration = Duration::from_millis(1);
 /// How long the sign of concurrent writers lasts: a batch of more than one, or writes queued
 /// behind a commit.
 const COMPANY_LASTS: Duration = Duration::from_millis(100);
 
-/// Whether writes have lately arrived together, so that waiting [`GATHER`] will likely
+/// Whether writes have lately arrived together, so that waiting for company will likely
 /// gather some. A lone client, whose next write waits for this one's answer, never shows the
 /// sign, so its writes are never delayed.
 #[derive(Default)]
@@ -107,7 +120,7 @@ impl SqliteWriter {
     /// Opens the writer's connection and starts its thread; the thread ends when the store
     /// (the queue's sender) is dropped.
     pub(super) fn start(path: &Path) -> StoreResult<SqliteWriter> {
-        let connection = native::open(path)?;
+        let connection = native::open_writer(path)?;
         // The writer's statements keep their plans whatever values are bound: with the
         // statistics SQLite keeps, a range on a bound value (the callback claim's
         // `next_attempt_at_ms <= $3`) would be planned again at every new binding.
@@ -128,11 +141,15 @@ impl SqliteWriter {
         let mut company = Company::default();
         while let Some(first) = queue.blocking_recv() {
             if company.expected(Instant::now()) {
-                std::thread::sleep(GATHER);
+                std::thread::sleep(first.gather());
             }
             let batch = super::batch_of(first, &mut queue);
             let together = batch.len() > 1;
             Self::commit(&mut connection, batch);
+            let dropped_bytes = super::wal_vfs::discard_uncommitted(&connection);
+            if dropped_bytes > 0 {
+                tracing::debug!(dropped_bytes, "log frames of a rolled-back batch dropped");
+            }
             company.saw(together || !queue.is_empty(), Instant::now());
         }
     }
@@ -165,26 +182,36 @@ impl SqliteWriter {
         F: FnOnce(&mut rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_gathered(work, GATHER).await
+    }
+
+    /// [`Self::run_in_batch`], the batch it opens waiting `gather` for company.
+    async fn run_gathered<F, T>(&self, work: F, gather: Duration) -> StoreResult<T>
+    where
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Work { work, done });
+        let job: Box<dyn Job> = Box::new(Work { work, gather, done });
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Inserts the order (moved to the writer: the caller's cannot be lent to another thread).
     pub(super) async fn insert(&self, order: Order) -> StoreResult<u64> {
-        self.run_in_batch(move |tx| insert(tx, &order)).await
+        self.run_gathered(move |tx| insert(tx, &order), GATHER_FOR_REQUESTS)
+            .await
     }
 
     pub(super) async fn change_status(&self, change: OwnedStatusChange) -> StoreResult<bool> {
-        self.run_in_batch(move |tx| {
+        let work = move |tx: &mut rusqlite::Transaction<'_>| {
             in_savepoint(
                 tx,
                 |changed| matches!(changed, Ok(true)),
                 |savepoint| change_status(savepoint, change.borrowed()),
             )
-        })
-        .await
+        };
+        self.run_gathered(work, GATHER_FOR_REQUESTS).await
     }
 }
 
