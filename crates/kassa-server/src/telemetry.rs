@@ -318,29 +318,15 @@ pub fn http_request(
         method: method_label(method),
         status_class: status_class(status),
     };
-    if EXPORTER.get().is_none() {
-        // Metrics off: the macros reach no recorder and cost a branch.
-        let (seconds_histogram, requests) = http_handles(route, labels);
-        seconds_histogram.record(seconds);
-        requests.increment(1);
-        return;
-    }
-    HTTP_HANDLES.with_borrow_mut(|handles| {
-        let of_route = match handles.get_mut(route) {
-            Some(of_route) => of_route,
-            None => handles.entry(route.into()).or_default(),
-        };
-        let at = match of_route.iter().position(|(known, _)| *known == labels) {
-            Some(at) => at,
-            None => {
-                of_route.push((labels, http_handles(route, labels)));
-                of_route.len() - 1
-            }
-        };
-        let (seconds_histogram, requests) = &of_route[at].1;
-        seconds_histogram.record(seconds);
-        requests.increment(1);
-    });
+    with_kept(
+        &HTTP_KEPT,
+        |(known_route, known)| **known_route == *route && *known == labels,
+        || ((route.into(), labels), http_handles(route, labels)),
+        |(seconds_histogram, requests)| {
+            seconds_histogram.record(seconds);
+            requests.increment(1);
+        },
+    );
 }
 
 /// A request's labels other than its route, all from closed lists.
@@ -351,44 +337,53 @@ struct HttpLabels {
     status_class: &'static str,
 }
 
-thread_local! {
-    /// The request metrics' handles each runtime thread has used, by route, then by the other
-    /// labels. `histogram!` and `counter!` copy and hash the labels and look the key up in the
-    /// registry on every call; a request's labels repeat, and with the recorder installed once
-    /// per process a handle stays valid. Bounded by the labels' cardinality: route templates,
-    /// dialects, three methods and five status classes.
-    static HTTP_HANDLES: std::cell::RefCell<HttpHandles> = Default::default();
-}
-
-type HttpHandles = std::collections::HashMap<Box<str>, Vec<(HttpLabels, (Histogram, Counter))>>;
-
-/// Handles of the metrics a request records whose name and labels are all `'static`, kept per
-/// runtime thread like [`HTTP_HANDLES`], by name and label values.
-type Kept<H> = std::cell::RefCell<Vec<([&'static str; 4], H)>>;
+/// Metric handles a runtime thread has used, by their labels. `histogram!`, `counter!` and
+/// `gauge!` copy and hash the labels and look the key up in the registry on every call; a
+/// request's labels repeat, and with the recorder installed once per process a handle stays
+/// valid. Bounded by the labels' cardinality (route templates and closed lists).
+type Kept<K, H> = std::cell::RefCell<Vec<(K, H)>>;
+/// A metric's name and label values, all `'static`.
+type StaticKey = [&'static str; 4];
 
 thread_local! {
-    static COUNTERS_KEPT: Kept<Counter> = const { std::cell::RefCell::new(Vec::new()) };
-    static GAUGES_KEPT: Kept<metrics::Gauge> = const { std::cell::RefCell::new(Vec::new()) };
+    static HTTP_KEPT: Kept<(Box<str>, HttpLabels), (Histogram, Counter)> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    static COUNTERS_KEPT: Kept<StaticKey, Counter> = const { std::cell::RefCell::new(Vec::new()) };
+    static GAUGES_KEPT: Kept<StaticKey, metrics::Gauge> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The handle `make` makes for `key`, made once per thread when the recorder is installed (it
-/// is installed once per process, so a handle stays valid); with metrics off, `make`'s no-op.
-fn kept<H: Clone>(
-    kept: &'static std::thread::LocalKey<Kept<H>>,
-    key: [&'static str; 4],
-    make: impl FnOnce() -> H,
-) -> H {
+/// Runs `use_it` on the handle whose key `is_key` knows, made by `new` the first time on this
+/// thread once the recorder is installed; with metrics off, on `new`'s no-op handle.
+fn with_kept<K, H, R>(
+    kept: &'static std::thread::LocalKey<Kept<K, H>>,
+    is_key: impl Fn(&K) -> bool,
+    new: impl FnOnce() -> (K, H),
+    use_it: impl FnOnce(&H) -> R,
+) -> R {
     if EXPORTER.get().is_none() {
-        return make();
+        return use_it(&new().1);
     }
-    kept.with_borrow_mut(|kept| match kept.iter().find(|(known, _)| *known == key) {
-        Some((_, handle)) => handle.clone(),
-        None => {
-            let handle = make();
-            kept.push((key, handle.clone()));
-            handle
-        }
+    kept.with_borrow_mut(|kept| {
+        let at = match kept.iter().position(|(known, _)| is_key(known)) {
+            Some(at) => at,
+            None => {
+                kept.push(new());
+                kept.len() - 1
+            }
+        };
+        use_it(&kept[at].1)
     })
+}
+
+/// [`with_kept`] for a counter of `'static` labels: counted once.
+fn count_kept(key: StaticKey, make: impl FnOnce() -> Counter) {
+    with_kept(
+        &COUNTERS_KEPT,
+        |known| *known == key,
+        || (key, make()),
+        |counter| counter.increment(1),
+    );
 }
 
 fn http_handles(route: &str, labels: HttpLabels) -> (Histogram, Counter) {
@@ -437,10 +432,12 @@ pub struct Level(metrics::Gauge);
 
 impl Level {
     pub fn in_flight(budget: &'static str) -> Level {
-        let gauge = kept(
+        let key = [HTTP_IN_FLIGHT, budget, "", ""];
+        let gauge = with_kept(
             &GAUGES_KEPT,
-            [HTTP_IN_FLIGHT, budget, "", ""],
-            || gauge!(HTTP_IN_FLIGHT, "budget" => budget),
+            |known| *known == key,
+            || (key, gauge!(HTTP_IN_FLIGHT, "budget" => budget)),
+            metrics::Gauge::clone,
         );
         Level::up(gauge)
     }
@@ -468,10 +465,10 @@ impl Drop for Level {
 pub fn order_created(dialect: &'static str, currency: Currency, method: &'static str) {
     let currency = currency.code();
     let key = [ORDERS_CREATED, dialect, currency, method];
-    kept(&COUNTERS_KEPT, key, || {
-        counter!(ORDERS_CREATED, "dialect" => dialect, "currency" => currency, "method" => method)
-    })
-    .increment(1);
+    count_kept(
+        key,
+        || counter!(ORDERS_CREATED, "dialect" => dialect, "currency" => currency, "method" => method),
+    );
 }
 
 /// A stored status change; a success adds what was received to the collected sum.
@@ -594,21 +591,13 @@ pub fn ledger_breaks(breaks: usize) {
 }
 
 pub fn signed() {
-    kept(&COUNTERS_KEPT, [SIGNATURES, "", "", ""], || {
-        counter!(SIGNATURES)
-    })
-    .increment(1);
+    count_kept([SIGNATURES, "", "", ""], || counter!(SIGNATURES));
 }
 
 /// A merchant signature checked: `ok`, `malformed` (missing or not base64) or `wrong`.
 pub fn verified(result: &'static str) {
     let key = [VERIFICATIONS, result, "", ""];
-    kept(
-        &COUNTERS_KEPT,
-        key,
-        || counter!(VERIFICATIONS, "result" => result),
-    )
-    .increment(1);
+    count_kept(key, || counter!(VERIFICATIONS, "result" => result));
 }
 
 /// Gauges read at scrape time: the stored backlog, the pool, the node's health.
