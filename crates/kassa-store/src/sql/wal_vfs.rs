@@ -48,10 +48,11 @@ static REGISTERED: OnceLock<Result<Registered, c_int>> = OnceLock::new();
 /// Registers the VFS (once per process, not as the default).
 pub(super) fn register() -> rusqlite::Result<()> {
     let registered = REGISTERED.get_or_init(|| {
-        // SAFETY: `sqlite3_vfs_find` initialises SQLite and returns a VFS that lives forever;
+        // SAFETY: `sqlite3_vfs_find` initialises SQLite and returns the unix VFS, which lives
+        // forever;
         // the copy registered is leaked, so it lives forever too.
         unsafe {
-            let base = ffi::sqlite3_vfs_find(std::ptr::null());
+            let base = ffi::sqlite3_vfs_find(c"unix".as_ptr());
             if base.is_null() {
                 return Err(ffi::SQLITE_ERROR);
             }
@@ -88,15 +89,16 @@ fn registered() -> &'static Registered {
     }
 }
 
+/// Where a file of this VFS keeps its `Gathered`: after the base VFS's structure, within the
+/// `szOsFile` bytes SQLite allocates for it.
+unsafe fn extra(file: *mut ffi::sqlite3_file) -> *mut Gathered {
+    unsafe { file.cast::<u8>().add(registered().extra_at).cast() }
+}
+
 /// SAFETY (for every method below): SQLite calls them with a file this VFS opened as a WAL
 /// file, whose `Gathered` was written by [`open`] and is dropped only by [`close`].
 unsafe fn gathered<'a>(file: *mut ffi::sqlite3_file) -> &'a mut Gathered {
-    unsafe {
-        &mut *file
-            .cast::<u8>()
-            .add(registered().extra_at)
-            .cast::<Gathered>()
-    }
+    unsafe { &mut *extra(file) }
 }
 
 unsafe fn base<'a>(file: *mut ffi::sqlite3_file) -> &'a ffi::sqlite3_io_methods {
@@ -122,11 +124,7 @@ unsafe extern "C" fn open(
         {
             return code;
         }
-        let extra = file
-            .cast::<u8>()
-            .add(registered().extra_at)
-            .cast::<Gathered>();
-        extra.write(Gathered {
+        extra(file).write(Gathered {
             base: (*file).pMethods,
             bytes: Vec::new(),
             at: 0,
@@ -210,7 +208,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         let flushed = flush(file);
         let base_close = base(file).xClose.expect("unix files close");
         let closed = base_close(file);
-        std::ptr::drop_in_place(gathered(file) as *mut Gathered);
+        std::ptr::drop_in_place(extra(file));
         if flushed != ffi::SQLITE_OK {
             flushed
         } else {
