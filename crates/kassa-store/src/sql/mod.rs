@@ -15,6 +15,7 @@ mod ledger;
 mod merchants;
 mod native;
 mod orders;
+mod read_anchor;
 mod retention;
 mod schema;
 mod settings;
@@ -332,8 +333,14 @@ impl SqlStore {
         let pool = options.connect(url).await?;
         // An in-memory database is each connection's own: it keeps to the pool's statements.
         let native_path = sqlite_path(url).filter(|_| backend == Backend::Sqlite);
-        let writer = native_path.map(writer::SqliteWriter::start).transpose()?;
-        let native = native_path.map(native::NativeReads::new);
+        let (writer, native) = match native_path {
+            Some(path) => {
+                let writer = writer::SqliteWriter::start(path)?;
+                let native = native::NativeReads::new(path, writer.commits());
+                (Some(writer), Some(native))
+            }
+            None => (None, None),
+        };
         let batched = (backend == Backend::Postgres)
             .then(|| batched_inserts::BatchedInserts::start(pool.clone()));
         Ok(SqlStore {

@@ -8,11 +8,13 @@
 
 use super::Value;
 use super::orders::{Columns, ORDER_COLUMN_NAMES, order_from_row};
+use super::read_anchor::ReadAnchor;
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use rusqlite::types::ToSqlOutput;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 /// Idle read connections kept; a server's look-ups use about one per runtime thread.
 const IDLE_READERS: usize = 8;
@@ -129,18 +131,22 @@ impl Columns for NamedRow<'_, '_> {
 pub(super) struct NativeReads {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    anchor: ReadAnchor,
 }
 
 impl NativeReads {
-    pub(super) fn new(path: &Path) -> NativeReads {
+    /// `writer_commits`: the writer's count of commits, after which the anchor moves on.
+    pub(super) fn new(path: &Path, writer_commits: Arc<AtomicU64>) -> NativeReads {
         NativeReads {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::with_capacity(IDLE_READERS)),
+            anchor: ReadAnchor::new(path, writer_commits),
         }
     }
 
     /// The one order `sql` (a `SELECT {ORDER_COLUMNS} …`) finds with `args`, if any.
     pub(super) fn one_order(&self, sql: &str, args: &[Value<'_>]) -> StoreResult<Option<Order>> {
+        self.anchor.renew();
         let connection = self.lend()?;
         let found = one_order_on(&connection, sql, args);
         self.give_back(connection);

@@ -10,6 +10,8 @@ use super::{Step, native};
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A write waiting for the writer: it runs inside the batch's transaction, and its caller hears
@@ -114,6 +116,8 @@ pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
 
 pub(super) struct SqliteWriter {
     jobs: tokio::sync::mpsc::Sender<Box<dyn Job>>,
+    /// Batches committed (or attempted) so far, for the look-ups' read anchor.
+    commits: Arc<AtomicU64>,
 }
 
 impl SqliteWriter {
@@ -127,16 +131,25 @@ impl SqliteWriter {
         let stable_plans = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
         connection.set_db_config(stable_plans, true)?;
         let (jobs, queue) = tokio::sync::mpsc::channel::<Box<dyn Job>>(super::WRITE_QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
-            .spawn(move || Self::run(connection, queue))
+            .spawn(move || Self::run(connection, queue, &counted))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(SqliteWriter { jobs })
+        Ok(SqliteWriter { jobs, commits })
+    }
+
+    /// The count of the writer's commits, which moves on after each (see
+    /// [`super::read_anchor`]).
+    pub(super) fn commits(&self) -> Arc<AtomicU64> {
+        self.commits.clone()
     }
 
     fn run(
         mut connection: rusqlite::Connection,
         mut queue: tokio::sync::mpsc::Receiver<Box<dyn Job>>,
+        commits: &AtomicU64,
     ) {
         let mut company = Company::default();
         while let Some(first) = queue.blocking_recv() {
@@ -146,6 +159,7 @@ impl SqliteWriter {
             let batch = super::batch_of(first, &mut queue);
             let together = batch.len() > 1;
             Self::commit(&mut connection, batch);
+            commits.fetch_add(1, Ordering::Release);
             let dropped_bytes = super::wal_vfs::discard_uncommitted(&connection);
             if dropped_bytes > 0 {
                 tracing::debug!(dropped_bytes, "log frames of a rolled-back batch dropped");

@@ -1,0 +1,214 @@
+//! A read transaction SQLite's native look-ups keep open beside them, so that theirs do not
+//! each make two `fcntl` calls. A read transaction in WAL mode takes a shared lock on one of
+//! the shared-memory index's read marks when it begins and drops it when it ends; SQLite's unix
+//! VFS counts such locks per process and calls the kernel only for the first one taken and the
+//! last one dropped, under one mutex per file for the whole process. A point look-up is a few
+//! microseconds of work, so those two calls, and the runtime threads queueing on the mutex
+//! while one of them is in the kernel, were much of what a query cost beyond the null gateway
+//! (docs/performance.md). The anchor holds the newest read mark, so the look-ups that begin on
+//! the same snapshot take it in-process.
+//!
+//! What a look-up sees does not change: each still begins its own transaction on the newest
+//! commit, whoever made it (another process included); the anchor only holds a lock. What it
+//! costs is what any reader costs: a checkpoint copies no frame past the anchor's snapshot and
+//! the log does not restart while it reads. So it never reads long: it begins again on the
+//! newest commit at a look-up once the writer has committed or [`REFRESH`] has passed, and it
+//! ends after [`IDLE`] without look-ups.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// How old the anchor's snapshot may be at a look-up: commits of another process or of sqlx's
+/// connections, which the writer's count does not show, move it on within this.
+const REFRESH: Duration = Duration::from_millis(10);
+/// How long the anchor reads without a look-up before it ends (checked this often too).
+const IDLE: Duration = Duration::from_millis(100);
+
+/// Begins the read transaction (any read of the file does).
+const BEGIN_READ: &str = "BEGIN; SELECT count(*) FROM (SELECT 1 FROM sqlite_schema LIMIT 1)";
+
+pub(super) struct ReadAnchor {
+    state: Arc<Mutex<State>>,
+    /// The writer's commits so far: one since the anchor began means its snapshot is old.
+    commits: Arc<AtomicU64>,
+}
+
+struct State {
+    path: PathBuf,
+    connection: Option<rusqlite::Connection>,
+    /// When the open read transaction began and the writer's commit count then.
+    reading: Option<(Instant, u64)>,
+}
+
+impl ReadAnchor {
+    /// The anchor of the file at `path`; within a runtime, a task ends it when idle (the task
+    /// stops once the anchor is dropped).
+    pub(super) fn new(path: &Path, commits: Arc<AtomicU64>) -> ReadAnchor {
+        let state = Arc::new(Mutex::new(State {
+            path: path.to_path_buf(),
+            connection: None,
+            reading: None,
+        }));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(end_when_idle(Arc::downgrade(&state)));
+        }
+        ReadAnchor { state, commits }
+    }
+
+    /// Before a look-up: makes sure the anchor reads the newest snapshot it knows of. Never
+    /// waits: a look-up that finds another one renewing it goes on without.
+    pub(super) fn renew(&self) {
+        let Ok(mut state) = self.state.try_lock() else {
+            return;
+        };
+        let commits = self.commits.load(Ordering::Acquire);
+        let now = Instant::now();
+        let fresh = state
+            .reading
+            .is_some_and(|(since, seen)| seen == commits && now.duration_since(since) < REFRESH);
+        if !fresh {
+            state.end();
+            state.begin(now, commits);
+        }
+    }
+
+    /// Whether the anchor is reading now (for tests).
+    #[cfg(test)]
+    fn is_reading(&self) -> bool {
+        self.state.lock().is_ok_and(|state| state.reading.is_some())
+    }
+}
+
+impl State {
+    fn begin(&mut self, now: Instant, commits: u64) {
+        if self.connection.is_none() {
+            self.connection = super::native::open(&self.path).ok();
+        }
+        let Some(connection) = &self.connection else {
+            return;
+        };
+        match connection.execute_batch(BEGIN_READ) {
+            Ok(()) => self.reading = Some((now, commits)),
+            // An anchor is only ever an optimisation: one that cannot read is closed and
+            // opened again at a later look-up.
+            Err(e) => {
+                tracing::debug!(error = %e, "SQLite's read anchor could not begin");
+                self.connection = None;
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        if self.reading.take().is_none() {
+            return;
+        }
+        if let Some(connection) = &self.connection
+            && let Err(e) = connection.execute_batch("COMMIT")
+        {
+            tracing::debug!(error = %e, "SQLite's read anchor could not end");
+            self.connection = None;
+        }
+    }
+}
+
+/// Ends the anchor's read transaction once it has lasted [`IDLE`] (no look-up renewed it), so
+/// that an anchor never holds back checkpoints while nothing reads.
+async fn end_when_idle(state: Weak<Mutex<State>>) {
+    let mut every = tokio::time::interval(IDLE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let Ok(mut state) = state.lock() else {
+            return;
+        };
+        if state
+            .reading
+            .is_some_and(|(since, _)| since.elapsed() >= IDLE)
+        {
+            state.end();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor.db");
+        let connection = super::super::native::open(&path).unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1)")
+            .unwrap();
+        (dir, path)
+    }
+
+    /// `(busy, log frames, frames checkpointed)` of a checkpoint in `mode` on its own
+    /// connection.
+    fn checkpoint(path: &Path, mode: &str) -> (i64, i64, i64) {
+        let connection = super::super::native::open(path).unwrap();
+        let sql = format!("PRAGMA wal_checkpoint({mode})");
+        connection
+            .query_row(&sql, [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+    }
+
+    fn read(path: &Path) -> i64 {
+        let connection = super::super::native::open(path).unwrap();
+        connection
+            .query_row("SELECT v FROM t", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// A reader beside the anchor sees another connection's commit at once, with the anchor
+    /// still on its older snapshot; the anchor does hold that snapshot (a checkpoint cannot
+    /// copy past it) and moves on after a writer's commit. No runtime: no idle task.
+    #[test]
+    fn readers_see_new_commits_and_the_anchor_moves_on() {
+        let (_dir, path) = file();
+        let writer = super::super::native::open(&path).unwrap();
+        let commits = Arc::new(AtomicU64::new(0));
+        let anchor = ReadAnchor::new(&path, commits.clone());
+        anchor.renew();
+        assert!(anchor.is_reading());
+
+        writer.execute_batch("UPDATE t SET v = 2").unwrap();
+        assert_eq!(read(&path), 2, "a look-up reads the newest commit");
+        let (_, frames, copied) = checkpoint(&path, "PASSIVE");
+        assert!(
+            copied < frames,
+            "the anchor's older snapshot holds the checkpoint back"
+        );
+
+        writer.execute_batch("UPDATE t SET v = 3").unwrap();
+        commits.fetch_add(1, Ordering::Release);
+        anchor.renew();
+        assert!(anchor.is_reading());
+        assert_eq!(read(&path), 3);
+        let (_, frames, copied) = checkpoint(&path, "PASSIVE");
+        assert_eq!(
+            copied, frames,
+            "on the newest snapshot it holds nothing back"
+        );
+    }
+
+    /// Without look-ups the anchor ends its read, and the log can restart.
+    #[tokio::test]
+    async fn an_idle_anchor_ends_its_read() {
+        let (_dir, path) = file();
+        let writer = super::super::native::open(&path).unwrap();
+        let anchor = ReadAnchor::new(&path, Arc::new(AtomicU64::new(0)));
+        anchor.renew();
+        writer.execute_batch("UPDATE t SET v = 2").unwrap();
+        tokio::time::sleep(IDLE * 3).await;
+        assert!(!anchor.is_reading());
+        assert_eq!(checkpoint(&path, "TRUNCATE"), (0, 0, 0), "nothing reads");
+        assert_eq!(read(&path), 2);
+    }
+}
