@@ -1,10 +1,12 @@
 //! SQLite's native path for the hottest statements: look-ups of one order here, the group
-//! commit of new orders, status changes and callback deliveries in [`super::writer`]. They run through rusqlite on
-//! connections kassa owns, each keeping its statements prepared, instead of through sqlx's `Any`
-//! driver, which hands every statement to a worker thread of its own (two thread switches a
-//! statement) and converts every value twice. A look-up runs on the calling task's thread: a
-//! point read from SQLite's page cache takes microseconds, less than the hand-off it replaces
-//! (docs/performance.md). Everything else on SQLite still goes through sqlx.
+//! commit of new orders, status changes and callback deliveries in [`super::writer`]. They run
+//! through rusqlite on connections kassa owns, each keeping its statements prepared, instead of
+//! through sqlx's `Any` driver, which hands every statement to a worker thread of its own (two
+//! thread switches a statement) and converts every value twice. A look-up runs on the calling
+//! task's thread: a point read from SQLite's page cache takes microseconds, less than the
+//! hand-off it replaces, and beside a read transaction kept open for it ([`super::read_anchor`])
+//! it seldom makes a system call (docs/performance.md). Everything else on SQLite still goes through
+//! sqlx.
 
 use super::Value;
 use super::orders::{Columns, ORDER_COLUMN_NAMES, order_from_row};
