@@ -123,8 +123,11 @@ async fn end_when_idle(state: Weak<Mutex<State>>) {
         let Some(state) = state.upgrade() else {
             return;
         };
-        let Ok(mut state) = state.lock() else {
-            return;
+        // A look-up renewing it now makes it young anyway; this task never blocks its thread.
+        let mut state = match state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::WouldBlock) => continue,
+            Err(std::sync::TryLockError::Poisoned(_)) => return,
         };
         if state
             .reading
