@@ -335,8 +335,9 @@ impl SqlStore {
         let native_path = sqlite_path(url).filter(|_| backend == Backend::Sqlite);
         let (writer, native) = match native_path {
             Some(path) => {
-                let writer = writer::SqliteWriter::start(path)?;
-                let native = native::NativeReads::new(path, writer.commits());
+                let anchor = read_anchor::ReadAnchor::new(path);
+                let writer = writer::SqliteWriter::start(path, anchor.clone())?;
+                let native = native::NativeReads::new(path, anchor);
                 (Some(writer), Some(native))
             }
             None => (None, None),

@@ -10,13 +10,12 @@
 
 use super::Value;
 use super::orders::{Columns, ORDER_COLUMN_NAMES, order_from_row};
-use super::read_anchor::ReadAnchor;
+pub(super) use super::read_anchor::ReadAnchor;
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use rusqlite::types::ToSqlOutput;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Idle read connections kept; a server's look-ups use about one per runtime thread.
 const IDLE_READERS: usize = 8;
@@ -137,12 +136,12 @@ pub(super) struct NativeReads {
 }
 
 impl NativeReads {
-    /// `writer_commits`: the writer's count of commits, after which the anchor moves on.
-    pub(super) fn new(path: &Path, writer_commits: Arc<AtomicU64>) -> NativeReads {
+    /// `anchor`: the file's read anchor, shared with the writer.
+    pub(super) fn new(path: &Path, anchor: ReadAnchor) -> NativeReads {
         NativeReads {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::with_capacity(IDLE_READERS)),
-            anchor: ReadAnchor::new(path, writer_commits),
+            anchor,
         }
     }
 

@@ -10,18 +10,20 @@
 //!
 //! What a look-up sees does not change: each still begins its own transaction on the newest
 //! commit, whoever made it (another process included); the anchor only holds a lock. What it
-//! costs is what any reader costs: a checkpoint copies no frame past the anchor's snapshot and
-//! the log does not restart while it reads. So it never reads long: it begins again on the
-//! newest commit at a look-up once the writer has committed or [`REFRESH`] has passed, and it
+//! costs is what any reader costs: a checkpoint copies no frame past the anchor's snapshot, and
+//! the log starts again from its beginning only when a write transaction begins with every
+//! frame copied and no reader in the log. So the writer ends the anchor's read before each batch
+//! and keeps it ended until the batch's commit (and the checkpoint that follows it) is done
+//! ([`ReadAnchor::writer_begins`]); a look-up begins it again on the newest snapshot, and again
+//! once [`REFRESH`] has passed (for commits of other processes or of sqlx's connections); it
 //! ends after [`IDLE`] without look-ups.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// How old the anchor's snapshot may be at a look-up: commits of another process or of sqlx's
-/// connections, which the writer's count does not show, move it on within this.
+/// How old the anchor's snapshot may be at a look-up: it moves on to commits of another process
+/// or of sqlx's connections, which the writer does not announce, within this.
 const REFRESH: Duration = Duration::from_millis(10);
 /// How long the anchor reads without a look-up before it ends (checked this often too).
 const IDLE: Duration = Duration::from_millis(100);
@@ -29,60 +31,80 @@ const IDLE: Duration = Duration::from_millis(100);
 /// Begins the read transaction (any read of the file does).
 const BEGIN_READ: &str = "BEGIN; SELECT count(*) FROM (SELECT 1 FROM sqlite_schema LIMIT 1)";
 
+/// Shared by the look-ups and the writer thread (clones are one anchor).
+#[derive(Clone)]
 pub(super) struct ReadAnchor {
     state: Arc<Mutex<State>>,
-    /// The writer's commits so far: one since the anchor began means its snapshot is old.
-    commits: Arc<AtomicU64>,
 }
 
 struct State {
     path: PathBuf,
     connection: Option<rusqlite::Connection>,
-    /// When the open read transaction began and the writer's commit count then.
-    reading: Option<(Instant, u64)>,
+    /// When the open read transaction began.
+    reading_since: Option<Instant>,
+    /// The writer is in a batch: the anchor stays ended until it is done.
+    writing: bool,
 }
 
 impl ReadAnchor {
     /// The anchor of the file at `path`; within a runtime, a task ends it when idle (the task
-    /// stops once the anchor is dropped).
-    pub(super) fn new(path: &Path, commits: Arc<AtomicU64>) -> ReadAnchor {
+    /// stops once every clone is dropped).
+    pub(super) fn new(path: &Path) -> ReadAnchor {
         let state = Arc::new(Mutex::new(State {
             path: path.to_path_buf(),
             connection: None,
-            reading: None,
+            reading_since: None,
+            writing: false,
         }));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(end_when_idle(Arc::downgrade(&state)));
         }
-        ReadAnchor { state, commits }
+        ReadAnchor { state }
     }
 
-    /// Before a look-up: makes sure the anchor reads the newest snapshot it knows of. Never
-    /// waits: a look-up that finds another one renewing it goes on without.
+    /// Before a look-up: makes sure the anchor reads a recent snapshot, unless the writer is
+    /// in a batch. Never waits: a look-up that finds another one renewing it goes on without.
     pub(super) fn renew(&self) {
         let Ok(mut state) = self.state.try_lock() else {
             return;
         };
-        let commits = self.commits.load(Ordering::Acquire);
         let now = Instant::now();
         let fresh = state
-            .reading
-            .is_some_and(|(since, seen)| seen == commits && now.duration_since(since) < REFRESH);
-        if !fresh {
+            .reading_since
+            .is_some_and(|since| now.duration_since(since) < REFRESH);
+        if !fresh && !state.writing {
             state.end();
-            state.begin(now, commits);
+            state.begin(now);
+        }
+    }
+
+    /// The writer's batch begins: the anchor ends its read, so that the checkpoint after the
+    /// commit can copy every frame and the next batch can start the log again.
+    pub(super) fn writer_begins(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.writing = true;
+            state.end();
+        }
+    }
+
+    /// The writer's batch is committed (or failed): the next look-up begins the anchor again.
+    pub(super) fn writer_done(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.writing = false;
         }
     }
 
     /// Whether the anchor is reading now (for tests).
     #[cfg(test)]
     fn is_reading(&self) -> bool {
-        self.state.lock().is_ok_and(|state| state.reading.is_some())
+        self.state
+            .lock()
+            .is_ok_and(|state| state.reading_since.is_some())
     }
 }
 
 impl State {
-    fn begin(&mut self, now: Instant, commits: u64) {
+    fn begin(&mut self, now: Instant) {
         if self.connection.is_none() {
             self.connection = super::native::open(&self.path).ok();
         }
@@ -90,7 +112,7 @@ impl State {
             return;
         };
         match connection.execute_batch(BEGIN_READ) {
-            Ok(()) => self.reading = Some((now, commits)),
+            Ok(()) => self.reading_since = Some(now),
             // An anchor is only ever an optimisation: one that cannot read is closed and
             // opened again at a later look-up.
             Err(e) => {
@@ -101,7 +123,7 @@ impl State {
     }
 
     fn end(&mut self) {
-        if self.reading.take().is_none() {
+        if self.reading_since.take().is_none() {
             return;
         }
         if let Some(connection) = &self.connection
@@ -130,8 +152,8 @@ async fn end_when_idle(state: Weak<Mutex<State>>) {
             Err(std::sync::TryLockError::Poisoned(_)) => return,
         };
         if state
-            .reading
-            .is_some_and(|(since, _)| since.elapsed() >= IDLE)
+            .reading_since
+            .is_some_and(|since| since.elapsed() >= IDLE)
         {
             state.end();
         }
@@ -171,13 +193,12 @@ mod tests {
 
     /// A reader beside the anchor sees another connection's commit at once, with the anchor
     /// still on its older snapshot; the anchor does hold that snapshot (a checkpoint cannot
-    /// copy past it) and moves on after a writer's commit. No runtime: no idle task.
+    /// copy past it) and lets go of it for the writer's batch. No runtime: no idle task.
     #[test]
-    fn readers_see_new_commits_and_the_anchor_moves_on() {
+    fn readers_see_new_commits_and_the_anchor_lets_the_writer_through() {
         let (_dir, path) = file();
         let writer = super::super::native::open(&path).unwrap();
-        let commits = Arc::new(AtomicU64::new(0));
-        let anchor = ReadAnchor::new(&path, commits.clone());
+        let anchor = ReadAnchor::new(&path);
         anchor.renew();
         assert!(anchor.is_reading());
 
@@ -189,16 +210,44 @@ mod tests {
             "the anchor's older snapshot holds the checkpoint back"
         );
 
+        anchor.writer_begins();
+        assert!(!anchor.is_reading());
+        anchor.renew();
+        assert!(
+            !anchor.is_reading(),
+            "no anchor while the writer's batch runs"
+        );
         writer.execute_batch("UPDATE t SET v = 3").unwrap();
-        commits.fetch_add(1, Ordering::Release);
+        let (_, frames, copied) = checkpoint(&path, "PASSIVE");
+        assert_eq!(copied, frames, "nothing holds the checkpoint back");
+        anchor.writer_done();
         anchor.renew();
         assert!(anchor.is_reading());
         assert_eq!(read(&path), 3);
-        let (_, frames, copied) = checkpoint(&path, "PASSIVE");
-        assert_eq!(
-            copied, frames,
-            "on the newest snapshot it holds nothing back"
-        );
+    }
+
+    /// Look-ups between the writer's batches do not keep the log from starting again: it stays
+    /// near its checkpoint size however many batches are written.
+    #[test]
+    fn the_log_restarts_under_writes_and_look_ups() {
+        let (_dir, path) = file();
+        let writer = super::super::native::open(&path).unwrap();
+        const CHECKPOINT_PAGES: u64 = 50;
+        writer
+            .execute_batch(&format!("PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}"))
+            .unwrap();
+        let anchor = ReadAnchor::new(&path);
+        for v in 0..600 {
+            anchor.writer_begins();
+            writer.execute("UPDATE t SET v = ?1", [v]).unwrap();
+            anchor.writer_done();
+            anchor.renew();
+        }
+        let wal = path.with_extension("db-wal");
+        let wal_bytes = std::fs::metadata(wal).unwrap().len();
+        // Each batch writes a frame or two: without restarts the log would hold 600 or more.
+        let bound_bytes = 4 * CHECKPOINT_PAGES * 4_200;
+        assert!(wal_bytes < bound_bytes, "log of {wal_bytes} bytes");
     }
 
     /// Without look-ups the anchor ends its read, and the log can restart.
@@ -206,7 +255,7 @@ mod tests {
     async fn an_idle_anchor_ends_its_read() {
         let (_dir, path) = file();
         let writer = super::super::native::open(&path).unwrap();
-        let anchor = ReadAnchor::new(&path, Arc::new(AtomicU64::new(0)));
+        let anchor = ReadAnchor::new(&path);
         anchor.renew();
         writer.execute_batch("UPDATE t SET v = 2").unwrap();
         tokio::time::sleep(IDLE * 3).await;

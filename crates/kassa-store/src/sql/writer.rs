@@ -10,8 +10,6 @@ use super::{Step, native};
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A write waiting for the writer: it runs inside the batch's transaction, and its caller hears
@@ -116,14 +114,12 @@ pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
 
 pub(super) struct SqliteWriter {
     jobs: tokio::sync::mpsc::Sender<Box<dyn Job>>,
-    /// Batches committed (or attempted) so far, for the look-ups' read anchor.
-    commits: Arc<AtomicU64>,
 }
 
 impl SqliteWriter {
     /// Opens the writer's connection and starts its thread; the thread ends when the store
     /// (the queue's sender) is dropped.
-    pub(super) fn start(path: &Path) -> StoreResult<SqliteWriter> {
+    pub(super) fn start(path: &Path, anchor: native::ReadAnchor) -> StoreResult<SqliteWriter> {
         let connection = native::open_writer(path)?;
         // The writer's statements keep their plans whatever values are bound: with the
         // statistics SQLite keeps, a range on a bound value (the callback claim's
@@ -131,25 +127,18 @@ impl SqliteWriter {
         let stable_plans = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
         connection.set_db_config(stable_plans, true)?;
         let (jobs, queue) = tokio::sync::mpsc::channel::<Box<dyn Job>>(super::WRITE_QUEUE);
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = commits.clone();
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
-            .spawn(move || Self::run(connection, queue, &counted))
+            .spawn(move || Self::run(connection, queue, &anchor))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(SqliteWriter { jobs, commits })
+        Ok(SqliteWriter { jobs })
     }
 
-    /// The count of the writer's commits, which moves on after each (see
-    /// [`super::read_anchor`]).
-    pub(super) fn commits(&self) -> Arc<AtomicU64> {
-        self.commits.clone()
-    }
-
+    /// `anchor`: the look-ups' read anchor, ended for each batch (see [`super::read_anchor`]).
     fn run(
         mut connection: rusqlite::Connection,
         mut queue: tokio::sync::mpsc::Receiver<Box<dyn Job>>,
-        commits: &AtomicU64,
+        anchor: &native::ReadAnchor,
     ) {
         let mut company = Company::default();
         while let Some(first) = queue.blocking_recv() {
@@ -158,8 +147,9 @@ impl SqliteWriter {
             }
             let batch = super::batch_of(first, &mut queue);
             let together = batch.len() > 1;
+            anchor.writer_begins();
             Self::commit(&mut connection, batch);
-            commits.fetch_add(1, Ordering::Release);
+            anchor.writer_done();
             let dropped_bytes = super::wal_vfs::discard_uncommitted(&connection);
             if dropped_bytes > 0 {
                 tracing::debug!(dropped_bytes, "log frames of a rolled-back batch dropped");
