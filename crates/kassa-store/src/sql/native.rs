@@ -10,7 +10,7 @@
 
 use super::Value;
 use super::orders::{Columns, ORDER_COLUMN_NAMES, order_from_row};
-pub(super) use super::read_anchor::ReadAnchor;
+use super::read_anchor::ReadAnchor;
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use rusqlite::types::ToSqlOutput;

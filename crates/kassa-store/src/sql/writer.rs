@@ -6,6 +6,7 @@
 //! sql/native.rs): a batch costs one hand-off to the thread, not one or more per statement.
 
 use super::orders::{INSERT_ORDER, OwnedStatusChange, StatusChange, insert_result, order_values};
+use super::read_anchor::ReadAnchor;
 use super::{Step, native};
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
@@ -119,7 +120,7 @@ pub(super) struct SqliteWriter {
 impl SqliteWriter {
     /// Opens the writer's connection and starts its thread; the thread ends when the store
     /// (the queue's sender) is dropped.
-    pub(super) fn start(path: &Path, anchor: native::ReadAnchor) -> StoreResult<SqliteWriter> {
+    pub(super) fn start(path: &Path, anchor: ReadAnchor) -> StoreResult<SqliteWriter> {
         let connection = native::open_writer(path)?;
         // The writer's statements keep their plans whatever values are bound: with the
         // statistics SQLite keeps, a range on a bound value (the callback claim's
@@ -138,7 +139,7 @@ impl SqliteWriter {
     fn run(
         mut connection: rusqlite::Connection,
         mut queue: tokio::sync::mpsc::Receiver<Box<dyn Job>>,
-        anchor: &native::ReadAnchor,
+        anchor: &ReadAnchor,
     ) {
         let mut company = Company::default();
         while let Some(first) = queue.blocking_recv() {
