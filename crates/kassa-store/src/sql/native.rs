@@ -5,8 +5,8 @@
 //! thread switches a statement) and converts every value twice. A look-up runs on the calling
 //! task's thread: a point read from SQLite's page cache takes microseconds, less than the
 //! hand-off it replaces, and beside a read transaction kept open for it ([`super::read_anchor`])
-//! it seldom makes a system call (docs/performance.md). Everything else on SQLite still goes through
-//! sqlx.
+//! it seldom makes a system call (docs/performance.md). Everything else on SQLite still goes
+//! through sqlx.
 
 use super::Value;
 use super::orders::{Columns, ORDER_COLUMN_NAMES, order_from_row};
