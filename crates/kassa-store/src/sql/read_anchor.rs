@@ -40,8 +40,11 @@ pub(super) struct ReadAnchor {
 struct State {
     path: PathBuf,
     connection: Option<rusqlite::Connection>,
-    /// When the open read transaction began.
-    reading_since: Option<Instant>,
+    /// When a read transaction last began, or last failed to: either way the next attempt waits
+    /// [`REFRESH`] (a failing anchor is not retried at every look-up).
+    renewed_at: Option<Instant>,
+    /// A read transaction is open.
+    reading: bool,
     /// The writer is in a batch: the anchor stays ended until it is done.
     writing: bool,
 }
@@ -53,7 +56,8 @@ impl ReadAnchor {
         let state = Arc::new(Mutex::new(State {
             path: path.to_path_buf(),
             connection: None,
-            reading_since: None,
+            renewed_at: None,
+            reading: false,
             writing: false,
         }));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -70,8 +74,8 @@ impl ReadAnchor {
         };
         let now = Instant::now();
         let fresh = state
-            .reading_since
-            .is_some_and(|since| now.duration_since(since) < REFRESH);
+            .renewed_at
+            .is_some_and(|at| now.duration_since(at) < REFRESH);
         if !fresh && !state.writing {
             state.end();
             state.begin(now);
@@ -97,14 +101,13 @@ impl ReadAnchor {
     /// Whether the anchor is reading now (for tests).
     #[cfg(test)]
     fn is_reading(&self) -> bool {
-        self.state
-            .lock()
-            .is_ok_and(|state| state.reading_since.is_some())
+        self.state.lock().is_ok_and(|state| state.reading)
     }
 }
 
 impl State {
     fn begin(&mut self, now: Instant) {
+        self.renewed_at = Some(now);
         if self.connection.is_none() {
             self.connection = super::native::open(&self.path).ok();
         }
@@ -112,7 +115,7 @@ impl State {
             return;
         };
         match connection.execute_batch(BEGIN_READ) {
-            Ok(()) => self.reading_since = Some(now),
+            Ok(()) => self.reading = true,
             // An anchor is only ever an optimisation: one that cannot read is closed and
             // opened again at a later look-up.
             Err(e) => {
@@ -122,10 +125,13 @@ impl State {
         }
     }
 
+    /// Ends the read transaction, if one is open; the next look-up may then begin one at once
+    /// (a failed attempt still waits its [`REFRESH`]).
     fn end(&mut self) {
-        if self.reading_since.take().is_none() {
+        if !std::mem::take(&mut self.reading) {
             return;
         }
+        self.renewed_at = None;
         if let Some(connection) = &self.connection
             && let Err(e) = connection.execute_batch("COMMIT")
         {
@@ -151,10 +157,8 @@ async fn end_when_idle(state: Weak<Mutex<State>>) {
             Err(std::sync::TryLockError::WouldBlock) => continue,
             Err(std::sync::TryLockError::Poisoned(_)) => return,
         };
-        if state
-            .reading_since
-            .is_some_and(|since| since.elapsed() >= IDLE)
-        {
+        let idle = state.renewed_at.is_some_and(|at| at.elapsed() >= IDLE);
+        if state.reading && idle {
             state.end();
         }
     }
@@ -248,6 +252,22 @@ mod tests {
         // Each batch writes a frame or two: without restarts the log would hold 600 or more.
         let bound_bytes = 4 * CHECKPOINT_PAGES * 4_200;
         assert!(wal_bytes < bound_bytes, "log of {wal_bytes} bytes");
+    }
+
+    /// An anchor that cannot begin (here: no such folder) is tried again only after
+    /// [`REFRESH`], not at every look-up.
+    #[test]
+    fn a_failing_anchor_is_not_retried_at_every_look_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let anchor = ReadAnchor::new(&dir.path().join("missing").join("anchor.db"));
+        anchor.renew();
+        let tried_at = anchor.state.lock().unwrap().renewed_at.unwrap();
+        anchor.renew();
+        let state = anchor.state.lock().unwrap();
+        assert!(!state.reading);
+        // A machine slower than REFRESH between the two look-ups may rightly try again.
+        let retried_early = state.renewed_at != Some(tried_at) && tried_at.elapsed() < REFRESH;
+        assert!(!retried_early, "no second attempt within REFRESH");
     }
 
     /// Without look-ups the anchor ends its read, and the log can restart.
