@@ -57,6 +57,28 @@ impl Signed {
             },
         }
     }
+
+    /// A create's reply as its order stores it: the data alone, unsigned, so that the reply can
+    /// be signed while the order's insert commits. RSA PKCS#1 v1.5 signatures are
+    /// deterministic, so [`Signed::replayed`] signs it again into the same bytes.
+    pub fn unsigned_stored(data: &Map<String, Value>) -> String {
+        serde_json::to_string(data).expect("a JSON map always serialises")
+    }
+
+    /// A stored create reply, for a retry of its request: signed again if stored unsigned
+    /// ([`Signed::unsigned_stored`]), as stored if signed (earlier versions stored replies
+    /// with their signature).
+    pub fn replayed(stored: &str, signature: Signature, notary: &Notary) -> Signed {
+        if signature == Signature::Detached {
+            return Signed::from_stored(stored, signature, notary);
+        }
+        let map: Map<String, Value> =
+            serde_json::from_str(stored).expect("kassa stores its own data as JSON");
+        if map.contains_key(kassa_signature::canonical::SIGN_FIELD) {
+            return Signed::from_stored(stored, signature, notary);
+        }
+        notary.sign_as(signature, map)
+    }
 }
 
 pub struct Notary {
@@ -182,6 +204,24 @@ mod tests {
         let legacy = serde_json::to_string(&data).unwrap();
         let read = Signed::from_stored(&legacy, Signature::Detached, &notary);
         assert_eq!(read, notary.sign_as(Signature::Detached, data));
+    }
+
+    #[test]
+    fn create_replies_stored_unsigned_replay_byte_for_byte() {
+        let notary = Notary::utc(SigningKey::generate().unwrap());
+        let data: Map<String, Value> = serde_json::from_str(
+            r#"{"orderId":"M-1","appId":1001,"orderNo":"6023071013539074","payTime":null}"#,
+        )
+        .unwrap();
+        for signature in [Signature::Embedded, Signature::Detached] {
+            let answered = notary.sign_as(signature, data.clone());
+            let stored = Signed::unsigned_stored(&data);
+            assert!(!stored.contains("sign"), "{stored}");
+            assert_eq!(Signed::replayed(&stored, signature, &notary), answered);
+            // Replies stored with their signature by earlier versions are replayed as stored.
+            let earlier = answered.to_stored();
+            assert_eq!(Signed::replayed(&earlier, signature, &notary), answered);
+        }
     }
 
     #[test]
