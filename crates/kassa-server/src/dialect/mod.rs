@@ -478,7 +478,7 @@ async fn insert_new_order(
 
 /// Runs `work` on this task's thread while `call` waits, typically on the store: `call` is
 /// polled once first, so that its statement is sent (or queued for a batch) before the work
-/// starts. A timing taken inside `call` then ends no earlier than `work` does.
+/// starts. A timing taken inside `call` that is still pending then includes `work`'s time.
 async fn while_waiting<F: Future, T>(call: F, work: impl FnOnce() -> T) -> (F::Output, T) {
     let mut call = std::pin::pin!(call);
     let early = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
