@@ -437,7 +437,8 @@ async fn insert_new_order(
         let data = dialect.created(gateway, app, &mut order);
         order.create_reply = Signed::unsigned_stored(&data);
         // The reply, most of a create's work, is signed while the insert commits: on
-        // PostgreSQL that is a round trip to another process (docs/performance.md).
+        // PostgreSQL that is a round trip to another process (docs/performance.md). A retry
+        // of a stored order spends this signature and makes the replay's: two, not one.
         let sign = || gateway.notary.sign_as(dialect.signature(), data);
         let (inserted, reply) = while_waiting(gateway.store.insert_order(&order), sign).await;
         match inserted {
