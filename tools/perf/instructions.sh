@@ -23,7 +23,10 @@ cleanup() {
 trap cleanup EXIT
 
 # The demo merchant on a fresh SQLite database, one order to query, WARM + COUNT creates signed.
-"$kassa" serve --demo --data-dir "$work/data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/demo.log" 2>&1 &
+# The database is named too: without it kassa would use (and keep) one in the current directory,
+# and a second run would count replays of the first run's orders instead of creates.
+database=(--database-url "sqlite://$work/data/kassa.db")
+"$kassa" serve --demo --data-dir "$work/data" "${database[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/demo.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q "^kassa listening on" "$work/demo.log" && break; sleep 0.1; done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
@@ -86,7 +89,7 @@ count_one() {
     printf '%-12s %-6s %12d instructions/request\n' "$name" "$kind" $((total / count))
 }
 
-serve=("$kassa" serve --data-dir "$work/data" --listen 127.0.0.1:18731 --admin-listen 127.0.0.1:0)
+serve=("$kassa" serve --data-dir "$work/data" "${database[@]}" --listen 127.0.0.1:18731 --admin-listen 127.0.0.1:0)
 null=("$kassa" null-gateway --listen 127.0.0.1:18732 --merchant-key "$work/data/demo/merchant.pub.pem" --platform-key "$work/platform.pem")
 # The order the queries ask for, created once outside the count.
 "${serve[@]}" >"$work/serve.log" 2>&1 &
