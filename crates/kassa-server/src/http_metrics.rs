@@ -4,35 +4,25 @@
 
 use crate::dialect::Dialects;
 use crate::telemetry;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Instant;
 
 /// The route label of requests no route took (unknown paths, requests refused before routing).
 pub const UNROUTED: &str = "unrouted";
 
-/// Inside the router: hands the matched route template out with the response, for [`measure`].
-pub async fn mark_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let mut response = next.run(request).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(route);
-    }
-    response
-}
-
 /// Outside everything but the request id: counts and times each request, refusals included.
-pub async fn measure(
-    State(dialects): State<Arc<Dialects>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The route template comes back with the response (`front::MarkRoute`, inside the router).
+pub async fn measure<F, Fut>(dialects: &Dialects, request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let method = request.method().clone();
-    let area = area_of(&dialects, request.uri().path());
-    let response = next.run(request).await;
+    let area = area_of(dialects, request.uri().path());
+    let response = next(request).await;
     let route = response
         .extensions()
         .get::<MatchedPath>()

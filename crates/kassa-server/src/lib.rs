@@ -14,6 +14,7 @@ pub mod collect;
 pub mod dialect;
 pub mod dispatcher;
 pub mod fairness;
+pub mod front;
 pub mod health;
 pub mod http_metrics;
 pub mod ids;
@@ -259,9 +260,10 @@ pub fn now_ms() -> i64 {
 
 /// The whole HTTP surface: every dialect's routes, the payer's pages, operations.
 ///
-/// The layers every request passes wrap the routed router once, from outside, instead of each
-/// route through `Router::layer`: a route's layers are boxed services that axum clones, box by
-/// box, for every request (43 allocations of a query's 185 went to that).
+/// The layers every request passes wrap the routed router once, from outside, as one service
+/// ([`front::Front`]), instead of each route through `Router::layer`: a route's layers are boxed
+/// services that axum clones, box by box, for every request (43 allocations of a query's 185
+/// went to that).
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let mut routes = Router::new();
     for dialect in gateway.dialects.iter() {
@@ -282,23 +284,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(health::readyz))
         .merge(docs(document))
         // Inside the router, where the matched route is known, for the metrics' route label.
-        .route_layer(axum::middleware::from_fn(http_metrics::mark_route))
+        .route_layer(front::MarkRouteLayer)
         .fallback(dialect::unknown_endpoint)
         .method_not_allowed_fallback(dialect::wrong_method)
         .with_state(gateway);
-    let layered = tower::ServiceBuilder::new()
-        // Outermost: every log line of a request, the layers' included, carries its id.
-        .layer(axum::middleware::from_fn(request_id::assign))
-        .layer(axum::middleware::from_fn_with_state(
-            dialects,
-            http_metrics::measure,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn_with_state(in_flight, shed::limit))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            dialect::MAX_BODY_BYTES,
-        ))
-        .service(routed);
+    let layered = front::Front::new(routed, dialects, in_flight);
     Router::new().fallback_service(layered)
 }
 

@@ -6,8 +6,8 @@
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
+use std::future::Future;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
@@ -33,7 +33,13 @@ fn sane(value: &HeaderValue) -> Option<&str> {
     ok.then_some(text)
 }
 
-pub async fn assign(request: Request, next: Next) -> Response {
+/// Gives the request its id, then runs the rest of its handling (`next`) inside the id's span
+/// and task-local, and answers with the id.
+pub async fn assign<F, Fut>(request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = match request.headers().get(HEADER).and_then(sane) {
         Some(id) => id.to_string(),
         None => crate::ids::new_request_id(),
@@ -44,7 +50,7 @@ pub async fn assign(request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
     );
-    let handled = CURRENT.scope(id.clone(), next.run(request));
+    let handled = CURRENT.scope(id.clone(), next(request));
     let mut response = handled.instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);

@@ -15,10 +15,10 @@ use crate::ratelimit::RetryAfterS;
 use crate::telemetry::{self, Level, Shed};
 use crate::wire::{BodyError, MAX_BODY_BYTES, read_body};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{StatusCode, Uri, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,11 +190,13 @@ fn carries_body(request: &Request) -> bool {
             .is_some_and(|v| v.as_bytes() != b"0")
 }
 
-pub async fn limit(
-    State(in_flight): State<Arc<InFlight>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The request's body received and a slot taken, then the rest of its handling (`next`), under
+/// the request timeout; else the refusal.
+pub async fn limit<F, Fut>(in_flight: &InFlight, request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     // Kept for the answers below (a cheap, reference-counted copy).
     let uri = request.uri().clone();
     // The payer's language, for the "try again" page (bounded by the header limits).
@@ -225,7 +227,7 @@ pub async fn limit(
         return in_flight.unavailable(&uri, language, "kassa is overloaded; retry shortly".into());
     };
     let level = Level::in_flight(budget);
-    let response = tokio::time::timeout(in_flight.request_timeout, next.run(request)).await;
+    let response = tokio::time::timeout(in_flight.request_timeout, next(request)).await;
     drop((level, permit));
     response.unwrap_or_else(|_| {
         telemetry::timed_out("request");
