@@ -1857,3 +1857,40 @@ fn serve_without_merchants_says_what_to_do_next() {
     let later = serve(&args, dir.path());
     assert!(!later.stdout_lines.join("").contains("No merchant yet"));
 }
+
+/// The bundled SQLite syncs its commits with `fdatasync`, as SQLite's own configured builds do
+/// on Linux (`.cargo/config.toml` sets `HAVE_FDATASYNC`): without the flag every sync would be
+/// an `fsync`, which also writes the file's times. Counted with strace around a migration, whose
+/// commits are SQLite's only syncs in that process.
+#[test]
+fn sqlite_commits_sync_with_fdatasync() {
+    let strace = std::path::Path::new("/usr/bin/strace");
+    if !strace.exists() {
+        eprintln!("skipped: strace is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    let migrate = kassa(&["migrate", "--database-url", &url]);
+    let mut command = Command::new(strace);
+    command
+        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(migrate.get_program())
+        .args(migrate.get_args());
+    for (name, value) in migrate.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    run_ok(&mut command);
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    let count = |name: &str| {
+        let call = format!(" {name}(");
+        calls.lines().filter(|line| line.contains(&call)).count()
+    };
+    assert!(count("fdatasync") > 0, "no fdatasync in:\n{calls}");
+    assert_eq!(count("fsync"), 0, "an fsync in:\n{calls}");
+}
