@@ -37,7 +37,7 @@ pub use locale::Locale;
 pub use logo::{ImageFormat, Logo, LogoError};
 pub use method::{Country, PayType, PaymentMethod};
 pub use money::{AmountError, AmountLimits, AmountMinor, Currency};
-pub use order::{NewOrder, Order, OrderError, OrderIds, OrderNo, Payer};
+pub use order::{NewOrder, Order, OrderError, OrderIds, OrderNo, OrderVersion, Payer};
 pub use personal::{Personal, Secret};
 pub use rail::RailOutcome;
 pub use status::{IllegalTransition, OrderEvent, OrderStatus};

@@ -266,7 +266,34 @@ impl Order {
     }
 }
 
+/// Whose an order is and everything of it that can change after creation and that a reply's
+/// data shows (status, amounts, and `updated_at_ms`, which moves with every other change): read
+/// alone, it tells whether a reply rendered earlier is still the order's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderVersion {
+    pub order_no: OrderNo,
+    pub app_id: AppId,
+    pub merchant_order_id: String,
+    pub status: OrderStatus,
+    pub updated_at_ms: i64,
+    pub actual_amount_minor: AmountMinor,
+    pub fee_minor: AmountMinor,
+}
+
 impl Order {
+    /// This order's [`OrderVersion`].
+    pub fn version(&self) -> OrderVersion {
+        OrderVersion {
+            order_no: self.order_no.clone(),
+            app_id: self.app_id,
+            merchant_order_id: self.merchant_order_id.clone(),
+            status: self.status,
+            updated_at_ms: self.updated_at_ms,
+            actual_amount_minor: self.actual_amount_minor,
+            fee_minor: self.fee_minor,
+        }
+    }
+
     /// The method that pays the order: the payer's pick in cashier mode, else the order's.
     pub fn paying_method(&self) -> &'static PaymentMethod {
         self.chosen_method.unwrap_or(self.method)

@@ -6,7 +6,7 @@
 //! - [`ReplyCache`]: signed query replies per order state, so a reply whose data has not
 //!   changed is not signed again (RSA signing is most of a query's cost).
 
-use kassa_core::{App, AppId, Order, OrderNo, OrderStatus};
+use kassa_core::{App, AppId, Order, OrderNo, OrderVersion};
 use kassa_store::{Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -50,43 +50,26 @@ impl AppCache {
     }
 }
 
-/// Everything a reply's data depends on that can change after creation.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct OrderVersion {
-    status: OrderStatus,
-    updated_at_ms: i64,
-    actual_amount_minor: i64,
-    fee_minor: i64,
-}
-
-impl OrderVersion {
-    fn of(order: &Order) -> OrderVersion {
-        OrderVersion {
-            status: order.status,
-            updated_at_ms: order.updated_at_ms,
-            actual_amount_minor: order.actual_amount_minor.0,
-            fee_minor: order.fee_minor.0,
-        }
-    }
-}
-
+/// Signed query replies, each kept with the [`OrderVersion`] it was rendered from.
 #[derive(Default)]
 pub struct ReplyCache {
     replies: RwLock<HashMap<OrderNo, (OrderVersion, String)>>,
 }
 
 impl ReplyCache {
+    /// The reply kept for this version of the order, if any: a query that finds one reads no
+    /// more of the order.
+    pub fn current(&self, version: &OrderVersion) -> Option<String> {
+        let replies = self.replies.read().expect("reply cache");
+        let (cached_version, reply) = replies.get(&version.order_no)?;
+        (cached_version == version).then(|| reply.clone())
+    }
+
     /// The reply for this state of the order: cached, or rendered by `render` and kept.
     pub fn get_or_render(&self, order: &Order, render: impl FnOnce() -> String) -> String {
-        let version = OrderVersion::of(order);
-        if let Some((cached_version, reply)) = self
-            .replies
-            .read()
-            .expect("reply cache")
-            .get(&order.order_no)
-            && *cached_version == version
-        {
-            return reply.clone();
+        let version = order.version();
+        if let Some(reply) = self.current(&version) {
+            return reply;
         }
         let reply = render();
         let mut replies = self.replies.write().expect("reply cache");
@@ -161,9 +144,12 @@ mod tests {
             });
         }
         assert_eq!(renders, 1, "unchanged data is signed once");
+        let kept = cache.current(&order.version());
+        assert_eq!(kept.as_deref(), Some("created"), "found by its version");
         order
             .apply(&OrderEvent::Failed { reason: "x".into() }, 0)
             .unwrap();
+        assert_eq!(cache.current(&order.version()), None, "not for a new state");
         let reply = cache.get_or_render(&order, || {
             renders += 1;
             "failed".into()

@@ -17,6 +17,7 @@ pub mod testing;
 use async_trait::async_trait;
 use kassa_core::{
     AmountLimits, App, AppId, Currency, FeeRule, Merchant, Order, OrderNo, OrderStatus,
+    OrderVersion,
 };
 
 pub use error::{StoreError, StoreResult};
@@ -372,6 +373,17 @@ pub trait OrderStore: Send + Sync + 'static {
     ) -> StoreResult<Option<Order>>;
 
     async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>>;
+
+    /// The [`OrderVersion`] of the order [`OrderStore::order_by_merchant_order_id`] finds, and
+    /// nothing more of it: a query whose reply is cached needs no more.
+    async fn order_version_by_merchant_order_id(
+        &self,
+        app_id: AppId,
+        merchant_order_id: &str,
+    ) -> StoreResult<Option<OrderVersion>>;
+
+    /// The [`OrderVersion`] of the order [`OrderStore::order_by_no`] finds.
+    async fn order_version_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<OrderVersion>>;
 
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>>;
 

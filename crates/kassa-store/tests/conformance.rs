@@ -330,6 +330,16 @@ async fn orders_round_trip(db: TestDatabase) {
         store.order_by_no(&OrderNo::from_random(99)).await.unwrap(),
         None
     );
+    // The version alone, by both keys, as the whole order has it.
+    let version = Some(original.version());
+    let by_no = store.order_version_by_no(&original.order_no).await.unwrap();
+    assert_eq!(by_no, version);
+    let by_id = store.order_version_by_merchant_order_id(app, "M1").await;
+    assert_eq!(by_id.unwrap(), version);
+    let unknown = store.order_version_by_merchant_order_id(app, "M2").await;
+    assert_eq!(unknown.unwrap(), None);
+    let unknown = store.order_version_by_no(&OrderNo::from_random(99)).await;
+    assert_eq!(unknown.unwrap(), None);
 
     let mut bare = order(app, "M-bare", 2);
     bare.payer = None;
@@ -2279,6 +2289,13 @@ async fn retention_archives_orders_and_deletes_callbacks(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!(by_id.unwrap().order_no, paid.order_no);
+    // Its version too, for a query's reply.
+    let version = store.order_version_by_no(&paid.order_no).await.unwrap();
+    assert_eq!(version, Some(paid.version()));
+    let version = store
+        .order_version_by_merchant_order_id(app, "R-paid")
+        .await;
+    assert_eq!(version.unwrap(), Some(paid.version()));
     assert!(
         store
             .order_by_cashier_token(&paid.cashier_token)

@@ -312,21 +312,21 @@ async fn query_reply(gateway: &Gateway, incoming: &Incoming) -> Result<Signed, A
         ),
     };
     let app_id = auth.app.app_id;
-    let order = match &order_no {
+    let version = match &order_no {
         // The platform number is the primary key: the faster look-up the seed promises.
         Some(order_no) => gateway
             .store
-            .order_by_no(order_no)
+            .order_version_by_no(order_no)
             .await?
-            .filter(|o| o.app_id == app_id && o.merchant_order_id == merchant_order_id),
+            .filter(|v| v.app_id == app_id && v.merchant_order_id == merchant_order_id),
         None => {
             gateway
                 .store
-                .order_by_merchant_order_id(app_id, &merchant_order_id)
+                .order_version_by_merchant_order_id(app_id, &merchant_order_id)
                 .await?
         }
     };
-    let order = order.ok_or_else(|| {
+    let not_found = || {
         let with_no = order_no
             .map(|n| format!(" and orderNo {n}"))
             .unwrap_or_default();
@@ -334,10 +334,14 @@ async fn query_reply(gateway: &Gateway, incoming: &Incoming) -> Result<Signed, A
             ErrorKind::OrderNotFound,
             format!("no order with orderId {merchant_order_id}{with_no}"),
         )
-    })?;
-    Ok(dialect::state_reply(&Collect, gateway, &order, || {
-        order_data(&gateway.notary, &order)
-    }))
+    };
+    let Some(version) = version else {
+        return Err(not_found());
+    };
+    dialect::query_reply(&Collect, gateway, &version, not_found, |order| {
+        order_data(&gateway.notary, order)
+    })
+    .await
 }
 
 #[async_trait]

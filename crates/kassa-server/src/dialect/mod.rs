@@ -22,7 +22,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use kassa_core::validate::FieldError;
-use kassa_core::{App, AppId, NewOrder, Order, OrderStatus};
+use kassa_core::{App, AppId, NewOrder, Order, OrderStatus, OrderVersion};
 use kassa_signature::{
     SignedObject, VerifyError, ambiguous_split, digest_hex, parse_signed_object,
 };
@@ -489,6 +489,26 @@ async fn while_waiting<F: Future, T>(call: F, work: impl FnOnce() -> T) -> (F::O
         Poll::Pending => call.await,
     };
     (output, worked)
+}
+
+/// A query's signed reply for the order `version` names: the kept reply while the order is at
+/// that version, else its state signed from the whole order, read by its number (see
+/// [`state_reply`]). `not_found` answers for an order gone between the two reads (one pruned
+/// from the archive at that moment).
+pub async fn query_reply(
+    dialect: &dyn Dialect,
+    gateway: &Gateway,
+    version: &OrderVersion,
+    not_found: impl FnOnce() -> ApiError,
+    data: impl FnOnce(&Order) -> Map<String, Value>,
+) -> Result<Signed, ApiError> {
+    if let Some(stored) = gateway.replies.current(version) {
+        let signature = dialect.signature();
+        return Ok(Signed::from_stored(&stored, signature, &gateway.notary));
+    }
+    let order = gateway.store.order_by_no(&version.order_no).await?;
+    let order = order.ok_or_else(not_found)?;
+    Ok(state_reply(dialect, gateway, &order, || data(&order)))
 }
 
 /// The signed reply for an order's current state. A state is signed once: replies whose data

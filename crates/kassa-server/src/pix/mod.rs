@@ -169,18 +169,19 @@ fn new_order(fields: &Fields, app: &App, merchant_order_id: String) -> Result<Ne
 async fn query_reply(gateway: &Gateway, incoming: &Incoming) -> Result<Signed, ApiError> {
     let auth = dialect::authenticate(&Pix, gateway, incoming).await?;
     let merchant_order_id = Pix.merchant_order_id(&Fields::new(&auth.object.fields))?;
-    let order = gateway
+    let not_found = || {
+        ApiError::new(
+            ErrorKind::OrderNotFound,
+            format!("no order with userOrderNumber {merchant_order_id}"),
+        )
+    };
+    let version = gateway
         .store
-        .order_by_merchant_order_id(auth.app.app_id, &merchant_order_id)
+        .order_version_by_merchant_order_id(auth.app.app_id, &merchant_order_id)
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::OrderNotFound,
-                format!("no order with userOrderNumber {merchant_order_id}"),
-            )
-        })?;
-    Ok(dialect::state_reply(&Pix, gateway, &order, || {
-        let mut data = order_state_data(&order);
+        .ok_or_else(not_found)?;
+    dialect::query_reply(&Pix, gateway, &version, not_found, |order| {
+        let mut data = order_state_data(order);
         if order.status.is_final() {
             data.insert(
                 "transTime".into(),
@@ -188,7 +189,8 @@ async fn query_reply(gateway: &Gateway, incoming: &Incoming) -> Result<Signed, A
             );
         }
         data
-    }))
+    })
+    .await
 }
 
 /// The fields of an order's state that query replies and callbacks share; `appId` binds the

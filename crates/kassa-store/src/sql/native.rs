@@ -9,10 +9,9 @@
 //! through sqlx.
 
 use super::Value;
-use super::orders::{Columns, ORDER_COLUMN_NAMES, order_from_row};
+use super::orders::Columns;
 use super::read_anchor::ReadAnchor;
 use crate::{StoreError, StoreResult};
-use kassa_core::Order;
 use rusqlite::types::ToSqlOutput;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -145,11 +144,18 @@ impl NativeReads {
         }
     }
 
-    /// The one order `sql` (a `SELECT {ORDER_COLUMNS} …`) finds with `args`, if any.
-    pub(super) fn one_order(&self, sql: &str, args: &[Value<'_>]) -> StoreResult<Option<Order>> {
+    /// The one row `sql` (a `SELECT` of `columns`, in their order) finds with `args`, if any,
+    /// read by `read`.
+    pub(super) fn one_row<T>(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        columns: &'static [&'static str],
+        read: fn(&dyn Columns) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
         self.anchor.renew();
         let connection = self.lend()?;
-        let found = one_order_on(&connection, sql, args);
+        let found = one_row_on(&connection, sql, args, columns, read);
         self.give_back(connection);
         found
     }
@@ -171,25 +177,25 @@ impl NativeReads {
     }
 }
 
-fn one_order_on(
+fn one_row_on<T>(
     connection: &rusqlite::Connection,
     sql: &str,
     args: &[Value<'_>],
-) -> StoreResult<Option<Order>> {
+    columns: &'static [&'static str],
+    read: fn(&dyn Columns) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
     let mut statement = connection.prepare_cached(sql)?;
     bind_in_order(&mut statement, args)?;
     let mut rows = statement.raw_query();
     match rows.next()? {
-        Some(row) => Ok(Some(order_from_row(&NamedRow::new(
-            row,
-            &ORDER_COLUMN_NAMES,
-        ))?)),
+        Some(row) => Ok(Some(read(&NamedRow::new(row, columns))?)),
         None => Ok(None),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::orders::ORDER_COLUMN_NAMES;
     use super::*;
 
     #[test]

@@ -9,7 +9,9 @@ use crate::{
     OrderStore, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use kassa_core::{AmountMinor, AppId, Order, OrderNo, OrderStatus, Payer, PaymentMethod, Personal};
+use kassa_core::{
+    AmountMinor, AppId, Order, OrderNo, OrderStatus, OrderVersion, Payer, PaymentMethod, Personal,
+};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -76,6 +78,36 @@ statement!(
     SELECT_ARCHIVED_BY_NO,
     "SELECT {ORDER_COLUMNS} FROM orders_archive WHERE order_no = $1 LIMIT 1"
 );
+
+/// The columns of an [`OrderVersion`], in the order [`version_from_row`] reads them.
+const VERSION_COLUMNS: &str =
+    "order_no, app_id, merchant_order_id, status, updated_at_ms, actual_amount_minor, fee_minor";
+
+/// [`VERSION_COLUMNS`] one by one.
+static VERSION_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| VERSION_COLUMNS.split(',').map(str::trim).collect());
+
+// The look-ups above, for the version alone: each the same `WHERE` and so the same index.
+statement!(
+    SELECT_VERSION_BY_MERCHANT_ID,
+    "{}",
+    SELECT_ORDER_BY_MERCHANT_ID.replacen(ORDER_COLUMNS, VERSION_COLUMNS, 1)
+);
+statement!(
+    SELECT_VERSION_BY_NO,
+    "{}",
+    SELECT_ORDER_BY_NO.replacen(ORDER_COLUMNS, VERSION_COLUMNS, 1)
+);
+statement!(
+    SELECT_ARCHIVED_VERSION_BY_MERCHANT_ID,
+    "{}",
+    SELECT_ARCHIVED_BY_MERCHANT_ID.replacen(ORDER_COLUMNS, VERSION_COLUMNS, 1)
+);
+statement!(
+    SELECT_ARCHIVED_VERSION_BY_NO,
+    "{}",
+    SELECT_ARCHIVED_BY_NO.replacen(ORDER_COLUMNS, VERSION_COLUMNS, 1)
+);
 statement!(
     SELECT_ORDERS_OF_APP,
     "SELECT {ORDER_COLUMNS} FROM orders WHERE app_id = $1 AND order_no > $2 \
@@ -131,6 +163,30 @@ pub(crate) fn order_no_of(text: &str) -> StoreResult<OrderNo> {
     OrderNo::parse(text).ok_or_else(|| corrupt(format!("order no {text}")))
 }
 
+/// How to read one kind of row: the statement's columns in order (the native SQLite row finds
+/// each by its position) and the function that reads them from either driver's row.
+pub(super) struct RowReader<T> {
+    pub(super) columns: &'static std::sync::LazyLock<Vec<&'static str>>,
+    pub(super) read: fn(&dyn Columns) -> StoreResult<T>,
+}
+
+impl<T> Clone for RowReader<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for RowReader<T> {}
+
+static ORDERS: RowReader<Order> = RowReader {
+    columns: &ORDER_COLUMN_NAMES,
+    read: |row| order_from_row(row),
+};
+static VERSIONS: RowReader<OrderVersion> = RowReader {
+    columns: &VERSION_COLUMN_NAMES,
+    read: |row| version_from_row(row),
+};
+
 /// A row of either driver (sqlx's, or the native SQLite path's), read by column name.
 pub(super) trait Columns {
     fn int(&self, column: &str) -> StoreResult<Option<i64>>;
@@ -157,7 +213,7 @@ impl Columns for AnyRow {
     }
 }
 
-fn payer_from_row(row: &impl Columns) -> StoreResult<Option<Payer>> {
+fn payer_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<Option<Payer>> {
     let Some(name) = row.text("payer_name")? else {
         return Ok(None);
     };
@@ -172,10 +228,7 @@ fn payer_from_row(row: &impl Columns) -> StoreResult<Option<Payer>> {
 
 /// An order from its row, each column read in the order of [`ORDER_COLUMNS`] (the native
 /// SQLite row then finds each column without a search).
-pub(super) fn order_from_row(row: &impl Columns) -> StoreResult<Order> {
-    let status_of = |text: String| {
-        OrderStatus::parse(&text).ok_or_else(|| corrupt(format!("unknown status {text}")))
-    };
+pub(super) fn order_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<Order> {
     Ok(Order {
         order_no: order_no_of(&row.need_text("order_no")?)?,
         app_id: AppId(row.need_int("app_id")?),
@@ -213,6 +266,23 @@ pub(super) fn order_from_row(row: &impl Columns) -> StoreResult<Order> {
         language: row
             .text("language")?
             .and_then(|tag| kassa_core::Locale::from_tag(&tag)),
+    })
+}
+
+fn status_of(text: String) -> StoreResult<OrderStatus> {
+    OrderStatus::parse(&text).ok_or_else(|| corrupt(format!("unknown status {text}")))
+}
+
+/// An order's version from a row of [`VERSION_COLUMNS`], read in their order.
+fn version_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<OrderVersion> {
+    Ok(OrderVersion {
+        order_no: order_no_of(&row.need_text("order_no")?)?,
+        app_id: AppId(row.need_int("app_id")?),
+        merchant_order_id: row.need_text("merchant_order_id")?,
+        status: status_of(row.need_text("status")?)?,
+        updated_at_ms: row.need_int("updated_at_ms")?,
+        actual_amount_minor: AmountMinor(row.need_int("actual_amount_minor")?),
+        fee_minor: AmountMinor(row.need_int("fee_minor")?),
     })
 }
 
@@ -488,24 +558,35 @@ impl SqlStore {
     }
 
     async fn one_order(&self, sql: &'static str, args: &[Value<'_>]) -> StoreResult<Option<Order>> {
+        self.one_row(sql, args, ORDERS).await
+    }
+
+    /// The one row `sql` (a `SELECT` of `read`'s columns) finds with `args`, read by `read`.
+    async fn one_row<T>(
+        &self,
+        sql: &'static str,
+        args: &[Value<'_>],
+        read: RowReader<T>,
+    ) -> StoreResult<Option<T>> {
         if let Some(native) = &self.native {
-            return native.one_order(sql, args);
+            return native.one_row(sql, args, read.columns, read.read);
         }
         // Lent: a look-up that misses is asked again of the archive with the same values.
         let query = super::bound(sql, args.iter().map(Value::lent));
         let row = query.fetch_optional(&self.pool).await?;
-        row.as_ref().map(order_from_row).transpose()
+        row.as_ref().map(|row| (read.read)(row)).transpose()
     }
 
-    /// The order `live` finds, else the one `archived` finds with the same arguments.
-    async fn live_or_archived(
+    /// The row `live` finds, else the one `archived` finds with the same arguments.
+    async fn live_or_archived<T>(
         &self,
         (live, archived): (&'static str, &'static str),
         args: &[Value<'_>],
-    ) -> StoreResult<Option<Order>> {
-        match self.one_order(live, args).await? {
-            Some(order) => Ok(Some(order)),
-            None => self.one_order(archived, args).await,
+        read: RowReader<T>,
+    ) -> StoreResult<Option<T>> {
+        match self.one_row(live, args, read).await? {
+            Some(found) => Ok(Some(found)),
+            None => self.one_row(archived, args, read).await,
         }
     }
 }
@@ -548,7 +629,7 @@ impl OrderStore for SqlStore {
                 Value::Int(Some(app_id.0)),
                 Value::Text(Some(merchant_order_id)),
             ];
-            self.live_or_archived(statements, &args).await
+            self.live_or_archived(statements, &args, ORDERS).await
         })
         .await
     }
@@ -557,7 +638,38 @@ impl OrderStore for SqlStore {
         crate::telemetry::timed("order_by_no", async move {
             let statements = (SELECT_ORDER_BY_NO.as_str(), SELECT_ARCHIVED_BY_NO.as_str());
             let args = [Value::Text(Some(order_no.as_str()))];
-            self.live_or_archived(statements, &args).await
+            self.live_or_archived(statements, &args, ORDERS).await
+        })
+        .await
+    }
+
+    async fn order_version_by_merchant_order_id(
+        &self,
+        app_id: AppId,
+        merchant_order_id: &str,
+    ) -> StoreResult<Option<OrderVersion>> {
+        crate::telemetry::timed("order_version_by_merchant_order_id", async move {
+            let statements = (
+                SELECT_VERSION_BY_MERCHANT_ID.as_str(),
+                SELECT_ARCHIVED_VERSION_BY_MERCHANT_ID.as_str(),
+            );
+            let args = [
+                Value::Int(Some(app_id.0)),
+                Value::Text(Some(merchant_order_id)),
+            ];
+            self.live_or_archived(statements, &args, VERSIONS).await
+        })
+        .await
+    }
+
+    async fn order_version_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<OrderVersion>> {
+        crate::telemetry::timed("order_version_by_no", async move {
+            let statements = (
+                SELECT_VERSION_BY_NO.as_str(),
+                SELECT_ARCHIVED_VERSION_BY_NO.as_str(),
+            );
+            let args = [Value::Text(Some(order_no.as_str()))];
+            self.live_or_archived(statements, &args, VERSIONS).await
         })
         .await
     }
