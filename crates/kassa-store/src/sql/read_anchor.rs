@@ -28,8 +28,22 @@ const REFRESH: Duration = Duration::from_millis(10);
 /// How long the anchor reads without a look-up before it ends (checked this often too).
 const IDLE: Duration = Duration::from_millis(100);
 
-/// Begins the read transaction (any read of the file does).
-const BEGIN_READ: &str = "BEGIN; SELECT count(*) FROM (SELECT 1 FROM sqlite_schema LIMIT 1)";
+/// Begins the read transaction (any read of the file does, after `BEGIN`).
+const FIRST_READ: &str = "SELECT count(*) FROM (SELECT 1 FROM sqlite_schema LIMIT 1)";
+
+/// Runs `sql` with the connection's cached statement: the anchor begins and ends often (every
+/// [`REFRESH`] under load, at each look-up when they are slow), and each is then a step rather
+/// than a parse and plan of its statements.
+fn run(connection: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.query([])?.next()?;
+    Ok(())
+}
+
+/// Begins the read transaction.
+fn begin_read(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
+    run(connection, "BEGIN")?;
+    run(connection, FIRST_READ)
+}
 
 /// Shared by the look-ups and the writer thread (clones are one anchor).
 #[derive(Clone)]
@@ -114,7 +128,7 @@ impl State {
         let Some(connection) = &self.connection else {
             return;
         };
-        match connection.execute_batch(BEGIN_READ) {
+        match begin_read(connection) {
             Ok(()) => self.reading = true,
             // An anchor is only ever an optimisation: one that cannot read is closed and
             // opened again at a later look-up.
@@ -133,7 +147,7 @@ impl State {
         }
         self.renewed_at = None;
         if let Some(connection) = &self.connection
-            && let Err(e) = connection.execute_batch("COMMIT")
+            && let Err(e) = run(connection, "COMMIT")
         {
             tracing::debug!(error = %e, "SQLite's read anchor could not end");
             self.connection = None;
