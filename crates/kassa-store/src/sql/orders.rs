@@ -163,12 +163,19 @@ pub(crate) fn order_no_of(text: &str) -> StoreResult<OrderNo> {
     OrderNo::parse(text).ok_or_else(|| corrupt(format!("order no {text}")))
 }
 
-/// How to read one kind of row: the statement's columns in order (the native SQLite row finds
-/// each by its position) and the function that reads them from either driver's row.
+/// How to read one kind of order row: its columns in order (the native SQLite row finds each
+/// by its position), the function that reads them from either driver's row, and the look-ups
+/// that select them.
 pub(super) struct RowReader<T> {
     pub(super) columns: &'static std::sync::LazyLock<Vec<&'static str>>,
     pub(super) read: fn(&dyn Columns) -> StoreResult<T>,
+    /// The look-ups of these columns by merchant id and by number: live, then archived.
+    by_merchant_order_id: (&'static Statement, &'static Statement),
+    by_order_no: (&'static Statement, &'static Statement),
 }
+
+/// A statement written once, at first use.
+type Statement = std::sync::LazyLock<String>;
 
 impl<T> Clone for RowReader<T> {
     fn clone(&self) -> Self {
@@ -181,10 +188,20 @@ impl<T> Copy for RowReader<T> {}
 static ORDERS: RowReader<Order> = RowReader {
     columns: &ORDER_COLUMN_NAMES,
     read: |row| order_from_row(row),
+    by_merchant_order_id: (
+        &SELECT_ORDER_BY_MERCHANT_ID,
+        &SELECT_ARCHIVED_BY_MERCHANT_ID,
+    ),
+    by_order_no: (&SELECT_ORDER_BY_NO, &SELECT_ARCHIVED_BY_NO),
 };
 static VERSIONS: RowReader<OrderVersion> = RowReader {
     columns: &VERSION_COLUMN_NAMES,
     read: |row| version_from_row(row),
+    by_merchant_order_id: (
+        &SELECT_VERSION_BY_MERCHANT_ID,
+        &SELECT_ARCHIVED_VERSION_BY_MERCHANT_ID,
+    ),
+    by_order_no: (&SELECT_VERSION_BY_NO, &SELECT_ARCHIVED_VERSION_BY_NO),
 };
 
 /// A row of either driver (sqlx's, or the native SQLite path's), read by column name.
@@ -589,6 +606,35 @@ impl SqlStore {
             None => self.one_row(archived, args, read).await,
         }
     }
+
+    /// The app's order with this merchant id (the newest archived one when none is live), read
+    /// by `read`.
+    async fn by_merchant_order_id<T>(
+        &self,
+        app_id: AppId,
+        merchant_order_id: &str,
+        read: RowReader<T>,
+    ) -> StoreResult<Option<T>> {
+        let (live, archived) = read.by_merchant_order_id;
+        let args = [
+            Value::Int(Some(app_id.0)),
+            Value::Text(Some(merchant_order_id)),
+        ];
+        self.live_or_archived((live.as_str(), archived.as_str()), &args, read)
+            .await
+    }
+
+    /// The order with this number, live or archived, read by `read`.
+    async fn by_order_no<T>(
+        &self,
+        order_no: &OrderNo,
+        read: RowReader<T>,
+    ) -> StoreResult<Option<T>> {
+        let (live, archived) = read.by_order_no;
+        let args = [Value::Text(Some(order_no.as_str()))];
+        self.live_or_archived((live.as_str(), archived.as_str()), &args, read)
+            .await
+    }
 }
 
 #[async_trait]
@@ -620,27 +666,12 @@ impl OrderStore for SqlStore {
         app_id: AppId,
         merchant_order_id: &str,
     ) -> StoreResult<Option<Order>> {
-        crate::telemetry::timed("order_by_merchant_order_id", async move {
-            let statements = (
-                SELECT_ORDER_BY_MERCHANT_ID.as_str(),
-                SELECT_ARCHIVED_BY_MERCHANT_ID.as_str(),
-            );
-            let args = [
-                Value::Int(Some(app_id.0)),
-                Value::Text(Some(merchant_order_id)),
-            ];
-            self.live_or_archived(statements, &args, ORDERS).await
-        })
-        .await
+        let found = self.by_merchant_order_id(app_id, merchant_order_id, ORDERS);
+        crate::telemetry::timed("order_by_merchant_order_id", found).await
     }
 
     async fn order_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<Order>> {
-        crate::telemetry::timed("order_by_no", async move {
-            let statements = (SELECT_ORDER_BY_NO.as_str(), SELECT_ARCHIVED_BY_NO.as_str());
-            let args = [Value::Text(Some(order_no.as_str()))];
-            self.live_or_archived(statements, &args, ORDERS).await
-        })
-        .await
+        crate::telemetry::timed("order_by_no", self.by_order_no(order_no, ORDERS)).await
     }
 
     async fn order_version_by_merchant_order_id(
@@ -648,30 +679,13 @@ impl OrderStore for SqlStore {
         app_id: AppId,
         merchant_order_id: &str,
     ) -> StoreResult<Option<OrderVersion>> {
-        crate::telemetry::timed("order_version_by_merchant_order_id", async move {
-            let statements = (
-                SELECT_VERSION_BY_MERCHANT_ID.as_str(),
-                SELECT_ARCHIVED_VERSION_BY_MERCHANT_ID.as_str(),
-            );
-            let args = [
-                Value::Int(Some(app_id.0)),
-                Value::Text(Some(merchant_order_id)),
-            ];
-            self.live_or_archived(statements, &args, VERSIONS).await
-        })
-        .await
+        let found = self.by_merchant_order_id(app_id, merchant_order_id, VERSIONS);
+        crate::telemetry::timed("order_version_by_merchant_order_id", found).await
     }
 
     async fn order_version_by_no(&self, order_no: &OrderNo) -> StoreResult<Option<OrderVersion>> {
-        crate::telemetry::timed("order_version_by_no", async move {
-            let statements = (
-                SELECT_VERSION_BY_NO.as_str(),
-                SELECT_ARCHIVED_VERSION_BY_NO.as_str(),
-            );
-            let args = [Value::Text(Some(order_no.as_str()))];
-            self.live_or_archived(statements, &args, VERSIONS).await
-        })
-        .await
+        let found = self.by_order_no(order_no, VERSIONS);
+        crate::telemetry::timed("order_version_by_no", found).await
     }
 
     async fn order_statuses(
