@@ -105,6 +105,10 @@ pub struct BenchArgs {
 
 /// Most request bodies signed ahead of a run.
 const MAX_PRESIGNED: usize = 200_000;
+/// Where the bench's creates and queries go (its shop's app is a euro app), on kassa and on the
+/// null gateway alike.
+const CREATE_PATH: &str = "/eur/collect/apply";
+const QUERY_PATH: &str = "/eur/collect/query";
 /// Orders that query runs cycle through.
 const QUERY_ORDERS: i64 = 1_000;
 
@@ -473,8 +477,8 @@ async fn drive(
 ) -> Measured {
     let start = Instant::now();
     let load = Arc::new(Load {
-        create_url: format!("{base}/eur/collect/apply"),
-        query_url: format!("{base}/eur/collect/query"),
+        create_url: format!("{base}{CREATE_PATH}"),
+        query_url: format!("{base}{QUERY_PATH}"),
         deadline: start + duration,
         rate,
         connections,
@@ -692,7 +696,7 @@ async fn warm_replies(base: &str, queries: &[String]) {
     else {
         return;
     };
-    let url = format!("{base}/eur/collect/query");
+    let url = format!("{base}{QUERY_PATH}");
     for body in queries {
         let sent = client
             .post(&url)

@@ -169,7 +169,7 @@ async fn pay_over_http(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
 /// One order created, its page opened and paid; `None` if any step failed.
 async fn create_and_pay_over_http(client: &reqwest::Client, base: &str, body: &str) -> Option<()> {
     let created = client
-        .post(format!("{base}/eur/collect/apply"))
+        .post(format!("{base}{}", super::CREATE_PATH))
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()

@@ -48,8 +48,8 @@ pub async fn serve(args: NullGatewayArgs) -> Result<(), Failure> {
         query_reply,
     });
     let router = axum::Router::new()
-        .route("/eur/collect/apply", axum::routing::post(create))
-        .route("/eur/collect/query", axum::routing::post(query))
+        .route(super::CREATE_PATH, axum::routing::post(create))
+        .route(super::QUERY_PATH, axum::routing::post(query))
         .layer(axum::extract::DefaultBodyLimit::max(
             kassa_server::dialect::MAX_BODY_BYTES,
         ))
