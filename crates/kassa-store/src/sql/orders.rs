@@ -574,10 +574,6 @@ impl SqlStore {
         Ok(true)
     }
 
-    async fn one_order(&self, sql: &'static str, args: &[Value<'_>]) -> StoreResult<Option<Order>> {
-        self.one_row(sql, args, ORDERS).await
-    }
-
     /// The one row `sql` (a `SELECT` of `read`'s columns) finds with `args`, read by `read`.
     async fn one_row<T>(
         &self,
@@ -721,7 +717,8 @@ impl OrderStore for SqlStore {
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_cashier_token", async move {
             let args = [Value::Text(Some(token))];
-            self.one_order(SELECT_ORDER_BY_TOKEN.as_str(), &args).await
+            self.one_row(SELECT_ORDER_BY_TOKEN.as_str(), &args, ORDERS)
+                .await
         })
         .await
     }
