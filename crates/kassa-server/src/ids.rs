@@ -1,10 +1,13 @@
 //! Random identifiers drawn from the operating system's CSPRNG: order numbers and the tokens
-//! of payment pages. Both must be unguessable, so that nobody can enumerate orders.
+//! of payment pages. Both must be unguessable, so that nobody can enumerate orders. Request ids
+//! only tie log lines together: they need to be distinct, not unguessable, and take no draw.
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kassa_core::{OrderIds, OrderNo};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Length of a page token: 32 random bytes in unpadded base64url.
 pub const CASHIER_TOKEN_LEN: usize = 43;
@@ -34,9 +37,23 @@ pub fn new_callback_id() -> String {
     format!("msg_{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
 }
 
-/// A request id (`X-Request-Id`): 16 random hexadecimal digits.
+/// A request id (`X-Request-Id`): 16 hexadecimal digits, distinct within the process (a
+/// counter through a bijective mix) and unlike another process's (a random key drawn once).
+/// A draw from the CSPRNG per request cost more than the rest of the id's handling.
 pub fn new_request_id() -> String {
-    kassa_signature::to_hex(&random_bytes::<8>())
+    static KEY: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let key = *KEY.get_or_init(|| u64::from_le_bytes(random_bytes()));
+    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    kassa_signature::to_hex(&mix(count ^ key).to_be_bytes())
+}
+
+/// SplitMix64's finaliser: a bijection on `u64`, so distinct counts give distinct ids, and
+/// consecutive ones look unrelated.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Whether `token` could be a page token at all (checked before any database look-up).
@@ -61,5 +78,18 @@ mod tests {
         assert_ne!(a.cashier_token, b.cashier_token);
         assert!(!is_cashier_token("short"));
         assert!(!is_cashier_token(&"/".repeat(CASHIER_TOKEN_LEN)));
+    }
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits_and_never_repeat() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_request_id()).collect();
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+        // Consecutive ids share no long prefix, as counters would.
+        assert_ne!(ids[0][..8], ids[1][..8]);
     }
 }

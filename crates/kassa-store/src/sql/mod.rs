@@ -9,6 +9,7 @@
 //! migrations.
 
 mod batched_inserts;
+mod c_heap;
 mod callbacks;
 mod channels;
 mod ledger;
@@ -322,6 +323,7 @@ impl SqlStore {
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT);
         if backend == Backend::Sqlite {
+            c_heap::grow_in_large_steps();
             if let Some(path) = sqlite_path(url) {
                 prepare_sqlite_file(path)?;
             }
