@@ -1,7 +1,8 @@
 //! Request ids: every request gets one — the client's `X-Request-Id` when it is sane (1 to 128
-//! printable ASCII characters without spaces), else a fresh random one — returned in the
-//! response's `X-Request-Id` and carried by every log line of the request (a tracing span), so
-//! an operator can follow one request through the logs. An insane incoming id is replaced,
+//! printable ASCII characters without spaces), else a fresh one, distinct within the process
+//! ([`crate::ids::new_request_id`]) — returned in the response's `X-Request-Id` and carried by
+//! every log line of the request (a tracing span), so an operator can follow one request
+//! through the logs. An insane incoming id is replaced,
 //! never echoed. A callback that a request causes carries its id (see [`current`]).
 
 use axum::extract::Request;

@@ -4,7 +4,8 @@
 //! an `mprotect` call under the process's memory-map lock. During creates that came to about
 //! one `mprotect` every five orders, and the same RSA signature on the runtime threads took
 //! about 15 % longer than in a process without them (docs/performance.md, "The C heap's growth").
-//! A larger top pad makes each arena grow, and give memory back, in 16 MiB steps instead.
+//! A larger top pad makes each arena grow in 16 MiB steps instead (and keep up to 16 MiB free
+//! at its top when it trims).
 
 /// The padding glibc adds to each growth of an arena's top (and keeps when trimming it):
 /// address space, made resident only when SQLite's cache or scratch space touches it.
