@@ -270,6 +270,37 @@ fn cpu_seconds_in(stat_path: &str) -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ is 100 on Linux
 }
 
+/// The machine's CPU ticks so far, idle (or waiting for I/O) and in all, from `/proc/stat`.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    machine_ticks_in(stat.lines().next()?)
+}
+
+/// [`machine_ticks`] of the summary line of `/proc/stat`: `cpu user nice system idle iowait irq
+/// softirq steal …` (the guest times after these are already counted in user and nice).
+fn machine_ticks_in(cpu_line: &str) -> Option<(u64, u64)> {
+    let mut fields = cpu_line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((idle, ticks.iter().sum()))
+}
+
+/// The idle share between two [`machine_ticks`] readings, in percent (one decimal).
+fn idle_pct(
+    (idle_before, all_before): (u64, u64),
+    (idle_after, all_after): (u64, u64),
+) -> Option<f64> {
+    let all = all_after.checked_sub(all_before).filter(|&all| all > 0)?;
+    let idle = idle_after.checked_sub(idle_before)?;
+    Some((idle as f64 * 1000.0 / all as f64).round() / 10.0)
+}
+
 /// Peak resident memory of a process in MB, from `/proc/PID/status`.
 fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -384,6 +415,10 @@ struct Measured {
     errors: usize,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// The share of the machine's CPU time left idle during the run, in percent: with the
+    /// load's concurrency fixed, a server that leaves the cores idle is bound by its requests'
+    /// waits (a commit, a database), not by CPU.
+    machine_idle_pct: Option<f64>,
 }
 
 /// What every load connection shares: where to send, what, and until when.
@@ -502,6 +537,7 @@ async fn drive(
         errors,
         elapsed: start.elapsed(),
         latencies_us,
+        machine_idle_pct: None,
     }
 }
 
@@ -557,6 +593,7 @@ fn report(
             },
             "errors": run.errors,
             "server_cpu_us_per_request": cpu_us.map(round),
+            "machine_idle_pct": run.machine_idle_pct,
             "server_peak_rss_mb": rss.map(round),
             "crypto_floor_us": round(floor_us),
             "cpu_to_floor_ratio": cpu_us.map(|c| round(c / floor_us)),
@@ -666,9 +703,10 @@ async fn measure(
         warm_replies(base, &queries).await;
     }
     let cpu_before = pid.and_then(cpu_seconds);
+    let ticks_before = machine_ticks();
     let duration = Duration::from_secs(args.duration);
     let connections = args.connections;
-    let run = drive(
+    let mut run = drive(
         base,
         connections,
         duration,
@@ -681,6 +719,9 @@ async fn measure(
     let cpu = cpu_before
         .zip(pid.and_then(cpu_seconds))
         .map(|(b, a)| a - b);
+    run.machine_idle_pct = ticks_before
+        .zip(machine_ticks())
+        .and_then(|(before, after)| idle_pct(before, after));
     (run, cpu, pid.and_then(peak_rss_mb))
 }
 
@@ -840,6 +881,7 @@ fn alternated_medians<S: Copy + PartialEq>(
         line.fields["requests_per_second_min_max"] = json!([rps.first(), rps.last()]);
         line.fields["server_cpu_us_min_max"] = json!([cpu.first(), cpu.last()]);
         line.fields["rounds"] = json!(reports.len());
+        line.fields["machine_idle_pct"] = json!(median(&values(reports, "machine_idle_pct")));
         if *side == measured
             && let Some((_, base)) = runs.iter().find(|(key, _)| *key == (*phase, baseline))
         {
@@ -847,6 +889,8 @@ fn alternated_medians<S: Copy + PartialEq>(
             let base_cpu = median(&values(base, "server_cpu_us_per_request"));
             line.fields[rps_ratio] = json!(ratio(Some(median_rps), base_rps));
             line.fields[cpu_ratio] = json!(ratio(median(&cpu), base_cpu));
+            let base_idle = median(&values(base, "machine_idle_pct"));
+            line.fields["baseline_machine_idle_pct"] = json!(base_idle);
         }
         out.push(line);
     }
@@ -941,6 +985,7 @@ async fn callbacks_drain(
         errors: (args.backlog - delivered) as usize,
         elapsed,
         latencies_us: Vec::new(),
+        machine_idle_pct: None,
     };
     let mut report = report("callbacks", &db, args, run, cpu, Some(max_rss), floor);
     report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
@@ -1031,6 +1076,15 @@ fn print_table(reports: &[Report]) {
                 f["requests_per_second_min_max"],
                 f["server_cpu_us_min_max"]
             );
+            if let (Some(idle), Some(base_idle)) = (
+                f["machine_idle_pct"].as_f64(),
+                f["baseline_machine_idle_pct"].as_f64(),
+            ) {
+                println!(
+                    "{:<17} the cores idle {idle} % of kassa's runs, {base_idle} % of the null gateway's (medians)",
+                    ""
+                );
+            }
         }
         if let Some(rps) = f.get("rps_on_to_off") {
             let cpu = &f["cpu_on_to_off"];
@@ -1145,4 +1199,28 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
         print_table(&reports);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_idle_share_is_read_from_the_summary_line() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let before = machine_ticks_in("cpu  100 0 50 800 50 0 0 0 30 0").unwrap();
+        assert_eq!(before, (850, 1000), "guest time is already in user");
+        let after = machine_ticks_in("cpu  250 0 100 1000 60 0 0 0 90 0").unwrap();
+        assert_eq!(idle_pct(before, after), Some(51.2), "210 idle of 410");
+        assert_eq!(idle_pct(after, after), None, "no time passed");
+        assert_eq!(idle_pct(after, before), None, "the counters never go back");
+        assert_eq!(
+            machine_ticks_in("cpu0 1 2 3 4 5 6 7 8"),
+            None,
+            "one core's line"
+        );
+        assert_eq!(machine_ticks_in("cpu 1 2 3"), None, "too short");
+        let now = machine_ticks().expect("/proc/stat on Linux");
+        assert!(now.0 <= now.1);
+    }
 }

@@ -1190,6 +1190,11 @@ fn bench_reports_every_promised_field() {
             let ratio = report["rps_to_null"].as_f64().unwrap();
             assert!(ratio > 0.0, "{report}");
             assert!(report["cpu_to_null"].as_f64().unwrap() > 0.0, "{report}");
+            // How idle the cores were in both servers' runs: a share of the machine.
+            for field in ["machine_idle_pct", "baseline_machine_idle_pct"] {
+                let idle = report[field].as_f64().unwrap();
+                assert!((0.0..=100.0).contains(&idle), "{field}: {report}");
+            }
         }
         if report["scenario"] == "callbacks" {
             // Against a plain client posting the same bodies, in the same run.

@@ -116,6 +116,7 @@ async fn browse(
         errors,
         elapsed: started.elapsed(),
         latencies_us: all,
+        machine_idle_pct: None,
     };
     Ok((measured, by_filter))
 }
@@ -220,6 +221,7 @@ async fn export_all(
         errors: 0,
         elapsed,
         latencies_us: Vec::new(),
+        machine_idle_pct: None,
     };
     let mut line = report(
         "backoffice-export",

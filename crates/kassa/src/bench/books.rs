@@ -137,6 +137,7 @@ async fn pay_over_http(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
         errors: 0,
         elapsed: Duration::ZERO,
         latencies_us: Vec::new(),
+        machine_idle_pct: None,
     };
     for (latencies, errors) in tasks.join_all().await {
         run.requests += latencies.len();
@@ -255,6 +256,7 @@ async fn create_and_pay(
         errors: 0,
         elapsed: Duration::ZERO,
         latencies_us: Vec::new(),
+        machine_idle_pct: None,
     };
     for (latencies, errors) in tasks.join_all().await {
         measured.requests += latencies.len();
@@ -445,6 +447,7 @@ pub async fn settlement_report(
         errors: 0,
         elapsed,
         latencies_us: Vec::new(),
+        machine_idle_pct: None,
     };
     let mut line = report("report", &db, args, run, None, Some(peak_mb), 0.0);
     line.fields["report_seconds"] =

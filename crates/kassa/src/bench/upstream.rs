@@ -270,6 +270,7 @@ async fn drive(
         errors,
         elapsed: start.elapsed(),
         latencies_us,
+        machine_idle_pct: None,
     }
 }
 
