@@ -11,6 +11,7 @@ use super::{Step, native};
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A write waiting for the writer: it runs inside the batch's transaction, and its caller hears
@@ -109,6 +110,10 @@ impl Company {
     }
 }
 
+/// Bytes of log frames that rolled-back batches left gathered and the writer dropped (see
+/// [`super::wal_vfs::discard_uncommitted`]), over the process's life.
+static ROLLED_BACK_BYTES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
 /// The writer thread's name (the kernel shows its first 15 bytes); `kassa bench` reads the
 /// thread's own CPU and writes by it.
 pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
@@ -153,6 +158,7 @@ impl SqliteWriter {
             anchor.writer_done();
             let dropped_bytes = super::wal_vfs::discard_uncommitted(&connection);
             if dropped_bytes > 0 {
+                ROLLED_BACK_BYTES_DROPPED.fetch_add(dropped_bytes as u64, Ordering::Relaxed);
                 tracing::debug!(dropped_bytes, "log frames of a rolled-back batch dropped");
             }
             company.saw(together || !queue.is_empty(), Instant::now());
@@ -285,6 +291,81 @@ mod tests {
         assert!(
             company.expected(start + COMPANY_LASTS / 2),
             "a lone write does not erase a recent sign"
+        );
+    }
+
+    /// A batch whose commit fails after SQLite spilled its pages into the log leaves those
+    /// frames gathered in the log's VFS; the writer drops them, so that they are never written
+    /// over what another connection commits next, and later commits land whole.
+    #[tokio::test]
+    async fn a_rolled_back_batch_leaves_no_frames_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        native::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY); \
+                 CREATE TABLE child (id INTEGER PRIMARY KEY, \
+                     parent INTEGER REFERENCES parent (id), v TEXT); \
+                 INSERT INTO parent VALUES (1);",
+            )
+            .unwrap();
+        let writer = SqliteWriter::start(&path, ReadAnchor::new(&path)).unwrap();
+        let dropped_before = ROLLED_BACK_BYTES_DROPPED.load(Ordering::Relaxed);
+        let failed = writer
+            .run_in_batch(|tx| {
+                // A cache of a few pages spills the batch into the log before its commit; the
+                // deferred orphan then fails that commit, and the batch is rolled back.
+                tx.execute_batch("PRAGMA cache_size = 4; PRAGMA defer_foreign_keys = ON")?;
+                for row in 0..2_000 {
+                    let text = format!("doomed {row} {}", "y".repeat(500));
+                    tx.execute("INSERT INTO child (parent, v) VALUES (1, ?1)", [text])?;
+                }
+                tx.execute("INSERT INTO child (parent, v) VALUES (999, 'orphan')", [])?;
+                Ok(())
+            })
+            .await;
+        assert!(failed.is_err(), "the orphan fails the commit");
+        let dropped = ROLLED_BACK_BYTES_DROPPED.load(Ordering::Relaxed) - dropped_before;
+        assert!(dropped > 0, "the spilled frames were gathered and dropped");
+        // Another connection commits where those frames were; then the writer goes on.
+        let other = native::open(&path).unwrap();
+        for row in 0..3 {
+            let text = format!("other {row}");
+            other
+                .execute("INSERT INTO child (parent, v) VALUES (1, ?1)", [text])
+                .unwrap();
+        }
+        for batch in 0..20 {
+            writer
+                .run_in_batch(move |tx| {
+                    tx.execute_batch("PRAGMA cache_size = -2000")?;
+                    let text = format!("kept {batch}");
+                    tx.execute("INSERT INTO child (parent, v) VALUES (1, ?1)", [text])?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        drop(writer);
+        let reader = native::open(&path).unwrap();
+        let check: String = reader
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let count = |sql: &str| -> i64 { reader.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT count(*) FROM child WHERE v LIKE 'kept %'"),
+            20
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM child WHERE v LIKE 'other %'"),
+            3
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM child"),
+            23,
+            "nothing of the failed batch"
         );
     }
 }
