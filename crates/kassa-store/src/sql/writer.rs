@@ -156,19 +156,14 @@ impl SqliteWriter {
             anchor.writer_begins();
             Self::commit(&mut connection, batch);
             anchor.writer_done();
-            let dropped_bytes = super::wal_vfs::discard_uncommitted(&connection);
-            if dropped_bytes > 0 {
-                ROLLED_BACK_BYTES_DROPPED.fetch_add(dropped_bytes as u64, Ordering::Relaxed);
-                tracing::debug!(dropped_bytes, "log frames of a rolled-back batch dropped");
-            }
             company.saw(together || !queue.is_empty(), Instant::now());
         }
     }
 
     /// One transaction for the whole batch; every caller hears the outcome after the commit.
     fn commit(connection: &mut rusqlite::Connection, batch: Vec<Box<dyn Job>>) {
-        let begun = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
-        let mut tx = match begun {
+        let immediate = rusqlite::TransactionBehavior::Immediate;
+        let mut tx = match connection.transaction_with_behavior(immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 let error = StoreError::from(e);
@@ -178,8 +173,14 @@ impl SqliteWriter {
         };
         let answers: Vec<Box<dyn Answer>> =
             batch.into_iter().map(|job| job.write(&mut tx)).collect();
-        // Nothing of the batch is stored unless the commit is; every caller hears why.
+        // Nothing of the batch is stored unless the commit is; every caller hears why, once
+        // what the rolled-back batch left gathered is gone.
         let failed = tx.commit().err().map(StoreError::from);
+        let dropped_bytes = super::wal_vfs::discard_uncommitted(connection);
+        if dropped_bytes > 0 {
+            ROLLED_BACK_BYTES_DROPPED.fetch_add(dropped_bytes as u64, Ordering::Relaxed);
+            tracing::debug!(dropped_bytes, "log frames of a rolled-back batch dropped");
+        }
         for answer in answers {
             answer.send(failed.as_ref());
         }
