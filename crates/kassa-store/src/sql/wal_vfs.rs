@@ -298,6 +298,13 @@ pub(super) fn discard_uncommitted(connection: &rusqlite::Connection) -> usize {
     gathered_of(connection, true)
 }
 
+/// The bytes `connection`'s log holds gathered, not yet written (tests of the writer watch a
+/// batch spill into the log with it).
+#[cfg(test)]
+pub(super) fn gathered_bytes(connection: &rusqlite::Connection) -> usize {
+    gathered_of(connection, false)
+}
+
 /// The bytes `connection`'s log holds gathered, dropped if `drop`.
 fn gathered_of(connection: &rusqlite::Connection, drop: bool) -> usize {
     let mut wal: *mut ffi::sqlite3_file = std::ptr::null_mut();

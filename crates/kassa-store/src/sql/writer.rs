@@ -11,7 +11,6 @@ use super::{Step, native};
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A write waiting for the writer: it runs inside the batch's transaction, and its caller hears
@@ -110,10 +109,6 @@ impl Company {
     }
 }
 
-/// Bytes of log frames that rolled-back batches left gathered and the writer dropped (see
-/// [`super::wal_vfs::discard_uncommitted`]), over the process's life.
-static ROLLED_BACK_BYTES_DROPPED: AtomicU64 = AtomicU64::new(0);
-
 /// The writer thread's name (the kernel shows its first 15 bytes); `kassa bench` reads the
 /// thread's own CPU and writes by it.
 pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
@@ -178,7 +173,6 @@ impl SqliteWriter {
         let failed = tx.commit().err().map(StoreError::from);
         let dropped_bytes = super::wal_vfs::discard_uncommitted(connection);
         if dropped_bytes > 0 {
-            ROLLED_BACK_BYTES_DROPPED.fetch_add(dropped_bytes as u64, Ordering::Relaxed);
             tracing::debug!(dropped_bytes, "log frames of a rolled-back batch dropped");
         }
         for answer in answers {
@@ -312,9 +306,10 @@ mod tests {
             )
             .unwrap();
         let writer = SqliteWriter::start(&path, ReadAnchor::new(&path)).unwrap();
-        let dropped_before = ROLLED_BACK_BYTES_DROPPED.load(Ordering::Relaxed);
+        let spilled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = spilled.clone();
         let failed = writer
-            .run_in_batch(|tx| {
+            .run_in_batch(move |tx| {
                 // A cache of a few pages spills the batch into the log before its commit; the
                 // deferred orphan then fails that commit, and the batch is rolled back.
                 tx.execute_batch("PRAGMA cache_size = 4; PRAGMA defer_foreign_keys = ON")?;
@@ -323,12 +318,17 @@ mod tests {
                     tx.execute("INSERT INTO child (parent, v) VALUES (1, ?1)", [text])?;
                 }
                 tx.execute("INSERT INTO child (parent, v) VALUES (999, 'orphan')", [])?;
+                let gathered = super::super::wal_vfs::gathered_bytes(tx);
+                seen.store(gathered, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             })
             .await;
         assert!(failed.is_err(), "the orphan fails the commit");
-        let dropped = ROLLED_BACK_BYTES_DROPPED.load(Ordering::Relaxed) - dropped_before;
-        assert!(dropped > 0, "the spilled frames were gathered and dropped");
+        let gathered = spilled.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            gathered > 0,
+            "the batch spilled frames that stayed gathered"
+        );
         // Another connection commits where those frames were; then the writer goes on.
         let other = native::open(&path).unwrap();
         for row in 0..3 {
