@@ -183,6 +183,9 @@ enum Command {
     /// The bench's reference server (`kassa bench --scenario limit` starts it).
     #[command(hide = true)]
     NullGateway(bench::null_gateway::NullGatewayArgs),
+    /// The callbacks scenario's reference client (`kassa bench --scenario callbacks` starts it).
+    #[command(hide = true)]
+    PlainClient(bench::plain_client::PlainClientArgs),
     /// Sign a JSON request with a merchant private key and print it with `sign` set.
     Sign(SignArgs),
     /// Check the signature of a JSON reply or callback with the platform public key.
@@ -322,6 +325,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
     if let Command::NullGateway(args) = cli.command {
         return bench::null_gateway::serve(args).await;
     }
+    if let Command::PlainClient(args) = cli.command {
+        return bench::plain_client::run(args).await;
+    }
     if OFFLINE_COMMANDS.contains(&name) {
         return run_offline(cli.command);
     }
@@ -393,7 +399,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Outcome {
             users::user(command, &store).await
         }
         Command::Listen(args) => listen::run(args, &database_url).await,
-        Command::Bench(_) | Command::NullGateway(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::NullGateway(_) | Command::PlainClient(_) => {
+            unreachable!("handled above")
+        }
         Command::Pix(_) | Command::Sign(_) | Command::Verify(_) | Command::Openapi => {
             unreachable!("offline commands are run above")
         }

@@ -1118,6 +1118,25 @@ fn configuration_precedence_flag_env_file() {
 /// The bench instrument keeps working and reports every field its interface promises (short
 /// runs: figures are not judged here, only their presence).
 #[test]
+fn the_bench_plain_client_counts_no_failed_post_as_a_fast_one() {
+    // A port nothing listens on: every post fails, and the reference must say so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver = format!("http://{}/notify", closed.local_addr().unwrap());
+    drop(closed);
+    let out = kassa(&["plain-client", "--receiver", &receiver, "--count", "20"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("20 of 20 posts"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = kassa(&["plain-client", "--receiver", &receiver, "--count", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+}
+
+#[test]
 fn bench_reports_every_promised_field() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
@@ -1203,6 +1222,13 @@ fn bench_reports_every_promised_field() {
                 "{report}"
             );
             assert_eq!(report["rounds"], 2, "{report}");
+            // The reference client ran in a process of its own, and in the receiver's too.
+            for field in [
+                "plain_client_per_second",
+                "plain_client_in_process_per_second",
+            ] {
+                assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
+            }
         }
         if report["scenario"] == "create" {
             // SQLite's writer thread: every create is written by it.
