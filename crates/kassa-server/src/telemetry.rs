@@ -12,6 +12,7 @@
 //! payment method, rail, channel, outcome. Never an order id or an app id.
 
 use kassa_core::{Currency, OrderStatus};
+use kassa_store::telemetry::{Kept, with_kept};
 use metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
@@ -97,6 +98,7 @@ pub fn install() -> PrometheusHandle {
                 .expect("the bucket lists are not empty")
                 .install_recorder()
                 .expect("the only recorder of this process");
+            kassa_store::telemetry::recorder_installed();
             describe();
             build_info();
             handle
@@ -337,11 +339,6 @@ struct HttpLabels {
     status_class: &'static str,
 }
 
-/// Metric handles a runtime thread has used, by their labels. `histogram!`, `counter!` and
-/// `gauge!` copy and hash the labels and look the key up in the registry on every call; a
-/// request's labels repeat, and with the recorder installed once per process a handle stays
-/// valid. Bounded by the labels' cardinality (route templates and closed lists).
-type Kept<K, H> = std::cell::RefCell<Vec<(K, H)>>;
 /// A metric's name and label values, all `'static`.
 type StaticKey = [&'static str; 4];
 
@@ -351,29 +348,8 @@ thread_local! {
     static COUNTERS_KEPT: Kept<StaticKey, Counter> = const { std::cell::RefCell::new(Vec::new()) };
     static GAUGES_KEPT: Kept<StaticKey, metrics::Gauge> =
         const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `use_it` on the handle whose key `is_key` knows, made by `new` the first time on this
-/// thread once the recorder is installed; with metrics off, on `new`'s no-op handle.
-fn with_kept<K, H, R>(
-    kept: &'static std::thread::LocalKey<Kept<K, H>>,
-    is_key: impl Fn(&K) -> bool,
-    new: impl FnOnce() -> (K, H),
-    use_it: impl FnOnce(&H) -> R,
-) -> R {
-    if EXPORTER.get().is_none() {
-        return use_it(&new().1);
-    }
-    kept.with_borrow_mut(|kept| {
-        let at = match kept.iter().position(|(known, _)| is_key(known)) {
-            Some(at) => at,
-            None => {
-                kept.push(new());
-                kept.len() - 1
-            }
-        };
-        use_it(&kept[at].1)
-    })
+    static HISTOGRAMS_KEPT: Kept<StaticKey, Histogram> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// [`with_kept`] for a counter of `'static` labels: counted once.
@@ -447,7 +423,14 @@ impl Level {
     }
 
     pub fn callback_in_flight() -> Level {
-        Level::up(gauge!(CALLBACKS_IN_FLIGHT))
+        let key = [CALLBACKS_IN_FLIGHT, "", "", ""];
+        let gauge = with_kept(
+            &GAUGES_KEPT,
+            |known| *known == key,
+            || (key, gauge!(CALLBACKS_IN_FLIGHT)),
+            metrics::Gauge::clone,
+        );
+        Level::up(gauge)
     }
 
     fn up(gauge: metrics::Gauge) -> Level {
@@ -518,9 +501,19 @@ impl AttemptOutcome {
 /// One finished attempt; `queued_for_s` is the time since the status change, for acknowledged
 /// ones.
 pub fn callback_attempt(outcome: AttemptOutcome, queued_for_s: f64, died: bool) {
-    counter!(CALLBACK_ATTEMPTS, "outcome" => outcome.label()).increment(1);
+    let label = outcome.label();
+    count_kept(
+        [CALLBACK_ATTEMPTS, label, "", ""],
+        || counter!(CALLBACK_ATTEMPTS, "outcome" => label),
+    );
     if outcome == AttemptOutcome::Acknowledged {
-        histogram!(CALLBACK_DELIVERY_SECONDS).record(queued_for_s.max(0.0));
+        let key = [CALLBACK_DELIVERY_SECONDS, "", "", ""];
+        with_kept(
+            &HISTOGRAMS_KEPT,
+            |known| *known == key,
+            || (key, histogram!(CALLBACK_DELIVERY_SECONDS)),
+            |delivered| delivered.record(queued_for_s.max(0.0)),
+        );
     }
     if died {
         counter!(CALLBACKS_DIED).increment(1);
