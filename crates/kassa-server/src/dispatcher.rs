@@ -47,6 +47,16 @@ async fn maybe<F: Future + Unpin>(slot: Option<&mut F>) -> Option<F::Output> {
     }
 }
 
+/// What this node claimed and has not sent yet, in claim order. The loop adds claims and gives
+/// back what waited too long; a delivery that finishes takes from it the next callback its slot
+/// may send ([`Dispatcher::next_for_slot`]), so a busy endpoint's backlog goes out without a hop
+/// through the loop and a task of its own per callback.
+type Waiting = Arc<std::sync::Mutex<Vec<Held>>>;
+
+fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, Vec<Held>> {
+    waiting.lock().expect("the waiting callbacks")
+}
+
 /// A callback this node claimed and has not sent yet, with its URL and endpoint (parsed once,
 /// however often it is offered to fairness) and its app's webhook secrets.
 struct Held {
@@ -160,7 +170,7 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrency));
         let mut in_flight = JoinSet::new();
-        let mut held: Vec<Held> = Vec::new();
+        let waiting: Waiting = Arc::default();
         let mut claiming: Option<Pin<Box<dyn Future<Output = Claimed> + Send + '_>>> = None;
         // Whether the last claim found fewer than it asked for: the next waits for a poke, a
         // finished delivery or the poll (never a claim right after an empty one).
@@ -170,17 +180,18 @@ impl Dispatcher {
         while !*shutdown.borrow() {
             while in_flight.try_join_next().is_some() {}
             // What waits here was claimed already: it goes first.
-            let waiting = std::mem::take(&mut held);
-            self.dispatch(waiting, &mut held, &permits, &mut in_flight, &records)
-                .await;
+            let batch = std::mem::take(&mut *lock(&waiting));
+            let slots = (&permits, &waiting, &shutdown);
+            self.dispatch(batch, slots, &mut in_flight, &records).await;
+            let held = lock(&waiting).len();
             if claiming.is_none()
-                && let Some(limit) = self.claim_size(held.len(), in_flight.len(), drained)
+                && let Some(limit) = self.claim_size(held, in_flight.len(), drained)
             {
                 claiming = Some(Box::pin(self.claim(limit)));
             }
             // Wait for a claim, a poke, a finished delivery, the poll interval (sooner while
             // callbacks wait here: they go back when their patience runs out), or shutdown.
-            let poll_ms = match held.is_empty() {
+            let poll_ms = match held == 0 {
                 true => self.config.idle_poll_ms,
                 false => self.config.idle_poll_ms.min(HOLD_PATIENCE_MS as u64),
             };
@@ -188,7 +199,7 @@ impl Dispatcher {
                 Some(claimed) = maybe(claiming.as_mut()) => {
                     claiming = None;
                     drained = claimed.drained;
-                    held.extend(claimed.held);
+                    lock(&waiting).extend(claimed.held);
                 }
                 _ = self.wake.notified() => drained = false,
                 _ = tokio::time::sleep(Duration::from_millis(poll_ms)) => drained = false,
@@ -198,10 +209,12 @@ impl Dispatcher {
         }
         // A claim under way is finished, so what it leased is given back now, not at expiry.
         if let Some(claiming) = claiming {
-            held.extend(claiming.await.held);
+            let claimed = claiming.await;
+            lock(&waiting).extend(claimed.held);
         }
+        // Deliveries under way finish (they take nothing more once shutdown is seen).
         while in_flight.join_next().await.is_some() {}
-        let back: Vec<(String, i64)> = held
+        let back: Vec<(String, i64)> = std::mem::take(&mut *lock(&waiting))
             .into_iter()
             .map(|h| (h.callback.callback_id, now_ms()))
             .collect();
@@ -267,71 +280,115 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Sends what a free slot and fairness let go now, each in its own task. What waits for a
-    /// slot or its endpoint's or app's share stays in `held` for [`HOLD_PATIENCE_MS`], then goes
+    /// Sends what a free slot and fairness let go now, each slot in its own task. What waits for
+    /// a slot or its endpoint's or app's share stays waiting for [`HOLD_PATIENCE_MS`], then goes
     /// back to the database; what waits for a suspended endpoint goes back at once.
     async fn dispatch(
         self: &Arc<Self>,
         batch: Vec<Held>,
-        held: &mut Vec<Held>,
-        permits: &Arc<Semaphore>,
+        (permits, waiting, shutdown): (&Arc<Semaphore>, &Waiting, &watch::Receiver<bool>),
         in_flight: &mut JoinSet<()>,
         records: &mpsc::Sender<FinishedAttempt>,
     ) {
         let now = now_ms();
-        let mut later = Vec::new();
+        let (mut later, mut held) = (Vec::new(), Vec::new());
         // Endpoints found busy in this pass (at their share, or their app at its): their other
         // callbacks wait without asking again (a pass offers everything claimed ahead, often
         // to one endpoint); the next pass asks afresh.
         let mut busy: Vec<String> = Vec::new();
-        for waiting in batch {
-            let app_id = waiting.callback.app_id;
+        for candidate in batch {
+            let app_id = candidate.callback.app_id;
             // Every slot taken counts as a busy endpoint: the loop never waits for a slot
             // (claims and releases go on), and a callback held too long goes back.
-            let permit = match busy.contains(&waiting.endpoint) {
+            let permit = match busy.contains(&candidate.endpoint) {
                 true => None,
                 false => permits.clone().try_acquire_owned().ok(),
             };
             let admission = match permit {
-                Some(_) => self.fairness.admit(&waiting.endpoint, app_id, now),
+                Some(_) => self.fairness.admit(&candidate.endpoint, app_id, now),
                 None => Admission::Busy,
             };
             if admission == Admission::Busy && permit.is_some() {
-                busy.push(waiting.endpoint.clone());
+                busy.push(candidate.endpoint.clone());
             }
             match admission {
                 Admission::Go => {}
-                Admission::Busy if now - waiting.since_ms < HOLD_PATIENCE_MS => {
-                    held.push(waiting);
+                Admission::Busy if now - candidate.since_ms < HOLD_PATIENCE_MS => {
+                    held.push(candidate);
                     continue;
                 }
                 Admission::Busy => {
-                    later.push((waiting.callback.callback_id, now + fairness::DEFER_MS));
+                    later.push((candidate.callback.callback_id, now + fairness::DEFER_MS));
                     continue;
                 }
                 Admission::Later { at_ms } => {
-                    later.push((waiting.callback.callback_id, at_ms));
+                    later.push((candidate.callback.callback_id, at_ms));
                     continue;
                 }
             }
             let permit = permit.expect("admitted with a slot");
             let (this, records) = (self.clone(), records.clone());
-            let endpoint = waiting.endpoint;
+            let (shared, shutdown) = (waiting.clone(), shutdown.clone());
             in_flight.spawn(async move {
-                let level = telemetry::Level::callback_in_flight();
-                let finished = this
-                    .deliver(waiting.callback, waiting.target, waiting.secrets)
-                    .await;
-                drop(level);
-                let acknowledged = finished.attempt.acknowledged;
-                this.fairness
-                    .finished(&endpoint, app_id, acknowledged, now_ms());
-                // Waits when the recorder is behind: back-pressure, bounded memory.
-                let _ = records.send(finished).await;
+                let mut next = Some(candidate);
+                while let Some(held) = next {
+                    this.deliver_held(held, &records).await;
+                    next = match *shutdown.borrow() {
+                        true => None,
+                        false => this.next_for_slot(&shared),
+                    };
+                }
                 drop(permit);
             });
         }
+        lock(waiting).extend(held);
         self.release(&later).await;
+    }
+
+    /// Delivers one admitted callback, tells fairness, and hands the attempt to the recorder.
+    async fn deliver_held(&self, held: Held, records: &mpsc::Sender<FinishedAttempt>) {
+        let (endpoint, app_id) = (held.endpoint, held.callback.app_id);
+        let level = telemetry::Level::callback_in_flight();
+        let finished = self.deliver(held.callback, held.target, held.secrets).await;
+        drop(level);
+        let acknowledged = finished.attempt.acknowledged;
+        self.fairness
+            .finished(&endpoint, app_id, acknowledged, now_ms());
+        // Waits when the recorder is behind: back-pressure, bounded memory.
+        let _ = records.send(finished).await;
+    }
+
+    /// What a slot that just finished sends next: the first waiting callback, in claim order,
+    /// that fairness admits now — the one the loop would give that slot. What fairness turns
+    /// away stays for the loop, which gives it back when its patience runs out.
+    fn next_for_slot(&self, waiting: &Waiting) -> Option<Held> {
+        let now = now_ms();
+        let mut waiting = lock(waiting);
+        let mut busy: Vec<&str> = Vec::new();
+        let mut admitted = None;
+        for (at, held) in waiting.iter().enumerate() {
+            if busy.contains(&held.endpoint.as_str()) {
+                continue;
+            }
+            match self
+                .fairness
+                .admit(&held.endpoint, held.callback.app_id, now)
+            {
+                Admission::Go => {
+                    admitted = Some(at);
+                    break;
+                }
+                _ => busy.push(&held.endpoint),
+            }
+        }
+        let next = admitted.map(|at| waiting.remove(at));
+        // The loop is not woken by deliveries that go on: at half of what the node holds, it
+        // is poked to claim more while the rest is sent.
+        let half = self.config.max_concurrency * CLAIMED_AHEAD / 2;
+        if next.is_some() && waiting.len() == half {
+            self.wake.notify_one();
+        }
+        next
     }
 
     /// Gives leases back without an attempt, each callback due again at its time.

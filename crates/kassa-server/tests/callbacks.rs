@@ -59,6 +59,8 @@ struct Log {
     requests: Vec<Received>,
     in_flight: HashSet<String>,
     overlaps: Vec<String>,
+    /// The most requests this receiver answered at once.
+    most_at_once: usize,
 }
 
 #[derive(Clone)]
@@ -82,6 +84,7 @@ impl Receiver {
                 if !log.in_flight.insert(id.clone()) {
                     log.overlaps.push(id.clone());
                 }
+                log.most_at_once = log.most_at_once.max(log.in_flight.len());
                 let n = log.requests.iter().filter(|r| r.id == id).count();
                 log.requests.push(Received {
                     id: id.clone(),
@@ -538,6 +541,34 @@ async fn ports_outside_the_allowlist_are_refused_at_delivery(setup: Setup) {
 
 /// One merchant's endpoint that never answers does not delay another's callbacks: each endpoint
 /// gets a bounded share of the delivery slots (the rest of its backlog waits its turn).
+/// A responsive endpoint with more callbacks than a node holds: each slot that finishes sends
+/// the next one itself, and the node claims more while it does, yet the endpoint never gets
+/// more than its share at once and every callback goes out once.
+async fn a_busy_endpoint_gets_its_share_and_no_more(setup: Setup) {
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 15))).await;
+    let mut orders = Vec::new();
+    for i in 0..90 {
+        let order_no = format!("M-busy-{i}");
+        orders.push(setup.settled_order(&order_no, &receiver.url, paid()).await);
+    }
+    let config = DispatcherConfig {
+        max_concurrency: 8,
+        max_per_endpoint: 3,
+        ..fast(true)
+    };
+    let (stop, task) = setup.dispatcher(config);
+    let refs: Vec<&Order> = orders.iter().collect();
+    setup
+        .wait_for(&refs, CallbackState::Delivered, Duration::from_secs(30))
+        .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let log = receiver.log.lock().unwrap();
+    assert!(log.most_at_once <= 3, "{} at once", log.most_at_once);
+    let ids: HashSet<&str> = log.requests.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!((log.requests.len(), ids.len()), (90, 90), "each sent once");
+}
+
 async fn a_hanging_endpoint_does_not_delay_others(setup: Setup) {
     let hanging = Receiver::start(Arc::new(|_| (200, "success", 60_000))).await;
     let healthy = Receiver::start(Arc::new(|_| (200, "success", 0))).await;
@@ -788,6 +819,7 @@ kassa_store::on_both_databases!(
     every_forbidden_class_is_refused_at_delivery,
     ports_outside_the_allowlist_are_refused_at_delivery,
     a_hanging_endpoint_does_not_delay_others,
+    a_busy_endpoint_gets_its_share_and_no_more,
     orders_without_notify_url_or_not_settled_send_nothing,
     pix_callbacks_carry_x_sign,
     a_rotated_secret_signs_until_it_retires,
