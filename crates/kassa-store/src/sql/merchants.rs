@@ -1,5 +1,6 @@
 //! Merchants, their apps and the apps' fee rules: statements, bindings and row mapping.
 
+use super::orders::Columns;
 use super::users::audit_maybe;
 use super::{SqlStore, statement};
 use crate::error::corrupt;
@@ -51,14 +52,14 @@ pub(super) fn currency_of(code: &str) -> StoreResult<Currency> {
     Currency::parse(code).ok_or_else(|| corrupt(format!("unknown currency {code}")))
 }
 
-fn pix_from_row(row: &AnyRow) -> StoreResult<Option<PixReceiver>> {
+fn pix_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<Option<PixReceiver>> {
     match (
-        row.try_get::<Option<String>, _>("pix_key")?,
-        row.try_get::<Option<String>, _>("pix_name")?,
-        row.try_get::<Option<String>, _>("pix_city")?,
+        row.text("pix_key")?,
+        row.text("pix_name")?,
+        row.text("pix_city")?,
     ) {
         (Some(key), Some(name), Some(city)) => {
-            let codes = match row.try_get::<Option<String>, _>("pix_codes")? {
+            let codes = match row.text("pix_codes")? {
                 None => CodeKind::Static,
                 Some(text) => CodeKind::parse(&text)
                     .ok_or_else(|| corrupt(format!("unknown PIX code kind {text}")))?,
@@ -73,30 +74,35 @@ fn pix_from_row(row: &AnyRow) -> StoreResult<Option<PixReceiver>> {
     }
 }
 
-fn app_from_row(row: &AnyRow) -> StoreResult<App> {
-    let min: Option<i64> = row.try_get("min_amount_minor")?;
-    let max: Option<i64> = row.try_get("max_amount_minor")?;
+/// The columns of [`APP_COLUMNS`] in their order, for reading a row by position.
+static APP_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| APP_COLUMNS.split(',').map(str::trim).collect());
+
+/// A row of `SELECT {APP_COLUMNS}` (both drivers).
+fn app_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<App> {
+    let min = row.int("min_amount_minor")?;
+    let max = row.int("max_amount_minor")?;
     Ok(App {
-        app_id: AppId(row.try_get("app_id")?),
-        merchant_id: MerchantId(row.try_get("merchant_id")?),
-        currency: currency_of(&row.try_get::<String, _>("currency")?)?,
-        public_key: row.try_get("public_key")?,
-        webhook_secret: Secret::new(row.try_get::<String, _>("webhook_secret")?),
+        app_id: AppId(row.need_int("app_id")?),
+        merchant_id: MerchantId(row.need_int("merchant_id")?),
+        currency: currency_of(&row.need_text("currency")?)?,
+        public_key: row.text("public_key")?,
+        webhook_secret: Secret::new(row.need_text("webhook_secret")?),
         retiring_webhook_secret: row
-            .try_get::<Option<String>, _>("retiring_webhook_secret")?
+            .text("retiring_webhook_secret")?
             .map(Secret::new)
-            .zip(row.try_get::<Option<i64>, _>("retiring_secret_until_ms")?),
-        suspended: row.try_get::<i64, _>("suspended")? != 0,
+            .zip(row.int("retiring_secret_until_ms")?),
+        suspended: row.need_int("suspended")? != 0,
         pix: pix_from_row(row)?,
         brand_colour: row
-            .try_get::<Option<String>, _>("brand_colour")?
+            .text("brand_colour")?
             .map(|c| BrandColour::parse(&c).map_err(|e| corrupt(e.to_string())))
             .transpose()?,
-        logo_version: row.try_get("logo_version")?,
+        logo_version: row.int("logo_version")?,
         limits_override: min
             .zip(max)
             .map(|(min, max)| AmountLimits::new(AmountMinor(min), AmountMinor(max))),
-        created_at_ms: row.try_get("created_at_ms")?,
+        created_at_ms: row.need_int("created_at_ms")?,
     })
 }
 
@@ -230,6 +236,11 @@ impl MerchantStore for SqlStore {
 
     async fn app(&self, app_id: AppId) -> StoreResult<Option<App>> {
         crate::telemetry::timed("app", async move {
+            if let Some(native) = &self.native {
+                let args = [super::Value::Int(Some(app_id.0))];
+                let read = |row: &dyn Columns| app_from_row(row);
+                return native.one_row(SELECT_APP.as_str(), &args, &APP_COLUMN_NAMES, read);
+            }
             let row = sqlx::query(SELECT_APP.as_str())
                 .bind(app_id.0)
                 .fetch_optional(&self.pool)
