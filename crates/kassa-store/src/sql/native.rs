@@ -1,4 +1,4 @@
-//! SQLite's native path for the hottest statements: look-ups of one order here, the group
+//! SQLite's native path for the hottest statements: look-ups of one order or app here, the group
 //! commit of new orders, status changes and callback deliveries in [`super::writer`]. They run
 //! through rusqlite on connections kassa owns, each keeping its statements prepared, instead of
 //! through sqlx's `Any` driver, which hands every statement to a worker thread of its own (two
@@ -6,7 +6,8 @@
 //! task's thread: a point read from SQLite's page cache takes microseconds, less than the
 //! hand-off it replaces, and beside a read transaction kept open for it ([`super::read_anchor`])
 //! it seldom makes a system call (docs/performance.md). Everything else on SQLite still goes
-//! through sqlx.
+//! through sqlx. At debug level a look-up is logged as sqlx logs its statements (the statement,
+//! never its values), inside the span of the request that made it.
 
 use super::Value;
 use super::orders::Columns;
@@ -153,10 +154,17 @@ impl NativeReads {
         columns: &'static [&'static str],
         read: fn(&dyn Columns) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
+        // Timed only when the line would be written: a disabled event costs one load.
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
         self.anchor.renew();
         let connection = self.lend()?;
         let found = one_row_on(&connection, sql, args, columns, read);
         self.give_back(connection);
+        if let Some(started) = started {
+            let rows_returned = matches!(found, Ok(Some(_))) as u8;
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            tracing::debug!(statement = sql, rows_returned, elapsed_us, "native look-up");
+        }
         found
     }
 
