@@ -60,8 +60,8 @@ fn decode_headers(text: &str) -> Vec<(String, String)> {
 }
 
 /// The columns of [`CALLBACK_COLUMNS`] in their order, for reading a row by position.
-static CALLBACK_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
-    std::sync::LazyLock::new(|| CALLBACK_COLUMNS.split(',').map(str::trim).collect());
+static CALLBACK_COLUMN_NAMES: super::ColumnNames =
+    super::ColumnNames::new(|| super::names_of(CALLBACK_COLUMNS));
 
 /// A row of `SELECT {CALLBACK_COLUMNS}`, read in the columns' order (both drivers).
 fn callback_from_row(row: &impl Columns) -> StoreResult<Callback> {

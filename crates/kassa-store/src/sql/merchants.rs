@@ -75,8 +75,8 @@ fn pix_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<Option<PixReceiver
 }
 
 /// The columns of [`APP_COLUMNS`] in their order, for reading a row by position.
-static APP_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
-    std::sync::LazyLock::new(|| APP_COLUMNS.split(',').map(str::trim).collect());
+static APP_COLUMN_NAMES: super::ColumnNames =
+    super::ColumnNames::new(|| super::names_of(APP_COLUMNS));
 
 /// A row of `SELECT {APP_COLUMNS}` (both drivers).
 fn app_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<App> {
@@ -236,16 +236,10 @@ impl MerchantStore for SqlStore {
 
     async fn app(&self, app_id: AppId) -> StoreResult<Option<App>> {
         crate::telemetry::timed("app", async move {
-            if let Some(native) = &self.native {
-                let args = [super::Value::Int(Some(app_id.0))];
-                let read = |row: &dyn Columns| app_from_row(row);
-                return native.one_row(SELECT_APP.as_str(), &args, &APP_COLUMN_NAMES, read);
-            }
-            let row = sqlx::query(SELECT_APP.as_str())
-                .bind(app_id.0)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(app_from_row).transpose()
+            let args = [super::Value::Int(Some(app_id.0))];
+            let read = |row: &dyn Columns| app_from_row(row);
+            self.one_row(SELECT_APP.as_str(), &args, &APP_COLUMN_NAMES, read)
+                .await
         })
         .await
     }

@@ -116,6 +116,34 @@ impl Value<'_> {
     }
 }
 
+/// The column names of a `SELECT`, one by one, made once: rows are read by position.
+type ColumnNames = std::sync::LazyLock<Vec<&'static str>>;
+
+/// `columns` (as a statement lists them, comma-separated) one by one.
+fn names_of(columns: &'static str) -> Vec<&'static str> {
+    columns.split(',').map(str::trim).collect()
+}
+
+impl SqlStore {
+    /// The one row `sql` (a `SELECT` of `columns`, in their order) finds with `args`, read by
+    /// `read`: on SQLite's native path where the store has one, else through sqlx.
+    async fn one_row<T>(
+        &self,
+        sql: &'static str,
+        args: &[Value<'_>],
+        columns: &'static [&'static str],
+        read: fn(&dyn orders::Columns) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        if let Some(native) = &self.native {
+            return native.one_row(sql, args, columns, read);
+        }
+        // Lent: a look-up that misses is asked again of the archive with the same values.
+        let query = bound(sql, args.iter().map(Value::lent));
+        let row = query.fetch_optional(&self.pool).await?;
+        row.as_ref().map(|row| read(row)).transpose()
+    }
+}
+
 /// `sql` with `values` bound to `$1…`, for sqlx.
 pub(crate) fn bound<'q>(sql: &'q str, values: impl IntoIterator<Item = Value<'q>>) -> Query<'q> {
     values.into_iter().fold(

@@ -23,8 +23,8 @@ pub(super) const ORDER_COLUMNS: &str = "order_no, app_id, merchant_order_id, cur
     chosen_method, pix_code, dialect, rail, channel, language";
 
 /// [`ORDER_COLUMNS`] one by one.
-pub(super) static ORDER_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
-    std::sync::LazyLock::new(|| ORDER_COLUMNS.split(',').map(str::trim).collect());
+pub(super) static ORDER_COLUMN_NAMES: super::ColumnNames =
+    super::ColumnNames::new(|| super::names_of(ORDER_COLUMNS));
 
 /// The uniqueness rules of a new order's drawn ids (order number, page token), as PostgreSQL
 /// names its constraints and SQLite its columns. A violation of one means: draw again.
@@ -84,8 +84,8 @@ const VERSION_COLUMNS: &str =
     "order_no, app_id, merchant_order_id, status, updated_at_ms, actual_amount_minor, fee_minor";
 
 /// [`VERSION_COLUMNS`] one by one.
-static VERSION_COLUMN_NAMES: std::sync::LazyLock<Vec<&'static str>> =
-    std::sync::LazyLock::new(|| VERSION_COLUMNS.split(',').map(str::trim).collect());
+static VERSION_COLUMN_NAMES: super::ColumnNames =
+    super::ColumnNames::new(|| super::names_of(VERSION_COLUMNS));
 
 // The look-ups above, for the version alone: each the same `WHERE` and so the same index.
 statement!(
@@ -167,7 +167,7 @@ pub(crate) fn order_no_of(text: &str) -> StoreResult<OrderNo> {
 /// by its position), the function that reads them from either driver's row, and the look-ups
 /// that select them.
 pub(super) struct RowReader<T> {
-    pub(super) columns: &'static std::sync::LazyLock<Vec<&'static str>>,
+    pub(super) columns: &'static super::ColumnNames,
     pub(super) read: fn(&dyn Columns) -> StoreResult<T>,
     /// The look-ups of these columns by merchant id and by number: live, then archived.
     by_merchant_order_id: (&'static Statement, &'static Statement),
@@ -574,22 +574,6 @@ impl SqlStore {
         Ok(true)
     }
 
-    /// The one row `sql` (a `SELECT` of `read`'s columns) finds with `args`, read by `read`.
-    async fn one_row<T>(
-        &self,
-        sql: &'static str,
-        args: &[Value<'_>],
-        read: RowReader<T>,
-    ) -> StoreResult<Option<T>> {
-        if let Some(native) = &self.native {
-            return native.one_row(sql, args, read.columns, read.read);
-        }
-        // Lent: a look-up that misses is asked again of the archive with the same values.
-        let query = super::bound(sql, args.iter().map(Value::lent));
-        let row = query.fetch_optional(&self.pool).await?;
-        row.as_ref().map(|row| (read.read)(row)).transpose()
-    }
-
     /// The row `live` finds, else the one `archived` finds with the same arguments.
     async fn live_or_archived<T>(
         &self,
@@ -597,9 +581,9 @@ impl SqlStore {
         args: &[Value<'_>],
         read: RowReader<T>,
     ) -> StoreResult<Option<T>> {
-        match self.one_row(live, args, read).await? {
+        match self.one_row(live, args, read.columns, read.read).await? {
             Some(found) => Ok(Some(found)),
-            None => self.one_row(archived, args, read).await,
+            None => self.one_row(archived, args, read.columns, read.read).await,
         }
     }
 
@@ -717,7 +701,8 @@ impl OrderStore for SqlStore {
     async fn order_by_cashier_token(&self, token: &str) -> StoreResult<Option<Order>> {
         crate::telemetry::timed("order_by_cashier_token", async move {
             let args = [Value::Text(Some(token))];
-            self.one_row(SELECT_ORDER_BY_TOKEN.as_str(), &args, ORDERS)
+            let (columns, read) = (ORDERS.columns, ORDERS.read);
+            self.one_row(SELECT_ORDER_BY_TOKEN.as_str(), &args, columns, read)
                 .await
         })
         .await
