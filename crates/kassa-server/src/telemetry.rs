@@ -362,6 +362,26 @@ fn count_kept(key: StaticKey, make: impl FnOnce() -> Counter) {
     );
 }
 
+/// [`with_kept`] for a gauge of `'static` labels: the kept handle.
+fn gauge_kept(key: StaticKey, make: impl FnOnce() -> metrics::Gauge) -> metrics::Gauge {
+    with_kept(
+        &GAUGES_KEPT,
+        |known| *known == key,
+        || (key, make()),
+        metrics::Gauge::clone,
+    )
+}
+
+/// [`with_kept`] for a histogram of `'static` labels: `value` recorded once.
+fn record_kept(key: StaticKey, make: impl FnOnce() -> Histogram, value: f64) {
+    with_kept(
+        &HISTOGRAMS_KEPT,
+        |known| *known == key,
+        || (key, make()),
+        |histogram| histogram.record(value),
+    );
+}
+
 fn http_handles(route: &str, labels: HttpLabels) -> (Histogram, Counter) {
     let route = route.to_string();
     let seconds = histogram!(HTTP_SECONDS, "dialect" => labels.dialect, "route" => route.clone());
@@ -409,13 +429,10 @@ pub struct Level(metrics::Gauge);
 impl Level {
     pub fn in_flight(budget: &'static str) -> Level {
         let key = [HTTP_IN_FLIGHT, budget, "", ""];
-        let gauge = with_kept(
-            &GAUGES_KEPT,
-            |known| *known == key,
-            || (key, gauge!(HTTP_IN_FLIGHT, "budget" => budget)),
-            metrics::Gauge::clone,
-        );
-        Level::up(gauge)
+        Level::up(gauge_kept(
+            key,
+            || gauge!(HTTP_IN_FLIGHT, "budget" => budget),
+        ))
     }
 
     pub fn connection(listener: &'static str) -> Level {
@@ -424,13 +441,7 @@ impl Level {
 
     pub fn callback_in_flight() -> Level {
         let key = [CALLBACKS_IN_FLIGHT, "", "", ""];
-        let gauge = with_kept(
-            &GAUGES_KEPT,
-            |known| *known == key,
-            || (key, gauge!(CALLBACKS_IN_FLIGHT)),
-            metrics::Gauge::clone,
-        );
-        Level::up(gauge)
+        Level::up(gauge_kept(key, || gauge!(CALLBACKS_IN_FLIGHT)))
     }
 
     fn up(gauge: metrics::Gauge) -> Level {
@@ -508,12 +519,8 @@ pub fn callback_attempt(outcome: AttemptOutcome, queued_for_s: f64, died: bool) 
     );
     if outcome == AttemptOutcome::Acknowledged {
         let key = [CALLBACK_DELIVERY_SECONDS, "", "", ""];
-        with_kept(
-            &HISTOGRAMS_KEPT,
-            |known| *known == key,
-            || (key, histogram!(CALLBACK_DELIVERY_SECONDS)),
-            |delivered| delivered.record(queued_for_s.max(0.0)),
-        );
+        let delivered = || histogram!(CALLBACK_DELIVERY_SECONDS);
+        record_kept(key, delivered, queued_for_s.max(0.0));
     }
     if died {
         counter!(CALLBACKS_DIED).increment(1);
