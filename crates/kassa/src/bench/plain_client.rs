@@ -46,7 +46,7 @@ pub fn in_own_process(receiver: &str, count: usize) -> Result<f64, Failure> {
         .args(["plain-client", "--receiver", receiver, "--count"])
         .arg(count.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
     let stdout = child.stdout.take().expect("piped");
     // Read on a thread of its own, so a child that hangs is killed at the timeout.
@@ -59,10 +59,17 @@ pub fn in_own_process(receiver: &str, count: usize) -> Result<f64, Failure> {
     let line = answered.recv_timeout(CHILD_TIMEOUT).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
-    line.trim()
-        .strip_prefix(ANSWER_PREFIX)
+    let figure = line.trim().strip_prefix(ANSWER_PREFIX);
+    figure
         .and_then(|figure| figure.parse().ok())
-        .ok_or_else(|| Failure(format!("the plain client did not answer: {line:?}")))
+        .ok_or_else(|| {
+            // Its one line of error, which says why (posts that failed, a bad --count).
+            let mut why = String::new();
+            if let Some(stderr) = child.stderr.take() {
+                let _ = BufReader::new(stderr).read_line(&mut why);
+            }
+            Failure(format!("the plain client did not answer: {}", why.trim()))
+        })
 }
 
 /// Posts `count` callback bodies to `receiver`, as many at once as kassa sends to one
