@@ -855,6 +855,45 @@ fn values(reports: &[Report], field: &str) -> Vec<f64> {
     values
 }
 
+/// A field's value in each round, in the rounds' order (`None` where a round lacks it).
+fn in_rounds(reports: &[Report], field: &str) -> Vec<Option<f64>> {
+    reports.iter().map(|r| r.fields[field].as_f64()).collect()
+}
+
+/// Each round's ratio of `measured` to `baseline` (the two runs of one round, next to each
+/// other in time), as its median with min and max: drift between rounds cancels in each
+/// ratio, where a ratio of medians can pair one side's quiet round with the other's busy one.
+fn ratios_by_round(measured: &[Option<f64>], baseline: &[Option<f64>]) -> Value {
+    let mut ratios: Vec<f64> = measured
+        .iter()
+        .zip(baseline)
+        .filter_map(|(m, b)| Some(m.as_ref()? / b.filter(|b| *b > 0.0)?))
+        .collect();
+    if ratios.is_empty() {
+        return Value::Null;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    let (median, min, max) = (
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+    );
+    json!({"median": round(median), "min": round(min), "max": round(max)})
+}
+
+/// A [`ratios_by_round`] as the table prints it: `0.64 (0.58–0.71)`.
+fn by_round_text(by_round: &Value) -> String {
+    match (
+        by_round["median"].as_f64(),
+        by_round["min"].as_f64(),
+        by_round["max"].as_f64(),
+    ) {
+        (Some(median), Some(min), Some(max)) => format!("{median} ({min}–{max})"),
+        _ => "-".into(),
+    }
+}
+
 /// For runs measured in alternating rounds, each (phase, side)'s median run with min and max;
 /// on the lines of `measured` (the first of `sides`), its ratios to the `sides.1` medians of the
 /// same phase, named by `ratio_names` (throughput, CPU per request).
@@ -890,6 +929,13 @@ fn alternated_medians<S: Copy + PartialEq>(
             let base_cpu = median(&values(base, "server_cpu_us_per_request"));
             line.fields[rps_ratio] = json!(ratio(Some(median_rps), base_rps));
             line.fields[cpu_ratio] = json!(ratio(median(&cpu), base_cpu));
+            for (name, field) in [
+                (rps_ratio, "requests_per_second"),
+                (cpu_ratio, "server_cpu_us_per_request"),
+            ] {
+                let by_round = ratios_by_round(&in_rounds(reports, field), &in_rounds(base, field));
+                line.fields[format!("{name}_by_round")] = by_round;
+            }
             let base_idle = median(&values(base, "machine_idle_pct"));
             line.fields["baseline_machine_idle_pct"] = json!(base_idle);
         }
@@ -929,6 +975,8 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
         v.sort_by(f64::total_cmp);
         v.iter().map(|v| v.round()).collect::<Vec<f64>>()
     };
+    let plain_in_rounds: Vec<Option<f64>> = plain.iter().copied().map(Some).collect();
+    let by_round = ratios_by_round(&in_rounds(&rounds, "requests_per_second"), &plain_in_rounds);
     let (plain, in_process) = (sorted(plain), sorted(in_process));
     let kassa = values(&rounds, "requests_per_second");
     let median = |v: &[f64]| v[v.len() / 2];
@@ -943,6 +991,7 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     report.fields["plain_client_per_second"] = json!(round(median(&plain)));
     report.fields["plain_client_min_max"] = json!([plain.first(), plain.last()]);
     report.fields["to_plain_client"] = json!(round(median(&kassa) / median(&plain).max(1.0)));
+    report.fields["to_plain_client_by_round"] = by_round;
     report.fields["plain_client_in_process_per_second"] = json!(round(median(&in_process)));
     report.fields["plain_client_in_process_min_max"] =
         json!([in_process.first(), in_process.last()]);
@@ -1057,6 +1106,12 @@ fn print_table(reports: &[Report]) {
                 f["requests_per_second_min_max"],
                 f["server_cpu_us_min_max"]
             );
+            println!(
+                "{:<17} each round's own ratio: req/s {}, cpu µs {} (median, min–max)",
+                "",
+                by_round_text(&f["rps_to_null_by_round"]),
+                by_round_text(&f["cpu_to_null_by_round"]),
+            );
             if let (Some(idle), Some(base_idle)) = (
                 f["machine_idle_pct"].as_f64(),
                 f["baseline_machine_idle_pct"].as_f64(),
@@ -1097,14 +1152,15 @@ fn print_table(reports: &[Report]) {
             println!(
                 "{:<17} drained {} callbacks in {drain} s; a plain client in a process of its own \
                  posting the same bodies to the same receiver: {}/s (min, max {}), kassa {} × of \
-                 it (medians of {} rounds; kassa min, max {}); the plain client in the \
-                 receiver's process: {}/s (min, max {})",
+                 it (medians of {} rounds; each round's own ratio {}; kassa min, max {}); the \
+                 plain client in the receiver's process: {}/s (min, max {})",
                 "",
                 f["backlog"],
                 f["plain_client_per_second"],
                 f["plain_client_min_max"],
                 f["to_plain_client"],
                 f["rounds"],
+                by_round_text(&f["to_plain_client_by_round"]),
                 f["requests_per_second_min_max"],
                 f["plain_client_in_process_per_second"],
                 f["plain_client_in_process_min_max"],
@@ -1206,5 +1262,24 @@ mod tests {
         assert_eq!(machine_ticks_in("cpu 1 2 3"), None, "too short");
         let now = machine_ticks().expect("/proc/stat on Linux");
         assert!(now.0 <= now.1);
+    }
+
+    #[test]
+    fn each_round_is_compared_with_its_own_baseline() {
+        // The machine slows in the second round and quickens in the third: each round's ratio
+        // is 0.5, while the sides' medians (200 and 300) would read 0.667.
+        let kassa = [Some(100.0), Some(200.0), Some(400.0)];
+        let null = [Some(200.0), Some(300.0), Some(800.0)];
+        let by_round = ratios_by_round(&kassa, &null);
+        assert_eq!(by_round, json!({"median": 0.5, "min": 0.5, "max": 0.667}));
+        assert_eq!(by_round_text(&by_round), "0.5 (0.5–0.667)");
+        // A round missing a figure, or with nothing to divide by, is left out, not read as 0.
+        let gaps = ratios_by_round(
+            &[Some(1.0), None, Some(3.0)],
+            &[Some(0.0), Some(2.0), Some(4.0)],
+        );
+        assert_eq!(gaps, json!({"median": 0.75, "min": 0.75, "max": 0.75}));
+        assert_eq!(ratios_by_round(&[None], &[Some(1.0)]), Value::Null);
+        assert_eq!(by_round_text(&Value::Null), "-");
     }
 }

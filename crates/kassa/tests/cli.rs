@@ -1209,6 +1209,16 @@ fn bench_reports_every_promised_field() {
             let ratio = report["rps_to_null"].as_f64().unwrap();
             assert!(ratio > 0.0, "{report}");
             assert!(report["cpu_to_null"].as_f64().unwrap() > 0.0, "{report}");
+            // Each round against its own baseline too: the median lies within min and max.
+            for field in ["rps_to_null_by_round", "cpu_to_null_by_round"] {
+                let by_round = &report[field];
+                let [min, median, max] = ["min", "median", "max"].map(|k| by_round[k].as_f64());
+                let (min, median, max) = (min.unwrap(), median.unwrap(), max.unwrap());
+                assert!(
+                    0.0 < min && min <= median && median <= max,
+                    "{field}: {report}"
+                );
+            }
             // How idle the cores were in both servers' runs: a share of the machine.
             for field in ["machine_idle_pct", "baseline_machine_idle_pct"] {
                 let idle = report[field].as_f64().unwrap();
@@ -1222,6 +1232,8 @@ fn bench_reports_every_promised_field() {
                 "{report}"
             );
             assert_eq!(report["rounds"], 2, "{report}");
+            let by_round = report["to_plain_client_by_round"]["median"].as_f64();
+            assert!(by_round.unwrap() > 0.0, "{report}");
             // The reference client ran in a process of its own, and in the receiver's too.
             for field in [
                 "plain_client_per_second",
