@@ -1266,8 +1266,8 @@ mod tests {
 
     #[test]
     fn each_round_is_compared_with_its_own_baseline() {
-        // The machine slows in the second round and quickens in the third: each round's ratio
-        // is 0.5, while the sides' medians (200 and 300) would read 0.667.
+        // The machine quickens from round to round. Two of the three rounds read 0.5, and so
+        // does their median; the ratio of the sides' medians (200 to 300) would read 0.667.
         let kassa = [Some(100.0), Some(200.0), Some(400.0)];
         let null = [Some(200.0), Some(300.0), Some(800.0)];
         let by_round = ratios_by_round(&kassa, &null);
