@@ -539,8 +539,6 @@ async fn ports_outside_the_allowlist_are_refused_at_delivery(setup: Setup) {
     assert!(receiver.requests().is_empty(), "nothing was sent");
 }
 
-/// One merchant's endpoint that never answers does not delay another's callbacks: each endpoint
-/// gets a bounded share of the delivery slots (the rest of its backlog waits its turn).
 /// A responsive endpoint with more callbacks than a node holds: each slot that finishes sends
 /// the next one itself, and the node claims more while it does, yet the endpoint never gets
 /// more than its share at once and every callback goes out once.
@@ -569,6 +567,8 @@ async fn a_busy_endpoint_gets_its_share_and_no_more(setup: Setup) {
     assert_eq!((log.requests.len(), ids.len()), (90, 90), "each sent once");
 }
 
+/// One merchant's endpoint that never answers does not delay another's callbacks: each endpoint
+/// gets a bounded share of the delivery slots (the rest of its backlog waits its turn).
 async fn a_hanging_endpoint_does_not_delay_others(setup: Setup) {
     let hanging = Receiver::start(Arc::new(|_| (200, "success", 60_000))).await;
     let healthy = Receiver::start(Arc::new(|_| (200, "success", 0))).await;

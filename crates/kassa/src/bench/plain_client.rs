@@ -45,6 +45,9 @@ pub fn in_own_process(receiver: &str, count: usize) -> Result<f64, Failure> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["plain-client", "--receiver", receiver, "--count"])
         .arg(count.to_string())
+        // Its logs off: its error output is then its one line of failure, read below, and a
+        // chatty log level set for the bench can never fill the pipe and stall the client.
+        .env("KASSA_LOG", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
