@@ -1,7 +1,8 @@
 //! Callbacks (the outbox) and their delivery attempts: inserting one with its status change,
 //! leasing due ones to a node, recording attempts, resending, and the operator's history.
 
-use super::orders::{Columns, Conditions, order_no_of};
+use super::Columns;
+use super::orders::{Conditions, order_no_of};
 use super::{Backend, SqlStore, statement};
 use crate::error::corrupt;
 use crate::{

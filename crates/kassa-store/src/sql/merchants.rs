@@ -1,8 +1,7 @@
 //! Merchants, their apps and the apps' fee rules: statements, bindings and row mapping.
 
-use super::orders::Columns;
 use super::users::audit_maybe;
-use super::{SqlStore, statement};
+use super::{Columns, SqlStore, statement};
 use crate::error::corrupt;
 use crate::{AuditEntry, MerchantStore, MerchantWithApps, NewApp, StoreResult};
 use async_trait::async_trait;

@@ -116,6 +116,32 @@ impl Value<'_> {
     }
 }
 
+/// A row of either driver (sqlx's, or the native SQLite path's), read by column name.
+pub(crate) trait Columns {
+    fn int(&self, column: &str) -> StoreResult<Option<i64>>;
+    fn text(&self, column: &str) -> StoreResult<Option<String>>;
+
+    fn need_int(&self, column: &str) -> StoreResult<i64> {
+        self.int(column)?
+            .ok_or_else(|| crate::error::corrupt(format!("{column} is null")))
+    }
+
+    fn need_text(&self, column: &str) -> StoreResult<String> {
+        self.text(column)?
+            .ok_or_else(|| crate::error::corrupt(format!("{column} is null")))
+    }
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn int(&self, column: &str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+}
+
 /// The column names of a `SELECT`, one by one, made once: rows are read by position.
 type ColumnNames = std::sync::LazyLock<Vec<&'static str>>;
 
@@ -132,7 +158,7 @@ impl SqlStore {
         sql: &'static str,
         args: &[Value<'_>],
         columns: &'static [&'static str],
-        read: fn(&dyn orders::Columns) -> StoreResult<T>,
+        read: fn(&dyn Columns) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
         if let Some(native) = &self.native {
             return native.one_row(sql, args, columns, read);

@@ -9,8 +9,8 @@
 //! through sqlx. At debug level a look-up is logged as sqlx logs its statements (the statement,
 //! never its values), inside the span of the request that made it.
 
+use super::Columns;
 use super::Value;
-use super::orders::Columns;
 use super::read_anchor::ReadAnchor;
 use crate::{StoreError, StoreResult};
 use rusqlite::types::ToSqlOutput;

@@ -2,7 +2,7 @@
 //! writes its callback in the same transaction (the outbox).
 
 use super::merchants::currency_of;
-use super::{SqlStore, Step, Value, statement};
+use super::{Columns, SqlStore, Step, Value, statement};
 use crate::error::corrupt;
 use crate::{
     InsertOutcome, MethodTotals, NewCallback, OrderEventRecord, OrderFilter, OrderStats,
@@ -203,32 +203,6 @@ static VERSIONS: RowReader<OrderVersion> = RowReader {
     ),
     by_order_no: (&SELECT_VERSION_BY_NO, &SELECT_ARCHIVED_VERSION_BY_NO),
 };
-
-/// A row of either driver (sqlx's, or the native SQLite path's), read by column name.
-pub(super) trait Columns {
-    fn int(&self, column: &str) -> StoreResult<Option<i64>>;
-    fn text(&self, column: &str) -> StoreResult<Option<String>>;
-
-    fn need_int(&self, column: &str) -> StoreResult<i64> {
-        self.int(column)?
-            .ok_or_else(|| corrupt(format!("{column} is null")))
-    }
-
-    fn need_text(&self, column: &str) -> StoreResult<String> {
-        self.text(column)?
-            .ok_or_else(|| corrupt(format!("{column} is null")))
-    }
-}
-
-impl Columns for AnyRow {
-    fn int(&self, column: &str) -> StoreResult<Option<i64>> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn text(&self, column: &str) -> StoreResult<Option<String>> {
-        Ok(self.try_get(column)?)
-    }
-}
 
 fn payer_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<Option<Payer>> {
     let Some(name) = row.text("payer_name")? else {
