@@ -189,7 +189,8 @@ impl Dispatcher {
             self.dispatch(batch, slots, &mut in_flight, &records).await;
             let held = lock(&waiting).len();
             if claiming.is_none()
-                && let Some(limit) = self.claim_size(held, in_flight.len(), drained)
+                && let Some(limit) =
+                    claim_size(self.config.max_concurrency, held, in_flight.len(), drained)
             {
                 claiming = Some(Box::pin(self.claim(limit)));
             }
@@ -226,17 +227,6 @@ impl Dispatcher {
         drop(records);
         let _ = recorder.await;
         tracing::info!(node = %self.config.node_id, "callback dispatcher stopped");
-    }
-
-    /// How many callbacks to claim now, if any: enough to fill the slots and hold as many
-    /// again, in batches of at least a quarter of the slots (a claim is a write) or whatever is
-    /// wanted when nothing is under way; none while the last claim found the due ones drained.
-    fn claim_size(&self, held: usize, in_flight: usize, drained: bool) -> Option<i64> {
-        let slots = self.config.max_concurrency;
-        let wanted = (slots * CLAIMED_AHEAD).saturating_sub(held + in_flight);
-        let idle = held == 0 && in_flight == 0;
-        let worth_it = wanted >= (slots / 4).max(1) || (wanted > 0 && idle);
-        (worth_it && !drained).then_some(wanted as i64)
     }
 
     /// Leases up to `limit` due callbacks, with their apps' webhook secrets.
@@ -604,6 +594,17 @@ impl Dispatcher {
     }
 }
 
+/// How many callbacks to claim now, if any: enough to hold [`CLAIMED_AHEAD`] times the
+/// `slots`, in flight and waiting, in batches of at least a quarter of the slots (a claim is a
+/// write) or whatever is wanted when nothing is under way; none while the last claim found the
+/// due ones drained.
+fn claim_size(slots: usize, held: usize, in_flight: usize, drained: bool) -> Option<i64> {
+    let wanted = (slots * CLAIMED_AHEAD).saturating_sub(held + in_flight);
+    let idle = held == 0 && in_flight == 0;
+    let worth_it = wanted >= (slots / 4).max(1) || (wanted > 0 && idle);
+    (worth_it && !drained).then_some(wanted as i64)
+}
+
 /// An app without a webhook secret that opens: its callbacks fail with that reason.
 fn no_secrets() -> Arc<[Secret]> {
     Arc::from(Vec::new())
@@ -652,4 +653,38 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_size;
+
+    /// With every slot busy and twice the slots waiting, a node claims again: what it holds
+    /// must outlast the claim's commit (holding only twice the slots, it ran dry).
+    #[test]
+    fn a_busy_node_claims_before_it_runs_dry() {
+        let slots = 32;
+        assert_eq!(claim_size(slots, 2 * slots, slots, false), Some(32));
+        assert_eq!(
+            claim_size(slots, 0, 0, false),
+            Some(128),
+            "an idle node fills up"
+        );
+        assert_eq!(
+            claim_size(slots, 3 * slots, slots, false),
+            None,
+            "it holds enough"
+        );
+        assert_eq!(
+            claim_size(slots, 3 * slots - 4, slots, false),
+            None,
+            "a claim is a write: not for fewer than a quarter of the slots"
+        );
+        assert_eq!(claim_size(slots, 0, 1, false), Some(127));
+        assert_eq!(
+            claim_size(slots, 0, 0, true),
+            None,
+            "not right after an empty claim"
+        );
+    }
 }
