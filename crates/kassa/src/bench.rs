@@ -259,11 +259,11 @@ impl Drop for Server {
 
 /// CPU seconds a process has used (user + system), from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    cpu_seconds_in(&format!("/proc/{pid}/stat"))
+    cpu_seconds_in(format!("/proc/{pid}/stat"))
 }
 
 /// CPU seconds (user + system) from a `stat` file of `/proc`: a process's or one thread's.
-fn cpu_seconds_in(stat_path: &str) -> Option<f64> {
+fn cpu_seconds_in(stat_path: impl AsRef<std::path::Path>) -> Option<f64> {
     let stat = std::fs::read_to_string(stat_path).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

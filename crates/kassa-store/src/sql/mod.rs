@@ -25,7 +25,9 @@ mod users;
 mod wal_vfs;
 mod writer;
 
-pub use writer::WRITER_THREAD as SQLITE_WRITER_THREAD;
+pub use writer::{
+    WRITER_THREAD as SQLITE_WRITER_THREAD, writer_thread_dir as sqlite_writer_thread_dir,
+};
 
 use crate::{Backlog, PoolStatus, Store, StoreError, StoreResult};
 use async_trait::async_trait;

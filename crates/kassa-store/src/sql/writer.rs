@@ -144,6 +144,20 @@ fn ask_for_short_slices(slice: Duration) {
 /// thread's own CPU and writes by it.
 pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
 
+/// The `/proc` directory of process `pid`'s SQLite writer thread, if it has one.
+pub fn writer_thread_dir(pid: u32) -> Option<std::path::PathBuf> {
+    // The kernel keeps a thread's name to 15 bytes.
+    let shown = &WRITER_THREAD[..WRITER_THREAD.len().min(15)];
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .map(|task| task.path())
+        .find(|task| {
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            comm.trim_end() == shown
+        })
+}
+
 pub(super) struct SqliteWriter {
     jobs: tokio::sync::mpsc::Sender<Box<dyn Job>>,
 }
@@ -302,6 +316,8 @@ fn insert(connection: &rusqlite::Connection, order: &Order) -> StoreResult<u64> 
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// The writer runs with its short slices where the kernel keeps custom slices (Linux 6.12
     /// and later show them as `se.slice` in a thread's scheduler statistics); elsewhere there
     /// is nothing to see, and the test says so.
@@ -336,17 +352,11 @@ mod tests {
 
     /// `se.slice` of this process's writer thread, in nanoseconds.
     fn writer_slice_ns() -> Option<u64> {
-        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-        let writer = tasks.flatten().map(|task| task.path()).find(|task| {
-            let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-            name.trim() == &WRITER_THREAD[..15]
-        })?;
+        let writer = writer_thread_dir(std::process::id())?;
         let sched = std::fs::read_to_string(writer.join("sched")).ok()?;
         let line = sched.lines().find(|line| line.starts_with("se.slice"))?;
         line.split(':').nth(1)?.trim().parse().ok()
     }
-
-    use super::*;
 
     #[test]
     fn the_writer_waits_for_company_only_after_writes_came_together() {

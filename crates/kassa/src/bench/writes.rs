@@ -8,6 +8,7 @@
 //! of the server: that thread's CPU, write calls and bytes written, per request.
 
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The database's counters at one moment.
@@ -32,7 +33,7 @@ pub struct Costs {
     before: Option<Snapshot>,
     cpu_at_end_s: Option<f64>,
     /// On SQLite: the server's writer thread (its `/proc` directory) and its counters then.
-    writer: Option<(String, WriterSnapshot)>,
+    writer: Option<(PathBuf, WriterSnapshot)>,
     writer_at_end: Option<WriterSnapshot>,
 }
 
@@ -42,7 +43,7 @@ impl Costs {
     pub async fn start(url: &str, server_pid: Option<u32>) -> Costs {
         let writer = server_pid
             .filter(|_| !is_postgres(url))
-            .and_then(writer_thread)
+            .and_then(kassa_store::sqlite_writer_thread_dir)
             .and_then(|thread| Some((thread.clone(), writer_snapshot(&thread)?)));
         Costs {
             before: snapshot(url).await,
@@ -106,31 +107,16 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres")
 }
 
-/// The `/proc` directory of the SQLite writer thread of process `pid`, if it has one.
-fn writer_thread(pid: u32) -> Option<String> {
-    let name = kassa_store::SQLITE_WRITER_THREAD;
-    // The kernel keeps a thread's name to 15 bytes.
-    let shown = &name[..name.len().min(15)];
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-        .map(|task| task.path().display().to_string())
-        .find(|task| {
-            let comm = std::fs::read_to_string(format!("{task}/comm")).unwrap_or_default();
-            comm.trim_end() == shown
-        })
-}
-
 /// The writer thread's counters now, from its `stat` and `io` files.
-fn writer_snapshot(thread: &str) -> Option<WriterSnapshot> {
-    let io = std::fs::read_to_string(format!("{thread}/io")).ok()?;
+fn writer_snapshot(thread: &Path) -> Option<WriterSnapshot> {
+    let io = std::fs::read_to_string(thread.join("io")).ok()?;
     let counter = |key: &str| {
         io.lines()
             .find_map(|line| line.strip_prefix(key))
             .and_then(|value| value.trim().parse::<i64>().ok())
     };
     Some(WriterSnapshot {
-        cpu_s: super::cpu_seconds_in(&format!("{thread}/stat"))?,
+        cpu_s: super::cpu_seconds_in(thread.join("stat"))?,
         write_calls: counter("syscw:")?,
         bytes_written: counter("wchar:")?,
     })
