@@ -32,8 +32,8 @@ const HOLD_PATIENCE_MS: i64 = 100;
 /// Callbacks a node holds at most (in flight and claimed ahead), as a multiple of its slots.
 /// What it holds must outlast a claim, which waits for a commit (about a millisecond with its
 /// gather on SQLite): with twice the slots, a backlog going out at 25,000 deliveries a second
-/// ran dry before the next claim came back, and a sixth of the slots that finished found
-/// nothing to send (docs/performance.md, "A claim that outlasts").
+/// ran dry before the next claim came back, and a sixth to a fifth of the slots that finished
+/// found nothing to send (docs/performance.md, "A claim that outlasts").
 const CLAIMED_AHEAD: usize = 4;
 
 /// What a claim brought: the callbacks, and whether it found fewer than it asked for.
