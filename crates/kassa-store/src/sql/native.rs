@@ -206,6 +206,23 @@ mod tests {
     use super::super::orders::ORDER_COLUMN_NAMES;
     use super::*;
 
+    /// What `.cargo/config.toml` asks of the bundled SQLite's build: a page cache of each
+    /// connection's own, not one behind a process-wide mutex, and no memory statistics.
+    #[test]
+    fn sqlite_is_built_without_shared_memory_management() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let mut statement = connection.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let has = |option: &str| options.iter().any(|o| o == option);
+        assert!(has("THREADSAFE=1"), "{options:?}");
+        assert!(!has("ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+        assert!(has("DEFAULT_MEMSTATUS=0"), "{options:?}");
+    }
+
     #[test]
     fn every_order_column_has_a_position() {
         assert_eq!(
