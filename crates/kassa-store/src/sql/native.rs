@@ -16,9 +16,26 @@ use crate::{StoreError, StoreResult};
 use rusqlite::types::ToSqlOutput;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Idle read connections kept; a server's look-ups use about one per runtime thread.
 const IDLE_READERS: usize = 8;
+
+/// A slot of an idle read connection, on a cache line of its own: each thread takes and gives
+/// back at its own slot, and a lock word shared with another thread's slot would bounce between
+/// the cores all the same.
+#[repr(align(64))]
+#[derive(Default)]
+struct IdleSlot(Mutex<Option<rusqlite::Connection>>);
+
+/// The slot this thread looks at first: threads are numbered as they first look up.
+fn home_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: usize = NEXT.fetch_add(1, Ordering::Relaxed) % IDLE_READERS;
+    }
+    HOME.with(|home| *home)
+}
 /// Statements each connection keeps prepared (the writer's hot statements are about twenty).
 const PREPARED_PER_CONNECTION: usize = 32;
 
@@ -128,10 +145,12 @@ impl Columns for NamedRow<'_, '_> {
     }
 }
 
-/// Read connections of the native path, lent to one look-up at a time.
+/// Read connections of the native path, lent to one look-up at a time. A thread finds the
+/// connection it gave back last in its own slot, so a connection's statements, page cache and
+/// allocations stay warm in one core's caches, and the threads take no lock in common.
 pub(super) struct NativeReads {
     path: PathBuf,
-    idle: Mutex<Vec<rusqlite::Connection>>,
+    idle: [IdleSlot; IDLE_READERS],
     anchor: ReadAnchor,
 }
 
@@ -140,7 +159,7 @@ impl NativeReads {
     pub(super) fn new(path: &Path, anchor: ReadAnchor) -> NativeReads {
         NativeReads {
             path: path.to_path_buf(),
-            idle: Mutex::new(Vec::with_capacity(IDLE_READERS)),
+            idle: Default::default(),
             anchor,
         }
     }
@@ -168,19 +187,28 @@ impl NativeReads {
         found
     }
 
+    /// The connection in this thread's slot, else a new one. Never another thread's: two
+    /// threads would then pass one connection between them at every look-up.
     fn lend(&self) -> StoreResult<rusqlite::Connection> {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        match idle {
+        let home = &self.idle[home_slot()];
+        let found = home.0.try_lock().ok().and_then(|mut idle| idle.take());
+        match found {
             Some(connection) => Ok(connection),
             None => open(&self.path),
         }
     }
 
+    /// Into this thread's slot, else the next empty one; with every slot taken it is closed.
     fn give_back(&self, connection: rusqlite::Connection) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < IDLE_READERS
-        {
-            idle.push(connection);
+        let home = home_slot();
+        let mut connection = Some(connection);
+        for slot in self.idle[home..].iter().chain(&self.idle[..home]) {
+            if let Ok(mut idle) = slot.0.try_lock()
+                && idle.is_none()
+            {
+                *idle = connection.take();
+                return;
+            }
         }
     }
 }
@@ -205,6 +233,41 @@ fn one_row_on<T>(
 mod tests {
     use super::super::orders::ORDER_COLUMN_NAMES;
     use super::*;
+
+    /// A thread gets back the connection it gave back, and a thread whose slot is empty opens
+    /// one of its own rather than take another thread's.
+    #[test]
+    fn each_thread_looks_up_on_the_connection_it_used_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let reads = NativeReads::new(&path, ReadAnchor::new(&path));
+        let handle = |connection: &rusqlite::Connection| unsafe { connection.handle() } as usize;
+        let lend_and_give_back = || {
+            let connection = reads.lend().unwrap();
+            let used = handle(&connection);
+            reads.give_back(connection);
+            used
+        };
+        // One thread after the other, so that the test holds whatever slots they have.
+        let on_a_thread = || {
+            std::thread::scope(|scope| {
+                let looks = || (home_slot(), (0..5).map(|_| lend_and_give_back()).collect());
+                scope.spawn(looks).join().unwrap()
+            })
+        };
+        let (first_home, first): (usize, Vec<usize>) = on_a_thread();
+        let (second_home, second): (usize, Vec<usize>) = on_a_thread();
+        assert!(first.iter().all(|&h| h == first[0]), "{first:?}");
+        assert!(second.iter().all(|&h| h == second[0]), "{second:?}");
+        if first_home != second_home {
+            assert_ne!(first[0], second[0]);
+            let connection = reads.lend().unwrap();
+            if home_slot() != first_home && home_slot() != second_home {
+                assert!(![first[0], second[0]].contains(&handle(&connection)));
+            }
+            reads.give_back(connection);
+        }
+    }
 
     /// What `.cargo/config.toml` asks of the bundled SQLite's build: a page cache of each
     /// connection's own, not one behind a process-wide mutex, and no memory statistics.
