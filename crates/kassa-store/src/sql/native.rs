@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Idle read connections kept; a server's look-ups use about one per runtime thread.
 const IDLE_READERS: usize = 8;
+/// Statements each connection keeps prepared (the writer's hot statements are about twenty).
+const PREPARED_PER_CONNECTION: usize = 32;
 
 /// A slot of an idle read connection, on a cache line of its own: each thread takes and gives
 /// back at its own slot, and a lock word shared with another thread's slot would bounce between
@@ -36,8 +38,6 @@ fn home_slot() -> usize {
     }
     HOME.with(|home| *home)
 }
-/// Statements each connection keeps prepared (the writer's hot statements are about twenty).
-const PREPARED_PER_CONNECTION: usize = 32;
 
 /// Opens a connection to the SQLite file with the settings every connection of kassa's has.
 pub(super) fn open(path: &Path) -> StoreResult<rusqlite::Connection> {
@@ -188,10 +188,12 @@ impl NativeReads {
     }
 
     /// The connection in this thread's slot, else a new one. Never another thread's: two
-    /// threads would then pass one connection between them at every look-up.
+    /// threads would then pass one connection between them at every look-up. The slot's lock
+    /// is waited for, not tried: another thread holds it only for a moment (its `give_back`
+    /// looking for room), and a failed try would open a connection needlessly.
     fn lend(&self) -> StoreResult<rusqlite::Connection> {
         let home = &self.idle[home_slot()];
-        let found = home.0.try_lock().ok().and_then(|mut idle| idle.take());
+        let found = home.0.lock().ok().and_then(|mut idle| idle.take());
         match found {
             Some(connection) => Ok(connection),
             None => open(&self.path),
@@ -203,7 +205,7 @@ impl NativeReads {
         let home = home_slot();
         let mut connection = Some(connection);
         for slot in self.idle[home..].iter().chain(&self.idle[..home]) {
-            if let Ok(mut idle) = slot.0.try_lock()
+            if let Ok(mut idle) = slot.0.lock()
                 && idle.is_none()
             {
                 *idle = connection.take();
