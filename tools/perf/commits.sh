@@ -36,8 +36,9 @@ for _ in $(seq 1 600); do
     [ "$busy" -ge 2 ] && break
 done
 sleep 0.5
+# The server's threads only: other processes' syncs (a database's, a log's) would count too.
 perf record -e syscalls:sys_enter_fdatasync -e syscalls:sys_exit_fdatasync \
-    -e block:block_rq_issue -a -o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.log" ||
+    -e block:block_rq_issue -p "$server" -o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.log" ||
     { cat "$work/perf.log" >&2; exit 1; }
 wait "$bench"
 cat >"$work/read.py" <<'PY'
