@@ -1,6 +1,7 @@
-//! Random identifiers drawn from the operating system's CSPRNG: order numbers and the tokens
-//! of payment pages. Both must be unguessable, so that nobody can enumerate orders. Request ids
-//! only tie log lines together: they need to be distinct, not unguessable, and take no draw.
+//! Random identifiers drawn from the operating system's CSPRNG: order numbers, the tokens of
+//! payment pages and callbacks' ids. Order numbers and page tokens must be unguessable, so that
+//! nobody can enumerate orders. Request ids only tie log lines together: they need to be
+//! distinct, not unguessable, and take no draw.
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
@@ -9,7 +10,8 @@ use kassa_core::{OrderIds, OrderNo};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Length of a page token: 32 random bytes in unpadded base64url.
+/// Length of a page token: its creation time in 8 characters, then 26 random bytes in
+/// unpadded base64url (35 characters).
 pub const CASHIER_TOKEN_LEN: usize = 43;
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -23,8 +25,31 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 pub fn new_order_ids() -> OrderIds {
     OrderIds {
         order_no: OrderNo::from_random(u64::from_le_bytes(random_bytes())),
-        cashier_token: URL_SAFE_NO_PAD.encode(random_bytes::<32>()),
+        cashier_token: time_first(crate::now_ms(), &random_bytes::<26>()),
     }
+}
+
+/// The base64url alphabet in ASCII order, so that numbers written with it sort as text.
+const SORTED_ALPHABET: &[u8; 64] =
+    b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+/// `now_ms` in 8 characters that sort as text in the order of time (48 bits, until the year
+/// 10889), then `random` in unpadded base64url.
+///
+/// Why the time first: page tokens and callback ids are keys of B-tree indexes (the orders'
+/// token, the callbacks' ids and their attempts' keys). A random key puts each insert on a
+/// leaf of its own, so a commit of a batch wrote a page per row and index, and a checkpoint
+/// copied each back. Keys made in the same moment share the index's last leaf instead. The
+/// random part keeps a page token unguessable (208 bits); the time gives away only when the
+/// key was made, which the payer of a page knows.
+fn time_first(now_ms: i64, random: &[u8]) -> String {
+    let time = u64::try_from(now_ms).unwrap_or(0);
+    let mut key: String = (0..8)
+        .rev()
+        .map(|digit| char::from(SORTED_ALPHABET[((time >> (digit * 6)) & 63) as usize]))
+        .collect();
+    URL_SAFE_NO_PAD.encode_string(random, &mut key);
+    key
 }
 
 /// A uniform draw in `[0, 1)` for the weighted split of routing.
@@ -32,9 +57,9 @@ pub fn routing_roll() -> f64 {
     (u64::from_le_bytes(random_bytes()) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A callback's `webhook-id`: `msg_` and 128 random bits.
+/// A callback's `webhook-id`: `msg_`, its creation time and 128 random bits.
 pub fn new_callback_id() -> String {
-    format!("msg_{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+    format!("msg_{}", time_first(crate::now_ms(), &random_bytes::<16>()))
 }
 
 /// A request id (`X-Request-Id`): 16 hexadecimal digits, distinct within the process (a
@@ -78,6 +103,42 @@ mod tests {
         assert_ne!(a.cashier_token, b.cashier_token);
         assert!(!is_cashier_token("short"));
         assert!(!is_cashier_token(&"/".repeat(CASHIER_TOKEN_LEN)));
+    }
+
+    #[test]
+    fn keys_made_later_sort_later_as_text() {
+        let times = [
+            0,
+            1,
+            63,
+            64,
+            4_095,
+            4_096,
+            1_764_940_000_000,
+            1_764_940_000_001,
+            (1 << 48) - 1,
+        ];
+        let keys: Vec<String> = times.iter().map(|&t| time_first(t, &[0xff; 26])).collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
+        }
+        // The time decides, whatever the random part: a key of the next millisecond with the
+        // smallest random bytes sorts after one of this millisecond with the largest.
+        assert!(time_first(1_000, &[0xff; 26]) < time_first(1_001, &[0; 26]));
+        assert!(keys.iter().all(|key| is_cashier_token(key)));
+    }
+
+    #[test]
+    fn page_tokens_and_callback_ids_keep_their_random_part() {
+        let a = new_order_ids().cashier_token;
+        let b = new_order_ids().cashier_token;
+        // Made in the same millisecond or the next: the time part may agree, the rest not.
+        assert_ne!(a[8..], b[8..]);
+        assert_eq!(a.len() - 8, URL_SAFE_NO_PAD.encode([0u8; 26]).len());
+        let id = new_callback_id();
+        assert!(id.starts_with("msg_"));
+        assert_eq!(id.len(), 4 + 8 + 22);
+        assert_ne!(id[12..], new_callback_id()[12..]);
     }
 
     #[test]
