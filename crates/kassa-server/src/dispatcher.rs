@@ -121,7 +121,7 @@ impl Default for DispatcherConfig {
             idle_poll_ms: 1_000,
             allow_private_targets: false,
             allowed_ports: Vec::new(),
-            node_id: format!("node-{}", crate::ids::new_callback_id()),
+            node_id: format!("node-{}", crate::ids::new_callback_id(crate::now_ms())),
             // A key of its own opens only secrets stored in clear: give the database's KEK.
             kek: Arc::new(crate::sealing::Kek::generate().0),
         }

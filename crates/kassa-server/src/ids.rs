@@ -22,10 +22,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-pub fn new_order_ids() -> OrderIds {
+/// An order's number and page token; `now_ms` is the order's creation time, which starts the
+/// token (see [`time_first`]).
+pub fn new_order_ids(now_ms: i64) -> OrderIds {
     OrderIds {
         order_no: OrderNo::from_random(u64::from_le_bytes(random_bytes())),
-        cashier_token: time_first(crate::now_ms(), &random_bytes::<26>()),
+        cashier_token: time_first(now_ms, &random_bytes::<26>()),
     }
 }
 
@@ -57,9 +59,9 @@ pub fn routing_roll() -> f64 {
     (u64::from_le_bytes(random_bytes()) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A callback's `webhook-id`: `msg_`, its creation time and 128 random bits.
-pub fn new_callback_id() -> String {
-    format!("msg_{}", time_first(crate::now_ms(), &random_bytes::<16>()))
+/// A callback's `webhook-id`: `msg_`, its creation time `now_ms` and 128 random bits.
+pub fn new_callback_id(now_ms: i64) -> String {
+    format!("msg_{}", time_first(now_ms, &random_bytes::<16>()))
 }
 
 /// A request id (`X-Request-Id`): 16 hexadecimal digits, distinct within the process (a
@@ -95,8 +97,8 @@ mod tests {
 
     #[test]
     fn ids_are_well_formed_and_distinct() {
-        let a = new_order_ids();
-        let b = new_order_ids();
+        let a = new_order_ids(1_000);
+        let b = new_order_ids(1_000);
         assert!(OrderNo::parse(a.order_no.as_str()).is_some());
         assert!(is_cashier_token(&a.cashier_token));
         assert_ne!(a.order_no, b.order_no);
@@ -130,15 +132,16 @@ mod tests {
 
     #[test]
     fn page_tokens_and_callback_ids_keep_their_random_part() {
-        let a = new_order_ids().cashier_token;
-        let b = new_order_ids().cashier_token;
-        // Made in the same millisecond or the next: the time part may agree, the rest not.
+        // Made in the same millisecond: the time part agrees, the rest not.
+        let a = new_order_ids(1_000).cashier_token;
+        let b = new_order_ids(1_000).cashier_token;
+        assert_eq!(a[..8], b[..8]);
         assert_ne!(a[8..], b[8..]);
-        assert_eq!(a.len() - 8, URL_SAFE_NO_PAD.encode([0u8; 26]).len());
-        let id = new_callback_id();
+        assert_eq!(a.len(), CASHIER_TOKEN_LEN);
+        let id = new_callback_id(1_000);
         assert!(id.starts_with("msg_"));
         assert_eq!(id.len(), 4 + 8 + 22);
-        assert_ne!(id[12..], new_callback_id()[12..]);
+        assert_ne!(id[12..], new_callback_id(1_000)[12..]);
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl Lifecycle<'_> {
             headers.push((crate::request_id::HEADER.to_string(), request_id));
         }
         Ok(Some(NewCallback {
-            callback_id: ids::new_callback_id(),
+            callback_id: ids::new_callback_id(now_ms),
             order_no: order.order_no.clone(),
             app_id: order.app_id,
             url,

@@ -160,8 +160,9 @@ impl Setup {
             request_fingerprint: "fp".into(),
             dialect: "collect",
         };
-        let ids: OrderIds = ids::new_order_ids();
-        let mut order = Order::create(&self.app, new, ids, now_ms(), 60_000).unwrap();
+        let now = now_ms();
+        let ids: OrderIds = ids::new_order_ids(now);
+        let mut order = Order::create(&self.app, new, ids, now, 60_000).unwrap();
         order.route_to("sandbox", "sandbox");
         self.store.insert_order(&order).await.unwrap();
         let event = match event {
@@ -716,7 +717,8 @@ async fn pix_callbacks_carry_x_sign(setup: Setup) {
         request_fingerprint: "fp".into(),
         dialect: "pix",
     };
-    let mut order = Order::create(&brl, new, ids::new_order_ids(), now_ms(), 60_000).unwrap();
+    let mut order =
+        Order::create(&brl, new, ids::new_order_ids(now_ms()), now_ms(), 60_000).unwrap();
     order.route_to("sandbox", "sandbox");
     setup.store.insert_order(&order).await.unwrap();
     let paid = OrderEvent::Paid {

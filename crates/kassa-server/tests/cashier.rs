@@ -790,8 +790,8 @@ async fn the_sweep_keeps_up_with_a_backlog(server: Server) {
                 request_fingerprint: format!("fp-{i}"),
                 dialect: "collect",
             };
-            let ids = kassa_server::ids::new_order_ids();
             let now = kassa_server::now_ms();
+            let ids = kassa_server::ids::new_order_ids(now);
             let mut order = kassa_core::Order::create(&app, new, ids, now - 10, 1).unwrap();
             order.route_to("sandbox", "sandbox");
             store.insert_order(&order).await.unwrap();

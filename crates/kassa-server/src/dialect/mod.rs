@@ -403,7 +403,8 @@ async fn prepare(
     new.dialect = dialect.name();
     check_targets(gateway, dialect.words(), &new).await?;
     let lifetime_ms = dialect.order_lifetime_ms(&gateway.config);
-    let mut order = Order::create(app, new, ids::new_order_ids(), now_ms(), lifetime_ms)
+    let now = now_ms();
+    let mut order = Order::create(app, new, ids::new_order_ids(now), now, lifetime_ms)
         .map_err(|e| ApiError::order(dialect.words(), e))?;
     let (rail, channel) = gateway.rails.route(&order).map_err(|e| {
         tracing::warn!(error = %e, "no rail takes the order");
@@ -464,7 +465,7 @@ async fn insert_new_order(
             Err(StoreError::OrderNoTaken) if opened => break,
             Err(StoreError::OrderNoTaken) => {
                 order.pix_code = None;
-                let fresh = ids::new_order_ids();
+                let fresh = ids::new_order_ids(order.created_at_ms);
                 order.order_no = fresh.order_no;
                 order.cashier_token = fresh.cashier_token;
             }

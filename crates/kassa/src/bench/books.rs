@@ -287,7 +287,13 @@ async fn one_order(store: &SqlStore, app: &App, n: u64, books: bool) -> Result<(
         request_fingerprint: "bench".into(),
         dialect: "collect",
     };
-    let mut order = Order::create(app, new, kassa_server::ids::new_order_ids(), now, 3_600_000)?;
+    let mut order = Order::create(
+        app,
+        new,
+        kassa_server::ids::new_order_ids(now),
+        now,
+        3_600_000,
+    )?;
     order.route_to("sandbox", "sandbox");
     store.insert_order(&order).await?;
     let created = order.clone();
