@@ -109,9 +109,17 @@ mod tests {
 
     #[test]
     fn keys_made_later_sort_later_as_text() {
+        // Each boundary where base64url's own order differs from ASCII's: 25 'Z' | 26 'a',
+        // 51 'z' | 52 '0', 61 '9' | 62 '-', 62 '-' | 63 '_', and a carry into the next character.
         let times = [
             0,
             1,
+            25,
+            26,
+            51,
+            52,
+            61,
+            62,
             63,
             64,
             4_095,
