@@ -1,18 +1,21 @@
 //! Group inserts of new orders on PostgreSQL: one task takes whatever creates are waiting and
-//! writes them with one statement and one commit. The statement's shape does not depend on how
+//! writes them with one statement and one commit, on a connection kept between batches
+//! (sql/kept.rs: no test of it by sqlx at each return). The statement's shape does not depend on how
 //! many orders it carries — they travel as one JSON array, which `json_populate_recordset`
 //! turns into rows of the orders' own types — so PostgreSQL parses and plans it once per
 //! connection. A batch the statement refuses as a whole (a drawn order number taken, …) is
 //! inserted again one order at a time, so that each caller gets its own answer.
 
+use super::kept::KeptConnections;
 use super::orders::{
     ORDER_COLUMN_NAMES, ORDER_COLUMNS, insert_result, insert_statement, order_values,
 };
 use super::statement;
 use crate::{StoreError, StoreResult};
 use kassa_core::Order;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 statement!(
     INSERT_ORDERS,
@@ -33,11 +36,11 @@ pub(super) struct BatchedInserts {
 
 impl BatchedInserts {
     /// Starts the batching task; it ends when the store (the queue's sender) is dropped.
-    pub(super) fn start(pool: AnyPool) -> BatchedInserts {
+    pub(super) fn start(connections: Arc<KeptConnections>) -> BatchedInserts {
         let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(super::WRITE_QUEUE);
         tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
-                write(&pool, super::batch_of(first, &mut queue)).await;
+                write(&connections, super::batch_of(first, &mut queue)).await;
             }
         });
         BatchedInserts { jobs }
@@ -57,10 +60,10 @@ impl BatchedInserts {
 
 /// One batch: alone, the plain insert; together, the one statement, and on its refusal each
 /// order again on its own.
-async fn write(pool: &AnyPool, batch: Vec<Job>) {
+async fn write(connections: &KeptConnections, batch: Vec<Job>) {
     if batch.len() > 1 {
         let orders = batch.iter().map(|job| &*job.order);
-        if let Ok(inserted) = insert_together(pool, orders).await {
+        if let Ok(inserted) = insert_together(connections, orders).await {
             for job in batch {
                 let rows = u64::from(inserted.contains(job.order.order_no.as_str()));
                 let _ = job.done.send(Ok(rows));
@@ -69,7 +72,9 @@ async fn write(pool: &AnyPool, batch: Vec<Job>) {
         }
     }
     for job in batch {
-        let done = insert_statement(&job.order).execute(pool).await;
+        let done = insert_statement(&job.order)
+            .execute(connections.pool())
+            .await;
         let _ = job.done.send(insert_result(
             done.map(|d| d.rows_affected()).map_err(StoreError::from),
         ));
@@ -79,13 +84,15 @@ async fn write(pool: &AnyPool, batch: Vec<Job>) {
 /// `orders` in one statement; the numbers of those that went in (an order whose merchant id
 /// its app already has does not).
 async fn insert_together<'a>(
-    pool: &AnyPool,
+    connections: &KeptConnections,
     orders: impl ExactSizeIterator<Item = &'a Order>,
 ) -> StoreResult<HashSet<String>> {
+    let mut connection = connections.take().await?;
     let returned = sqlx::query(INSERT_ORDERS.as_str())
         .bind(rows_as_json(orders))
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await?;
+    connection.give_back();
     Ok(returned
         .iter()
         .filter_map(|row| row.try_get::<String, _>(0).ok())
@@ -140,7 +147,8 @@ mod tests {
         let mut second = order("second", 2);
         (second.paid_at_ms, second.country) = (Some(-1), None);
         let both = [&first, &second];
-        let inserted = insert_together(store.pool(), both.into_iter())
+        let connections = KeptConnections::new(store.pool().clone());
+        let inserted = insert_together(&connections, both.into_iter())
             .await
             .unwrap();
         let numbers = both.map(|o| o.order_no.as_str().to_string());
@@ -150,7 +158,7 @@ mod tests {
             assert_eq!(read.as_ref(), Some(order));
         }
         let (again, third) = (order("second", 3), order("third", 4));
-        let inserted = insert_together(store.pool(), [&again, &third].into_iter());
+        let inserted = insert_together(&connections, [&again, &third].into_iter());
         let third_only = HashSet::from([third.order_no.as_str().to_string()]);
         assert_eq!(inserted.await.unwrap(), third_only);
         assert_eq!(store.order_by_no(&again.order_no).await.unwrap(), None);

@@ -12,6 +12,7 @@ mod batched_inserts;
 mod c_heap;
 mod callbacks;
 mod channels;
+mod kept;
 mod ledger;
 mod merchants;
 mod native;
@@ -32,8 +33,9 @@ pub use writer::{
 use crate::{Backlog, PoolStatus, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection as _, Row};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which database a store talks to.
@@ -79,6 +81,11 @@ const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 const POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 10_000;
 /// How long a caller waits for a free pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pooled connection idle this long is asked whether it still works before it is handed
+/// out: a database restarted or a proxy that closed idle sessions leaves dead ones in the pool.
+/// One used moments ago is not asked — on PostgreSQL each ask is a round trip that would
+/// double a statement's (sqlx asks every connection by default).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Serialises migrations across PostgreSQL nodes (an arbitrary, fixed lock id).
 const MIGRATION_LOCK_ID: i64 = 0x006b_6173_7361; // "kassa" in ASCII
 
@@ -91,6 +98,9 @@ pub struct SqlStore {
     batched: Option<batched_inserts::BatchedInserts>,
     /// SQLite's native look-ups of one order (a file's database; not in memory).
     native: Option<native::NativeReads>,
+    /// Connections kept between look-ups (and PostgreSQL's batched inserts) without sqlx's
+    /// test of each at its return.
+    kept: Arc<kept::KeptConnections>,
 }
 
 /// A statement of the `Any` driver with its bound values.
@@ -167,7 +177,9 @@ impl SqlStore {
         }
         // Lent: a look-up that misses is asked again of the archive with the same values.
         let query = bound(sql, args.iter().map(Value::lent));
-        let row = query.fetch_optional(&self.pool).await?;
+        let mut connection = self.kept.take().await?;
+        let row = query.fetch_optional(&mut *connection).await?;
+        connection.give_back();
         row.as_ref().map(|row| read(row)).transpose()
     }
 }
@@ -377,7 +389,16 @@ impl SqlStore {
         };
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT);
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             c_heap::grow_in_large_steps();
             if let Some(path) = sqlite_path(url) {
@@ -400,14 +421,16 @@ impl SqlStore {
             }
             None => (None, None),
         };
+        let kept = Arc::new(kept::KeptConnections::new(pool.clone()));
         let batched = (backend == Backend::Postgres)
-            .then(|| batched_inserts::BatchedInserts::start(pool.clone()));
+            .then(|| batched_inserts::BatchedInserts::start(kept.clone()));
         Ok(SqlStore {
             pool,
             backend,
             writer,
             batched,
             native,
+            kept,
         })
     }
 
@@ -418,6 +441,7 @@ impl SqlStore {
 
     /// Closes every pooled connection (waits for those in use).
     pub async fn close(&self) {
+        self.kept.release_all();
         self.pool.close().await;
     }
 
@@ -498,7 +522,8 @@ impl Store for SqlStore {
     fn pool_status(&self) -> PoolStatus {
         PoolStatus {
             open: self.pool.size(),
-            idle: self.pool.num_idle() as u32,
+            // Kept connections wait for a statement as the pool's idle ones do.
+            idle: (self.pool.num_idle() + self.kept.len()) as u32,
             max: self.pool.options().get_max_connections(),
         }
     }

@@ -1,0 +1,229 @@
+//! Pooled connections kept between statements, for the hot statements that go through sqlx
+//! (PostgreSQL's look-ups and its batched inserts).
+//!
+//! sqlx tests every connection given back to its pool with a round trip (`ping`), in a task of
+//! its own, before another caller may have it. On PostgreSQL that doubled the round trips of a
+//! look-up: a wake-up of the server's backend and of one of kassa's threads each, on two shared
+//! cores. A connection whose statement went well is kept here instead, and the next statement
+//! takes it without asking. Anything else goes back to sqlx and its test as before:
+//! - a connection whose statement failed, or whose caller gave up mid-statement (dropped), so
+//!   a connection in an unknown state is never reused untested;
+//! - one kept here longer than [`PING_AFTER_IDLE`], which the pool asks again before it is
+//!   handed out (a restarted database or a proxy may have closed it meanwhile);
+//! - one beyond [`MAX_KEPT`], so kept connections never take the pool from its other users.
+
+use super::PING_AFTER_IDLE;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Connections kept at most: half of PostgreSQL's pool.
+pub(super) const MAX_KEPT: usize = super::MAX_CONNECTIONS_POSTGRES as usize / 2;
+
+pub(super) struct KeptConnections {
+    pool: AnyPool,
+    /// Newest last; each with when it was given back.
+    idle: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
+}
+
+impl KeptConnections {
+    pub(super) fn new(pool: AnyPool) -> KeptConnections {
+        KeptConnections {
+            pool,
+            idle: Mutex::new(Vec::with_capacity(MAX_KEPT)),
+        }
+    }
+
+    /// The connection given back last, if it was given back within [`PING_AFTER_IDLE`]; else
+    /// one from the pool. The ones kept too long go back to the pool (which tests them).
+    pub(super) async fn take(&self) -> Result<Kept<'_>, sqlx::Error> {
+        let (fresh, stale) = {
+            let mut idle = self.lock();
+            let stale = idle
+                .iter()
+                .position(|(_, since)| since.elapsed() < PING_AFTER_IDLE)
+                .unwrap_or(idle.len());
+            let stale: Vec<_> = idle.drain(..stale).collect();
+            (idle.pop(), stale)
+        };
+        // Dropped outside the lock: each spawns its return to the pool.
+        drop(stale);
+        let connection = match fresh {
+            Some((connection, _)) => connection,
+            None => self.pool.acquire().await?,
+        };
+        Ok(Kept {
+            owner: self,
+            connection: Some(connection),
+        })
+    }
+
+    /// Gives every kept connection back to the pool (before the pool closes: it waits for
+    /// connections out of it).
+    pub(super) fn release_all(&self) {
+        let all = std::mem::take(&mut *self.lock());
+        drop(all);
+    }
+
+    fn keep(&self, connection: PoolConnection<Any>) {
+        let mut idle = self.lock();
+        if idle.len() < MAX_KEPT {
+            idle.push((connection, Instant::now()));
+        }
+    }
+
+    /// How many are kept now.
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The pool they come from.
+    pub(super) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PoolConnection<Any>, Instant)>> {
+        // A panic while the list was held leaves it whole: its entries are plain values.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A connection taken; [`Kept::give_back`] after a statement that went well, else dropped
+/// (back to the pool, which tests it).
+pub(super) struct Kept<'a> {
+    owner: &'a KeptConnections,
+    connection: Option<PoolConnection<Any>>,
+}
+
+impl Kept<'_> {
+    pub(super) fn give_back(mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.owner.keep(connection);
+        }
+    }
+}
+
+impl Deref for Kept<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.connection.as_ref().expect("a taken connection")
+    }
+}
+
+impl DerefMut for Kept<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.connection.as_mut().expect("a taken connection")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDatabase;
+    use sqlx::Row;
+
+    async fn backend_pid(connection: &mut AnyConnection) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT CAST(pg_backend_pid() AS BIGINT)")
+            .fetch_one(connection)
+            .await?;
+        row.try_get(0)
+    }
+
+    /// Ends a session from a connection outside the pool, as a restarted database or a proxy
+    /// would.
+    async fn end_session(db: &TestDatabase, pid: i64) {
+        use sqlx::Connection as _;
+        let mut outside = AnyConnection::connect(&db.url).await.expect("connect");
+        sqlx::query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+            .bind(pid)
+            .execute(&mut outside)
+            .await
+            .expect("terminate");
+        // Its end reaches the session's socket a moment later.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    /// A connection given back after its statement serves the next one; one dropped without
+    /// being given back (its caller failed or gave up mid-statement) is not kept.
+    #[tokio::test]
+    async fn only_connections_given_back_are_kept() {
+        let Some(db) = TestDatabase::postgres("only_connections_given_back_are_kept").await else {
+            return;
+        };
+        let store = db.store().await;
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut first = kept.take().await.unwrap();
+        let pid = backend_pid(&mut first).await.unwrap();
+        first.give_back();
+        assert_eq!(kept.len(), 1);
+        let mut again = kept.take().await.unwrap();
+        assert_eq!(kept.len(), 0, "taken out while in use");
+        assert_eq!(
+            backend_pid(&mut again).await.unwrap(),
+            pid,
+            "the same session"
+        );
+        drop(again);
+        assert_eq!(
+            kept.len(),
+            0,
+            "a connection not given back goes back to the pool"
+        );
+    }
+
+    /// A kept connection whose session ended fails its next statement once, and is not kept:
+    /// the statement after it gets a working one.
+    #[tokio::test]
+    async fn a_kept_connection_that_fails_is_not_kept() {
+        let name = "a_kept_connection_that_fails_is_not_kept";
+        let Some(db) = TestDatabase::postgres(name).await else {
+            return;
+        };
+        let store = db.store().await;
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut first = kept.take().await.unwrap();
+        let pid = backend_pid(&mut first).await.unwrap();
+        first.give_back();
+        end_session(&db, pid).await;
+        let mut broken = kept.take().await.unwrap();
+        assert!(backend_pid(&mut broken).await.is_err(), "its session ended");
+        drop(broken);
+        assert_eq!(kept.len(), 0);
+        let mut next = kept.take().await.unwrap();
+        assert_ne!(backend_pid(&mut next).await.unwrap(), pid);
+    }
+
+    /// Connections idle past [`PING_AFTER_IDLE`] — kept here or idle in the pool — are asked
+    /// whether they still work before a statement has them: a session ended meanwhile (a
+    /// restarted database, a proxy's idle timeout) costs no caller an error.
+    #[tokio::test]
+    async fn connections_idle_past_the_bound_are_asked_first() {
+        let name = "connections_idle_past_the_bound_are_asked_first";
+        let Some(db) = TestDatabase::postgres(name).await else {
+            return;
+        };
+        let store = db.store().await;
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut first = kept.take().await.unwrap();
+        let kept_pid = backend_pid(&mut first).await.unwrap();
+        first.give_back();
+        let mut pooled = store.pool().acquire().await.unwrap();
+        let pooled_pid = backend_pid(&mut pooled).await.unwrap();
+        drop(pooled);
+        end_session(&db, kept_pid).await;
+        end_session(&db, pooled_pid).await;
+        tokio::time::sleep(PING_AFTER_IDLE + std::time::Duration::from_millis(100)).await;
+        let mut next = kept.take().await.unwrap();
+        let pid = backend_pid(&mut next).await.expect("a working connection");
+        assert!(pid != kept_pid && pid != pooled_pid);
+        let mut from_pool = store.pool().acquire().await.unwrap();
+        backend_pid(&mut from_pool)
+            .await
+            .expect("a working connection");
+    }
+}
