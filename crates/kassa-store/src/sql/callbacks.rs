@@ -230,7 +230,7 @@ const ATTEMPT_JSON_BYTES: usize = 384;
 
 /// [`RECORD_ATTEMPTS_POSTGRES`] for a round of distinct callbacks: whether each lease was held.
 async fn record_attempts_postgres(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     owner: &str,
     batch: &[&FinishedAttempt],
 ) -> StoreResult<Vec<bool>> {
@@ -263,7 +263,7 @@ async fn record_attempts_postgres(
 /// batch (see [`CallbackStore::finish_attempts`]): each callback's attempt number, the attempts,
 /// then each callback's state where `owner` still holds its lease. Whether each lease was held.
 async fn record_attempts(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     owner: &str,
     batch: &[&FinishedAttempt],
 ) -> StoreResult<Vec<bool>> {
@@ -503,13 +503,15 @@ impl CallbackStore for SqlStore {
                 Backend::Sqlite => CLAIM_CALLBACKS_SQLITE.as_str(),
                 Backend::Postgres => CLAIM_CALLBACKS_POSTGRES.as_str(),
             };
+            let mut connection = self.kept.take().await?;
             let rows = sqlx::query(sql)
                 .bind(owner)
                 .bind(lease_until_ms)
                 .bind(now_ms)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *connection)
                 .await?;
+            connection.give_back();
             let mut claimed: Vec<Callback> = rows
                 .iter()
                 .map(callback_from_row)
@@ -537,7 +539,8 @@ impl CallbackStore for SqlStore {
                     .run_in_batch(move |tx| on_writer::finish(tx, &owner, &finished))
                     .await;
             }
-            let mut tx = self.begin_write().await?;
+            let mut connection = self.kept.take().await?;
+            let mut tx = self.begin_write_on(&mut connection).await?;
             // One lock order for every node, so two batches never deadlock on PostgreSQL: the
             // rows are locked by id first (SQLite's one write lock is taken already).
             if self.backend == Backend::Postgres {
@@ -580,6 +583,7 @@ impl CallbackStore for SqlStore {
                 left = rest;
             }
             tx.commit().await?;
+            connection.give_back();
             Ok(kept)
         })
         .await
@@ -599,7 +603,8 @@ impl CallbackStore for SqlStore {
             // One lock order for every node, as in `finish_attempts`.
             let mut sorted: Vec<&(String, i64)> = released.iter().collect();
             sorted.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut tx = self.begin_write().await?;
+            let mut connection = self.kept.take().await?;
+            let mut tx = self.begin_write_on(&mut connection).await?;
             for (callback_id, next_attempt_at_ms) in sorted {
                 sqlx::query(RELEASE_CALLBACK)
                     .bind(*next_attempt_at_ms)
@@ -609,6 +614,7 @@ impl CallbackStore for SqlStore {
                     .await?;
             }
             tx.commit().await?;
+            connection.give_back();
             Ok(())
         })
         .await

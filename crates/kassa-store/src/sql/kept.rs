@@ -10,46 +10,54 @@
 //!   a connection in an unknown state is never reused untested;
 //! - one kept here longer than [`PING_AFTER_IDLE`], which the pool asks again before it is
 //!   handed out (a restarted database or a proxy may have closed it meanwhile);
-//! - one beyond [`MAX_KEPT`], so kept connections never take the pool from its other users.
+//! - those beyond half the pool, so kept connections never take the pool from its other users;
+//!   and every second those kept too long go back, used or not (a task of their own).
 
 use super::PING_AFTER_IDLE;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
 use std::ops::{Deref, DerefMut};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// Connections kept at most: half of PostgreSQL's pool.
-pub(super) const MAX_KEPT: usize = super::MAX_CONNECTIONS_POSTGRES as usize / 2;
 
 pub(super) struct KeptConnections {
     pool: AnyPool,
     /// Newest last; each with when it was given back.
     idle: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
+    /// Kept at most: half the pool.
+    max_kept: usize,
 }
 
 impl KeptConnections {
-    pub(super) fn new(pool: AnyPool) -> KeptConnections {
-        KeptConnections {
+    /// Starts the task that gives connections kept too long back to the pool; it ends with the
+    /// last reference.
+    pub(super) fn new(pool: AnyPool) -> Arc<KeptConnections> {
+        let max_kept = pool.options().get_max_connections() as usize / 2;
+        let kept = Arc::new(KeptConnections {
             pool,
-            idle: Mutex::new(Vec::with_capacity(MAX_KEPT)),
-        }
+            idle: Mutex::new(Vec::with_capacity(max_kept)),
+            max_kept,
+        });
+        let weak = Arc::downgrade(&kept);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(PING_AFTER_IDLE);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match weak.upgrade() {
+                    Some(kept) => kept.give_back_stale(),
+                    None => return,
+                }
+            }
+        });
+        kept
     }
 
     /// The connection given back last, if it was given back within [`PING_AFTER_IDLE`]; else
     /// one from the pool. The ones kept too long go back to the pool (which tests them).
     pub(super) async fn take(&self) -> Result<Kept<'_>, sqlx::Error> {
-        let (fresh, stale) = {
-            let mut idle = self.lock();
-            let stale = idle
-                .iter()
-                .position(|(_, since)| since.elapsed() < PING_AFTER_IDLE)
-                .unwrap_or(idle.len());
-            let stale: Vec<_> = idle.drain(..stale).collect();
-            (idle.pop(), stale)
-        };
-        // Dropped outside the lock: each spawns its return to the pool.
-        drop(stale);
+        self.give_back_stale();
+        let fresh = self.lock().pop();
         let connection = match fresh {
             Some((connection, _)) => connection,
             None => self.pool.acquire().await?,
@@ -58,6 +66,20 @@ impl KeptConnections {
             owner: self,
             connection: Some(connection),
         })
+    }
+
+    /// Gives the connections kept longer than [`PING_AFTER_IDLE`] back to the pool.
+    fn give_back_stale(&self) {
+        let stale: Vec<_> = {
+            let mut idle = self.lock();
+            let stale = idle
+                .iter()
+                .position(|(_, since)| since.elapsed() < PING_AFTER_IDLE)
+                .unwrap_or(idle.len());
+            idle.drain(..stale).collect()
+        };
+        // Dropped outside the lock: each spawns its return to the pool.
+        drop(stale);
     }
 
     /// Gives every kept connection back to the pool (before the pool closes: it waits for
@@ -69,7 +91,7 @@ impl KeptConnections {
 
     fn keep(&self, connection: PoolConnection<Any>) {
         let mut idle = self.lock();
-        if idle.len() < MAX_KEPT {
+        if idle.len() < self.max_kept {
             idle.push((connection, Instant::now()));
         }
     }
@@ -174,6 +196,28 @@ mod tests {
             0,
             "a connection not given back goes back to the pool"
         );
+    }
+
+    /// Connections kept too long go back to the pool by themselves, used or not: kept ones
+    /// never hold the pool from its other users for long.
+    #[tokio::test]
+    async fn connections_kept_too_long_go_back_by_themselves() {
+        let name = "connections_kept_too_long_go_back_by_themselves";
+        let Some(db) = TestDatabase::postgres(name).await else {
+            return;
+        };
+        let store = db.store().await;
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut taken = Vec::new();
+        for _ in 0..kept.max_kept + 2 {
+            taken.push(kept.take().await.unwrap());
+        }
+        for connection in taken {
+            connection.give_back();
+        }
+        assert_eq!(kept.len(), kept.max_kept, "no more than half the pool");
+        tokio::time::sleep(2 * PING_AFTER_IDLE + std::time::Duration::from_millis(200)).await;
+        assert_eq!(kept.len(), 0, "given back to the pool without a take");
     }
 
     /// A kept connection whose session ended fails its next statement once, and is not kept:

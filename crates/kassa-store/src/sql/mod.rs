@@ -421,7 +421,7 @@ impl SqlStore {
             }
             None => (None, None),
         };
-        let kept = Arc::new(kept::KeptConnections::new(pool.clone()));
+        let kept = kept::KeptConnections::new(pool.clone());
         let batched = (backend == Backend::Postgres)
             .then(|| batched_inserts::BatchedInserts::start(kept.clone()));
         Ok(SqlStore {
@@ -456,6 +456,20 @@ impl SqlStore {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// [`Self::begin_write`] on a kept connection, for the frequent transactions (status
+    /// changes, the dispatcher's records and releases): give `connection` back after the
+    /// commit. A transaction dropped unfinished rolls back when its connection, not given
+    /// back, returns to the pool.
+    async fn begin_write_on<'c>(
+        &self,
+        connection: &'c mut sqlx::AnyConnection,
+    ) -> StoreResult<sqlx::Transaction<'c, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => connection.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => connection.begin().await?,
         })
     }
 }

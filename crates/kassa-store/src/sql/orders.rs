@@ -529,23 +529,26 @@ fn filter_clause(
 impl SqlStore {
     /// A status change in a transaction of its own, through sqlx.
     async fn change_status(&self, change: &StatusChange<'_>) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
+        let mut connection = self.kept.take().await?;
+        let mut tx = self.begin_write_on(&mut connection).await?;
         let update = change.update();
         let changed = super::bound(&update.sql, update.values)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if changed != 1 {
+        let changed = changed == 1;
+        if changed {
+            for step in change.writes()? {
+                super::bound(&step.sql, step.values)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            return Ok(false);
         }
-        for step in change.writes()? {
-            super::bound(&step.sql, step.values)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        connection.give_back();
+        Ok(changed)
     }
 
     /// The row `live` finds, else the one `archived` finds with the same arguments.
