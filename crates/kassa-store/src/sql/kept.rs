@@ -1,5 +1,6 @@
-//! Pooled connections kept between statements, for the hot statements that go through sqlx
-//! (PostgreSQL's look-ups and its batched inserts).
+//! Pooled connections kept between statements, for the frequent ones that go through sqlx:
+//! PostgreSQL's look-ups, its batched inserts, status changes and the dispatcher's claims,
+//! records and releases (SQLite's run natively instead).
 //!
 //! sqlx tests every connection given back to its pool with a round trip (`ping`), in a task of
 //! its own, before another caller may have it. On PostgreSQL that doubled the round trips of a
