@@ -91,6 +91,10 @@ impl KeptConnections {
     }
 
     fn keep(&self, connection: PoolConnection<Any>) {
+        // A closing pool waits for every connection out of it: this one goes back.
+        if self.pool.is_closed() {
+            return;
+        }
         let mut idle = self.lock();
         if idle.len() < self.max_kept {
             idle.push((connection, Instant::now()));
@@ -172,7 +176,8 @@ mod tests {
     }
 
     /// A connection given back after its statement serves the next one; one dropped without
-    /// being given back (its caller failed or gave up mid-statement) is not kept.
+    /// being given back (its caller failed or gave up mid-statement) is not kept, nor one
+    /// given back while the pool closes (the close would wait for it).
     #[tokio::test]
     async fn only_connections_given_back_are_kept() {
         let Some(db) = TestDatabase::postgres("only_connections_given_back_are_kept").await else {
@@ -197,6 +202,15 @@ mod tests {
             0,
             "a connection not given back goes back to the pool"
         );
+        // One in use while the pool closes is not kept: the close waits for it.
+        let in_use = kept.take().await.unwrap();
+        let closing = store.pool().close();
+        in_use.give_back();
+        let closed = tokio::time::timeout(std::time::Duration::from_millis(500), closing);
+        closed
+            .await
+            .expect("the pool closes without waiting for the kept list");
+        assert_eq!(kept.len(), 0);
     }
 
     /// Connections kept too long go back to the pool by themselves, used or not: kept ones
