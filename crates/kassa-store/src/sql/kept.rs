@@ -161,6 +161,25 @@ mod tests {
         row.try_get(0)
     }
 
+    /// A fresh database's store, kept connections over its pool, and the backend of the one
+    /// connection kept (its statement done and given back); `None` without PostgreSQL.
+    async fn one_kept(
+        name: &str,
+    ) -> Option<(
+        TestDatabase,
+        crate::sql::SqlStore,
+        Arc<KeptConnections>,
+        i64,
+    )> {
+        let db = TestDatabase::postgres(name).await?;
+        let store = db.store().await;
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut first = kept.take().await.unwrap();
+        let pid = backend_pid(&mut first).await.unwrap();
+        first.give_back();
+        Some((db, store, kept, pid))
+    }
+
     /// Ends a session from a connection outside the pool, as a restarted database or a proxy
     /// would.
     async fn end_session(db: &TestDatabase, pid: i64) {
@@ -180,14 +199,10 @@ mod tests {
     /// given back while the pool closes (the close would wait for it).
     #[tokio::test]
     async fn only_connections_given_back_are_kept() {
-        let Some(db) = TestDatabase::postgres("only_connections_given_back_are_kept").await else {
+        let name = "only_connections_given_back_are_kept";
+        let Some((_db, store, kept, pid)) = one_kept(name).await else {
             return;
         };
-        let store = db.store().await;
-        let kept = KeptConnections::new(store.pool().clone());
-        let mut first = kept.take().await.unwrap();
-        let pid = backend_pid(&mut first).await.unwrap();
-        first.give_back();
         assert_eq!(kept.len(), 1);
         let mut again = kept.take().await.unwrap();
         assert_eq!(kept.len(), 0, "taken out while in use");
@@ -240,14 +255,9 @@ mod tests {
     #[tokio::test]
     async fn a_kept_connection_that_fails_is_not_kept() {
         let name = "a_kept_connection_that_fails_is_not_kept";
-        let Some(db) = TestDatabase::postgres(name).await else {
+        let Some((db, _store, kept, pid)) = one_kept(name).await else {
             return;
         };
-        let store = db.store().await;
-        let kept = KeptConnections::new(store.pool().clone());
-        let mut first = kept.take().await.unwrap();
-        let pid = backend_pid(&mut first).await.unwrap();
-        first.give_back();
         end_session(&db, pid).await;
         let mut broken = kept.take().await.unwrap();
         assert!(backend_pid(&mut broken).await.is_err(), "its session ended");
@@ -263,14 +273,9 @@ mod tests {
     #[tokio::test]
     async fn connections_idle_past_the_bound_are_asked_first() {
         let name = "connections_idle_past_the_bound_are_asked_first";
-        let Some(db) = TestDatabase::postgres(name).await else {
+        let Some((db, store, kept, kept_pid)) = one_kept(name).await else {
             return;
         };
-        let store = db.store().await;
-        let kept = KeptConnections::new(store.pool().clone());
-        let mut first = kept.take().await.unwrap();
-        let kept_pid = backend_pid(&mut first).await.unwrap();
-        first.give_back();
         let mut pooled = store.pool().acquire().await.unwrap();
         let pooled_pid = backend_pid(&mut pooled).await.unwrap();
         drop(pooled);
