@@ -228,6 +228,31 @@ mod tests {
         assert_eq!(kept.len(), 0);
     }
 
+    /// A connection given back to the pool inside a transaction sqlx does not know of (its
+    /// caller cut off while `BEGIN` was being answered) is closed, not handed out: the next
+    /// caller's insert would run inside that transaction and never be committed.
+    #[tokio::test]
+    async fn a_connection_left_inside_a_transaction_is_not_reused() {
+        let name = "a_connection_left_inside_a_transaction_is_not_reused";
+        let Some(db) = TestDatabase::postgres(name).await else {
+            return;
+        };
+        let store = db.store().await;
+        let mut left = store.pool().acquire().await.unwrap();
+        let left_pid = backend_pid(&mut left).await.unwrap();
+        // A plain statement: the session is inside a transaction, sqlx's count is not.
+        sqlx::raw_sql("BEGIN").execute(&mut *left).await.unwrap();
+        drop(left);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut next = store.pool().acquire().await.unwrap();
+        assert_ne!(backend_pid(&mut next).await.unwrap(), left_pid);
+        drop(next);
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut connection = kept.take().await.unwrap();
+        let pid = backend_pid(&mut connection).await.unwrap();
+        assert_ne!(pid, left_pid);
+    }
+
     /// Connections kept too long go back to the pool by themselves, used or not: kept ones
     /// never hold the pool from its other users for long.
     #[tokio::test]
