@@ -134,6 +134,28 @@ impl Kept<'_> {
     }
 }
 
+/// Not given back: its caller failed or was cut off, perhaps while a `BEGIN` was being
+/// answered, which leaves the session inside a transaction sqlx does not know of. It goes back
+/// to the pool only once shown outside any transaction, and is closed otherwise.
+impl Drop for Kept<'_> {
+    fn drop(&mut self) {
+        let Some(mut connection) = self.connection.take() else {
+            return;
+        };
+        if connection.backend_name() != "PostgreSQL" {
+            return;
+        }
+        tokio::spawn(async move {
+            if !matches!(
+                super::outside_any_transaction(&mut connection).await,
+                Ok(true)
+            ) {
+                connection.close_on_drop();
+            }
+        });
+    }
+}
+
 impl Deref for Kept<'_> {
     type Target = AnyConnection;
 
@@ -228,9 +250,9 @@ mod tests {
         assert_eq!(kept.len(), 0);
     }
 
-    /// A connection given back to the pool inside a transaction sqlx does not know of (its
-    /// caller cut off while `BEGIN` was being answered) is closed, not handed out: the next
-    /// caller's insert would run inside that transaction and never be committed.
+    /// A connection dropped inside a transaction sqlx does not know of (its caller cut off
+    /// while `BEGIN` was being answered) is closed, not handed out again: the next caller's
+    /// insert would run inside that transaction and never be committed.
     #[tokio::test]
     async fn a_connection_left_inside_a_transaction_is_not_reused() {
         let name = "a_connection_left_inside_a_transaction_is_not_reused";
@@ -238,16 +260,16 @@ mod tests {
             return;
         };
         let store = db.store().await;
-        let mut left = store.pool().acquire().await.unwrap();
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut left = kept.take().await.unwrap();
         let left_pid = backend_pid(&mut left).await.unwrap();
         // A plain statement: the session is inside a transaction, sqlx's count is not.
         sqlx::raw_sql("BEGIN").execute(&mut *left).await.unwrap();
         drop(left);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let mut next = store.pool().acquire().await.unwrap();
         assert_ne!(backend_pid(&mut next).await.unwrap(), left_pid);
         drop(next);
-        let kept = KeptConnections::new(store.pool().clone());
         let mut connection = kept.take().await.unwrap();
         let pid = backend_pid(&mut connection).await.unwrap();
         assert_ne!(pid, left_pid);

@@ -354,15 +354,15 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
 
 /// Every PostgreSQL connection: a bound on a transaction left open (see
 /// [`POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS`]).
-/// Whether a connection given back to the pool is outside any transaction; one that is not is
-/// closed instead of reused. sqlx counts a transaction only once its `BEGIN` is answered, so a
-/// caller cut off while waiting for that answer (a request's timeout) leaves the session inside a
-/// transaction it does not know of; the next user's statements would then run inside it, their
-/// inserts answered and never committed. In a statement of its own, `now()` (when the
-/// transaction began) equals `statement_timestamp()`; inside an older transaction it does not.
-/// A round trip, but only on the way back to the pool: the frequent statements keep their
-/// connection (sql/kept.rs) and do not pass here.
-async fn outside_any_transaction(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+/// Whether a connection is outside any transaction (PostgreSQL). sqlx counts a transaction only
+/// once its `BEGIN` is answered, so a caller cut off while waiting for that answer (a request's
+/// timeout) leaves the session inside a transaction it does not know of; the next user's
+/// statements would then run inside it, their inserts answered and never committed. In a
+/// statement of its own, `now()` (when the transaction began) equals `statement_timestamp()`;
+/// inside an older transaction it does not.
+pub(super) async fn outside_any_transaction(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<bool, sqlx::Error> {
     let row = sqlx::query("SELECT now() = statement_timestamp()")
         .fetch_one(conn)
         .await?;
@@ -421,9 +421,7 @@ impl SqlStore {
             }
             options = options.after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)));
         } else {
-            options = options
-                .after_connect(|conn, _| Box::pin(postgres_settings(conn)))
-                .after_release(|conn, _| Box::pin(outside_any_transaction(conn)));
+            options = options.after_connect(|conn, _| Box::pin(postgres_settings(conn)));
         }
         probe(url, backend).await?;
         let pool = options.connect(url).await?;
