@@ -1,7 +1,7 @@
 //! Group inserts of new orders on PostgreSQL: one task takes whatever creates are waiting and
 //! writes them with one statement and one commit, on a connection kept between batches
-//! (sql/kept.rs: no test of it by sqlx at each return). The statement's shape does not depend on how
-//! many orders it carries — they travel as one JSON array, which `json_populate_recordset`
+//! (sql/kept.rs: no test of it by sqlx at each return). The statement's shape does not depend
+//! on how many orders it carries — they travel as one JSON array, which `json_populate_recordset`
 //! turns into rows of the orders' own types — so PostgreSQL parses and plans it once per
 //! connection. A batch the statement refuses as a whole (a drawn order number taken, …) is
 //! inserted again one order at a time, so that each caller gets its own answer.

@@ -8,7 +8,8 @@
 //! cores. A connection whose statement went well is kept here instead, and the next statement
 //! takes it without asking. Anything else goes back to sqlx and its test as before:
 //! - a connection whose statement failed, or whose caller gave up mid-statement (dropped), so
-//!   a connection in an unknown state is never reused untested;
+//!   a connection in an unknown state is never reused untested; on PostgreSQL it must first
+//!   show it is outside any transaction, or it is closed;
 //! - one kept here longer than [`PING_AFTER_IDLE`], which the pool asks again before it is
 //!   handed out (a restarted database or a proxy may have closed it meanwhile);
 //! - those beyond half the pool, so kept connections never take the pool from its other users;
@@ -120,7 +121,7 @@ impl KeptConnections {
 }
 
 /// A connection taken; [`Kept::give_back`] after a statement that went well, else dropped
-/// (back to the pool, which tests it).
+/// (back to the pool, which tests it, once outside any transaction; see its `Drop`).
 pub(super) struct Kept<'a> {
     owner: &'a KeptConnections,
     connection: Option<PoolConnection<Any>>,

@@ -98,8 +98,8 @@ pub struct SqlStore {
     batched: Option<batched_inserts::BatchedInserts>,
     /// SQLite's native look-ups of one order (a file's database; not in memory).
     native: Option<native::NativeReads>,
-    /// Connections kept between look-ups (and PostgreSQL's batched inserts) without sqlx's
-    /// test of each at its return.
+    /// Connections kept between the frequent statements (look-ups, PostgreSQL's batched
+    /// inserts, status changes, the dispatcher's writes) without sqlx's test at each return.
     kept: Arc<kept::KeptConnections>,
 }
 
@@ -477,7 +477,8 @@ impl SqlStore {
     /// [`Self::begin_write`] on a kept connection, for the frequent transactions (status
     /// changes, the dispatcher's records and releases): give `connection` back after the
     /// commit. A transaction dropped unfinished rolls back when its connection, not given
-    /// back, returns to the pool.
+    /// back, returns to the pool — after it has shown it is outside any transaction
+    /// (`Kept`'s `Drop`), or is closed.
     async fn begin_write_on<'c>(
         &self,
         connection: &'c mut sqlx::AnyConnection,
