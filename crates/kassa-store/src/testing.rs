@@ -6,6 +6,9 @@
 
 use crate::{Backend, SqlStore, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 pub const POSTGRES_ENV: &str = "KASSA_TEST_POSTGRES_URL";
 
@@ -97,4 +100,53 @@ macro_rules! on_both_databases {
 /// The identity setup for [`on_both_databases!`]: the test takes the database itself.
 pub async fn database(db: TestDatabase) -> TestDatabase {
     db
+}
+
+/// A loopback TCP proxy to `target` (`host:port`) that a test can cut, as a network that drops
+/// packets would: while `open` holds `false` it forwards no byte (holding what it read, and
+/// delivering it once open again, as TCP's retransmissions would) and connects nothing new.
+/// Returns its port and the switch.
+pub async fn cuttable_proxy(target: String) -> (u16, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
+    let port = listener.local_addr().expect("the proxy's address").port();
+    let (open, watching) = watch::channel(true);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (target, mut open) = (target.clone(), watching.clone());
+            tokio::spawn(async move {
+                if open.wait_for(|open| *open).await.is_err() {
+                    return;
+                }
+                let Ok(outbound) = TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (from_client, to_client) = inbound.into_split();
+                let (from_target, to_target) = outbound.into_split();
+                tokio::spawn(pump(from_client, to_target, open.clone()));
+                tokio::spawn(pump(from_target, to_client, open));
+            });
+        }
+    });
+    (port, open)
+}
+
+/// Copies one direction; bytes read while the proxy is cut wait until it is open again.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut open: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if open.wait_for(|open| *open).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }

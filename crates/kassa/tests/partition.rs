@@ -14,14 +14,12 @@
 mod common;
 
 use common::{create_shop, kassa, serve_with};
-use kassa_store::testing::TestDatabase;
+use kassa_store::testing::{TestDatabase, cuttable_proxy};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 
 /// How long B is cut off: longer than a callback lease (`--callback-timeout` 2 s + 10 s).
 const PARTITION: Duration = Duration::from_secs(20);
@@ -29,51 +27,6 @@ const PARTITION: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the shop takes to answer a callback, so that B always holds some leases.
 const SHOP_DELAY: Duration = Duration::from_millis(1_500);
-
-/// A TCP proxy to `target` that the test can cut: while `open` is false it forwards no byte
-/// (holding what it read) and opens no connection to the target.
-async fn proxy(target: String) -> (u16, watch::Sender<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (open, watching) = watch::channel(true);
-    tokio::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            let (target, mut open) = (target.clone(), watching.clone());
-            tokio::spawn(async move {
-                if open.wait_for(|open| *open).await.is_err() {
-                    return;
-                }
-                let Ok(outbound) = TcpStream::connect(&target).await else {
-                    return;
-                };
-                let (from_client, to_client) = inbound.into_split();
-                let (from_db, to_db) = outbound.into_split();
-                tokio::spawn(pump(from_client, to_db, open.clone()));
-                tokio::spawn(pump(from_db, to_client, open));
-            });
-        }
-    });
-    (port, open)
-}
-
-/// Copies one direction; bytes read while the proxy is cut wait until it is open again.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut open: watch::Receiver<bool>,
-) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if open.wait_for(|open| *open).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
 
 /// A shop that answers `success` after [`SHOP_DELAY`]: each callback's webhook-id, order and
 /// when it arrived.
@@ -252,7 +205,7 @@ async fn partitioned(db: TestDatabase) {
         through.host_str().unwrap(),
         through.port().unwrap_or(5432)
     );
-    let (proxy_port, open) = proxy(target).await;
+    let (proxy_port, open) = cuttable_proxy(target).await;
     through.set_port(Some(proxy_port)).unwrap();
     let node = |name: &str, url: &str| {
         let home = dir.path().join(name);
