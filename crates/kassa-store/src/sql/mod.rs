@@ -700,17 +700,15 @@ mod tests {
             .unwrap();
         // The connection back in the pool (its return is a task of its own), idle: the cut
         // holds up the `BEGIN`'s answer, not a new connection.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(store.pool().num_idle(), store.pool().size() as usize);
+        all_idle(&store).await;
         open.send_replace(false);
         let cut_off =
             tokio::time::timeout(std::time::Duration::from_millis(300), store.begin_write()).await;
         assert!(cut_off.is_err(), "the BEGIN's answer was held up");
         open.send_replace(true);
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        // Every idle connection at once, so the one that carried the BEGIN is among them.
-        let idle = store.pool().num_idle();
-        assert!(idle >= 1);
+        // Every connection back and taken at once, so the one that carried the BEGIN is among
+        // them.
+        let idle = all_idle(&store).await;
         let mut connections = Vec::new();
         for _ in 0..idle {
             connections.push(store.pool().acquire().await.unwrap());
@@ -728,6 +726,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(committed, idle as i64, "every insert committed");
+    }
+
+    /// Waits (at most 5 s) until every open connection of the pool is idle; how many.
+    async fn all_idle(store: &super::SqlStore) -> usize {
+        let pool = store.pool();
+        for _ in 0..500 {
+            if pool.size() > 0 && pool.num_idle() == pool.size() as usize {
+                return pool.num_idle();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{} of {} connections idle after 5 s",
+            pool.num_idle(),
+            pool.size()
+        );
     }
 
     #[tokio::test]
