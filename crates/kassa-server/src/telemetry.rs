@@ -342,6 +342,14 @@ struct HttpLabels {
 /// A metric's name and label values, all `'static`.
 type StaticKey = [&'static str; 4];
 
+/// Whether two keys are the same strings, by address and length: a handle is found without
+/// comparing text (a thread's list holds dozens of keys, and this runs a few times a request).
+/// The same text at two addresses (a constant inlined in two places) only keeps a second handle
+/// to the same metric; the list stays bounded by the call sites and their closed label lists.
+fn same_key(known: &StaticKey, key: &StaticKey) -> bool {
+    known.iter().zip(key).all(|(a, b)| std::ptr::eq(*a, *b))
+}
+
 thread_local! {
     static HTTP_KEPT: Kept<(Box<str>, HttpLabels), (Histogram, Counter)> =
         const { std::cell::RefCell::new(Vec::new()) };
@@ -356,7 +364,7 @@ thread_local! {
 fn count_kept(key: StaticKey, make: impl FnOnce() -> Counter) {
     with_kept(
         &COUNTERS_KEPT,
-        |known| *known == key,
+        |known| same_key(known, &key),
         || (key, make()),
         |counter| counter.increment(1),
     );
@@ -366,7 +374,7 @@ fn count_kept(key: StaticKey, make: impl FnOnce() -> Counter) {
 fn gauge_kept(key: StaticKey, make: impl FnOnce() -> metrics::Gauge) -> metrics::Gauge {
     with_kept(
         &GAUGES_KEPT,
-        |known| *known == key,
+        |known| same_key(known, &key),
         || (key, make()),
         metrics::Gauge::clone,
     )
@@ -376,7 +384,7 @@ fn gauge_kept(key: StaticKey, make: impl FnOnce() -> metrics::Gauge) -> metrics:
 fn record_kept(key: StaticKey, make: impl FnOnce() -> Histogram, value: f64) {
     with_kept(
         &HISTOGRAMS_KEPT,
-        |known| *known == key,
+        |known| same_key(known, &key),
         || (key, make()),
         |histogram| histogram.record(value),
     );

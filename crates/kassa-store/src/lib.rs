@@ -22,7 +22,10 @@ use kassa_core::{
 
 pub use error::{StoreError, StoreResult};
 pub use kassa_core::AfterAttempt;
-pub use sql::{Backend, SQLITE_WRITER_THREAD, SqlStore, sqlite_path, sqlite_writer_thread_dir};
+pub use sql::{
+    Backend, SHORT_SLICE, SQLITE_WRITER_THREAD, SqlStore, ask_for_short_slices, custom_slices_kept,
+    sqlite_path, sqlite_writer_thread_dir, thread_slice_ns,
+};
 
 /// The traits of the port, to bring their methods into scope at once.
 pub mod prelude {

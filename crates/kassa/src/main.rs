@@ -289,6 +289,10 @@ fn main() -> ExitCode {
     init_logging(serving, cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Short slices let a thread that wakes (the SQLite writer, a database's process on
+        // the same cores) preempt a worker that is signing sooner (docs/performance.md,
+        // "Short slices for the runtime's workers").
+        .on_thread_start(|| kassa_store::ask_for_short_slices(kassa_store::SHORT_SLICE))
         .build()
         .expect("start the async runtime");
     let outcome = runtime.block_on(run(cli, &matches));
