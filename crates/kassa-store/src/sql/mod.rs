@@ -353,8 +353,6 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// Every PostgreSQL connection: a bound on a transaction left open (see
-/// [`POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS`]).
 /// Whether a connection is outside any transaction (PostgreSQL). sqlx counts a transaction only
 /// once its `BEGIN` is answered, so a caller cut off while waiting for that answer (a request's
 /// timeout) leaves the session inside a transaction it does not know of; the next user's
@@ -370,6 +368,8 @@ pub(super) async fn outside_any_transaction(
     row.try_get::<bool, _>(0)
 }
 
+/// Every PostgreSQL connection: a bound on a transaction left open (see
+/// [`POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS`]).
 async fn postgres_settings(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     let set = format!(
         "SET idle_in_transaction_session_timeout = {POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
