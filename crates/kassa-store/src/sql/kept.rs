@@ -146,16 +146,25 @@ impl Drop for Kept<'_> {
         if connection.backend_name() != "PostgreSQL" {
             return;
         }
-        tokio::spawn(async move {
-            if !matches!(
-                super::outside_any_transaction(&mut connection).await,
-                Ok(true)
-            ) {
+        // Outside a runtime (one shutting down) nothing can ask: the connection is closed.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            connection.close_on_drop();
+            return;
+        };
+        runtime.spawn(async move {
+            let asked = super::outside_any_transaction(&mut connection);
+            let answer = tokio::time::timeout(CHECK_TIMEOUT, asked).await;
+            if !matches!(answer, Ok(Ok(true))) {
                 connection.close_on_drop();
             }
         });
     }
 }
+
+/// How long a dropped connection may take to show it is outside any transaction before it is
+/// closed instead: one short statement, so a connection slower than this (a network cut off,
+/// a database gone) would otherwise hold its place in the pool until TCP gives up.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Deref for Kept<'_> {
     type Target = AnyConnection;
@@ -274,6 +283,38 @@ mod tests {
         let mut connection = kept.take().await.unwrap();
         let pid = backend_pid(&mut connection).await.unwrap();
         assert_ne!(pid, left_pid);
+    }
+
+    /// A connection dropped while the network to the database is cut cannot show it is outside
+    /// any transaction: it is closed after [`CHECK_TIMEOUT`] and its place in the pool freed,
+    /// not held until TCP gives up.
+    #[tokio::test]
+    async fn a_dropped_connection_that_cannot_answer_is_closed() {
+        let name = "a_dropped_connection_that_cannot_answer_is_closed";
+        let Some(db) = TestDatabase::postgres(name).await else {
+            return;
+        };
+        db.store().await.close().await;
+        let (host_port, rest) = db.url["postgres://".len()..]
+            .split_once('/')
+            .expect("a database URL");
+        let (user, target) = host_port.rsplit_once('@').expect("a user in the URL");
+        let (port, open) = crate::testing::cuttable_proxy(target.to_string()).await;
+        let through = format!("postgres://{user}@127.0.0.1:{port}/{rest}");
+        let store = crate::sql::SqlStore::connect(&through).await.unwrap();
+        let kept = KeptConnections::new(store.pool().clone());
+        let mut connection = kept.take().await.unwrap();
+        backend_pid(&mut connection).await.unwrap();
+        let open_before = store.pool().size();
+        open.send_replace(false);
+        drop(connection);
+        tokio::time::sleep(CHECK_TIMEOUT + std::time::Duration::from_millis(500)).await;
+        assert_eq!(
+            store.pool().size(),
+            open_before - 1,
+            "closed, its place freed"
+        );
+        open.send_replace(true);
     }
 
     /// Connections kept too long go back to the pool by themselves, used or not: kept ones
