@@ -9,6 +9,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 mod error;
+pub mod scheduling;
 mod sql;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -22,10 +23,7 @@ use kassa_core::{
 
 pub use error::{StoreError, StoreResult};
 pub use kassa_core::AfterAttempt;
-pub use sql::{
-    Backend, SHORT_SLICE, SQLITE_WRITER_THREAD, SqlStore, ask_for_short_slices, custom_slices_kept,
-    sqlite_path, sqlite_writer_thread_dir, thread_slice_ns,
-};
+pub use sql::{Backend, SQLITE_WRITER_THREAD, SqlStore, sqlite_path, sqlite_writer_thread_dir};
 
 /// The traits of the port, to bring their methods into scope at once.
 pub mod prelude {

@@ -150,3 +150,27 @@ async fn pump(
     }
     let _ = to.shutdown().await;
 }
+
+/// Whether this kernel keeps custom time slices (Linux 6.12 and later); why not, if not.
+pub fn custom_slices_kept() -> Result<(), String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    let (major, minor) = (version.next().flatten(), version.next().flatten());
+    match major.zip(minor) {
+        Some(version) if version >= (6, 12) => Ok(()),
+        _ => Err(format!(
+            "kernel {:?} has no custom time slices (Linux 6.12)",
+            release.trim()
+        )),
+    }
+}
+
+/// The time slice of the thread whose `/proc` directory is `task` (`se.slice` in its scheduler
+/// statistics), in nanoseconds; `None` where the kernel does not show it.
+pub fn thread_slice_ns(task: &std::path::Path) -> Option<u64> {
+    let sched = std::fs::read_to_string(task.join("sched")).ok()?;
+    let line = sched.lines().find(|line| line.starts_with("se.slice"))?;
+    line.split(':').nth(1)?.trim().parse().ok()
+}

@@ -292,7 +292,10 @@ fn main() -> ExitCode {
         // Short slices let a thread that wakes (the SQLite writer, a database's process on
         // the same cores) preempt a worker that is signing sooner (docs/performance.md,
         // "Short slices for the runtime's workers").
-        .on_thread_start(|| kassa_store::ask_for_short_slices(kassa_store::SHORT_SLICE))
+        .on_thread_start(|| {
+            use kassa_store::scheduling::{SHORT_SLICE, ask_for_short_slices};
+            ask_for_short_slices(SHORT_SLICE)
+        })
         .build()
         .expect("start the async runtime");
     let outcome = runtime.block_on(run(cli, &matches));

@@ -1938,13 +1938,13 @@ fn sqlite_commits_sync_with_fdatasync() {
     assert_eq!(count("fsync"), 0, "an fsync in:\n{calls}");
 }
 
-/// The server's runtime threads run with short time slices (`kassa_store::SHORT_SLICE`), so a
+/// The server's runtime threads run with short time slices (`kassa_store::scheduling::SHORT_SLICE`), so a
 /// thread that wakes on the same cores — the SQLite writer, a database's process — preempts a
 /// worker that is signing sooner. Where the kernel keeps no custom slices (before Linux 6.12)
 /// or shows none, the test says so and checks nothing.
 #[test]
 fn the_runtime_threads_run_with_short_slices() {
-    if let Err(why) = kassa_store::custom_slices_kept() {
+    if let Err(why) = kassa_store::testing::custom_slices_kept() {
         eprintln!("skipped: {why}");
         return;
     }
@@ -1960,16 +1960,16 @@ fn the_runtime_threads_run_with_short_slices() {
         .map(|task| task.unwrap().path())
         .filter(|task| {
             let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-            name.trim() == "tokio-runtime-w" || name.trim() == "tokio-rt-worker"
+            name.trim() == "tokio-rt-worker"
         })
-        .map(|task| kassa_store::thread_slice_ns(&task))
+        .map(|task| kassa_store::testing::thread_slice_ns(&task))
         .collect();
     assert!(!workers.is_empty(), "no runtime worker thread found");
     if workers.iter().all(Option::is_none) {
         eprintln!("skipped: this kernel shows no time slices (se.slice)");
         return;
     }
-    let short = kassa_store::SHORT_SLICE.as_nanos() as u64;
+    let short = kassa_store::scheduling::SHORT_SLICE.as_nanos() as u64;
     assert!(
         workers.iter().all(|slice| *slice == Some(short)),
         "the workers' slices: {workers:?}"

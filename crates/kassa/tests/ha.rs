@@ -230,8 +230,9 @@ async fn acknowledged_orders_survive_a_node_and_the_primary_dying() {
         .expect("the HA test took over 270 s");
 }
 
-/// Why the callbacks of orders `missing` (merchant order ids) were not heard: their rows and
-/// attempts, and the surviving node's warnings and errors.
+/// Why the callbacks of orders `missing` (merchant order ids) were not heard: their rows, the
+/// database's sessions and newest attempt, and the surviving node's callback and pool metrics
+/// and last warnings and errors.
 async fn unheard_callbacks(cluster: &Cluster, missing: &[&String]) -> String {
     let database = sqlx::PgPool::connect(&cluster.database_url())
         .await

@@ -27,8 +27,7 @@ mod wal_vfs;
 mod writer;
 
 pub use writer::{
-    SHORT_SLICE, WRITER_THREAD as SQLITE_WRITER_THREAD, ask_for_short_slices, custom_slices_kept,
-    thread_slice_ns, writer_thread_dir as sqlite_writer_thread_dir,
+    WRITER_THREAD as SQLITE_WRITER_THREAD, writer_thread_dir as sqlite_writer_thread_dir,
 };
 
 use crate::{Backlog, PoolStatus, Store, StoreError, StoreResult};

@@ -109,63 +109,6 @@ impl Company {
     }
 }
 
-/// The time slice the writer and the runtime's worker threads ask the kernel for. Linux
-/// (EEVDF, 6.12 and later) gives a thread that wakes with a shorter slice than the running one
-/// an earlier deadline, so it runs sooner. While requests' signatures kept both cores busy, the
-/// writer waited about 150 µs for a core at each wake-up, and every write of its batch waited
-/// with it; the requests then waited together, and the cores sat idle 15 % of a create run
-/// (docs/performance.md, "The writer asks for short slices"). Workers with short slices let a
-/// database on the same cores run sooner too ("Short slices for the runtime's workers"). 100 µs
-/// is the shortest slice the kernel takes.
-pub const SHORT_SLICE: Duration = Duration::from_micros(100);
-
-/// Asks the kernel to run this thread with time slices of `slice` (`sched_setattr`, the
-/// normal policy kept: no privilege needed). A hint: a kernel without custom slices ignores it,
-/// and a refusal only costs the latency it would have saved.
-pub fn ask_for_short_slices(slice: Duration) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: all-zero is a valid `sched_attr` (the normal policy, nice 0); the kernel
-        // reads `size` bytes of it, which is its whole size.
-        let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
-        attr.size = std::mem::size_of::<libc::sched_attr>() as u32;
-        attr.sched_policy = libc::SCHED_OTHER as u32;
-        attr.sched_runtime = slice.as_nanos() as u64;
-        // SAFETY: `attr` lives through the call; pid 0 is the calling thread; flags 0.
-        let refused = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0) } != 0;
-        if refused {
-            let error = std::io::Error::last_os_error();
-            tracing::debug!(%error, "short time slices were refused");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = slice;
-}
-
-/// Whether this kernel keeps custom time slices (Linux 6.12 and later); why not, if not.
-pub fn custom_slices_kept() -> Result<(), String> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut version = release
-        .split(['.', '-'])
-        .map(|part| part.parse::<u32>().ok());
-    let (major, minor) = (version.next().flatten(), version.next().flatten());
-    match major.zip(minor) {
-        Some(version) if version >= (6, 12) => Ok(()),
-        _ => Err(format!(
-            "kernel {:?} has no custom time slices (Linux 6.12)",
-            release.trim()
-        )),
-    }
-}
-
-/// The time slice of the thread whose `/proc` directory is `task` (`se.slice` in its scheduler
-/// statistics), in nanoseconds; `None` where the kernel does not show it.
-pub fn thread_slice_ns(task: &std::path::Path) -> Option<u64> {
-    let sched = std::fs::read_to_string(task.join("sched")).ok()?;
-    let line = sched.lines().find(|line| line.starts_with("se.slice"))?;
-    line.split(':').nth(1)?.trim().parse().ok()
-}
-
 /// The writer thread's name (the kernel shows its first 15 bytes); `kassa bench` reads the
 /// thread's own CPU and writes by it.
 pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
@@ -212,7 +155,7 @@ impl SqliteWriter {
         mut queue: tokio::sync::mpsc::Receiver<Box<dyn Job>>,
         anchor: &ReadAnchor,
     ) {
-        ask_for_short_slices(SHORT_SLICE);
+        crate::scheduling::ask_for_short_slices(crate::scheduling::SHORT_SLICE);
         let mut company = Company::default();
         while let Some(first) = queue.blocking_recv() {
             if company.expected(Instant::now()) {
@@ -349,7 +292,7 @@ mod tests {
     /// is nothing to see, and the test says so.
     #[tokio::test]
     async fn the_writer_runs_with_short_slices() {
-        if let Err(why) = custom_slices_kept() {
+        if let Err(why) = crate::testing::custom_slices_kept() {
             eprintln!("skipped: {why}");
             return;
         }
@@ -360,7 +303,7 @@ mod tests {
         // The thread asks on its first step: wait for it, a second at most.
         for _ in 0..100 {
             seen = writer_slice_ns();
-            if seen == Some(SHORT_SLICE.as_nanos() as u64) {
+            if seen == Some(crate::scheduling::SHORT_SLICE.as_nanos() as u64) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -373,7 +316,7 @@ mod tests {
 
     /// `se.slice` of this process's writer thread, in nanoseconds.
     fn writer_slice_ns() -> Option<u64> {
-        thread_slice_ns(&writer_thread_dir(std::process::id())?)
+        crate::testing::thread_slice_ns(&writer_thread_dir(std::process::id())?)
     }
 
     #[test]
