@@ -77,3 +77,18 @@ pub async fn delivered_by(database: &sqlx::PgPool, id: &str) -> String {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Whether a node other than `node` has an acknowledged attempt of callback `id` recorded: it
+/// took the callback over. (Its latest attempt may still be `node`'s: a node cut off records
+/// what it sent meanwhile once it is back, after the other's records.)
+pub async fn taken_over_from(database: &sqlx::PgPool, id: &str, node: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM callback_attempts WHERE callback_id = $1 \
+         AND acknowledged = 1 AND node <> $2)",
+    )
+    .bind(id)
+    .bind(node)
+    .fetch_one(database)
+    .await
+    .unwrap()
+}
