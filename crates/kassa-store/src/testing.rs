@@ -102,6 +102,16 @@ pub async fn database(db: TestDatabase) -> TestDatabase {
     db
 }
 
+/// `db`'s URL through a [`cuttable_proxy`] to its server (PostgreSQL), and the proxy's switch.
+pub async fn through_cuttable_proxy(db: &TestDatabase) -> (String, watch::Sender<bool>) {
+    let (host_port, rest) = db.url["postgres://".len()..]
+        .split_once('/')
+        .expect("a database URL");
+    let (user, target) = host_port.rsplit_once('@').expect("a user in the URL");
+    let (port, open) = cuttable_proxy(target.to_string()).await;
+    (format!("postgres://{user}@127.0.0.1:{port}/{rest}"), open)
+}
+
 /// A loopback TCP proxy to `target` (`host:port`) that a test can cut, as a network that drops
 /// packets would: while `open` holds `false` it forwards no byte (holding what it read, and
 /// delivering it once open again, as TCP's retransmissions would) and connects nothing new.

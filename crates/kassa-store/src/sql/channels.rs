@@ -31,7 +31,7 @@ statement!(
     "SELECT {CHANNEL_COLUMNS} FROM channels WHERE channel_id = $1"
 );
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+type Tx = super::WriteTransaction;
 
 fn currencies_text(currencies: &[Currency]) -> String {
     let codes: Vec<&str> = currencies.iter().map(|c| c.code()).collect();

@@ -295,12 +295,7 @@ mod tests {
             return;
         };
         db.store().await.close().await;
-        let (host_port, rest) = db.url["postgres://".len()..]
-            .split_once('/')
-            .expect("a database URL");
-        let (user, target) = host_port.rsplit_once('@').expect("a user in the URL");
-        let (port, open) = crate::testing::cuttable_proxy(target.to_string()).await;
-        let through = format!("postgres://{user}@127.0.0.1:{port}/{rest}");
+        let (through, open) = crate::testing::through_cuttable_proxy(&db).await;
         let store = crate::sql::SqlStore::connect(&through).await.unwrap();
         let kept = KeptConnections::new(store.pool().clone());
         let mut connection = kept.take().await.unwrap();

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// Writes a journal (checked by the core first) into `tx`: its entries, all in one statement,
 /// then the journal itself, which the database's own rules check against them (migration 9).
 pub(super) async fn post(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::WriteTransaction,
     journal: &Journal,
 ) -> StoreResult<()> {
     for step in journal_steps(journal)? {

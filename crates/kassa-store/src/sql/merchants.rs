@@ -144,7 +144,7 @@ impl SqlStore {
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
         app_id: AppId,
         now_ms: i64,
-    ) -> StoreResult<Option<sqlx::Transaction<'static, sqlx::Any>>> {
+    ) -> StoreResult<Option<super::WriteTransaction>> {
         let mut tx = self.begin_write().await?;
         let done = query.bind(now_ms).bind(app_id.0).execute(&mut *tx).await?;
         Ok((done.rows_affected() == 1).then_some(tx))

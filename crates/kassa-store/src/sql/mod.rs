@@ -24,6 +24,7 @@ mod settings;
 mod upstreams;
 mod users;
 mod wal_vfs;
+mod write_transaction;
 mod writer;
 
 pub use writer::{
@@ -36,6 +37,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection as _, Row};
 use std::path::Path;
 use std::sync::Arc;
+use write_transaction::WriteTransaction;
 use std::time::Duration;
 
 /// Which database a store talks to.
@@ -465,18 +467,16 @@ impl SqlStore {
         &self.pool
     }
 
-    /// Starts a write transaction. SQLite takes its write lock up front (`IMMEDIATE`), so
-    /// two writers never deadlock upgrading read locks.
-    ///
-    /// On PostgreSQL a caller cut off while its `BEGIN` is being answered leaves the session
-    /// inside a transaction sqlx does not count (docs/performance.md, "A latent loss found on
-    /// the way"); the frequent transactions run on kept connections, which are checked when
-    /// dropped, and these rarer ones keep that gap.
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
+    /// Starts a write transaction on a connection of the pool. SQLite takes its write lock up
+    /// front (`IMMEDIATE`), so two writers never deadlock upgrading read locks. A caller cut
+    /// off before PostgreSQL answers the `BEGIN` leaves no session inside a transaction (see
+    /// [`WriteTransaction`]).
+    async fn begin_write(&self) -> StoreResult<WriteTransaction> {
+        let (statement, close_if_cut_off) = match self.backend {
+            Backend::Sqlite => (Some("BEGIN IMMEDIATE"), false),
+            Backend::Postgres => (None, true),
+        };
+        WriteTransaction::begin(&self.pool, statement, close_if_cut_off).await
     }
 
     /// [`Self::begin_write`] on a kept connection, for the frequent transactions (status

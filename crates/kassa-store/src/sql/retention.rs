@@ -13,7 +13,7 @@ use sqlx::Row;
 /// Serialises the creation of archive partitions across PostgreSQL nodes (fixed, arbitrary).
 const PARTITION_LOCK_ID: i64 = 0x006b_6173_7362;
 
-type Transaction = sqlx::Transaction<'static, sqlx::Any>;
+type Transaction = super::WriteTransaction;
 
 /// The final states, as the store writes them (the core's one rule).
 fn final_statuses() -> String {

@@ -37,7 +37,7 @@ fn user_from_row(row: &AnyRow) -> StoreResult<User> {
 
 /// Appends `entry` inside `tx`.
 pub(super) async fn audit(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::WriteTransaction,
     entry: &AuditEntry,
 ) -> StoreResult<()> {
     let step = audit_step(entry);
@@ -68,7 +68,7 @@ pub(super) fn audit_step(entry: &AuditEntry) -> super::Step<'_> {
 
 /// Inserts a user and its audit entry (its target the new user) inside `tx`.
 async fn insert_user(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::WriteTransaction,
     user: &NewUser,
     password_hash: &str,
     entry: &AuditEntry,
@@ -112,7 +112,7 @@ fn invitation_from_row(row: &AnyRow) -> StoreResult<Invitation> {
 
 /// Appends `entry`, if there is one, inside `tx`.
 pub(super) async fn audit_maybe(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::WriteTransaction,
     entry: Option<&AuditEntry>,
 ) -> StoreResult<()> {
     match entry {
