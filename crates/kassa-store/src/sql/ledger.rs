@@ -14,10 +14,7 @@ use std::collections::BTreeMap;
 
 /// Writes a journal (checked by the core first) into `tx`: its entries, all in one statement,
 /// then the journal itself, which the database's own rules check against them (migration 9).
-pub(super) async fn post(
-    tx: &mut super::WriteTransaction,
-    journal: &Journal,
-) -> StoreResult<()> {
+pub(super) async fn post(tx: &mut super::WriteTransaction, journal: &Journal) -> StoreResult<()> {
     for step in journal_steps(journal)? {
         super::bound(&step.sql, step.values)
             .execute(&mut **tx)

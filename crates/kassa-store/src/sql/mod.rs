@@ -37,8 +37,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection as _, Row};
 use std::path::Path;
 use std::sync::Arc;
-use write_transaction::WriteTransaction;
 use std::time::Duration;
+use write_transaction::WriteTransaction;
 
 /// Which database a store talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,10 +36,7 @@ fn user_from_row(row: &AnyRow) -> StoreResult<User> {
 }
 
 /// Appends `entry` inside `tx`.
-pub(super) async fn audit(
-    tx: &mut super::WriteTransaction,
-    entry: &AuditEntry,
-) -> StoreResult<()> {
+pub(super) async fn audit(tx: &mut super::WriteTransaction, entry: &AuditEntry) -> StoreResult<()> {
     let step = audit_step(entry);
     super::bound(&step.sql, step.values)
         .execute(&mut **tx)

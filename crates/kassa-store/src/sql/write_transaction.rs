@@ -9,10 +9,10 @@
 //! connections are checked when dropped, sql/kept.rs.)
 
 use crate::StoreResult;
-use sqlx::pool::PoolConnection;
 use sqlx::AnyConnection;
-use sqlx_core::transaction::TransactionManager;
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Database};
+use sqlx_core::transaction::TransactionManager;
 use std::ops::{Deref, DerefMut};
 
 /// Where a transaction is: what dropping it must do to its connection.
