@@ -3,8 +3,10 @@
 //! (sql/kept.rs: no test of it by sqlx at each return). The statement's shape does not depend
 //! on how many orders it carries — they travel as one JSON array, which `json_populate_recordset`
 //! turns into rows of the orders' own types — so PostgreSQL parses and plans it once per
-//! connection. A batch the statement refuses as a whole (a drawn order number taken, …) is
-//! inserted again one order at a time, so that each caller gets its own answer.
+//! connection. The plain insert is tried first; a batch it refuses for a repeated merchant
+//! order id goes in with the statement that skips repeats (which the batches of the next
+//! second then take from the start), and a batch that one refuses too (a drawn order number
+//! taken, …) is inserted again one order at a time, so that each caller gets its own answer.
 
 use super::kept::KeptConnections;
 use super::orders::{
