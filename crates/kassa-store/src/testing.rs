@@ -104,12 +104,12 @@ pub async fn database(db: TestDatabase) -> TestDatabase {
 
 /// `db`'s URL through a [`cuttable_proxy`] to its server (PostgreSQL), and the proxy's switch.
 pub async fn through_cuttable_proxy(db: &TestDatabase) -> (String, watch::Sender<bool>) {
-    let (host_port, rest) = db.url["postgres://".len()..]
-        .split_once('/')
-        .expect("a database URL");
-    let (user, target) = host_port.rsplit_once('@').expect("a user in the URL");
-    let (port, open) = cuttable_proxy(target.to_string()).await;
-    (format!("postgres://{user}@127.0.0.1:{port}/{rest}"), open)
+    let mut through = url::Url::parse(&db.url).expect("a database URL");
+    let host = through.host_str().expect("a host in the URL");
+    let target = format!("{host}:{}", through.port().unwrap_or(5432));
+    let (port, open) = cuttable_proxy(target).await;
+    through.set_port(Some(port)).expect("a URL with a port");
+    (through.to_string(), open)
 }
 
 /// A loopback TCP proxy to `target` (`host:port`) that a test can cut, as a network that drops

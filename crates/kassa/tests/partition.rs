@@ -14,7 +14,7 @@
 mod common;
 
 use common::{create_shop, kassa, serve_with};
-use kassa_store::testing::{TestDatabase, cuttable_proxy};
+use kassa_store::testing::{TestDatabase, through_cuttable_proxy};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -199,14 +199,7 @@ async fn partitioned(db: TestDatabase) {
     let (app_id, key) = create_shop(&db.url, "EUR", dir.path());
     let key = Arc::new(key);
     // B's database URL: the same database, through the proxy.
-    let mut through = reqwest::Url::parse(&db.url).unwrap();
-    let target = format!(
-        "{}:{}",
-        through.host_str().unwrap(),
-        through.port().unwrap_or(5432)
-    );
-    let (proxy_port, open) = cuttable_proxy(target).await;
-    through.set_port(Some(proxy_port)).unwrap();
+    let (through, open) = through_cuttable_proxy(&db).await;
     let node = |name: &str, url: &str| {
         let home = dir.path().join(name);
         std::fs::create_dir_all(&home).unwrap();
