@@ -472,11 +472,11 @@ impl SqlStore {
     /// off before PostgreSQL answers the `BEGIN` leaves no session inside a transaction (see
     /// [`WriteTransaction`]).
     async fn begin_write(&self) -> StoreResult<WriteTransaction> {
-        let (statement, close_if_cut_off) = match self.backend {
-            Backend::Sqlite => (Some("BEGIN IMMEDIATE"), false),
-            Backend::Postgres => (None, true),
+        let statement = match self.backend {
+            Backend::Sqlite => Some("BEGIN IMMEDIATE"),
+            Backend::Postgres => None,
         };
-        WriteTransaction::begin(&self.pool, statement, close_if_cut_off).await
+        WriteTransaction::begin(&self.pool, statement).await
     }
 
     /// [`Self::begin_write`] on a kept connection, for the frequent transactions (status

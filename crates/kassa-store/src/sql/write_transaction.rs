@@ -30,9 +30,6 @@ enum Phase {
 pub(crate) struct WriteTransaction {
     connection: PoolConnection<Any>,
     phase: Phase,
-    /// Closes the connection when dropped while [`Phase::Beginning`] (PostgreSQL only: an
-    /// in-memory SQLite database lives in its one connection).
-    close_if_cut_off: bool,
 }
 
 type Manager = <Any as Database>::TransactionManager;
@@ -42,12 +39,10 @@ impl WriteTransaction {
     pub(crate) async fn begin(
         pool: &AnyPool,
         statement: Option<&'static str>,
-        close_if_cut_off: bool,
     ) -> StoreResult<WriteTransaction> {
         let mut tx = WriteTransaction {
             connection: pool.acquire().await?,
             phase: Phase::Beginning,
-            close_if_cut_off,
         };
         let statement = statement.map(sqlx::SqlStr::from_static);
         Manager::begin(&mut tx.connection, statement).await?;
@@ -79,7 +74,11 @@ impl DerefMut for WriteTransaction {
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
         match self.phase {
-            Phase::Beginning if self.close_if_cut_off => self.connection.close_on_drop(),
+            // PostgreSQL only: sqlx's SQLite worker rolls back a `BEGIN` whose caller is gone,
+            // and an in-memory SQLite database lives in its one connection.
+            Phase::Beginning if self.connection.backend_name() == "PostgreSQL" => {
+                self.connection.close_on_drop()
+            }
             Phase::Beginning | Phase::Ended => {}
             Phase::Open => Manager::start_rollback(&mut self.connection),
         }
@@ -110,16 +109,14 @@ mod tests {
             .unwrap();
         // The connection back in the pool (its return is a task of its own), idle: the cut
         // holds up the `BEGIN`'s answer, not a new connection.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(store.pool().num_idle(), store.pool().size() as usize);
+        all_idle(&store, 1).await;
         open.send_replace(false);
         let cut_off = tokio::time::timeout(Duration::from_millis(300), store.begin_write()).await;
         assert!(cut_off.is_err(), "the BEGIN's answer was held up");
         open.send_replace(true);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        // Every idle connection at once, so the one that carried the BEGIN is among them if
-        // it went back to the pool.
-        let idle = store.pool().num_idle();
+        // Every connection back (or closed: then none may be left) and taken at once, so the
+        // one that carried the `BEGIN` is among them if it went back to the pool.
+        let idle = all_idle(&store, 0).await;
         let mut connections = Vec::new();
         for _ in 0..idle.max(1) {
             connections.push(store.pool().acquire().await.unwrap());
@@ -138,5 +135,23 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(committed, inserts, "every insert committed");
+    }
+
+    /// Waits (at most 5 s) until every open connection of the pool is idle, and at least
+    /// `at_least` are open; how many. (A connection on its way back to the pool or being
+    /// closed counts as open, not idle.)
+    async fn all_idle(store: &crate::sql::SqlStore, at_least: u32) -> usize {
+        let pool = store.pool();
+        for _ in 0..500 {
+            if pool.size() >= at_least && pool.num_idle() == pool.size() as usize {
+                return pool.num_idle();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{} of {} connections idle after 5 s",
+            pool.num_idle(),
+            pool.size()
+        );
     }
 }
