@@ -5,12 +5,13 @@
 //! turns into rows of the orders' own types — so PostgreSQL parses and plans it once per
 //! connection. The plain insert is tried first; a batch it refuses for a repeated merchant
 //! order id goes in with the statement that skips repeats (which the batches of the next
-//! second then take from the start), and a batch that one refuses too (a drawn order number
-//! taken, …) is inserted again one order at a time, so that each caller gets its own answer.
+//! second then take from the start); a batch refused otherwise (a drawn order number taken,
+//! …) is inserted again one order at a time, so that each caller gets its own answer.
 
 use super::kept::KeptConnections;
 use super::orders::{
-    ORDER_COLUMN_NAMES, ORDER_COLUMNS, insert_result, insert_statement, order_values,
+    MERCHANT_ORDER_ID_RULE, ORDER_COLUMN_NAMES, ORDER_COLUMNS, insert_result, insert_statement,
+    order_values,
 };
 use super::statement;
 use crate::{StoreError, StoreResult};
@@ -117,8 +118,8 @@ impl Inserted {
 }
 
 /// `orders` in one statement: the plain insert, unless a batch met a repeated order id within
-/// [`SKIP_REPEATS_FOR`] (then, and when the plain insert is refused, the one that skips
-/// repeats).
+/// [`SKIP_REPEATS_FOR`] (then, and when the plain insert is refused for a repeat, the one
+/// that skips repeats).
 async fn insert_together<'a>(
     connections: &KeptConnections,
     orders: impl ExactSizeIterator<Item = &'a Order> + Clone,
@@ -137,12 +138,11 @@ async fn insert_together<'a>(
                 connection.give_back();
                 return Ok(Inserted::All);
             }
-            // A statement refused is answered in full: the connection is fine to keep.
-            Err(StoreError::Conflict(rule)) => {
+            // A statement refused is answered in full: the connection is fine to keep. Any
+            // other refusal (a drawn number taken) the skipping statement would meet too.
+            Err(StoreError::Conflict(rule)) if rule == MERCHANT_ORDER_ID_RULE => {
                 connection.give_back();
-                if rule == MERCHANT_ORDER_ID_RULE {
-                    *repeat_seen_at = Some(Instant::now());
-                }
+                *repeat_seen_at = Some(Instant::now());
             }
             Err(other) => return Err(other),
         }
@@ -151,9 +151,6 @@ async fn insert_together<'a>(
         .await
         .map(Inserted::Only)
 }
-
-/// The unique rule a repeated merchant order id breaks (PostgreSQL's name for it).
-const MERCHANT_ORDER_ID_RULE: &str = "orders_app_id_merchant_order_id_key";
 
 /// `orders` in one statement that skips those whose merchant order id their app already has;
 /// the numbers of those that went in.

@@ -35,6 +35,9 @@ const DRAWN_ID_RULES: &[&str] = &[
     "orders.cashier_token",
 ];
 
+/// The uniqueness rule a merchant order id its app already has breaks (PostgreSQL's name).
+pub(super) const MERCHANT_ORDER_ID_RULE: &str = "orders_app_id_merchant_order_id_key";
+
 /// `select`, written over `{orders}`, read from the live orders and from the archive
 /// (sql/retention.rs), each half by its own index. With `order_and_limit` each half is ordered
 /// and limited before the halves are merged and limited again, so that a page of a report reads
