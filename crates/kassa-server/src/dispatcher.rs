@@ -145,16 +145,12 @@ impl Dispatcher {
         wake: Arc<Notify>,
     ) -> Result<Dispatcher, reqwest::Error> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)))
-            // A redirect could lead anywhere, private networks included: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("kassa-callbacks/", env!("CARGO_PKG_VERSION")));
-        if !config.allow_private_targets {
-            builder = builder.dns_resolver(Arc::new(ssrf::GuardedResolver));
-        }
+        let connect_timeout = timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS));
+        let builder = ssrf::outbound_client(
+            concat!("kassa-callbacks/", env!("CARGO_PKG_VERSION")),
+            (connect_timeout, timeout),
+            config.allow_private_targets,
+        );
         Ok(Dispatcher {
             store,
             fairness: Fairness::new(

@@ -107,6 +107,31 @@ async fn resolve_and_judge(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The client kassa sends outbound requests with (callbacks to merchants, orders to upstream
+/// PSPs): it follows no redirect (one could lead anywhere, private networks included), takes
+/// no proxy from the environment, resolves through [`GuardedResolver`] unless private targets
+/// are allowed, and never sends a request twice. reqwest's default replays a request an HTTP/2
+/// server refused unprocessed, and to be ready for that clones every request's headers before
+/// sending it; kassa speaks HTTP/1.1 to these hosts, and its callbacks and upstream calls have
+/// retry schedules of their own, so the copy was work for nothing.
+pub fn outbound_client(
+    user_agent: &'static str,
+    (connect_timeout, timeout): (Duration, Duration),
+    allow_private: bool,
+) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        .no_proxy()
+        .user_agent(user_agent);
+    match allow_private {
+        true => builder,
+        false => builder.dns_resolver(std::sync::Arc::new(GuardedResolver)),
+    }
+}
+
 /// A DNS resolver for the callback client that hands out only permitted addresses.
 pub struct GuardedResolver;
 

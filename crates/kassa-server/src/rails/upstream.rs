@@ -125,15 +125,14 @@ impl UpstreamHttp {
             .ok_or("the channel has no upstream")?;
         let upstream_key =
             VerifyingKey::parse(&upstream.platform_public_key).map_err(|e| e.to_string())?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(channel.connect_timeout_ms))
-            .timeout(Duration::from_millis(channel.request_timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("kassa-upstream/", env!("CARGO_PKG_VERSION")));
-        if !allow_private {
-            builder = builder.dns_resolver(std::sync::Arc::new(crate::ssrf::GuardedResolver));
-        }
+        let builder = crate::ssrf::outbound_client(
+            concat!("kassa-upstream/", env!("CARGO_PKG_VERSION")),
+            (
+                Duration::from_millis(channel.connect_timeout_ms),
+                Duration::from_millis(channel.request_timeout_ms),
+            ),
+            allow_private,
+        );
         Ok(UpstreamHttp {
             client: builder.build().map_err(|e| e.to_string())?,
             base_url: upstream.base_url.clone(),
