@@ -1,6 +1,7 @@
 //! SSRF protection for callback and redirect targets: refused at order creation when the host
 //! is or resolves to a forbidden address, and checked again at delivery against the very
-//! addresses the HTTP client connects to (so DNS rebinding cannot slip through).
+//! addresses the HTTP client connects to (so DNS rebinding cannot slip through). The client
+//! that callbacks and upstream calls go out with is built here too ([`outbound_client`]).
 
 use kassa_core::ssrf::forbidden_reason;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
