@@ -143,7 +143,7 @@ impl Drop for Kept<'_> {
         let Some(mut connection) = self.connection.take() else {
             return;
         };
-        if connection.backend_name() != "PostgreSQL" {
+        if !super::on_postgres(&connection) {
             return;
         }
         // Outside a runtime (one shutting down) nothing can ask: the connection is closed.

@@ -66,6 +66,12 @@ impl Backend {
     }
 }
 
+/// Whether one of the pool's connections is PostgreSQL's (sqlx's name for its driver), for
+/// code that holds a connection and not the store.
+pub(crate) fn on_postgres(connection: &sqlx::AnyConnection) -> bool {
+    connection.backend_name() == "PostgreSQL"
+}
+
 /// Upper bound on the pool. SQLite has one writer anyway and readers share WAL snapshots, so a
 /// few connections serve it; PostgreSQL gets more, to overlap round trips.
 const MAX_CONNECTIONS_POSTGRES: u32 = 16;

@@ -76,7 +76,7 @@ impl Drop for WriteTransaction {
         match self.phase {
             // PostgreSQL only: sqlx's SQLite worker rolls back a `BEGIN` whose caller is gone,
             // and an in-memory SQLite database lives in its one connection.
-            Phase::Beginning if self.connection.backend_name() == "PostgreSQL" => {
+            Phase::Beginning if super::on_postgres(&self.connection) => {
                 self.connection.close_on_drop()
             }
             Phase::Beginning | Phase::Ended => {}
