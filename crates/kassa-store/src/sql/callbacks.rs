@@ -29,20 +29,28 @@ statement!(
     "SELECT {ATTEMPT_COLUMNS} FROM callback_attempts WHERE callback_id IN \
      (SELECT callback_id FROM callbacks WHERE order_no = $1) ORDER BY callback_id, attempt_no"
 );
-/// The due, unleased callbacks, oldest first. PostgreSQL skips rows another node is claiming
-/// right now; SQLite has one writer, so the statement alone is enough.
-const DUE_CALLBACKS: &str = "SELECT callback_id FROM callbacks WHERE state = 'pending' \
-    AND next_attempt_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-    ORDER BY next_attempt_at_ms LIMIT $4";
+/// The `columns` of the due, unleased callbacks at `now`, oldest first, `limit` at most
+/// (`now` and `limit` are placeholders).
+fn due_callbacks(columns: &str, now: &str, limit: &str) -> String {
+    format!(
+        "SELECT {columns} FROM callbacks WHERE state = 'pending' AND next_attempt_at_ms <= {now} \
+         AND (lease_until_ms IS NULL OR lease_until_ms <= {now}) \
+         ORDER BY next_attempt_at_ms LIMIT {limit}"
+    )
+}
+// PostgreSQL skips rows another node is claiming right now; SQLite has one writer, so the
+// statement alone is enough.
 statement!(
     CLAIM_CALLBACKS_SQLITE,
     "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 \
-     WHERE callback_id IN ({DUE_CALLBACKS}) RETURNING {CALLBACK_COLUMNS}"
+     WHERE callback_id IN ({}) RETURNING {CALLBACK_COLUMNS}",
+    due_callbacks("callback_id", "$3", "$4")
 );
 statement!(
     CLAIM_CALLBACKS_POSTGRES,
     "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 \
-     WHERE callback_id IN ({DUE_CALLBACKS} FOR UPDATE SKIP LOCKED) RETURNING {CALLBACK_COLUMNS}"
+     WHERE callback_id IN ({} FOR UPDATE SKIP LOCKED) RETURNING {CALLBACK_COLUMNS}",
+    due_callbacks("callback_id", "$3", "$4")
 );
 
 /// Headers are stored one `name: value` per line (names and values never hold line breaks).
@@ -348,26 +356,42 @@ const RELEASE_CALLBACK: &str = "UPDATE callbacks SET next_attempt_at_ms = $1, le
 
 /// SQLite's native path of delivery: claims, records and releases run on the writer's thread
 /// (sql/writer.rs), inside its group commit, with statements the thread keeps prepared. There a
-/// statement of one row costs microseconds, so an attempt is recorded with three of them; sqlx
-/// needs few statements of many rows instead (its cost is per statement and per parameter).
+/// statement of one row costs microseconds, so an attempt is recorded with three of them (a read
+/// and two writes); sqlx needs few statements of many rows instead (its cost is per statement
+/// and per parameter).
 mod on_writer {
     use super::super::native::{NamedRow, bind_in_order};
     use super::super::{Value, writer::in_savepoint};
     use super::*;
 
     statement!(
-        NUMBER_ATTEMPT,
-        "UPDATE callbacks SET attempts = attempts + 1 WHERE callback_id = $1 RETURNING attempts"
+        /// The due callbacks with where each row is: the writer reads them and then leases
+        /// each by its row id, which costs SQLite less than one `UPDATE … IN (…) RETURNING`
+        /// (that buffers the claimed rows in a table of their own). Its transaction is
+        /// immediate, so no other writer comes between the read and the leases.
+        DUE_CALLBACKS_WITH_ROWIDS,
+        "{}",
+        due_callbacks(&format!("{CALLBACK_COLUMNS}, rowid"), "$1", "$2")
     );
+    const LEASE: &str =
+        "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 WHERE rowid = $3";
+
+    /// A callback's attempts so far, and whether `$1` holds its lease. The writer's transaction
+    /// is immediate, so nothing changes the row between this read and the writes after it.
+    const ATTEMPTS_AND_LEASE: &str =
+        "SELECT attempts, lease_owner IS $1 FROM callbacks WHERE callback_id = $2";
     statement!(
         INSERT_ATTEMPT,
         "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     );
-    /// A callback's state after its attempt, where `$6` still holds its lease.
-    const SETTLE: &str = "UPDATE callbacks SET state = $1, next_attempt_at_ms = $2, \
-        delivered_at_ms = $3, dead_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL \
-        WHERE callback_id = $5 AND lease_owner = $6";
+    /// A callback's count of attempts and its state after the last, where this node still held
+    /// its lease.
+    const NUMBER_AND_SETTLE: &str = "UPDATE callbacks SET attempts = $1, state = $2, \
+        next_attempt_at_ms = $3, delivered_at_ms = $4, dead_at_ms = $5, lease_owner = NULL, \
+        lease_until_ms = NULL WHERE callback_id = $6";
+    /// A callback's count of attempts alone, where another node holds its lease now.
+    const NUMBER: &str = "UPDATE callbacks SET attempts = $1 WHERE callback_id = $2";
 
     pub(super) fn claim(
         tx: &mut rusqlite::Transaction<'_>,
@@ -375,21 +399,28 @@ mod on_writer {
         owner: &str,
     ) -> StoreResult<Vec<Callback>> {
         in_savepoint(tx, Result::is_ok, |connection| {
-            let mut statement = connection.prepare_cached(CLAIM_CALLBACKS_SQLITE.as_str())?;
-            let values = [
-                Value::Text(Some(owner)),
-                Value::Int(Some(lease_until_ms)),
-                Value::Int(Some(now_ms)),
-                Value::Int(Some(limit)),
-            ];
-            bind_in_order(&mut statement, values)?;
-            let mut rows = statement.raw_query();
-            let mut claimed = Vec::new();
+            let mut due = connection.prepare_cached(DUE_CALLBACKS_WITH_ROWIDS.as_str())?;
+            bind_in_order(&mut due, [now_ms, limit])?;
+            // Read first, leased after: no row changes under the open read.
+            let mut found = Vec::new();
+            let mut rows = due.raw_query();
             while let Some(row) = rows.next()? {
-                claimed.push(callback_from_row(&NamedRow::new(
-                    row,
-                    &CALLBACK_COLUMN_NAMES,
-                ))?);
+                let callback = callback_from_row(&NamedRow::new(row, &CALLBACK_COLUMN_NAMES))?;
+                let rowid: i64 = row.get(CALLBACK_COLUMN_NAMES.len())?;
+                found.push((callback, rowid));
+            }
+            drop(rows);
+            let mut lease = connection.prepare_cached(LEASE)?;
+            let mut claimed = Vec::with_capacity(found.len());
+            for (callback, rowid) in found {
+                let values = [
+                    Value::Text(Some(owner)),
+                    Value::Int(Some(lease_until_ms)),
+                    Value::Int(Some(rowid)),
+                ];
+                bind_in_order(&mut lease, values)?;
+                lease.raw_execute()?;
+                claimed.push(callback);
             }
             Ok(claimed)
         })
@@ -397,27 +428,35 @@ mod on_writer {
 
     /// Each attempt numbered, stored, and its callback's state written where the lease is
     /// still `owner`'s, one after the other (a callback twice in the batch gets two numbers).
+    /// The number is read, not returned by the update: SQLite's `RETURNING` buffers its rows in
+    /// a table of their own, and the row is then written once, not twice.
     pub(super) fn finish(
         tx: &mut rusqlite::Transaction<'_>,
         owner: &str,
         finished: &[FinishedAttempt],
     ) -> StoreResult<Vec<bool>> {
         in_savepoint(tx, Result::is_ok, |connection| {
-            let mut number = connection.prepare_cached(NUMBER_ATTEMPT.as_str())?;
+            let mut read = connection.prepare_cached(ATTEMPTS_AND_LEASE)?;
             let mut insert = connection.prepare_cached(INSERT_ATTEMPT.as_str())?;
-            let mut settle = connection.prepare_cached(SETTLE)?;
+            let mut settle = connection.prepare_cached(NUMBER_AND_SETTLE)?;
+            let mut number = connection.prepare_cached(NUMBER)?;
             let mut kept = Vec::with_capacity(finished.len());
             for one in finished {
-                bind_in_order(&mut number, [one.callback_id.as_str()])?;
-                let attempt_no: i64 = match number.raw_query().next()? {
-                    Some(row) => row.get(0)?,
-                    None => {
-                        return Err(StoreError::NotFound(format!(
-                            "callback {}",
-                            one.callback_id
-                        )));
+                let found: Option<(i64, bool)> = {
+                    bind_in_order(&mut read, [owner, one.callback_id.as_str()])?;
+                    let mut rows = read.raw_query();
+                    match rows.next()? {
+                        Some(row) => Some((row.get(0)?, row.get(1)?)),
+                        None => None,
                     }
                 };
+                let Some((attempts, holds)) = found else {
+                    return Err(StoreError::NotFound(format!(
+                        "callback {}",
+                        one.callback_id
+                    )));
+                };
+                let attempt_no = attempts + 1;
                 let attempt = &one.attempt;
                 let values = [
                     Value::Text(Some(&one.callback_id)),
@@ -432,17 +471,27 @@ mod on_writer {
                 ];
                 bind_in_order(&mut insert, values)?;
                 insert.raw_execute()?;
-                let (id, state, next_at, delivered_at, dead_at) = after_columns(one);
-                let values = [
-                    Value::Text(Some(state)),
-                    Value::Int(Some(next_at)),
-                    Value::Int(delivered_at),
-                    Value::Int(dead_at),
-                    Value::Text(Some(id)),
-                    Value::Text(Some(owner)),
-                ];
-                bind_in_order(&mut settle, values)?;
-                kept.push(settle.raw_execute()? == 1);
+                if holds {
+                    let (id, state, next_at, delivered_at, dead_at) = after_columns(one);
+                    let values = [
+                        Value::Int(Some(attempt_no)),
+                        Value::Text(Some(state)),
+                        Value::Int(Some(next_at)),
+                        Value::Int(delivered_at),
+                        Value::Int(dead_at),
+                        Value::Text(Some(id)),
+                    ];
+                    bind_in_order(&mut settle, values)?;
+                    settle.raw_execute()?;
+                } else {
+                    let values = [
+                        Value::Int(Some(attempt_no)),
+                        Value::Text(Some(&one.callback_id)),
+                    ];
+                    bind_in_order(&mut number, values)?;
+                    number.raw_execute()?;
+                }
+                kept.push(holds);
             }
             Ok(kept)
         })
