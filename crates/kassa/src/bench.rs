@@ -7,6 +7,7 @@
 
 mod backoffice;
 mod books;
+mod callback_records;
 mod limit;
 pub mod null_gateway;
 pub mod plain_client;
@@ -37,7 +38,8 @@ pub enum Scenario {
     /// 20 % create, 80 % query.
     Mixed,
     /// A backlog of due callbacks delivered to a loopback receiver that answers `success`, and
-    /// the same bodies posted by a plain HTTP client, alternated over `--rounds` rounds.
+    /// the same bodies posted by a plain HTTP client, alternated over `--rounds` rounds; then
+    /// the store's CPU per callback for its claim and its record, without HTTP.
     Callbacks,
     /// Create and query over a database that already holds `--preload` orders and over an empty
     /// one, alternated over `--rounds` rounds; medians and the ratios to empty.
@@ -995,6 +997,9 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     report.fields["plain_client_in_process_per_second"] = json!(round(median(&in_process)));
     report.fields["plain_client_in_process_min_max"] =
         json!([in_process.first(), in_process.last()]);
+    let store = callback_records::measure(args, base_url).await?;
+    report.fields["store_claim_cpu_us_per_callback"] = json!(round(store.claim_us));
+    report.fields["store_record_cpu_us_per_callback"] = json!(round(store.record_us));
     Ok(report)
 }
 

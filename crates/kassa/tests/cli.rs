@@ -1241,6 +1241,13 @@ fn bench_reports_every_promised_field() {
             ] {
                 assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
             }
+            // The store's share of a delivery, measured without HTTP.
+            for field in [
+                "store_claim_cpu_us_per_callback",
+                "store_record_cpu_us_per_callback",
+            ] {
+                assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
+            }
         }
         if report["scenario"] == "create" {
             // SQLite's writer thread: every create is written by it.
