@@ -1,5 +1,5 @@
 //! The store's share of a delivery, without HTTP: `--backlog` due callbacks claimed and their
-//! attempts recorded, in the batch sizes the dispatcher uses, on a fresh database, timed by this
+//! attempts recorded, in batches of a drain's sizes, on a fresh database, timed by this
 //! process's CPU (the SQLite writer's thread included; on PostgreSQL the database's own CPU is
 //! not). Nothing else runs meanwhile, so two builds' figures compare where a drain's, which
 //! share the machine with a receiver and a client, move with the noise.
@@ -10,8 +10,8 @@ use kassa_server::now_ms;
 use kassa_store::prelude::*;
 use kassa_store::{AfterAttempt, Attempt, Callback, FinishedAttempt, SqlStore};
 
-/// Callbacks a claim asks for: as many as a node with the default 32 slots holds (its claims
-/// are between a quarter of that and all of it).
+/// Callbacks a claim asks for: as many as a node with the default 32 slots holds (its own
+/// claims ask for at least a quarter of its slots and at most what brings it to that).
 const CLAIM_BATCH: i64 = 128;
 /// Attempts recorded together (the dispatcher records what finished since its last record).
 const RECORD_BATCH: usize = 32;
