@@ -249,23 +249,36 @@ impl Dispatcher {
         }
     }
 
-    /// A claimed batch with its apps' webhook secrets, waiting since `now_ms`.
+    /// A claimed batch with its apps' webhook secrets, waiting since `now_ms`. Each distinct URL
+    /// is parsed once per batch: a merchant's callbacks mostly go to one address, and a copy
+    /// costs less than a parse.
     async fn held(&self, batch: Vec<Callback>, now_ms: i64) -> Vec<Held> {
         let secrets = self.secrets_for(&batch).await;
+        let mut parsed: HashMap<&str, (Result<url::Url, url::ParseError>, String)> = HashMap::new();
+        let targets: Vec<_> = batch
+            .iter()
+            .map(|callback| {
+                let url = callback.url.as_str();
+                let (target, endpoint) = parsed.entry(url).or_insert_with(|| {
+                    let target = url::Url::parse(url);
+                    let endpoint = fairness::endpoint_of(url, target.as_ref().ok());
+                    (target, endpoint)
+                });
+                (target.clone(), endpoint.clone())
+            })
+            .collect();
         batch
             .into_iter()
-            .map(|callback| {
-                let target = url::Url::parse(&callback.url);
-                Held {
-                    endpoint: fairness::endpoint_of(&callback.url, target.as_ref().ok()),
-                    target,
-                    secrets: secrets
-                        .get(&callback.app_id)
-                        .cloned()
-                        .unwrap_or_else(no_secrets),
-                    callback,
-                    since_ms: now_ms,
-                }
+            .zip(targets)
+            .map(|(callback, (target, endpoint))| Held {
+                endpoint,
+                target,
+                secrets: secrets
+                    .get(&callback.app_id)
+                    .cloned()
+                    .unwrap_or_else(no_secrets),
+                callback,
+                since_ms: now_ms,
             })
             .collect()
     }
