@@ -442,20 +442,7 @@ mod on_writer {
             let mut number = connection.prepare_cached(NUMBER)?;
             let mut kept = Vec::with_capacity(finished.len());
             for one in finished {
-                let found: Option<(i64, bool)> = {
-                    bind_in_order(&mut read, [owner, one.callback_id.as_str()])?;
-                    let mut rows = read.raw_query();
-                    match rows.next()? {
-                        Some(row) => Some((row.get(0)?, row.get(1)?)),
-                        None => None,
-                    }
-                };
-                let Some((attempts, holds)) = found else {
-                    return Err(StoreError::NotFound(format!(
-                        "callback {}",
-                        one.callback_id
-                    )));
-                };
+                let (attempts, holds) = attempts_and_lease(&mut read, owner, &one.callback_id)?;
                 let attempt_no = attempts + 1;
                 let attempt = &one.attempt;
                 let values = [
@@ -495,6 +482,21 @@ mod on_writer {
             }
             Ok(kept)
         })
+    }
+
+    /// A callback's count of attempts and whether `owner` holds its lease; an unknown callback
+    /// fails its batch.
+    fn attempts_and_lease(
+        read: &mut rusqlite::Statement<'_>,
+        owner: &str,
+        callback_id: &str,
+    ) -> StoreResult<(i64, bool)> {
+        bind_in_order(read, [owner, callback_id])?;
+        let mut rows = read.raw_query();
+        match rows.next()? {
+            Some(row) => Ok((row.get(0)?, row.get(1)?)),
+            None => Err(StoreError::NotFound(format!("callback {callback_id}"))),
+        }
     }
 
     pub(super) fn release(
