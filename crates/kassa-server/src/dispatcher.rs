@@ -8,9 +8,11 @@
 //! endpoint and app gets a bounded share of the slots, and a failing endpoint backs off as a
 //! whole, so one merchant's dead endpoint does not delay the others.
 
+use crate::callback_client::{Answer, CallbackClient, NoAnswer};
 use crate::fairness::{Admission, Fairness};
 use crate::telemetry::{self, AttemptOutcome};
 use crate::{fairness, now_ms, ssrf};
+use hyper::Uri;
 use kassa_core::callback::{RetryPolicy, is_acknowledgement};
 use kassa_core::{AppId, Secret};
 use kassa_signature::webhook;
@@ -61,11 +63,11 @@ fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, Vec<Held>> {
     waiting.lock().expect("the waiting callbacks")
 }
 
-/// A callback this node claimed and has not sent yet, with its URL and endpoint (parsed once,
-/// however often it is offered to fairness) and its app's webhook secrets.
+/// A callback this node claimed and has not sent yet, with its target and endpoint (parsed and
+/// checked once, however often it is offered to fairness) and its app's webhook secrets.
 struct Held {
     callback: Callback,
-    target: Result<url::Url, url::ParseError>,
+    target: Result<Uri, NoAnswer>,
     endpoint: String,
     secrets: Arc<[Secret]>,
     since_ms: i64,
@@ -75,8 +77,6 @@ struct Held {
 const MAX_RESPONSE_READ: usize = 16 * 1024;
 /// Bytes of a response kept in the attempt log.
 const RESPONSE_EXCERPT: usize = 1024;
-/// Characters of an error kept in the attempt log.
-const MAX_ERROR_CHARS: usize = 500;
 /// Finished attempts waiting to be recorded; a full queue holds deliveries back.
 const RECORD_QUEUE: usize = 1_024;
 /// Most attempts recorded in one transaction.
@@ -132,7 +132,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     /// Each endpoint's and app's share of the slots, and failing endpoints' backoff.
     fairness: Fairness,
-    client: reqwest::Client,
+    client: CallbackClient,
     config: DispatcherConfig,
     /// Poked when this process queues a callback, so delivery starts without waiting a poll.
     wake: Arc<Notify>,
@@ -143,14 +143,15 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         config: DispatcherConfig,
         wake: Arc<Notify>,
-    ) -> Result<Dispatcher, reqwest::Error> {
+    ) -> Result<Dispatcher, String> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let connect_timeout = timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS));
-        let builder = ssrf::outbound_client(
+        let client = CallbackClient::new(
             concat!("kassa-callbacks/", env!("CARGO_PKG_VERSION")),
             (connect_timeout, timeout),
             config.allow_private_targets,
-        );
+            config.max_per_endpoint,
+        )?;
         Ok(Dispatcher {
             store,
             fairness: Fairness::new(
@@ -158,7 +159,7 @@ impl Dispatcher {
                 config.max_per_app,
                 config.retry.retry_interval_ms,
             ),
-            client: builder.build()?,
+            client,
             config,
             wake,
         })
@@ -250,19 +251,19 @@ impl Dispatcher {
     }
 
     /// A claimed batch with its apps' webhook secrets, waiting since `now_ms`. Each distinct URL
-    /// is parsed once per batch: a merchant's callbacks mostly go to one address, and a copy
-    /// costs less than a parse.
+    /// is parsed and checked once per batch: a merchant's callbacks mostly go to one address,
+    /// and a copy costs less than a parse.
     async fn held(&self, batch: Vec<Callback>, now_ms: i64) -> Vec<Held> {
         let secrets = self.secrets_for(&batch).await;
-        let mut parsed: HashMap<&str, (Result<url::Url, url::ParseError>, String)> = HashMap::new();
+        let mut parsed: HashMap<&str, (Result<Uri, NoAnswer>, String)> = HashMap::new();
         let targets: Vec<_> = batch
             .iter()
             .map(|callback| {
                 let url = callback.url.as_str();
                 let (target, endpoint) = parsed.entry(url).or_insert_with(|| {
-                    let target = url::Url::parse(url);
-                    let endpoint = fairness::endpoint_of(url, target.as_ref().ok());
-                    (target, endpoint)
+                    let parsed = url::Url::parse(url);
+                    let endpoint = fairness::endpoint_of(url, parsed.as_ref().ok());
+                    (self.target(parsed), endpoint)
                 });
                 (target.clone(), endpoint.clone())
             })
@@ -281,6 +282,20 @@ impl Dispatcher {
                 since_ms: now_ms,
             })
             .collect()
+    }
+
+    /// Where a callback's URL may be sent: refused if it does not parse, or (at delivery as at
+    /// creation, since the operator's rules may have changed) if its port is not allowed or its
+    /// host is a forbidden address written out. Names are checked as they resolve.
+    fn target(&self, parsed: Result<url::Url, url::ParseError>) -> Result<Uri, NoAnswer> {
+        let failed = |error: String| (AttemptOutcome::Error, error);
+        let blocked = |error: String| (AttemptOutcome::Blocked, error);
+        let url = parsed.map_err(|e| failed(format!("bad URL: {e}")))?;
+        ssrf::check_port(&url, &self.config.allowed_ports).map_err(blocked)?;
+        if !self.config.allow_private_targets {
+            ssrf::check_literal(&url).map_err(blocked)?;
+        }
+        Uri::try_from(url.as_str()).map_err(|e| failed(format!("bad URL: {e}")))
     }
 
     /// Sends what a free slot and fairness let go now, each slot in its own task. What waits for
@@ -487,7 +502,7 @@ impl Dispatcher {
     async fn deliver(
         &self,
         callback: Callback,
-        target: Result<url::Url, url::ParseError>,
+        target: Result<Uri, NoAnswer>,
         secrets: Arc<[Secret]>,
     ) -> FinishedAttempt {
         let started_at_ms = now_ms();
@@ -496,7 +511,8 @@ impl Dispatcher {
         let latency_ms = clock.elapsed().as_millis() as i64;
         let finished_at_ms = started_at_ms + latency_ms;
         let (http_status, response_excerpt, outcome, error) = match result {
-            Ok((status, body)) => {
+            Ok(Answer { status, body }) => {
+                let body = String::from_utf8_lossy(&body);
                 let outcome = if is_acknowledgement(status, &body) {
                     AttemptOutcome::Acknowledged
                 } else {
@@ -546,21 +562,17 @@ impl Dispatcher {
         }
     }
 
-    /// Sends the callback; the status and the first bytes of the body, or why nothing came back.
+    /// Sends the callback, signed with each of its app's secrets; the status and the first bytes
+    /// of the body, or why nothing came back.
     async fn send(
         &self,
         callback: &Callback,
-        target: Result<url::Url, url::ParseError>,
+        target: Result<Uri, NoAnswer>,
         secrets: &[Secret],
         started_at_ms: i64,
-    ) -> Result<(u16, String), (AttemptOutcome, String)> {
+    ) -> Result<Answer, NoAnswer> {
         let failed = |error: String| (AttemptOutcome::Error, error);
-        let blocked = |error: String| (AttemptOutcome::Blocked, error);
-        let url = target.map_err(|e| failed(format!("bad URL: {e}")))?;
-        ssrf::check_port(&url, &self.config.allowed_ports).map_err(blocked)?;
-        if !self.config.allow_private_targets {
-            ssrf::check_literal(&url).map_err(blocked)?;
-        }
+        let target = target?;
         if secrets.is_empty() {
             return Err(failed("the app has no webhook secret".into()));
         }
@@ -574,32 +586,22 @@ impl Dispatcher {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| failed(e.to_string()))?;
-        let signature = signatures.join(" ");
-        let mut request = self
-            .client
-            .post(url)
-            .header("webhook-id", &callback.callback_id)
-            .header("webhook-timestamp", timestamp_s.to_string())
-            .header("webhook-signature", signature);
-        for (name, value) in &callback.headers {
-            request = request.header(name, value);
-        }
-        let mut response = request
-            .body(callback.body.clone())
-            .send()
+        let (signature, timestamp) = (signatures.join(" "), timestamp_s.to_string());
+        let mut headers = vec![
+            ("webhook-id", callback.callback_id.as_str()),
+            ("webhook-timestamp", timestamp.as_str()),
+            ("webhook-signature", signature.as_str()),
+        ];
+        headers.extend(
+            callback
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        let body = callback.body.clone();
+        self.client
+            .post(target, &headers, body, MAX_RESPONSE_READ)
             .await
-            .map_err(|e| classified(&e))?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while body.len() < MAX_RESPONSE_READ {
-            match response.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) => return Err(classified(&e)),
-            }
-        }
-        body.truncate(MAX_RESPONSE_READ);
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 }
 
@@ -628,21 +630,6 @@ fn request_id_of(callback: &Callback) -> &str {
         .map_or("", |(_, value)| value.as_str())
 }
 
-/// Why a request failed, for the attempt metrics, and its error chain for the attempt log.
-fn classified(error: &reqwest::Error) -> (AttemptOutcome, String) {
-    let text = error_chain(error);
-    let outcome = if text.contains(ssrf::REFUSAL_MARK) {
-        AttemptOutcome::Blocked
-    } else if error.is_timeout() {
-        AttemptOutcome::Timeout
-    } else if error.is_connect() {
-        AttemptOutcome::ConnectError
-    } else {
-        AttemptOutcome::Error
-    };
-    (outcome, text)
-}
-
 /// The first [`RESPONSE_EXCERPT`] bytes, cut at a character boundary.
 fn excerpt(body: &str) -> String {
     let mut end = body.len().min(RESPONSE_EXCERPT);
@@ -650,18 +637,6 @@ fn excerpt(body: &str) -> String {
         end -= 1;
     }
     body[..end].to_string()
-}
-
-/// An error with its causes, which is where reqwest puts the useful part.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.chars().take(MAX_ERROR_CHARS).collect()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod admin;
 pub mod backoffice;
 pub mod cache;
+pub mod callback_client;
 pub mod cashier;
 pub mod collect;
 pub mod dialect;

@@ -1,7 +1,8 @@
 //! SSRF protection for callback and redirect targets: refused at order creation when the host
 //! is or resolves to a forbidden address, and checked again at delivery against the very
-//! addresses the HTTP client connects to (so DNS rebinding cannot slip through). The client
-//! that callbacks and upstream calls go out with is built here too ([`outbound_client`]).
+//! addresses the HTTP client connects to (so DNS rebinding cannot slip through): both outbound
+//! clients resolve through [`connectable`]. The client upstream calls go out with is built here
+//! too ([`outbound_client`]); callbacks have their own, in `callback_client`.
 
 use kassa_core::ssrf::forbidden_reason;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -108,13 +109,12 @@ async fn resolve_and_judge(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The client kassa sends outbound requests with (callbacks to merchants, orders to upstream
-/// PSPs): it follows no redirect (one could lead anywhere, private networks included), takes
+/// The client kassa sends orders to upstream PSPs with: it follows no redirect (one could lead anywhere, private networks included), takes
 /// no proxy from the environment, resolves through [`GuardedResolver`] unless private targets
 /// are allowed, and never sends a request twice. reqwest's default replays a request an HTTP/2
 /// server refused unprocessed, and to be ready for that clones every request's headers before
-/// sending it; kassa speaks HTTP/1.1 to these hosts, and its callbacks and upstream calls have
-/// retry schedules of their own, so the copy was work for nothing.
+/// sending it; kassa speaks HTTP/1.1 to these hosts, and its upstream calls have retry
+/// schedules of their own, so the copy was work for nothing.
 pub fn outbound_client(
     user_agent: &'static str,
     (connect_timeout, timeout): (Duration, Duration),
@@ -133,30 +133,42 @@ pub fn outbound_client(
     }
 }
 
-/// A DNS resolver for the callback client that hands out only permitted addresses.
+/// The addresses of `host` a client may connect to: with `guarded`, only the permitted ones,
+/// and an error that says why when none is; otherwise all of them.
+pub async fn connectable(
+    host: &str,
+    guarded: bool,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    if !guarded {
+        return Ok(resolved);
+    }
+    let mut refused = None;
+    let permitted: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|address| match forbidden_reason(address.ip()) {
+            Some(why) => {
+                refused = Some(refusal(address.ip(), why));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if permitted.is_empty() {
+        let why = refused.unwrap_or_else(|| "resolves to no address".into());
+        return Err(format!("{host} {why}").into());
+    }
+    Ok(permitted)
+}
+
+/// A DNS resolver for reqwest's outbound client that hands out only permitted addresses.
 pub struct GuardedResolver;
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let permitted: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|address| match forbidden_reason(address.ip()) {
-                    Some(why) => {
-                        refused = Some(refusal(address.ip(), why));
-                        false
-                    }
-                    None => true,
-                })
-                .collect();
-            if permitted.is_empty() {
-                let why = refused.unwrap_or_else(|| "resolves to no address".into());
-                return Err(format!("{host} {why}").into());
-            }
+            let permitted = connectable(&host, true).await?;
             Ok(Box::new(permitted.into_iter()) as Addrs)
         })
     }
