@@ -963,14 +963,14 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     let receiver = format!("http://{}/notify", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (mut rounds, mut plain, mut in_process) = (Vec::new(), Vec::new(), Vec::new());
+    let mut kassa_client = Vec::new();
     let count = args.backlog as usize;
     for _ in 0..args.rounds.max(1) {
         received.store(0, std::sync::atomic::Ordering::Relaxed);
         rounds.push(callbacks_drain(args, base_url, &receiver, &received).await?);
-        let to = receiver.clone();
-        // The child is waited for off the runtime, which serves the receiver meanwhile.
-        let own = tokio::task::spawn_blocking(move || plain_client::in_own_process(&to, count));
-        plain.push(own.await.map_err(|e| Failure(e.to_string()))??);
+        plain.push(client_in_own_process(&receiver, count, plain_client::Client::Reqwest).await?);
+        let kassa = plain_client::Client::Kassa;
+        kassa_client.push(client_in_own_process(&receiver, count, kassa).await?);
         in_process.push(plain_client::posts_per_second(&receiver, count).await?);
     }
     let sorted = |mut v: Vec<f64>| {
@@ -994,6 +994,11 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     report.fields["plain_client_min_max"] = json!([plain.first(), plain.last()]);
     report.fields["to_plain_client"] = json!(round(median(&kassa) / median(&plain).max(1.0)));
     report.fields["to_plain_client_by_round"] = by_round;
+    let kassa_client = sorted(kassa_client);
+    report.fields["kassa_client_per_second"] = json!(round(median(&kassa_client)));
+    report.fields["kassa_client_min_max"] = json!([kassa_client.first(), kassa_client.last()]);
+    let to_kassa_client = median(&kassa) / median(&kassa_client).max(1.0);
+    report.fields["to_kassa_client"] = json!(round(to_kassa_client));
     report.fields["plain_client_in_process_per_second"] = json!(round(median(&in_process)));
     report.fields["plain_client_in_process_min_max"] =
         json!([in_process.first(), in_process.last()]);
@@ -1001,6 +1006,18 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     report.fields["store_claim_cpu_us_per_callback"] = json!(round(store.claim_us));
     report.fields["store_record_cpu_us_per_callback"] = json!(round(store.record_us));
     Ok(report)
+}
+
+/// Posts per second of `client` in a process of its own, posting `count` bodies to `receiver`;
+/// the child is waited for off the runtime, which serves the receiver meanwhile.
+async fn client_in_own_process(
+    receiver: &str,
+    count: usize,
+    client: plain_client::Client,
+) -> Result<f64, Failure> {
+    let to = receiver.to_string();
+    let own = tokio::task::spawn_blocking(move || plain_client::in_own_process(&to, count, client));
+    own.await.map_err(|e| Failure(e.to_string()))?
 }
 
 /// One round's drain: a fresh database with `--backlog` due callbacks to `receiver`, a fresh
@@ -1157,8 +1174,9 @@ fn print_table(reports: &[Report]) {
             println!(
                 "{:<17} drained {} callbacks in {drain} s; a plain client in a process of its own \
                  posting the same bodies to the same receiver: {}/s (min, max {}), kassa {} × of \
-                 it (medians of {} rounds; each round's own ratio {}; kassa min, max {}); the \
-                 plain client in the receiver's process: {}/s (min, max {})",
+                 it (medians of {} rounds; each round's own ratio {}; kassa min, max {}); \
+                 kassa's delivery client alone, the same way: {}/s (min, max {}), kassa {} × of \
+                 it; the plain client in the receiver's process: {}/s (min, max {})",
                 "",
                 f["backlog"],
                 f["plain_client_per_second"],
@@ -1167,6 +1185,9 @@ fn print_table(reports: &[Report]) {
                 f["rounds"],
                 by_round_text(&f["to_plain_client_by_round"]),
                 f["requests_per_second_min_max"],
+                f["kassa_client_per_second"],
+                f["kassa_client_min_max"],
+                f["to_kassa_client"],
                 f["plain_client_in_process_per_second"],
                 f["plain_client_in_process_min_max"],
             );

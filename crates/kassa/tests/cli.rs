@@ -1123,13 +1123,15 @@ fn the_bench_plain_client_counts_no_failed_post_as_a_fast_one() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let receiver = format!("http://{}/notify", closed.local_addr().unwrap());
     drop(closed);
-    let out = kassa(&["plain-client", "--receiver", &receiver, "--count", "20"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("20 of 20 posts"), "{stderr}");
-    assert!(out.stdout.is_empty(), "{out:?}");
+    // The reference (reqwest) and kassa's own delivery client alike.
+    for client in ["reqwest", "kassa"] {
+        let args = ["--receiver", &receiver, "--count", "20", "--client", client];
+        let out = kassa(&["plain-client"]).args(args).output().unwrap();
+        assert!(!out.status.success(), "{client}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("20 of 20 posts"), "{client}: {stderr}");
+        assert!(out.stdout.is_empty(), "{client}: {out:?}");
+    }
     let out = kassa(&["plain-client", "--receiver", &receiver, "--count", "0"])
         .output()
         .unwrap();
@@ -1234,10 +1236,13 @@ fn bench_reports_every_promised_field() {
             assert_eq!(report["rounds"], 2, "{report}");
             let by_round = report["to_plain_client_by_round"]["median"].as_f64();
             assert!(by_round.unwrap() > 0.0, "{report}");
-            // The reference client ran in a process of its own, and in the receiver's too.
+            // The reference client ran in a process of its own, and in the receiver's too;
+            // kassa's delivery client alone in a process of its own.
             for field in [
                 "plain_client_per_second",
                 "plain_client_in_process_per_second",
+                "kassa_client_per_second",
+                "to_kassa_client",
             ] {
                 assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
             }

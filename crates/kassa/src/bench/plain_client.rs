@@ -5,8 +5,14 @@
 //! and inside the bench's own process beside the receiver, reported for comparison with
 //! earlier figures (client and receiver then share one runtime and hand requests over without
 //! waking another process, so it reads higher and swings between runs).
+//!
+//! The reference client is reqwest with its defaults. kassa's dispatcher sends with a leaner
+//! client of its own ([`kassa_server::callback_client`]), so the bench also runs that client
+//! alone, in a process of its own, posting the same bodies (`--client kassa`): kassa's deliveries
+//! against it say what the dispatcher's own work costs, apart from the choice of client.
 
 use crate::Failure;
+use kassa_server::callback_client::{CallbackClient, Uri};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -28,6 +34,26 @@ pub struct PlainClientArgs {
     /// How many bodies to post.
     #[arg(long)]
     count: usize,
+    /// Which client posts them.
+    #[arg(long, value_enum, default_value_t = Client::Reqwest)]
+    client: Client,
+}
+
+/// The client that posts: the reference (reqwest with its defaults), or the one kassa's
+/// dispatcher delivers callbacks with.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Client {
+    Reqwest,
+    Kassa,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Reqwest => "reqwest",
+            Client::Kassa => "kassa",
+        }
+    }
 }
 
 /// Posts `count` bodies, prints `posts per second N` and exits.
@@ -35,16 +61,20 @@ pub async fn run(args: PlainClientArgs) -> Result<(), Failure> {
     if args.count == 0 || args.count > MAX_POSTS {
         return Err(Failure(format!("--count must be 1 to {MAX_POSTS}")));
     }
-    let per_second = posts_per_second(&args.receiver, args.count).await?;
+    let per_second = match args.client {
+        Client::Reqwest => posts_per_second(&args.receiver, args.count).await?,
+        Client::Kassa => kassa_posts_per_second(&args.receiver, args.count).await?,
+    };
     println!("{ANSWER_PREFIX}{per_second:.1}");
     Ok(())
 }
 
-/// Posts per second of a plain client in a process of its own (`kassa plain-client`).
-pub fn in_own_process(receiver: &str, count: usize) -> Result<f64, Failure> {
+/// Posts per second of `client` in a process of its own (`kassa plain-client`).
+pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<f64, Failure> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["plain-client", "--receiver", receiver, "--count"])
         .arg(count.to_string())
+        .args(["--client", client.name()])
         // Its logs off: its error output is then its one line of failure, read below, and a
         // chatty log level set for the bench can never fill the pipe and stall the client.
         .env("KASSA_LOG", "off")
@@ -76,17 +106,58 @@ pub fn in_own_process(receiver: &str, count: usize) -> Result<f64, Failure> {
 }
 
 /// Posts `count` callback bodies to `receiver`, as many at once as kassa sends to one
-/// endpoint, from this process. Posts per second; an error if any post was not answered 2xx
-/// (a refused post would count as a fast one).
+/// endpoint, from this process, with reqwest's defaults (the reference). Posts per second; an
+/// error if any post was not answered 2xx (a refused post would count as a fast one).
 pub async fn posts_per_second(receiver: &str, count: usize) -> Result<f64, Failure> {
-    let at_once = kassa_server::dispatcher::DispatcherConfig::default().max_per_endpoint;
     let client = reqwest::Client::new();
+    let receiver_url = receiver.to_string();
+    posting(receiver, count, move |body| {
+        let sent = client
+            .post(&receiver_url)
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            match sent.send().await {
+                Ok(answer) if answer.status().is_success() => answer.bytes().await.is_ok(),
+                _ => false,
+            }
+        }
+    })
+    .await
+}
+
+/// As [`posts_per_second`], with the client kassa's dispatcher delivers callbacks with.
+async fn kassa_posts_per_second(receiver: &str, count: usize) -> Result<f64, Failure> {
+    let config = kassa_server::dispatcher::DispatcherConfig::default();
+    let timeouts = (Duration::from_secs(2), Duration::from_secs(10));
+    let at_once = config.max_per_endpoint;
+    let client = CallbackClient::new("kassa-bench", timeouts, true, at_once)?;
+    let client = Arc::new(client);
+    let target: Uri = receiver.parse().map_err(|e| Failure(format!("{e}")))?;
+    posting(receiver, count, move |body| {
+        let (client, target) = (client.clone(), target.clone());
+        async move {
+            let headers = [("content-type", "application/json")];
+            let answered = client.post(target, &headers, body, 1024).await;
+            answered.is_ok_and(|answer| (200..300).contains(&answer.status))
+        }
+    })
+    .await
+}
+
+/// Posts `count` bodies through `post` (true when answered 2xx), as many at once as kassa sends
+/// to one endpoint. Posts per second, or how many failed.
+async fn posting<F, Fut>(receiver: &str, count: usize, post: F) -> Result<f64, Failure>
+where
+    F: Fn(String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let at_once = kassa_server::dispatcher::DispatcherConfig::default().max_per_endpoint;
     let (next, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let started = Instant::now();
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..at_once.max(1) {
-        let (client, receiver) = (client.clone(), receiver.to_string());
-        let (next, failed) = (next.clone(), failed.clone());
+        let (post, next, failed) = (post.clone(), next.clone(), failed.clone());
         posters.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -94,14 +165,7 @@ pub async fn posts_per_second(receiver: &str, count: usize) -> Result<f64, Failu
                     break;
                 }
                 let body = format!(r#"{{"orderNo":"8{i:015}","status":2}}"#);
-                let sent = client
-                    .post(&receiver)
-                    .header("content-type", "application/json");
-                let answered = match sent.body(body).send().await {
-                    Ok(answer) if answer.status().is_success() => answer.bytes().await.is_ok(),
-                    _ => false,
-                };
-                if !answered {
+                if !post(body).await {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
