@@ -15,7 +15,7 @@ use crate::{fairness, now_ms, ssrf};
 use hyper::Uri;
 use kassa_core::callback::{RetryPolicy, is_acknowledgement};
 use kassa_core::{AppId, Secret};
-use kassa_signature::webhook;
+use kassa_signature::webhook::WebhookSigner;
 use kassa_store::{AfterAttempt, Attempt, Callback, FinishedAttempt, Store};
 use std::collections::HashMap;
 use std::future::Future;
@@ -64,12 +64,12 @@ fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, Vec<Held>> {
 }
 
 /// A callback this node claimed and has not sent yet, with its target and endpoint (parsed and
-/// checked once, however often it is offered to fairness) and its app's webhook secrets.
+/// checked once, however often it is offered to fairness) and its app's webhook signers.
 struct Held {
     callback: Callback,
     target: Result<Uri, NoAnswer>,
     endpoint: String,
-    secrets: Arc<[Secret]>,
+    signers: Arc<[WebhookSigner]>,
     since_ms: i64,
 }
 
@@ -226,7 +226,7 @@ impl Dispatcher {
         tracing::info!(node = %self.config.node_id, "callback dispatcher stopped");
     }
 
-    /// Leases up to `limit` due callbacks, with their apps' webhook secrets.
+    /// Leases up to `limit` due callbacks, with their apps' webhook signers.
     async fn claim(&self, limit: i64) -> Claimed {
         let now = now_ms();
         let lease_ms = (self.config.request_timeout_ms + LEASE_MARGIN_MS) as i64;
@@ -250,11 +250,11 @@ impl Dispatcher {
         }
     }
 
-    /// A claimed batch with its apps' webhook secrets, waiting since `now_ms`. Each distinct URL
+    /// A claimed batch with its apps' webhook signers, waiting since `now_ms`. Each distinct URL
     /// is parsed and checked once per batch: a merchant's callbacks mostly go to one address,
     /// and a copy costs less than a parse.
     async fn held(&self, batch: Vec<Callback>, now_ms: i64) -> Vec<Held> {
-        let secrets = self.secrets_for(&batch).await;
+        let signers = self.signers_for(&batch).await;
         let mut parsed: HashMap<&str, (Result<Uri, NoAnswer>, String)> = HashMap::new();
         let targets: Vec<_> = batch
             .iter()
@@ -274,10 +274,10 @@ impl Dispatcher {
             .map(|(callback, (target, endpoint))| Held {
                 endpoint,
                 target,
-                secrets: secrets
+                signers: signers
                     .get(&callback.app_id)
                     .cloned()
-                    .unwrap_or_else(no_secrets),
+                    .unwrap_or_else(no_signers),
                 callback,
                 since_ms: now_ms,
             })
@@ -367,7 +367,7 @@ impl Dispatcher {
     async fn deliver_held(&self, held: Held, records: &mpsc::Sender<FinishedAttempt>) {
         let (endpoint, app_id) = (held.endpoint, held.callback.app_id);
         let level = telemetry::Level::callback_in_flight();
-        let finished = self.deliver(held.callback, held.target, held.secrets).await;
+        let finished = self.deliver(held.callback, held.target, held.signers).await;
         drop(level);
         let acknowledged = finished.attempt.acknowledged;
         self.fairness
@@ -457,12 +457,12 @@ impl Dispatcher {
         (records, task)
     }
 
-    /// The webhook secrets of the apps in a batch, one look-up per app: the current one, and
-    /// the one it replaced while that still signs.
-    async fn secrets_for(&self, batch: &[Callback]) -> HashMap<AppId, Arc<[Secret]>> {
-        let mut secrets = HashMap::new();
+    /// The webhook signers of the apps in a batch, one look-up per app and each key derived
+    /// once for the batch: the current secret's, and the one it replaced while that still signs.
+    async fn signers_for(&self, batch: &[Callback]) -> HashMap<AppId, Arc<[WebhookSigner]>> {
+        let mut signers = HashMap::new();
         for callback in batch {
-            if secrets.contains_key(&callback.app_id) {
+            if signers.contains_key(&callback.app_id) {
                 continue;
             }
             match self.store.app(callback.app_id).await {
@@ -471,30 +471,31 @@ impl Dispatcher {
                     let retiring = app.retiring_webhook_secret.as_ref();
                     let stored = std::iter::once(&app.webhook_secret)
                         .chain(retiring.filter(|(_, until)| *until > now).map(|(s, _)| s));
-                    let opened: Arc<[Secret]> = stored
-                        .filter_map(|sealed| self.open_secret(callback.app_id, sealed))
+                    let usable: Arc<[WebhookSigner]> = stored
+                        .filter_map(|sealed| self.signer(callback.app_id, sealed))
                         .collect();
-                    secrets.insert(callback.app_id, opened);
+                    signers.insert(callback.app_id, usable);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read webhook secret"),
             }
         }
-        secrets
+        signers
     }
 
-    fn open_secret(&self, app_id: AppId, sealed: &Secret) -> Option<Secret> {
-        match self
-            .config
-            .kek
-            .open(crate::sealing::WEBHOOK_SECRET, sealed.expose())
-        {
-            Ok(secret) => Some(Secret::new(secret)),
-            Err(e) => {
-                tracing::error!(app_id = app_id.0, error = %e, "cannot open the webhook secret");
-                None
-            }
-        }
+    /// The signer of a sealed webhook secret, or none (logged) if it does not open or is not a
+    /// webhook secret.
+    fn signer(&self, app_id: AppId, sealed: &Secret) -> Option<WebhookSigner> {
+        let kek = &self.config.kek;
+        let opened = kek.open(crate::sealing::WEBHOOK_SECRET, sealed.expose());
+        let signer = opened.map_err(|e| e.to_string()).and_then(|secret| {
+            WebhookSigner::new(Secret::new(secret).expose()).map_err(|e| e.to_string())
+        });
+        signer
+            .inspect_err(|e| {
+                tracing::error!(app_id = app_id.0, error = %e, "cannot open the webhook secret")
+            })
+            .ok()
     }
 
     /// One attempt: send to `target` (the callback's URL, parsed) and judge; the recorder
@@ -503,11 +504,11 @@ impl Dispatcher {
         &self,
         callback: Callback,
         target: Result<Uri, NoAnswer>,
-        secrets: Arc<[Secret]>,
+        signers: Arc<[WebhookSigner]>,
     ) -> FinishedAttempt {
         let started_at_ms = now_ms();
         let clock = Instant::now();
-        let result = self.send(&callback, target, &secrets, started_at_ms).await;
+        let result = self.send(&callback, target, &signers, started_at_ms).await;
         let latency_ms = clock.elapsed().as_millis() as i64;
         let finished_at_ms = started_at_ms + latency_ms;
         let (http_status, response_excerpt, outcome, error) = match result {
@@ -568,24 +569,21 @@ impl Dispatcher {
         &self,
         callback: &Callback,
         target: Result<Uri, NoAnswer>,
-        secrets: &[Secret],
+        signers: &[WebhookSigner],
         started_at_ms: i64,
     ) -> Result<Answer, NoAnswer> {
         let failed = |error: String| (AttemptOutcome::Error, error);
         let target = target?;
-        if secrets.is_empty() {
+        if signers.is_empty() {
             return Err(failed("the app has no webhook secret".into()));
         }
         let timestamp_s = started_at_ms / 1000;
         // One signature per secret, space-separated: either verifies (Standard Webhooks).
-        let signatures = secrets
+        let (id, body) = (&callback.callback_id, callback.body.as_bytes());
+        let signatures: Vec<String> = signers
             .iter()
-            .map(|secret| {
-                let (id, body) = (&callback.callback_id, callback.body.as_bytes());
-                webhook::signature_header(secret.expose(), id, timestamp_s, body)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| failed(e.to_string()))?;
+            .map(|signer| signer.header(id, timestamp_s, body))
+            .collect();
         let (signature, timestamp) = (signatures.join(" "), timestamp_s.to_string());
         let mut headers = vec![
             ("webhook-id", callback.callback_id.as_str()),
@@ -617,7 +615,7 @@ fn claim_size(slots: usize, held: usize, in_flight: usize, drained: bool) -> Opt
 }
 
 /// An app without a webhook secret that opens: its callbacks fail with that reason.
-fn no_secrets() -> Arc<[Secret]> {
+fn no_signers() -> Arc<[WebhookSigner]> {
     Arc::from(Vec::new())
 }
 

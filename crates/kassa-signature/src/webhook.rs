@@ -72,9 +72,33 @@ pub fn signature_header(
     timestamp_s: i64,
     body: &[u8],
 ) -> Result<String, WebhookSecretError> {
-    let key = hmac_key(secret)?;
-    let tag = tag(&key, id, &timestamp_s.to_string(), body);
-    Ok(format!("v1,{}", STANDARD.encode(tag.as_ref())))
+    Ok(WebhookSigner::new(secret)?.header(id, timestamp_s, body))
+}
+
+/// A secret's HMAC key, derived once for the many callbacks one app's secret signs (the
+/// dispatcher keeps one per app and claim). Its `Debug` shows nothing of the key.
+pub struct WebhookSigner {
+    key: hmac::Key,
+}
+
+impl WebhookSigner {
+    pub fn new(secret: &str) -> Result<WebhookSigner, WebhookSecretError> {
+        Ok(WebhookSigner {
+            key: hmac_key(secret)?,
+        })
+    }
+
+    /// The `webhook-signature` header value (`v1,…`) for one delivery attempt.
+    pub fn header(&self, id: &str, timestamp_s: i64, body: &[u8]) -> String {
+        let tag = tag(&self.key, id, &timestamp_s.to_string(), body);
+        format!("v1,{}", STANDARD.encode(tag.as_ref()))
+    }
+}
+
+impl std::fmt::Debug for WebhookSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSigner(…)")
+    }
 }
 
 /// Checks a received callback's `webhook-signature` (one or more space-separated `v1,…`
@@ -114,6 +138,17 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signer_signs_as_the_secret_does_and_shows_nothing_of_it() {
+        let secret = generate_secret();
+        let signer = WebhookSigner::new(&secret).unwrap();
+        let header = signature_header(&secret, "msg_1", 1_700_000_000, b"{}").unwrap();
+        assert_eq!(signer.header("msg_1", 1_700_000_000, b"{}"), header);
+        let shown = format!("{signer:?}");
+        let key = secret.strip_prefix(SECRET_PREFIX).unwrap();
+        assert!(!shown.contains(&key[..8]), "{shown}");
+    }
 
     /// The example of the Standard Webhooks specification's reference libraries.
     #[test]
