@@ -200,7 +200,7 @@ fn classified(error: hyper_util::client::legacy::Error) -> NoAnswer {
     let text = error_chain(&error);
     let outcome = if text.contains(ssrf::REFUSAL_MARK) {
         AttemptOutcome::Blocked
-    } else if text.contains("timed out") {
+    } else if timed_out(&error) {
         AttemptOutcome::Timeout
     } else if error.is_connect() {
         AttemptOutcome::ConnectError
@@ -208,6 +208,20 @@ fn classified(error: hyper_util::client::legacy::Error) -> NoAnswer {
         AttemptOutcome::Error
     };
     (outcome, text)
+}
+
+/// Whether an error or one of its causes is an I/O time-out (the connector's connect timeout
+/// is one, whose own text says only that a deadline elapsed).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let io = error.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Most characters of an error kept in the attempt log.
@@ -350,6 +364,33 @@ mod tests {
         let (outcome, why) = refused(&short, &format!("http://127.0.0.1:{port}/")).await;
         assert_eq!(outcome, AttemptOutcome::Timeout, "{why}");
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    /// A connection that does not open within the connect timeout is a time-out, not a
+    /// connection error: a listener on loopback whose queue of unaccepted connections is full
+    /// drops further handshakes unanswered.
+    #[tokio::test]
+    async fn a_connection_that_does_not_open_in_time_is_a_timeout() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let address = listener.local_addr().unwrap();
+        // Fill the queue (never accepted); the kernel takes one more than the backlog.
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            let connect = tokio::net::TcpStream::connect(address);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), connect).await
+            {
+                queued.push(stream);
+            }
+        }
+        let timeouts = (Duration::from_millis(300), Duration::from_secs(5));
+        let client = CallbackClient::new("kassa-test", timeouts, true, 1).unwrap();
+        let started = std::time::Instant::now();
+        let (outcome, why) = refused(&client, &format!("http://{address}/")).await;
+        assert_eq!(outcome, AttemptOutcome::Timeout, "{why}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{why}");
+        drop((listener, queued));
     }
 
     /// A TLS server on loopback with a certificate for `localhost` that it signed itself.
