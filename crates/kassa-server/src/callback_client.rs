@@ -130,8 +130,9 @@ impl CallbackClient {
         }
     }
 
-    /// The request: kassa's user agent, `accept: */*` (as before, when reqwest sent
-    /// callbacks), then the callback's own headers; hyper adds `host` and `content-length`.
+    /// The request: the callback's own headers, then kassa's user agent and `accept: */*`
+    /// where it has none of those (as reqwest sent callbacks); hyper adds `host` and
+    /// `content-length`.
     fn request(
         &self,
         target: Uri,
@@ -143,8 +144,6 @@ impl CallbackClient {
             (AttemptOutcome::Error, why)
         })?;
         let sent = request.headers_mut();
-        sent.insert(hyper::header::USER_AGENT, self.user_agent.clone());
-        sent.insert(hyper::header::ACCEPT, HeaderValue::from_static("*/*"));
         for (name, value) in headers {
             let header = HeaderName::from_bytes(name.as_bytes());
             let (Ok(header), Ok(value)) = (header, HeaderValue::from_str(value)) else {
@@ -153,6 +152,10 @@ impl CallbackClient {
             };
             sent.append(header, value);
         }
+        let user_agent = sent.entry(hyper::header::USER_AGENT);
+        user_agent.or_insert_with(|| self.user_agent.clone());
+        let accept = sent.entry(hyper::header::ACCEPT);
+        accept.or_insert_with(|| HeaderValue::from_static("*/*"));
         Ok(request)
     }
 }
@@ -228,7 +231,7 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 const MAX_ERROR_CHARS: usize = 500;
 
 /// An error with its causes, which is where the client puts the useful part.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -299,6 +302,7 @@ mod tests {
         );
         for line in [
             "user-agent: kassa-test",
+            "accept: */*",
             "content-type: application/json",
             "webhook-id: cb_1",
             "content-length: 7",
@@ -310,6 +314,21 @@ mod tests {
             );
         }
         assert!(request.ends_with("\r\n\r\n{\"a\":1}"), "{request}");
+    }
+
+    #[tokio::test]
+    async fn a_callback_header_of_kassas_default_name_replaces_the_default() {
+        let (port, mut requests) = plain_server().await;
+        let target: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let headers = [("accept", "application/json")];
+        let posted = client().post(target, &headers, String::new(), 64).await;
+        assert!(posted.is_ok());
+        let request = requests.recv().await.unwrap().to_ascii_lowercase();
+        assert_eq!(request.matches("accept:").count(), 1, "{request}");
+        assert!(
+            request.contains("accept: application/json\r\n"),
+            "{request}"
+        );
     }
 
     #[tokio::test]

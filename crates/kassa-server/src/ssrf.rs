@@ -109,12 +109,12 @@ async fn resolve_and_judge(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The client kassa sends orders to upstream PSPs with: it follows no redirect (one could lead anywhere, private networks included), takes
-/// no proxy from the environment, resolves through [`GuardedResolver`] unless private targets
-/// are allowed, and never sends a request twice. reqwest's default replays a request an HTTP/2
-/// server refused unprocessed, and to be ready for that clones every request's headers before
-/// sending it; kassa speaks HTTP/1.1 to these hosts, and its upstream calls have retry
-/// schedules of their own, so the copy was work for nothing.
+/// The client kassa sends orders to upstream PSPs with: it follows no redirect (one could lead
+/// anywhere, private networks included), takes no proxy from the environment, resolves through
+/// [`GuardedResolver`] unless private targets are allowed, and never sends a request twice.
+/// reqwest's default replays a request an HTTP/2 server refused unprocessed, and to be ready for
+/// that clones every request's headers before sending it; kassa speaks HTTP/1.1 to these hosts,
+/// and its upstream calls have retry schedules of their own, so the copy was work for nothing.
 pub fn outbound_client(
     user_agent: &'static str,
     (connect_timeout, timeout): (Duration, Duration),
