@@ -488,9 +488,9 @@ impl Dispatcher {
     fn signer(&self, app_id: AppId, sealed: &Secret) -> Option<WebhookSigner> {
         let kek = &self.config.kek;
         let opened = kek.open(crate::sealing::WEBHOOK_SECRET, sealed.expose());
-        let signer = opened.map_err(|e| e.to_string()).and_then(|secret| {
-            WebhookSigner::new(Secret::new(secret).expose()).map_err(|e| e.to_string())
-        });
+        let signer = opened
+            .map_err(|e| e.to_string())
+            .and_then(|secret| WebhookSigner::new(&secret).map_err(|e| e.to_string()));
         signer
             .inspect_err(|e| {
                 tracing::error!(app_id = app_id.0, error = %e, "cannot open the webhook secret")
