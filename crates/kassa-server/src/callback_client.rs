@@ -216,30 +216,26 @@ fn classified(error: hyper_util::client::legacy::Error) -> NoAnswer {
 /// Whether an error or one of its causes is an I/O time-out (the connector's connect timeout
 /// is one, whose own text says only that a deadline elapsed).
 fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        let io = error.downcast_ref::<std::io::Error>();
-        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    causes(error).any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>();
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 /// Most characters of an error kept in the attempt log.
 const MAX_ERROR_CHARS: usize = 500;
 
 /// An error with its causes, which is where the client puts the useful part.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.chars().take(MAX_ERROR_CHARS).collect()
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let texts: Vec<String> = causes(error).map(|cause| cause.to_string()).collect();
+    texts.join(": ").chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// An error, then each of its causes in turn.
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |error| error.source())
 }
 
 #[cfg(test)]
