@@ -499,16 +499,18 @@ impl Dispatcher {
     }
 
     /// One attempt: send to `target` (the callback's URL, parsed) and judge; the recorder
-    /// stores the outcome.
+    /// stores the outcome. The body goes into the request (nothing after the send reads it).
     async fn deliver(
         &self,
-        callback: Callback,
+        mut callback: Callback,
         target: Result<Uri, NoAnswer>,
         signers: Arc<[WebhookSigner]>,
     ) -> FinishedAttempt {
         let started_at_ms = now_ms();
         let clock = Instant::now();
-        let result = self.send(&callback, target, &signers, started_at_ms).await;
+        let body = std::mem::take(&mut callback.body);
+        let sent = self.send(&callback, body, target, &signers, started_at_ms);
+        let result = sent.await;
         let latency_ms = clock.elapsed().as_millis() as i64;
         let finished_at_ms = started_at_ms + latency_ms;
         let (http_status, response_excerpt, outcome, error) = match result {
@@ -563,11 +565,12 @@ impl Dispatcher {
         }
     }
 
-    /// Sends the callback, signed with each of its app's secrets; the status and the first bytes
-    /// of the body, or why nothing came back.
+    /// Sends the callback with `body`, signed with each of its app's secrets; the status and the
+    /// first bytes of the answer, or why nothing came back.
     async fn send(
         &self,
         callback: &Callback,
+        body: String,
         target: Result<Uri, NoAnswer>,
         signers: &[WebhookSigner],
         started_at_ms: i64,
@@ -579,10 +582,10 @@ impl Dispatcher {
         }
         let timestamp_s = started_at_ms / 1000;
         // One signature per secret, space-separated: either verifies (Standard Webhooks).
-        let (id, body) = (&callback.callback_id, callback.body.as_bytes());
+        let id = &callback.callback_id;
         let signatures: Vec<String> = signers
             .iter()
-            .map(|signer| signer.header(id, timestamp_s, body))
+            .map(|signer| signer.header(id, timestamp_s, body.as_bytes()))
             .collect();
         let (signature, timestamp) = (signatures.join(" "), timestamp_s.to_string());
         let mut headers = vec![
@@ -596,7 +599,6 @@ impl Dispatcher {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str())),
         );
-        let body = callback.body.clone();
         self.client
             .post(target, &headers, body, MAX_RESPONSE_READ)
             .await
