@@ -605,15 +605,16 @@ impl Dispatcher {
     }
 }
 
-/// How many callbacks to claim now, if any: enough to hold [`CLAIMED_AHEAD`] times the
-/// `slots`, in flight and waiting, in batches of at least a quarter of the slots (a claim is a
-/// write) or whatever is wanted when nothing is under way; none while the last claim found the
-/// due ones drained.
+/// How many callbacks to claim now, if any: once what waits here has fallen to half of the
+/// [`CLAIMED_AHEAD`] times the `slots` a node holds (where a finishing slot pokes the loop), as
+/// many as bring it back to full, in flight and waiting; none while the last claim found the
+/// due ones drained. A claim is a write, and the attempts recorded meanwhile commit with it
+/// (SQLite's writer holds their batch for the next claim): claims of half of what a node
+/// holds are half the commits of claims as soon as a few went out.
 fn claim_size(slots: usize, held: usize, in_flight: usize, drained: bool) -> Option<i64> {
-    let wanted = (slots * CLAIMED_AHEAD).saturating_sub(held + in_flight);
-    let idle = held == 0 && in_flight == 0;
-    let worth_it = wanted >= (slots / 4).max(1) || (wanted > 0 && idle);
-    (worth_it && !drained).then_some(wanted as i64)
+    let holds = slots * CLAIMED_AHEAD;
+    let wanted = holds.saturating_sub(held + in_flight);
+    (held <= holds / 2 && wanted > 0 && !drained).then_some(wanted as i64)
 }
 
 /// An app without a webhook secret that opens: its callbacks fail with that reason.
@@ -649,6 +650,13 @@ mod tests {
     fn a_busy_node_claims_before_it_runs_dry() {
         let slots = 32;
         assert_eq!(claim_size(slots, 2 * slots, slots, false), Some(32));
+        let half = slots * super::CLAIMED_AHEAD / 2;
+        for in_flight in 0..=slots {
+            assert!(
+                claim_size(slots, half, in_flight, false).is_some(),
+                "poked at half of what it holds, with {in_flight} in flight, it claims"
+            );
+        }
         assert_eq!(
             claim_size(slots, 0, 0, false),
             Some(128),
@@ -660,10 +668,11 @@ mod tests {
             "it holds enough"
         );
         assert_eq!(
-            claim_size(slots, 3 * slots - 4, slots, false),
+            claim_size(slots, half + 1, 8, false),
             None,
-            "a claim is a write: not for fewer than a quarter of the slots"
+            "a claim is a write: above half of what it holds, it waits for the poke"
         );
+        assert_eq!(claim_size(slots, half, 8, false), Some(56));
         assert_eq!(claim_size(slots, 0, 1, false), Some(127));
         assert_eq!(
             claim_size(slots, 0, 0, true),

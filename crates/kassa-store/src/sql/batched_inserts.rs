@@ -55,7 +55,7 @@ impl BatchedInserts {
         tokio::spawn(async move {
             let mut repeat_seen_at = None;
             while let Some(first) = queue.recv().await {
-                let batch = super::batch_of(first, &mut queue);
+                let batch = super::batch_of(vec![first], &mut queue);
                 write(&connections, batch, &mut repeat_seen_at).await;
             }
         });

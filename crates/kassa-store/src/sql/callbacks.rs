@@ -587,7 +587,7 @@ impl CallbackStore for SqlStore {
                 // A copy for the writer's thread; the caller keeps its batch.
                 let (owner, finished) = (owner.to_string(), finished.to_vec());
                 return writer
-                    .run_in_batch(move |tx| on_writer::finish(tx, &owner, &finished))
+                    .record_in_batch(move |tx| on_writer::finish(tx, &owner, &finished))
                     .await;
             }
             let mut connection = self.kept.take().await?;

@@ -218,8 +218,7 @@ const MAX_WRITE_BATCH: usize = 128;
 
 /// A batch of waiting writes: `first` and whatever else `queue` holds now, up to
 /// [`MAX_WRITE_BATCH`] (it never waits for more: a lone write goes at once).
-fn batch_of<T>(first: T, queue: &mut tokio::sync::mpsc::Receiver<T>) -> Vec<T> {
-    let mut batch = vec![first];
+fn batch_of<T>(mut batch: Vec<T>, queue: &mut tokio::sync::mpsc::Receiver<T>) -> Vec<T> {
     while batch.len() < MAX_WRITE_BATCH {
         match queue.try_recv() {
             Ok(job) => batch.push(job),

@@ -76,9 +76,14 @@ impl<T: Send> Answer for Written<T> {
 /// holds one order or ten, and creates reach the writer one by one (each request's signing
 /// spaces them out) even when many are in flight: without the wait three commits in four held
 /// a single write (docs/performance.md, "Group commit that waits for company"). This is the
-/// wait of the dispatcher's claims and records, whose loop awaits them: 1 ms slowed callback
-/// deliveries by a sixth.
+/// wait of the dispatcher's claims, which its loop awaits: 1 ms slowed callback deliveries by a
+/// sixth.
 const GATHER: Duration = Duration::from_micros(250);
+/// The wait of a batch opened by callbacks' attempts, which no delivery awaits: long enough
+/// that the dispatcher's next claim comes and commits with them (a claim ends the wait
+/// sooner), so a drain pays one commit per claim, not one per claim and one per record
+/// (docs/performance.md, "Records that wait for the next claim").
+const GATHER_FOR_RECORDS: Duration = Duration::from_millis(1);
 /// The wait of a batch opened by a new order or a status change: their requests' replies are
 /// signed after the commit anyway (a millisecond is a fifth of a loaded create's median), and
 /// 1 ms gathered more of them than 250 or 500 µs for less of the writer's CPU per create; 2 ms
@@ -127,8 +132,75 @@ pub fn writer_thread_dir(pid: u32) -> Option<std::path::PathBuf> {
         })
 }
 
+/// Waits for company for the batch begun in `gathered`, until the earliest end of its writes'
+/// own waits: a write that waits less (a claim), arriving while a longer wait runs (records'),
+/// ends it sooner, and wakes the writer to say so. Ends at once when the batch is full.
+fn gather(
+    gathered: &mut Vec<Box<dyn Job>>,
+    queue: &mut tokio::sync::mpsc::Receiver<Box<dyn Job>>,
+    gathering: &Gathering,
+) {
+    let mut until = Instant::now() + gathered[0].gather();
+    loop {
+        // Published before the queue is read: a write queued after this read finds an end no
+        // earlier than the real one, so one that would end it sooner always wakes the writer.
+        gathering.publish(Some(until));
+        while gathered.len() < super::MAX_WRITE_BATCH {
+            let Ok(job) = queue.try_recv() else { break };
+            until = until.min(Instant::now() + job.gather());
+            gathered.push(job);
+        }
+        let now = Instant::now();
+        if now >= until || gathered.len() >= super::MAX_WRITE_BATCH {
+            break;
+        }
+        std::thread::park_timeout(until - now);
+    }
+    gathering.publish(None);
+}
+
 pub(super) struct SqliteWriter {
     jobs: tokio::sync::mpsc::Sender<Box<dyn Job>>,
+    gathering: std::sync::Arc<Gathering>,
+}
+
+/// When the writer's wait for company ends, published so that a write whose own wait would end
+/// sooner wakes the writer (see [`gather`]).
+struct Gathering {
+    epoch: Instant,
+    /// Nanoseconds after `epoch` at which the current gather ends; 0 while not gathering.
+    until_ns: std::sync::atomic::AtomicU64,
+    writer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Gathering {
+    fn new() -> Gathering {
+        Gathering {
+            epoch: Instant::now(),
+            until_ns: Default::default(),
+            writer: Default::default(),
+        }
+    }
+
+    fn ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    fn publish(&self, until: Option<Instant>) {
+        let ns = until.map_or(0, |until| self.ns(until).max(1));
+        self.until_ns
+            .store(ns, std::sync::atomic::Ordering::Release);
+    }
+
+    /// After a job that waits `gather` for company is queued: wakes the writer if its current
+    /// wait ends later than this job's would.
+    fn queued(&self, gather: Duration) {
+        let until = self.until_ns.load(std::sync::atomic::Ordering::Acquire);
+        let sooner = until != 0 && self.ns(Instant::now() + gather) < until;
+        if let Some(writer) = self.writer.get().filter(|_| sooner) {
+            writer.unpark();
+        }
+    }
 }
 
 impl SqliteWriter {
@@ -142,11 +214,14 @@ impl SqliteWriter {
         let stable_plans = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
         connection.set_db_config(stable_plans, true)?;
         let (jobs, queue) = tokio::sync::mpsc::channel::<Box<dyn Job>>(super::WRITE_QUEUE);
-        std::thread::Builder::new()
+        let gathering = std::sync::Arc::new(Gathering::new());
+        let published = gathering.clone();
+        let thread = std::thread::Builder::new()
             .name(WRITER_THREAD.into())
-            .spawn(move || Self::run(connection, queue, &anchor))
+            .spawn(move || Self::run(connection, queue, &anchor, &published))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(SqliteWriter { jobs })
+        let _ = gathering.writer.set(thread.thread().clone());
+        Ok(SqliteWriter { jobs, gathering })
     }
 
     /// `anchor`: the look-ups' read anchor, ended for each batch (see [`super::read_anchor`]).
@@ -154,14 +229,16 @@ impl SqliteWriter {
         mut connection: rusqlite::Connection,
         mut queue: tokio::sync::mpsc::Receiver<Box<dyn Job>>,
         anchor: &ReadAnchor,
+        gathering: &Gathering,
     ) {
         crate::scheduling::ask_for_short_slices(crate::scheduling::SHORT_SLICE);
         let mut company = Company::default();
         while let Some(first) = queue.blocking_recv() {
+            let mut gathered = vec![first];
             if company.expected(Instant::now()) {
-                std::thread::sleep(first.gather());
+                gather(&mut gathered, &mut queue, gathering);
             }
-            let batch = super::batch_of(first, &mut queue);
+            let batch = super::batch_of(gathered, &mut queue);
             let together = batch.len() > 1;
             anchor.writer_begins();
             Self::commit(&mut connection, batch);
@@ -206,6 +283,16 @@ impl SqliteWriter {
         self.run_gathered(work, GATHER).await
     }
 
+    /// [`Self::run_in_batch`] for the records of callbacks' attempts, whose batch waits
+    /// [`GATHER_FOR_RECORDS`] for company.
+    pub(super) async fn record_in_batch<F, T>(&self, work: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run_gathered(work, GATHER_FOR_RECORDS).await
+    }
+
     /// [`Self::run_in_batch`], the batch it opens waiting `gather` for company.
     async fn run_gathered<F, T>(&self, work: F, gather: Duration) -> StoreResult<T>
     where
@@ -215,6 +302,7 @@ impl SqliteWriter {
         let (done, answer) = tokio::sync::oneshot::channel();
         let job: Box<dyn Job> = Box::new(Work { work, gather, done });
         self.jobs.send(job).await.map_err(|_| stopped())?;
+        self.gathering.queued(gather);
         answer.await.map_err(|_| stopped())?
     }
 
@@ -317,6 +405,56 @@ mod tests {
     /// `se.slice` of this process's writer thread, in nanoseconds.
     fn writer_slice_ns() -> Option<u64> {
         crate::testing::thread_slice_ns(&writer_thread_dir(std::process::id())?)
+    }
+
+    /// A job for [`gather`] that writes nothing and waits `gather` for company.
+    fn waiting(gather: Duration) -> Box<dyn Job> {
+        let (done, _) = tokio::sync::oneshot::channel::<StoreResult<()>>();
+        let work = |_: &mut rusqlite::Transaction<'_>| Ok(());
+        Box::new(Work { work, gather, done })
+    }
+
+    /// Runs [`gather`] on a thread of its own for a batch begun by `first`, once the writer's
+    /// wait is published queues `then`; how many it gathered, and how long it waited.
+    fn gathered_with(first: Duration, then: Duration) -> (usize, Duration) {
+        let (jobs, mut queue) = tokio::sync::mpsc::channel(8);
+        let gathering = std::sync::Arc::new(Gathering::new());
+        let writer = gathering.clone();
+        let first = waiting(first);
+        let thread = std::thread::spawn(move || {
+            let _ = writer.writer.set(std::thread::current());
+            let (mut gathered, started) = (vec![first], Instant::now());
+            gather(&mut gathered, &mut queue, &writer);
+            (gathered.len(), started.elapsed())
+        });
+        let published = std::sync::atomic::Ordering::Acquire;
+        for _ in 0..5_000 {
+            if gathering.until_ns.load(published) != 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        jobs.blocking_send(waiting(then)).unwrap();
+        gathering.queued(then);
+        thread.join().unwrap()
+    }
+
+    /// A claim arriving while records wait for company ends the wait (it is awaited; they
+    /// are not): the batch commits without waiting out the records' wait.
+    #[test]
+    fn a_write_that_waits_less_ends_the_gather_sooner() {
+        let (gathered, waited) = gathered_with(Duration::from_secs(10), Duration::ZERO);
+        assert_eq!(gathered, 2);
+        assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    }
+
+    /// A write that would wait longer does not lengthen the wait, nor end it.
+    #[test]
+    fn a_write_that_waits_longer_joins_the_gather() {
+        let (gathered, waited) = gathered_with(Duration::from_millis(50), Duration::from_secs(10));
+        assert_eq!(gathered, 2);
+        assert!(waited >= Duration::from_millis(50), "waited {waited:?}");
+        assert!(waited < Duration::from_secs(5), "waited {waited:?}");
     }
 
     #[test]
