@@ -216,8 +216,9 @@ const WRITE_QUEUE: usize = 1_024;
 /// Most writes in one commit (one statement, for PostgreSQL's batched insert).
 const MAX_WRITE_BATCH: usize = 128;
 
-/// A batch of waiting writes: `first` and whatever else `queue` holds now, up to
-/// [`MAX_WRITE_BATCH`] (it never waits for more: a lone write goes at once).
+/// A batch of waiting writes: those taken already (`batch`, the first at least) and whatever
+/// else `queue` holds now, up to [`MAX_WRITE_BATCH`] (it never waits for more: a lone write
+/// goes at once).
 fn batch_of<T>(mut batch: Vec<T>, queue: &mut tokio::sync::mpsc::Receiver<T>) -> Vec<T> {
     while batch.len() < MAX_WRITE_BATCH {
         match queue.try_recv() {
