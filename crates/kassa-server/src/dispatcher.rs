@@ -77,6 +77,8 @@ struct Held {
 const MAX_RESPONSE_READ: usize = 16 * 1024;
 /// Bytes of a response kept in the attempt log.
 const RESPONSE_EXCERPT: usize = 1024;
+/// The name of the dispatcher's thread, when it has one of its own ([`Dispatcher::start`]).
+pub const THREAD: &str = "kassa-callbacks";
 /// Finished attempts waiting to be recorded; a full queue holds deliveries back.
 const RECORD_QUEUE: usize = 1_024;
 /// Most attempts recorded in one transaction.
@@ -163,6 +165,37 @@ impl Dispatcher {
             config,
             wake,
         })
+    }
+
+    /// Starts [`Dispatcher::run`]; its handle ends when the dispatcher stops. `own_thread`: on a
+    /// thread of its own ([`THREAD`]) with a single-threaded runtime, so a delivery's tasks (its
+    /// slot, its connection, the recorder) stay on one thread and wake each other without
+    /// waking the serving runtime's parked workers, and deliveries never take those workers
+    /// from requests (docs/performance.md, "The dispatcher on a thread of its own"). Only for a
+    /// store whose calls do no I/O on the runtime that made it — SQLite's go to its writer
+    /// thread and its files; a PostgreSQL connection belongs to the runtime that opened it, so
+    /// with PostgreSQL the dispatcher runs on the serving runtime.
+    pub fn start(
+        self: Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+        own_thread: bool,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        if !own_thread {
+            return Ok(tokio::spawn(self.run(shutdown)));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stopped, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(THREAD.into())
+            .spawn(move || {
+                runtime.block_on(self.run(shutdown));
+                let _ = stopped.send(());
+            })?;
+        Ok(tokio::spawn(async move {
+            let _ = finished.await;
+        }))
     }
 
     /// Runs until `shutdown` turns true, then waits for deliveries in flight and their records.

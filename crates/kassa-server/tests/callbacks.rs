@@ -18,7 +18,7 @@ use kassa_server::{ids, now_ms};
 use kassa_signature::{SigningKey, verify_json};
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
-use kassa_store::{CallbackState, NewApp, SqlStore};
+use kassa_store::{Backend, CallbackState, NewApp, SqlStore};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -185,7 +185,13 @@ impl Setup {
         let dispatcher =
             Arc::new(Dispatcher::new(self.store.clone(), config, Arc::new(Notify::new())).unwrap());
         let (stop, stopped) = watch::channel(false);
-        (stop, tokio::spawn(dispatcher.run(stopped)))
+        // As `kassa serve` runs it: on a thread of its own with SQLite.
+        let own_thread = self.store.backend() == Backend::Sqlite;
+        let task = dispatcher.start(stopped, own_thread).unwrap();
+        if own_thread {
+            assert!(thread_named(kassa_server::dispatcher::THREAD));
+        }
+        (stop, task)
     }
 
     async fn state_of(&self, order: &Order) -> (CallbackState, Vec<kassa_store::Attempt>) {
@@ -217,6 +223,27 @@ impl Setup {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Whether this process has a thread called `name` (within a second: a new thread names
+/// itself as it starts).
+fn thread_named(name: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let tasks = std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten();
+        let names = tasks.filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok());
+        if names
+            .map(|comm| comm.trim_end().to_string())
+            .any(|comm| comm == name)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 fn fast(allow_private: bool) -> DispatcherConfig {

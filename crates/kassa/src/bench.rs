@@ -1038,6 +1038,7 @@ async fn callbacks_drain(
         .await?;
     let floor = crypto_floor_us(&shop.key, &shop.platform);
     let server = Server::start(&db.url, true)?;
+    let mut costs = writes::Costs::start(&db.url, Some(server.pid())).await;
     let start = Instant::now();
     let cpu_before = cpu_seconds(server.pid());
     let limit = Duration::from_secs(600);
@@ -1059,6 +1060,7 @@ async fn callbacks_drain(
         }
     }
     let elapsed = start.elapsed();
+    costs.run_ended();
     max_rss = max_rss.max(peak_rss_mb(server.pid()).unwrap_or(0.0));
     let cpu = cpu_before
         .zip(cpu_seconds(server.pid()))
@@ -1074,6 +1076,11 @@ async fn callbacks_drain(
     report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
     report.fields["backlog"] = json!(args.backlog);
     drop(server);
+    let delivered = delivered as usize;
+    writes::attach(
+        &mut report.fields,
+        costs.per_request(&db.url, delivered).await,
+    );
     store.close().await;
     db.drop_schema().await;
     Ok(report)

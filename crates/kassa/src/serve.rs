@@ -217,6 +217,8 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         print_first_steps();
     }
     let form_key = FormKey::load_or_create(&store, &kek, now_ms()).await?;
+    // SQLite's calls do no I/O on this runtime; PostgreSQL's connections belong to it.
+    let dispatcher_thread = store.backend() == kassa_store::Backend::Sqlite;
     let store: Arc<dyn Store> = Arc::new(store);
     let book = Arc::new(ChannelBook::new(
         store.clone(),
@@ -251,7 +253,7 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
     let background = Background::start(
         (&gateway, book),
         &options,
-        allow_private,
+        (allow_private, dispatcher_thread),
         (kek, exporter.clone()),
     )?;
     if allow_private {
@@ -441,7 +443,7 @@ impl Background {
     fn start(
         (gateway, book): (&Arc<Gateway>, Arc<ChannelBook>),
         options: &ServeOptions,
-        allow_private: bool,
+        (allow_private, own_thread): (bool, bool),
         (kek, exporter): (
             Arc<Kek>,
             Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -492,7 +494,9 @@ impl Background {
         );
         let mut tasks = vec![
             tokio::spawn(settler),
-            tokio::spawn(dispatcher.run(stopped)),
+            dispatcher
+                .start(stopped, own_thread)
+                .map_err(|e| Failure(format!("cannot start the callback dispatcher: {e}")))?,
             tokio::spawn(sweeper),
             tokio::spawn(prober),
             tokio::spawn(refresher),
