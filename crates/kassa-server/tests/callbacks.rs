@@ -229,21 +229,13 @@ impl Setup {
 /// itself as it starts).
 fn thread_named(name: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        let tasks = std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten();
-        let names = tasks.filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok());
-        if names
-            .map(|comm| comm.trim_end().to_string())
-            .any(|comm| comm == name)
-        {
-            return true;
+    while kassa_store::scheduling::thread_dir(std::process::id(), name).is_none() {
+        if Instant::now() >= deadline {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    false
+    true
 }
 
 fn fast(allow_private: bool) -> DispatcherConfig {

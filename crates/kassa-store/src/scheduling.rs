@@ -1,6 +1,6 @@
 //! How kassa's threads ask the kernel to schedule them: short time slices for the threads
 //! whose wake-ups others wait for (the SQLite writer, the runtime's workers), so that a thread
-//! waking on the same cores runs sooner.
+//! waking on the same cores runs sooner; and where a named thread's counters are.
 
 use std::time::Duration;
 
@@ -35,4 +35,18 @@ pub fn ask_for_short_slices(slice: Duration) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = slice;
+}
+
+/// The `/proc` directory of process `pid`'s thread named `name`, if it has one (the kernel keeps
+/// a thread's first 15 bytes of name).
+pub fn thread_dir(pid: u32, name: &str) -> Option<std::path::PathBuf> {
+    let shown = &name[..name.len().min(15)];
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .map(|task| task.path())
+        .find(|task| {
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            comm.trim_end() == shown
+        })
 }

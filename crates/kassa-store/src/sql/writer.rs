@@ -120,16 +120,7 @@ pub const WRITER_THREAD: &str = "kassa-sqlite-writer";
 
 /// The `/proc` directory of process `pid`'s SQLite writer thread, if it has one.
 pub fn writer_thread_dir(pid: u32) -> Option<std::path::PathBuf> {
-    // The kernel keeps a thread's name to 15 bytes.
-    let shown = &WRITER_THREAD[..WRITER_THREAD.len().min(15)];
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-        .map(|task| task.path())
-        .find(|task| {
-            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-            comm.trim_end() == shown
-        })
+    crate::scheduling::thread_dir(pid, WRITER_THREAD)
 }
 
 /// Waits for company for the batch begun in `gathered`, until the earliest end of its writes'
