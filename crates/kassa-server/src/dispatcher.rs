@@ -172,9 +172,8 @@ impl Dispatcher {
     /// slot, its connection, the recorder) stay on one thread and wake each other without
     /// waking the serving runtime's parked workers, and deliveries never take those workers
     /// from requests (docs/performance.md, "The dispatcher on a thread of its own"). Only for a
-    /// store whose calls do no I/O on the runtime that made it — SQLite's go to its writer
-    /// thread and its files; a PostgreSQL connection belongs to the runtime that opened it, so
-    /// with PostgreSQL the dispatcher runs on the serving runtime.
+    /// store whose calls do no I/O on the runtime that made it
+    /// (`Backend::calls_bound_to_runtime`: with PostgreSQL the dispatcher stays on it).
     pub fn start(
         self: Arc<Self>,
         shutdown: watch::Receiver<bool>,

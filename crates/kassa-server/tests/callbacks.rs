@@ -18,7 +18,7 @@ use kassa_server::{ids, now_ms};
 use kassa_signature::{SigningKey, verify_json};
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
-use kassa_store::{Backend, CallbackState, NewApp, SqlStore};
+use kassa_store::{CallbackState, NewApp, SqlStore};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -186,7 +186,7 @@ impl Setup {
             Arc::new(Dispatcher::new(self.store.clone(), config, Arc::new(Notify::new())).unwrap());
         let (stop, stopped) = watch::channel(false);
         // As `kassa serve` runs it: on a thread of its own with SQLite.
-        let own_thread = self.store.backend() == Backend::Sqlite;
+        let own_thread = !self.store.backend().calls_bound_to_runtime();
         let task = dispatcher.start(stopped, own_thread).unwrap();
         if own_thread {
             assert!(thread_named(kassa_server::dispatcher::THREAD));

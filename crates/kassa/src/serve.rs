@@ -217,8 +217,7 @@ pub async fn run(options: ServeOptions, database_url: &str) -> Outcome {
         print_first_steps();
     }
     let form_key = FormKey::load_or_create(&store, &kek, now_ms()).await?;
-    // SQLite's calls do no I/O on this runtime; PostgreSQL's connections belong to it.
-    let dispatcher_thread = store.backend() == kassa_store::Backend::Sqlite;
+    let dispatcher_thread = !store.backend().calls_bound_to_runtime();
     let store: Arc<dyn Store> = Arc::new(store);
     let book = Arc::new(ChannelBook::new(
         store.clone(),

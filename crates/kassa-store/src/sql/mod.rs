@@ -48,6 +48,13 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Whether the store's calls do I/O on the async runtime that made its connections (a
+    /// PostgreSQL connection belongs to the runtime that opened it), so that callers on another
+    /// runtime must not open them; SQLite's calls go to its writer thread and its files.
+    pub fn calls_bound_to_runtime(self) -> bool {
+        self == Backend::Postgres
+    }
+
     pub fn of_url(url: &str) -> Option<Backend> {
         if url.starts_with("sqlite:") {
             Some(Backend::Sqlite)
