@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 /// A write waiting for the writer: it runs inside the batch's transaction, and its caller hears
 /// the outcome once the commit is durable (or the batch failed).
 trait Job: Send {
-    /// How long a batch this job opens may wait for company (see [`Company`]).
-    fn gather(&self) -> Duration;
+    /// Until when a batch holding this job may wait for company (see [`Company`]): its own
+    /// wait, counted from when it was queued.
+    fn gather_until(&self) -> Instant;
     fn write(self: Box<Self>, tx: &mut rusqlite::Transaction<'_>) -> Box<dyn Answer>;
     /// The batch's transaction could not begin: the job is not run.
     fn refuse(self: Box<Self>, error: &StoreError);
@@ -32,7 +33,7 @@ trait Answer: Send {
 /// Work of any kind on the writer's transaction, with where its result goes.
 struct Work<F, T> {
     work: F,
-    gather: Duration,
+    gather_until: Instant,
     done: tokio::sync::oneshot::Sender<StoreResult<T>>,
 }
 
@@ -46,8 +47,8 @@ where
     F: FnOnce(&mut rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn gather(&self) -> Duration {
-        self.gather
+    fn gather_until(&self) -> Instant {
+        self.gather_until
     }
 
     fn write(self: Box<Self>, tx: &mut rusqlite::Transaction<'_>) -> Box<dyn Answer> {
@@ -131,14 +132,14 @@ fn gather(
     queue: &mut tokio::sync::mpsc::Receiver<Box<dyn Job>>,
     gathering: &Gathering,
 ) {
-    let mut until = Instant::now() + gathered[0].gather();
+    let mut until = gathered[0].gather_until();
     loop {
         // Published before the queue is read: a write queued after this read finds an end no
         // earlier than the real one, so one that would end it sooner always wakes the writer.
         gathering.publish(Some(until));
         while gathered.len() < super::MAX_WRITE_BATCH {
             let Ok(job) = queue.try_recv() else { break };
-            until = until.min(Instant::now() + job.gather());
+            until = until.min(job.gather_until());
             gathered.push(job);
         }
         let now = Instant::now();
@@ -183,11 +184,11 @@ impl Gathering {
             .store(ns, std::sync::atomic::Ordering::Release);
     }
 
-    /// After a job that waits `gather` for company is queued: wakes the writer if its current
-    /// wait ends later than this job's would.
-    fn queued(&self, gather: Duration) {
+    /// After a job that waits for company until `gather_until` is queued: wakes the writer if
+    /// its current wait ends later than this job's.
+    fn queued(&self, gather_until: Instant) {
         let until = self.until_ns.load(std::sync::atomic::Ordering::Acquire);
-        let sooner = until != 0 && self.ns(Instant::now() + gather) < until;
+        let sooner = until != 0 && self.ns(gather_until) < until;
         if let Some(writer) = self.writer.get().filter(|_| sooner) {
             writer.unpark();
         }
@@ -291,9 +292,14 @@ impl SqliteWriter {
         T: Send + 'static,
     {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Work { work, gather, done });
+        let gather_until = Instant::now() + gather;
+        let job: Box<dyn Job> = Box::new(Work {
+            work,
+            gather_until,
+            done,
+        });
         self.jobs.send(job).await.map_err(|_| stopped())?;
-        self.gathering.queued(gather);
+        self.gathering.queued(gather_until);
         answer.await.map_err(|_| stopped())?
     }
 
@@ -402,21 +408,27 @@ mod tests {
     fn waiting(gather: Duration) -> Box<dyn Job> {
         let (done, _) = tokio::sync::oneshot::channel::<StoreResult<()>>();
         let work = |_: &mut rusqlite::Transaction<'_>| Ok(());
-        Box::new(Work { work, gather, done })
+        let gather_until = Instant::now() + gather;
+        Box::new(Work {
+            work,
+            gather_until,
+            done,
+        })
     }
 
     /// Runs [`gather`] on a thread of its own for a batch begun by `first`, once the writer's
-    /// wait is published queues `then`; how many it gathered, and how long it waited.
+    /// wait is published queues `then`; how many it gathered, and how long since `first` was
+    /// queued.
     fn gathered_with(first: Duration, then: Duration) -> (usize, Duration) {
         let (jobs, mut queue) = tokio::sync::mpsc::channel(8);
         let gathering = std::sync::Arc::new(Gathering::new());
         let writer = gathering.clone();
-        let first = waiting(first);
+        let (first, queued) = (waiting(first), Instant::now());
         let thread = std::thread::spawn(move || {
             let _ = writer.writer.set(std::thread::current());
-            let (mut gathered, started) = (vec![first], Instant::now());
+            let mut gathered = vec![first];
             gather(&mut gathered, &mut queue, &writer);
-            (gathered.len(), started.elapsed())
+            (gathered.len(), queued.elapsed())
         });
         let published = std::sync::atomic::Ordering::Acquire;
         for _ in 0..5_000 {
@@ -425,9 +437,32 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        jobs.blocking_send(waiting(then)).unwrap();
-        gathering.queued(then);
+        let then = waiting(then);
+        let gather_until = then.gather_until();
+        jobs.blocking_send(then).unwrap();
+        gathering.queued(gather_until);
         thread.join().unwrap()
+    }
+
+    /// A write's wait is counted from when it was queued: one that waited behind a commit as
+    /// long as its wait commits with the next batch at once, not after a wait of its own.
+    #[test]
+    fn a_write_queued_behind_a_commit_has_waited_already() {
+        let (jobs, mut queue) = tokio::sync::mpsc::channel(8);
+        let first = waiting(Duration::from_millis(500));
+        jobs.blocking_send(waiting(Duration::from_secs(10)))
+            .unwrap();
+        // The previous batch's commit, longer than the first write's wait.
+        std::thread::sleep(Duration::from_millis(550));
+        let (mut gathered, started) = (vec![first], Instant::now());
+        gather(&mut gathered, &mut queue, &Gathering::new());
+        let waited = started.elapsed();
+        assert_eq!(gathered.len(), 2, "what was queued joins");
+        // Waiting from now, it would wait 500 ms more.
+        assert!(
+            waited < Duration::from_millis(400),
+            "waited {waited:?} more"
+        );
     }
 
     /// A claim arriving while records wait for company ends the wait (it is awaited; they
