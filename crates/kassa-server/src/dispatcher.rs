@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -79,6 +80,10 @@ const MAX_RESPONSE_READ: usize = 16 * 1024;
 const RESPONSE_EXCERPT: usize = 1024;
 /// The name of the dispatcher's thread, when it has one of its own ([`Dispatcher::start`]).
 pub const THREAD: &str = "kassa-callbacks";
+/// The name of the lanes' threads, numbered from 1 (the kernel shows 15 bytes of a name).
+pub const LANE_THREAD: &str = "kassa-lane";
+/// Most lanes, the dispatcher's own thread included: measured with two on two cores.
+const MAX_LANES: usize = 4;
 /// Finished attempts waiting to be recorded; a full queue holds deliveries back.
 const RECORD_QUEUE: usize = 1_024;
 /// Most attempts recorded in one transaction.
@@ -130,11 +135,23 @@ impl Default for DispatcherConfig {
     }
 }
 
+/// A thread beside the dispatcher's own that delivers for some of its slots: its runtime,
+/// and a client of its own, whose connections that runtime drives (a connection shared between
+/// two runtimes would wake the other thread at every exchange).
+struct Lane {
+    runtime: tokio::runtime::Handle,
+    client: CallbackClient,
+}
+
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     /// Each endpoint's and app's share of the slots, and failing endpoints' backoff.
     fairness: Fairness,
     client: CallbackClient,
+    /// The lanes beside the dispatcher's own thread, when it runs on one (see
+    /// [`Dispatcher::start`]); slots take the dispatcher's thread and the lanes in turn.
+    lanes: std::sync::OnceLock<Vec<Lane>>,
+    next_lane: AtomicUsize,
     config: DispatcherConfig,
     /// Poked when this process queues a callback, so delivery starts without waiting a poll.
     wake: Arc<Notify>,
@@ -146,15 +163,10 @@ impl Dispatcher {
         config: DispatcherConfig,
         wake: Arc<Notify>,
     ) -> Result<Dispatcher, String> {
-        let timeout = Duration::from_millis(config.request_timeout_ms);
-        let connect_timeout = timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS));
-        let client = CallbackClient::new(
-            concat!("kassa-callbacks/", env!("CARGO_PKG_VERSION")),
-            (connect_timeout, timeout),
-            config.allow_private_targets,
-            config.max_per_endpoint,
-        )?;
+        let client = client_for(&config)?;
         Ok(Dispatcher {
+            lanes: std::sync::OnceLock::new(),
+            next_lane: AtomicUsize::new(0),
             store,
             fairness: Fairness::new(
                 config.max_per_endpoint,
@@ -171,9 +183,12 @@ impl Dispatcher {
     /// thread of its own ([`THREAD`]) with a single-threaded runtime, so a delivery's tasks (its
     /// slot, its connection, the recorder) stay on one thread and wake each other without
     /// waking the serving runtime's parked workers, and deliveries never take those workers
-    /// from requests (docs/performance.md, "The dispatcher on a thread of its own"). Only for a
-    /// store whose calls do no I/O on the runtime that made it
-    /// (`Backend::calls_bound_to_runtime`: with PostgreSQL the dispatcher stays on it).
+    /// from requests (docs/performance.md, "The dispatcher on a thread of its own"); with more
+    /// than one core, slots also run on lanes ([`LANE_THREAD`]), one per further core up to
+    /// [`MAX_LANES`] in all, so that deliveries answered at once are handled on more than one
+    /// core (docs/performance.md, "Lanes"). Only for a store whose calls do no I/O on the
+    /// runtime that made it (`Backend::calls_bound_to_runtime`: with PostgreSQL the dispatcher
+    /// stays on it).
     pub fn start(
         self: Arc<Self>,
         shutdown: watch::Receiver<bool>,
@@ -182,19 +197,43 @@ impl Dispatcher {
         if !own_thread {
             return Ok(tokio::spawn(self.run(shutdown)));
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = single_threaded()?;
+        let lanes_end = self.start_lanes(lane_count() - 1)?;
         let (stopped, finished) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
             .name(THREAD.into())
             .spawn(move || {
                 runtime.block_on(self.run(shutdown));
+                // Every slot has finished: the lanes' threads end, their idle connections with them.
+                drop(lanes_end);
                 let _ = stopped.send(());
             })?;
         Ok(tokio::spawn(async move {
             let _ = finished.await;
         }))
+    }
+
+    /// Starts `count` lanes, each a thread that runs its runtime until the sender returned for
+    /// it is dropped.
+    fn start_lanes(&self, count: usize) -> std::io::Result<Vec<tokio::sync::oneshot::Sender<()>>> {
+        let (mut lanes, mut ends) = (Vec::new(), Vec::new());
+        for number in 1..=count {
+            let runtime = single_threaded()?;
+            let client = client_for(&self.config).map_err(std::io::Error::other)?;
+            let (end, ended) = tokio::sync::oneshot::channel::<()>();
+            lanes.push(Lane {
+                runtime: runtime.handle().clone(),
+                client,
+            });
+            std::thread::Builder::new()
+                .name(format!("{LANE_THREAD}-{number}"))
+                .spawn(move || {
+                    let _ = runtime.block_on(ended);
+                })?;
+            ends.push(end);
+        }
+        let _ = self.lanes.set(lanes);
+        Ok(ends)
     }
 
     /// Runs until `shutdown` turns true, then waits for deliveries in flight and their records.
@@ -330,6 +369,20 @@ impl Dispatcher {
         Uri::try_from(url.as_str()).map_err(|e| failed(format!("bad URL: {e}")))
     }
 
+    /// The lane the next slot runs on: 0, the dispatcher's own thread, or one of its lanes.
+    fn next_lane(&self) -> usize {
+        let lanes = 1 + self.lanes.get().map_or(0, Vec::len);
+        self.next_lane.fetch_add(1, Ordering::Relaxed) % lanes
+    }
+
+    /// The client of the runtime that `lane`'s slots run on.
+    fn client_of(&self, lane: usize) -> &CallbackClient {
+        match lane.checked_sub(1).and_then(|at| self.lanes.get()?.get(at)) {
+            Some(on) => &on.client,
+            None => &self.client,
+        }
+    }
+
     /// Sends what a free slot and fairness let go now, each slot in its own task. What waits for
     /// a slot or its endpoint's or app's share stays waiting for [`HOLD_PATIENCE_MS`], then goes
     /// back to the database; what waits for a suspended endpoint goes back at once.
@@ -379,27 +432,34 @@ impl Dispatcher {
             let permit = permit.expect("admitted with a slot");
             let (this, records) = (self.clone(), records.clone());
             let (shared, shutdown) = (waiting.clone(), shutdown.clone());
-            in_flight.spawn(async move {
+            let lane = self.next_lane();
+            let slot = async move {
                 let mut next = Some(candidate);
                 while let Some(held) = next {
-                    this.deliver_held(held, &records).await;
+                    this.deliver_held(held, &records, lane).await;
                     next = match *shutdown.borrow() {
                         true => None,
                         false => this.next_for_slot(&shared),
                     };
                 }
                 drop(permit);
-            });
+            };
+            match lane.checked_sub(1).and_then(|at| self.lanes.get()?.get(at)) {
+                Some(on) => in_flight.spawn_on(slot, &on.runtime),
+                None => in_flight.spawn(slot),
+            };
         }
         lock(waiting).extend(held);
         self.release(&later).await;
     }
 
     /// Delivers one admitted callback, tells fairness, and hands the attempt to the recorder.
-    async fn deliver_held(&self, held: Held, records: &mpsc::Sender<FinishedAttempt>) {
+    async fn deliver_held(&self, held: Held, records: &mpsc::Sender<FinishedAttempt>, lane: usize) {
         let (endpoint, app_id) = (held.endpoint, held.callback.app_id);
         let level = telemetry::Level::callback_in_flight();
-        let finished = self.deliver(held.callback, held.target, held.signers).await;
+        let finished = self
+            .deliver(held.callback, held.target, held.signers, lane)
+            .await;
         drop(level);
         let acknowledged = finished.attempt.acknowledged;
         self.fairness
@@ -537,11 +597,12 @@ impl Dispatcher {
         mut callback: Callback,
         target: Result<Uri, NoAnswer>,
         signers: Arc<[WebhookSigner]>,
+        lane: usize,
     ) -> FinishedAttempt {
         let started_at_ms = now_ms();
         let clock = Instant::now();
         let body = std::mem::take(&mut callback.body);
-        let sent = self.send(&callback, body, target, &signers, started_at_ms);
+        let sent = self.send(&callback, body, target, &signers, started_at_ms, lane);
         let result = sent.await;
         let latency_ms = clock.elapsed().as_millis() as i64;
         let finished_at_ms = started_at_ms + latency_ms;
@@ -606,6 +667,7 @@ impl Dispatcher {
         target: Result<Uri, NoAnswer>,
         signers: &[WebhookSigner],
         started_at_ms: i64,
+        lane: usize,
     ) -> Result<Answer, NoAnswer> {
         let failed = |error: String| (AttemptOutcome::Error, error);
         let target = target?;
@@ -631,7 +693,7 @@ impl Dispatcher {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str())),
         );
-        self.client
+        self.client_of(lane)
             .post(target, &headers, body, MAX_RESPONSE_READ)
             .await
     }
@@ -647,6 +709,31 @@ fn claim_size(slots: usize, held: usize, in_flight: usize, drained: bool) -> Opt
     let holds = slots * CLAIMED_AHEAD;
     let wanted = holds.saturating_sub(held + in_flight);
     (held <= holds / 2 && wanted > 0 && !drained).then_some(wanted as i64)
+}
+
+/// How many lanes deliver, the dispatcher's own thread included: one per core, up to
+/// [`MAX_LANES`].
+pub fn lane_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.clamp(1, MAX_LANES)
+}
+
+fn single_threaded() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The delivery client as `config` sets it up.
+fn client_for(config: &DispatcherConfig) -> Result<CallbackClient, String> {
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let connect_timeout = timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS));
+    CallbackClient::new(
+        concat!("kassa-callbacks/", env!("CARGO_PKG_VERSION")),
+        (connect_timeout, timeout),
+        config.allow_private_targets,
+        config.max_per_endpoint,
+    )
 }
 
 /// An app without a webhook secret that opens: its callbacks fail with that reason.

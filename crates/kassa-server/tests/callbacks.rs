@@ -190,6 +190,9 @@ impl Setup {
         let task = dispatcher.start(stopped, own_thread).unwrap();
         if own_thread {
             assert!(thread_named(kassa_server::dispatcher::THREAD));
+            for lane in 1..kassa_server::dispatcher::lane_count() {
+                assert!(thread_named(&lane_thread(lane)), "lane {lane}");
+            }
         }
         (stop, task)
     }
@@ -236,6 +239,22 @@ fn thread_named(name: &str) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     true
+}
+
+fn lane_thread(lane: usize) -> String {
+    format!("{}-{lane}", kassa_server::dispatcher::LANE_THREAD)
+}
+
+/// How long this process's thread called `name` has run, in nanoseconds (its scheduler's
+/// count, exact where the CPU time in `stat` counts ticks).
+fn ran_ns(name: &str) -> u64 {
+    let task = kassa_store::scheduling::thread_dir(std::process::id(), name).expect("thread");
+    let schedstat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+    schedstat
+        .split_whitespace()
+        .next()
+        .and_then(|ns| ns.parse().ok())
+        .unwrap_or(0)
 }
 
 fn fast(allow_private: bool) -> DispatcherConfig {
@@ -475,6 +494,39 @@ async fn two_dispatchers_share_the_work(setup: Setup) {
         nodes.insert(attempts[0].node.clone());
     }
     assert_eq!(nodes.len(), 2, "both nodes delivered: {nodes:?}");
+}
+
+/// With SQLite and more than one core, deliveries run on the dispatcher's lanes too: slots
+/// take its thread and each lane in turn.
+async fn deliveries_run_on_every_lane(setup: Setup) {
+    let lanes = kassa_server::dispatcher::lane_count();
+    if setup.store.backend().calls_bound_to_runtime() || lanes < 2 {
+        eprintln!("skipped: the dispatcher has no lanes here ({lanes} core(s), or PostgreSQL)");
+        return;
+    }
+    let (stop, task) = setup.dispatcher(fast(true));
+    // The lanes started and, with nothing to deliver, sleep.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before: Vec<u64> = (1..lanes).map(|lane| ran_ns(&lane_thread(lane))).collect();
+    // Slow answers: the slots are all busy at once, one per lane and more.
+    let receiver = Receiver::start(Arc::new(|_| (200, "success", 20))).await;
+    let mut orders = Vec::new();
+    for i in 0..40 {
+        let order = format!("M-lane-{i}");
+        orders.push(setup.settled_order(&order, &receiver.url, paid()).await);
+    }
+    let refs: Vec<&Order> = orders.iter().collect();
+    setup
+        .wait_for(&refs, CallbackState::Delivered, Duration::from_secs(30))
+        .await;
+    for (lane, before) in (1..lanes).zip(before) {
+        // An idle lane's thread sleeps (no timer, no connection): any time it ran is deliveries'.
+        let ran = ran_ns(&lane_thread(lane)) - before;
+        assert!(ran > 0, "lane {lane} delivered nothing");
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(receiver.log.lock().unwrap().requests.len(), 40);
 }
 
 async fn private_targets_are_refused_at_delivery(setup: Setup) {
@@ -836,6 +888,7 @@ kassa_store::on_both_databases!(
     acknowledgement_rule,
     max_age_marks_dead_and_resend_revives,
     two_dispatchers_share_the_work,
+    deliveries_run_on_every_lane,
     private_targets_are_refused_at_delivery,
     every_forbidden_class_is_refused_at_delivery,
     ports_outside_the_allowlist_are_refused_at_delivery,
