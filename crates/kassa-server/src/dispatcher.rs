@@ -186,9 +186,9 @@ impl Dispatcher {
     /// from requests (docs/performance.md, "The dispatcher on a thread of its own"); with more
     /// than one core, slots also run on lanes ([`LANE_THREAD`]), one per further core up to
     /// [`MAX_LANES`] in all, so that deliveries answered at once are handled on more than one
-    /// core (docs/performance.md, "Lanes"). Only for a store whose calls do no I/O on the
-    /// runtime that made it (`Backend::calls_bound_to_runtime`: with PostgreSQL the dispatcher
-    /// stays on it).
+    /// core (docs/performance.md, "Lanes: a delivery's slot on more than one thread"). Only for
+    /// a store whose calls do no I/O on the runtime that made it
+    /// (`Backend::calls_bound_to_runtime`: with PostgreSQL the dispatcher stays on it).
     pub fn start(
         self: Arc<Self>,
         shutdown: watch::Receiver<bool>,
