@@ -375,12 +375,14 @@ impl Dispatcher {
         self.next_lane.fetch_add(1, Ordering::Relaxed) % lanes
     }
 
+    /// Lane number `lane` beside the dispatcher's own thread (0), if it has such a lane.
+    fn lane(&self, lane: usize) -> Option<&Lane> {
+        self.lanes.get()?.get(lane.checked_sub(1)?)
+    }
+
     /// The client of the runtime that `lane`'s slots run on.
     fn client_of(&self, lane: usize) -> &CallbackClient {
-        match lane.checked_sub(1).and_then(|at| self.lanes.get()?.get(at)) {
-            Some(on) => &on.client,
-            None => &self.client,
-        }
+        self.lane(lane).map_or(&self.client, |on| &on.client)
     }
 
     /// Sends what a free slot and fairness let go now, each slot in its own task. What waits for
@@ -444,7 +446,7 @@ impl Dispatcher {
                 }
                 drop(permit);
             };
-            match lane.checked_sub(1).and_then(|at| self.lanes.get()?.get(at)) {
+            match self.lane(lane) {
                 Some(on) => in_flight.spawn_on(slot, &on.runtime),
                 None => in_flight.spawn(slot),
             };
