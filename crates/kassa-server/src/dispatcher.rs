@@ -247,6 +247,9 @@ impl Dispatcher {
         // Whether the last claim found fewer than it asked for: the next waits for a poke, a
         // finished delivery or the poll (never a claim right after an empty one).
         let mut drained = false;
+        // When the soonest callback this node gave back is due again: the loop looks then,
+        // not only at the poll, since a node that found nothing due may be idle meanwhile.
+        let mut given_back_due: Option<i64> = None;
         let (records, recorder) = self.clone().start_recorder();
         tracing::info!(node = %self.config.node_id, "callback dispatcher started");
         while !*shutdown.borrow() {
@@ -254,7 +257,8 @@ impl Dispatcher {
             // What waits here was claimed already: it goes first.
             let batch = std::mem::take(&mut *lock(&waiting));
             let slots = (&permits, &waiting, &shutdown);
-            self.dispatch(batch, slots, &mut in_flight, &records).await;
+            let given_back = self.dispatch(batch, slots, &mut in_flight, &records).await;
+            given_back_due = given_back_due.into_iter().chain(given_back).min();
             let held = lock(&waiting).len();
             if claiming.is_none()
                 && let Some(limit) =
@@ -264,10 +268,7 @@ impl Dispatcher {
             }
             // Wait for a claim, a poke, a finished delivery, the poll interval (sooner while
             // callbacks wait here: they go back when their patience runs out), or shutdown.
-            let poll_ms = match held == 0 {
-                true => self.config.idle_poll_ms,
-                false => self.config.idle_poll_ms.min(HOLD_PATIENCE_MS as u64),
-            };
+            let poll_ms = poll_ms(self.config.idle_poll_ms, held, given_back_due, now_ms());
             tokio::select! {
                 Some(claimed) = maybe(claiming.as_mut()) => {
                     claiming = None;
@@ -275,7 +276,10 @@ impl Dispatcher {
                     lock(&waiting).extend(claimed.held);
                 }
                 _ = self.wake.notified() => drained = false,
-                _ = tokio::time::sleep(Duration::from_millis(poll_ms)) => drained = false,
+                _ = tokio::time::sleep(Duration::from_millis(poll_ms)) => {
+                    drained = false;
+                    given_back_due = given_back_due.filter(|&due_ms| due_ms > now_ms());
+                }
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => drained = false,
                 _ = shutdown.changed() => {}
             }
@@ -387,14 +391,15 @@ impl Dispatcher {
 
     /// Sends what a free slot and fairness let go now, each slot in its own task. What waits for
     /// a slot or its endpoint's or app's share stays waiting for [`HOLD_PATIENCE_MS`], then goes
-    /// back to the database; what waits for a suspended endpoint goes back at once.
+    /// back to the database; what waits for a suspended endpoint goes back at once. When the
+    /// soonest of those given back is due again, if any.
     async fn dispatch(
         self: &Arc<Self>,
         batch: Vec<Held>,
         (permits, waiting, shutdown): (&Arc<Semaphore>, &Waiting, &watch::Receiver<bool>),
         in_flight: &mut JoinSet<()>,
         records: &mpsc::Sender<FinishedAttempt>,
-    ) {
+    ) -> Option<i64> {
         let now = now_ms();
         let (mut later, mut held) = (Vec::new(), Vec::new());
         // Endpoints found busy in this pass (at their share, or their app at its): their other
@@ -453,6 +458,7 @@ impl Dispatcher {
         }
         lock(waiting).extend(held);
         self.release(&later).await;
+        later.iter().map(|(_, due_ms)| *due_ms).min()
     }
 
     /// Delivers one admitted callback, tells fairness, and hands the attempt to the recorder.
@@ -713,6 +719,20 @@ fn claim_size(slots: usize, held: usize, in_flight: usize, drained: bool) -> Opt
     (held <= holds / 2 && wanted > 0 && !drained).then_some(wanted as i64)
 }
 
+/// How long the loop waits at most before it looks again: the poll interval, sooner while
+/// callbacks wait here (they go back when their patience runs out) or when one given back is
+/// due again (`given_back_due`).
+fn poll_ms(idle_poll_ms: u64, held: usize, given_back_due: Option<i64>, now_ms: i64) -> u64 {
+    let patience = match held {
+        0 => idle_poll_ms,
+        _ => idle_poll_ms.min(HOLD_PATIENCE_MS as u64),
+    };
+    let due_in_ms = given_back_due.map_or(u64::MAX, |due_ms| {
+        due_ms.saturating_sub(now_ms).max(0) as u64
+    });
+    patience.min(due_in_ms)
+}
+
 /// How many lanes deliver, the dispatcher's own thread included: one per core, up to
 /// [`MAX_LANES`].
 pub fn lane_count() -> usize {
@@ -763,7 +783,19 @@ fn excerpt(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::claim_size;
+    use super::{HOLD_PATIENCE_MS, claim_size, poll_ms};
+
+    /// A node that gave callbacks back looks again when the soonest is due, not only at the
+    /// poll: with nothing due it may have no other reason to wake.
+    #[test]
+    fn the_loop_looks_again_when_a_callback_given_back_is_due() {
+        assert_eq!(poll_ms(30_000, 0, None, 1_000), 30_000);
+        assert_eq!(poll_ms(30_000, 0, Some(1_500), 1_000), 500);
+        assert_eq!(poll_ms(30_000, 0, Some(900), 1_000), 0, "due already");
+        assert_eq!(poll_ms(30_000, 5, None, 1_000), HOLD_PATIENCE_MS as u64);
+        assert_eq!(poll_ms(30_000, 5, Some(1_020), 1_000), 20);
+        assert_eq!(poll_ms(50, 0, Some(9_000), 1_000), 50);
+    }
 
     /// With every slot busy and twice the slots waiting, a node claims again: what it holds
     /// must outlast the claim's commit (holding only twice the slots, it ran dry).
