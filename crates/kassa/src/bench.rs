@@ -1037,8 +1037,10 @@ async fn callbacks_drain(
         .bench_queue_callbacks(shop.app_id, receiver, args.backlog, now_ms())
         .await?;
     let floor = crypto_floor_us(&shop.key, &shop.platform);
+    // The drain begins as the server starts: PostgreSQL's counters are read first.
+    let costs = writes::Costs::before_server(&db.url).await;
     let server = Server::start(&db.url, true)?;
-    let mut costs = writes::Costs::start(&db.url, Some(server.pid())).await;
+    let mut costs = costs.with_writer(&db.url, Some(server.pid()));
     let start = Instant::now();
     let cpu_before = cpu_seconds(server.pid());
     let limit = Duration::from_secs(600);

@@ -41,16 +41,28 @@ impl Costs {
     /// Reads the counters before the load: PostgreSQL's, or the writer thread's of the SQLite
     /// server `server_pid` (none for a server the bench did not start).
     pub async fn start(url: &str, server_pid: Option<u32>) -> Costs {
-        let writer = server_pid
-            .filter(|_| !is_postgres(url))
-            .and_then(kassa_store::sqlite_writer_thread_dir)
-            .and_then(|thread| Some((thread.clone(), writer_snapshot(&thread)?)));
+        Costs::before_server(url).await.with_writer(url, server_pid)
+    }
+
+    /// PostgreSQL's counters, read before the server starts: for a load that begins as the
+    /// server does (a callbacks drain), which would run during the wait for settled counters.
+    /// [`Costs::with_writer`] adds the SQLite writer's once the server runs.
+    pub async fn before_server(url: &str) -> Costs {
         Costs {
             before: snapshot(url).await,
             cpu_at_end_s: None,
-            writer,
+            writer: None,
             writer_at_end: None,
         }
+    }
+
+    /// The counters of SQLite server `server_pid`'s writer thread, from now.
+    pub fn with_writer(mut self, url: &str, server_pid: Option<u32>) -> Costs {
+        self.writer = server_pid
+            .filter(|_| !is_postgres(url))
+            .and_then(kassa_store::sqlite_writer_thread_dir)
+            .and_then(|thread| Some((thread.clone(), writer_snapshot(&thread)?)));
+        self
     }
 
     /// The load is over: the database's CPU now, while the server's connections are open (on
