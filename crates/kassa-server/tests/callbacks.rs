@@ -226,6 +226,26 @@ impl Setup {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// `count` paid orders notifying `url`, their merchant ids `prefix` and a number.
+    async fn paid_orders(&self, prefix: &str, count: usize, url: &str) -> Vec<Order> {
+        let mut orders = Vec::with_capacity(count);
+        for i in 0..count {
+            let merchant_order_id = format!("{prefix}{i}");
+            orders.push(self.settled_order(&merchant_order_id, url, paid()).await);
+        }
+        orders
+    }
+
+    /// Runs a dispatcher with `config` until every one of `orders`' callbacks is delivered
+    /// (or panics after `limit`), then stops it.
+    async fn deliver_all(&self, config: DispatcherConfig, orders: &[Order], limit: Duration) {
+        let (stop, task) = self.dispatcher(config);
+        let refs: Vec<&Order> = orders.iter().collect();
+        self.wait_for(&refs, CallbackState::Delivered, limit).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
 }
 
 /// Whether this process has a thread called `name` (within a second: a new thread names
@@ -447,14 +467,7 @@ async fn max_age_marks_dead_and_resend_revives(setup: Setup) {
 
 async fn two_dispatchers_share_the_work(setup: Setup) {
     let receiver = Receiver::start(Arc::new(|_| (200, "success", 30))).await;
-    let mut orders = Vec::new();
-    for i in 0..60 {
-        orders.push(
-            setup
-                .settled_order(&format!("M{i}"), &receiver.url, paid())
-                .await,
-        );
-    }
+    let orders = setup.paid_orders("M", 60, &receiver.url).await;
     let config = |node: &str| DispatcherConfig {
         node_id: node.into(),
         max_concurrency: 8,
@@ -513,11 +526,7 @@ async fn deliveries_run_on_every_lane(setup: Setup) {
     };
     // Slow answers: the slots are all busy at once, one per lane and more.
     let receiver = Receiver::start(Arc::new(|_| (200, "success", 20))).await;
-    let mut orders = Vec::new();
-    for i in 0..40 {
-        let order = format!("M-lane-{i}");
-        orders.push(setup.settled_order(&order, &receiver.url, paid()).await);
-    }
+    let orders = setup.paid_orders("M-lane-", 40, &receiver.url).await;
     let refs: Vec<&Order> = orders.iter().collect();
     setup
         .wait_for(&refs, CallbackState::Delivered, Duration::from_secs(30))
@@ -536,24 +545,16 @@ async fn deliveries_run_on_every_lane(setup: Setup) {
 /// next poll: a node whose last claim found nothing due has no other reason to look.
 async fn callbacks_given_back_go_when_due_again(setup: Setup) {
     let receiver = Receiver::start(Arc::new(|_| (200, "success", 300))).await;
-    let mut orders = Vec::new();
-    for i in 0..3 {
-        let order = format!("M-back-{i}");
-        orders.push(setup.settled_order(&order, &receiver.url, paid()).await);
-    }
+    let orders = setup.paid_orders("M-back-", 3, &receiver.url).await;
     // One at a time to the endpoint: two of the three wait, then go back; the poll is a minute.
     let config = DispatcherConfig {
         max_per_endpoint: 1,
         idle_poll_ms: 60_000,
         ..fast(true)
     };
-    let (stop, task) = setup.dispatcher(config);
-    let refs: Vec<&Order> = orders.iter().collect();
     setup
-        .wait_for(&refs, CallbackState::Delivered, Duration::from_secs(20))
+        .deliver_all(config, &orders, Duration::from_secs(20))
         .await;
-    stop.send(true).unwrap();
-    task.await.unwrap();
     assert_eq!(receiver.log.lock().unwrap().requests.len(), 3);
 }
 
@@ -644,23 +645,15 @@ async fn ports_outside_the_allowlist_are_refused_at_delivery(setup: Setup) {
 /// more than its share at once and every callback goes out once.
 async fn a_busy_endpoint_gets_its_share_and_no_more(setup: Setup) {
     let receiver = Receiver::start(Arc::new(|_| (200, "success", 15))).await;
-    let mut orders = Vec::new();
-    for i in 0..90 {
-        let order_no = format!("M-busy-{i}");
-        orders.push(setup.settled_order(&order_no, &receiver.url, paid()).await);
-    }
+    let orders = setup.paid_orders("M-busy-", 90, &receiver.url).await;
     let config = DispatcherConfig {
         max_concurrency: 8,
         max_per_endpoint: 3,
         ..fast(true)
     };
-    let (stop, task) = setup.dispatcher(config);
-    let refs: Vec<&Order> = orders.iter().collect();
     setup
-        .wait_for(&refs, CallbackState::Delivered, Duration::from_secs(30))
+        .deliver_all(config, &orders, Duration::from_secs(30))
         .await;
-    stop.send(true).unwrap();
-    task.await.unwrap();
     let log = receiver.log.lock().unwrap();
     assert!(log.most_at_once <= 3, "{} at once", log.most_at_once);
     let ids: HashSet<&str> = log.requests.iter().map(|r| r.id.as_str()).collect();
@@ -828,12 +821,10 @@ async fn pix_callbacks_carry_x_sign(setup: Setup) {
         .apply_event(&order.order_no, &paid, now_ms())
         .await
         .unwrap();
-    let (stop, task) = setup.dispatcher(fast(true));
+    let limit = Duration::from_secs(10);
     setup
-        .wait_for(&[&order], CallbackState::Delivered, Duration::from_secs(10))
+        .deliver_all(fast(true), std::slice::from_ref(&order), limit)
         .await;
-    stop.send(true).unwrap();
-    task.await.unwrap();
 
     let request = receiver.requests().remove(0);
     let body: serde_json::Map<String, serde_json::Value> =
