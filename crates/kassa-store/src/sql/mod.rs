@@ -678,6 +678,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn postgres_callbacks_pages_keep_room_for_claims() {
+        let Some(db) =
+            TestDatabase::postgres("postgres_callbacks_pages_keep_room_for_claims").await
+        else {
+            return;
+        };
+        let store = super::SqlStore::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let options: Option<String> = sqlx::query_scalar(
+            "SELECT array_to_string(reloptions, ',') FROM pg_class \
+             WHERE oid = to_regclass('callbacks')",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(options.as_deref(), Some("fillfactor=50"));
+    }
+
+    #[tokio::test]
     async fn postgres_sessions_end_a_transaction_left_open() {
         let Some(db) =
             TestDatabase::postgres("postgres_sessions_end_a_transaction_left_open").await
