@@ -963,15 +963,29 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     let receiver = format!("http://{}/notify", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (mut rounds, mut plain, mut in_process) = (Vec::new(), Vec::new(), Vec::new());
-    let mut kassa_client = Vec::new();
+    let (mut kassa_client, mut cpu) = (Vec::new(), ClientsCpu::default());
     let count = args.backlog as usize;
     for _ in 0..args.rounds.max(1) {
         received.store(0, std::sync::atomic::Ordering::Relaxed);
         rounds.push(callbacks_drain(args, base_url, &receiver, &received).await?);
-        plain.push(client_in_own_process(&receiver, count, plain_client::Client::Reqwest).await?);
+        // This process serves the receiver while the client posts in its own.
+        let receiving = cpu_seconds(std::process::id());
+        let reqwest = client_in_own_process(&receiver, count, plain_client::Client::Reqwest);
+        let posted = reqwest.await?;
+        let received_cpu = receiving.zip(cpu_seconds(std::process::id()));
+        cpu.receiver
+            .extend(received_cpu.map(|(b, a)| (a - b) * 1e6 / count as f64));
+        cpu.plain.extend(posted.cpu_us_per_post);
+        plain.push(posted.per_second);
         let kassa = plain_client::Client::Kassa;
-        kassa_client.push(client_in_own_process(&receiver, count, kassa).await?);
-        in_process.push(plain_client::posts_per_second(&receiver, count).await?);
+        let posted = client_in_own_process(&receiver, count, kassa).await?;
+        cpu.kassa.extend(posted.cpu_us_per_post);
+        kassa_client.push(posted.per_second);
+        in_process.push(
+            plain_client::posts_per_second(&receiver, count)
+                .await?
+                .per_second,
+        );
     }
     let sorted = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -1002,19 +1016,49 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     report.fields["plain_client_in_process_per_second"] = json!(round(median(&in_process)));
     report.fields["plain_client_in_process_min_max"] =
         json!([in_process.first(), in_process.last()]);
+    cpu.attach(&mut report.fields);
     let store = callback_records::measure(args, base_url).await?;
     report.fields["store_claim_cpu_us_per_callback"] = json!(round(store.claim_us));
     report.fields["store_record_cpu_us_per_callback"] = json!(round(store.record_us));
     Ok(report)
 }
 
-/// Posts per second of `client` in a process of its own, posting `count` bodies to `receiver`;
-/// the child is waited for off the runtime, which serves the receiver meanwhile.
+/// The callbacks' references' CPU per post, each round's: the plain client's and kassa's own
+/// client's (each in its process), and the receiver's (this process) while the plain client
+/// posts. Beside kassa's server CPU per delivery and the receiver's during kassa's drain, they
+/// say where each side's CPU goes, not only how fast it went.
+#[derive(Default)]
+struct ClientsCpu {
+    plain: Vec<f64>,
+    kassa: Vec<f64>,
+    receiver: Vec<f64>,
+}
+
+impl ClientsCpu {
+    /// The medians as report fields (absent where no round could read them).
+    fn attach(self, fields: &mut Value) {
+        let named = [
+            ("plain_client_cpu_us_per_post", self.plain),
+            ("kassa_client_cpu_us_per_post", self.kassa),
+            ("receiver_cpu_us_per_plain_post", self.receiver),
+        ];
+        for (name, mut values) in named {
+            values.sort_by(f64::total_cmp);
+            if let Some(median) = values.get(values.len() / 2) {
+                fields[name] = json!((median * 100.0).round() / 100.0);
+            }
+        }
+    }
+}
+
+/// Posts per second of `client` in a process of its own, posting `count` bodies to `receiver`,
+/// and its CPU per post; the child is waited for off the runtime, which serves the receiver
+/// meanwhile.
 async fn client_in_own_process(
     receiver: &str,
     count: usize,
     client: plain_client::Client,
-) -> Result<f64, Failure> {
+) -> Result<plain_client::Posted, Failure> {
     let to = receiver.to_string();
     let own = tokio::task::spawn_blocking(move || plain_client::in_own_process(&to, count, client));
     own.await.map_err(|e| Failure(e.to_string()))?
@@ -1043,6 +1087,8 @@ async fn callbacks_drain(
     let mut costs = costs.with_writer(&db.url, Some(server.pid()));
     let start = Instant::now();
     let cpu_before = cpu_seconds(server.pid());
+    // This process does little but receive while kassa delivers.
+    let receiver_before = cpu_seconds(std::process::id());
     let limit = Duration::from_secs(600);
     let (mut max_rss, mut delivered) = (0.0_f64, 0);
     let mut rss_read_at = Instant::now();
@@ -1062,6 +1108,7 @@ async fn callbacks_drain(
         }
     }
     let elapsed = start.elapsed();
+    let receiver_cpu = receiver_before.zip(cpu_seconds(std::process::id()));
     costs.run_ended();
     max_rss = max_rss.max(peak_rss_mb(server.pid()).unwrap_or(0.0));
     let cpu = cpu_before
@@ -1077,6 +1124,11 @@ async fn callbacks_drain(
     let mut report = report("callbacks", &db, args, run, cpu, Some(max_rss), floor);
     report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
     report.fields["backlog"] = json!(args.backlog);
+    if let Some((before, after)) = receiver_cpu.filter(|_| delivered > 0) {
+        let per_delivery = (after - before) * 1e6 / delivered as f64;
+        report.fields["receiver_cpu_us_per_delivery"] =
+            json!((per_delivery * 100.0).round() / 100.0);
+    }
     drop(server);
     let delivered = delivered as usize;
     writes::attach(

@@ -1246,6 +1246,16 @@ fn bench_reports_every_promised_field() {
             ] {
                 assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
             }
+            // Each side's CPU per post: kassa's receiver during its drain, the two reference
+            // clients in their processes, the receiver while the plain client posts.
+            for field in [
+                "receiver_cpu_us_per_delivery",
+                "plain_client_cpu_us_per_post",
+                "kassa_client_cpu_us_per_post",
+                "receiver_cpu_us_per_plain_post",
+            ] {
+                assert!(report[field].as_f64().unwrap() >= 0.0, "{field}: {report}");
+            }
             // The store's share of a delivery, measured without HTTP.
             for field in [
                 "store_claim_cpu_us_per_callback",

@@ -61,16 +61,27 @@ pub async fn run(args: PlainClientArgs) -> Result<(), Failure> {
     if args.count == 0 || args.count > MAX_POSTS {
         return Err(Failure(format!("--count must be 1 to {MAX_POSTS}")));
     }
-    let per_second = match args.client {
+    let posted = match args.client {
         Client::Reqwest => posts_per_second(&args.receiver, args.count).await?,
         Client::Kassa => kassa_posts_per_second(&args.receiver, args.count).await?,
     };
-    println!("{ANSWER_PREFIX}{per_second:.1}");
+    // Its CPU per post is its own here: the receiver is in the bench's process.
+    let cpu_us = posted.cpu_us_per_post.unwrap_or(-1.0);
+    println!("{ANSWER_PREFIX}{:.1} {cpu_us:.2}", posted.per_second);
     Ok(())
 }
 
-/// Posts per second of `client` in a process of its own (`kassa plain-client`).
-pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<f64, Failure> {
+/// What a run of posts measured: posts per second, and the CPU the posting process used per
+/// post while it posted (user and system, from `/proc/self/stat`; none where it cannot be read).
+#[derive(Clone, Copy, Debug)]
+pub struct Posted {
+    pub per_second: f64,
+    pub cpu_us_per_post: Option<f64>,
+}
+
+/// Posts per second of `client` in a process of its own (`kassa plain-client`), and its CPU per
+/// post.
+pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<Posted, Failure> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["plain-client", "--receiver", receiver, "--count"])
         .arg(count.to_string())
@@ -92,23 +103,32 @@ pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<f6
     let line = answered.recv_timeout(CHILD_TIMEOUT).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
-    let figure = line.trim().strip_prefix(ANSWER_PREFIX);
-    figure
-        .and_then(|figure| figure.parse().ok())
-        .ok_or_else(|| {
-            // Its one line of error, which says why (posts that failed, a bad --count).
-            let mut why = String::new();
-            if let Some(stderr) = child.stderr.take() {
-                let _ = BufReader::new(stderr).read_line(&mut why);
-            }
-            Failure(format!("the plain client did not answer: {}", why.trim()))
-        })
+    let figures = line.trim().strip_prefix(ANSWER_PREFIX);
+    figures.and_then(answer_figures).ok_or_else(|| {
+        // Its one line of error, which says why (posts that failed, a bad --count).
+        let mut why = String::new();
+        if let Some(stderr) = child.stderr.take() {
+            let _ = BufReader::new(stderr).read_line(&mut why);
+        }
+        Failure(format!("the plain client did not answer: {}", why.trim()))
+    })
+}
+
+/// The figures of the child's answer: posts per second, then CPU µs per post (negative when
+/// it could not read its own).
+fn answer_figures(figures: &str) -> Option<Posted> {
+    let (per_second, cpu_us) = figures.split_once(' ')?;
+    let cpu_us: f64 = cpu_us.parse().ok()?;
+    Some(Posted {
+        per_second: per_second.parse().ok()?,
+        cpu_us_per_post: (cpu_us >= 0.0).then_some(cpu_us),
+    })
 }
 
 /// Posts `count` callback bodies to `receiver`, as many at once as kassa sends to one
 /// endpoint, from this process, with reqwest's defaults (the reference). Posts per second; an
 /// error if any post was not answered 2xx (a refused post would count as a fast one).
-pub async fn posts_per_second(receiver: &str, count: usize) -> Result<f64, Failure> {
+pub async fn posts_per_second(receiver: &str, count: usize) -> Result<Posted, Failure> {
     let client = reqwest::Client::new();
     let receiver_url = receiver.to_string();
     posting(receiver, count, move |body| {
@@ -127,7 +147,7 @@ pub async fn posts_per_second(receiver: &str, count: usize) -> Result<f64, Failu
 }
 
 /// As [`posts_per_second`], with the client kassa's dispatcher delivers callbacks with.
-async fn kassa_posts_per_second(receiver: &str, count: usize) -> Result<f64, Failure> {
+async fn kassa_posts_per_second(receiver: &str, count: usize) -> Result<Posted, Failure> {
     let config = kassa_server::dispatcher::DispatcherConfig::default();
     let timeouts = (Duration::from_secs(2), Duration::from_secs(10));
     let at_once = config.max_per_endpoint;
@@ -146,8 +166,8 @@ async fn kassa_posts_per_second(receiver: &str, count: usize) -> Result<f64, Fai
 }
 
 /// Posts `count` bodies through `post` (true when answered 2xx), as many at once as kassa sends
-/// to one endpoint. Posts per second, or how many failed.
-async fn posting<F, Fut>(receiver: &str, count: usize, post: F) -> Result<f64, Failure>
+/// to one endpoint. Posts per second and this process's CPU per post, or how many failed.
+async fn posting<F, Fut>(receiver: &str, count: usize, post: F) -> Result<Posted, Failure>
 where
     F: Fn(String) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -155,6 +175,7 @@ where
     let at_once = kassa_server::dispatcher::DispatcherConfig::default().max_per_endpoint;
     let (next, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let started = Instant::now();
+    let cpu_before = super::cpu_seconds_in("/proc/self/stat");
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..at_once.max(1) {
         let (post, next, failed) = (post.clone(), next.clone(), failed.clone());
@@ -173,8 +194,13 @@ where
     }
     posters.join_all().await;
     let elapsed = started.elapsed();
+    let cpu = cpu_before.zip(super::cpu_seconds_in("/proc/self/stat"));
+    let cpu_us_per_post = cpu.map(|(before, after)| (after - before) * 1e6 / count as f64);
     match failed.load(Ordering::Relaxed) {
-        0 => Ok(count as f64 / elapsed.as_secs_f64()),
+        0 => Ok(Posted {
+            per_second: count as f64 / elapsed.as_secs_f64(),
+            cpu_us_per_post,
+        }),
         n => Err(Failure(format!(
             "{n} of {count} posts to {receiver} failed"
         ))),
