@@ -1087,8 +1087,10 @@ async fn callbacks_drain(
     let mut costs = costs.with_writer(&db.url, Some(server.pid()));
     let start = Instant::now();
     let cpu_before = cpu_seconds(server.pid());
-    // This process does little but receive while kassa delivers.
+    // This process only receives until every post has come (its reads of the store after
+    // that are not the receiver's): its CPU until then is the receiver's.
     let receiver_before = cpu_seconds(std::process::id());
+    let mut receiver_cpu = None;
     let limit = Duration::from_secs(600);
     let (mut max_rss, mut delivered) = (0.0_f64, 0);
     let mut rss_read_at = Instant::now();
@@ -1097,6 +1099,9 @@ async fn callbacks_drain(
         if posts < args.backlog {
             tokio::time::sleep(Duration::from_millis(5)).await;
         } else {
+            if receiver_cpu.is_none() {
+                receiver_cpu = receiver_before.zip(cpu_seconds(std::process::id()));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
             let counts = store.callback_counts().await?;
             let state = counts.iter().find(|(s, _)| *s == CallbackState::Delivered);
@@ -1108,7 +1113,6 @@ async fn callbacks_drain(
         }
     }
     let elapsed = start.elapsed();
-    let receiver_cpu = receiver_before.zip(cpu_seconds(std::process::id()));
     costs.run_ended();
     max_rss = max_rss.max(peak_rss_mb(server.pid()).unwrap_or(0.0));
     let cpu = cpu_before
@@ -1124,8 +1128,8 @@ async fn callbacks_drain(
     let mut report = report("callbacks", &db, args, run, cpu, Some(max_rss), floor);
     report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
     report.fields["backlog"] = json!(args.backlog);
-    if let Some((before, after)) = receiver_cpu.filter(|_| delivered > 0) {
-        let per_delivery = (after - before) * 1e6 / delivered as f64;
+    if let Some((before, after)) = receiver_cpu {
+        let per_delivery = (after - before) * 1e6 / args.backlog as f64;
         report.fields["receiver_cpu_us_per_delivery"] =
             json!((per_delivery * 100.0).round() / 100.0);
     }
