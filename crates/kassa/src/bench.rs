@@ -264,6 +264,18 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     cpu_seconds_in(format!("/proc/{pid}/stat"))
 }
 
+/// CPU seconds this process has used (user + system).
+fn own_cpu_seconds() -> Option<f64> {
+    cpu_seconds_in("/proc/self/stat")
+}
+
+/// CPU µs per item between two readings of CPU seconds, to the hundredth; none where either
+/// reading failed or there were no items.
+fn cpu_us_per(before: Option<f64>, after: Option<f64>, items: usize) -> Option<f64> {
+    let (before, after) = before.zip(after).filter(|_| items > 0)?;
+    Some(((after - before) * 1e8 / items as f64).round() / 100.0)
+}
+
 /// CPU seconds (user + system) from a `stat` file of `/proc`: a process's or one thread's.
 fn cpu_seconds_in(stat_path: impl AsRef<std::path::Path>) -> Option<f64> {
     let stat = std::fs::read_to_string(stat_path).ok()?;
@@ -969,12 +981,11 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
         received.store(0, std::sync::atomic::Ordering::Relaxed);
         rounds.push(callbacks_drain(args, base_url, &receiver, &received).await?);
         // This process serves the receiver while the client posts in its own.
-        let receiving = cpu_seconds(std::process::id());
+        let receiving = own_cpu_seconds();
         let reqwest = client_in_own_process(&receiver, count, plain_client::Client::Reqwest);
         let posted = reqwest.await?;
-        let received_cpu = receiving.zip(cpu_seconds(std::process::id()));
         cpu.receiver
-            .extend(received_cpu.map(|(b, a)| (a - b) * 1e6 / count as f64));
+            .extend(cpu_us_per(receiving, own_cpu_seconds(), count));
         cpu.plain.extend(posted.cpu_us_per_post);
         plain.push(posted.per_second);
         let kassa = plain_client::Client::Kassa;
@@ -1045,7 +1056,7 @@ impl ClientsCpu {
         for (name, mut values) in named {
             values.sort_by(f64::total_cmp);
             if let Some(median) = values.get(values.len() / 2) {
-                fields[name] = json!((median * 100.0).round() / 100.0);
+                fields[name] = json!(median);
             }
         }
     }
@@ -1089,8 +1100,8 @@ async fn callbacks_drain(
     let cpu_before = cpu_seconds(server.pid());
     // This process only receives until every post has come (its reads of the store after
     // that are not the receiver's): its CPU until then is the receiver's.
-    let receiver_before = cpu_seconds(std::process::id());
-    let mut receiver_cpu = None;
+    let receiver_before = own_cpu_seconds();
+    let mut receiver_cpu_us = None;
     let limit = Duration::from_secs(600);
     let (mut max_rss, mut delivered) = (0.0_f64, 0);
     let mut rss_read_at = Instant::now();
@@ -1099,8 +1110,9 @@ async fn callbacks_drain(
         if posts < args.backlog {
             tokio::time::sleep(Duration::from_millis(5)).await;
         } else {
-            if receiver_cpu.is_none() {
-                receiver_cpu = receiver_before.zip(cpu_seconds(std::process::id()));
+            if receiver_cpu_us.is_none() {
+                let posts = args.backlog as usize;
+                receiver_cpu_us = cpu_us_per(receiver_before, own_cpu_seconds(), posts);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             let counts = store.callback_counts().await?;
@@ -1128,10 +1140,8 @@ async fn callbacks_drain(
     let mut report = report("callbacks", &db, args, run, cpu, Some(max_rss), floor);
     report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
     report.fields["backlog"] = json!(args.backlog);
-    if let Some((before, after)) = receiver_cpu {
-        let per_delivery = (after - before) * 1e6 / args.backlog as f64;
-        report.fields["receiver_cpu_us_per_delivery"] =
-            json!((per_delivery * 100.0).round() / 100.0);
+    if let Some(per_delivery) = receiver_cpu_us {
+        report.fields["receiver_cpu_us_per_delivery"] = json!(per_delivery);
     }
     drop(server);
     let delivered = delivered as usize;
@@ -1335,6 +1345,31 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_per_item_needs_both_readings_and_an_item() {
+        assert_eq!(cpu_us_per(Some(1.0), Some(1.5), 20_000), Some(25.0));
+        assert_eq!(cpu_us_per(Some(2.0), Some(2.01), 3), Some(3333.33));
+        assert_eq!(cpu_us_per(None, Some(1.5), 10), None);
+        assert_eq!(cpu_us_per(Some(1.0), None, 10), None);
+        assert_eq!(cpu_us_per(Some(1.0), Some(1.5), 0), None);
+    }
+
+    #[test]
+    fn the_plain_clients_answer_holds_its_rate_and_its_cpu() {
+        let posted = plain_client::answer_figures("45674.0 22.33").unwrap();
+        assert_eq!(
+            (posted.per_second, posted.cpu_us_per_post),
+            (45674.0, Some(22.33))
+        );
+        let unread = plain_client::answer_figures("45674.0 -1.00").unwrap();
+        assert_eq!(
+            unread.cpu_us_per_post, None,
+            "a CPU it could not read is absent"
+        );
+        assert!(plain_client::answer_figures("45674.0").is_none());
+        assert!(plain_client::answer_figures("fast 1.0").is_none());
+    }
 
     #[test]
     fn the_machine_idle_share_is_read_from_the_summary_line() {

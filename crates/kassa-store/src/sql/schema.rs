@@ -632,8 +632,8 @@ CREATE INDEX ledger_entries_by_account ON ledger_entries (account, currency);
         r#"
 -- A claim writes only a callback's lease, which no index holds: PostgreSQL can keep the new
 -- version of the row on its page and touch no index (a heap-only update), but only where the
--- page has room for it. Filled to the brim, as by default, a page had room for one claim in
--- twenty; half empty, most claims fit, and a delivery's log is a third smaller
+-- page has room for it. Filled to the brim, as by default, a page had room for about one
+-- claim in ten; half empty, nine in ten fit, and a delivery's log is a fifth to a third smaller
 -- (docs/performance.md, "PostgreSQL's callbacks with room for their claims"). Pages written
 -- from now on keep the room; a table rewrite (VACUUM FULL) gives it to the old ones.
 ALTER TABLE callbacks SET (fillfactor = 50);

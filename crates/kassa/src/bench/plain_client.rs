@@ -116,7 +116,7 @@ pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<Po
 
 /// The figures of the child's answer: posts per second, then CPU µs per post (negative when
 /// it could not read its own).
-fn answer_figures(figures: &str) -> Option<Posted> {
+pub(super) fn answer_figures(figures: &str) -> Option<Posted> {
     let (per_second, cpu_us) = figures.split_once(' ')?;
     let cpu_us: f64 = cpu_us.parse().ok()?;
     Some(Posted {
@@ -175,7 +175,7 @@ where
     let at_once = kassa_server::dispatcher::DispatcherConfig::default().max_per_endpoint;
     let (next, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let started = Instant::now();
-    let cpu_before = super::cpu_seconds_in("/proc/self/stat");
+    let cpu_before = super::own_cpu_seconds();
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..at_once.max(1) {
         let (post, next, failed) = (post.clone(), next.clone(), failed.clone());
@@ -194,8 +194,7 @@ where
     }
     posters.join_all().await;
     let elapsed = started.elapsed();
-    let cpu = cpu_before.zip(super::cpu_seconds_in("/proc/self/stat"));
-    let cpu_us_per_post = cpu.map(|(before, after)| (after - before) * 1e6 / count as f64);
+    let cpu_us_per_post = super::cpu_us_per(cpu_before, super::own_cpu_seconds(), count);
     match failed.load(Ordering::Relaxed) {
         0 => Ok(Posted {
             per_second: count as f64 / elapsed.as_secs_f64(),
