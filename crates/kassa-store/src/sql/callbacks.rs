@@ -376,10 +376,11 @@ mod on_writer {
     const LEASE: &str =
         "UPDATE callbacks SET lease_owner = $1, lease_until_ms = $2 WHERE rowid = $3";
 
-    /// A callback's attempts so far, and whether `$1` holds its lease. The writer's transaction
-    /// is immediate, so nothing changes the row between this read and the writes after it.
+    /// A callback's attempts so far, whether `$1` holds its lease, and where its row is. The
+    /// writer's transaction is immediate, so nothing changes the row between this read and the
+    /// writes after it, which find it by that row id instead of looking its id up again.
     const ATTEMPTS_AND_LEASE: &str =
-        "SELECT attempts, lease_owner IS $1 FROM callbacks WHERE callback_id = $2";
+        "SELECT attempts, lease_owner IS $1, rowid FROM callbacks WHERE callback_id = $2";
     statement!(
         INSERT_ATTEMPT,
         "INSERT INTO callback_attempts ({ATTEMPT_COLUMNS}) \
@@ -389,9 +390,9 @@ mod on_writer {
     /// its lease.
     const NUMBER_AND_SETTLE: &str = "UPDATE callbacks SET attempts = $1, state = $2, \
         next_attempt_at_ms = $3, delivered_at_ms = $4, dead_at_ms = $5, lease_owner = NULL, \
-        lease_until_ms = NULL WHERE callback_id = $6";
+        lease_until_ms = NULL WHERE rowid = $6";
     /// A callback's count of attempts alone, where another node holds its lease now.
-    const NUMBER: &str = "UPDATE callbacks SET attempts = $1 WHERE callback_id = $2";
+    const NUMBER: &str = "UPDATE callbacks SET attempts = $1 WHERE rowid = $2";
 
     pub(super) fn claim(
         tx: &mut rusqlite::Transaction<'_>,
@@ -442,7 +443,8 @@ mod on_writer {
             let mut number = connection.prepare_cached(NUMBER)?;
             let mut kept = Vec::with_capacity(finished.len());
             for one in finished {
-                let (attempts, holds) = attempts_and_lease(&mut read, owner, &one.callback_id)?;
+                let (attempts, holds, rowid) =
+                    attempts_and_lease(&mut read, owner, &one.callback_id)?;
                 let attempt_no = attempts + 1;
                 let attempt = &one.attempt;
                 let values = [
@@ -459,22 +461,19 @@ mod on_writer {
                 bind_in_order(&mut insert, values)?;
                 insert.raw_execute()?;
                 if holds {
-                    let (id, state, next_at, delivered_at, dead_at) = after_columns(one);
+                    let (_, state, next_at, delivered_at, dead_at) = after_columns(one);
                     let values = [
                         Value::Int(Some(attempt_no)),
                         Value::Text(Some(state)),
                         Value::Int(Some(next_at)),
                         Value::Int(delivered_at),
                         Value::Int(dead_at),
-                        Value::Text(Some(id)),
+                        Value::Int(Some(rowid)),
                     ];
                     bind_in_order(&mut settle, values)?;
                     settle.raw_execute()?;
                 } else {
-                    let values = [
-                        Value::Int(Some(attempt_no)),
-                        Value::Text(Some(&one.callback_id)),
-                    ];
+                    let values = [Value::Int(Some(attempt_no)), Value::Int(Some(rowid))];
                     bind_in_order(&mut number, values)?;
                     number.raw_execute()?;
                 }
@@ -484,17 +483,17 @@ mod on_writer {
         })
     }
 
-    /// A callback's count of attempts and whether `owner` holds its lease; an unknown callback
-    /// fails its batch.
+    /// A callback's count of attempts, whether `owner` holds its lease, and its row id; an
+    /// unknown callback fails its batch.
     fn attempts_and_lease(
         read: &mut rusqlite::Statement<'_>,
         owner: &str,
         callback_id: &str,
-    ) -> StoreResult<(i64, bool)> {
+    ) -> StoreResult<(i64, bool, i64)> {
         bind_in_order(read, [owner, callback_id])?;
         let mut rows = read.raw_query();
         match rows.next()? {
-            Some(row) => Ok((row.get(0)?, row.get(1)?)),
+            Some(row) => Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             None => Err(StoreError::NotFound(format!("callback {callback_id}"))),
         }
     }
