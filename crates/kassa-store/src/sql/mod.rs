@@ -677,67 +677,6 @@ mod tests {
         assert_eq!(store.pending_migrations().await.unwrap(), 0);
     }
 
-    /// Migration 24 rebuilds SQLite's attempts keyed in one B-tree: on a database that holds
-    /// attempts, they are all kept, and their key and their callback's key still hold.
-    #[tokio::test]
-    async fn sqlite_attempts_survive_their_rebuild() {
-        let db = TestDatabase::sqlite().await;
-        let store = db.store().await;
-        let mut connection = store.pool().acquire().await.unwrap();
-        let mut run = async |sql: String| {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *connection)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        };
-        // The callback's order and app are beside the point: its row stands alone.
-        let attempt = |no: i64| {
-            format!(
-                "INSERT INTO callback_attempts (callback_id, attempt_no, started_at_ms, \
-                 latency_ms, http_status, error, response_excerpt, acknowledged, node) \
-                 VALUES ('cb-1', {no}, {no}, 5, 500, NULL, 'busy', 0, 'node-a');"
-            )
-        };
-        run(format!(
-            "PRAGMA foreign_keys = OFF; INSERT INTO callbacks (callback_id, order_no, app_id, \
-             url, body, headers, state, attempts, created_at_ms, first_due_at_ms, \
-             next_attempt_at_ms) VALUES ('cb-1', 'o-1', 1001, 'https://shop.example/n', '{{}}', \
-             '[]', 'pending', 2, 1, 1, 1); {} {} PRAGMA foreign_keys = ON;",
-            attempt(1),
-            attempt(2)
-        ))
-        .await
-        .unwrap();
-        let (_, rebuild) = super::schema::migrations(super::Backend::Sqlite)
-            .find(|(version, _)| *version == 24)
-            .unwrap();
-        run(format!("BEGIN; {rebuild} COMMIT;")).await.unwrap();
-        let kept: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT attempt_no, response_excerpt FROM callback_attempts \
-             WHERE callback_id = 'cb-1' ORDER BY attempt_no",
-        )
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-        assert_eq!(kept, [(1, "busy".to_string()), (2, "busy".to_string())]);
-        let table: String = sqlx::query_scalar(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'callback_attempts'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        assert!(table.ends_with("WITHOUT ROWID"), "{table}");
-        let twice = run(attempt(2))
-            .await
-            .expect_err("an attempt's number twice");
-        assert!(twice.contains("UNIQUE"), "{twice}");
-        let orphan = run(attempt(3).replace("cb-1", "cb-unknown")).await;
-        let orphan = orphan.expect_err("an attempt of no callback");
-        assert!(orphan.contains("FOREIGN KEY"), "{orphan}");
-        assert_eq!(store.pending_migrations().await.unwrap(), 0);
-    }
-
     #[tokio::test]
     async fn postgres_callbacks_pages_keep_room_for_claims() {
         let Some(db) =

@@ -639,36 +639,6 @@ CREATE INDEX ledger_entries_by_account ON ledger_entries (account, currency);
 ALTER TABLE callbacks SET (fillfactor = 50);
 "#,
     ),
-    (
-        24,
-        r#"
--- A delivery's attempt becomes one entry of one B-tree, ordered by its key (WITHOUT ROWID),
--- instead of a row of the table and an entry of its key's index: recording an attempt is one
--- insert, not two, and a callback's attempts are read from one place. The rows are small (the
--- answer's excerpt is bounded), as such a table wants. SQLite changes this only by rebuilding
--- the table (its documented procedure, as migration 22); the attempts are copied as they are.
-CREATE TABLE callback_attempts_keyed (
-    callback_id TEXT NOT NULL REFERENCES callbacks (callback_id),
-    attempt_no BIGINT NOT NULL,
-    started_at_ms BIGINT NOT NULL,
-    latency_ms BIGINT NOT NULL,
-    http_status BIGINT,
-    error TEXT,
-    response_excerpt TEXT,
-    acknowledged BIGINT NOT NULL,
-    node TEXT NOT NULL,
-    PRIMARY KEY (callback_id, attempt_no)
-) WITHOUT ROWID;
-INSERT INTO callback_attempts_keyed (callback_id, attempt_no, started_at_ms, latency_ms,
-    http_status, error, response_excerpt, acknowledged, node)
-SELECT callback_id, attempt_no, started_at_ms, latency_ms, http_status, error, response_excerpt,
-    acknowledged, node FROM callback_attempts;
-DROP TABLE callback_attempts;
-ALTER TABLE callback_attempts_keyed RENAME TO callback_attempts;
-"#,
-        "-- SQLite's attempts are keyed in one B-tree (migration 24 there); PostgreSQL keeps a \
-         table and its key's index either way.\nSELECT 1;",
-    ),
 ];
 
 pub(crate) fn migrations(backend: Backend) -> impl Iterator<Item = (i64, String)> {
