@@ -813,12 +813,12 @@ async fn metrics_cost_run(
 /// The median run of each (phase, setting), and on each "on" line its ratios to "off".
 fn metrics_cost_medians(runs: Vec<((&str, bool), Vec<Report>)>) -> Vec<Report> {
     let median = |reports: &[Report], field: &str| {
-        let mut values: Vec<f64> = reports
-            .iter()
-            .filter_map(|r| r.fields[field].as_f64())
-            .collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied()
+        median_of(
+            reports
+                .iter()
+                .filter_map(|r| r.fields[field].as_f64())
+                .collect(),
+        )
     };
     let mut out = Vec::new();
     for ((phase, on), reports) in &runs {
@@ -857,6 +857,12 @@ fn add_run<'a, S: PartialEq>(
         Some((_, reports)) => reports.push(report),
         None => runs.push((key, vec![report])),
     }
+}
+
+/// The median of `values` (of an even count, the upper middle one); none of none.
+fn median_of(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 /// The sorted values of a field over the rounds.
@@ -1053,9 +1059,8 @@ impl ClientsCpu {
             ("kassa_client_cpu_us_per_post", self.kassa),
             ("receiver_cpu_us_per_plain_post", self.receiver),
         ];
-        for (name, mut values) in named {
-            values.sort_by(f64::total_cmp);
-            if let Some(median) = values.get(values.len() / 2) {
+        for (name, values) in named {
+            if let Some(median) = median_of(values) {
                 fields[name] = json!(median);
             }
         }
@@ -1345,6 +1350,13 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_value_whatever_the_order() {
+        assert_eq!(median_of(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median_of(vec![4.0, 1.0, 3.0, 2.0]), Some(3.0));
+        assert_eq!(median_of(Vec::new()), None);
+    }
 
     #[test]
     fn cpu_per_item_needs_both_readings_and_an_item() {
