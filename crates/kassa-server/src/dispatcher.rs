@@ -17,7 +17,7 @@ use kassa_core::callback::{RetryPolicy, is_acknowledgement};
 use kassa_core::{AppId, Secret};
 use kassa_signature::webhook::WebhookSigner;
 use kassa_store::{AfterAttempt, Attempt, Callback, FinishedAttempt, Store};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -57,10 +57,11 @@ async fn maybe<F: Future + Unpin>(slot: Option<&mut F>) -> Option<F::Output> {
 /// What this node claimed and has not sent yet, in claim order. The loop adds claims and gives
 /// back what waited too long; a delivery that finishes takes from it the next callback its slot
 /// may send ([`Dispatcher::next_for_slot`]), so a busy endpoint's backlog goes out without a hop
-/// through the loop and a task of its own per callback.
-type Waiting = Arc<std::sync::Mutex<Vec<Held>>>;
+/// through the loop and a task of its own per callback. A queue, since slots mostly take its
+/// first: a list would move everything behind it (a few hundred bytes each) at every take.
+type Waiting = Arc<std::sync::Mutex<VecDeque<Held>>>;
 
-fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, Vec<Held>> {
+fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, VecDeque<Held>> {
     waiting.lock().expect("the waiting callbacks")
 }
 
@@ -395,7 +396,7 @@ impl Dispatcher {
     /// soonest of those given back is due again, if any.
     async fn dispatch(
         self: &Arc<Self>,
-        batch: Vec<Held>,
+        batch: VecDeque<Held>,
         (permits, waiting, shutdown): (&Arc<Semaphore>, &Waiting, &watch::Receiver<bool>),
         in_flight: &mut JoinSet<()>,
         records: &mpsc::Sender<FinishedAttempt>,
@@ -499,7 +500,7 @@ impl Dispatcher {
                 _ => busy.push(&held.endpoint),
             }
         }
-        let next = admitted.map(|at| waiting.remove(at));
+        let next = admitted.and_then(|at| waiting.remove(at));
         // The loop is not woken by deliveries that go on: at half of what the node holds, it
         // is poked to claim more while the rest is sent.
         let half = self.config.max_concurrency * CLAIMED_AHEAD / 2;

@@ -23,6 +23,7 @@ use kassa_core::{
 
 pub use error::{StoreError, StoreResult};
 pub use kassa_core::AfterAttempt;
+pub use sql::page_cache as sqlite_page_cache;
 pub use sql::{Backend, SQLITE_WRITER_THREAD, SqlStore, sqlite_path, sqlite_writer_thread_dir};
 
 /// The traits of the port, to bring their methods into scope at once.

@@ -287,6 +287,8 @@ fn main() -> ExitCode {
         die_quietly_on_a_closed_pipe();
     }
     init_logging(serving, cli.log_format);
+    // Before any thread could touch SQLite: its configuration is not thread-safe.
+    kassa_store::sqlite_page_cache::install();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Short slices let a thread that wakes (the SQLite writer, a database's process on

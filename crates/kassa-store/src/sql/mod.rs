@@ -17,6 +17,7 @@ mod ledger;
 mod merchants;
 mod native;
 mod orders;
+pub mod page_cache;
 mod read_anchor;
 mod retention;
 mod schema;
@@ -431,6 +432,11 @@ impl SqlStore {
             });
         if backend == Backend::Sqlite {
             c_heap::grow_in_large_steps();
+            if !page_cache::install() {
+                tracing::debug!(
+                    "SQLite was initialised before its page cache layer: left as it is"
+                );
+            }
             if let Some(path) = sqlite_path(url) {
                 prepare_sqlite_file(path)?;
             }
