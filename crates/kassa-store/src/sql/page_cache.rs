@@ -31,7 +31,11 @@ struct Base(ffi::sqlite3_pcache_methods2);
 unsafe impl Send for Base {}
 unsafe impl Sync for Base {}
 
-static BASE: OnceLock<Option<Base>> = OnceLock::new();
+/// SQLite's methods, kept before the layer is configured: SQLite may call the layer the moment
+/// it is in its configuration.
+static BASE: OnceLock<Base> = OnceLock::new();
+/// Whether SQLite took the layer.
+static INSTALLED: OnceLock<bool> = OnceLock::new();
 /// Temporary page numbers renamed so far (a rare event: one per sorted split).
 static RENAMED: AtomicU64 = AtomicU64::new(0);
 
@@ -54,28 +58,28 @@ type Page = ffi::sqlite3_pcache_page;
 /// this before it starts threads (the store's connect calls it again, for programs and tests
 /// that did not, where it is done at once or refused harmlessly once SQLite is initialised).
 pub fn install() -> bool {
-    BASE.get_or_init(|| {
-        let mut base = std::mem::MaybeUninit::<ffi::sqlite3_pcache_methods2>::zeroed();
-        // SAFETY: both calls only read or write SQLite's global configuration, which it
-        // refuses (SQLITE_MISUSE) once initialised; `base` outlives the first call, and the
-        // methods given to the second are 'static functions of this module.
-        unsafe {
-            let got = ffi::sqlite3_config(ffi::SQLITE_CONFIG_GETPCACHE2, base.as_mut_ptr());
-            if got != ffi::SQLITE_OK {
-                return None;
-            }
-            let base = base.assume_init();
-            let layered = layered_methods(&base)?;
-            let set = ffi::sqlite3_config(ffi::SQLITE_CONFIG_PCACHE2, &layered);
-            (set == ffi::SQLITE_OK).then_some(Base(base))
+    *INSTALLED.get_or_init(|| {
+        let mut sqlites = std::mem::MaybeUninit::<ffi::sqlite3_pcache_methods2>::zeroed();
+        // SAFETY: reads SQLite's global configuration into `sqlites`, which outlives the call;
+        // refused (SQLITE_MISUSE) once SQLite is initialised.
+        let got =
+            unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_GETPCACHE2, sqlites.as_mut_ptr()) };
+        if got != ffi::SQLITE_OK {
+            return false;
         }
+        // SAFETY: SQLite filled it in.
+        let sqlites = unsafe { sqlites.assume_init() };
+        let Some(layered) = layered_methods(&BASE.get_or_init(|| Base(sqlites)).0) else {
+            return false;
+        };
+        // SAFETY: SQLite copies the table; its functions are this module's, for the process.
+        unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_PCACHE2, &layered) == ffi::SQLITE_OK }
     })
-    .is_some()
 }
 
 /// Whether the layer is in place in this process.
 pub fn installed() -> bool {
-    BASE.get().is_some_and(Option::is_some)
+    INSTALLED.get().is_some_and(|installed| *installed)
 }
 
 /// How many times a balance's temporary page number was renamed to [`TEMPORARY_KEY`].
@@ -112,11 +116,8 @@ fn layered_methods(base: &ffi::sqlite3_pcache_methods2) -> Option<ffi::sqlite3_p
 }
 
 fn base() -> &'static ffi::sqlite3_pcache_methods2 {
-    match BASE.get() {
-        Some(Some(base)) => &base.0,
-        // SQLite calls these methods only once `install` has put them in its configuration.
-        _ => unreachable!("the page cache layer is called only once installed"),
-    }
+    // SQLite calls the layer only once `install` has kept its methods and configured it.
+    &BASE.get().expect("SQLite's methods are kept first").0
 }
 
 /// The key SQLite's cache keeps `page` under in `cache`.
