@@ -812,14 +812,7 @@ async fn metrics_cost_run(
 
 /// The median run of each (phase, setting), and on each "on" line its ratios to "off".
 fn metrics_cost_medians(runs: Vec<((&str, bool), Vec<Report>)>) -> Vec<Report> {
-    let median = |reports: &[Report], field: &str| {
-        median_of(
-            reports
-                .iter()
-                .filter_map(|r| r.fields[field].as_f64())
-                .collect(),
-        )
-    };
+    let median = |reports: &[Report], field: &str| middle(&values(reports, field));
     let mut out = Vec::new();
     for ((phase, on), reports) in &runs {
         let Some(rps) = median(reports, "requests_per_second") else {
@@ -862,7 +855,12 @@ fn add_run<'a, S: PartialEq>(
 /// The median of `values` (of an even count, the upper middle one); none of none.
 fn median_of(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied()
+    middle(&values)
+}
+
+/// The median of values already sorted, as [`median_of`] takes it.
+fn middle(sorted: &[f64]) -> Option<f64> {
+    sorted.get(sorted.len() / 2).copied()
 }
 
 /// The sorted values of a field over the rounds.
@@ -922,14 +920,13 @@ fn alternated_medians<S: Copy + PartialEq>(
     (measured, baseline): (S, S),
     (rps_ratio, cpu_ratio): (&str, &str),
 ) -> Vec<Report> {
-    let median = |v: &[f64]| v.get(v.len() / 2).copied();
     let ratio =
         |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 1000.0).round() / 1000.0);
     let mut out = Vec::new();
     for ((phase, side), reports) in runs {
         let rps = values(reports, "requests_per_second");
         let cpu = values(reports, "server_cpu_us_per_request");
-        let Some(median_rps) = median(&rps) else {
+        let Some(median_rps) = middle(&rps) else {
             continue;
         };
         let index = reports
@@ -937,18 +934,18 @@ fn alternated_medians<S: Copy + PartialEq>(
             .position(|r| r.fields["requests_per_second"].as_f64() == Some(median_rps))
             .unwrap_or(0);
         let mut line = reports[index].clone();
-        line.fields["server_cpu_us_per_request"] = json!(median(&cpu));
+        line.fields["server_cpu_us_per_request"] = json!(middle(&cpu));
         line.fields["requests_per_second_min_max"] = json!([rps.first(), rps.last()]);
         line.fields["server_cpu_us_min_max"] = json!([cpu.first(), cpu.last()]);
         line.fields["rounds"] = json!(reports.len());
-        line.fields["machine_idle_pct"] = json!(median(&values(reports, "machine_idle_pct")));
+        line.fields["machine_idle_pct"] = json!(middle(&values(reports, "machine_idle_pct")));
         if *side == measured
             && let Some((_, base)) = runs.iter().find(|(key, _)| *key == (*phase, baseline))
         {
-            let base_rps = median(&values(base, "requests_per_second"));
-            let base_cpu = median(&values(base, "server_cpu_us_per_request"));
+            let base_rps = middle(&values(base, "requests_per_second"));
+            let base_cpu = middle(&values(base, "server_cpu_us_per_request"));
             line.fields[rps_ratio] = json!(ratio(Some(median_rps), base_rps));
-            line.fields[cpu_ratio] = json!(ratio(median(&cpu), base_cpu));
+            line.fields[cpu_ratio] = json!(ratio(middle(&cpu), base_cpu));
             for (name, field) in [
                 (rps_ratio, "requests_per_second"),
                 (cpu_ratio, "server_cpu_us_per_request"),
@@ -956,7 +953,7 @@ fn alternated_medians<S: Copy + PartialEq>(
                 let by_round = ratios_by_round(&in_rounds(reports, field), &in_rounds(base, field));
                 line.fields[format!("{name}_by_round")] = by_round;
             }
-            let base_idle = median(&values(base, "machine_idle_pct"));
+            let base_idle = middle(&values(base, "machine_idle_pct"));
             line.fields["baseline_machine_idle_pct"] = json!(base_idle);
         }
         out.push(line);
@@ -1012,7 +1009,8 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     let by_round = ratios_by_round(&in_rounds(&rounds, "requests_per_second"), &plain_in_rounds);
     let (plain, in_process) = (sorted(plain), sorted(in_process));
     let kassa = values(&rounds, "requests_per_second");
-    let median = |v: &[f64]| v[v.len() / 2];
+    // Every list holds a figure per round, and there is at least one round.
+    let median = |sorted: &[f64]| middle(sorted).unwrap_or(0.0);
     let index = rounds
         .iter()
         .position(|r| r.fields["requests_per_second"].as_f64() == Some(median(&kassa)))
