@@ -4,7 +4,7 @@
 //! which no database ever stores a page in. SQLite's cache then remembers that number as its
 //! highest key, and the next truncation of the cache, at the commit, scans its whole hash table
 //! instead of a few slots: 4–6 % of the writer's CPU during a callbacks drain
-//! (docs/performance.md, "A page cache that forgets the balance's temporary page number").
+//! (docs/performance.md, "A page cache that forgets a balance's temporary page number").
 //! Here that number is cache key 0, which SQLite never uses for a page; every other key, and
 //! every other method, is SQLite's cache itself.
 //!
@@ -227,9 +227,9 @@ unsafe extern "C" fn destroy(wrapped: *mut ffi::sqlite3_pcache) {
     unsafe { destroy(cache.base) }
 }
 
+/// Configured only where SQLite's cache has the method.
 unsafe extern "C" fn shrink(wrapped: *mut ffi::sqlite3_pcache) {
-    if let Some(shrink) = base().xShrink {
-        // SAFETY: as in `cachesize`.
-        unsafe { shrink(cache(wrapped).base) }
-    }
+    let shrink = base().xShrink.expect("configured only with SQLite's");
+    // SAFETY: as in `cachesize`.
+    unsafe { shrink(cache(wrapped).base) }
 }
