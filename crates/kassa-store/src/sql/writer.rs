@@ -81,10 +81,13 @@ impl<T: Send> Answer for Written<T> {
 /// (docs/performance.md, "Group commit that waits for company"). This is the wait of the
 /// dispatcher's claims, which its loop awaits: 1 ms slowed callback deliveries by a sixth.
 const GATHER: Duration = Duration::from_micros(250);
-/// The wait of a batch opened by callbacks' attempts, which no delivery awaits: long enough
-/// that the dispatcher's next claim comes and commits with them (a claim ends the wait
-/// sooner), so a drain pays one commit per claim, not one per claim and one per record
-/// (docs/performance.md, "Records that wait for the next claim").
+/// The wait of a batch opened by callbacks' attempts, which no delivery awaits, where writes
+/// have lately arrived together (see [`Company`]): a claim of the dispatcher's that comes
+/// meanwhile commits with them and ends the wait sooner (docs/performance.md, "Records that
+/// wait for the next claim"). A drain's records and claims seldom reach the writer together, so
+/// most commit apart; records that always waited for the next claim made a third fewer commits
+/// and cost the writer no less per delivery, since a commit's cost follows the pages written
+/// ("A slow-RSA machine again: where the callbacks' and the query's gaps are").
 const GATHER_FOR_RECORDS: Duration = Duration::from_millis(1);
 /// The wait of a new order or a status change: their requests' replies are signed while they
 /// wait (a millisecond is half of a loaded create's median), and 1 ms gathered more of them
