@@ -39,20 +39,27 @@ impl Signed {
     }
 
     /// Reads [`Signed::to_stored`] back. Replies stored before signatures were stored with
-    /// them (`pix` data alone) are signed again here.
-    pub fn from_stored(stored: &str, signature: Signature, notary: &Notary) -> Signed {
-        match (signature, stored.split_once('\n')) {
-            (Signature::Detached, Some((sign, data))) if !sign.starts_with('{') => Signed {
-                data: data.to_string(),
-                detached_sign: Some(sign.to_string()),
-            },
-            (Signature::Detached, _) => {
+    /// them (`pix` data alone) are signed again here. Taken by value: a reply kept in the reply
+    /// cache becomes the data without another copy.
+    pub fn from_stored(stored: impl Into<String>, signature: Signature, notary: &Notary) -> Signed {
+        let mut stored = stored.into();
+        let sign_ends = stored.find('\n').filter(|_| !stored.starts_with('{'));
+        match (signature, sign_ends) {
+            (Signature::Detached, Some(line_break)) => {
+                let data = stored.split_off(line_break + 1);
+                stored.truncate(line_break);
+                Signed {
+                    data,
+                    detached_sign: Some(stored),
+                }
+            }
+            (Signature::Detached, None) => {
                 let map: Map<String, Value> =
-                    serde_json::from_str(stored).expect("kassa stores its own data as JSON");
+                    serde_json::from_str(&stored).expect("kassa stores its own data as JSON");
                 notary.sign_as(Signature::Detached, map)
             }
             (Signature::Embedded, _) => Signed {
-                data: stored.to_string(),
+                data: stored,
                 detached_sign: None,
             },
         }

@@ -379,10 +379,8 @@ impl Dialect for Collect {
 
     /// The success envelope around the signed `data` object.
     fn success_response(&self, reply: &Signed) -> Response {
-        let body = format!(
-            r#"{{"status":"1","error":"00000000","msg":"","data":{}}}"#,
-            reply.data
-        );
+        let opening = r#"{"status":"1","error":"00000000","msg":"","data":"#;
+        let body = crate::dialect::success_body(opening, &reply.data);
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],

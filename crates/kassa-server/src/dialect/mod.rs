@@ -514,7 +514,7 @@ pub async fn query_reply(
 ) -> Result<Signed, ApiError> {
     if let Some(stored) = gateway.replies.current(version) {
         let signature = dialect.signature();
-        return Ok(Signed::from_stored(&stored, signature, &gateway.notary));
+        return Ok(Signed::from_stored(stored, signature, &gateway.notary));
     }
     let order = gateway.store.order_by_no(&version.order_no).await?;
     let order = order.ok_or_else(not_found)?;
@@ -535,7 +535,18 @@ pub fn state_reply(
             .sign_as(dialect.signature(), data())
             .to_stored()
     });
-    Signed::from_stored(&stored, dialect.signature(), &gateway.notary)
+    Signed::from_stored(stored, dialect.signature(), &gateway.notary)
+}
+
+/// A success body: the dialect's envelope opened by `opening`, the reply's data as its last
+/// field, and the closing brace, written into one buffer of the right size (a reply can be
+/// kilobytes, and `format!` grows its buffer as it goes).
+pub fn success_body(opening: &str, data: &str) -> String {
+    let mut body = String::with_capacity(opening.len() + data.len() + 1);
+    body.push_str(opening);
+    body.push_str(data);
+    body.push('}');
+    body
 }
 
 /// A handler's answer in the dialect's envelopes.

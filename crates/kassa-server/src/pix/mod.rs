@@ -253,7 +253,8 @@ impl Dialect for Pix {
 
     /// The success envelope around `data`, with `X-Sign` over `data`.
     fn success_response(&self, reply: &Signed) -> Response {
-        let body = format!(r#"{{"code":0,"msg":"success","data":{}}}"#, reply.data);
+        let body =
+            crate::dialect::success_body(r#"{"code":0,"msg":"success","data":"#, &reply.data);
         let sign = reply.detached_sign.as_deref().unwrap_or_default();
         (
             StatusCode::OK,
