@@ -43,9 +43,14 @@ impl Signed {
     /// cache becomes the data without another copy.
     pub fn from_stored(stored: impl Into<String>, signature: Signature, notary: &Notary) -> Signed {
         let mut stored = stored.into();
-        let sign_ends = stored.find('\n').filter(|_| !stored.starts_with('{'));
-        match (signature, sign_ends) {
-            (Signature::Detached, Some(line_break)) => {
+        if signature == Signature::Embedded {
+            return Signed {
+                data: stored,
+                detached_sign: None,
+            };
+        }
+        match stored.find('\n').filter(|_| !stored.starts_with('{')) {
+            Some(line_break) => {
                 let data = stored.split_off(line_break + 1);
                 stored.truncate(line_break);
                 Signed {
@@ -53,15 +58,11 @@ impl Signed {
                     detached_sign: Some(stored),
                 }
             }
-            (Signature::Detached, None) => {
+            None => {
                 let map: Map<String, Value> =
                     serde_json::from_str(&stored).expect("kassa stores its own data as JSON");
                 notary.sign_as(Signature::Detached, map)
             }
-            (Signature::Embedded, _) => Signed {
-                data: stored,
-                detached_sign: None,
-            },
         }
     }
 
