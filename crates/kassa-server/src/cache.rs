@@ -9,7 +9,7 @@
 use kassa_core::{App, AppId, Order, OrderNo, OrderVersion};
 use kassa_store::{Store, StoreResult};
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 const MAX_CACHED_APPS: usize = 10_000;
@@ -17,7 +17,8 @@ const MAX_CACHED_REPLIES: usize = 20_000;
 
 pub struct AppCache {
     ttl: Duration,
-    apps: RwLock<HashMap<AppId, (App, Instant)>>,
+    /// Shared, so that a request takes its app without copying its key and secrets.
+    apps: RwLock<HashMap<AppId, (Arc<App>, Instant)>>,
 }
 
 impl AppCache {
@@ -29,14 +30,14 @@ impl AppCache {
     }
 
     /// The app, from the cache while fresh, else from the store.
-    pub async fn get(&self, store: &dyn Store, app_id: AppId) -> StoreResult<Option<App>> {
+    pub async fn get(&self, store: &dyn Store, app_id: AppId) -> StoreResult<Option<Arc<App>>> {
         if !self.ttl.is_zero()
             && let Some((app, at)) = self.apps.read().expect("app cache").get(&app_id)
             && at.elapsed() < self.ttl
         {
             return Ok(Some(app.clone()));
         }
-        let app = store.app(app_id).await?;
+        let app = store.app(app_id).await?.map(Arc::new);
         if let Some(app) = &app
             && !self.ttl.is_zero()
         {

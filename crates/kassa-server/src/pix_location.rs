@@ -127,7 +127,7 @@ pub async fn charge(
         .as_deref()
         .is_some_and(|code| code.contains(location_id.as_str()));
     let receiver = match gateway.apps.get(gateway.store.as_ref(), order.app_id).await {
-        Ok(Some(app)) => app.pix,
+        Ok(Some(app)) => app.pix.clone(),
         _ => None,
     };
     let (true, Some(receiver)) = (here, receiver) else {

@@ -9,6 +9,7 @@ mod kek;
 mod keyfiles;
 mod ledger;
 mod listen;
+mod log_lines;
 mod operator;
 mod serve;
 mod users;
@@ -251,16 +252,19 @@ fn init_logging(serving: bool, format: LogFormat) {
     // pipe are noise to read and cost formatting on every span.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    // A request's lines name it as a `request` span would (log_lines.rs).
     match format {
-        LogFormat::Text => logs.init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .event_format(log_lines::text())
+            .init(),
         // One object per line: RFC 3339 time, level, target, message, fields, and every span
         // the line is in (a request's carries its request_id).
         LogFormat::Json => logs
-            .json()
-            .with_current_span(false)
-            .with_span_list(true)
+            .with_ansi(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(log_lines::json())
             .init(),
     }
 }

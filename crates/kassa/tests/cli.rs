@@ -1763,9 +1763,15 @@ async fn readiness_turns_off_before_the_node_stops() {
 
 /// `--log-format json`: every line is one JSON object; every line of a request carries its
 /// request id (the client's when sane, echoed in `X-Request-Id`; a fresh one otherwise); no
-/// payer's data appears unmasked.
+/// payer's data appears unmasked. At info the formatter names the request from its task; with
+/// debug lines on, a span does (kassa-server's request_id.rs): both are read here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_request_ids_and_no_personal_data() {
+    json_logs_at("info").await;
+    json_logs_at("debug").await;
+}
+
+async fn json_logs_at(level: &str) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("k.db").display());
     let (app_id, key) = create_shop(&url, "EUR", dir.path());
@@ -1773,7 +1779,7 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
     let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
     command
         .args(["--log-format", "json", "--allow-private-callbacks"])
-        .env("KASSA_LOG", "debug");
+        .env("KASSA_LOG", level);
     // The merchant's endpoint: acknowledges, and keeps the request id each callback carries.
     let (notify_tx, mut notified) = tokio::sync::mpsc::unbounded_channel::<String>();
     let receiver = axum::Router::new().route(
@@ -1900,11 +1906,65 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
             assert!(!line.contains(secret), "{secret} in {line}");
         }
     }
+    // At info the creation is the request's one line; debug adds its look-ups and attempt.
+    let (least, attempts) = if level == "debug" { (2, 1) } else { (1, 0) };
     assert!(
-        of_the_request >= 2,
+        of_the_request >= least,
         "the request's lines carry its id:\n{log}"
     );
-    assert_eq!((changes_seen, attempts_seen), (1, 1), "{log}");
+    assert_eq!((changes_seen, attempts_seen), (1, attempts), "{log}");
+}
+
+/// Text logs at info, the default: a request's line names the request as its span once did,
+/// between the level and the target; a line of no request names none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_name_the_request_of_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (app_id, key) = create_shop(&url, "EUR", dir.path());
+    let log_path = dir.path().join("server.log");
+    let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
+    command.env("KASSA_LOG", "info");
+    let server = serve_with(
+        command,
+        dir.path(),
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let mut body = serde_json::json!({
+        "appId": app_id, "orderId": "TEXT-1", "name": "Jane Doe", "phone": "+31612345678",
+        "email": "jane@example.com", "amount": "25.00", "payType": "BANK_TRANSFER",
+        "inBankCode": "IDEAL_EUR", "callBackUrl": "https://shop.example/ok",
+        "callBackFailUrl": "https://shop.example/fail", "partnerUserId": "u1",
+    })
+    .as_object()
+    .unwrap()
+    .clone();
+    kassa_signature::sign_map(&key, &mut body);
+    let created = reqwest::Client::new()
+        .post(format!("{}/eur/collect/apply", server.base))
+        .header("x-request-id", "shop-req-7")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    drop(server);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let created_line = log
+        .lines()
+        .find(|line| line.contains("order created"))
+        .unwrap_or_else(|| panic!("no creation logged:\n{log}"));
+    let named = " INFO request{request_id=shop-req-7 method=POST path=/eur/collect/apply}: \
+        kassa_server::dialect: order created ";
+    assert!(created_line.contains(named), "{created_line}");
+    let ready = log
+        .lines()
+        .find(|line| line.contains("database ready"))
+        .unwrap_or_else(|| panic!("no start logged:\n{log}"));
+    assert!(
+        ready.contains(" INFO kassa::serve: database ready"),
+        "{ready}"
+    );
 }
 
 /// `serve` on a database without merchants says what to do next; with one it does not.

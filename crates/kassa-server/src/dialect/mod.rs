@@ -71,7 +71,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
 
 /// A request whose app is known and whose signature verified.
 pub struct Authenticated<'a> {
-    pub app: App,
+    pub app: Arc<App>,
     pub object: SignedObject<'a>,
 }
 
@@ -221,7 +221,7 @@ async fn verified_app(
     app_id: AppId,
     canonical: &str,
     sign: &str,
-) -> Result<App, ApiError> {
+) -> Result<Arc<App>, ApiError> {
     let words = dialect.words();
     let app = gateway.apps.get(gateway.store.as_ref(), app_id).await?;
     let registered = match &app {
