@@ -94,7 +94,7 @@ mod tests {
             .get(store, app_id)
             .await
             .unwrap()
-            .and_then(|app| app.public_key)
+            .and_then(|app| app.public_key.clone())
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    assert_books_hold, create_shop, json, kassa, run_ok, run_with_stdin, serve, serve_with,
+    assert_books_hold, create_shop, eur_order_body, json, kassa, run_ok, run_with_stdin, serve,
+    serve_with,
 };
 use kassa_store::prelude::*;
 use kassa_store::testing::TestDatabase;
@@ -1930,16 +1931,8 @@ async fn text_logs_name_the_request_of_a_line() {
         dir.path(),
         std::fs::File::create(&log_path).unwrap(),
     );
-    let mut body = serde_json::json!({
-        "appId": app_id, "orderId": "TEXT-1", "name": "Jane Doe", "phone": "+31612345678",
-        "email": "jane@example.com", "amount": "25.00", "payType": "BANK_TRANSFER",
-        "inBankCode": "IDEAL_EUR", "callBackUrl": "https://shop.example/ok",
-        "callBackFailUrl": "https://shop.example/fail", "partnerUserId": "u1",
-    })
-    .as_object()
-    .unwrap()
-    .clone();
-    kassa_signature::sign_map(&key, &mut body);
+    let mut body = eur_order_body(app_id, "TEXT-1", "25.00", None);
+    kassa_signature::sign_map(&key, body.as_object_mut().unwrap());
     let created = reqwest::Client::new()
         .post(format!("{}/eur/collect/apply", server.base))
         .header("x-request-id", "shop-req-7")
