@@ -10,7 +10,8 @@
 //! (`kassa`'s `log_lines`). A span per request cost 2.6–4 µs of a query's CPU whether or not a
 //! line was logged (its fields formatted, a registry slot, its entry at every poll); the
 //! task-local costs nothing until a line is written (docs/performance.md, "A request's log
-//! context without a span"). Only where debug lines are on is the request a span as well.
+//! context without a span; apps shared from their cache"). Only where debug lines are on is the
+//! request a span as well.
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, Uri};
