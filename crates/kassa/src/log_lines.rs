@@ -11,7 +11,7 @@
 use kassa_server::request_id::{self, Current};
 use std::fmt;
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::{self, Format, Full, Json, Writer};
+use tracing_subscriber::fmt::format::{Format, Full, Json, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -32,21 +32,17 @@ pub struct JsonLines {
 
 pub fn text() -> TextLines {
     TextLines {
-        rest: format().without_time().with_level(false),
+        rest: Format::default().without_time().with_level(false),
     }
 }
 
 pub fn json() -> JsonLines {
     JsonLines {
-        line: format()
+        line: Format::default()
             .json()
             .with_current_span(false)
             .with_span_list(true),
     }
-}
-
-fn format() -> Format {
-    format::Format::default()
 }
 
 impl<S, N> FormatEvent<S, N> for TextLines
