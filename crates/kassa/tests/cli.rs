@@ -1334,23 +1334,47 @@ fn bench_reports_every_promised_field() {
     }
 }
 
+/// A shop (one EUR app and its merchant key) on a fresh SQLite database, served with
+/// `KASSA_LOG=level` and `args`, its log written to a file.
+struct LoggedShop {
+    dir: tempfile::TempDir,
+    url: String,
+    app_id: i64,
+    key: kassa_signature::SigningKey,
+    server: common::Served,
+}
+
+impl LoggedShop {
+    fn serve(level: &str, args: &[&str]) -> LoggedShop {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let (app_id, key) = create_shop(&url, "EUR", dir.path());
+        let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
+        command.args(args).env("KASSA_LOG", level);
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let server = serve_with(command, dir.path(), log);
+        LoggedShop {
+            dir,
+            url,
+            app_id,
+            key,
+            server,
+        }
+    }
+
+    /// Stops the server (killed and reaped) and reads everything it logged.
+    fn stop_and_read_log(self) -> String {
+        drop(self.server);
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap()
+    }
+}
+
 /// Even at debug level the server's logs hold no payer's name, e-mail or phone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_logs_hold_no_personal_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("k.db").display());
-    let (app_id, key) = create_shop(&url, "EUR", dir.path());
-    let log_path = dir.path().join("server.log");
-    let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
-    command
-        .arg("--allow-private-callbacks")
-        .env("KASSA_LOG", "debug");
-    let server = serve_with(
-        command,
-        dir.path(),
-        std::fs::File::create(&log_path).unwrap(),
-    );
-    let base = server.base.clone();
+    let shop = LoggedShop::serve("debug", &["--allow-private-callbacks"]);
+    let (app_id, key, url) = (shop.app_id, &shop.key, shop.url.clone());
+    let base = shop.server.base.clone();
     let (name, email, phone) = (
         "Wilhelmina Vandersloot",
         "wilhelmina.vandersloot@example.nl",
@@ -1365,7 +1389,7 @@ async fn debug_logs_hold_no_personal_data() {
     .as_object()
     .unwrap()
     .clone();
-    kassa_signature::sign_map(&key, &mut body);
+    kassa_signature::sign_map(key, &mut body);
     let client = reqwest::Client::new();
     let reply: serde_json::Value = client
         .post(format!("{base}/eur/collect/apply"))
@@ -1405,8 +1429,7 @@ async fn debug_logs_hold_no_personal_data() {
     ]);
     run_ok(pay.env("KASSA_LOG", "debug"));
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await; // the callback is attempted
-    drop(server); // killed and reaped
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let log = shop.stop_and_read_log();
     assert!(
         log.contains("order created") && log.contains("DEBUG"),
         "debug logs were written: {log}"
@@ -1773,14 +1796,11 @@ async fn json_logs_carry_request_ids_and_no_personal_data() {
 }
 
 async fn json_logs_at(level: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("k.db").display());
-    let (app_id, key) = create_shop(&url, "EUR", dir.path());
-    let log_path = dir.path().join("server.log");
-    let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
-    command
-        .args(["--log-format", "json", "--allow-private-callbacks"])
-        .env("KASSA_LOG", level);
+    let shop = LoggedShop::serve(
+        level,
+        &["--log-format", "json", "--allow-private-callbacks"],
+    );
+    let (app_id, key, server) = (shop.app_id, &shop.key, &shop.server);
     // The merchant's endpoint: acknowledges, and keeps the request id each callback carries.
     let (notify_tx, mut notified) = tokio::sync::mpsc::unbounded_channel::<String>();
     let receiver = axum::Router::new().route(
@@ -1796,11 +1816,6 @@ async fn json_logs_at(level: &str) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let notify_url = format!("http://{}/notify", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, receiver).await });
-    let server = serve_with(
-        command,
-        dir.path(),
-        std::fs::File::create(&log_path).unwrap(),
-    );
     let (name, email, phone) = ("Johanna Blaauwbroek", "johanna@example.nl", "+31612398765");
     let mut body = serde_json::json!({
         "appId": app_id, "orderId": "JSON-1", "name": name, "phone": phone, "email": email,
@@ -1811,7 +1826,7 @@ async fn json_logs_at(level: &str) {
     .as_object()
     .unwrap()
     .clone();
-    kassa_signature::sign_map(&key, &mut body);
+    kassa_signature::sign_map(key, &mut body);
     let client = reqwest::Client::new();
     let post = |request_id: String| {
         client
@@ -1866,8 +1881,7 @@ async fn json_logs_at(level: &str) {
         "the callback carries the paying request's id"
     );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    drop(server);
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let log = shop.stop_and_read_log();
     let (mut of_the_request, mut changes_seen, mut attempts_seen) = (0, 0, 0);
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         let entry: serde_json::Value =
@@ -1920,29 +1934,18 @@ async fn json_logs_at(level: &str) {
 /// between the level and the target; a line of no request names none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_name_the_request_of_a_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("k.db").display());
-    let (app_id, key) = create_shop(&url, "EUR", dir.path());
-    let log_path = dir.path().join("server.log");
-    let mut command = kassa(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]);
-    command.env("KASSA_LOG", "info");
-    let server = serve_with(
-        command,
-        dir.path(),
-        std::fs::File::create(&log_path).unwrap(),
-    );
-    let mut body = eur_order_body(app_id, "TEXT-1", "25.00", None);
-    kassa_signature::sign_map(&key, body.as_object_mut().unwrap());
+    let shop = LoggedShop::serve("info", &[]);
+    let mut body = eur_order_body(shop.app_id, "TEXT-1", "25.00", None);
+    kassa_signature::sign_map(&shop.key, body.as_object_mut().unwrap());
     let created = reqwest::Client::new()
-        .post(format!("{}/eur/collect/apply", server.base))
+        .post(format!("{}/eur/collect/apply", shop.server.base))
         .header("x-request-id", "shop-req-7")
         .json(&body)
         .send()
         .await
         .unwrap();
     assert!(created.status().is_success());
-    drop(server);
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let log = shop.stop_and_read_log();
     let created_line = log
         .lines()
         .find(|line| line.contains("order created"))
