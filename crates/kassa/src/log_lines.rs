@@ -191,12 +191,11 @@ fn json_entry(current: &Current) -> String {
 /// it writes is a string, a number or a boolean, and inside strings quotes are escaped.
 fn with_request(mut line: String, entry: &str) -> String {
     const SPANS: &str = r#""spans":["#;
-    match line.find(SPANS) {
-        Some(at) => line.insert_str(at + SPANS.len(), &format!("{entry},")),
-        None => {
-            let end = line.rfind('}').expect("the library writes a JSON object");
-            line.insert_str(end, &format!(r#","spans":[{entry}]"#));
-        }
+    // A line is never worth a panic: one that is not an object (it always is) stays as it is.
+    match (line.find(SPANS), line.rfind('}')) {
+        (Some(at), _) => line.insert_str(at + SPANS.len(), &format!("{entry},")),
+        (None, Some(end)) => line.insert_str(end, &format!(r#","spans":[{entry}]"#)),
+        (None, None) => {}
     }
     line
 }
@@ -217,6 +216,10 @@ mod tests {
         assert_eq!(
             with_request(nested.to_string(), entry),
             "{\"target\":\"t\",\"spans\":[{\"name\":\"request\"},{\"name\":\"query\"}]}\n"
+        );
+        assert_eq!(
+            with_request("not an object\n".into(), entry),
+            "not an object\n"
         );
     }
 }
