@@ -68,7 +68,7 @@ where
             "{colour}{:>5}{end} ",
             event.metadata().level().as_str()
         )?;
-        if let Some(written) = request_id::with_current(|current| {
+        request_id::with_current(|current| {
             if !current.needs_naming() {
                 return Ok(());
             }
@@ -78,9 +78,8 @@ where
                 None => writer.write_char(' '),
                 Some(_) => Ok(()),
             }
-        }) {
-            written?;
-        }
+        })
+        .unwrap_or(Ok(()))?;
         self.rest.format_event(ctx, writer, event)
     }
 }
@@ -92,7 +91,6 @@ fn write_text_entry(writer: &mut Writer<'_>, current: &Current, styles: &Styles)
         dimmed,
         italic,
         end,
-        ..
     } = styles;
     write!(writer, "{bold}{SPAN_NAME}{end}{bold}{{{end}")?;
     let fields = [
@@ -113,7 +111,6 @@ struct Styles {
     dimmed: &'static str,
     italic: &'static str,
     end: &'static str,
-    ansi: bool,
 }
 
 impl Styles {
@@ -124,21 +121,19 @@ impl Styles {
                 dimmed: "\x1b[2m",
                 italic: "\x1b[3m",
                 end: "\x1b[0m",
-                ansi,
             },
             false => Styles {
                 bold: "",
                 dimmed: "",
                 italic: "",
                 end: "",
-                ansi,
             },
         }
     }
 
-    /// A level's colour and its end.
+    /// A level's colour and its end (none where styles are off).
     fn level(&self, level: &Level) -> (&'static str, &'static str) {
-        if !self.ansi {
+        if self.end.is_empty() {
             return ("", "");
         }
         let colour = match *level {
