@@ -176,7 +176,7 @@ impl BenchDatabase {
     }
 }
 
-/// A `kassa serve` this bench started; killed on drop.
+/// A `kassa serve` this bench started; stopped on drop.
 struct Server {
     child: Child,
     base: String,
@@ -206,6 +206,9 @@ impl Server {
             .args([
                 "--callback-retry-interval",
                 "1s",
+                // Stopped at once when the bench is done with it (see `end_child`).
+                "--drain-period",
+                "0s",
                 "--database-url",
                 database_url,
                 "--metrics",
@@ -223,8 +226,7 @@ impl Server {
         loop {
             line.clear();
             if reader.read_line(&mut line)? == 0 {
-                let _ = child.kill();
-                let _ = child.wait();
+                end_child(&mut child, Ending::Kill);
                 return Err(Failure("kassa serve exited before listening".into()));
             }
             if let Some(rest) = line.strip_prefix("kassa back office on ") {
@@ -254,9 +256,52 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        end_child(&mut self.child, Ending::Terminate);
     }
+}
+
+/// How long a child the bench is done with has to exit before it is killed.
+const CHILD_EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// How [`end_child`] ends a child.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// SIGTERM, which kassa's servers answer by stopping.
+    Terminate,
+    /// Nothing: the child stops by itself (a client that has answered).
+    Await,
+    /// SIGKILL at once (a child that failed to start).
+    Kill,
+}
+
+/// Ends a child this bench started as it would end in service, killing it only if it has not
+/// exited within [`CHILD_EXIT_GRACE`]. A normal exit matters to a build instrumented for
+/// profile-guided optimisation (tools/perf/pgo.sh): a process writes its counts as it exits,
+/// and a killed one writes none.
+fn end_child(child: &mut Child, ending: Ending) {
+    #[cfg(unix)]
+    if ending == Ending::Terminate
+        && let Ok(pid) = libc::pid_t::try_from(child.id())
+    {
+        // SAFETY: kill(2) of a child not yet waited for, so its pid is still its own.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + CHILD_EXIT_GRACE;
+    while ending != Ending::Kill && Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    if ending != Ending::Kill {
+        eprintln!(
+            "kassa bench: process {} did not exit within {} s; killed",
+            child.id(),
+            CHILD_EXIT_GRACE.as_secs()
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// CPU seconds a process has used (user + system), from `/proc/PID/stat`.

@@ -154,7 +154,7 @@ fn print_demo(apps: &[(Currency, AppId)], dir: &Path, base_url: &str) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

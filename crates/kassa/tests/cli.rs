@@ -1785,6 +1785,55 @@ async fn readiness_turns_off_before_the_node_stops() {
     assert_eq!(get("/healthz").await, 200, "still serving while draining");
 }
 
+/// The servers `kassa bench` starts exit by themselves on SIGTERM, and successfully: the bench
+/// ends them so, and a build instrumented for profile-guided optimisation (tools/perf/pgo.sh)
+/// writes a process's counts only as it exits.
+#[test]
+fn the_bench_servers_exit_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    let args = ["serve", "--listen", "127.0.0.1:0", "--drain-period", "0s"];
+    let server = serve(&[&args[..], &["--database-url", &url]].concat(), dir.path());
+    let key = kassa_signature::SigningKey::generate().unwrap();
+    let (merchant, platform) = (dir.path().join("m.pem"), dir.path().join("p.pem"));
+    std::fs::write(&merchant, key.public_key_pem()).unwrap();
+    std::fs::write(&platform, key.to_pkcs8_pem()).unwrap();
+    let mut null_gateway = kassa(&["null-gateway", "--merchant-key"])
+        .arg(&merchant)
+        .arg("--platform-key")
+        .arg(&platform)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut line = String::new();
+    let stdout = null_gateway.stdout.take().unwrap();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("null gateway listening on "), "{line}");
+    let mut served = server;
+    for (name, child) in [
+        ("kassa serve", &mut served.child),
+        ("null-gateway", &mut null_gateway),
+    ] {
+        // SAFETY: a signal to a child process this test started and has not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{name} did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "{name} exited with {status}");
+    }
+}
+
 /// `--log-format json`: every line is one JSON object; every line of a request carries its
 /// request id (the client's when sane, echoed in `X-Request-Id`; a fresh one otherwise); no
 /// payer's data appears unmasked. At info the formatter names the request from its task; with

@@ -25,7 +25,7 @@ impl Side {
     }
 }
 
-/// The null gateway as a child process; killed on drop.
+/// The null gateway as a child process; stopped on drop.
 struct NullGateway {
     child: Child,
     base: String,
@@ -54,8 +54,7 @@ impl NullGateway {
                 base: base.trim().to_string(),
             }),
             None => {
-                let _ = child.kill();
-                let _ = child.wait();
+                super::end_child(&mut child, super::Ending::Kill);
                 Err(Failure("the null gateway did not start".into()))
             }
         }
@@ -64,8 +63,7 @@ impl NullGateway {
 
 impl Drop for NullGateway {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::end_child(&mut self.child, super::Ending::Terminate);
     }
 }
 

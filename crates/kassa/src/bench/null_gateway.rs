@@ -34,7 +34,7 @@ struct Keys {
     query_reply: String,
 }
 
-/// Serves until killed; prints `null gateway listening on http://…` once it listens.
+/// Serves until SIGTERM or Ctrl-C; prints `null gateway listening on http://…` once it listens.
 pub async fn serve(args: NullGatewayArgs) -> Result<(), Failure> {
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))
@@ -60,7 +60,8 @@ pub async fn serve(args: NullGatewayArgs) -> Result<(), Failure> {
         listener.local_addr()?
     );
     let limits = kassa_server::listen::ConnectionLimits::default();
-    kassa_server::listen::serve(listener, router, limits, std::future::pending()).await?;
+    let stop = crate::serve::shutdown_signal();
+    kassa_server::listen::serve(listener, router, limits, stop).await?;
     Ok(())
 }
 

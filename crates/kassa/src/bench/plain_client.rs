@@ -101,8 +101,11 @@ pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<Po
         let _ = answer.send(line);
     });
     let line = answered.recv_timeout(CHILD_TIMEOUT).unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+    let ending = match line.is_empty() {
+        true => super::Ending::Kill,
+        false => super::Ending::Await,
+    };
+    super::end_child(&mut child, ending);
     let figures = line.trim().strip_prefix(ANSWER_PREFIX);
     figures.and_then(answer_figures).ok_or_else(|| {
         // Its one line of error, which says why (posts that failed, a bad --count).

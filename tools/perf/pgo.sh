@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A build of kassa optimised by profile (PGO): an instrumented build runs the bench's own
+# workloads — create and query against kassa and against the null gateway, callbacks against
+# the plain client — LLVM merges what every process counted, and the final build inlines and
+# lays out its code by those counts. Every process of the bench (the servers, the references,
+# the clients) is the same program and is trained alike, so the bench's ratios stay fair.
+#   tools/perf/pgo.sh [PROFILE]    (release by default; dist adds whole-program optimisation)
+# Puts the binary at target/pgo/kassa. Needs llvm-profdata of rustc's own LLVM major version
+# (Debian's llvm-NN package, or rustup's llvm-tools component; LLVM_PROFDATA names another).
+# With KASSA_PGO_POSTGRES_URL=postgres://… the PostgreSQL paths are trained as well.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+profile="${1:-release}"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+llvm_major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
+
+profdata="${LLVM_PROFDATA:-}"
+if [ -z "$profdata" ]; then
+    for candidate in "llvm-profdata-$llvm_major" "/usr/lib/llvm-$llvm_major/bin/llvm-profdata" \
+        "$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"; do
+        if command -v "$candidate" >/dev/null 2>&1; then
+            profdata="$candidate"
+            break
+        fi
+    done
+fi
+if [ -z "$profdata" ]; then
+    echo "no llvm-profdata of LLVM $llvm_major (rustc's): install llvm-$llvm_major or set LLVM_PROFDATA" >&2
+    exit 2
+fi
+# A raw profile is read only by the LLVM that wrote it, and rustc reads only what its LLVM knows.
+profdata_major="$("$profdata" --version | sed -n 's/.*LLVM version \([0-9]*\).*/\1/p')"
+if [ "$profdata_major" != "$llvm_major" ]; then
+    echo "$profdata is LLVM $profdata_major; rustc uses LLVM $llvm_major" >&2
+    exit 2
+fi
+
+work="$PWD/target/pgo"
+raw="$work/raw"
+rm -rf "$raw"
+mkdir -p "$raw"
+# `--target` keeps the flags off build scripts and procedural macros; target directories of
+# their own keep the two builds from invalidating each other's artefacts or the plain build's.
+build() {
+    RUSTFLAGS="$1" cargo build --locked --profile "$profile" -p kassa \
+        --target "$host" --target-dir "$2"
+}
+build "-Cprofile-generate=$raw" "$work/generate"
+trained="$work/generate/$host/$profile/kassa"
+
+# The bench ends every process it starts normally, so each writes its counts, to a file of
+# its own (`%p`, its process id), which tells below how many did.
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+train() {
+    (cd "$scratch" && LLVM_PROFILE_FILE="$raw/%p.profraw" "$trained" bench --json "$@" >/dev/null)
+}
+train --scenario limit --duration 5 --rounds 1
+train --scenario callbacks --backlog 20000 --rounds 1
+if [ -n "${KASSA_PGO_POSTGRES_URL:-}" ]; then
+    train --scenario limit --duration 5 --rounds 1 --database-url "$KASSA_PGO_POSTGRES_URL"
+fi
+profiles="$(find "$raw" -name '*.profraw' | wc -l)"
+# Each run's bench, kassa and the null gateway or the plain client.
+if [ "$profiles" -lt 6 ]; then
+    echo "only $profiles processes wrote counts to $raw; a process was killed before it exited" >&2
+    exit 1
+fi
+"$profdata" merge -o "$work/kassa.profdata" "$raw"
+
+build "-Cprofile-use=$work/kassa.profdata" "$work/use"
+cp "$work/use/$host/$profile/kassa" "$work/kassa"
+echo "kassa built with the counts of $profiles processes: target/pgo/kassa"
