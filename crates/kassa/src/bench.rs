@@ -289,8 +289,9 @@ fn end_child(child: &mut Child, ending: Ending) {
     let deadline = Instant::now() + CHILD_EXIT_GRACE;
     while ending != Ending::Kill && Instant::now() < deadline {
         match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
+            Ok(Some(_)) => return,
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break, // it cannot be watched: killed and reaped below
         }
     }
     if ending != Ending::Kill {

@@ -154,6 +154,7 @@ fn print_demo(apps: &[(Currency, AppId)], dir: &Path, base_url: &str) {
     }
 }
 
+/// Resolves on SIGTERM or Ctrl-C: how a server (or the bench's null gateway) is asked to stop.
 pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
