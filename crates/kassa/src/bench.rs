@@ -279,30 +279,46 @@ enum Ending {
 /// profile-guided optimisation (tools/perf/pgo.sh): a process writes its counts as it exits,
 /// and a killed one writes none.
 fn end_child(child: &mut Child, ending: Ending) {
-    #[cfg(unix)]
-    if ending == Ending::Terminate
-        && let Ok(pid) = libc::pid_t::try_from(child.id())
-    {
-        // SAFETY: kill(2) of a child not yet waited for, so its pid is still its own.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + CHILD_EXIT_GRACE;
-    while ending != Ending::Kill && Instant::now() < deadline {
-        match child.try_wait() {
-            Ok(Some(_)) => return,
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => break, // it cannot be watched: killed and reaped below
+    let exited = match ending {
+        Ending::Kill => None,
+        Ending::Terminate => {
+            ask_to_stop(child);
+            Some(exits_within(child, CHILD_EXIT_GRACE))
         }
-    }
-    if ending != Ending::Kill {
+        Ending::Await => Some(exits_within(child, CHILD_EXIT_GRACE)),
+    };
+    if exited == Some(false) {
         eprintln!(
             "kassa bench: process {} did not exit within {} s; killed",
             child.id(),
             CHILD_EXIT_GRACE.as_secs()
         );
     }
+    // Both a no-op for a child already reaped.
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Sends `child` SIGTERM.
+fn ask_to_stop(child: &Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) of a child not yet waited for, so its pid is still its own.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+/// Whether `child` exits (and is reaped) within `grace`; a child that cannot be watched has not.
+fn exits_within(child: &mut Child, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// CPU seconds a process has used (user + system), from `/proc/PID/stat`.
@@ -1394,6 +1410,27 @@ pub async fn run(args: BenchArgs, database_url: Option<&str>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that stops on SIGTERM is ended by it, not killed after the grace; one that
+    /// ends by itself is waited for; neither is left unreaped.
+    #[cfg(unix)]
+    #[test]
+    fn children_end_as_asked_within_the_grace() {
+        let mut sleeping = Command::new("sleep").arg("30").spawn().unwrap();
+        let started = Instant::now();
+        end_child(&mut sleeping, Ending::Terminate);
+        assert!(started.elapsed() < CHILD_EXIT_GRACE, "ended by SIGTERM");
+        let status = sleeping.try_wait().unwrap().expect("reaped");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        let mut done = Command::new("true").spawn().unwrap();
+        end_child(&mut done, Ending::Await);
+        assert!(done.try_wait().unwrap().expect("reaped").success());
+        let mut killed = Command::new("sleep").arg("30").spawn().unwrap();
+        end_child(&mut killed, Ending::Kill);
+        let status = killed.try_wait().unwrap().expect("reaped");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
 
     #[test]
     fn the_median_is_the_middle_value_whatever_the_order() {

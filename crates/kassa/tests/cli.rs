@@ -1798,16 +1798,23 @@ fn the_bench_servers_exit_on_sigterm() {
     let (merchant, platform) = (dir.path().join("m.pem"), dir.path().join("p.pem"));
     std::fs::write(&merchant, key.public_key_pem()).unwrap();
     std::fs::write(&platform, key.to_pkcs8_pem()).unwrap();
-    let mut null_gateway = kassa(&["null-gateway", "--merchant-key"])
+    let child = kassa(&["null-gateway", "--merchant-key"])
         .arg(&merchant)
         .arg("--platform-key")
         .arg(&platform)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Owned by a `Served` at once, so that a failed assertion still kills and reaps it.
+    let mut null_gateway = common::Served {
+        child,
+        base: String::new(),
+        admin: String::new(),
+        stdout_lines: Vec::new(),
+    };
     use std::io::BufRead;
     let mut line = String::new();
-    let stdout = null_gateway.stdout.take().unwrap();
+    let stdout = null_gateway.child.stdout.take().unwrap();
     std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .unwrap();
@@ -1815,7 +1822,7 @@ fn the_bench_servers_exit_on_sigterm() {
     let mut served = server;
     for (name, child) in [
         ("kassa serve", &mut served.child),
-        ("null-gateway", &mut null_gateway),
+        ("null-gateway", &mut null_gateway.child),
     ] {
         // SAFETY: a signal to a child process this test started and has not reaped.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
