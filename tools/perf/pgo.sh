@@ -49,23 +49,38 @@ build "-Cprofile-generate=$raw" "$work/generate"
 trained="$work/generate/$host/$profile/kassa"
 
 # The bench ends every process it starts normally, so each writes its counts, to a file of
-# its own (`%p`, its process id), which tells below how many did.
+# its own (`%p`, its process id); a run whose processes wrote fewer files than it starts had
+# one killed, and its counts would be missing from the layout.
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
+counted() { find "$raw" -name '*.profraw' | wc -l; }
+# train PROCESSES ARGS…: one bench run that starts PROCESSES processes, itself included.
 train() {
+    local processes="$1" before
+    shift
+    before="$(counted)"
     (cd "$scratch" && LLVM_PROFILE_FILE="$raw/%p.profraw" "$trained" bench --json "$@" >/dev/null)
+    if [ "$(($(counted) - before))" -lt "$processes" ]; then
+        echo "bench $*: $(($(counted) - before)) of its $processes processes wrote counts" >&2
+        exit 1
+    fi
 }
-train --scenario limit --duration 5 --rounds 1
-train --scenario callbacks --backlog 20000 --rounds 1
+# The bench, kassa and the null gateway.
+train 3 --scenario limit --duration 5 --rounds 1
+# The bench, kassa, the plain client and kassa's own client, each in its process.
+train 4 --scenario callbacks --backlog 20000 --rounds 1
+# The rarer paths, briefly, so that they are laid out as code that runs rather than as cold:
+# PIX through an upstream PSP (a second kassa) and its reconciliation; orders paid on the
+# payer's page with the books posted (the store's side in the bench, then over HTTP against
+# kassa); the settlement report (`kassa report` as a child); the back office's lists and export.
+train 3 --scenario upstream --duration 3 --awaiting 2000
+train 2 --scenario pay --duration 3 --rounds 1
+train 2 --scenario report --preload 20000
+train 2 --scenario backoffice --preload 20000
 if [ -n "${KASSA_PGO_POSTGRES_URL:-}" ]; then
-    train --scenario limit --duration 5 --rounds 1 --database-url "$KASSA_PGO_POSTGRES_URL"
+    train 3 --scenario limit --duration 5 --rounds 1 --database-url "$KASSA_PGO_POSTGRES_URL"
 fi
-profiles="$(find "$raw" -name '*.profraw' | wc -l)"
-# Each run's bench, kassa and the null gateway or the plain client.
-if [ "$profiles" -lt 6 ]; then
-    echo "only $profiles processes wrote counts to $raw; a process was killed before it exited" >&2
-    exit 1
-fi
+profiles="$(counted)"
 "$profdata" merge -o "$work/kassa.profdata" "$raw"
 
 build "-Cprofile-use=$work/kassa.profdata" "$work/use"
