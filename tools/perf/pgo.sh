@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A build of kassa optimised by profile (PGO): an instrumented build runs the bench's own
 # workloads — create and query against kassa and against the null gateway, callbacks against
-# the plain client — LLVM merges what every process counted, and the final build inlines and
-# lays out its code by those counts. Every process of the bench (the servers, the references,
+# the plain client, and briefly every rarer path a scenario drives (PIX through an upstream,
+# the payer's page, the report, the back office) — LLVM merges what every process counted, and
+# the final build inlines and lays out its code by those counts. Every process of the bench (the servers, the references,
 # the clients) is the same program and is trained alike, so the bench's ratios stay fair.
 #   tools/perf/pgo.sh [PROFILE]    (release by default; dist adds whole-program optimisation)
 # Puts the binary at target/pgo/kassa. Needs llvm-profdata of rustc's own LLVM major version
