@@ -3,12 +3,14 @@
 # workloads — create and query against kassa and against the null gateway, callbacks against
 # the plain client, and briefly every rarer path a scenario drives (PIX through an upstream,
 # the payer's page, the report, the back office) — LLVM merges what every process counted, and
-# the final build inlines and lays out its code by those counts. Every process of the bench (the servers, the references,
-# the clients) is the same program and is trained alike, so the bench's ratios stay fair.
+# the final build inlines and lays out its code by those counts. Every process of the bench
+# (the servers, the references, the clients) is the same program and is trained alike, so the
+# bench's ratios stay fair.
 #   tools/perf/pgo.sh [PROFILE]    (release by default; dist adds whole-program optimisation)
 # Puts the binary at target/pgo/kassa. Needs llvm-profdata of rustc's own LLVM major version
 # (Debian's llvm-NN package, or rustup's llvm-tools component; LLVM_PROFDATA names another).
-# With KASSA_PGO_POSTGRES_URL=postgres://… the PostgreSQL paths are trained as well.
+# With KASSA_PGO_POSTGRES_URL=postgres://… PostgreSQL's creates, queries and deliveries are
+# trained as well.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 profile="${1:-release}"
@@ -57,12 +59,13 @@ trap 'rm -rf "$scratch"' EXIT
 counted() { find "$raw" -name '*.profraw' | wc -l; }
 # train PROCESSES ARGS…: one bench run that starts PROCESSES processes, itself included.
 train() {
-    local processes="$1" before
+    local processes="$1" before wrote
     shift
     before="$(counted)"
     (cd "$scratch" && LLVM_PROFILE_FILE="$raw/%p.profraw" "$trained" bench --json "$@" >/dev/null)
-    if [ "$(($(counted) - before))" -lt "$processes" ]; then
-        echo "bench $*: $(($(counted) - before)) of its $processes processes wrote counts" >&2
+    wrote="$(($(counted) - before))"
+    if [ "$wrote" -lt "$processes" ]; then
+        echo "bench $*: $wrote of its $processes processes wrote counts" >&2
         exit 1
     fi
 }
@@ -80,6 +83,8 @@ train 2 --scenario report --preload 20000
 train 2 --scenario backoffice --preload 20000
 if [ -n "${KASSA_PGO_POSTGRES_URL:-}" ]; then
     train 3 --scenario limit --duration 5 --rounds 1 --database-url "$KASSA_PGO_POSTGRES_URL"
+    # Its deliveries' claims and records are statements of their own.
+    train 4 --scenario callbacks --backlog 20000 --rounds 1 --database-url "$KASSA_PGO_POSTGRES_URL"
 fi
 profiles="$(counted)"
 "$profdata" merge -o "$work/kassa.profdata" "$raw"
