@@ -542,16 +542,19 @@ mod tests {
         assert!(waited < Duration::from_secs(5), "waited {waited:?}");
     }
 
+    /// A database file in a folder of its own, made by `sql`.
+    fn database_with(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        native::open(&path).unwrap().execute_batch(sql).unwrap();
+        (dir, path)
+    }
+
     /// The writer checkpoints after its answers as SQLite's automatic checkpoint would have in
     /// the commit: the log starts over rather than growing with every commit.
     #[tokio::test]
     async fn the_writer_checkpoints_its_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("checkpoints.db");
-        native::open(&path)
-            .unwrap()
-            .execute_batch("CREATE TABLE t (v TEXT)")
-            .unwrap();
+        let (_dir, path) = database_with("CREATE TABLE t (v TEXT)");
         let writer = SqliteWriter::start(&path, ReadAnchor::new(&path)).unwrap();
         // Each commit writes at least its row's page: 3,000 commits, 3,000 frames or more.
         for n in 0..3_000 {
@@ -591,17 +594,12 @@ mod tests {
     /// over what another connection commits next, and later commits land whole.
     #[tokio::test]
     async fn a_rolled_back_batch_leaves_no_frames_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.db");
-        native::open(&path)
-            .unwrap()
-            .execute_batch(
-                "CREATE TABLE parent (id INTEGER PRIMARY KEY); \
-                 CREATE TABLE child (id INTEGER PRIMARY KEY, \
-                     parent INTEGER REFERENCES parent (id), v TEXT); \
-                 INSERT INTO parent VALUES (1);",
-            )
-            .unwrap();
+        let (_dir, path) = database_with(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY); \
+             CREATE TABLE child (id INTEGER PRIMARY KEY, \
+                 parent INTEGER REFERENCES parent (id), v TEXT); \
+             INSERT INTO parent VALUES (1);",
+        );
         let writer = SqliteWriter::start(&path, ReadAnchor::new(&path)).unwrap();
         let spilled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = spilled.clone();
