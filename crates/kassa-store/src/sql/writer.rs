@@ -166,6 +166,7 @@ fn checkpoint_if_due(connection: &rusqlite::Connection) {
     if LOG_FRAMES.replace(0) < CHECKPOINT_AT_FRAMES {
         return;
     }
+    // A checkpoint another process runs meanwhile is no error: the pragma's row says busy.
     let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     if let Err(e) = checkpoint {
         tracing::warn!(error = %e, "the writer's checkpoint failed; the next commit tries again");
