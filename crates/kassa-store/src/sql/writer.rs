@@ -161,16 +161,23 @@ fn checkpoint_after_answers(connection: &rusqlite::Connection) {
 }
 
 /// The checkpoint the last commit made due, as SQLite's automatic one would have run it
-/// (passive: it copies what no reader still needs and never waits).
-fn checkpoint_if_due(connection: &rusqlite::Connection) {
+/// (passive: it copies what no reader still needs and never waits). `failing`: whether the
+/// last one failed, so that a lasting failure (a full disk) is logged when it starts and when
+/// it ends, not after every commit.
+fn checkpoint_if_due(connection: &rusqlite::Connection, failing: &mut bool) {
     if LOG_FRAMES.replace(0) < CHECKPOINT_AT_FRAMES {
         return;
     }
     // A checkpoint another process runs meanwhile is no error: the pragma's row says busy.
     let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-    if let Err(e) = checkpoint {
-        tracing::warn!(error = %e, "the writer's checkpoint failed; the next commit tries again");
+    match &checkpoint {
+        Err(e) if !*failing => {
+            tracing::warn!(error = %e, "the writer's checkpoint failed; each commit tries again");
+        }
+        Ok(()) if *failing => tracing::info!("the writer's checkpoints succeed again"),
+        _ => {}
     }
+    *failing = checkpoint.is_err();
 }
 
 /// The writer thread's name (the kernel shows its first 15 bytes); `kassa bench` reads the
@@ -284,6 +291,7 @@ impl SqliteWriter {
     ) {
         crate::scheduling::ask_for_short_slices(crate::scheduling::SHORT_SLICE);
         let mut company = Company::default();
+        let mut checkpoint_failing = false;
         while let Some(first) = queue.blocking_recv() {
             let mut gathered = vec![first];
             if company.expected(Instant::now()) {
@@ -293,7 +301,7 @@ impl SqliteWriter {
             let together = batch.len() > 1;
             anchor.writer_begins();
             Self::commit(&mut connection, batch);
-            checkpoint_if_due(&connection);
+            checkpoint_if_due(&connection, &mut checkpoint_failing);
             anchor.writer_done();
             company.saw(together || !queue.is_empty(), Instant::now());
         }
@@ -571,6 +579,32 @@ mod tests {
         let frame_bytes = 4_096 + 24;
         let bound_bytes = 2 * CHECKPOINT_AT_FRAMES as u64 * frame_bytes;
         assert!(wal_bytes < bound_bytes, "a log of {wal_bytes} bytes");
+    }
+
+    /// A failing checkpoint is remembered (so that it is logged once, not after every commit)
+    /// and forgotten at the first that succeeds; below the log's threshold none runs.
+    #[test]
+    fn a_failing_checkpoint_is_noted_until_one_succeeds() {
+        let (_dir, path) = database_with("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('x')");
+        let connection = native::open(&path).unwrap();
+        let mut failing = false;
+        {
+            // A checkpoint cannot run while another statement of its connection is reading.
+            let mut reading = connection.prepare("SELECT v FROM t").unwrap();
+            let mut rows = reading.query([]).unwrap();
+            rows.next().unwrap();
+            LOG_FRAMES.set(CHECKPOINT_AT_FRAMES - 1);
+            checkpoint_if_due(&connection, &mut failing);
+            assert!(!failing, "no checkpoint below the threshold");
+            for _ in 0..2 {
+                LOG_FRAMES.set(CHECKPOINT_AT_FRAMES);
+                checkpoint_if_due(&connection, &mut failing);
+                assert!(failing, "the checkpoint failed");
+            }
+        }
+        LOG_FRAMES.set(CHECKPOINT_AT_FRAMES);
+        checkpoint_if_due(&connection, &mut failing);
+        assert!(!failing, "the checkpoint succeeded");
     }
 
     #[test]
