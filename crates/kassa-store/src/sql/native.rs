@@ -46,12 +46,19 @@ pub(super) fn open(path: &Path) -> StoreResult<rusqlite::Connection> {
 
 /// [`open`] for the writer: its write-ahead log's frames are written once per commit (see
 /// [`super::wal_vfs`]), which is as durable as SQLite's own writes only with full syncs.
+///
+/// Its temporary store is memory: each job of a batch runs in a savepoint, whose sub-journal
+/// (the pages it would roll back) SQLite otherwise moves into a file it creates and unlinks
+/// once the journal passes 64 KiB — a delivery batch's record did, every few commits. The
+/// journal is bounded by the job (every writer job is a bounded batch) and needed only to
+/// roll a job back, never after a crash.
 pub(super) fn open_writer(path: &Path) -> StoreResult<rusqlite::Connection> {
     super::wal_vfs::register()?;
     let flags = rusqlite::OpenFlags::default();
     let connection =
         rusqlite::Connection::open_with_flags_and_vfs(path, flags, super::wal_vfs::NAME)?;
     let connection = configured(connection)?;
+    connection.execute_batch("PRAGMA temp_store = MEMORY")?;
     let synchronous: i64 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
     const FULL: i64 = 2;
     if synchronous < FULL {
@@ -286,6 +293,39 @@ mod tests {
         assert!(has("THREADSAFE=1"), "{options:?}");
         assert!(!has("ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
         assert!(has("DEFAULT_MEMSTATUS=0"), "{options:?}");
+    }
+
+    /// A savepoint that changes many pages on the writer's connection keeps its sub-journal
+    /// in memory, where one on a connection of SQLite's defaults (the control) spills into a
+    /// temporary file — seen as an open descriptor of a deleted `etilqs_` file.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writers_savepoints_keep_their_journal_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spill.db");
+        open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (v BLOB); \
+                 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 99) \
+                 INSERT INTO t SELECT zeroblob(3000) FROM n",
+            )
+            .unwrap();
+        let spills = |mut connection: rusqlite::Connection| {
+            let mut tx = connection.transaction().unwrap();
+            let savepoint = tx.savepoint().unwrap();
+            // A hundred pages that existed before the savepoint: 400 KiB of sub-journal.
+            savepoint
+                .execute_batch("UPDATE t SET v = zeroblob(3001)")
+                .unwrap();
+            let open_files = std::fs::read_dir("/proc/self/fd").unwrap();
+            open_files.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| target.to_string_lossy().contains("etilqs_"))
+            })
+        };
+        assert!(spills(open(&path).unwrap()), "the control spills");
+        assert!(!spills(open_writer(&path).unwrap()));
     }
 
     #[test]
