@@ -378,6 +378,13 @@ fn idle_pct(
     Some((idle as f64 * 1000.0 / all as f64).round() / 10.0)
 }
 
+/// The machine's idle share since `before` (a [`machine_ticks`] reading), in percent.
+fn machine_idle_since(before: Option<(u64, u64)>) -> Option<f64> {
+    before
+        .zip(machine_ticks())
+        .and_then(|(before, after)| idle_pct(before, after))
+}
+
 /// Peak resident memory of a process in MB, from `/proc/PID/status`.
 fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -796,9 +803,7 @@ async fn measure(
     let cpu = cpu_before
         .zip(pid.and_then(cpu_seconds))
         .map(|(b, a)| a - b);
-    run.machine_idle_pct = ticks_before
-        .zip(machine_ticks())
-        .and_then(|(before, after)| idle_pct(before, after));
+    run.machine_idle_pct = machine_idle_since(ticks_before);
     (run, cpu, pid.and_then(peak_rss_mb))
 }
 
@@ -1041,6 +1046,7 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (mut rounds, mut plain, mut in_process) = (Vec::new(), Vec::new(), Vec::new());
     let (mut kassa_client, mut cpu) = (Vec::new(), ClientsCpu::default());
+    let mut plain_idle = Vec::new();
     let count = args.backlog as usize;
     for _ in 0..args.rounds.max(1) {
         received.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -1052,6 +1058,7 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
         cpu.receiver
             .extend(cpu_us_per(receiving, own_cpu_seconds(), count));
         cpu.plain.extend(posted.cpu_us_per_post);
+        plain_idle.extend(posted.machine_idle_pct);
         plain.push(posted.per_second);
         let kassa = plain_client::Client::Kassa;
         let posted = client_in_own_process(&receiver, count, kassa).await?;
@@ -1071,6 +1078,7 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     let by_round = ratios_by_round(&in_rounds(&rounds, "requests_per_second"), &plain_in_rounds);
     let (plain, in_process) = (sorted(plain), sorted(in_process));
     let kassa = values(&rounds, "requests_per_second");
+    let drains_idle = middle(&values(&rounds, "machine_idle_pct"));
     // Every list holds a figure per round, and there is at least one round.
     let median = |sorted: &[f64]| middle(sorted).unwrap_or(0.0);
     let index = rounds
@@ -1090,6 +1098,9 @@ async fn callbacks_run(args: &BenchArgs, base_url: Option<&str>) -> Result<Repor
     report.fields["kassa_client_min_max"] = json!([kassa_client.first(), kassa_client.last()]);
     let to_kassa_client = median(&kassa) / median(&kassa_client).max(1.0);
     report.fields["to_kassa_client"] = json!(round(to_kassa_client));
+    // How idle the cores were: with the concurrency fixed, what each side's exchanges wait for.
+    report.fields["machine_idle_pct"] = json!(drains_idle);
+    report.fields["plain_client_machine_idle_pct"] = json!(median_of(plain_idle));
     report.fields["plain_client_in_process_per_second"] = json!(round(median(&in_process)));
     report.fields["plain_client_in_process_min_max"] =
         json!([in_process.first(), in_process.last()]);
@@ -1165,9 +1176,11 @@ async fn callbacks_drain(
     let start = Instant::now();
     let cpu_before = cpu_seconds(server.pid());
     // This process only receives until every post has come (its reads of the store after
-    // that are not the receiver's): its CPU until then is the receiver's.
+    // that are not the receiver's): its CPU until then is the receiver's, and the machine's
+    // idle share until then the drain's.
     let receiver_before = own_cpu_seconds();
-    let mut receiver_cpu_us = None;
+    let ticks_before = machine_ticks();
+    let (mut receiver_cpu_us, mut machine_idle_pct) = (None, None);
     let limit = Duration::from_secs(600);
     let (mut max_rss, mut delivered) = (0.0_f64, 0);
     let mut rss_read_at = Instant::now();
@@ -1179,6 +1192,7 @@ async fn callbacks_drain(
             if receiver_cpu_us.is_none() {
                 let posts = args.backlog as usize;
                 receiver_cpu_us = cpu_us_per(receiver_before, own_cpu_seconds(), posts);
+                machine_idle_pct = machine_idle_since(ticks_before);
             }
             match recorded_delivered(&store).await? {
                 // None pending, some not delivered: given up, counted as errors below.
@@ -1206,7 +1220,7 @@ async fn callbacks_drain(
         errors: (args.backlog - delivered) as usize,
         elapsed,
         latencies_us: Vec::new(),
-        machine_idle_pct: None,
+        machine_idle_pct,
     };
     let mut report = report("callbacks", &db, args, run, cpu, Some(max_rss), floor);
     report.fields["drain_s"] = json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
@@ -1351,6 +1365,15 @@ fn print_table(reports: &[Report]) {
                 f["plain_client_in_process_per_second"],
                 f["plain_client_in_process_min_max"],
             );
+            if let (Some(idle), Some(plain_idle)) = (
+                f["machine_idle_pct"].as_f64(),
+                f["plain_client_machine_idle_pct"].as_f64(),
+            ) {
+                println!(
+                    "{:<17} the cores idle {idle} % of kassa's drains, {plain_idle} % of the plain client's posts (medians)",
+                    ""
+                );
+            }
         }
         if let Some(cpu) = f.get("writer_cpu_us_per_request") {
             println!(
@@ -1469,18 +1492,23 @@ mod tests {
     }
 
     #[test]
-    fn the_plain_clients_answer_holds_its_rate_and_its_cpu() {
-        let posted = plain_client::answer_figures("45674.0 22.33").unwrap();
+    fn the_plain_clients_answer_holds_its_rate_its_cpu_and_the_idle_share() {
+        let posted = plain_client::answer_figures("45674.0 22.33 7.5").unwrap();
         assert_eq!(
-            (posted.per_second, posted.cpu_us_per_post),
-            (45674.0, Some(22.33))
+            (
+                posted.per_second,
+                posted.cpu_us_per_post,
+                posted.machine_idle_pct
+            ),
+            (45674.0, Some(22.33), Some(7.5))
         );
-        let unread = plain_client::answer_figures("45674.0 -1.00").unwrap();
+        let unread = plain_client::answer_figures("45674.0 -1.00 -1.0").unwrap();
         assert_eq!(
-            unread.cpu_us_per_post, None,
-            "a CPU it could not read is absent"
+            (unread.cpu_us_per_post, unread.machine_idle_pct),
+            (None, None),
+            "what it could not read is absent"
         );
-        assert!(plain_client::answer_figures("45674.0").is_none());
+        assert!(plain_client::answer_figures("45674.0 22.33").is_none());
         assert!(plain_client::answer_figures("fast 1.0").is_none());
     }
 

@@ -1257,6 +1257,11 @@ fn bench_reports_every_promised_field() {
             ] {
                 assert!(report[field].as_f64().unwrap() >= 0.0, "{field}: {report}");
             }
+            // How idle the cores were during kassa's drains and the plain client's posts.
+            for field in ["machine_idle_pct", "plain_client_machine_idle_pct"] {
+                let idle = report[field].as_f64().unwrap();
+                assert!((0.0..=100.0).contains(&idle), "{field}: {report}");
+            }
             // The store's share of a delivery, measured without HTTP.
             for field in [
                 "store_claim_cpu_us_per_callback",

@@ -67,16 +67,22 @@ pub async fn run(args: PlainClientArgs) -> Result<(), Failure> {
     };
     // Its CPU per post is its own here: the receiver is in the bench's process.
     let cpu_us = posted.cpu_us_per_post.unwrap_or(-1.0);
-    println!("{ANSWER_PREFIX}{:.1} {cpu_us:.2}", posted.per_second);
+    let idle = posted.machine_idle_pct.unwrap_or(-1.0);
+    println!(
+        "{ANSWER_PREFIX}{:.1} {cpu_us:.2} {idle:.1}",
+        posted.per_second
+    );
     Ok(())
 }
 
-/// What a run of posts measured: posts per second, and the CPU the posting process used per
-/// post while it posted (user and system, from `/proc/self/stat`; none where it cannot be read).
+/// What a run of posts measured: posts per second, the CPU the posting process used per post
+/// while it posted (user and system, from `/proc/self/stat`), and the machine's idle share
+/// meanwhile (from `/proc/stat`); none where they cannot be read.
 #[derive(Clone, Copy, Debug)]
 pub struct Posted {
     pub per_second: f64,
     pub cpu_us_per_post: Option<f64>,
+    pub machine_idle_pct: Option<f64>,
 }
 
 /// Posts per second of `client` in a process of its own (`kassa plain-client`), and its CPU per
@@ -117,14 +123,16 @@ pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<Po
     })
 }
 
-/// The figures of the child's answer: posts per second, then CPU µs per post (negative when
-/// it could not read its own).
+/// The figures of the child's answer: posts per second, CPU µs per post and the machine's idle
+/// share (each of the last two negative when it could not be read).
 pub(super) fn answer_figures(figures: &str) -> Option<Posted> {
-    let (per_second, cpu_us) = figures.split_once(' ')?;
-    let cpu_us: f64 = cpu_us.parse().ok()?;
+    let mut fields = figures.split(' ').map(str::parse::<f64>);
+    let (per_second, cpu_us, idle) = (fields.next()?, fields.next()?, fields.next()?);
+    let read = |figure: f64| (figure >= 0.0).then_some(figure);
     Some(Posted {
-        per_second: per_second.parse().ok()?,
-        cpu_us_per_post: (cpu_us >= 0.0).then_some(cpu_us),
+        per_second: per_second.ok()?,
+        cpu_us_per_post: read(cpu_us.ok()?),
+        machine_idle_pct: read(idle.ok()?),
     })
 }
 
@@ -179,6 +187,7 @@ where
     let (next, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let started = Instant::now();
     let cpu_before = super::own_cpu_seconds();
+    let ticks_before = super::machine_ticks();
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..at_once.max(1) {
         let (post, next, failed) = (post.clone(), next.clone(), failed.clone());
@@ -198,10 +207,12 @@ where
     posters.join_all().await;
     let elapsed = started.elapsed();
     let cpu_us_per_post = super::cpu_us_per(cpu_before, super::own_cpu_seconds(), count);
+    let machine_idle_pct = super::machine_idle_since(ticks_before);
     match failed.load(Ordering::Relaxed) {
         0 => Ok(Posted {
             per_second: count as f64 / elapsed.as_secs_f64(),
             cpu_us_per_post,
+            machine_idle_pct,
         }),
         n => Err(Failure(format!(
             "{n} of {count} posts to {receiver} failed"
