@@ -56,7 +56,8 @@ impl Client {
     }
 }
 
-/// Posts `count` bodies, prints `posts per second N` and exits.
+/// Posts `count` bodies, prints `posts per second N CPU_US IDLE_PCT` (see `answer_figures`)
+/// and exits.
 pub async fn run(args: PlainClientArgs) -> Result<(), Failure> {
     if args.count == 0 || args.count > MAX_POSTS {
         return Err(Failure(format!("--count must be 1 to {MAX_POSTS}")));
