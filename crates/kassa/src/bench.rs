@@ -1509,6 +1509,7 @@ mod tests {
             "what it could not read is absent"
         );
         assert!(plain_client::answer_figures("45674.0 22.33").is_none());
+        assert!(plain_client::answer_figures("45674.0 22.33 7.5 1").is_none());
         assert!(plain_client::answer_figures("fast 1.0").is_none());
     }
 

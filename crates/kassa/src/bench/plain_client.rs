@@ -129,6 +129,9 @@ pub fn in_own_process(receiver: &str, count: usize, client: Client) -> Result<Po
 pub(super) fn answer_figures(figures: &str) -> Option<Posted> {
     let mut fields = figures.split(' ').map(str::parse::<f64>);
     let (per_second, cpu_us, idle) = (fields.next()?, fields.next()?, fields.next()?);
+    if fields.next().is_some() {
+        return None;
+    }
     let read = |figure: f64| (figure >= 0.0).then_some(figure);
     Some(Posted {
         per_second: per_second.ok()?,
