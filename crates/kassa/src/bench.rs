@@ -1180,7 +1180,8 @@ async fn callbacks_drain(
     // idle share until then the drain's.
     let receiver_before = own_cpu_seconds();
     let ticks_before = machine_ticks();
-    let (mut receiver_cpu_us, mut machine_idle_pct) = (None, None);
+    // Both read once, when the last post has come.
+    let mut at_last_post: Option<(Option<f64>, Option<f64>)> = None;
     let limit = Duration::from_secs(600);
     let (mut max_rss, mut delivered) = (0.0_f64, 0);
     let mut rss_read_at = Instant::now();
@@ -1189,11 +1190,11 @@ async fn callbacks_drain(
         if posts < args.backlog {
             tokio::time::sleep(Duration::from_millis(5)).await;
         } else {
-            if receiver_cpu_us.is_none() {
+            at_last_post.get_or_insert_with(|| {
                 let posts = args.backlog as usize;
-                receiver_cpu_us = cpu_us_per(receiver_before, own_cpu_seconds(), posts);
-                machine_idle_pct = machine_idle_since(ticks_before);
-            }
+                let receiver_cpu_us = cpu_us_per(receiver_before, own_cpu_seconds(), posts);
+                (receiver_cpu_us, machine_idle_since(ticks_before))
+            });
             match recorded_delivered(&store).await? {
                 // None pending, some not delivered: given up, counted as errors below.
                 Some(recorded) if recorded < args.backlog => {
@@ -1210,6 +1211,7 @@ async fn callbacks_drain(
         }
     }
     let elapsed = start.elapsed();
+    let (receiver_cpu_us, machine_idle_pct) = at_last_post.unwrap_or_default();
     costs.run_ended();
     max_rss = max_rss.max(peak_rss_mb(server.pid()).unwrap_or(0.0));
     let cpu = cpu_before
