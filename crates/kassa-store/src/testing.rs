@@ -184,3 +184,30 @@ pub fn thread_slice_ns(task: &std::path::Path) -> Option<u64> {
     let line = sched.lines().find(|line| line.starts_with("se.slice"))?;
     line.split(':').nth(1)?.trim().parse().ok()
 }
+
+/// The nice value of the thread whose `/proc` directory is `task` (the 19th field of its `stat`,
+/// counted after the name, which may hold spaces).
+pub fn thread_nice_of(task: &std::path::Path) -> Option<i32> {
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// Whether this process may raise a thread's priority to nice `level`: `CAP_SYS_NICE` among its
+/// effective capabilities (a container's root may lack it), or a nice limit (`RLIMIT_NICE`,
+/// whose value `v` allows nice `20 - v`) that reaches `level`.
+pub fn may_raise_priority_to(level: i32) -> bool {
+    const CAP_SYS_NICE: u32 = 23;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let capable = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0);
+    // SAFETY: `limit` lives through the call, which only writes it.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut limit) } == 0;
+    let limited = read
+        && (limit.rlim_cur == libc::RLIM_INFINITY || 20 - limit.rlim_cur.min(40) as i32 <= level);
+    capable || limited
+}

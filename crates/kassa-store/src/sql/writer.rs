@@ -260,6 +260,20 @@ impl Gathering {
     }
 }
 
+/// Asks for the writer's priority ([`crate::scheduling::WRITER_PRIORITY_BOOST`]) and says once
+/// which it runs at: a refusal costs throughput, not correctness, so it is no error.
+fn run_ahead_of_the_workers() {
+    use crate::scheduling::{WRITER_PRIORITY_BOOST, ask_for_higher_priority};
+    match ask_for_higher_priority(WRITER_PRIORITY_BOOST) {
+        Ok(nice) => tracing::debug!(nice, "the SQLite writer runs ahead of the request workers"),
+        Err(error) => tracing::info!(
+            %error,
+            "the SQLite writer runs at the request workers' priority; granting the process \
+             CAP_SYS_NICE or a nice limit of 30 lets its commits run sooner (docs/operations.md)"
+        ),
+    }
+}
+
 impl SqliteWriter {
     /// Opens the writer's connection and starts its thread; the thread ends when the store
     /// (the queue's sender) is dropped.
@@ -290,6 +304,7 @@ impl SqliteWriter {
         gathering: &Gathering,
     ) {
         crate::scheduling::ask_for_short_slices(crate::scheduling::SHORT_SLICE);
+        run_ahead_of_the_workers();
         let mut company = Company::default();
         let mut checkpoint_failing = false;
         while let Some(first) = queue.blocking_recv() {
@@ -465,6 +480,34 @@ mod tests {
             None => eprintln!("skipped: this kernel shows no time slices (se.slice)"),
             Some(other) => panic!("the writer runs with slices of {other} ns"),
         }
+    }
+
+    /// The writer runs ten nice levels ahead of the thread that started it where this process
+    /// may raise a priority that far, and at that thread's priority where it may not.
+    #[tokio::test]
+    async fn the_writer_runs_ahead_of_the_workers_where_it_may() {
+        use crate::scheduling::{WRITER_PRIORITY_BOOST, thread_nice};
+        let starter = thread_nice().expect("this thread's nice value");
+        let ahead = (starter - WRITER_PRIORITY_BOOST).max(-20);
+        let expected = if crate::testing::may_raise_priority_to(ahead) {
+            ahead
+        } else {
+            starter
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let _writer = SqliteWriter::start(&path, ReadAnchor::new(&path)).unwrap();
+        let mut seen = None;
+        // The thread asks on its first step: wait for it, a second at most.
+        for _ in 0..100 {
+            seen = writer_thread_dir(std::process::id())
+                .and_then(|task| crate::testing::thread_nice_of(&task));
+            if seen == Some(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the writer runs at nice {seen:?}, not {expected} (this thread's is {starter})");
     }
 
     /// `se.slice` of this process's writer thread, in nanoseconds.
