@@ -142,6 +142,7 @@ mod tests {
             if crate::testing::custom_slices_kept().is_err() {
                 return;
             }
+            // SAFETY: `gettid` has no preconditions.
             let task = format!("/proc/self/task/{}", unsafe { libc::gettid() });
             if let Some(slice) = crate::testing::thread_slice_ns(task.as_ref()) {
                 assert_eq!(slice, SHORT_SLICE.as_nanos() as u64, "the slice");
