@@ -45,8 +45,8 @@ pub fn ask_for_short_slices(slice: Duration) {
 /// create of a batch waits for the writer's commit; while requests' signatures kept both cores
 /// busy, a writer that woke at the workers' priority waited for one, and the cores sat idle
 /// 5–7 % of a create run where the null gateway left them idle 0.5 %; ten levels ahead (about
-/// nine times the weight) it runs when it wakes, and they sat idle 1–2 % (docs/performance.md,
-/// "The SQLite writer ahead of the workers"). The writer takes a few percent of the CPU, so
+/// nine times the weight) it runs when it wakes, and they sat idle about 2 % (docs/performance.md,
+/// "The SQLite writer ahead of the workers"). The writer takes under a tenth of the CPU, so
 /// the workers lose little to it.
 pub const WRITER_PRIORITY_BOOST: i32 = 10;
 
