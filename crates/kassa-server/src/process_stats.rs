@@ -37,13 +37,13 @@ struct StatFields {
     rss_pages: u64,
 }
 
-/// The fields of `/proc/self/stat` after the command name (which may hold spaces and
-/// parentheses, so the text is cut at its last `)`).
+/// The fields of `/proc/self/stat` read here: utime 14, stime 15, starttime 22, rss 24.
 fn stat_fields(stat: &str) -> Option<StatFields> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the name: state is field 3; utime 14, stime 15, starttime 22, rss 24 (1-based).
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let field = |n: usize| {
+        kassa_store::scheduling::stat_field(stat, n)?
+            .parse::<u64>()
+            .ok()
+    };
     Some(StatFields {
         utime: field(14)?,
         stime: field(15)?,

@@ -1,7 +1,8 @@
 //! How kassa's threads ask the kernel to schedule them: short time slices for the threads
 //! whose wake-ups others wait for (the SQLite writer, the runtime's workers), so that a thread
 //! waking on the same cores runs sooner; a higher priority for the SQLite writer, whose commit
-//! a whole batch of requests waits for; and where a named thread's counters are.
+//! a whole batch of requests waits for; and where a named thread's counters are and how its
+//! `stat` file reads.
 
 use std::time::Duration;
 
@@ -95,6 +96,15 @@ pub fn ask_for_higher_priority(by: i32) -> Result<i32, std::io::Error> {
     }
 }
 
+/// Field `n` of a `stat` file of `/proc` (a process's or a thread's), numbered from 1 as
+/// proc(5) numbers them: 14 and 15 the CPU ticks in user and system mode, 19 the nice value.
+/// The command name (field 2) may hold spaces and parentheses, so the text is cut at its last
+/// `)` and the fields counted from 3 after it.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(n.checked_sub(3)?)
+}
+
 /// The `/proc` directory of process `pid`'s thread named `name`, if it has one (the kernel keeps
 /// a thread's first 15 bytes of name).
 pub fn thread_dir(pid: u32, name: &str) -> Option<std::path::PathBuf> {
@@ -109,12 +119,29 @@ pub fn thread_dir(pid: u32, name: &str) -> Option<std::path::PathBuf> {
         })
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis_of_the_name() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194304 10 0 0 0 7 3 0 0 20 5 2";
+        assert_eq!(stat_field(stat, 3), Some("S"));
+        assert_eq!(stat_field(stat, 14), Some("7"));
+        assert_eq!(stat_field(stat, 15), Some("3"));
+        assert_eq!(stat_field(stat, 19), Some("5"));
+        assert_eq!(
+            stat_field(stat, 2),
+            None,
+            "the name is not a field after it"
+        );
+        assert_eq!(stat_field(stat, 30), None);
+        assert_eq!(stat_field("no name here", 3), None);
+    }
+
     /// Runs `check` on a thread of its own started at nice 3 (lowering a priority needs no
     /// privilege), so the test's other threads keep theirs.
+    #[cfg(target_os = "linux")]
     fn at_nice_3(check: impl FnOnce() + Send + 'static) {
         std::thread::spawn(move || {
             // SAFETY: this thread's own id; raising a nice value is always allowed.
@@ -131,6 +158,7 @@ mod tests {
     /// A thread started under `nice` keeps its nice value when it asks for short slices, and
     /// gets them: asking for nice 0 too would be refused without privilege, slices and all.
     #[test]
+    #[cfg(target_os = "linux")]
     fn short_slices_keep_the_threads_nice_value() {
         at_nice_3(|| {
             ask_for_short_slices(SHORT_SLICE);
@@ -153,6 +181,7 @@ mod tests {
     /// A higher priority is granted where the process may raise it that far, and refused with
     /// the thread's priority unchanged where it may not.
     #[test]
+    #[cfg(target_os = "linux")]
     fn a_higher_priority_is_granted_where_allowed_and_refused_cleanly_elsewhere() {
         at_nice_3(|| {
             let asked = ask_for_higher_priority(5);

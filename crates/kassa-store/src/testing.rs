@@ -185,12 +185,10 @@ pub fn thread_slice_ns(task: &std::path::Path) -> Option<u64> {
     line.split(':').nth(1)?.trim().parse().ok()
 }
 
-/// The nice value of the thread whose `/proc` directory is `task` (the 19th field of its `stat`,
-/// counted after the name, which may hold spaces).
+/// The nice value of the thread whose `/proc` directory is `task` (field 19 of its `stat`).
 pub fn thread_nice_of(task: &std::path::Path) -> Option<i32> {
     let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    let (_, after_name) = stat.rsplit_once(')')?;
-    after_name.split_whitespace().nth(16)?.parse().ok()
+    crate::scheduling::stat_field(&stat, 19)?.parse().ok()
 }
 
 /// Whether this process may raise a thread's priority to nice `level`: `CAP_SYS_NICE` among its

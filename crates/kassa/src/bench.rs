@@ -341,10 +341,12 @@ fn cpu_us_per(before: Option<f64>, after: Option<f64>, items: usize) -> Option<f
 /// CPU seconds (user + system) from a `stat` file of `/proc`: a process's or one thread's.
 fn cpu_seconds_in(stat_path: impl AsRef<std::path::Path>) -> Option<f64> {
     let stat = std::fs::read_to_string(stat_path).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+    let ticks = |n| {
+        kassa_store::scheduling::stat_field(&stat, n)?
+            .parse::<f64>()
+            .ok()
+    };
+    Some((ticks(14)? + ticks(15)?) / 100.0) // USER_HZ is 100 on Linux
 }
 
 /// The machine's CPU ticks so far, idle (or waiting for I/O) and in all, from `/proc/stat`.
