@@ -6,6 +6,25 @@ use crate::StoreResult;
 use crate::sql::{Backend, SqlStore};
 use kassa_core::AppId;
 
+/// The body of the backlog's callback `i`: a Collect callback's fields and size (the order's
+/// signed state as the backlog's orders hold it, the app id a fixed number, `sign` as long as
+/// an RSA-2048 signature in base64), so that deliveries store, read and send as many bytes as
+/// real ones. Not signed: the bench's receiver only answers. The plain client posts the same
+/// bodies.
+pub fn bench_callback_body(i: i64) -> String {
+    backlog_body_template()
+        .replace("{i}", &i.to_string())
+        .replace("{order_no}", &format!("8{i:015}"))
+}
+
+/// [`bench_callback_body`] with `{i}` and `{order_no}` left to fill, in Rust or in SQL.
+fn backlog_body_template() -> String {
+    let sign = format!("{}==", "K".repeat(342));
+    format!(
+        r#"{{"appId":1001,"orderId":"backlog-{{i}}","orderNo":"{{order_no}}","amount":"10.00","actualAmount":"10.00","fee":"0.00","status":2,"payTime":"2026-12-08 12:00:00","sign":"{sign}"}}"#
+    )
+}
+
 impl SqlStore {
     /// One count the bench reads between its runs.
     pub async fn bench_count(&self, sql: &'static str) -> StoreResult<i64> {
@@ -45,7 +64,7 @@ impl SqlStore {
     }
 
     /// Inserts `count` succeeded orders for `app_id`, numbered `8…`, each with a callback to
-    /// `url` that is due now.
+    /// `url` that is due now, its body [`bench_callback_body`]'s.
     pub async fn bench_queue_callbacks(
         &self,
         app_id: AppId,
@@ -66,7 +85,7 @@ impl SqlStore {
                  INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
                  attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
                  SELECT 'msg_backlog_' || i, printf('8%015d', i), $1, $4, \
-                 '{\"orderNo\":\"' || printf('8%015d', i) || '\",\"status\":2}', \
+                 replace(replace($5, '{i}', i), '{order_no}', printf('8%015d', i)), \
                  'Content-Type: application/json\n', 'pending', 0, $3, $3, $3 FROM n",
             ),
             Backend::Postgres => (
@@ -79,17 +98,19 @@ impl SqlStore {
                 "INSERT INTO callbacks (callback_id, order_no, app_id, url, body, headers, state, \
                  attempts, created_at_ms, first_due_at_ms, next_attempt_at_ms) \
                  SELECT 'msg_backlog_' || i, '8' || lpad(i::text, 15, '0'), $1, $4, \
-                 '{\"orderNo\":\"8' || lpad(i::text, 15, '0') || '\",\"status\":2}', \
+                 replace(replace($5, '{i}', i::text), '{order_no}', '8' || lpad(i::text, 15, '0')), \
                  E'Content-Type: application/json\\n', 'pending', 0, $3, $3, $3 \
                  FROM generate_series(0, $2 - 1) AS i",
             ),
         };
+        let body = backlog_body_template();
         for sql in [orders, callbacks] {
             sqlx::query(sql)
                 .bind(app_id.0)
                 .bind(count)
                 .bind(now_ms)
                 .bind(url)
+                .bind(body.as_str())
                 .execute(&mut *tx)
                 .await?;
         }

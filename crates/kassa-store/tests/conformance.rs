@@ -767,6 +767,33 @@ async fn transitions_write_their_callback_atomically(db: TestDatabase) {
     );
 }
 
+/// The bench's backlog (one statement per database) holds the very bodies its plain client
+/// posts, each the size of a real callback's.
+async fn the_bench_backlog_holds_the_plain_clients_bodies(db: TestDatabase) {
+    let store = db.store().await;
+    let app = eur_app(&store).await;
+    let (url, now_ms) = ("http://127.0.0.1:9/unused", 1_000);
+    store
+        .bench_queue_callbacks(app, url, 3, now_ms)
+        .await
+        .unwrap();
+    let mut claimed = store
+        .claim_due_callbacks(now_ms, 10, "node", now_ms + 60_000)
+        .await
+        .unwrap();
+    claimed.sort_by(|a, b| a.order_no.as_str().cmp(b.order_no.as_str()));
+    assert_eq!(claimed.len(), 3);
+    for (i, callback) in claimed.iter().enumerate() {
+        let expected = kassa_store::bench::bench_callback_body(i as i64);
+        assert_eq!(callback.body, expected);
+        let data: serde_json::Value = serde_json::from_str(&callback.body).unwrap();
+        assert_eq!(data["orderNo"], format!("8{i:015}"));
+        assert_eq!(data["orderId"], format!("backlog-{i}"));
+        assert_eq!(data["sign"].as_str().unwrap().len(), 344);
+        assert!(callback.body.len() > 450, "{}", callback.body.len());
+    }
+}
+
 /// What the metrics read at each scrape: due, dead and the oldest undelivered callback, and
 /// orders in exception.
 async fn the_backlog_counts_what_waits(db: TestDatabase) {
@@ -2418,6 +2445,7 @@ kassa_store::on_both_databases!(
     expiry_scan_and_chosen_method,
     fee_rules,
     the_backlog_counts_what_waits,
+    the_bench_backlog_holds_the_plain_clients_bodies,
     channels_round_trip,
     upstream_orders_and_routing_attempts,
     journals_post_with_their_change,

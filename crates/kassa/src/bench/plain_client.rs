@@ -201,7 +201,7 @@ where
                 if i >= count {
                     break;
                 }
-                let body = format!(r#"{{"orderNo":"8{i:015}","status":2}}"#);
+                let body = kassa_store::bench::bench_callback_body(i as i64);
                 if !post(body).await {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
