@@ -116,17 +116,22 @@ impl SqlStore {
                  FROM generate_series(0, $2 - 1) AS i",
             ),
         };
-        let body = backlog_body_template();
-        for sql in [orders, callbacks] {
-            sqlx::query(sql)
-                .bind(app_id.0)
-                .bind(count)
-                .bind(now_ms)
-                .bind(url)
-                .bind(body.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
+        // Each statement is given the parameters it numbers, no more: $1–$3 both, the callbacks'
+        // also the URL and the body's template.
+        sqlx::query(orders)
+            .bind(app_id.0)
+            .bind(count)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(callbacks)
+            .bind(app_id.0)
+            .bind(count)
+            .bind(now_ms)
+            .bind(url)
+            .bind(backlog_body_template())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
