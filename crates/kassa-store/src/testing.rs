@@ -202,8 +202,9 @@ pub fn may_raise_priority_to(level: i32) -> bool {
         .find_map(|line| line.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0);
-    // SAFETY: `limit` lives through the call, which only writes it.
+    // SAFETY: all-zero is a valid `rlimit` (two integers).
     let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` lives through the call, which only writes it.
     let read = unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut limit) } == 0;
     let limited = read
         && (limit.rlim_cur == libc::RLIM_INFINITY || 20 - limit.rlim_cur.min(40) as i32 <= level);
